@@ -1,0 +1,146 @@
+"""ogkit's errors: one root, subclasses that say what went wrong.
+
+Every error ogkit raises on purpose derives from :class:`OgkitError`; where a
+builtin fits, the error subclasses it too, so ``except ValueError`` still works.
+Messages name the thing that was wrong and what to do about it.
+
+::
+
+    OgkitError
+    ├── ConfigError (ValueError)             bad setting, option or argument
+    │   └── SchemaMismatchError              dataset columns/dtypes/shapes vs model signature
+    ├── KeyStoreError                        missing key, wrong password, bad keystore file
+    ├── HubError
+    │   ├── ModelNotFoundError (LookupError) unknown model name, version or id
+    │   ├── InvalidModelError (ValueError)   not a valid ONNX file
+    │   ├── VersionError (ValueError)        malformed, duplicate or non-increasing version
+    │   ├── ModelIntegrityError              blob hash does not match its id
+    │   └── ManifestSignatureError           manifest signature does not recover the owner
+    ├── InferenceError                       onnxruntime failed on a partition
+    ├── ArtifactError                        missing, corrupt or tampered batch artefact
+    │   └── ArtifactIntegrityError           bytes do not match the content id
+    ├── VerificationFailed                   a verdict that did not pass (carries the verdict)
+    ├── ReceiptError (ValueError)            a receipt that is malformed or does not verify
+    ├── ChainError                           the chain is unreachable or misconfigured
+    │   └── SettlementError                  a transaction reverted or a settlement step failed
+    └── AuditError                           an audit could not be carried out at all
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactIntegrityError",
+    "AuditError",
+    "ChainError",
+    "ConfigError",
+    "HubError",
+    "InferenceError",
+    "InvalidModelError",
+    "KeyStoreError",
+    "ManifestSignatureError",
+    "ModelIntegrityError",
+    "ModelNotFoundError",
+    "OgkitError",
+    "ReceiptError",
+    "SchemaMismatchError",
+    "SettlementError",
+    "VerificationFailed",
+    "VersionError",
+]
+
+
+class OgkitError(Exception):
+    """Root of every error ogkit raises on purpose."""
+
+
+class ConfigError(OgkitError, ValueError):
+    """A setting, option or argument is wrong."""
+
+
+class SchemaMismatchError(ConfigError):
+    """The dataset does not fit the model's inputs; ``problems`` lists every mismatch."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"{n} schema problem{'s' if n != 1 else ''} found before inference started:\n{lines}"
+        )
+
+
+class KeyStoreError(OgkitError):
+    """A key could not be found, decrypted or created."""
+
+
+class HubError(OgkitError):
+    """A model hub operation failed."""
+
+
+class ModelNotFoundError(HubError, LookupError):
+    """No model matches the given reference."""
+
+
+class InvalidModelError(HubError, ValueError):
+    """The file is not a valid ONNX model."""
+
+
+class VersionError(HubError, ValueError):
+    """A version string is malformed, already published, or not greater than the latest."""
+
+
+class ModelIntegrityError(HubError):
+    """A stored model blob does not hash to its id: it was altered or truncated."""
+
+    def __init__(self, message: str, *, model_id: str, actual_id: str | None = None) -> None:
+        self.model_id = model_id
+        self.actual_id = actual_id
+        super().__init__(message)
+
+
+class ManifestSignatureError(HubError):
+    """A manifest's signature does not recover its owner's address."""
+
+
+class InferenceError(OgkitError):
+    """onnxruntime failed while running a partition."""
+
+
+class ArtifactError(OgkitError):
+    """A batch artefact is missing, unreadable or inconsistent."""
+
+
+class ArtifactIntegrityError(ArtifactError):
+    """An artefact's bytes do not hash to its content id."""
+
+
+class VerificationFailed(OgkitError):
+    """A verification verdict did not pass; ``verdict`` holds the details."""
+
+    def __init__(self, message: str, *, verdict: Any = None) -> None:
+        self.verdict = verdict
+        super().__init__(message)
+
+
+class ReceiptError(OgkitError, ValueError):
+    """A receipt is malformed or does not verify against its root."""
+
+
+class ChainError(OgkitError):
+    """The chain cannot be reached or is not set up."""
+
+
+class SettlementError(ChainError):
+    """A settlement transaction reverted or a settlement step failed."""
+
+    def __init__(self, message: str, *, reason: str | None = None, tx_hash: str | None = None):
+        self.reason = reason
+        self.tx_hash = tx_hash
+        super().__init__(message)
+
+
+class AuditError(OgkitError):
+    """An audit could not be carried out at all (findings go in the report instead)."""

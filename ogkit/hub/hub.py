@@ -1,0 +1,364 @@
+"""The Model Hub: publish, find, pull and verify content-addressed ONNX models.
+
+Blobs live in a :class:`~ogkit.store.ContentStore` under kind ``models`` (id =
+keccak256 of the ONNX bytes); each version's signed manifest is an immutable
+file ``manifests/<name>/<version>.json`` in the same store; an index (SQLite by
+default) answers queries. Deprecation is the one mutable fact, recorded as a
+record signed by the owner beside the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from ogkit.config import ogkit_home, store_url
+from ogkit.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ConfigError,
+    HubError,
+    InvalidModelError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    VersionError,
+)
+from ogkit.hub.index import HubEntry, ModelIndex, SqliteIndex
+from ogkit.hub.manifest import ModelManifest, extract_signature
+from ogkit.hub.semver import SemVer
+from ogkit.keys import Signer, recover_typed_data
+from ogkit.store import ContentStore, content_id
+
+__all__ = ["Hub", "ModelRef", "VerifyReport"]
+
+log = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_ID_RE = re.compile(r"^0x[0-9a-f]{64}$")
+MODELS = "models"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed reference: ``name``, ``name@version`` or a ``0x…`` model id."""
+
+    name: str | None = None
+    version: str | None = None
+    model_id: str | None = None
+
+    @classmethod
+    def parse(cls, ref: str) -> ModelRef:
+        ref = ref.strip()
+        if ref.startswith("0x"):
+            if not _ID_RE.match(ref.lower()):
+                raise ConfigError(f"model id {ref!r} must be 0x followed by 64 hex digits")
+            return cls(model_id=ref.lower())
+        name, _, version = ref.partition("@")
+        if not _NAME_RE.match(name):
+            raise ConfigError(
+                f"model name {name!r} is not valid: lower-case letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit"
+            )
+        if version:
+            SemVer.parse(version)
+        return cls(name=name, version=version or None)
+
+    def __str__(self) -> str:
+        if self.model_id:
+            return self.model_id
+        return f"{self.name}@{self.version}" if self.version else str(self.name)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ref: str
+    model_id: str
+    signature_ok: bool
+    blob_ok: bool
+    owner: str
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.signature_ok and self.blob_ok
+
+    def to_dict(self) -> dict:
+        return {
+            "ref": self.ref,
+            "model_id": self.model_id,
+            "owner": self.owner,
+            "signature_ok": self.signature_ok,
+            "blob_ok": self.blob_ok,
+            "ok": self.ok,
+            "problems": list(self.problems),
+        }
+
+
+class Hub:
+    """A permissionless model hub over a content store and an index."""
+
+    def __init__(
+        self,
+        store: ContentStore | str | Path | None = None,
+        index: ModelIndex | None = None,
+        *,
+        home: Path | str | None = None,
+    ) -> None:
+        self.home = Path(home) if home is not None else ogkit_home()
+        if not isinstance(store, ContentStore):
+            store = ContentStore(store or store_url(self.home))
+        self.store = store
+        self.index: ModelIndex = index or SqliteIndex(self.home / "hub.sqlite")
+
+    def __repr__(self) -> str:
+        return f"Hub(store={self.store.url!r})"
+
+    # -- publishing -------------------------------------------------------------------------
+    def publish(
+        self,
+        path: str | Path,
+        *,
+        name: str,
+        version: str,
+        price: int,
+        signer: Signer,
+        description: str = "",
+        tags: list[str] | tuple[str, ...] = (),
+        license: str = "",
+    ) -> ModelManifest:
+        """Validate, store and sign a new model version. Nothing is written if a check fails."""
+        ModelRef.parse(name)  # validates the name
+        semver = SemVer.parse(version)
+        if int(price) < 0:
+            raise ConfigError(f"price must be >= 0 OPG base units, got {price}")
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read model file {path}: {exc.strerror}") from None
+        try:
+            model = onnx.load_model_from_string(data)
+            onnx.checker.check_model(model)
+        except Exception as exc:
+            raise InvalidModelError(
+                f"{path} is not a valid ONNX model ({type(exc).__name__}: {exc}); "
+                "export it again with onnx>=1.14"
+            ) from None
+        inputs, outputs = extract_signature(model)
+
+        existing = self.index.versions(name)
+        if any(e.manifest.version == version for e in existing):
+            raise VersionError(
+                f"{name}@{version} is already published and versions are immutable; "
+                "publish a greater version"
+            )
+        if existing:
+            latest = SemVer.parse(existing[-1].manifest.version)
+            if not semver > latest:
+                raise VersionError(
+                    f"{name}@{version} is not greater than the latest version {latest}; "
+                    "new versions must increase"
+                )
+        if existing and existing[-1].manifest.owner.lower() != signer.address.lower():
+            raise HubError(
+                f"{name} is owned by {existing[-1].manifest.owner}; only its owner can "
+                "publish new versions (choose another name)"
+            )
+
+        manifest = ModelManifest(
+            name=name,
+            version=version,
+            owner=signer.address,
+            price_per_inference=int(price),
+            model_id=content_id(data),
+            size_bytes=len(data),
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
+            description=description,
+            tags=tuple(sorted(set(tags))),
+            license=license,
+            created_at=int(time.time()),
+        ).signed_by(signer)
+
+        self.store.put(MODELS, data)
+        manifest_bytes = json.dumps(manifest.to_dict(), indent=2, sort_keys=True).encode()
+        self.store.write_bytes(self._manifest_path(name, version), manifest_bytes, overwrite=False)
+        self.index.add(manifest)
+        log.info("published %s as %s", manifest.ref, manifest.model_id)
+        return manifest
+
+    @staticmethod
+    def _manifest_path(name: str, version: str) -> str:
+        return f"manifests/{name}/{version}.json"
+
+    @staticmethod
+    def _deprecation_path(name: str, version: str) -> str:
+        return f"deprecations/{name}/{version}.json"
+
+    def deprecate(self, ref: str, *, signer: Signer, reason: str = "") -> HubEntry:
+        """Mark a version deprecated (owner only). It stays pullable by exact version or id."""
+        entry = self.entry(ref)
+        manifest = entry.manifest
+        if signer.address.lower() != manifest.owner.lower():
+            raise HubError(
+                f"only the owner {manifest.owner} can deprecate {manifest.ref}, "
+                f"not {signer.address}"
+            )
+        record = {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                ],
+                "Deprecation": [
+                    {"name": "modelId", "type": "bytes32"},
+                    {"name": "reason", "type": "string"},
+                ],
+            },
+            "primaryType": "Deprecation",
+            "domain": {"name": "ogkit-hub", "version": "1"},
+            "message": {"modelId": manifest.model_id, "reason": reason},
+        }
+        signature = signer.sign_typed_data(record)
+        doc = {"ref": manifest.ref, "reason": reason, "typed_data": record, "signature": signature}
+        self.store.write_bytes(
+            self._deprecation_path(manifest.name, manifest.version),
+            json.dumps(doc, indent=2).encode(),
+        )
+        self.index.set_deprecated(manifest.name, manifest.version, reason)
+        return self.entry(manifest.ref)
+
+    # -- finding ---------------------------------------------------------------------------
+    def entry(self, ref: str | ModelRef) -> HubEntry:
+        """The index entry for ``ref``; a bare name means the latest non-deprecated version."""
+        parsed = ref if isinstance(ref, ModelRef) else ModelRef.parse(ref)
+        if parsed.model_id:
+            entries = self.index.by_model_id(parsed.model_id)
+            if not entries:
+                raise ModelNotFoundError(
+                    f"no published model has id {parsed.model_id}; `ogkit hub list` shows them"
+                )
+            return entries[-1]
+        assert parsed.name is not None
+        if parsed.version:
+            found = self.index.get(parsed.name, parsed.version)
+            if found is None:
+                known = [e.manifest.version for e in self.index.versions(parsed.name)]
+                hint = f"known versions: {', '.join(known)}" if known else "no such model"
+                raise ModelNotFoundError(f"{parsed} is not in the hub ({hint})")
+            return found
+        versions = self.index.versions(parsed.name)
+        if not versions:
+            raise ModelNotFoundError(
+                f"no model named {parsed.name!r} in the hub; `ogkit hub list` shows them"
+            )
+        live = [e for e in versions if not e.deprecated]
+        if not live:
+            raise ModelNotFoundError(
+                f"every version of {parsed.name} is deprecated; ask for one by exact version"
+            )
+        return live[-1]
+
+    def manifest(self, ref: str | ModelRef) -> ModelManifest:
+        return self.entry(ref).manifest
+
+    def list(self, *, include_deprecated: bool = True) -> list[HubEntry]:
+        return [e for e in self.index.search() if include_deprecated or not e.deprecated]
+
+    def search(
+        self, text: str | None = None, *, tag: str | None = None, owner: str | None = None
+    ) -> list[HubEntry]:
+        return self.index.search(text, tag, owner)
+
+    # -- getting bytes -----------------------------------------------------------------------
+    def model_bytes(self, ref: str | ModelRef) -> tuple[ModelManifest, bytes]:
+        """The manifest and the verified ONNX bytes of ``ref``."""
+        manifest = self.manifest(ref)
+        return manifest, self.blob(manifest.model_id)
+
+    def blob(self, model_id: str) -> bytes:
+        """The ONNX bytes stored under ``model_id``, refused if they do not hash to it."""
+        try:
+            return self.store.get(MODELS, model_id)
+        except ArtifactIntegrityError as exc:
+            raise ModelIntegrityError(
+                f"model blob {model_id} is corrupt or truncated: {exc}. Re-publish or restore it; "
+                "it will not be loaded",
+                model_id=model_id,
+            ) from None
+        except ArtifactError:
+            raise ModelNotFoundError(
+                f"model blob {model_id} is missing from the store {self.store.url}"
+            ) from None
+
+    def pull(self, ref: str | ModelRef, dest: str | Path) -> Path:
+        """Write the verified ONNX bytes of ``ref`` to ``dest`` (a file or a folder)."""
+        manifest, data = self.model_bytes(ref)
+        dest = Path(dest)
+        if dest.is_dir():
+            dest = dest / f"{manifest.name}-{manifest.version}.onnx"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+        return dest
+
+    def verify(self, ref: str | ModelRef) -> VerifyReport:
+        """Check the manifest signature and the blob hash; report every problem found."""
+        entry = self.entry(ref)
+        manifest = entry.manifest
+        problems: list[str] = []
+        signature_ok = blob_ok = True
+        try:
+            manifest.check_signature()
+        except HubError as exc:
+            signature_ok = False
+            problems.append(str(exc))
+        # The index could be edited; the manifest file in the store is what was signed.
+        try:
+            stored = json.loads(
+                self.store.read_bytes(self._manifest_path(manifest.name, manifest.version))
+            )
+            stored_manifest = ModelManifest.from_dict(stored)
+            if stored_manifest != manifest:
+                signature_ok = False
+                problems.append("the index entry differs from the stored manifest")
+            else:
+                stored_manifest.check_signature()
+        except (ArtifactError, HubError, KeyError, TypeError, ValueError) as exc:
+            signature_ok = False
+            problems.append(f"stored manifest: {exc}")
+        try:
+            self.blob(manifest.model_id)
+        except HubError as exc:
+            blob_ok = False
+            problems.append(str(exc))
+        return VerifyReport(
+            manifest.ref, manifest.model_id, signature_ok, blob_ok, manifest.owner, tuple(problems)
+        )
+
+    def reindex(self) -> int:
+        """Rebuild the index from the manifests and deprecation records in the store."""
+        self.index.clear()
+        count = 0
+        for name in self.store.listdir("manifests"):
+            for file in self.store.listdir(f"manifests/{name}"):
+                version = file.removesuffix(".json")
+                manifest = ModelManifest.from_dict(
+                    json.loads(self.store.read_bytes(self._manifest_path(name, version)))
+                )
+                manifest.check_signature()
+                self.index.add(manifest)
+                count += 1
+                if self.store.exists(self._deprecation_path(name, version)):
+                    doc = json.loads(self.store.read_bytes(self._deprecation_path(name, version)))
+                    signer = recover_typed_data(doc["typed_data"], doc["signature"])
+                    if signer.lower() == manifest.owner.lower():
+                        self.index.set_deprecated(name, version, doc.get("reason", ""))
+        return count
