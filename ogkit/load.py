@@ -134,6 +134,7 @@ class LoadedModel:
     ) -> None:
         self.config = config or SessionConfig()
         self.model_id = content_id(data)
+        self.model_bytes = data  # kept so a pipeline can ship the verified bytes to workers
         if manifest is not None and manifest.model_id != self.model_id:
             raise InvalidModelError(
                 f"bytes hash to {self.model_id}, not to {manifest.ref}'s id {manifest.model_id}"

@@ -1,0 +1,50 @@
+"""The one place ogkit makes a Dask client. Steps never do; callers own its lifetime."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ogkit.errors import ConfigError
+
+__all__ = ["get_client"]
+
+log = logging.getLogger(__name__)
+
+
+def get_client(
+    scheduler_address: str | None = None,
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    processes: bool = True,
+    dashboard: bool = False,
+    **cluster_kwargs,
+):
+    """Connect to ``scheduler_address`` (or ``$OGKIT_SCHEDULER``), else start a LocalCluster.
+
+    A LocalCluster gets ``n_workers`` single-threaded worker processes (default: one
+    per core) because onnxruntime sessions are pinned to one thread each. Close the
+    client (``with get_client() as client:``) to stop a cluster it started.
+    """
+    from dask.distributed import Client
+
+    address = scheduler_address or os.environ.get("OGKIT_SCHEDULER")
+    if address:
+        try:
+            return Client(address, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(
+                f"cannot reach the Dask scheduler at {address}: {exc}; check the address "
+                "or unset OGKIT_SCHEDULER to use a local cluster"
+            ) from exc
+    # Client(n_workers=...) starts a LocalCluster that closes with the client.
+    client = Client(
+        n_workers=n_workers or os.cpu_count() or 1,
+        threads_per_worker=threads_per_worker,
+        processes=processes,
+        dashboard_address=":0" if dashboard else None,
+        **cluster_kwargs,
+    )
+    log.info("started a LocalCluster with %d workers", len(client.scheduler_info()["workers"]))
+    return client

@@ -1,0 +1,386 @@
+"""Datasets for the infer step: where rows come from and how columns become tensors.
+
+A :class:`DataSource` is a picklable description of the rows (files read lazily by
+whichever worker runs a partition, or an in-memory frame/arrays sliced by the
+caller). An :class:`InputPlan` maps model inputs to columns and is checked against
+the model's signature before any inference starts: every problem is collected and
+raised at once as :class:`~ogkit.errors.SchemaMismatchError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ogkit.errors import ConfigError, SchemaMismatchError
+from ogkit.hub.manifest import TensorSpec
+
+__all__ = [
+    "DataSource",
+    "InputBinding",
+    "InputPlan",
+    "Partition",
+    "open_source",
+    "plan_inputs",
+    "split_partitions",
+]
+
+_SCANNERS = {".parquet": pl.scan_parquet, ".csv": pl.scan_csv, ".arrow": pl.scan_ipc}
+_SCANNERS[".ipc"] = _SCANNERS[".feather"] = pl.scan_ipc
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int
+    offset: int
+    rows: int
+
+
+def split_partitions(n_rows: int, partition_rows: int) -> list[Partition]:
+    if partition_rows < 1:
+        raise ConfigError(f"partition_rows must be >= 1, got {partition_rows}")
+    return [
+        Partition(i, off, min(partition_rows, n_rows - off))
+        for i, off in enumerate(range(0, n_rows, partition_rows))
+    ]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Rows to run: files (``kind`` parquet/csv/arrow) or in-memory (``frame``/``arrays``)."""
+
+    kind: str
+    n_rows: int
+    schema: dict[str, str]  # column -> polars dtype as text
+    dataset_id: str  # 0x + sha256 of the data (files: names, sizes and bytes)
+    paths: tuple[str, ...] = ()
+    frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
+    arrays: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> str:
+        where = ", ".join(self.paths) if self.paths else self.kind
+        return f"{where} ({self.n_rows:,} rows)"
+
+    def scan(self) -> pl.LazyFrame:
+        if self.frame is not None:
+            return self.frame.lazy()
+        suffix = Path(self.paths[0]).suffix
+        scanner = _SCANNERS[suffix]
+        if suffix == ".csv":
+            return pl.concat([scanner(p) for p in self.paths])
+        return scanner(list(self.paths))
+
+    def read(self, offset: int, rows: int, columns: Sequence[str]) -> pl.DataFrame:
+        if self.frame is not None:
+            return self.frame.slice(offset, rows).select(columns)
+        return self.scan().select(columns).slice(offset, rows).collect()
+
+    def slice_for_task(self, offset: int, rows: int) -> DataSource:
+        """A copy carrying only the rows of one partition, for shipping to a worker."""
+        if self.frame is not None:
+            return DataSource(
+                "frame", rows, self.schema, self.dataset_id, frame=self.frame.slice(offset, rows)
+            )
+        if self.arrays is not None:
+            arrays = {k: v[offset : offset + rows] for k, v in self.arrays.items()}
+            return DataSource("arrays", rows, self.schema, self.dataset_id, arrays=arrays)
+        return self
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _frame_id(frame: pl.DataFrame) -> str:
+    digest = hashlib.sha256()
+    for name in frame.columns:
+        series = frame[name]
+        digest.update(f"{name}:{series.dtype}:".encode())
+        values = series.to_numpy() if series.dtype != pl.String else series.to_list()
+        if isinstance(values, np.ndarray) and values.dtype != object:
+            digest.update(np.ascontiguousarray(values).tobytes())
+        else:
+            digest.update(repr(values).encode())
+    return "0x" + digest.hexdigest()
+
+
+def open_source(data: Any) -> DataSource:
+    """Describe ``data``: a path (file, folder of files, glob), a polars or pandas
+    DataFrame, a pyarrow Table, a dict of NumPy arrays keyed by model input, or
+    one NumPy array (for a single-input model)."""
+    if isinstance(data, str | Path):
+        return _open_files(Path(data))
+    if isinstance(data, np.ndarray):
+        data = {"": data}
+    if isinstance(data, Mapping):
+        arrays = {str(k): np.asarray(v) for k, v in data.items()}
+        counts = {len(v) for v in arrays.values()}
+        if len(counts) != 1:
+            raise SchemaMismatchError(
+                [f"arrays have different row counts: { {k: len(v) for k, v in arrays.items()} }"]
+            )
+        digest = hashlib.sha256()
+        for name in sorted(arrays):
+            arr = np.ascontiguousarray(arrays[name])
+            digest.update(f"{name}:{arr.dtype.str}:{arr.shape}:".encode())
+            digest.update(arr.tobytes())
+        schema = {k: f"ndarray[{v.dtype}]{list(v.shape[1:])}" for k, v in arrays.items()}
+        return DataSource("arrays", counts.pop(), schema, "0x" + digest.hexdigest(), arrays=arrays)
+    if not isinstance(data, pl.DataFrame):
+        try:
+            data = pl.from_pandas(data) if hasattr(data, "iloc") else pl.from_arrow(data)
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot read data of type {type(data).__name__}: give a path, a polars or "
+                "pandas DataFrame, a pyarrow Table or NumPy arrays"
+            ) from exc
+    assert isinstance(data, pl.DataFrame)
+    schema = {k: str(v) for k, v in data.schema.items()}
+    return DataSource("frame", data.height, schema, _frame_id(data), frame=data)
+
+
+def _open_files(path: Path) -> DataSource:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in _SCANNERS)
+        suffixes = {p.suffix for p in files}
+        if not files:
+            raise ConfigError(f"{path} holds no .parquet, .csv or .arrow files")
+        if len(suffixes) > 1:
+            raise ConfigError(f"{path} mixes file types {sorted(suffixes)}; keep one per folder")
+    elif path.is_file():
+        if path.suffix not in _SCANNERS:
+            raise ConfigError(
+                f"{path}: unknown file type {path.suffix!r}; use .parquet, .csv or .arrow"
+            )
+        files = [path]
+    else:
+        raise ConfigError(f"dataset {path} does not exist")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}:{f.stat().st_size}:{_sha256_file(f)}\n".encode())
+    source = DataSource(
+        files[0].suffix.lstrip("."), 0, {}, "0x" + digest.hexdigest(), paths=tuple(map(str, files))
+    )
+    try:
+        lazy = source.scan()
+        schema = {k: str(v) for k, v in lazy.collect_schema().items()}
+        n_rows = int(lazy.select(pl.len()).collect().item())
+    except Exception as exc:
+        raise ConfigError(f"cannot read dataset {path}: {exc}") from exc
+    return DataSource(source.kind, n_rows, schema, source.dataset_id, paths=source.paths)
+
+
+# -- input plan ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InputBinding:
+    """How one model input is built from the data: columns stacked, or one array column."""
+
+    input: str
+    columns: tuple[str, ...]
+    dtype: str  # numpy dtype the model wants
+    row_shape: tuple[int, ...]
+    stacked: bool  # True: several scalar columns side by side; False: one column
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "columns": list(self.columns),
+            "dtype": self.dtype,
+            "row_shape": list(self.row_shape),
+        }
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    bindings: tuple[InputBinding, ...]
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for b in self.bindings for c in b.columns]
+
+    def feeds(self, source: DataSource, offset: int, rows: int) -> dict[str, np.ndarray]:
+        """The model's input tensors for rows ``offset .. offset+rows`` of ``source``."""
+        if source.arrays is not None:
+            arrays = source.arrays
+            if source.n_rows != rows or offset != 0:
+                arrays = {k: v[offset : offset + rows] for k, v in arrays.items()}
+            return {
+                b.input: np.ascontiguousarray(arrays[b.columns[0]], dtype=b.dtype).reshape(
+                    (rows, *b.row_shape)
+                )
+                for b in self.bindings
+            }
+        frame = source.read(offset, rows, self.columns)
+        feeds = {}
+        for b in self.bindings:
+            if b.stacked:
+                values = frame.select(b.columns).to_numpy()
+            else:
+                series = frame[b.columns[0]]
+                if isinstance(series.dtype, pl.List):
+                    width = math.prod(b.row_shape)
+                    series = series.list.to_array(width)
+                values = series.to_numpy()
+            feeds[b.input] = np.ascontiguousarray(values, dtype=b.dtype).reshape(
+                (rows, *b.row_shape)
+            )
+        return feeds
+
+
+_NUMERIC = ("Float", "Int", "UInt", "Boolean", "Decimal")
+
+
+def _is_numeric(dtype_text: str) -> bool:
+    return dtype_text.startswith(_NUMERIC)
+
+
+def plan_inputs(
+    source: DataSource,
+    inputs: Sequence[TensorSpec],
+    input_map: Mapping[str, str | Sequence[str]] | None = None,
+) -> InputPlan:
+    """Bind each model input to data columns; raise every mismatch at once.
+
+    Without ``input_map``: an input is bound to the column (or array) of the same
+    name; a single 2-D input ``[N, k]`` with no such column takes the data's numeric
+    scalar columns when there are exactly ``k`` of them.
+    """
+    problems: list[str] = []
+    bindings: list[InputBinding] = []
+    input_map = dict(input_map or {})
+    unknown = set(input_map) - {t.name for t in inputs}
+    for name in sorted(unknown):
+        problems.append(
+            f"input map names {name!r}, but the model's inputs are "
+            f"{', '.join(t.name for t in inputs)}"
+        )
+    if source.arrays is not None and list(source.arrays) == [""]:
+        if len(inputs) != 1:
+            problems.append(
+                f"one array given, but the model has {len(inputs)} inputs; pass a dict "
+                "{input name: array}"
+            )
+        else:
+            source.arrays[inputs[0].name] = source.arrays.pop("")
+            source.schema[inputs[0].name] = source.schema.pop("")
+
+    for spec in inputs:
+        row_shape = spec.shape[1:]
+        fixed_rows = all(isinstance(d, int) for d in row_shape)
+        columns = input_map.get(spec.name)
+        if isinstance(columns, str):
+            columns = [c.strip() for c in columns.split(",")] if "," in columns else [columns]
+        if columns is None:
+            if spec.name in source.schema:
+                columns = [spec.name]
+            elif len(inputs) == 1 and len(row_shape) == 1 and isinstance(row_shape[0], int):
+                numeric = [c for c, t in source.schema.items() if _is_numeric(t) and c != "label"]
+                if len(numeric) == row_shape[0]:
+                    columns = numeric
+            if columns is None:
+                problems.append(
+                    f"model input {spec.name!r} ({spec.dtype}{list(spec.shape)}) has no column: "
+                    f"name a column {spec.name!r} or pass input_map={{'{spec.name}': [columns]}}"
+                    f" (data columns: {', '.join(source.schema) or 'none'})"
+                )
+                continue
+        missing = [c for c in columns if c not in source.schema]
+        if missing:
+            problems.append(
+                f"input {spec.name!r}: column(s) {', '.join(missing)} not in the data "
+                f"(data columns: {', '.join(source.schema)})"
+            )
+            continue
+        if not fixed_rows:
+            problems.append(
+                f"input {spec.name!r} has symbolic non-batch dims {list(row_shape)}; "
+                "ogkit needs fixed per-row shapes"
+            )
+            continue
+        width = math.prod(row_shape)  # type: ignore[arg-type]
+        if len(columns) > 1:
+            bad = [c for c in columns if not _is_numeric(source.schema[c])]
+            for c in bad:
+                problems.append(
+                    f"input {spec.name!r}: column {c!r} has type {source.schema[c]}, not a number"
+                )
+            if len(columns) != width:
+                problems.append(
+                    f"input {spec.name!r} wants {width} values per row "
+                    f"(shape {list(row_shape)}), but {len(columns)} columns are mapped"
+                )
+            if not bad and len(columns) == width:
+                bindings.append(
+                    InputBinding(spec.name, tuple(columns), spec.dtype, tuple(row_shape), True)
+                )
+            continue
+        col = columns[0]
+        col_type = source.schema[col]
+        per_row = _per_row_width(source, col, col_type)
+        if per_row is None:
+            problems.append(
+                f"input {spec.name!r}: column {col!r} has type {col_type}, not numbers or "
+                "arrays of numbers"
+            )
+        elif per_row == -1:
+            problems.append(f"input {spec.name!r}: the lists in column {col!r} differ in length")
+        elif per_row != width:
+            problems.append(
+                f"input {spec.name!r} wants {width} values per row (shape {list(row_shape)}), "
+                f"but column {col!r} holds {per_row}"
+            )
+        else:
+            bindings.append(InputBinding(spec.name, (col,), spec.dtype, tuple(row_shape), False))
+    if not problems:
+        problems += _null_problems(source, bindings)
+    if problems:
+        raise SchemaMismatchError(problems)
+    return InputPlan(tuple(bindings))
+
+
+def _per_row_width(source: DataSource, col: str, col_type: str) -> int | None:
+    """How many numbers one row of ``col`` holds, or None if it is not numeric."""
+    if source.arrays is not None:
+        arr = source.arrays[col]
+        return math.prod(arr.shape[1:]) if arr.dtype.kind in "biuf" else None
+    if _is_numeric(col_type):
+        return 1
+    if col_type.startswith("Array("):
+        dtype = source.scan().collect_schema()[col]
+        inner = dtype
+        while isinstance(inner, pl.Array):
+            inner = inner.inner
+        return math.prod(dtype.shape) if _is_numeric(str(inner)) else None
+    if col_type.startswith("List("):
+        inner = col_type[5:-1]
+        if not _is_numeric(inner):
+            return None
+        lengths = source.scan().select(
+            pl.col(col).list.len().min().alias("lo"), pl.col(col).list.len().max().alias("hi")
+        )
+        lo, hi = lengths.collect().row(0)
+        return int(lo) if lo == hi else -1
+    return None
+
+
+def _null_problems(source: DataSource, bindings: Sequence[InputBinding]) -> list[str]:
+    if source.arrays is not None:
+        return []  # NumPy arrays have no nulls; NaN is a value a model may legitimately see
+    columns = [c for b in bindings for c in b.columns]
+    counts = source.scan().select([pl.col(c).null_count() for c in columns]).collect().row(0)
+    return [
+        f"column {c!r} has {n:,} null value(s); fill or drop them before inference"
+        for c, n in zip(columns, counts, strict=True)
+        if n
+    ]

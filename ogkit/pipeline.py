@@ -1,0 +1,431 @@
+"""Verified batch inference: load → infer → attest per partition on Dask, then sign.
+
+:func:`run_verified_inference` is the composition the CLI and notebooks call. Each
+partition runs :func:`run_partition` (on a Dask worker, or in-process when no
+client is given): read rows, run the model (loaded once per worker), hash, build
+the partition tree, serialise records. The caller's process writes each finished
+partition to the store as it arrives, so an interrupted run loses nothing: running
+the same job again skips finished partitions and gives the same batch root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ogkit import __version__
+from ogkit.artifacts import ARTIFACTS, AttestedBatch, load_batch
+from ogkit.attest import Attester, attest_partition, records_to_parquet
+from ogkit.claims import BatchClaim, ClaimDomain, derive_batch_id
+from ogkit.crypto.merkle import MerkleTree
+from ogkit.dataset import (
+    DataSource,
+    InputPlan,
+    Partition,
+    open_source,
+    plan_inputs,
+    split_partitions,
+)
+from ogkit.errors import ArtifactError, ConfigError, InferenceError, OgkitError
+from ogkit.hub.hub import Hub
+from ogkit.hub.manifest import canonical_json
+from ogkit.load import LoadedModel, SessionConfig, load_model, load_model_bytes
+from ogkit.store import ContentStore
+
+__all__ = ["ModelPayload", "PartitionResult", "run_partition", "run_verified_inference"]
+
+log = logging.getLogger(__name__)
+
+PARTITION_TARGET_BYTES = 4 << 20  # input bytes per partition: small enough to spread work
+MAX_PARTITION_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class ModelPayload:
+    """Verified model bytes and session options, shipped once to each worker."""
+
+    model_id: str
+    config: SessionConfig
+    data: bytes = field(repr=False)
+
+
+# One loaded model per worker process, keyed by (model id, options): loading once per
+# worker rather than per partition is what keeps small partitions cheap.
+_WORKER_MODELS: dict[tuple[str, SessionConfig], LoadedModel] = {}
+
+
+def _worker_model(payload: ModelPayload) -> LoadedModel:
+    key = (payload.model_id, payload.config)
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS[key] = load_model_bytes(payload.data, config=payload.config)
+    return _WORKER_MODELS[key]
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    batch_id: str
+    model_id: str
+    runtime_id: str
+    partition: Partition
+    source: DataSource
+    source_offset: int  # where the partition starts in ``source`` (0 for shipped slices)
+    plan: InputPlan
+    batch_size: int
+
+
+@dataclass
+class PartitionResult:
+    index: int
+    offset: int
+    rows: int
+    root: str
+    sha256: str
+    records: bytes = field(repr=False)
+    seconds: dict[str, float] = field(default_factory=dict)
+    worker: str = ""
+
+    def meta(self, path: str) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "offset": self.offset,
+            "rows": self.rows,
+            "root": self.root,
+            "path": path,
+            "sha256": self.sha256,
+            "seconds": self.seconds,
+            "worker": self.worker,
+        }
+
+
+def run_partition(task: PartitionTask, payload: ModelPayload) -> PartitionResult:
+    """Infer and attest one partition. Runs on a worker; touches no store."""
+    t0 = time.perf_counter()
+    model = _worker_model(payload)
+    if model.runtime_id != task.runtime_id:
+        raise InferenceError(
+            f"worker {socket.gethostname()} runs runtime {model.runtime_id}, not the job's "
+            f"{task.runtime_id}: workers must share onnxruntime version and options"
+        )
+    part = task.partition
+    feeds = task.plan.feeds(task.source, task.source_offset, part.rows)
+    t1 = time.perf_counter()
+    outputs = model.run(feeds, task.batch_size)
+    t2 = time.perf_counter()
+    att = attest_partition(
+        batch_id=task.batch_id,
+        model_id=task.model_id,
+        runtime_id=task.runtime_id,
+        offset=part.offset,
+        feeds=feeds,
+        outputs=outputs,
+    )
+    t3 = time.perf_counter()
+    records = records_to_parquet(att, feeds, outputs)
+    t4 = time.perf_counter()
+    return PartitionResult(
+        index=part.index,
+        offset=part.offset,
+        rows=part.rows,
+        root="0x" + att.root.hex(),
+        sha256=hashlib.sha256(records).hexdigest(),
+        records=records,
+        seconds={"read": t1 - t0, "infer": t2 - t1, "attest": t3 - t2, "write": t4 - t3},
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+def _default_partition_rows(plan: InputPlan) -> int:
+    row_bytes = sum(math.prod(b.row_shape) * np.dtype(b.dtype).itemsize for b in plan.bindings)
+    return max(1, min(MAX_PARTITION_ROWS, PARTITION_TARGET_BYTES // max(row_bytes, 1)))
+
+
+class _Staging:
+    """The batch's folder in the store: job parameters, then partitions as they finish."""
+
+    def __init__(self, store: ContentStore, batch_id: str) -> None:
+        self.store = store
+        self.prefix = f"batches/{batch_id}"
+
+    def records_path(self, index: int) -> str:
+        return f"{self.prefix}/part-{index:05d}.parquet"
+
+    def _meta_path(self, index: int) -> str:
+        return f"{self.prefix}/part-{index:05d}.json"
+
+    def check_job(self, params: dict[str, Any]) -> None:
+        path = f"{self.prefix}/job.json"
+        if self.store.exists(path):
+            earlier = json.loads(self.store.read_bytes(path))
+            if earlier != params:
+                diff = sorted(k for k in params if earlier.get(k) != params.get(k))
+                raise ConfigError(
+                    f"an earlier run of this job ({self.store.url}/{self.prefix}) used different "
+                    f"{', '.join(diff)}; re-run with the same settings, or use another job name"
+                )
+        else:
+            self.store.write_bytes(path, json.dumps(params, indent=2, sort_keys=True).encode())
+
+    def finished(self, index: int) -> dict[str, Any] | None:
+        """The meta of a partition written by an earlier run, if its records are intact."""
+        if not self.store.exists(self._meta_path(index)):
+            return None
+        meta = json.loads(self.store.read_bytes(self._meta_path(index)))
+        try:
+            data = self.store.read_bytes(meta["path"])
+        except ArtifactError:
+            return None
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            log.warning("partition %d records are damaged; running it again", index)
+            return None
+        return meta
+
+    def write(self, result: PartitionResult) -> dict[str, Any]:
+        path = self.records_path(result.index)
+        self.store.write_bytes(path, result.records)
+        meta = result.meta(path)
+        # The meta file is written last: its presence marks the partition finished.
+        self.store.write_bytes(self._meta_path(result.index), json.dumps(meta).encode())
+        return meta
+
+    def artifact_pointer(self) -> str | None:
+        path = f"{self.prefix}/ARTIFACT"
+        return self.store.read_bytes(path).decode().strip() if self.store.exists(path) else None
+
+    def set_artifact_pointer(self, artifact_id: str) -> None:
+        self.store.write_bytes(f"{self.prefix}/ARTIFACT", artifact_id.encode())
+
+
+def _run_tasks(
+    tasks: Sequence[PartitionTask], payload: ModelPayload, client: Any
+) -> Iterator[PartitionResult]:
+    """Yield results as partitions finish, on Dask or in-process."""
+    if client is None:
+        for task in tasks:
+            yield run_partition(task, payload)
+        return
+    from dask.distributed import as_completed
+
+    payload_future = client.scatter(payload, broadcast=True, hash=False)
+    futures = [
+        client.submit(
+            run_partition,
+            task,
+            payload_future,
+            key=f"infer-attest-{task.batch_id[2:10]}-{task.partition.index:05d}",
+            pure=False,
+            retries=0,
+        )
+        for task in tasks
+    ]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def run_verified_inference(
+    model: str | Path | LoadedModel,
+    data: Any,
+    *,
+    attester: Attester,
+    requester: str,
+    client: Any = None,
+    hub: Hub | None = None,
+    store: ContentStore | str | None = None,
+    input_map: Mapping[str, str | Sequence[str]] | None = None,
+    batch_size: int = 1024,
+    partition_rows: int | None = None,
+    job: str = "default",
+    domain: ClaimDomain | None = None,
+    session_config: SessionConfig | None = None,
+    progress: bool = True,
+) -> AttestedBatch:
+    """Run ``model`` over ``data`` and return the signed, stored :class:`AttestedBatch`.
+
+    ``client`` is a Dask client (see :func:`ogkit.get_client`); without one the
+    partitions run in this process. The batch id is derived from the model, the
+    data, the requester, the chain and ``job``: running the same job again resumes
+    it (or returns the finished artefact), and gives the same batch root.
+    """
+    hub = hub or Hub(store if isinstance(store, ContentStore) else None)
+    store = store if isinstance(store, ContentStore) else ContentStore(store or hub.store.url)
+    domain = domain or ClaimDomain()
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    loaded = (
+        model
+        if isinstance(model, LoadedModel)
+        else load_model(model, hub=hub, config=session_config)
+    )
+    source = open_source(data)
+    plan = plan_inputs(source, loaded.inputs, input_map)  # every schema problem, before work
+    if source.n_rows == 0:
+        raise ConfigError(f"the dataset {source.describe()} has no rows")
+    partition_rows = partition_rows or _default_partition_rows(plan)
+    batch_id = derive_batch_id(
+        model_id=loaded.model_id,
+        dataset_id=source.dataset_id,
+        requester=requester,
+        chain_id=domain.chain_id,
+        job=job,
+    )
+    staging = _Staging(store, batch_id)
+    if (pointer := staging.artifact_pointer()) is not None:
+        log.info("batch %s was already attested as %s", batch_id, pointer)
+        return load_batch(pointer, store)
+    staging.check_job(
+        {
+            "batch_id": batch_id,
+            "runtime_id": loaded.runtime_id,
+            "partition_rows": partition_rows,
+            "inputs": [b.to_dict() for b in plan.bindings],
+        }
+    )
+
+    partitions = split_partitions(source.n_rows, partition_rows)
+    metas: dict[int, dict[str, Any]] = {}
+    for p in partitions:
+        if (meta := staging.finished(p.index)) is not None:
+            metas[p.index] = meta
+    resumed = len(metas)
+    if resumed:
+        log.info(
+            "resuming batch %s: %d of %d partitions already done",
+            batch_id,
+            resumed,
+            len(partitions),
+        )
+    payload = ModelPayload(loaded.model_id, loaded.config, loaded.model_bytes)
+    tasks = [
+        PartitionTask(
+            batch_id=batch_id,
+            model_id=loaded.model_id,
+            runtime_id=loaded.runtime_id,
+            partition=p,
+            source=source.slice_for_task(p.offset, p.rows) if source.paths == () else source,
+            source_offset=0 if source.paths == () else p.offset,
+            plan=plan,
+            batch_size=batch_size,
+        )
+        for p in partitions
+        if p.index not in metas
+    ]
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(partitions),
+        initial=resumed,
+        desc=f"infer+attest {batch_id[:10]}",
+        unit="part",
+        disable=not progress,
+    )
+    try:
+        for result in _run_tasks(tasks, payload, client):
+            metas[result.index] = staging.write(result)
+            bar.update(1)
+    except OgkitError:
+        raise
+    except Exception as exc:
+        raise InferenceError(
+            f"batch {batch_id} failed after {len(metas)} of {len(partitions)} partitions: "
+            f"{exc}. Finished partitions are kept in {store.url}/{staging.prefix}; run the "
+            "same job again to resume"
+        ) from exc
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+
+    ordered = [metas[p.index] for p in partitions]
+    roots = np.array([list(bytes.fromhex(m["root"][2:])) for m in ordered], dtype=np.uint8)
+    batch_root = "0x" + MerkleTree.from_leaf_hashes(roots).root.hex()
+    claim = BatchClaim(
+        batch_id=batch_id,
+        model_id=loaded.model_id,
+        runtime_id=loaded.runtime_id,
+        batch_root=batch_root,
+        row_count=source.n_rows,
+        requester=requester,
+        timestamp=int(time.time()),
+        attester=attester.address,
+    )
+    signature = attester.sign_claim(claim, domain)
+    specs = {b.input: b for b in plan.bindings}
+    out_specs = {o.name: o for o in loaded.outputs}
+    manifest = {
+        "schema": "ogkit.batch.v1",
+        "ogkit_version": __version__,
+        "batch_id": batch_id,
+        "model_id": loaded.model_id,
+        "model_ref": loaded.manifest.ref if loaded.manifest else None,
+        "runtime_id": loaded.runtime_id,
+        "fingerprint": loaded.fingerprint.to_dict(),
+        "dataset_id": source.dataset_id,
+        "dataset": source.describe(),
+        "job": job,
+        "requester": claim.requester,
+        "domain": {"chain_id": domain.chain_id, "verifying_contract": domain.verifying_contract},
+        "row_count": source.n_rows,
+        "batch_root": batch_root,
+        "partition_rows": partition_rows,
+        "inputs": [{**specs[t.name].to_dict(), "name": t.name} for t in loaded.inputs],
+        "outputs": [
+            {
+                "name": o,
+                "dtype": out_specs[o].dtype,
+                "row_shape": _output_row_shape(store, ordered[0], o, out_specs[o]),
+            }
+            for o in loaded.output_names
+        ],
+        "partitions": [
+            {k: m[k] for k in ("index", "offset", "rows", "root", "path", "sha256")}
+            for m in ordered
+        ],
+        "claim": claim.to_dict(),
+        "signature": signature,
+        "attester": attester.evidence(loaded.runtime_id),
+        "run_stats": {
+            "wall_seconds": wall,
+            "resumed_partitions": resumed,
+            "partitions": [
+                {"index": m["index"], "rows": m["rows"], "worker": m["worker"], **m["seconds"]}
+                for m in ordered
+            ],
+        },
+    }
+    artifact_id = store.put(ARTIFACTS, canonical_json(manifest))
+    staging.set_artifact_pointer(artifact_id)
+    log.info(
+        "attested batch %s: %d rows, root %s, artefact %s",
+        batch_id,
+        source.n_rows,
+        batch_root,
+        artifact_id,
+    )
+    return AttestedBatch(manifest, artifact_id, store)
+
+
+def _output_row_shape(store: ContentStore, meta: dict[str, Any], name: str, spec) -> list[int]:
+    """An output's per-row shape: from the signature, or from the records if symbolic."""
+    shape = spec.shape[1:]
+    if all(isinstance(d, int) for d in shape):
+        return list(shape)
+    import io
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(store.read_bytes(meta["path"])), columns=[f"output.{name}"])
+    col = table.column(0).type
+    return [col.list_size] if hasattr(col, "list_size") else []
