@@ -1,0 +1,318 @@
+"""Ethereum keccak256, one message at a time or many equal-length messages at once.
+
+Ethereum's ``keccak256`` is the original Keccak submission (pad ``0x01 … 0x80``),
+*not* FIPS 202 SHA3-256 (pad ``0x06 … 0x80``), so :mod:`hashlib` cannot be used.
+
+* :func:`keccak256` hashes one message with a C implementation (safe-pysha3, else
+  pycryptodome).
+* :func:`keccak256_rows` hashes every row of an ``(n, L)`` uint8 array. Its kernel is
+  Keccak-f[1600] and the sponge written here in numba, so millions of short messages
+  (leaves, tree nodes, tensor rows) hash without a Python call per message. Without
+  numba, or with ``OGKIT_NO_NUMBA=1``, it loops over :func:`keccak256` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ogkit.errors import ConfigError
+
+__all__ = ["RATE", "keccak256", "keccak256_rows", "numba_enabled", "warm_up"]
+
+log = logging.getLogger(__name__)
+
+#: Sponge rate of keccak256 in bytes: 1600-bit state minus a 512-bit capacity.
+RATE = 136
+_RATE_LANES = RATE // 8
+_DIGEST_LANES = 4  # 32-byte digest = the first four little-endian lanes of the state
+
+# --------------------------------------------------------------------------------------
+# Single-message hashing: a C implementation; the first one that imports wins.
+# --------------------------------------------------------------------------------------
+
+try:
+    from _pysha3 import keccak_256 as _keccak_256  # safe-pysha3
+
+    def keccak256(data: bytes) -> bytes:
+        """Ethereum keccak256 of ``data`` (32 bytes)."""
+        return _keccak_256(data).digest()
+
+except ImportError:  # pragma: no cover - depends on the environment
+    from Crypto.Hash import keccak as _pycryptodome_keccak
+
+    def keccak256(data: bytes) -> bytes:
+        """Ethereum keccak256 of ``data`` (32 bytes)."""
+        return _pycryptodome_keccak.new(digest_bits=256, data=bytes(data)).digest()
+
+
+# --------------------------------------------------------------------------------------
+# Keccak-f[1600] constants, derived from the FIPS 202 definitions rather than typed in.
+# --------------------------------------------------------------------------------------
+
+
+def _round_constants() -> np.ndarray:
+    """The 24 iota constants: RC[i] bit 2^j - 1 = rc(j + 7i), rc() the degree-8 LFSR."""
+
+    def rc(t: int) -> int:
+        if t % 255 == 0:
+            return 1
+        r = 0x01  # R = 10000000 in FIPS 202's bit order, i.e. bit 0 set
+        for _ in range(t % 255):
+            r <<= 1
+            if r & 0x100:  # x^8 term: reduce by x^8 + x^6 + x^5 + x^4 + 1
+                r ^= 0x171
+        return r & 1
+
+    out = []
+    for i in range(24):
+        value = 0
+        for j in range(7):
+            if rc(j + 7 * i):
+                value |= 1 << ((1 << j) - 1)
+        out.append(value)
+    return np.array(out, dtype=np.uint64)
+
+
+def _rotation_offsets() -> dict[tuple[int, int], int]:
+    """rho offsets r[x, y] (FIPS 202 Algorithm 2); the unrolled round below uses these."""
+    offsets = {(0, 0): 0}
+    x, y = 1, 0
+    for t in range(24):
+        offsets[(x, y)] = ((t + 1) * (t + 2) // 2) % 64
+        x, y = y, (2 * x + 3 * y) % 5
+    return offsets
+
+
+_RC = _round_constants()
+
+# --------------------------------------------------------------------------------------
+# numba kernel
+# --------------------------------------------------------------------------------------
+
+try:
+    import numba
+
+    _HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - depends on the environment
+    numba = None
+    _HAVE_NUMBA = False
+
+
+def _jit(fn: Callable[..., Any], *, cache: bool = True, **kwargs: Any) -> Any:
+    """``numba.njit`` that falls back to an in-memory compile when no cache dir is usable.
+
+    numba raises RuntimeError at decoration time when neither ``__pycache__`` next to
+    this file nor the user-wide cache dir is writable (read-only installs, containers).
+    """
+    try:
+        return numba.njit(nogil=True, cache=cache, **kwargs)(fn)
+    except (RuntimeError, OSError) as exc:
+        log.info("numba cache unavailable for %s (%s); compiling without cache", fn, exc)
+        return numba.njit(nogil=True, cache=False, **kwargs)(fn)
+
+
+def _rol_py(x: np.uint64, n: int) -> np.uint64:
+    # n is always a literal in 1..63 (rotation by 0 would shift by 64: undefined in LLVM)
+    return (x << np.uint64(n)) | (x >> np.uint64(64 - n))
+
+
+def _keccak_f_py(state: np.ndarray) -> None:
+    """Keccak-f[1600] on 25 uint64 lanes in place; lane (x, y) is ``state[x + 5 * y]``.
+
+    Lanes live in local scalars (``aXY``) so LLVM keeps the whole state in registers;
+    the round is unrolled with the rho offsets of :func:`_rotation_offsets` inlined.
+    """
+    rc = _RC
+    a00, a10, a20, a30, a40 = state[0], state[1], state[2], state[3], state[4]
+    a01, a11, a21, a31, a41 = state[5], state[6], state[7], state[8], state[9]
+    a02, a12, a22, a32, a42 = state[10], state[11], state[12], state[13], state[14]
+    a03, a13, a23, a33, a43 = state[15], state[16], state[17], state[18], state[19]
+    a04, a14, a24, a34, a44 = state[20], state[21], state[22], state[23], state[24]
+    for rnd in range(24):
+        # theta: xor each lane with the parities of two neighbouring columns
+        c0 = a00 ^ a01 ^ a02 ^ a03 ^ a04
+        c1 = a10 ^ a11 ^ a12 ^ a13 ^ a14
+        c2 = a20 ^ a21 ^ a22 ^ a23 ^ a24
+        c3 = a30 ^ a31 ^ a32 ^ a33 ^ a34
+        c4 = a40 ^ a41 ^ a42 ^ a43 ^ a44
+        d0 = c4 ^ _rol(c1, 1)
+        d1 = c0 ^ _rol(c2, 1)
+        d2 = c1 ^ _rol(c3, 1)
+        d3 = c2 ^ _rol(c4, 1)
+        d4 = c3 ^ _rol(c0, 1)
+        # rho + pi: B[y, 2x + 3y] = rot(A[x, y] ^ D[x], r[x, y])
+        b00 = a00 ^ d0
+        b13 = _rol(a01 ^ d0, 36)
+        b21 = _rol(a02 ^ d0, 3)
+        b34 = _rol(a03 ^ d0, 41)
+        b42 = _rol(a04 ^ d0, 18)
+        b02 = _rol(a10 ^ d1, 1)
+        b10 = _rol(a11 ^ d1, 44)
+        b23 = _rol(a12 ^ d1, 10)
+        b31 = _rol(a13 ^ d1, 45)
+        b44 = _rol(a14 ^ d1, 2)
+        b04 = _rol(a20 ^ d2, 62)
+        b12 = _rol(a21 ^ d2, 6)
+        b20 = _rol(a22 ^ d2, 43)
+        b33 = _rol(a23 ^ d2, 15)
+        b41 = _rol(a24 ^ d2, 61)
+        b01 = _rol(a30 ^ d3, 28)
+        b14 = _rol(a31 ^ d3, 55)
+        b22 = _rol(a32 ^ d3, 25)
+        b30 = _rol(a33 ^ d3, 21)
+        b43 = _rol(a34 ^ d3, 56)
+        b03 = _rol(a40 ^ d4, 27)
+        b11 = _rol(a41 ^ d4, 20)
+        b24 = _rol(a42 ^ d4, 39)
+        b32 = _rol(a43 ^ d4, 8)
+        b40 = _rol(a44 ^ d4, 14)
+        # chi: A[x, y] = B[x, y] ^ (~B[x + 1, y] & B[x + 2, y])
+        a00 = b00 ^ (~b10 & b20)
+        a10 = b10 ^ (~b20 & b30)
+        a20 = b20 ^ (~b30 & b40)
+        a30 = b30 ^ (~b40 & b00)
+        a40 = b40 ^ (~b00 & b10)
+        a01 = b01 ^ (~b11 & b21)
+        a11 = b11 ^ (~b21 & b31)
+        a21 = b21 ^ (~b31 & b41)
+        a31 = b31 ^ (~b41 & b01)
+        a41 = b41 ^ (~b01 & b11)
+        a02 = b02 ^ (~b12 & b22)
+        a12 = b12 ^ (~b22 & b32)
+        a22 = b22 ^ (~b32 & b42)
+        a32 = b32 ^ (~b42 & b02)
+        a42 = b42 ^ (~b02 & b12)
+        a03 = b03 ^ (~b13 & b23)
+        a13 = b13 ^ (~b23 & b33)
+        a23 = b23 ^ (~b33 & b43)
+        a33 = b33 ^ (~b43 & b03)
+        a43 = b43 ^ (~b03 & b13)
+        a04 = b04 ^ (~b14 & b24)
+        a14 = b14 ^ (~b24 & b34)
+        a24 = b24 ^ (~b34 & b44)
+        a34 = b34 ^ (~b44 & b04)
+        a44 = b44 ^ (~b04 & b14)
+        # iota
+        a00 ^= rc[rnd]
+    state[0], state[1], state[2], state[3], state[4] = a00, a10, a20, a30, a40
+    state[5], state[6], state[7], state[8], state[9] = a01, a11, a21, a31, a41
+    state[10], state[11], state[12], state[13], state[14] = a02, a12, a22, a32, a42
+    state[15], state[16], state[17], state[18], state[19] = a03, a13, a23, a33, a43
+    state[20], state[21], state[22], state[23], state[24] = a04, a14, a24, a34, a44
+
+
+def _rows_kernel_py(messages: np.ndarray) -> np.ndarray:
+    """Sponge over each row of a C-contiguous (n, L) uint8 array -> (n, 4) uint64 digests."""
+    n, length = messages.shape
+    out = np.empty((n, _DIGEST_LANES), dtype=np.uint64)
+    state = np.zeros(25, dtype=np.uint64)
+    block = np.zeros(RATE, dtype=np.uint8)
+    # Copying each block into an aligned buffer lets us read lanes as native uint64
+    # whatever L is; the wrapper only calls this on little-endian hosts.
+    lanes = block.view(np.uint64)
+    n_full = length // RATE
+    tail = length - n_full * RATE
+    for i in range(n):
+        row = messages[i]
+        for k in range(25):
+            state[k] = 0
+        for b in range(n_full):
+            block[:] = row[b * RATE : (b + 1) * RATE]
+            for k in range(_RATE_LANES):
+                state[k] ^= lanes[k]
+            _keccak_f(state)
+        # last (possibly empty) block with Keccak's pad10*1, domain byte 0x01
+        block[:] = 0
+        block[:tail] = row[n_full * RATE :]
+        block[tail] ^= 0x01
+        block[RATE - 1] ^= 0x80
+        for k in range(_RATE_LANES):
+            state[k] ^= lanes[k]
+        _keccak_f(state)
+        for k in range(_DIGEST_LANES):
+            out[i, k] = state[k]
+    return out
+
+
+if _HAVE_NUMBA:
+    # inline="always" at numba-IR level: the rotation must fold to one rotate instruction
+    _rol = _jit(_rol_py, inline="always")
+    _keccak_f = _jit(_keccak_f_py)
+    _rows_kernel = _jit(_rows_kernel_py)
+else:  # pragma: no cover - depends on the environment
+    _rol = _rol_py
+    _keccak_f = _keccak_f_py
+    _rows_kernel = None
+
+
+def _rebuild_uncached() -> None:
+    """Recompile the kernel without the on-disk cache (after a cache I/O failure)."""
+    global _rol, _keccak_f, _rows_kernel
+    # rebuilt inner-first: the outer functions resolve these globals when they compile
+    _rol = numba.njit(nogil=True, inline="always")(_rol_py)
+    _keccak_f = numba.njit(nogil=True)(_keccak_f_py)
+    _rows_kernel = numba.njit(nogil=True)(_rows_kernel_py)
+
+
+def numba_enabled() -> bool:
+    """True when :func:`keccak256_rows` uses the numba kernel (numba importable, not disabled
+    with ``OGKIT_NO_NUMBA=1``, little-endian host)."""
+    return _HAVE_NUMBA and os.environ.get("OGKIT_NO_NUMBA", "") != "1" and sys.byteorder == "little"
+
+
+def _run_kernel(messages: np.ndarray) -> np.ndarray:
+    try:
+        digests = _rows_kernel(messages)
+    except OSError as exc:
+        # numba found a cache dir at import but could not write to it at compile time
+        log.warning("numba cache write failed (%s); recompiling without cache", exc)
+        _rebuild_uncached()
+        digests = _rows_kernel(messages)
+    return digests.view(np.uint8)
+
+
+def _keccak256_rows_python(messages: np.ndarray) -> np.ndarray:
+    """Reference/fallback path: one C-library call per row."""
+    out = np.empty((messages.shape[0], 32), dtype=np.uint8)
+    for i in range(messages.shape[0]):
+        out[i] = np.frombuffer(keccak256(messages[i].tobytes()), dtype=np.uint8)
+    return out
+
+
+def keccak256_rows(messages: np.ndarray) -> np.ndarray:
+    """keccak256 of every row of an ``(n, L)`` uint8 array; returns ``(n, 32)`` uint8.
+
+    Every row has the same length ``L`` (which may be 0). Non-contiguous or read-only
+    input is copied first, so the kernel is compiled for one array type only.
+    """
+    if not isinstance(messages, np.ndarray) or messages.dtype != np.uint8 or messages.ndim != 2:
+        raise ConfigError(
+            "keccak256_rows expects a 2-D uint8 numpy array of shape (n, L), got "
+            f"{type(messages).__name__} {getattr(messages, 'dtype', '')}"
+            f"{getattr(messages, 'shape', '')}"
+        )
+    if messages.shape[0] == 0:
+        return np.empty((0, 32), dtype=np.uint8)
+    if not numba_enabled():
+        return _keccak256_rows_python(messages)
+    if not (messages.flags.c_contiguous and messages.flags.writeable):
+        messages = np.array(messages, dtype=np.uint8, order="C", copy=True)
+    return _run_kernel(messages)
+
+
+def warm_up() -> float:
+    """Compile (or load from cache) the numba kernel on a tiny input; returns seconds taken.
+
+    Workers call this once at start-up so the first real batch does not pay for it.
+    """
+    t0 = time.perf_counter()
+    if numba_enabled():
+        _run_kernel(np.zeros((1, 1), dtype=np.uint8))
+    return time.perf_counter() - t0

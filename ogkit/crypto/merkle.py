@@ -1,0 +1,344 @@
+"""Merkle trees compatible with OpenZeppelin's ``StandardMerkleTree`` (docs/spec.md section 3).
+
+* Leaf = ``keccak256(keccak256(abi.encode(LEAF_TYPES, values)))`` (OZ's standard leaf).
+* Node = ``keccak256(min(a, b) || max(a, b))`` (OZ ``hashPair``; Solidity ``MerkleProof``'s
+  commutative hashing), so a proof is just the list of sibling hashes.
+* Layout = OZ's ``StandardMerkleTree.of(values, types)`` with ``sortLeaves: true``: leaf
+  hashes sorted ascending, stored in a ``2n - 1`` node array with sorted leaf ``k`` at
+  index ``2n - 2 - k`` and node ``i`` = hashPair(node ``2i + 1``, node ``2i + 2``).
+
+A root computed here equals the root of the JS library over the same values, and proofs
+from either verify with the other and with ``MerkleProof.verify`` on chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ogkit.crypto.keccak import keccak256, keccak256_rows
+from ogkit.errors import ConfigError, ReceiptError
+
+__all__ = [
+    "LEAF_TYPES",
+    "MerkleTree",
+    "compose_proof",
+    "hash_pair",
+    "leaf_hash",
+    "leaf_hashes",
+    "process_proof",
+    "verify_proof",
+]
+
+log = logging.getLogger(__name__)
+
+#: ABI types of a leaf's values: (batchId, modelId, runtimeId, rowIndex, inputHash, outputHash).
+LEAF_TYPES: tuple[str, ...] = ("bytes32", "bytes32", "bytes32", "uint256", "bytes32", "bytes32")
+
+_UINT256_MAX = (1 << 256) - 1
+
+
+# --------------------------------------------------------------------------------------
+# Leaves
+# --------------------------------------------------------------------------------------
+
+
+def _check_id(value: Any, what: str) -> bytes:
+    # eth_abi would silently right-pad a short bytes32; an id must be exactly 32 bytes
+    if not isinstance(value, bytes | bytearray | memoryview) or len(value) != 32:
+        raise ConfigError(f"{what} must be 32 bytes, got {type(value).__name__} {value!r:.80}")
+    return bytes(value)
+
+
+def _check_hash_rows(arr: Any, n: int, what: str) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype != np.uint8 or a.shape != (n, 32):
+        raise ConfigError(
+            f"{what} must be a uint8 array of shape ({n}, 32), got {a.dtype}{a.shape}"
+        )
+    return a
+
+
+def leaf_hash(
+    batch_id: bytes,
+    model_id: bytes,
+    runtime_id: bytes,
+    row_index: int,
+    input_hash: bytes,
+    output_hash: bytes,
+) -> bytes:
+    """One leaf, the reference way: ``keccak256(keccak256(eth_abi.encode(LEAF_TYPES, ...)))``."""
+    from eth_abi import encode  # imported here: only this reference path needs eth_abi
+
+    values = [
+        _check_id(batch_id, "batch_id"),
+        _check_id(model_id, "model_id"),
+        _check_id(runtime_id, "runtime_id"),
+        int(row_index),
+        _check_id(input_hash, "input_hash"),
+        _check_id(output_hash, "output_hash"),
+    ]
+    if not 0 <= values[3] <= _UINT256_MAX:
+        raise ConfigError(f"row_index must be in [0, 2**256), got {row_index}")
+    return keccak256(keccak256(encode(list(LEAF_TYPES), values)))
+
+
+def leaf_hashes(
+    batch_id: bytes,
+    model_id: bytes,
+    runtime_id: bytes,
+    row_index: np.ndarray,
+    input_hashes: np.ndarray,
+    output_hashes: np.ndarray,
+) -> np.ndarray:
+    """All leaves of a partition at once: ``(n, 32)`` uint8, row ``i`` = :func:`leaf_hash`.
+
+    ``abi.encode`` of six static types is six 32-byte words (bytes32 as is, uint256
+    big-endian), so the ``(n, 192)`` message array is filled column block by block.
+    """
+    ids = [
+        _check_id(batch_id, "batch_id"),
+        _check_id(model_id, "model_id"),
+        _check_id(runtime_id, "runtime_id"),
+    ]
+    idx = np.asarray(row_index)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise ConfigError(f"row_index must be a 1-D integer array, got {idx.dtype}{idx.shape}")
+    if idx.dtype.kind == "i" and idx.size and int(idx.min()) < 0:
+        raise ConfigError("row_index values must be >= 0")
+    n = idx.shape[0]
+    inputs = _check_hash_rows(input_hashes, n, "input_hashes")
+    outputs = _check_hash_rows(output_hashes, n, "output_hashes")
+
+    msg = np.empty((n, 192), dtype=np.uint8)
+    for k, value in enumerate(ids):
+        msg[:, 32 * k : 32 * (k + 1)] = np.frombuffer(value, dtype=np.uint8)
+    msg[:, 96:120] = 0  # uint256 word: 24 zero bytes, then the uint64 big-endian
+    msg[:, 120:128] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
+    msg[:, 128:160] = inputs
+    msg[:, 160:192] = outputs
+    return keccak256_rows(keccak256_rows(msg))
+
+
+# --------------------------------------------------------------------------------------
+# Proofs
+# --------------------------------------------------------------------------------------
+
+
+def _as_node(value: Any, what: str) -> bytes:
+    if not isinstance(value, bytes | bytearray | memoryview) or len(value) != 32:
+        raise ReceiptError(
+            f"{what} must be 32 bytes, got {type(value).__name__} of length "
+            f"{len(value) if hasattr(value, '__len__') else '?'}"
+        )
+    return bytes(value)
+
+
+def hash_pair(a: bytes, b: bytes) -> bytes:
+    """OZ ``hashPair``: keccak256 of the two nodes in ascending byte order."""
+    return keccak256(a + b) if a <= b else keccak256(b + a)
+
+
+def process_proof(leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """Root reached from ``leaf`` through ``proof`` (Solidity ``MerkleProof.processProof``)."""
+    if isinstance(proof, str | bytes | bytearray | memoryview):
+        raise ReceiptError(f"a proof is a list of 32-byte nodes, not {type(proof).__name__}")
+    node = _as_node(leaf, "leaf")
+    for k, sibling in enumerate(proof):
+        node = hash_pair(node, _as_node(sibling, f"proof element {k}"))
+    return node
+
+
+def verify_proof(root: bytes, leaf: bytes, proof: Sequence[bytes]) -> bool:
+    """True iff ``proof`` leads from ``leaf`` to ``root`` (Solidity ``MerkleProof.verify``).
+
+    Malformed input (root, leaf or an element not 32 bytes) raises ReceiptError rather
+    than returning False: it is a broken receipt, not a failed check.
+    """
+    return process_proof(leaf, proof) == _as_node(root, "root")
+
+
+def compose_proof(partition_proof: Sequence[bytes], batch_proof: Sequence[bytes]) -> list[bytes]:
+    """Proof from a row's leaf to the batch root.
+
+    The batch tree's leaves are the partition roots themselves (not re-hashed), so a
+    partition root is a node of the batch tree and the fold over ``partition_proof``
+    followed by ``batch_proof`` ends at the batch root.
+    """
+    return [*partition_proof, *batch_proof]
+
+
+# --------------------------------------------------------------------------------------
+# Tree
+# --------------------------------------------------------------------------------------
+
+
+def _be_words(rows: np.ndarray) -> np.ndarray:
+    """(m, 32k) uint8 -> (m, 4k) native uint64 whose order is the rows' byte order."""
+    return np.ascontiguousarray(rows).view(">u8").astype(np.uint64)
+
+
+def _rows_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise ``a < b`` as unsigned big-endian integers, i.e. bytewise lexicographic."""
+    less = np.zeros(a.shape[0], dtype=bool)
+    equal = np.ones(a.shape[0], dtype=bool)
+    for k in range(a.shape[1]):
+        less |= equal & (a[:, k] < b[:, k])
+        equal &= a[:, k] == b[:, k]
+    return less
+
+
+def _sort_order(leaves: np.ndarray) -> np.ndarray:
+    """Stable ascending byte order of the leaf hashes (JS ``Array.sort`` is stable too)."""
+    words = _be_words(leaves)
+    # The first 8 bytes almost always decide; fall back to all 32 only if they tie.
+    order = np.argsort(words[:, 0], kind="stable")
+    first = words[order, 0]
+    if np.any(first[1:] == first[:-1]):
+        order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
+    return order
+
+
+class MerkleTree:
+    """OZ ``StandardMerkleTree`` over precomputed leaf hashes.
+
+    Used for a partition's rows (leaves from :func:`leaf_hashes`) and for a batch
+    (leaves = partition roots, used as they are). Leaves are addressed by their index in
+    the caller's input order; the sort permutation is kept to map it to the tree.
+    """
+
+    def __init__(self, nodes: np.ndarray, order: np.ndarray) -> None:
+        """Use :meth:`from_leaf_hashes`; this wraps an already-built node array."""
+        self._n = int(order.shape[0])
+        self._nodes = nodes
+        self._nodes.flags.writeable = False
+        self._order = order  # sorted position k -> caller index
+        self._pos = np.empty_like(order)  # caller index -> sorted position
+        self._pos[order] = np.arange(self._n, dtype=order.dtype)
+        self._sorted_first_word: np.ndarray | None = None
+
+    @classmethod
+    def from_leaf_hashes(cls, leaves: np.ndarray) -> MerkleTree:
+        """Build the tree over ``(n, 32)`` uint8 leaf hashes, ``n >= 1``."""
+        leaves = np.asarray(leaves)
+        if leaves.dtype != np.uint8 or leaves.ndim != 2 or leaves.shape[1] != 32:
+            raise ConfigError(
+                f"leaves must be a uint8 array of shape (n, 32), got {leaves.dtype}{leaves.shape}"
+            )
+        n = leaves.shape[0]
+        if n < 1:
+            raise ConfigError("a Merkle tree needs at least one leaf")
+        order = _sort_order(leaves)
+        nodes = np.empty((2 * n - 1, 32), dtype=np.uint8)
+        nodes[n - 1 :] = leaves[order[::-1]]  # sorted leaf k at index 2n - 2 - k
+        # Nodes [lo, 2n - 1) are done. Every node i in [lo // 2, lo) has both children
+        # (2i + 1, 2i + 2) in the done range, and those children are the contiguous slice
+        # [2 (lo // 2) + 1, 2 lo + 1): one vectorised step per level.
+        lo = n - 1
+        while lo > 0:
+            new_lo = lo // 2
+            pairs = nodes[2 * new_lo + 1 : 2 * lo + 1].reshape(lo - new_lo, 64)
+            words = _be_words(pairs)
+            swap = _rows_less(words[:, 4:], words[:, :4])  # right < left: hash right first
+            msg = pairs.copy()
+            msg[swap, :32] = pairs[swap, 32:]
+            msg[swap, 32:] = pairs[swap, :32]
+            nodes[new_lo:lo] = keccak256_rows(msg)
+            lo = new_lo
+        return cls(nodes, order)
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def root(self) -> bytes:
+        return self._nodes[0].tobytes()
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return self._n
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """The ``(2n - 1, 32)`` node array in OZ layout (read-only)."""
+        return self._nodes
+
+    def _tree_index(self, i: int) -> int:
+        if not isinstance(i, int | np.integer) or not 0 <= i < self._n:
+            raise ConfigError(f"leaf index {i!r} out of range for a tree of {self._n} leaves")
+        return 2 * self._n - 2 - int(self._pos[i])
+
+    def leaf(self, i: int) -> bytes:
+        """Leaf hash of the caller's ``i``-th leaf."""
+        return self._nodes[self._tree_index(i)].tobytes()
+
+    # -- proofs -----------------------------------------------------------------------
+
+    def _proof_at(self, j: int) -> list[bytes]:
+        proof = []
+        while j > 0:
+            sibling = j + 1 if j % 2 else j - 1
+            proof.append(self._nodes[sibling].tobytes())
+            j = (j - 1) // 2
+        return proof
+
+    def proof(self, i: int) -> list[bytes]:
+        """Sibling hashes from the caller's ``i``-th leaf up to the root."""
+        return self._proof_at(self._tree_index(i))
+
+    def proof_for_leaf(self, leaf: bytes) -> list[bytes]:
+        """Proof for a leaf given by its hash (the first one, if it occurs twice)."""
+        leaf = bytes(leaf)
+        if len(leaf) != 32:
+            raise ConfigError(f"leaf must be 32 bytes, got {len(leaf)}")
+        if self._sorted_first_word is None:
+            # sorted leaf k sits at 2n - 2 - k: reverse the leaf block to get ascending order
+            self._sorted_first_word = _be_words(self._nodes[self._n - 1 :][::-1])[:, 0]
+        key = int.from_bytes(leaf[:8], "big")
+        lo = int(np.searchsorted(self._sorted_first_word, key, side="left"))
+        hi = int(np.searchsorted(self._sorted_first_word, key, side="right"))
+        for k in range(lo, hi):
+            j = 2 * self._n - 2 - k
+            if self._nodes[j].tobytes() == leaf:
+                return self._proof_at(j)
+        raise ConfigError(f"leaf 0x{leaf.hex()} is not in this tree")
+
+    def proofs_array(self, indices: Iterable[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Proofs for many leaves at once, vectorised.
+
+        Returns ``(proof_nodes, lengths)``: ``proof_nodes`` is ``(m, depth, 32)`` uint8 with
+        row ``r``'s proof in ``proof_nodes[r, :lengths[r]]`` (the tree is not perfect, so
+        lengths differ by at most one); the rest is zero.
+        """
+        idx = np.asarray(list(indices) if not isinstance(indices, np.ndarray) else indices)
+        if idx.size and (idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= self._n):
+            raise ConfigError(f"leaf indices must be integers in [0, {self._n})")
+        idx = idx.astype(np.int64).reshape(-1)
+        j = 2 * self._n - 2 - self._pos[idx].astype(np.int64)
+        depth = (2 * self._n - 1).bit_length() - 1  # depth of the deepest node
+        proof_nodes = np.zeros((idx.shape[0], depth, 32), dtype=np.uint8)
+        lengths = np.zeros(idx.shape[0], dtype=np.int64)
+        for level in range(depth):
+            active = np.flatnonzero(j > 0)
+            if active.size == 0:
+                break
+            ja = j[active]
+            sibling = np.where(ja % 2 == 1, ja + 1, ja - 1)
+            proof_nodes[active, level] = self._nodes[sibling]
+            lengths[active] += 1
+            j[active] = (ja - 1) // 2
+        return proof_nodes, lengths
+
+    def proofs(self, indices: Iterable[int] | np.ndarray) -> list[list[bytes]]:
+        """:meth:`proof` for each index, computed with :meth:`proofs_array`."""
+        proof_nodes, lengths = self.proofs_array(indices)
+        return [
+            [proof_nodes[r, k].tobytes() for k in range(int(lengths[r]))]
+            for r in range(proof_nodes.shape[0])
+        ]
+
+    def __repr__(self) -> str:
+        return f"MerkleTree(size={self._n}, root=0x{self.root.hex()})"
