@@ -249,6 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:
+        # Dask's scheduler logs every worker start and stop at INFO; keep that for -vv.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(
+                lambda r: r.levelno >= logging.WARNING or not r.name.startswith("distributed")
+            )
     try:
         return args.handler(args)
     except OgkitError as exc:

@@ -44,6 +44,7 @@ def get_client(
         threads_per_worker=threads_per_worker,
         processes=processes,
         dashboard_address=":0" if dashboard else None,
+        silence_logs=cluster_kwargs.pop("silence_logs", logging.ERROR),
         **cluster_kwargs,
     )
     log.info("started a LocalCluster with %d workers", len(client.scheduler_info()["workers"]))

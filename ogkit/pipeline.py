@@ -49,7 +49,7 @@ __all__ = ["ModelPayload", "PartitionResult", "run_partition", "run_verified_inf
 log = logging.getLogger(__name__)
 
 PARTITION_TARGET_BYTES = 4 << 20  # input bytes per partition: small enough to spread work
-MAX_PARTITION_ROWS = 100_000
+MAX_PARTITION_ROWS = 50_000
 
 
 @dataclass(frozen=True)
@@ -218,10 +218,11 @@ def _run_tasks(
     from dask.distributed import as_completed
 
     payload_future = client.scatter(payload, broadcast=True, hash=False)
+    # In-memory rows go to the cluster as data, not inside the task graph.
     futures = [
         client.submit(
             run_partition,
-            task,
+            client.scatter(task, hash=False) if task.source.paths == () else task,
             payload_future,
             key=f"infer-attest-{task.batch_id[2:10]}-{task.partition.index:05d}",
             pure=False,

@@ -503,7 +503,7 @@ def _run_checks(batch, checks, payload, client, progress, findings):
                 client.submit(
                     check_partition,
                     check,
-                    data,
+                    client.scatter(data, hash=False),  # data, not part of the task graph
                     payload_future,
                     key=f"verify-{batch.batch_id[2:10]}-{check.meta['index']:05d}",
                     pure=False,
