@@ -18,7 +18,6 @@ def get_client(
     n_workers: int | None = None,
     threads_per_worker: int = 1,
     processes: bool = True,
-    dashboard: bool = False,
     **cluster_kwargs,
 ):
     """Connect to ``scheduler_address`` (or ``$OGKIT_SCHEDULER``), else start a LocalCluster.
@@ -43,7 +42,7 @@ def get_client(
         n_workers=n_workers or os.cpu_count() or 1,
         threads_per_worker=threads_per_worker,
         processes=processes,
-        dashboard_address=":0" if dashboard else None,
+        dashboard_address=":0",  # a free port, never a clash with another cluster
         silence_logs=cluster_kwargs.pop("silence_logs", logging.ERROR),
         **cluster_kwargs,
     )

@@ -157,6 +157,10 @@ class _Staging:
     def __init__(self, store: ContentStore, batch_id: str) -> None:
         self.store = store
         self.prefix = f"batches/{batch_id}"
+        # A run killed mid-write leaves only temporary files (writes are write-then-move).
+        for name in store.listdir(self.prefix):
+            if name.startswith(".tmp-"):
+                store.fs.rm(store.path(f"{self.prefix}/{name}"))
 
     def records_path(self, index: int) -> str:
         return f"{self.prefix}/part-{index:05d}.parquet"

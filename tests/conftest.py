@@ -45,3 +45,33 @@ def cnn_path() -> Path:
 @pytest.fixture(scope="session")
 def cnn_b1_path() -> Path:
     return sample_model_path("cnn_b1")
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One 2-worker LocalCluster (processes) for the whole session."""
+    from ogkit.compute import get_client
+
+    client = get_client(n_workers=2)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def enclave(home: Path):
+    from ogkit.attest import make_attester
+
+    return make_attester("software", signer=KeyStore(home).ensure_dev_key("enclave"))
+
+
+@pytest.fixture
+def requester(home: Path) -> str:
+    return KeyStore(home).ensure_dev_key("requester").address
+
+
+@pytest.fixture
+def published(hub: Hub, owner: Signer, tabular_path: Path, cnn_path: Path, cnn_b1_path: Path):
+    """The three sample models in the hub as tab@1.0.0, cnn@1.0.0 and cnn-b1@1.0.0."""
+    for name, path in (("tab", tabular_path), ("cnn", cnn_path), ("cnn-b1", cnn_b1_path)):
+        hub.publish(path, name=name, version="1.0.0", price=1000, signer=owner)
+    return hub
