@@ -1,0 +1,228 @@
+"""Tampering, each detected and named by the verifier."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from ogkit.artifacts import ARTIFACTS, AttestedBatch, verify_receipt
+from ogkit.attest import attest_partition, make_attester, records_to_parquet
+from ogkit.claims import BatchClaim, derive_batch_id
+from ogkit.crypto.merkle import MerkleTree
+from ogkit.errors import VerificationFailed
+from ogkit.hub.manifest import canonical_json
+from ogkit.keys import KeyStore
+from ogkit.pipeline import run_verified_inference
+from ogkit.samples import sample_data_path
+from ogkit.verify import Allowlist, VerifyPolicy, detection_probability, verify_batch
+
+
+@pytest.fixture
+def batch(published, enclave, requester) -> AttestedBatch:
+    return run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        partition_rows=500,
+        progress=False,
+    )
+
+
+@pytest.fixture
+def policy(batch, enclave) -> VerifyPolicy:
+    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    return VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
+
+
+def _verify(batch, policy, hub, **kw):
+    return verify_batch(batch, policy, hub=hub, progress=False, **kw)
+
+
+def _rewrite(batch: AttestedBatch, index: int, mutate) -> None:
+    path = batch.store.path(batch.partitions[index]["path"])
+    pq.write_table(mutate(pq.read_table(path)), path)
+
+
+def _set_row(table: pa.Table, column: str, row: int, fn) -> pa.Table:
+    col = table[column].to_pylist()
+    col[row] = fn(col[row])
+    return table.set_column(
+        table.schema.get_field_index(column), column, pa.array(col, type=table[column].type)
+    )
+
+
+def test_honest_batch_passes_locally_and_on_dask(batch, policy, published, dask_client):
+    verdict = _verify(batch, policy, published)
+    assert verdict.passed, verdict.findings
+    assert verdict.rows_checked == 2000 and verdict.sample_size == 100
+    assert verdict.max_abs_error == 0.0
+    on_dask = _verify(batch, policy, published, client=dask_client)
+    assert on_dask.passed and on_dask.sampled_rows == verdict.sampled_rows
+    verdict.raise_if_failed()
+
+
+def test_output_value_changed(batch, policy, published):
+    _rewrite(
+        batch, 1, lambda t: _set_row(t, "output.probabilities", 5, lambda v: [v[0] + 0.01, *v[1:]])
+    )
+    verdict = _verify(batch, policy, published)
+    assert not verdict.passed
+    assert verdict.failing_rows() == [505]
+    assert {"artifact-altered", "output-hash-mismatch"} <= set(verdict.reasons())
+    with pytest.raises(VerificationFailed, match="output-hash-mismatch"):
+        verdict.raise_if_failed()
+
+
+def test_input_changed(batch, policy, published):
+    _rewrite(batch, 3, lambda t: _set_row(t, "input.features", 0, lambda v: [9.0, *v[1:]]))
+    verdict = _verify(batch, policy, published)
+    assert verdict.failing_rows() == [1500]
+    assert "input-hash-mismatch" in verdict.reasons()
+
+
+def test_row_deleted(batch, policy, published):
+    _rewrite(batch, 0, lambda t: t.filter(pc.not_equal(t["row_index"], 7)))
+    verdict = _verify(batch, policy, published)
+    assert [f.row_index for f in verdict.findings if f.reason == "missing-row"] == [7]
+    assert "partition-root-mismatch" in verdict.reasons()
+
+
+def test_row_duplicated(batch, policy, published):
+    _rewrite(batch, 2, lambda t: pa.concat_tables([t, t.slice(3, 1)]))
+    verdict = _verify(batch, policy, published)
+    assert [f.row_index for f in verdict.findings if f.reason == "duplicate-row"] == [1003]
+
+
+def test_receipt_proof_altered(batch):
+    receipt = batch.receipt(42)
+    assert verify_receipt(receipt).ok
+    receipt["proof"][2] = "0x" + "ab" * 32
+    check = verify_receipt(receipt)
+    assert not check.ok and "proof does not lead from the leaf to the batch root" in check.problems
+
+
+def test_claim_signed_by_unlisted_key(published, requester, home, batch, policy):
+    rogue = make_attester("software", signer=KeyStore(home).ensure_dev_key("rogue"))
+    rogue_batch = run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=rogue,
+        requester=requester,
+        hub=published,
+        job="rogue",
+        progress=False,
+    )
+    verdict = _verify(rogue_batch, policy, published)
+    assert verdict.reasons() == {"unapproved-attester": 1}
+    assert rogue.address in verdict.findings[0].detail
+
+
+def _store_manifest(batch: AttestedBatch, manifest: dict) -> AttestedBatch:
+    return AttestedBatch(
+        manifest, batch.store.put(ARTIFACTS, canonical_json(manifest)), batch.store
+    )
+
+
+def test_claim_replayed_under_another_batch_id(batch, policy, published):
+    # The node presents batch A's signed claim for another job's batch id.
+    manifest = copy.deepcopy(batch.manifest)
+    manifest["job"] = "another-job"
+    manifest["batch_id"] = derive_batch_id(
+        model_id=manifest["model_id"],
+        dataset_id=manifest["dataset_id"],
+        requester=manifest["requester"],
+        chain_id=31337,
+        job="another-job",
+    )
+    verdict = _verify(_store_manifest(batch, manifest), policy, published)
+    assert {"batch-id", "claim-mismatch", "leaf-mismatch"} <= set(verdict.reasons())
+    # Rewriting the claim's batch id instead breaks the EIP-712 signature.
+    manifest = copy.deepcopy(batch.manifest)
+    manifest["claim"]["batch_id"] = "0x" + "12" * 32
+    verdict = _verify(_store_manifest(batch, manifest), policy, published)
+    assert "signature" in verdict.reasons()
+
+
+def _forge(batch: AttestedBatch, bad_rows: set[int], signer_attester) -> AttestedBatch:
+    """An honest-looking batch whose node signed wrong outputs for ``bad_rows``."""
+    manifest = copy.deepcopy(batch.manifest)
+    for part in manifest["partitions"]:
+        rec = batch.records(part["index"])
+        outputs = {k: v.copy() for k, v in rec.outputs.items()}
+        for i, row in enumerate(rec.row_index):
+            if int(row) in bad_rows:
+                outputs["label"][i] = (outputs["label"][i] + 1) % 3
+        att = attest_partition(
+            batch_id=batch.batch_id,
+            model_id=batch.model_id,
+            runtime_id=batch.runtime_id,
+            offset=part["offset"],
+            feeds=rec.inputs,
+            outputs=outputs,
+        )
+        data = records_to_parquet(att, rec.inputs, outputs)
+        part["path"] = part["path"].replace(".parquet", "-forged.parquet")
+        batch.store.write_bytes(part["path"], data)
+        part["sha256"] = hashlib.sha256(data).hexdigest()
+        part["root"] = "0x" + att.root.hex()
+    roots = np.array(
+        [list(bytes.fromhex(p["root"][2:])) for p in manifest["partitions"]], dtype=np.uint8
+    )
+    claim = BatchClaim.from_dict(
+        {**manifest["claim"], "batch_root": "0x" + MerkleTree.from_leaf_hashes(roots).root.hex()}
+    )
+    manifest["claim"] = claim.to_dict()
+    manifest["batch_root"] = claim.batch_root
+    manifest["signature"] = signer_attester.sign_claim(claim, batch.domain)
+    return _store_manifest(batch, manifest)
+
+
+def test_dishonest_outputs_caught_by_reexecution_at_expected_rate(
+    published, enclave, requester, policy
+):
+    x = np.random.default_rng(11).normal(size=(400, 8)).astype(np.float32)
+    honest = run_verified_inference(
+        "tab", x, attester=enclave, requester=requester, hub=published, progress=False
+    )
+    bad_rows = set(range(0, 400, 20))  # 20 of 400 rows
+    forged = _forge(honest, bad_rows, enclave)
+    allow = Allowlist().with_([enclave.address], [honest.runtime_id])
+
+    # Everything recomputes: hashes, leaves, roots and the signature are all consistent.
+    full = _verify(forged, VerifyPolicy(sample_rate=1.0, allowlist=allow), published)
+    assert set(full.reasons()) == {"reexecution-mismatch"}
+    assert set(full.failing_rows()) == bad_rows
+
+    trials, rate = 100, 0.05
+    caught = 0
+    for trial in range(trials):
+        verdict = _verify(
+            forged,
+            VerifyPolicy(
+                sample_rate=rate, allowlist=allow, verifier_secret=trial.to_bytes(4, "big")
+            ),
+            published,
+        )
+        assert set(verdict.failing_rows()) <= bad_rows
+        caught += not verdict.passed
+    expected = detection_probability(400, 20, 20)
+    assert 0.5 < expected < 0.8
+    assert abs(caught / trials - expected) < 0.15, (caught, expected)
+    assert verdict.detection["k=10"] == pytest.approx(detection_probability(400, 20, 10))
+
+
+def test_detection_probability():
+    assert detection_probability(100, 10, 1) == pytest.approx(0.1)
+    assert detection_probability(100, 0, 5) == 0.0
+    assert detection_probability(100, 96, 5) == 1.0
+    assert detection_probability(1000, 10, 100) == pytest.approx(
+        1 - np.prod([(900 - i) / (1000 - i) for i in range(10)])
+    )
