@@ -55,9 +55,9 @@ def _infer(args: argparse.Namespace) -> int:
     keys = KeyStore(args.home)
     hub = Hub(args.store, home=args.home)
     attester = make_attester("software", signer=keys.load(args.attester_key))
-    requester = args.requester if args.requester.startswith("0x") else keys.load(
-        args.requester
-    ).address
+    requester = (
+        args.requester if args.requester.startswith("0x") else keys.load(args.requester).address
+    )
     with _client(args) as client:
         batch = run_verified_inference(
             args.model,
@@ -131,8 +131,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _receipt_show(args: argparse.Namespace) -> int:
     from ogkit.artifacts import load_batch
-    from ogkit.store import ContentStore
     from ogkit.config import store_url
+    from ogkit.store import ContentStore
 
     batch = load_batch(args.artifact, ContentStore(args.out or store_url(args.home)))
     receipt = batch.receipt(args.row)
@@ -194,7 +194,9 @@ def register(groups, add) -> None:
     def job_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--scheduler", help="Dask scheduler address (default $OGKIT_SCHEDULER)")
         p.add_argument(
-            "--workers", type=int, default=None,
+            "--workers",
+            type=int,
+            default=None,
             help="LocalCluster workers (default: one per core; 0: run in this process)",
         )
         p.add_argument("--out", help="artefact store URL (default: the hub's store)")

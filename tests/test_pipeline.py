@@ -33,8 +33,14 @@ def test_tabular_end_to_end_matches_bare_onnxruntime(
 ):
     data = sample_data_path("tabular")
     batch = run_verified_inference(
-        "tab", data, attester=enclave, requester=requester, client=dask_client,
-        hub=published, partition_rows=300, progress=False,
+        "tab",
+        data,
+        attester=enclave,
+        requester=requester,
+        client=dask_client,
+        hub=published,
+        partition_rows=300,
+        progress=False,
     )
     assert batch.row_count == 2000 and len(batch.partitions) == 7
     workers = {p["worker"] for p in batch.manifest["run_stats"]["partitions"]}
@@ -63,14 +69,17 @@ def test_root_identical_across_reruns_and_worker_counts(
     from ogkit.compute import get_client
 
     data = sample_data_path("tabular")
-    kwargs = dict(attester=enclave, requester=requester, hub=published, partition_rows=250,
-                  progress=False)
+    kwargs = dict(
+        attester=enclave, requester=requester, hub=published, partition_rows=250, progress=False
+    )
     two = run_verified_inference("tab", data, client=dask_client, **kwargs)
     with get_client(n_workers=1) as one_worker:
-        one = run_verified_inference("tab", data, client=one_worker,
-                                     store=ContentStore(tmp_path / "s1"), **kwargs)
-    eager = run_verified_inference("tab", data, client=None,
-                                   store=ContentStore(tmp_path / "s2"), **kwargs)
+        one = run_verified_inference(
+            "tab", data, client=one_worker, store=ContentStore(tmp_path / "s1"), **kwargs
+        )
+    eager = run_verified_inference(
+        "tab", data, client=None, store=ContentStore(tmp_path / "s2"), **kwargs
+    )
     assert two.batch_root == one.batch_root == eager.batch_root
     assert two.batch_id == one.batch_id == eager.batch_id
     # Re-running a finished job returns the same attested artefact.
@@ -85,8 +94,15 @@ def test_cnn_and_fixed_batch_one(published, enclave, requester, dask_client, cnn
     results = {}
     for model in ("cnn", "cnn-b1"):
         batch = run_verified_inference(
-            model, data, attester=enclave, requester=requester, client=dask_client,
-            hub=published, partition_rows=64, batch_size=32, progress=False,
+            model,
+            data,
+            attester=enclave,
+            requester=requester,
+            client=dask_client,
+            hub=published,
+            partition_rows=64,
+            batch_size=32,
+            progress=False,
         )
         got = np.stack(batch.outputs_frame()["probabilities"].to_numpy())
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
@@ -97,24 +113,40 @@ def test_cnn_and_fixed_batch_one(published, enclave, requester, dask_client, cnn
 
 def test_eager_numpy_and_pandas_inputs(published, enclave, requester):
     x = np.random.default_rng(3).normal(size=(500, 8)).astype(np.float32)
-    from_numpy = run_verified_inference("tab", x, attester=enclave, requester=requester,
-                                        hub=published, progress=False)
+    from_numpy = run_verified_inference(
+        "tab", x, attester=enclave, requester=requester, hub=published, progress=False
+    )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(8)])
-    from_pandas = run_verified_inference("tab", frame, attester=enclave, requester=requester,
-                                         hub=published, progress=False, job="pandas")
+    from_pandas = run_verified_inference(
+        "tab",
+        frame,
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        progress=False,
+        job="pandas",
+    )
     a = from_numpy.outputs_frame()["label"].to_numpy()
     b = from_pandas.outputs_frame()["label"].to_numpy()
     np.testing.assert_array_equal(a, b)
     # Same inputs and model: identical input hashes, so identical leaves up to the batch id.
-    assert from_numpy.records(0).input_hashes.tobytes() == from_pandas.records(0).input_hashes.tobytes()
+    assert (
+        from_numpy.records(0).input_hashes.tobytes()
+        == from_pandas.records(0).input_hashes.tobytes()
+    )
 
 
 def test_schema_errors_listed_together_before_work(published, enclave, requester, home):
     frame = pl.DataFrame({"a": ["x", "y"], "f1": [1.0, 2.0], "f2": [None, 1.0]})
     with pytest.raises(SchemaMismatchError) as info:
         run_verified_inference(
-            "tab", frame, attester=enclave, requester=requester, hub=published,
-            input_map={"features": ["a", "f1", "f9"], "extra": "f2"}, progress=False,
+            "tab",
+            frame,
+            attester=enclave,
+            requester=requester,
+            hub=published,
+            input_map={"features": ["a", "f1", "f9"], "extra": "f2"},
+            progress=False,
         )
     problems = info.value.problems
     assert len(problems) == 2, problems
@@ -124,12 +156,14 @@ def test_schema_errors_listed_together_before_work(published, enclave, requester
 
     frame = pl.DataFrame({"image": [[0.0] * 10] * 3})
     with pytest.raises(SchemaMismatchError, match="784 values per row"):
-        run_verified_inference("cnn", frame, attester=enclave, requester=requester,
-                               hub=published, progress=False)
+        run_verified_inference(
+            "cnn", frame, attester=enclave, requester=requester, hub=published, progress=False
+        )
     nulls = pl.DataFrame({f"f{i}": [1.0, None] for i in range(8)})
     with pytest.raises(SchemaMismatchError) as info:
-        run_verified_inference("tab", nulls, attester=enclave, requester=requester,
-                               hub=published, progress=False)
+        run_verified_inference(
+            "tab", nulls, attester=enclave, requester=requester, hub=published, progress=False
+        )
     assert len(info.value.problems) == 8 and "null" in info.value.problems[0]
 
 
@@ -138,8 +172,19 @@ def test_killed_run_resumes_with_same_root(published, enclave, requester, home, 
 
     data = tmp_path / "big.parquet"
     make_tabular(400_000, seed=5).write_parquet(data)
-    cmd = [str(REPO / ".venv/bin/ogkit"), "infer", "--model", "tab", "--data", str(data),
-           "--partition-rows", "4000", "--workers", "0", "--json"]
+    cmd = [
+        str(REPO / ".venv/bin/ogkit"),
+        "infer",
+        "--model",
+        "tab",
+        "--data",
+        str(data),
+        "--partition-rows",
+        "4000",
+        "--workers",
+        "0",
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     store = home / "store" / "batches"
     done = []
@@ -155,13 +200,27 @@ def test_killed_run_resumes_with_same_root(published, enclave, requester, home, 
     assert 5 <= len(done) < 100, f"kill should land mid-run ({len(done)} partitions done)"
     finished_before = len(list(store.glob("*/part-*.json")))
 
-    resumed = run_verified_inference("tab", data, attester=enclave, requester=requester,
-                                     hub=published, partition_rows=4000, progress=False)
+    resumed = run_verified_inference(
+        "tab",
+        data,
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        partition_rows=4000,
+        progress=False,
+    )
     assert resumed.manifest["run_stats"]["resumed_partitions"] == finished_before
     assert not list(store.glob("*/.tmp-*"))
-    fresh = run_verified_inference("tab", data, attester=enclave, requester=requester,
-                                   hub=published, partition_rows=4000, progress=False,
-                                   store=ContentStore(tmp_path / "fresh"))
+    fresh = run_verified_inference(
+        "tab",
+        data,
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        partition_rows=4000,
+        progress=False,
+        store=ContentStore(tmp_path / "fresh"),
+    )
     assert fresh.manifest["run_stats"]["resumed_partitions"] == 0
     assert resumed.batch_root == fresh.batch_root
 
@@ -177,8 +236,19 @@ def test_cli_infer_verify_receipt(published, enclave, requester, home, capsys, t
     verdict = json.loads(capsys.readouterr().out)
     assert set(verdict["reasons"]) == {"unapproved-attester", "unapproved-measurement"}
     batch = load_batch(artifact, ContentStore(home / "store"))
-    assert main(["allowlist", "add", "--attester", batch.claim.attester,
-                 "--measurement", batch.runtime_id]) == 0
+    assert (
+        main(
+            [
+                "allowlist",
+                "add",
+                "--attester",
+                batch.claim.attester,
+                "--measurement",
+                batch.runtime_id,
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["verify", artifact, "--workers", "0", "--sample-rate", "0.1", "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
@@ -198,15 +268,25 @@ def test_cli_infer_verify_receipt(published, enclave, requester, home, capsys, t
 def test_receipt_verifies_with_openzeppelin_js(published, enclave, requester, tmp_path):
     if not (REPO / "node_modules/@openzeppelin/merkle-tree").exists():
         pytest.skip("node_modules missing: run `make test`, which runs npm ci")
-    batch = run_verified_inference("tab", sample_data_path("tabular"), attester=enclave,
-                                   requester=requester, hub=published, partition_rows=300,
-                                   progress=False)
+    batch = run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        partition_rows=300,
+        progress=False,
+    )
     receipts = batch.receipts([0, 777, 1999])
     bad = json.loads(json.dumps(receipts[1]))
     bad["leaf_values"]["outputHash"] = "0x" + "11" * 32
     path = tmp_path / "receipts.json"
     path.write_text(json.dumps({"types": list(LEAF_TYPES), "good": receipts, "bad": [bad]}))
-    run = subprocess.run(["node", str(REPO / "tests/js/verify_receipts.mjs"), str(path)],
-                         capture_output=True, text=True, cwd=REPO)
+    run = subprocess.run(
+        ["node", str(REPO / "tests/js/verify_receipts.mjs"), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert run.returncode == 0, run.stderr + run.stdout
     assert "3 good receipts verified, 1 bad receipt rejected" in run.stdout
