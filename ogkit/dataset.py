@@ -9,8 +9,10 @@ raised at once as :class:`~ogkit.errors.SchemaMismatchError`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ogkit.errors import ConfigError, SchemaMismatchError
 from ogkit.hub.manifest import TensorSpec
@@ -80,6 +84,8 @@ class DataSource:
     def read(self, offset: int, rows: int, columns: Sequence[str]) -> pl.DataFrame:
         if self.frame is not None:
             return self.frame.slice(offset, rows).select(columns)
+        if self.kind == "parquet":
+            return _read_parquet_rows(self.paths, offset, rows, tuple(columns))
         return self.scan().select(columns).slice(offset, rows).collect()
 
     def slice_for_task(self, offset: int, rows: int) -> DataSource:
@@ -92,6 +98,39 @@ class DataSource:
             arrays = {k: v[offset : offset + rows] for k, v in self.arrays.items()}
             return DataSource("arrays", rows, self.schema, self.dataset_id, arrays=arrays)
         return self
+
+
+# ``stamp`` (mtime, size) is part of each cache key, so a rewritten file is read afresh.
+@functools.lru_cache(maxsize=64)
+def _row_group_sizes(path: str, stamp: tuple[int, int]) -> tuple[int, ...]:
+    meta = pq.ParquetFile(path).metadata
+    return tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+
+
+# Per process: the last few decoded row groups. Partitions smaller than a row group then
+# decode it once per worker, not once per partition.
+@functools.lru_cache(maxsize=4)
+def _row_group(path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]) -> pa.Table:
+    return pq.ParquetFile(path).read_row_group(index, columns=list(columns))
+
+
+def _read_parquet_rows(
+    paths: Sequence[str], offset: int, rows: int, columns: tuple[str, ...]
+) -> pl.DataFrame:
+    """Rows ``offset .. offset+rows`` across ``paths``, decoding only the row groups needed."""
+    pieces = []
+    start, end = offset, offset + rows
+    first = 0
+    for path in paths:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        for index, n in enumerate(_row_group_sizes(path, stamp)):
+            lo, hi = first, first + n
+            if hi > start and lo < end:
+                table = _row_group(path, stamp, index, columns)
+                pieces.append(table.slice(max(start, lo) - lo, min(end, hi) - max(start, lo)))
+            first = hi
+    return pl.from_arrow(pa.concat_tables(pieces)) if pieces else pl.DataFrame()
 
 
 def _sha256_file(path: Path) -> str:
@@ -378,9 +417,32 @@ def _null_problems(source: DataSource, bindings: Sequence[InputBinding]) -> list
     if source.arrays is not None:
         return []  # NumPy arrays have no nulls; NaN is a value a model may legitimately see
     columns = [c for b in bindings for c in b.columns]
-    counts = source.scan().select([pl.col(c).null_count() for c in columns]).collect().row(0)
+    counts = _parquet_null_counts(source, columns) if source.kind == "parquet" else None
+    if counts is None:
+        counts = source.scan().select([pl.col(c).null_count() for c in columns]).collect().row(0)
     return [
         f"column {c!r} has {n:,} null value(s); fill or drop them before inference"
         for c, n in zip(columns, counts, strict=True)
         if n
     ]
+
+
+def _parquet_null_counts(source: DataSource, columns: Sequence[str]) -> list[int] | None:
+    """Null counts from Parquet footers (no data decoded); None if a footer lacks them."""
+    totals = dict.fromkeys(columns, 0)
+    for path in source.paths:
+        meta = pq.ParquetFile(path).metadata
+        leaf_of = {}
+        for j in range(meta.num_columns):
+            top = meta.schema.column(j).path.split(".")[0]
+            leaf_of.setdefault(top, j)  # first leaf of each top-level column
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            for c in columns:
+                if c not in leaf_of:
+                    return None
+                stats = group.column(leaf_of[c]).statistics
+                if stats is None or not stats.has_null_count:
+                    return None
+                totals[c] += stats.null_count
+    return [totals[c] for c in columns]

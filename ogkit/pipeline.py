@@ -29,6 +29,7 @@ from ogkit import __version__
 from ogkit.artifacts import ARTIFACTS, AttestedBatch, load_batch
 from ogkit.attest import Attester, attest_partition, records_to_parquet
 from ogkit.claims import BatchClaim, ClaimDomain, derive_batch_id
+from ogkit.crypto.keccak import warm_up
 from ogkit.crypto.merkle import MerkleTree
 from ogkit.dataset import (
     DataSource,
@@ -39,7 +40,7 @@ from ogkit.dataset import (
     split_partitions,
 )
 from ogkit.errors import ArtifactError, ConfigError, InferenceError, OgkitError
-from ogkit.hub.hub import Hub
+from ogkit.hub.hub import MODELS, Hub
 from ogkit.hub.manifest import canonical_json
 from ogkit.load import LoadedModel, SessionConfig, load_model, load_model_bytes
 from ogkit.store import ContentStore
@@ -69,6 +70,7 @@ _WORKER_MODELS: dict[tuple[str, SessionConfig], LoadedModel] = {}
 def _worker_model(payload: ModelPayload) -> LoadedModel:
     key = (payload.model_id, payload.config)
     if key not in _WORKER_MODELS:
+        warm_up()  # compile (or load) the hashing kernel with the model, not mid-partition
         _WORKER_MODELS[key] = load_model_bytes(payload.data, config=payload.config)
     return _WORKER_MODELS[key]
 
@@ -410,6 +412,8 @@ def run_verified_inference(
             ],
         },
     }
+    # The model travels with the batch, so a verifier can re-execute from this store alone.
+    store.put(MODELS, loaded.model_bytes)
     artifact_id = store.put(ARTIFACTS, canonical_json(manifest))
     staging.set_artifact_pointer(artifact_id)
     log.info(

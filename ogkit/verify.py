@@ -33,7 +33,7 @@ from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import MerkleTree, leaf_hashes
 from ogkit.errors import ArtifactError, ConfigError, HubError, OgkitError, VerificationFailed
-from ogkit.hub.hub import Hub
+from ogkit.hub.hub import MODELS, Hub
 from ogkit.load import SessionConfig
 from ogkit.pipeline import ModelPayload, _worker_model
 from ogkit.store import ContentStore
@@ -413,7 +413,7 @@ def verify_batch(
     payload = None
     if len(sample):
         try:
-            data = hub.blob(batch.model_id)
+            data = _model_bytes(batch, hub)
             payload = ModelPayload(batch.model_id, policy.session_config, data)
         except HubError as exc:
             findings.append(Finding("model-unavailable", str(exc)))
@@ -480,6 +480,16 @@ def verify_batch(
     )
     log.info("%s", verdict.summary())
     return verdict
+
+
+def _model_bytes(batch: AttestedBatch, hub: Hub) -> bytes:
+    """The model, from the batch's own store if it is there, else from the hub."""
+    if batch.store.has(MODELS, batch.model_id):
+        try:
+            return batch.store.get(MODELS, batch.model_id)
+        except ArtifactError as exc:
+            log.warning("model copy beside the batch is unusable (%s); trying the hub", exc)
+    return hub.blob(batch.model_id)
 
 
 def _run_checks(batch, checks, payload, client, progress, findings):

@@ -52,8 +52,10 @@ def _rewrite(batch: AttestedBatch, index: int, mutate) -> None:
 
 
 def _set_row(table: pa.Table, column: str, row: int, fn) -> pa.Table:
+    """Apply ``fn`` to one row of a tensor column (stored as little-endian float32 bytes)."""
     col = table[column].to_pylist()
-    col[row] = fn(col[row])
+    values = np.frombuffer(col[row], "<f4").copy()
+    col[row] = fn(values).astype("<f4").tobytes()
     return table.set_column(
         table.schema.get_field_index(column), column, pa.array(col, type=table[column].type)
     )
@@ -71,7 +73,9 @@ def test_honest_batch_passes_locally_and_on_dask(batch, policy, published, dask_
 
 def test_output_value_changed(batch, policy, published):
     _rewrite(
-        batch, 1, lambda t: _set_row(t, "output.probabilities", 5, lambda v: [v[0] + 0.01, *v[1:]])
+        batch,
+        1,
+        lambda t: _set_row(t, "output.probabilities", 5, lambda v: v + np.array([0.01, 0, 0])),
     )
     verdict = _verify(batch, policy, published)
     assert not verdict.passed
@@ -82,7 +86,11 @@ def test_output_value_changed(batch, policy, published):
 
 
 def test_input_changed(batch, policy, published):
-    _rewrite(batch, 3, lambda t: _set_row(t, "input.features", 0, lambda v: [9.0, *v[1:]]))
+    _rewrite(
+        batch,
+        3,
+        lambda t: _set_row(t, "input.features", 0, lambda v: np.where(np.arange(8) == 0, 9.0, v)),
+    )
     verdict = _verify(batch, policy, published)
     assert verdict.failing_rows() == [1500]
     assert "input-hash-mismatch" in verdict.reasons()
