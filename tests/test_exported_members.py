@@ -1,0 +1,26 @@
+"""The public surface: what `import ogkit` promises, and the error tree."""
+
+from __future__ import annotations
+
+import ogkit
+from ogkit import errors
+
+
+def test_all_names_exist():
+    for name in ogkit.__all__:
+        assert hasattr(ogkit, name), name
+
+
+def test_public_surface_is_stable():
+    steps = {"load_model", "run_verified_inference", "verify_batch", "verify_receipt",
+             "get_client", "load_batch", "make_attester"}
+    assert steps <= set(ogkit.__all__)
+
+
+def test_error_tree_rooted_and_documented():
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, ogkit.OgkitError), name
+        assert name in errors.__doc__, f"{name} missing from the tree in ogkit/errors.py"
+    assert issubclass(ogkit.SchemaMismatchError, ValueError)
+    assert issubclass(ogkit.ModelNotFoundError, LookupError)
