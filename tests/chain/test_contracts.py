@@ -28,7 +28,7 @@ from ogkit.chain.contracts import (
     load_artifact,
     transact,
 )
-from ogkit.errors import ChainError, SettlementError
+from ogkit.errors import ConfigError, SettlementError
 
 from .conftest import (
     OTHER_RUNTIME_ID,
@@ -670,7 +670,8 @@ def test_upheld_challenge_slashes_pro_rata(
     assert balance(d, a.challenger) == ch0 + reward
     assert balance(d, s.address) == 0
     assert s.functions.statusOf(b.batch_id).call() == BatchStatus.SLASHED
-    assert escrow > 0
+    (refund,) = events(s, "BatchRefunded", receipt)
+    assert refund.args.amount == escrow + (slash - reward)
     # the slashed node is below its minimum own stake now
     expect_revert(w3, commit_fn(d, make_batch(w3, d, a, tag=b"next")), a.node, "InsufficientStake")
     # the unbonding delegator withdraws the slashed amount after the period
@@ -748,6 +749,13 @@ def test_verify_receipt(w3: Any, world: Deployment, actors: Actors) -> None:
         ).call()
         == leaf
     )
+
+
+def test_receipt_leaf_matches_spec_vector(world: Deployment) -> None:
+    """docs/spec.md section 3.1 test vector, computed by the contract."""
+    ids = [bytes([b]) * 32 for b in (1, 2, 3)]
+    leaf = world.settlement.functions.receiptLeaf(*ids, 7, bytes([4]) * 32, bytes([5]) * 32).call()
+    assert leaf.hex() == "3fd0c3acb4d162e9e77598214924e0ed6ae0f71b6f5925e65493db916f9ec79a"
 
 
 def test_merkle_tree_matches_openzeppelin_js() -> None:
@@ -944,11 +952,32 @@ def test_model_registry(w3: Any, tester: Any, world: Deployment, actors: Actors)
 # --------------------------------------------------------------------------- gas
 
 
+def execution_gas(tester: Any, contract: Any, fn_name: str, args: list[Any], sender: str) -> int:
+    """Gas a call's own execution uses (what another contract pays to call it), without the
+    transaction's intrinsic and calldata cost, measured by running the message in py-evm."""
+    from eth.vm.message import Message
+    from eth_utils import to_canonical_address
+
+    state = tester.backend.chain.get_vm().state
+    to = to_canonical_address(contract.address)
+    origin = to_canonical_address(sender)
+    data = bytes.fromhex(contract.encode_abi(fn_name, args=args)[2:])
+    msg = Message(gas=5_000_000, to=to, sender=origin, value=0, data=data, code=state.get_code(to))
+    ctx = state.get_transaction_context_class()(gas_price=10**9, origin=origin)
+    computation = state.computation_class.apply_message(state, msg, ctx)
+    assert computation.is_success
+    return computation.get_gas_used()
+
+
 def test_gas(w3: Any, tester: Any, world: Deployment, actors: Actors) -> None:
     """commitBatch is O(1) in rowCount; verifyReceipt grows with proof depth only."""
     d, a = world, actors
     s = d.settlement
     gas: dict[str, int] = {}
+    send(w3, d.token.functions.approve(s.address, 10**9 * OPG), a.requester)
+    send(w3, d.token.functions.transfer(a.requester, 10_000_000 * OPG), a.deployer)
+    first = make_batch(w3, d, a, rows=4, tag=b"first")
+    gas["commitBatch, first ever (4 rows)"] = commit(w3, d, a, first)["gasUsed"]
     small = make_batch(w3, d, a, rows=4, tag=b"small")
     gas["commitBatch (4 rows)"] = commit(w3, d, a, small)["gasUsed"]
 
@@ -971,31 +1000,33 @@ def test_gas(w3: Any, tester: Any, world: Deployment, actors: Actors) -> None:
         gas[f"commitBatch (2^{depth} rows)"] = send(w3, fn, a.node)["gasUsed"]
         return batch_id, leaf, siblings
 
-    send(w3, d.token.functions.approve(s.address, 10**9 * OPG), a.requester)
-    send(w3, d.token.functions.transfer(a.requester, 10_000_000 * OPG), a.deployer)
     proofs = {depth: big_batch(b"depth%d" % depth, depth) for depth in (10, 20)}
     for depth, (batch_id, leaf, siblings) in proofs.items():
-        fn = s.functions.verifyReceipt(batch_id, leaf, siblings)
-        assert fn.call() is True
-        gas[f"verifyReceipt depth {depth} (tx)"] = send(w3, fn, a.outsider)["gasUsed"]
-        gas[f"verifyReceipt depth {depth} (estimate)"] = fn.estimate_gas({"from": a.outsider})
+        assert s.functions.verifyReceipt(batch_id, leaf, siblings).call() is True
+        args = [batch_id, leaf, siblings]
+        gas[f"verifyReceipt depth {depth} (execution)"] = execution_gas(
+            tester, s, "verifyReceipt", args, a.outsider
+        )
+        tx = send(w3, s.functions.verifyReceipt(*args), a.outsider)
+        gas[f"verifyReceipt depth {depth} (as a tx)"] = tx["gasUsed"]
     receipts = attest_all(w3, d, a, small.batch_id)
     for i, r in enumerate(receipts, start=1):
         gas[f"attest #{i}"] = r["gasUsed"]
     advance(tester, w3, TEST_PARAMS.challenge_window)
-    gas["finalize (3 verifiers)"] = send(w3, s.functions.finalize(small.batch_id), a.outsider)[
-        "gasUsed"
-    ]
+    receipt = send(w3, s.functions.finalize(small.batch_id), a.outsider)
+    gas["finalize (3 pass verifiers)"] = receipt["gasUsed"]
     print("\ngas used:")
     for k, v in gas.items():
-        print(f"  {k:<36} {v:>8,}")
-    # O(1) in rows: only calldata bytes of rowCount and the root differ
-    commits = [v for k, v in gas.items() if k.startswith("commitBatch")]
+        print(f"  {k:<40} {v:>8,}")
+    # O(1) in rows: only the calldata of rowCount and the root differ
+    commits = [v for k, v in gas.items() if k.startswith("commitBatch (")]
     assert max(commits) - min(commits) < 200
-    assert max(commits) < 320_000
-    per_level = (gas["verifyReceipt depth 20 (tx)"] - gas["verifyReceipt depth 10 (tx)"]) / 10
-    assert per_level < 1_000
-    assert gas["finalize (3 verifiers)"] < 200_000
+    assert max(commits) < 300_000
+    per_level = (
+        gas["verifyReceipt depth 20 (execution)"] - gas["verifyReceipt depth 10 (execution)"]
+    ) / 10
+    assert per_level < 500
+    assert gas["finalize (3 pass verifiers)"] < 200_000
 
 
 # --------------------------------------------------------------------------- python helpers
@@ -1043,11 +1074,11 @@ def test_artifacts_and_params() -> None:
     for name in chain_contracts.CONTRACT_NAMES:
         art = load_artifact(name)
         assert art["contractName"] == name and art["bytecode"].startswith("0x")
-    with pytest.raises(ChainError):
+    with pytest.raises(ConfigError):
         load_artifact("Nope")
-    with pytest.raises(ChainError):
+    with pytest.raises(ConfigError):
         DeployParams(quorum_bps=0)
-    with pytest.raises(ChainError):
+    with pytest.raises(ConfigError):
         DeployParams(slash_bps=10_000)
-    with pytest.raises(ChainError):
+    with pytest.raises(ConfigError):
         batch_claim_typed_data(1, "0x" + "11" * 20, {"batchId": b"\x00" * 32})
