@@ -23,7 +23,9 @@ $(PY_STAMP): pyproject.toml
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@# `npm install` (not `npm ci`): npm 11 leaves other platforms' optional anvil
+	@# binaries out of the lock file, which `npm ci` then refuses.
+	npm install --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
 demo: setup
