@@ -290,3 +290,36 @@ def test_receipt_verifies_with_openzeppelin_js(published, enclave, requester, tm
     )
     assert run.returncode == 0, run.stderr + run.stdout
     assert "3 good receipts verified, 1 bad receipt rejected" in run.stdout
+
+
+def test_csv_arrow_and_folder_inputs_agree(published, enclave, requester, tmp_path):
+    frame = pl.read_csv(
+        sample_data_path("tabular_csv"), schema_overrides={f"f{i}": pl.Float32 for i in range(8)}
+    )
+    frame.write_ipc(tmp_path / "rows.arrow")
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame.head(200).write_parquet(folder / "a.parquet")
+    frame.tail(300).write_parquet(folder / "b.parquet")
+    labels = {}
+    for name, data in (
+        ("csv", sample_data_path("tabular_csv")),
+        ("arrow", tmp_path / "rows.arrow"),
+        ("folder", folder),
+    ):
+        batch = run_verified_inference(
+            "tab",
+            data,
+            attester=enclave,
+            requester=requester,
+            hub=published,
+            partition_rows=128,
+            progress=False,
+        )
+        assert batch.row_count == 500
+        labels[name] = batch.outputs_frame()["label"].to_numpy()
+        # The same rows give the same input hashes, whatever the file format.
+        labels[name + "-hash0"] = bytes(batch.records(0).input_hashes[0])
+    np.testing.assert_array_equal(labels["csv"], labels["arrow"])
+    np.testing.assert_array_equal(labels["csv"], labels["folder"])
+    assert labels["csv-hash0"] == labels["arrow-hash0"] == labels["folder-hash0"]
