@@ -1,0 +1,330 @@
+"""The settle step: commit an attested batch on-chain, attest verdicts, finalise.
+
+:func:`settle` drives one batch's on-chain life cycle forward as far as it can go
+and is safe to re-run: the chain's ``statusOf(batchId)`` is the truth, and a local
+:class:`SettlementJournal` records what was sent (transaction hashes, blocks) so a
+crash at any point is resumed by running the same command again. A batch is only
+committed while the chain says it is unknown, so it is never committed twice.
+
+The set-up helpers (:func:`register_model`, :func:`ensure_staked`,
+:func:`ensure_allowance`, :func:`bootstrap_measurement`) are idempotent too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ogkit.artifacts import AttestedBatch
+from ogkit.chain.contracts import BatchStatus
+from ogkit.claims import ClaimDomain
+from ogkit.config import ogkit_home
+from ogkit.errors import SettlementError
+from ogkit.hub.manifest import ModelManifest
+from ogkit.keys import Signer
+
+__all__ = [
+    "ROLE_INFERENCE",
+    "ROLE_VERIFIER",
+    "SettlementJournal",
+    "SettlementRecord",
+    "attest_batch",
+    "bootstrap_measurement",
+    "claim_domain",
+    "ensure_allowance",
+    "ensure_staked",
+    "register_model",
+    "settle",
+]
+
+log = logging.getLogger(__name__)
+
+ROLE_INFERENCE, ROLE_VERIFIER = 1, 2
+ZERO32 = b"\x00" * 32
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+FINAL = {BatchStatus.FINALIZED, BatchStatus.SLASHED, BatchStatus.REFUNDED}
+
+
+def _b32(hex_value: str) -> bytes:
+    return bytes.fromhex(hex_value.removeprefix("0x"))
+
+
+def claim_domain(client: Any) -> ClaimDomain:
+    """The EIP-712 domain claims must be signed for to settle on ``client``'s chain."""
+    return ClaimDomain(client.chain_id, client.contract("InferenceSettlement").address)
+
+
+# -- idempotent set-up ---------------------------------------------------------------------
+def register_model(client: Any, manifest: ModelManifest, owner: Signer) -> bool:
+    """Mirror a hub manifest into ModelRegistry; False if the model id is already there."""
+    registry = client.contract("ModelRegistry")
+    model_id = _b32(manifest.model_id)
+    if client.call(registry.functions.exists(model_id)):
+        return False
+    client.transact(
+        registry.functions.registerModel(
+            model_id,
+            manifest.price_per_inference,
+            manifest.name,
+            manifest.version,
+            _b32(manifest.manifest_hash()),
+            f"ogkit://manifests/{manifest.name}/{manifest.version}.json",
+        ),
+        owner,
+    )
+    log.info("registered %s on chain %d", manifest.ref, client.chain_id)
+    return True
+
+
+def ensure_allowance(client: Any, owner: Signer, spender: str, amount: int) -> None:
+    """Make ``owner``'s OPG allowance to ``spender`` at least ``amount``."""
+    token = client.contract("OPGToken")
+    if client.call(token.functions.allowance(owner.address, spender)) < amount:
+        client.transact(token.functions.approve(spender, amount), owner)
+
+
+def ensure_staked(
+    client: Any,
+    node: Signer,
+    *,
+    role: int,
+    stake: int,
+    attester: str | None = None,
+    measurement: str | None = None,
+) -> None:
+    """Register ``node`` with ``stake`` OPG (role 1 inference, 2 verifier), or re-bind its
+    attester and measurement if they changed. Never adds stake to a registered node."""
+    registry = client.contract("NodeRegistry")
+    info = client.call(registry.functions.getNode(node.address))
+    current_role, bound_attester, bound_measurement = info[0], info[1], info[2]
+    wanted_measurement = _b32(measurement) if measurement else ZERO32
+    if current_role == 0:
+        ensure_allowance(client, node, registry.address, stake)
+        client.transact(
+            registry.functions.registerNode(
+                role, stake, attester or ZERO_ADDRESS, wanted_measurement
+            ),
+            node,
+        )
+        log.info("registered node %s (role %d, %d OPG units)", node.address, role, stake)
+    elif current_role != role:
+        raise SettlementError(
+            f"{node.address} is registered with role {current_role}, not {role}; "
+            "use another key for this role"
+        )
+    elif attester and (
+        bound_attester.lower() != attester.lower() or bytes(bound_measurement) != wanted_measurement
+    ):
+        client.transact(registry.functions.setAttester(attester, wanted_measurement), node)
+
+
+def bootstrap_measurement(client: Any, owner: Signer, measurement: str) -> bool:
+    """Approve ``measurement`` through the registry owner's bootstrap power (dev chains).
+
+    On a network whose bootstrap is closed, approval goes through stake-weighted
+    governance (``NodeRegistry.propose``/``vote``/``execute``) instead.
+    """
+    registry = client.contract("NodeRegistry")
+    m = _b32(measurement)
+    if client.call(registry.functions.isMeasurementApproved(m)):
+        return False
+    if not client.call(registry.functions.bootstrapOpen()):
+        raise SettlementError(
+            f"measurement {measurement} is not approved and the bootstrap is closed: "
+            "propose it through governance (NodeRegistry.propose, vote, execute)"
+        )
+    client.transact(registry.functions.bootstrapMeasurement(m, True), owner)
+    return True
+
+
+# -- the journal -------------------------------------------------------------------------------
+@dataclass
+class SettlementRecord:
+    """What this machine knows about one batch's settlement, mirrored from the chain."""
+
+    batch_id: str
+    artifact_id: str
+    chain: str
+    chain_id: int
+    status: str = "new"  # new | committing | pending | disputed | finalized | slashed | refunded
+    commit_tx: str | None = None
+    commit_block: int | None = None
+    finalize_tx: str | None = None
+    finalize_block: int | None = None
+    attestations: dict[str, str] = field(default_factory=dict)  # verifier -> tx hash
+    waiting_for: str = ""
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SettlementJournal:
+    """One JSON file per batch under ``<home>/settlements/<chain id>/``, written atomically."""
+
+    def __init__(self, chain_id: int, home: Path | None = None) -> None:
+        self.folder = (home or ogkit_home()) / "settlements" / str(chain_id)
+
+    def _path(self, batch_id: str) -> Path:
+        return self.folder / f"{batch_id}.json"
+
+    def load(self, batch_id: str) -> SettlementRecord | None:
+        path = self._path(batch_id)
+        if not path.exists():
+            return None
+        return SettlementRecord(**json.loads(path.read_text()))
+
+    def save(self, record: SettlementRecord) -> None:
+        record.updated_at = time.time()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(record.batch_id)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(record.to_dict(), indent=2, sort_keys=True))
+        tmp.replace(path)
+
+    def all(self) -> list[SettlementRecord]:
+        if not self.folder.exists():
+            return []
+        return [
+            SettlementRecord(**json.loads(p.read_text()))
+            for p in sorted(self.folder.glob("*.json"))
+        ]
+
+
+# -- settling ---------------------------------------------------------------------------------------
+def _claim_tuple(batch: AttestedBatch) -> tuple:
+    c = batch.claim
+    return (
+        _b32(c.batch_id),
+        _b32(c.model_id),
+        _b32(c.runtime_id),
+        _b32(c.batch_root),
+        c.row_count,
+        c.requester,
+        c.timestamp,
+        c.attester,
+    )
+
+
+def _check_domain(batch: AttestedBatch, client: Any) -> None:
+    want = claim_domain(client)
+    have = batch.domain
+    if have.chain_id != want.chain_id or have.verifying_contract.lower() != (
+        want.verifying_contract.lower()
+    ):
+        raise SettlementError(
+            f"batch {batch.batch_id} was signed for chain {have.chain_id} / contract "
+            f"{have.verifying_contract}, not for {client.name} (chain {want.chain_id}, "
+            f"settlement {want.verifying_contract}); run inference again with this chain "
+            "(`ogkit infer --chain …`)"
+        )
+
+
+def _status(client: Any, batch_id: str) -> BatchStatus:
+    settlement = client.contract("InferenceSettlement")
+    return BatchStatus(client.call(settlement.functions.statusOf(_b32(batch_id))))
+
+
+def _sync(record: SettlementRecord, status: BatchStatus) -> None:
+    if status != BatchStatus.NONE:
+        record.status = status.name.lower()
+
+
+def settle(
+    batch: AttestedBatch,
+    client: Any,
+    *,
+    node: Signer,
+    journal: SettlementJournal | None = None,
+    finalize: bool = True,
+) -> SettlementRecord:
+    """Commit ``batch`` if the chain does not know it yet, then finalise it once its
+    challenge window is over and verifiers holding the quorum attested pass."""
+    journal = journal or SettlementJournal(client.chain_id)
+    settlement = client.contract("InferenceSettlement")
+    record = journal.load(batch.batch_id) or SettlementRecord(
+        batch.batch_id, batch.artifact_id, client.name, client.chain_id
+    )
+    status = _status(client, batch.batch_id)
+    if status == BatchStatus.NONE:
+        _check_domain(batch, client)
+        if record.status not in ("new", "committing"):
+            log.warning(
+                "journal says %s is %s but the chain does not know it (chain reset?); "
+                "committing again",
+                batch.batch_id,
+                record.status,
+            )
+        record.status = "committing"
+        journal.save(record)  # intent first: a crash after sending is reconciled from chain
+        receipt = client.transact(
+            settlement.functions.commitBatch(
+                _claim_tuple(batch), _b32(batch.signature), _b32(batch.artifact_id)
+            ),
+            node,
+        )
+        record.commit_tx = "0x" + bytes(receipt["transactionHash"]).hex()
+        record.commit_block = int(receipt["blockNumber"])
+        status = BatchStatus.PENDING
+        log.info("committed batch %s in block %d", batch.batch_id, record.commit_block)
+    elif record.commit_block is None:
+        # Committed by an earlier run that crashed before writing it down: take it from chain.
+        info = client.call(settlement.functions.getBatch(_b32(batch.batch_id)))
+        record.commit_block = int(info[2])
+    _sync(record, status)
+
+    if finalize and status == BatchStatus.PENDING:
+        fn = settlement.functions.finalize(_b32(batch.batch_id))
+        try:
+            client.call(fn)  # a dry run: not yet finalisable is a state, not an error
+        except SettlementError as exc:
+            record.waiting_for = exc.reason or str(exc)
+        else:
+            receipt = client.transact(fn, node)
+            record.finalize_tx = "0x" + bytes(receipt["transactionHash"]).hex()
+            record.finalize_block = int(receipt["blockNumber"])
+            record.waiting_for = ""
+            status = BatchStatus.FINALIZED
+            _sync(record, status)
+    if status in FINAL:
+        record.waiting_for = ""
+    journal.save(record)
+    return record
+
+
+def attest_batch(
+    client: Any,
+    batch: AttestedBatch,
+    *,
+    passed: bool,
+    verifier: Signer,
+    journal: SettlementJournal | None = None,
+) -> SettlementRecord:
+    """Submit a verifier's pass/fail attestation for ``batch`` (once per verifier)."""
+    journal = journal or SettlementJournal(client.chain_id)
+    settlement = client.contract("InferenceSettlement")
+    record = journal.load(batch.batch_id) or SettlementRecord(
+        batch.batch_id, batch.artifact_id, client.name, client.chain_id
+    )
+    status = _status(client, batch.batch_id)
+    if status == BatchStatus.NONE:
+        raise SettlementError(
+            f"batch {batch.batch_id} is not committed on {client.name}; "
+            "run `ogkit settle` for it first"
+        )
+    attested = client.call(
+        settlement.functions.attestationOf(_b32(batch.batch_id), verifier.address)
+    )[0]
+    if not attested:
+        receipt = client.transact(
+            settlement.functions.attest(_b32(batch.batch_id), passed), verifier
+        )
+        record.attestations[verifier.address] = "0x" + bytes(receipt["transactionHash"]).hex()
+    _sync(record, status)
+    journal.save(record)
+    return record

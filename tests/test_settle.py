@@ -1,0 +1,168 @@
+"""The settle step on a real (in-process) EVM: commit, attest, finalise, resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from ogkit.chain.client import connect
+from ogkit.errors import SettlementError
+from ogkit.keys import KeyStore
+from ogkit.pipeline import run_verified_inference
+from ogkit.samples import sample_data_path
+from ogkit.settle import (
+    ROLE_INFERENCE,
+    ROLE_VERIFIER,
+    SettlementJournal,
+    attest_batch,
+    bootstrap_measurement,
+    claim_domain,
+    ensure_allowance,
+    ensure_staked,
+    register_model,
+    settle,
+)
+from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
+
+OPG = 10**18
+
+
+@pytest.fixture
+def chain():
+    return connect("embedded")
+
+
+@pytest.fixture
+def actors(home, chain):
+    keys = KeyStore(home)
+    names = ["owner", "enclave", "requester", "node", "verifier-1", "verifier-2", "verifier-3"]
+    signers = {n: keys.ensure_dev_key(n) for n in names}
+    for s in signers.values():
+        chain.fund(s.address, eth=10**19, opg=100_000 * OPG)
+    return signers
+
+
+def _balance(chain, address):
+    return chain.call(chain.contract("OPGToken").functions.balanceOf(address))
+
+
+def test_full_life_cycle_and_idempotent_resume(chain, actors, published, home):
+    a = actors
+    manifest = published.manifest("tab")
+    assert register_model(chain, manifest, a["owner"]) is True
+    assert register_model(chain, manifest, a["owner"]) is False
+    from ogkit.attest import make_attester
+
+    enclave = make_attester("software", signer=a["enclave"])
+    batch = run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=a["requester"].address,
+        hub=published,
+        domain=claim_domain(chain),
+        progress=False,
+    )
+    assert bootstrap_measurement(chain, chain.deployer, batch.runtime_id) is True
+    ensure_staked(
+        chain,
+        a["node"],
+        role=ROLE_INFERENCE,
+        stake=10_000 * OPG,
+        attester=enclave.address,
+        measurement=batch.runtime_id,
+    )
+    for i, stake in ((1, 2000), (2, 3000), (3, 5000)):
+        ensure_staked(chain, a[f"verifier-{i}"], role=ROLE_VERIFIER, stake=stake * OPG)
+    settlement = chain.contract("InferenceSettlement")
+    ensure_allowance(chain, a["requester"], settlement.address, 10**9 * OPG)
+
+    journal = SettlementJournal(chain.chain_id, home)
+    before = {k: _balance(chain, s.address) for k, s in a.items()}
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    assert record.status == "pending" and record.commit_tx
+    assert "ChallengeWindowOpen" in record.waiting_for
+
+    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    for i in (1, 2, 3):
+        verdict = verify_batch(batch, VerifyPolicy(allowlist=allow), hub=published, progress=False)
+        assert verdict.passed
+        attest_batch(
+            chain, batch, passed=verdict.passed, verifier=a[f"verifier-{i}"], journal=journal
+        )
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    assert record.status == "pending" and "ChallengeWindowOpen" in record.waiting_for
+    chain.increase_time(3601)
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    assert record.status == "finalized" and record.finalize_tx
+
+    payment = manifest.price_per_inference * batch.row_count  # 1000 × 2000
+    node_fee, verifier_fee = payment // 10, payment // 20
+    after = {k: _balance(chain, s.address) for k, s in a.items()}
+    assert after["owner"] - before["owner"] == payment
+    assert after["node"] - before["node"] == node_fee
+    shares = [verifier_fee * s // 10_000 for s in (2000, 3000, 5000)]
+    for i, share in zip((1, 2, 3), shares, strict=True):
+        assert after[f"verifier-{i}"] - before[f"verifier-{i}"] == share
+    assert before["requester"] - after["requester"] == payment + node_fee + sum(shares)
+
+    # Re-running changes nothing: the chain says finalised, no transaction is sent.
+    block = chain.block_number()
+    again = settle(batch, chain, node=a["node"], journal=journal)
+    assert again.status == "finalized" and chain.block_number() == block
+    assert len(chain.events("InferenceSettlement", "BatchCommitted")) == 1
+    assert len(chain.events("InferenceSettlement", "BatchFinalized")) == 1
+    assert journal.load(batch.batch_id).finalize_tx == record.finalize_tx
+
+
+def test_crash_after_commit_is_reconciled_from_chain(chain, actors, published, home):
+    a = actors
+    from ogkit.attest import make_attester
+
+    enclave = make_attester("software", signer=a["enclave"])
+    register_model(chain, published.manifest("tab"), a["owner"])
+    batch = run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=a["requester"].address,
+        hub=published,
+        domain=claim_domain(chain),
+        progress=False,
+    )
+    bootstrap_measurement(chain, chain.deployer, batch.runtime_id)
+    ensure_staked(
+        chain,
+        a["node"],
+        role=ROLE_INFERENCE,
+        stake=10_000 * OPG,
+        attester=enclave.address,
+        measurement=batch.runtime_id,
+    )
+    ensure_allowance(
+        chain, a["requester"], chain.contract("InferenceSettlement").address, 10**9 * OPG
+    )
+    journal = SettlementJournal(chain.chain_id, home)
+    settle(batch, chain, node=a["node"], journal=journal, finalize=False)
+    # Simulate a crash between sending the commit and writing the journal down.
+    path = journal.folder / f"{batch.batch_id}.json"
+    path.unlink()
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    assert record.status == "pending" and record.commit_block is not None
+    assert len(chain.events("InferenceSettlement", "BatchCommitted")) == 1
+    # Window over but no verifier attested: not finalisable, and the record says why.
+    chain.increase_time(3601)
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    assert record.status == "pending" and "QuorumNotReached" in record.waiting_for
+
+
+def test_batch_signed_for_another_chain_is_refused(chain, actors, published, enclave, requester):
+    batch = run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        progress=False,
+    )
+    with pytest.raises(SettlementError, match="was signed for chain 31337 / contract 0x0000"):
+        settle(batch, chain, node=actors["node"])
