@@ -142,7 +142,7 @@ def bootstrap_measurement(client: Any, owner: Signer, measurement: str) -> bool:
     return True
 
 
-# -- the journal -------------------------------------------------------------------------------
+# -- the journal -------------------------------------------------------------------------
 @dataclass
 class SettlementRecord:
     """What this machine knows about one batch's settlement, mirrored from the chain."""
@@ -196,7 +196,7 @@ class SettlementJournal:
         ]
 
 
-# -- settling ---------------------------------------------------------------------------------------
+# -- settling ----------------------------------------------------------------------------
 def _claim_tuple(batch: AttestedBatch) -> tuple:
     c = batch.claim
     return (
