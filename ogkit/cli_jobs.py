@@ -58,6 +58,12 @@ def _infer(args: argparse.Namespace) -> int:
     requester = (
         args.requester if args.requester.startswith("0x") else keys.load(args.requester).address
     )
+    domain = None
+    if args.chain:
+        from ogkit.chain.client import connect
+        from ogkit.settle import claim_domain
+
+        domain = claim_domain(connect(args.chain, home=args.home))
     with _client(args) as client:
         batch = run_verified_inference(
             args.model,
@@ -71,6 +77,7 @@ def _infer(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             partition_rows=args.partition_rows,
             job=args.job,
+            domain=domain,
             progress=not args.json,
         )
     stats = batch.manifest["run_stats"]
@@ -110,13 +117,27 @@ def _verify(args: argparse.Namespace) -> int:
     policy = VerifyPolicy(
         sample_rate=args.sample_rate, rtol=args.rtol, atol=args.atol, allowlist=allowlist
     )
+    from ogkit.store import ContentStore
+
     hub = Hub(args.store, home=args.home)
     with _client(args) as client:
         verdict = verify_batch(
             args.artifact, policy, store=args.out, hub=hub, client=client, progress=not args.json
         )
+    attest_tx = None
+    if args.attest:
+        from ogkit.artifacts import load_batch
+        from ogkit.chain.client import connect
+        from ogkit.keys import KeyStore
+        from ogkit.settle import attest_batch
+
+        chain = connect(args.chain, home=args.home)
+        verifier = KeyStore(args.home).load(args.key)
+        batch = load_batch(verdict.artifact_id, ContentStore(args.out or hub.store.url))
+        record = attest_batch(chain, batch, passed=verdict.passed, verifier=verifier)
+        attest_tx = record.attestations.get(verifier.address)
     if args.json:
-        _print_json({"schema": "ogkit.verdict.v1", **verdict.to_dict()})
+        _print_json({"schema": "ogkit.verdict.v1", **verdict.to_dict(), "attest_tx": attest_tx})
     else:
         print(verdict.summary())
         for f in verdict.findings[:50]:
@@ -126,6 +147,8 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"  … {len(verdict.findings) - 50} more (use --json)")
         odds = ", ".join(f"{k}: {v:.1%}" for k, v in verdict.detection.items())
         print(f"  chance the sample catches k corrupted rows: {odds}")
+        if args.attest:
+            print(f"  attested {'pass' if verdict.passed else 'fail'} on chain: {attest_tx}")
     return 0 if verdict.passed else 1
 
 
@@ -185,7 +208,9 @@ def _demo(args: argparse.Namespace) -> int:
     from ogkit.demo import run_demo
 
     started = time.perf_counter()
-    result = run_demo(home=args.home, rows=args.rows, workers=args.workers, echo=print)
+    result = run_demo(
+        home=args.home, rows=args.rows, workers=args.workers, chain=args.chain, echo=print
+    )
     print(f"demo finished in {time.perf_counter() - started:.1f}s")
     return 0 if result.passed else 1
 
@@ -210,6 +235,7 @@ def register(groups, add) -> None:
     p.add_argument("--job", default="default", help="job name: part of the batch id")
     p.add_argument("--attester-key", default="enclave", help="software enclave key name")
     p.add_argument("--requester", default="requester", help="requester address or key name")
+    p.add_argument("--chain", help="sign the claim for this chain's settlement contract")
     job_options(p)
 
     p = add(groups, "verify", _verify, "verify an attested batch and print the verdict")
@@ -219,6 +245,9 @@ def register(groups, add) -> None:
     p.add_argument("--atol", type=float, default=0.0)
     p.add_argument("--allow-attester", action="append", default=[], metavar="ADDRESS")
     p.add_argument("--allow-measurement", action="append", default=[], metavar="RUNTIME_ID")
+    p.add_argument("--attest", action="store_true", help="submit the verdict on chain")
+    p.add_argument("--key", default="verifier", help="verifier key for --attest")
+    p.add_argument("--chain", default=None, help="chain for --attest (default: devnet)")
     job_options(p)
 
     receipt = groups.add_parser("receipt", help="per-inference receipts").add_subparsers(
@@ -243,3 +272,4 @@ def register(groups, add) -> None:
     p.set_defaults(handler=_demo, command="demo")
     p.add_argument("--rows", type=int, default=100_000)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--chain", default="devnet", help="devnet (anvil) or embedded")

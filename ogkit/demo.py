@@ -1,8 +1,10 @@
 """The main job on local defaults: what ``make demo`` runs.
 
-Publish the sample model, run verified inference on a generated dataset on a
-LocalCluster, verify it with three independent verifiers, and check a receipt.
-Progress lines go to ``echo`` (the CLI passes ``print``).
+Start the local devnet, publish the sample model (hub and ModelRegistry), stake an
+inference node and three verifiers, run verified inference on a generated dataset on
+a LocalCluster, commit the batch, verify it with three independent verifiers who
+attest on-chain, let the challenge window pass, finalise, and check a receipt off-
+and on-chain. Progress lines go to ``echo`` (the CLI passes ``print``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from ogkit.config import ogkit_home
 from ogkit.errors import ModelNotFoundError
 from ogkit.hub import Hub
 from ogkit.keys import KeyStore
+from ogkit.load import load_model
 from ogkit.pipeline import run_verified_inference
 from ogkit.samples import make_tabular, sample_model_path
 from ogkit.verify import Allowlist, Verdict, VerifyPolicy, verify_batch
+
+OPG = 10**18
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -35,10 +40,24 @@ PRICE = 10**15  # 0.001 OPG per inference
 class DemoResult:
     batch: AttestedBatch
     verdicts: list[Verdict]
+    settlement_status: str
+    receipt_on_chain: bool
 
     @property
     def passed(self) -> bool:
-        return all(v.passed for v in self.verdicts)
+        return (
+            all(v.passed for v in self.verdicts)
+            and self.settlement_status == "finalized"
+            and self.receipt_on_chain
+        )
+
+
+def _top_up(client, address: str, *, eth: int, opg: int) -> None:
+    """Fund a dev account up to ``eth`` wei and ``opg`` OPG units (idempotent)."""
+    have_eth = client.w3.eth.get_balance(address)
+    have_opg = client.call(client.contract("OPGToken").functions.balanceOf(address))
+    if have_eth < eth // 2 or have_opg < opg // 2:
+        client.fund(address, eth=max(0, eth - have_eth), opg=max(0, opg - have_opg))
 
 
 def _demo_dataset(home: Path, rows: int) -> Path:
@@ -56,45 +75,92 @@ def run_demo(
     home: Path | None = None,
     rows: int = 100_000,
     workers: int = 2,
+    chain: str = "devnet",
     echo: Callable[[str], None] = log.info,
 ) -> DemoResult:
+    from ogkit.chain.client import connect
+    from ogkit.settle import (
+        ROLE_INFERENCE,
+        ROLE_VERIFIER,
+        SettlementJournal,
+        attest_batch,
+        bootstrap_measurement,
+        claim_domain,
+        ensure_allowance,
+        ensure_staked,
+        register_model,
+        settle,
+    )
+
     home = Path(home) if home else ogkit_home()
     keys = KeyStore(home)
-    owner = keys.ensure_dev_key("owner")
-    enclave = keys.ensure_dev_key("enclave")
-    requester = keys.ensure_dev_key("requester")
-    verifiers = [keys.ensure_dev_key(f"verifier-{i}") for i in (1, 2, 3)]
-    echo(f"[1/5] dev keys ready: owner {owner.address}, enclave {enclave.address}")
+    names = ["owner", "enclave", "requester", "node", "verifier-1", "verifier-2", "verifier-3"]
+    signers = {n: keys.ensure_dev_key(n) for n in names}
+    verifiers = [signers[f"verifier-{i}"] for i in (1, 2, 3)]
+
+    client = connect(chain, home=home)
+    for signer in signers.values():
+        _top_up(client, signer.address, eth=10 * 10**18, opg=1_000_000 * OPG)
+    echo(
+        f"[1/8] {client.name} chain {client.chain_id} at block {client.block_number()}; "
+        f"dev keys funded ({len(signers)} accounts)"
+    )
 
     hub = Hub(home=home)
     try:
         manifest = hub.manifest(f"{MODEL_NAME}@{MODEL_VERSION}")
-        echo(f"[2/5] {manifest.ref} already in the hub ({manifest.model_id[:18]}…)")
     except ModelNotFoundError:
         manifest = hub.publish(
             sample_model_path("tabular"),
             name=MODEL_NAME,
             version=MODEL_VERSION,
             price=PRICE,
-            signer=owner,
+            signer=signers["owner"],
             description="3-class tabular classifier (scikit-learn MLP via skl2onnx)",
             tags=["tabular", "demo"],
             license="Apache-2.0",
         )
-        echo(f"[2/5] published {manifest.ref} ({manifest.model_id[:18]}…)")
+    register_model(client, manifest, signers["owner"])
+    echo(
+        f"[2/8] {manifest.ref} ({manifest.model_id[:18]}…) in the hub and the ModelRegistry, "
+        f"{manifest.price_per_inference / OPG} OPG per inference"
+    )
+
+    attester = make_attester("software", signer=signers["enclave"])
+    runtime_id = load_model(manifest.ref, hub=hub).runtime_id
+    deployer = getattr(client, "deployer", None)
+    if deployer is not None:
+        bootstrap_measurement(client, deployer, runtime_id)
+    ensure_staked(
+        client,
+        signers["node"],
+        role=ROLE_INFERENCE,
+        stake=10_000 * OPG,
+        attester=attester.address,
+        measurement=runtime_id,
+    )
+    for verifier, stake in zip(verifiers, (2_000, 3_000, 5_000), strict=True):
+        ensure_staked(client, verifier, role=ROLE_VERIFIER, stake=stake * OPG)
+    settlement = client.contract("InferenceSettlement")
+    ensure_allowance(client, signers["requester"], settlement.address, 10**8 * OPG)
+    echo(
+        "[3/8] node staked 10,000 OPG with its enclave bound to the runtime measurement; "
+        "verifiers staked 2,000 / 3,000 / 5,000 OPG"
+    )
 
     data = _demo_dataset(home, rows)
-    attester = make_attester("software", signer=enclave)
-    with get_client(n_workers=workers) as client:
-        echo(f"[3/5] verified inference on {rows:,} rows, {workers} Dask workers")
+    journal = SettlementJournal(client.chain_id, home)
+    with get_client(n_workers=workers) as dask_client:
+        echo(f"[4/8] verified inference on {rows:,} rows, {workers} Dask workers")
         batch = run_verified_inference(
             manifest.ref,
             data,
             attester=attester,
-            requester=requester.address,
-            client=client,
+            requester=signers["requester"].address,
+            client=dask_client,
             hub=hub,
             job="demo",
+            domain=claim_domain(client),
             progress=True,
         )
         stats = batch.manifest["run_stats"]
@@ -102,7 +168,10 @@ def run_demo(
             f"      artefact {batch.artifact_id[:18]}…  root {batch.batch_root[:18]}…  "
             f"{len(batch.partitions)} partitions in {stats['wall_seconds']:.1f}s"
         )
-        # The demo's own enclave is approved locally; on a chain this is governance's job.
+        record = settle(batch, client, node=signers["node"], journal=journal, finalize=False)
+        echo(f"[5/8] committed on chain in block {record.commit_block} ({record.status})")
+
+        # Verifiers approve the enclave locally; on-chain the measurement was approved above.
         allowlist = Allowlist.load(home / "allowlist.json").with_(
             [attester.address], [batch.runtime_id]
         )
@@ -110,15 +179,46 @@ def run_demo(
         verdicts = []
         for verifier in verifiers:
             verdict = verify_batch(
-                batch, VerifyPolicy(sample_rate=0.01, allowlist=allowlist), hub=hub,
-                client=client, progress=False,
+                batch,
+                VerifyPolicy(sample_rate=0.01, allowlist=allowlist),
+                hub=hub,
+                client=dask_client,
+                progress=False,
             )
             verdicts.append(verdict)
-            echo(f"[4/5] {verifier.name}: {verdict.summary()}")
-    receipt = batch.receipt(rows // 2)
+            attest_batch(client, batch, passed=verdict.passed, verifier=verifier, journal=journal)
+            echo(f"[6/8] {verifier.name}: {verdict.summary()} — attested on chain")
+
+    settled_before = record.status == "finalized"
+    if record.status == "pending":
+        window = int(client.deployment.params.challenge_window)
+        client.increase_time(window + 1)
+    before = client.call(client.contract("OPGToken").functions.balanceOf(manifest.owner))
+    record = settle(batch, client, node=signers["node"], journal=journal)
+    paid = client.call(client.contract("OPGToken").functions.balanceOf(manifest.owner)) - before
+    if settled_before:
+        echo(f"[7/8] settlement finalized in an earlier run (tx {record.finalize_tx})")
+    else:
+        waiting = f" (waiting: {record.waiting_for})" if record.waiting_for else ""
+        echo(
+            f"[7/8] settlement {record.status}; model owner paid {paid / OPG:,.3f} OPG "
+            f"for {batch.row_count:,} inferences{waiting}"
+        )
+
+    row = rows // 2
+    receipt = batch.receipt(row)
     check = verify_receipt(receipt)
-    echo(
-        f"[5/5] receipt for row {rows // 2}: {'valid' if check.ok else check.problems}, "
-        f"{len(receipt['proof'])} proof steps to root {batch.batch_root[:18]}…"
+    on_chain = bool(
+        client.call(
+            settlement.functions.verifyReceipt(
+                bytes.fromhex(batch.batch_id[2:]),
+                bytes.fromhex(receipt["leaf"][2:]),
+                [bytes.fromhex(p[2:]) for p in receipt["proof"]],
+            )
+        )
     )
-    return DemoResult(batch, verdicts)
+    echo(
+        f"[8/8] receipt for row {row}: off-chain {'valid' if check.ok else check.problems}, "
+        f"on-chain verifyReceipt {on_chain}, {len(receipt['proof'])} proof steps"
+    )
+    return DemoResult(batch, verdicts, record.status, on_chain)
