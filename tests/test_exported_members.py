@@ -12,8 +12,15 @@ def test_all_names_exist():
 
 
 def test_public_surface_is_stable():
-    steps = {"load_model", "run_verified_inference", "verify_batch", "verify_receipt",
-             "get_client", "load_batch", "make_attester"}
+    steps = {
+        "load_model",
+        "run_verified_inference",
+        "verify_batch",
+        "verify_receipt",
+        "get_client",
+        "load_batch",
+        "make_attester",
+    }
     assert steps <= set(ogkit.__all__)
 
 
