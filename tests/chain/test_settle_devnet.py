@@ -1,0 +1,120 @@
+"""Settlement on the real anvil devnet: a chain killed mid-settlement, then restarted.
+
+The journal resumes, the batch settles exactly once, and the devnet keeps its state
+across restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from ogkit.attest import make_attester
+from ogkit.chain.devnet import Devnet
+from ogkit.keys import KeyStore
+from ogkit.pipeline import run_verified_inference
+from ogkit.samples import sample_data_path
+from ogkit.settle import (
+    ROLE_INFERENCE,
+    ROLE_VERIFIER,
+    SettlementJournal,
+    attest_batch,
+    bootstrap_measurement,
+    claim_domain,
+    ensure_allowance,
+    ensure_staked,
+    register_model,
+    settle,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [
+    pytest.mark.anvil,
+    pytest.mark.skipif(
+        not (REPO / "node_modules/.bin/anvil").exists(),
+        reason="anvil is not installed: run `make test` (it runs `make setup`)",
+    ),
+]
+OPG = 10**18
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def devnet(home):
+    net = Devnet(home, port=_free_port())
+    net.up()
+    yield net
+    net.down()
+
+
+def test_killed_chain_mid_settlement_settles_exactly_once(devnet, home, published):
+    client = devnet.client()
+    keys = KeyStore(home)
+    names = ["owner", "enclave", "requester", "node", "verifier-1", "verifier-2", "verifier-3"]
+    s = {n: keys.ensure_dev_key(n) for n in names}
+    devnet.fund_dev_accounts([x.address for x in s.values()], eth=10**19, opg=100_000 * OPG)
+    register_model(client, published.manifest("tab"), s["owner"])
+    enclave = make_attester("software", signer=s["enclave"])
+    batch = run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=s["requester"].address,
+        hub=published,
+        domain=claim_domain(client),
+        progress=False,
+    )
+    bootstrap_measurement(client, devnet.deployer(), batch.runtime_id)
+    ensure_staked(
+        client,
+        s["node"],
+        role=ROLE_INFERENCE,
+        stake=10_000 * OPG,
+        attester=enclave.address,
+        measurement=batch.runtime_id,
+    )
+    for i in (1, 2, 3):
+        ensure_staked(client, s[f"verifier-{i}"], role=ROLE_VERIFIER, stake=2_000 * OPG)
+    ensure_allowance(
+        client, s["requester"], client.contract("InferenceSettlement").address, 10**6 * OPG
+    )
+    journal = SettlementJournal(client.chain_id, home)
+    record = settle(batch, client, node=s["node"], journal=journal)
+    assert record.status == "pending"
+    for i in (1, 2):
+        attest_batch(client, batch, passed=True, verifier=s[f"verifier-{i}"], journal=journal)
+
+    # The chain dies mid-settlement (after the state's periodic dump): no clean shutdown.
+    time.sleep(2.5)
+    os.kill(devnet.status().pid, signal.SIGKILL)
+    time.sleep(0.5)
+    assert not devnet.status().running
+    devnet.up()
+    client = devnet.client()
+
+    # Re-running the same commands resumes: nothing is committed or attested twice.
+    record = settle(batch, client, node=s["node"], journal=journal)
+    assert record.status == "pending"
+    for i in (1, 2, 3):
+        attest_batch(client, batch, passed=True, verifier=s[f"verifier-{i}"], journal=journal)
+    client.increase_time(client.deployment.params.challenge_window + 1)
+    record = settle(batch, client, node=s["node"], journal=journal)
+    assert record.status == "finalized"
+    assert len(client.events("InferenceSettlement", "BatchCommitted")) == 1
+    assert len(client.events("InferenceSettlement", "BatchAttested")) == 3
+    assert len(client.events("InferenceSettlement", "BatchFinalized")) == 1
+
+    # A clean restart keeps the settled record.
+    devnet.down()
+    devnet.up()
+    assert settle(batch, devnet.client(), node=s["node"], journal=journal).status == "finalized"
