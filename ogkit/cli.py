@@ -114,10 +114,18 @@ def _hub_publish(args: argparse.Namespace) -> int:
         tags=args.tag,
         license=args.license,
     )
+    if args.chain:
+        # Mirror the manifest into the chain's ModelRegistry (owner = the publishing key).
+        from ogkit.chain.client import connect
+        from ogkit.settle import register_model
+
+        register_model(connect(args.chain, home=args.home), manifest, _signer(args))
     if args.json:
         _print_json({"schema": "ogkit.hub.manifest.v1", "manifest": manifest.to_dict()})
     else:
         print(f"published {manifest.ref}  id {manifest.model_id}")
+        if args.chain:
+            print(f"registered in the ModelRegistry on {args.chain}")
     return 0
 
 
@@ -219,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="")
     p.add_argument("--license", default="")
     p.add_argument("--key", default="owner", help="signing key name (default: owner)")
+    p.add_argument("--chain", help="also register it on this chain (devnet, URL)")
     p = add(hub, "list", _hub_list, "list published models")
     p.add_argument("--live", action="store_true", help="hide deprecated versions")
     p = add(hub, "search", _hub_list, "search by name substring, tag or owner")

@@ -113,6 +113,18 @@ def test_full_life_cycle_and_idempotent_resume(chain, actors, published, home):
     assert len(chain.events("InferenceSettlement", "BatchFinalized")) == 1
     assert journal.load(batch.batch_id).finalize_tx == record.finalize_tx
 
+    # Receipts from the verified-inference step verify on-chain; altered ones do not.
+    for row in (0, 1234, 1999):
+        receipt = batch.receipt(row)
+        leaf = bytes.fromhex(receipt["leaf"][2:])
+        proof = [bytes.fromhex(p[2:]) for p in receipt["proof"]]
+        batch_id = bytes.fromhex(batch.batch_id[2:])
+        assert chain.call(settlement.functions.verifyReceipt(batch_id, leaf, proof)) is True
+        bad_leaf = bytes([leaf[0] ^ 1]) + leaf[1:]
+        assert chain.call(settlement.functions.verifyReceipt(batch_id, bad_leaf, proof)) is False
+        bad_proof = [proof[0][::-1], *proof[1:]]
+        assert chain.call(settlement.functions.verifyReceipt(batch_id, leaf, bad_proof)) is False
+
 
 def test_crash_after_commit_is_reconciled_from_chain(chain, actors, published, home):
     a = actors

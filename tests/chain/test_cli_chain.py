@@ -52,7 +52,25 @@ def test_infer_settle_attest_finalize_from_the_cli(devnet_port, home, capsys, pu
 
     from ogkit.settle import bootstrap_measurement, ensure_allowance, register_model
 
-    register_model(client, published.manifest("tab"), signers["owner"])
+    from ogkit.samples import sample_model_path
+
+    # Publishing with --chain mirrors the manifest into the ModelRegistry.
+    argv = [
+        "hub",
+        "publish",
+        str(sample_model_path("tabular")),
+        "--name",
+        "tab",
+        "--version",
+        "2.0.0",
+        "--price",
+        "1000",
+        "--chain",
+        "devnet",
+    ]
+    assert main(argv) == 0
+    assert "registered in the ModelRegistry" in capsys.readouterr().out
+    assert register_model(client, published.manifest("tab@2.0.0"), signers["owner"]) is False
     out = _json(
         capsys,
         [

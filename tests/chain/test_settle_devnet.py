@@ -60,7 +60,16 @@ def devnet(home):
 def test_killed_chain_mid_settlement_settles_exactly_once(devnet, home, published):
     client = devnet.client()
     keys = KeyStore(home)
-    names = ["owner", "enclave", "requester", "node", "verifier-1", "verifier-2", "verifier-3"]
+    names = [
+        "owner",
+        "enclave",
+        "requester",
+        "node",
+        "verifier-1",
+        "verifier-2",
+        "verifier-3",
+        "delegator",
+    ]
     s = {n: keys.ensure_dev_key(n) for n in names}
     devnet.fund_dev_accounts([x.address for x in s.values()], eth=10**19, opg=100_000 * OPG)
     register_model(client, published.manifest("tab"), s["owner"])
@@ -85,9 +94,16 @@ def test_killed_chain_mid_settlement_settles_exactly_once(devnet, home, publishe
     )
     for i in (1, 2, 3):
         ensure_staked(client, s[f"verifier-{i}"], role=ROLE_VERIFIER, stake=2_000 * OPG)
+    registry = client.contract("NodeRegistry")
+    ensure_allowance(client, s["delegator"], registry.address, 4_000 * OPG)
+    client.transact(
+        registry.functions.delegate(s["verifier-3"].address, 4_000 * OPG), s["delegator"]
+    )
     ensure_allowance(
         client, s["requester"], client.contract("InferenceSettlement").address, 10**6 * OPG
     )
+    token = client.contract("OPGToken")
+    before = {k: client.call(token.functions.balanceOf(v.address)) for k, v in s.items()}
     journal = SettlementJournal(client.chain_id, home)
     record = settle(batch, client, node=s["node"], journal=journal)
     assert record.status == "pending"
@@ -113,6 +129,18 @@ def test_killed_chain_mid_settlement_settles_exactly_once(devnet, home, publishe
     assert len(client.events("InferenceSettlement", "BatchCommitted")) == 1
     assert len(client.events("InferenceSettlement", "BatchAttested")) == 3
     assert len(client.events("InferenceSettlement", "BatchFinalized")) == 1
+
+    # Balances move as documented: owner price × rows, node 10 %, verifiers 5 % by weight
+    # (verifier-3 carries its delegator's 4,000 OPG: weights 2,000 / 2,000 / 6,000).
+    token = client.contract("OPGToken")  # bound to the client of the restarted chain
+    after = {k: client.call(token.functions.balanceOf(v.address)) for k, v in s.items()}
+    payment = published.manifest("tab").price_per_inference * batch.row_count
+    assert after["owner"] - before["owner"] == payment
+    assert after["node"] - before["node"] == payment // 10
+    verifier_fee = payment // 20
+    for i, weight in ((1, 2000), (2, 2000), (3, 6000)):
+        assert after[f"verifier-{i}"] - before[f"verifier-{i}"] == verifier_fee * weight // 10_000
+    assert after["delegator"] == before["delegator"]
 
     # A clean restart keeps the settled record.
     devnet.down()
