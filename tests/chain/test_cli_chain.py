@@ -50,9 +50,8 @@ def test_infer_settle_attest_finalize_from_the_cli(devnet_port, home, capsys, pu
     devnet.fund_dev_accounts([s.address for s in signers.values()], eth=10**19, opg=10**23)
     client = connect("devnet", home=home)
 
-    from ogkit.settle import bootstrap_measurement, ensure_allowance, register_model
-
     from ogkit.samples import sample_model_path
+    from ogkit.settle import bootstrap_measurement, ensure_allowance, register_model
 
     # Publishing with --chain mirrors the manifest into the ModelRegistry.
     argv = [
