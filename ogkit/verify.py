@@ -499,7 +499,7 @@ def _run_checks(batch, checks, payload, client, progress, findings):
     try:
         if client is None:
             for check in checks:
-                yield _check_one(batch, check, payload, None)
+                yield _check_one(batch, check, payload)
                 bar.update(1)
             return
         payload_future = client.scatter(payload, broadcast=True, hash=False) if payload else None
@@ -547,7 +547,7 @@ def _missing(check: _PartitionCheck):
     )
 
 
-def _check_one(batch, check, payload, _client):
+def _check_one(batch: AttestedBatch, check: _PartitionCheck, payload: ModelPayload | None):
     data = _read_or_none(batch, check.meta["index"])
     return _missing(check) if data is None else check_partition(check, data, payload)
 
