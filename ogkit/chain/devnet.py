@@ -184,20 +184,30 @@ class Devnet:
 
     def __init__(self, home: Path | None = None, *, port: int | None = None) -> None:
         self.home = Path(home) if home is not None else ogkit_home()
+        self.dir = self.home / "devnet"
+        self.state_file = self.dir / "state.json"
+        self.log_file = self.dir / "anvil.log"
+        self.pid_file = self.dir / "anvil.pid"
+        self.port_file = self.dir / "port"
+        # Only a port nobody chose may move when another program holds it.
+        self._port_chosen = port is not None or bool(os.environ.get("OGKIT_DEVNET_PORT"))
         if port is None:
-            raw = os.environ.get("OGKIT_DEVNET_PORT") or str(DEFAULT_PORT)
+            raw = (
+                os.environ.get("OGKIT_DEVNET_PORT")
+                or (self.port_file.read_text().strip() if self.port_file.exists() else "")
+                or str(DEFAULT_PORT)
+            )
             try:
                 port = int(raw)
             except ValueError:
                 raise ConfigError(f"OGKIT_DEVNET_PORT must be a port number, got {raw!r}") from None
         if not 0 < port < 65536:
             raise ConfigError(f"devnet port must be in 1..65535, got {port}")
+        self._set_port(port)
+
+    def _set_port(self, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.dir = self.home / "devnet"
-        self.state_file = self.dir / "state.json"
-        self.log_file = self.dir / "anvil.log"
-        self.pid_file = self.dir / "anvil.pid"
 
     def __repr__(self) -> str:
         return f"Devnet(home={str(self.home)!r}, url={self.url!r})"
@@ -390,6 +400,18 @@ class Devnet:
                     )
                 logger.debug("devnet already running (pid %s) on %s", pid, self.url)
             else:
+                if self._port_in_use() and not self._port_chosen:
+                    taken = self.port
+                    self._set_port(_free_port())
+                    self.dir.mkdir(parents=True, exist_ok=True)
+                    self.port_file.write_text(str(self.port))
+                    logger.warning(
+                        "port %d is taken by another program; the devnet of %s uses port %d "
+                        "from now on (set OGKIT_DEVNET_PORT to choose)",
+                        taken,
+                        self.home,
+                        self.port,
+                    )
                 if self._port_in_use():
                     raise ChainError(
                         f"port {self.port} is in use by another program (not the devnet of "
@@ -541,6 +563,12 @@ class Devnet:
             if held < opg:
                 client.transact(token.functions.transfer(address, opg - held), deployer)
             logger.debug("dev account %s funded", address)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _getpgid(pid: int) -> int | None:

@@ -291,3 +291,29 @@ def test_missing_anvil_says_how_to_install_it(
     monkeypatch.setenv("OGKIT_ANVIL", str(tmp_path / "nope"))
     with pytest.raises(ChainError, match="OGKIT_ANVIL"):
         devnet_module.anvil_command()
+
+
+@pytest.mark.anvil
+@needs_anvil
+def test_port_taken_by_another_program_moves_the_devnet(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("OGKIT_DEVNET_PORT", raising=False)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        (tmp_path / "devnet").mkdir(parents=True)
+        (tmp_path / "devnet" / "port").write_text(str(taken))  # the port it used before
+        net = Devnet(tmp_path)
+        try:
+            status = net.up()
+            assert status.running and net.port != taken
+            assert (tmp_path / "devnet" / "port").read_text() == str(net.port)
+            assert Devnet(tmp_path).url == net.url  # later commands find it
+        finally:
+            net.down()
+    # An explicitly chosen port never moves.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        with pytest.raises(ChainError, match="in use by another program"):
+            Devnet(tmp_path / "other", port=squatter.getsockname()[1]).up()
