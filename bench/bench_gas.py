@@ -22,15 +22,7 @@ from ogkit.claims import BatchClaim
 from ogkit.crypto.merkle import MerkleTree
 from ogkit.hub.manifest import ModelManifest
 from ogkit.keys import KeyStore
-from ogkit.settle import (
-    ROLE_INFERENCE,
-    ROLE_VERIFIER,
-    bootstrap_measurement,
-    claim_domain,
-    ensure_allowance,
-    ensure_staked,
-    register_model,
-)
+from ogkit.settle import claim_domain, prepare_dev_settlement
 
 OPG = 10**18
 RUNTIME = "0x" + "ab" * 32
@@ -47,21 +39,18 @@ def setup():
     for signer in s.values():
         client.fund(signer.address, eth=10**20, opg=10**7 * OPG)
     manifest = ModelManifest("gas-model", "1.0.0", s["owner"].address, 1, MODEL, 0, (), ())
-    register_model(client, manifest, s["owner"])
-    bootstrap_measurement(client, client.deployer, RUNTIME)
     attester = make_attester("software", signer=s["enclave"])
-    ensure_staked(
+    prepare_dev_settlement(
         client,
-        s["node"],
-        role=ROLE_INFERENCE,
-        stake=10_000 * OPG,
+        deployer=client.deployer,
+        manifest=manifest,
+        runtime_id=RUNTIME,
+        owner=s["owner"],
+        node=s["node"],
         attester=attester.address,
-        measurement=RUNTIME,
-    )
-    for name, stake in (("v1", 2000), ("v2", 3000), ("v3", 5000)):
-        ensure_staked(client, s[name], role=ROLE_VERIFIER, stake=stake * OPG)
-    ensure_allowance(
-        client, s["requester"], client.contract("InferenceSettlement").address, 10**9 * OPG
+        requester=s["requester"],
+        verifiers=[s["v1"], s["v2"], s["v3"]],
+        allowance=10**9 * OPG,
     )
     return client, s, attester
 

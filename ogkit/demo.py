@@ -80,15 +80,10 @@ def run_demo(
 ) -> DemoResult:
     from ogkit.chain.client import connect
     from ogkit.settle import (
-        ROLE_INFERENCE,
-        ROLE_VERIFIER,
         SettlementJournal,
         attest_batch,
-        bootstrap_measurement,
         claim_domain,
-        ensure_allowance,
-        ensure_staked,
-        register_model,
+        prepare_dev_settlement,
         settle,
     )
 
@@ -120,32 +115,28 @@ def run_demo(
             tags=["tabular", "demo"],
             license="Apache-2.0",
         )
-    register_model(client, manifest, signers["owner"])
     echo(
-        f"[2/8] {manifest.ref} ({manifest.model_id[:18]}…) in the hub and the ModelRegistry, "
+        f"[2/8] {manifest.ref} ({manifest.model_id[:18]}…) in the hub, "
         f"{manifest.price_per_inference / OPG} OPG per inference"
     )
 
     attester = make_attester("software", signer=signers["enclave"])
     runtime_id = load_model(manifest.ref, hub=hub).runtime_id
-    deployer = getattr(client, "deployer", None)
-    if deployer is not None:
-        bootstrap_measurement(client, deployer, runtime_id)
-    ensure_staked(
+    prepare_dev_settlement(
         client,
-        signers["node"],
-        role=ROLE_INFERENCE,
-        stake=10_000 * OPG,
+        deployer=getattr(client, "deployer", None),
+        manifest=manifest,
+        runtime_id=runtime_id,
+        owner=signers["owner"],
+        node=signers["node"],
         attester=attester.address,
-        measurement=runtime_id,
+        requester=signers["requester"],
+        verifiers=verifiers,
     )
-    for verifier, stake in zip(verifiers, (2_000, 3_000, 5_000), strict=True):
-        ensure_staked(client, verifier, role=ROLE_VERIFIER, stake=stake * OPG)
     settlement = client.contract("InferenceSettlement")
-    ensure_allowance(client, signers["requester"], settlement.address, 10**8 * OPG)
     echo(
-        "[3/8] node staked 10,000 OPG with its enclave bound to the runtime measurement; "
-        "verifiers staked 2,000 / 3,000 / 5,000 OPG"
+        "[3/8] model in the ModelRegistry; node staked 10,000 OPG with its enclave bound to "
+        "the runtime measurement; verifiers staked 2,000 / 3,000 / 5,000 OPG"
     )
 
     data = _demo_dataset(home, rows)

@@ -38,6 +38,7 @@ __all__ = [
     "claim_domain",
     "ensure_allowance",
     "ensure_staked",
+    "prepare_dev_settlement",
     "register_model",
     "settle",
 ]
@@ -140,6 +141,41 @@ def bootstrap_measurement(client: Any, owner: Signer, measurement: str) -> bool:
         )
     client.transact(registry.functions.bootstrapMeasurement(m, True), owner)
     return True
+
+
+def prepare_dev_settlement(
+    client: Any,
+    *,
+    deployer: Signer | None,
+    manifest: ModelManifest,
+    runtime_id: str,
+    owner: Signer,
+    node: Signer,
+    attester: str,
+    requester: Signer,
+    verifiers: list[Signer],
+    node_stake: int = 10_000 * 10**18,
+    verifier_stakes: tuple[int, ...] = (2_000 * 10**18, 3_000 * 10**18, 5_000 * 10**18),
+    allowance: int = 10**8 * 10**18,
+) -> None:
+    """Everything a dev chain needs before ``settle``: the model registered, the runtime
+    measurement approved (by ``deployer``'s bootstrap power, when given), the node staked
+    with its attester bound, the verifiers staked, the requester's allowance given."""
+    register_model(client, manifest, owner)
+    if deployer is not None:
+        bootstrap_measurement(client, deployer, runtime_id)
+    ensure_staked(
+        client,
+        node,
+        role=ROLE_INFERENCE,
+        stake=node_stake,
+        attester=attester,
+        measurement=runtime_id,
+    )
+    for verifier, stake in zip(verifiers, verifier_stakes, strict=True):
+        ensure_staked(client, verifier, role=ROLE_VERIFIER, stake=stake)
+    settlement = client.contract("InferenceSettlement")
+    ensure_allowance(client, requester, settlement.address, allowance)
 
 
 # -- the journal -------------------------------------------------------------------------

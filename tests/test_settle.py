@@ -18,6 +18,7 @@ from ogkit.settle import (
     claim_domain,
     ensure_allowance,
     ensure_staked,
+    prepare_dev_settlement,
     register_model,
     settle,
 )
@@ -131,7 +132,6 @@ def test_crash_after_commit_is_reconciled_from_chain(chain, actors, published, h
     from ogkit.attest import make_attester
 
     enclave = make_attester("software", signer=a["enclave"])
-    register_model(chain, published.manifest("tab"), a["owner"])
     batch = run_verified_inference(
         "tab",
         sample_data_path("tabular"),
@@ -141,17 +141,17 @@ def test_crash_after_commit_is_reconciled_from_chain(chain, actors, published, h
         domain=claim_domain(chain),
         progress=False,
     )
-    bootstrap_measurement(chain, chain.deployer, batch.runtime_id)
-    ensure_staked(
+    prepare_dev_settlement(
         chain,
-        a["node"],
-        role=ROLE_INFERENCE,
-        stake=10_000 * OPG,
+        deployer=chain.deployer,
+        manifest=published.manifest("tab"),
+        runtime_id=batch.runtime_id,
+        owner=a["owner"],
+        node=a["node"],
         attester=enclave.address,
-        measurement=batch.runtime_id,
-    )
-    ensure_allowance(
-        chain, a["requester"], chain.contract("InferenceSettlement").address, 10**9 * OPG
+        requester=a["requester"],
+        verifiers=[],
+        verifier_stakes=(),
     )
     journal = SettlementJournal(chain.chain_id, home)
     settle(batch, chain, node=a["node"], journal=journal, finalize=False)

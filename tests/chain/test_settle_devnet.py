@@ -20,15 +20,11 @@ from ogkit.keys import KeyStore
 from ogkit.pipeline import run_verified_inference
 from ogkit.samples import sample_data_path
 from ogkit.settle import (
-    ROLE_INFERENCE,
-    ROLE_VERIFIER,
     SettlementJournal,
     attest_batch,
-    bootstrap_measurement,
     claim_domain,
     ensure_allowance,
-    ensure_staked,
-    register_model,
+    prepare_dev_settlement,
     settle,
 )
 
@@ -72,7 +68,6 @@ def test_killed_chain_mid_settlement_settles_exactly_once(devnet, home, publishe
     ]
     s = {n: keys.ensure_dev_key(n) for n in names}
     devnet.fund_dev_accounts([x.address for x in s.values()], eth=10**19, opg=100_000 * OPG)
-    register_model(client, published.manifest("tab"), s["owner"])
     enclave = make_attester("software", signer=s["enclave"])
     batch = run_verified_inference(
         "tab",
@@ -83,24 +78,22 @@ def test_killed_chain_mid_settlement_settles_exactly_once(devnet, home, publishe
         domain=claim_domain(client),
         progress=False,
     )
-    bootstrap_measurement(client, devnet.deployer(), batch.runtime_id)
-    ensure_staked(
+    prepare_dev_settlement(
         client,
-        s["node"],
-        role=ROLE_INFERENCE,
-        stake=10_000 * OPG,
+        deployer=devnet.deployer(),
+        manifest=published.manifest("tab"),
+        runtime_id=batch.runtime_id,
+        owner=s["owner"],
+        node=s["node"],
         attester=enclave.address,
-        measurement=batch.runtime_id,
+        requester=s["requester"],
+        verifiers=[s[f"verifier-{i}"] for i in (1, 2, 3)],
+        verifier_stakes=(2_000 * OPG,) * 3,
     )
-    for i in (1, 2, 3):
-        ensure_staked(client, s[f"verifier-{i}"], role=ROLE_VERIFIER, stake=2_000 * OPG)
     registry = client.contract("NodeRegistry")
     ensure_allowance(client, s["delegator"], registry.address, 4_000 * OPG)
     client.transact(
         registry.functions.delegate(s["verifier-3"].address, 4_000 * OPG), s["delegator"]
-    )
-    ensure_allowance(
-        client, s["requester"], client.contract("InferenceSettlement").address, 10**6 * OPG
     )
     token = client.contract("OPGToken")
     before = {k: client.call(token.functions.balanceOf(v.address)) for k, v in s.items()}
