@@ -140,6 +140,42 @@ def _stake(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from ogkit.audit import audit
+    from ogkit.hub import Hub
+
+    client = _connect(args)
+    hub = Hub(args.store, home=args.home)
+    model = hub.manifest(args.model).model_id if args.model else None
+    report = audit(
+        client,
+        hub.store,
+        hub=hub,
+        from_block=args.from_block,
+        to_block=args.to_block,
+        batch_ids=args.batch or None,
+        requester=args.requester,
+        model=model,
+        sample_rate=args.sample_rate,
+        progress=not args.json,
+    )
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.summary())
+        for b in report.batches.iter_rows(named=True):
+            print(
+                f"  {b['batch_id'][:18]}…  {b['status']:10} verdict {b['verdict']:7} "
+                f"{b['rows']:>9,} rows  paid {b['model_payment_opg']:.4f} OPG"
+            )
+        for f in report.findings.iter_rows(named=True):
+            where = f" row {f['row_index']}" if f["row_index"] is not None else ""
+            print(
+                f"  - [{f['severity']}] {f['batch_id'][:18]}…{where} {f['reason']}: {f['detail']}"
+            )
+    return 0 if report.passed else 1
+
+
 def register(groups, add) -> None:
     def chain_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -160,6 +196,15 @@ def register(groups, add) -> None:
     p.add_argument("target", help="artefact id / manifest path, or the word 'status'")
     p.add_argument("--node-key", default="node", help="inference node key (default: node)")
     p.add_argument("--no-finalize", action="store_true", help="commit only")
+    chain_option(p)
+
+    p = add(groups, "audit", _audit, "replay settlements from the chain and re-verify them")
+    p.add_argument("--from-block", type=int, default=None)
+    p.add_argument("--to-block", type=int, default=None)
+    p.add_argument("--model", help="only this model (hub ref or 0x id)")
+    p.add_argument("--batch", action="append", default=[], help="only this batch id")
+    p.add_argument("--requester", help="only this requester address")
+    p.add_argument("--sample-rate", type=float, default=0.01)
     chain_option(p)
 
     stake = groups.add_parser("stake", help="node staking").add_subparsers(

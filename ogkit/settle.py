@@ -35,12 +35,14 @@ __all__ = [
     "SettlementRecord",
     "attest_batch",
     "bootstrap_measurement",
+    "challenge_row",
     "claim_domain",
     "ensure_allowance",
     "ensure_staked",
     "prepare_dev_settlement",
     "register_model",
     "settle",
+    "vote_dispute",
 ]
 
 log = logging.getLogger(__name__)
@@ -364,3 +366,54 @@ def attest_batch(
     _sync(record, status)
     journal.save(record)
     return record
+
+
+def challenge_row(
+    client: Any,
+    batch: AttestedBatch,
+    row_index: int,
+    *,
+    challenger: Signer,
+    model_bytes: bytes | None = None,
+) -> int:
+    """Challenge one row: re-run the model on its stored inputs and submit the leaf's
+    values, its proof and the re-executed output hash as evidence. Returns the dispute id.
+
+    The challenger posts the contract's bond (its OPG allowance is raised for it)."""
+    from ogkit.crypto.encoding import tensor_row_hashes
+    from ogkit.load import load_model_bytes
+
+    receipt = batch.receipt(row_index)
+    part = batch.records(int(receipt["partition"]["index"]))
+    i = int(list(part.row_index).index(row_index))
+    model = load_model_bytes(model_bytes or batch.store.get("models", batch.model_id))
+    outputs = model.run({k: v[i : i + 1] for k, v in part.inputs.items()})
+    fresh_hash = bytes(tensor_row_hashes(outputs)[0])
+    settlement = client.contract("InferenceSettlement")
+    bond = client.call(settlement.functions.challengeBond())
+    ensure_allowance(client, challenger, settlement.address, bond)
+    values = receipt["leaf_values"]
+    tx = client.transact(
+        settlement.functions.challenge(
+            _b32(batch.batch_id),
+            row_index,
+            _b32(values["inputHash"]),
+            _b32(values["outputHash"]),
+            [_b32(p) for p in receipt["proof"]],
+            fresh_hash,
+        ),
+        challenger,
+    )
+    log.info(
+        "challenged row %d of %s in tx %s",
+        row_index,
+        batch.batch_id,
+        bytes(tx["transactionHash"]).hex(),
+    )
+    return int(client.call(settlement.functions.openDispute(_b32(batch.batch_id))))
+
+
+def vote_dispute(client: Any, batch_id: str, *, upheld: bool, verifier: Signer) -> None:
+    """A verifier's vote on the open dispute of ``batch_id``."""
+    settlement = client.contract("InferenceSettlement")
+    client.transact(settlement.functions.resolveVote(_b32(batch_id), upheld), verifier)

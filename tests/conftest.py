@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from ogkit.artifacts import ARTIFACTS, AttestedBatch
+from ogkit.attest import attest_partition, records_to_parquet
+from ogkit.claims import BatchClaim
+from ogkit.crypto.merkle import MerkleTree
 from ogkit.hub import Hub
+from ogkit.hub.manifest import canonical_json
 from ogkit.keys import KeyStore, Signer
 from ogkit.samples import sample_model_path
 
@@ -75,3 +83,46 @@ def published(hub: Hub, owner: Signer, tabular_path: Path, cnn_path: Path, cnn_b
     for name, path in (("tab", tabular_path), ("cnn", cnn_path), ("cnn-b1", cnn_b1_path)):
         hub.publish(path, name=name, version="1.0.0", price=1000, signer=owner)
     return hub
+
+
+def _forge_batch(batch: AttestedBatch, bad_rows: set[int], signer_attester) -> AttestedBatch:
+    """An honest-looking batch whose node signed wrong outputs for ``bad_rows``."""
+    manifest = copy.deepcopy(batch.manifest)
+    for part in manifest["partitions"]:
+        rec = batch.records(part["index"])
+        outputs = {k: v.copy() for k, v in rec.outputs.items()}
+        for i, row in enumerate(rec.row_index):
+            if int(row) in bad_rows:
+                outputs["label"][i] = (outputs["label"][i] + 1) % 3
+        att = attest_partition(
+            batch_id=batch.batch_id,
+            model_id=batch.model_id,
+            runtime_id=batch.runtime_id,
+            offset=part["offset"],
+            feeds=rec.inputs,
+            outputs=outputs,
+        )
+        data = records_to_parquet(att, rec.inputs, outputs)
+        part["path"] = part["path"].replace(".parquet", "-forged.parquet")
+        batch.store.write_bytes(part["path"], data)
+        part["sha256"] = hashlib.sha256(data).hexdigest()
+        part["root"] = "0x" + att.root.hex()
+    roots = np.array(
+        [list(bytes.fromhex(p["root"][2:])) for p in manifest["partitions"]], dtype=np.uint8
+    )
+    claim = BatchClaim.from_dict(
+        {**manifest["claim"], "batch_root": "0x" + MerkleTree.from_leaf_hashes(roots).root.hex()}
+    )
+    manifest["claim"] = claim.to_dict()
+    manifest["batch_root"] = claim.batch_root
+    manifest["signature"] = signer_attester.sign_claim(claim, batch.domain)
+    return AttestedBatch(
+        manifest, batch.store.put(ARTIFACTS, canonical_json(manifest)), batch.store
+    )
+
+
+@pytest.fixture
+def forge_batch():
+    """``forge_batch(batch, bad_rows, attester)``: an honest-looking batch whose node signed
+    wrong outputs (labels shifted) for ``bad_rows``; hashes, roots and signature consistent."""
+    return _forge_batch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 
 import numpy as np
 import pyarrow as pa
@@ -12,9 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ogkit.artifacts import ARTIFACTS, AttestedBatch, verify_receipt
-from ogkit.attest import attest_partition, make_attester, records_to_parquet
-from ogkit.claims import BatchClaim, derive_batch_id
-from ogkit.crypto.merkle import MerkleTree
+from ogkit.attest import make_attester
+from ogkit.claims import derive_batch_id
 from ogkit.errors import VerificationFailed
 from ogkit.hub.manifest import canonical_json
 from ogkit.keys import KeyStore
@@ -159,49 +157,15 @@ def test_claim_replayed_under_another_batch_id(batch, policy, published):
     assert "signature" in verdict.reasons()
 
 
-def _forge(batch: AttestedBatch, bad_rows: set[int], signer_attester) -> AttestedBatch:
-    """An honest-looking batch whose node signed wrong outputs for ``bad_rows``."""
-    manifest = copy.deepcopy(batch.manifest)
-    for part in manifest["partitions"]:
-        rec = batch.records(part["index"])
-        outputs = {k: v.copy() for k, v in rec.outputs.items()}
-        for i, row in enumerate(rec.row_index):
-            if int(row) in bad_rows:
-                outputs["label"][i] = (outputs["label"][i] + 1) % 3
-        att = attest_partition(
-            batch_id=batch.batch_id,
-            model_id=batch.model_id,
-            runtime_id=batch.runtime_id,
-            offset=part["offset"],
-            feeds=rec.inputs,
-            outputs=outputs,
-        )
-        data = records_to_parquet(att, rec.inputs, outputs)
-        part["path"] = part["path"].replace(".parquet", "-forged.parquet")
-        batch.store.write_bytes(part["path"], data)
-        part["sha256"] = hashlib.sha256(data).hexdigest()
-        part["root"] = "0x" + att.root.hex()
-    roots = np.array(
-        [list(bytes.fromhex(p["root"][2:])) for p in manifest["partitions"]], dtype=np.uint8
-    )
-    claim = BatchClaim.from_dict(
-        {**manifest["claim"], "batch_root": "0x" + MerkleTree.from_leaf_hashes(roots).root.hex()}
-    )
-    manifest["claim"] = claim.to_dict()
-    manifest["batch_root"] = claim.batch_root
-    manifest["signature"] = signer_attester.sign_claim(claim, batch.domain)
-    return _store_manifest(batch, manifest)
-
-
 def test_dishonest_outputs_caught_by_reexecution_at_expected_rate(
-    published, enclave, requester, policy
+    published, enclave, requester, policy, forge_batch
 ):
     x = np.random.default_rng(11).normal(size=(400, 8)).astype(np.float32)
     honest = run_verified_inference(
         "tab", x, attester=enclave, requester=requester, hub=published, progress=False
     )
     bad_rows = set(range(0, 400, 20))  # 20 of 400 rows
-    forged = _forge(honest, bad_rows, enclave)
+    forged = forge_batch(honest, bad_rows, enclave)
     allow = Allowlist().with_([enclave.address], [honest.runtime_id])
 
     # Everything recomputes: hashes, leaves, roots and the signature are all consistent.

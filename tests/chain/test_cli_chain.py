@@ -149,6 +149,11 @@ def test_infer_settle_attest_finalize_from_the_cli(devnet_port, home, capsys, pu
     assert done["status"] == "finalized" and done["commit_tx"] == first["commit_tx"]
     listing = _json(capsys, ["settle", "status"])
     assert [r["status"] for r in listing["settlements"]] == ["finalized"]
+    assert main(["audit", "--json"]) in (0, 1)
+    report = json.loads(capsys.readouterr().out)
+    assert report["schema"] == "ogkit.audit.v1" and report["passed"], report["findings"]
+    assert [b["status"] for b in report["batches"]] == ["finalized"]
+    assert report["batches"][0]["artifact_id"] == artifact
     assert main(["chain", "down"]) == 0
     assert "devnet stopped" in capsys.readouterr().out
     assert not _json(capsys, ["chain", "status"])["running"]

@@ -1,0 +1,508 @@
+"""The audit step: replay settlements from the chain and the store alone, re-verify them.
+
+For every ``BatchCommitted`` event in range, the audit fetches the batch's artefact by
+the content id the chain committed to, and re-verifies everything: the artefact's
+hash and agreement with the commitment; every hash, leaf and root; the attester's
+signature; that the attester was bound to the node and its measurement approved **as
+of the commit block** (rebuilt by replaying registry events, so a later revocation
+cannot make an honest old batch fail — it is shown as a notice); sampled
+re-execution; payments against the price stored at commit, the signed hub manifest
+and the documented fee split; and that the final status agrees with the verdict.
+Anything wrong is a :class:`AuditFinding` in the :class:`AuditReport`, never a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from ogkit.artifacts import AttestedBatch, load_batch
+from ogkit.chain.contracts import BatchStatus
+from ogkit.errors import ArtifactError, ArtifactIntegrityError, HubError, OgkitError
+from ogkit.hub.hub import Hub
+from ogkit.store import ContentStore
+from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
+
+__all__ = ["AuditFinding", "AuditReport", "audit"]
+
+log = logging.getLogger(__name__)
+
+# Reasons an audit finding can give (stable strings for reports and JSON).
+AUDIT_REASONS = {
+    "artifact-missing": "the committed artefact is not in the store",
+    "artifact-mismatch": "the stored artefact no longer hashes to the committed id",
+    "commitment-mismatch": "the artefact disagrees with what the chain committed",
+    "attester-not-bound": "the attester was not the node's bound attester at commit",
+    "measurement-not-approved": "the measurement was not approved at the commit block",
+    "measurement-revoked-later": "the measurement was revoked after the commit (notice)",
+    "model-unknown": "the model was not registered at the commit block",
+    "manifest-unavailable": "no signed hub manifest for the model (price not cross-checked)",
+    "payment-mismatch": "payments differ from price × rows and the fee split",
+    "verification-failed": "re-verifying the records found problems",
+    "status-mismatch": "the batch's final status disagrees with the verdict",
+    "batch-slashed": "an upheld challenge slashed the node for this batch",
+    "batch-open": "the batch is not final yet (notice)",
+}
+NOTICES = {"measurement-revoked-later", "batch-open", "manifest-unavailable"}
+
+
+@dataclass(frozen=True)
+class AuditFinding:
+    batch_id: str
+    reason: str
+    detail: str
+    severity: str = "fail"  # "fail" or "notice"
+    row_index: int | None = None
+    block: int | None = None
+
+
+@dataclass
+class AuditReport:
+    chain: str
+    chain_id: int
+    from_block: int
+    to_block: int
+    batches: pl.DataFrame  # one row per batch
+    findings: pl.DataFrame  # one row per finding
+    verdicts: dict[str, Any] = field(default_factory=dict, repr=False)  # batch id -> Verdict
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.findings.filter(pl.col("severity") == "fail").is_empty()
+
+    def summary(self) -> str:
+        fails = self.findings.filter(pl.col("severity") == "fail").height
+        notices = self.findings.height - fails
+        head = "PASS" if self.passed else "FAIL"
+        return (
+            f"{head}: {self.batches.height} batch(es) in blocks {self.from_block}..{self.to_block}"
+            f" on {self.chain}; {fails} failing finding(s), {notices} notice(s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "ogkit.audit.v1",
+            "passed": self.passed,
+            "chain": self.chain,
+            "chain_id": self.chain_id,
+            "from_block": self.from_block,
+            "to_block": self.to_block,
+            "batches": self.batches.to_dicts(),
+            "findings": self.findings.to_dicts(),
+            "seconds": self.seconds,
+        }
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex()
+
+
+class _RegistryHistory:
+    """Registry state as of any block, rebuilt from events (works on every node type)."""
+
+    def __init__(self, client: Any, to_block: int) -> None:
+        first = getattr(client, "first_block", 0) or 0
+
+        def ev(contract: str, name: str) -> list[dict]:
+            return client.events(contract, name, first, to_block)
+
+        self.measurements = sorted(
+            [
+                (e["blockNumber"], e["logIndex"], _hex(e["args"]["measurement"]), True)
+                for e in ev("NodeRegistry", "MeasurementApproved")
+            ]
+            + [
+                (e["blockNumber"], e["logIndex"], _hex(e["args"]["measurement"]), False)
+                for e in ev("NodeRegistry", "MeasurementRevoked")
+            ]
+        )
+        self.bindings = sorted(
+            [
+                (e["blockNumber"], e["logIndex"], e["args"]["node"], e["args"]["attester"])
+                for e in ev("NodeRegistry", "NodeRegistered")
+            ]
+            + [
+                (e["blockNumber"], e["logIndex"], e["args"]["node"], e["args"]["attester"])
+                for e in ev("NodeRegistry", "AttesterBound")
+            ]
+        )
+        self.models = {
+            _hex(e["args"]["modelId"]): (e["blockNumber"], e["args"]["owner"])
+            for e in ev("ModelRegistry", "ModelRegistered")
+        }
+
+    def measurement_approved(self, measurement: str, block: int) -> bool:
+        state = False
+        for b, _, m, approved in self.measurements:
+            if b > block:
+                break
+            if m == measurement:
+                state = approved
+        return state
+
+    def revoked_after(self, measurement: str, block: int) -> int | None:
+        for b, _, m, approved in self.measurements:
+            if b > block and m == measurement and not approved:
+                return b
+        return None
+
+    def attester_of(self, node: str, block: int) -> str | None:
+        bound = None
+        for b, _, n, attester in self.bindings:
+            if b > block:
+                break
+            if n.lower() == node.lower():
+                bound = attester
+        return bound
+
+
+def audit(
+    client: Any,
+    store: ContentStore | str,
+    *,
+    hub: Hub | None = None,
+    from_block: int | None = None,
+    to_block: int | None = None,
+    batch_ids: Iterable[str] | None = None,
+    requester: str | None = None,
+    model: str | None = None,
+    sample_rate: float = 0.01,
+    verify_client: Any = None,
+    progress: bool = False,
+) -> AuditReport:
+    """Replay the settlements in ``[from_block, to_block]`` (optionally only some batch
+    ids, one requester or one model id) and re-verify each from ``store``."""
+    started = time.perf_counter()
+    store = store if isinstance(store, ContentStore) else ContentStore(store)
+    hub = hub or Hub(store)
+    first = from_block if from_block is not None else getattr(client, "first_block", 0) or 0
+    last = to_block if to_block is not None else client.block_number()
+    wanted = {b.lower() for b in batch_ids} if batch_ids else None
+    history = _RegistryHistory(client, last)
+    params = client.deployment.params
+    settlement = client.contract("InferenceSettlement")
+
+    def events(name: str) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for e in client.events("InferenceSettlement", name, first, last):
+            out.setdefault(_hex(e["args"]["batchId"]), []).append(e)
+        return out
+
+    finalized, attested = events("BatchFinalized"), events("BatchAttested")
+    upheld, opened = events("ChallengeUpheld"), events("ChallengeOpened")
+    verifier_paid, refunded = events("VerifierPaid"), events("BatchRefunded")
+
+    rows: list[dict[str, Any]] = []
+    findings: list[AuditFinding] = []
+    verdicts: dict[str, Any] = {}
+    commits = client.events("InferenceSettlement", "BatchCommitted", first, last)
+    for e in tqdm(commits, desc="audit", unit="batch", disable=not progress):
+        a = e["args"]
+        batch_id = _hex(a["batchId"])
+        if wanted is not None and batch_id not in wanted:
+            continue
+        if requester and a["requester"].lower() != requester.lower():
+            continue
+        if model and _hex(a["modelId"]) != model.lower():
+            continue
+        found: list[AuditFinding] = []
+
+        def add(
+            reason: str,
+            detail: str,
+            *,
+            row: int | None = None,
+            block: int | None = None,
+            _batch_id: str = batch_id,
+            _found: list[AuditFinding] = found,
+        ) -> None:
+            severity = "notice" if reason in NOTICES else "fail"
+            _found.append(AuditFinding(_batch_id, reason, detail, severity, row, block))
+
+        commit_block = e["blockNumber"]
+        status = BatchStatus(client.call(settlement.functions.statusOf(a["batchId"])))
+        row = {
+            "batch_id": batch_id,
+            "artifact_id": _hex(a["artifactId"]),
+            "model_id": _hex(a["modelId"]),
+            "node": a["node"],
+            "requester": a["requester"],
+            "attester": a["attester"],
+            "rows": int(a["rowCount"]),
+            "commit_block": commit_block,
+            "status": status.name.lower(),
+            "price": int(a["price"]),
+            "model_payment": 0,
+            "node_fee": 0,
+            "verifier_fees": 0,
+            "slashed": 0,
+            "gas": _gas(client, e, finalized.get(batch_id, []), attested.get(batch_id, [])),
+            "verdict": "not run",
+            "sampled_rows": 0,
+        }
+
+        # Registry state as of the commit block.
+        runtime_id = _hex(a["runtimeId"])
+        if not history.measurement_approved(runtime_id, commit_block):
+            add(
+                "measurement-not-approved",
+                f"measurement {runtime_id} was not approved at block {commit_block}",
+                block=commit_block,
+            )
+        elif (revoked := history.revoked_after(runtime_id, commit_block)) is not None:
+            add(
+                "measurement-revoked-later",
+                f"measurement {runtime_id} was approved when the "
+                f"batch was committed (block {commit_block}) and revoked at block {revoked}; "
+                "the batch stays valid",
+                block=revoked,
+            )
+        bound = history.attester_of(a["node"], commit_block)
+        if bound is None or bound.lower() != a["attester"].lower():
+            add(
+                "attester-not-bound",
+                f"node {a['node']} had attester {bound} at block "
+                f"{commit_block}, not {a['attester']}",
+                block=commit_block,
+            )
+        registered = history.models.get(row["model_id"])
+        if registered is None or registered[0] > commit_block:
+            add(
+                "model-unknown",
+                f"model {row['model_id']} was not registered at block {commit_block}",
+                block=commit_block,
+            )
+
+        # Payments: price stored at commit × rows, and the documented fee split.
+        payment = row["price"] * row["rows"]
+        node_fee = payment * params.node_fee_bps // 10_000
+        verifier_fee = payment * params.verifier_fee_bps // 10_000
+        if a["escrow"] != payment + node_fee + verifier_fee:
+            add(
+                "payment-mismatch",
+                f"escrow {a['escrow']} ≠ price × rows + fees {payment + node_fee + verifier_fee}",
+            )
+        for f in finalized.get(batch_id, []):
+            fa = f["args"]
+            row.update(model_payment=fa["modelPayment"], node_fee=fa["nodeFee"])
+            paid = sum(v["args"]["amount"] for v in verifier_paid.get(batch_id, []))
+            row["verifier_fees"] = paid
+            # verifierFee is what the verifiers got; rounding dust goes back to the requester.
+            if (fa["modelPayment"], fa["nodeFee"]) != (payment, node_fee) or (
+                fa["verifierFee"] + fa["requesterRefund"] != verifier_fee
+            ):
+                add(
+                    "payment-mismatch",
+                    f"finalise paid {fa['modelPayment']}/{fa['nodeFee']}/"
+                    f"{fa['verifierFee']}+{fa['requesterRefund']}, expected "
+                    f"{payment}/{node_fee}/{verifier_fee}",
+                    block=f["blockNumber"],
+                )
+            if paid != fa["verifierFee"]:
+                add(
+                    "payment-mismatch",
+                    f"VerifierPaid events add up to {paid}, the "
+                    f"finalisation reports {fa['verifierFee']}",
+                )
+            if registered is not None and fa["modelOwner"].lower() != registered[1].lower():
+                add(
+                    "payment-mismatch",
+                    f"model payment went to {fa['modelOwner']}, not the "
+                    f"registered owner {registered[1]}",
+                )
+        for u in upheld.get(batch_id, []):
+            row["slashed"] += u["args"]["slashed"]
+
+        # The artefact, by the content id the chain committed to.
+        batch: AttestedBatch | None = None
+        try:
+            batch = load_batch(row["artifact_id"], store)
+        except ArtifactIntegrityError as exc:
+            add("artifact-mismatch", str(exc))
+        except ArtifactError as exc:
+            add("artifact-missing", str(exc))
+        if batch is not None:
+            _check_commitment(batch, a, add)
+            _check_manifest_price(hub, batch, row["price"], add)
+            allowlist = Allowlist(
+                frozenset({a["attester"].lower()} if bound else set()),
+                frozenset(
+                    {runtime_id}
+                    if history.measurement_approved(runtime_id, commit_block)
+                    else set()
+                ),
+            )
+            try:
+                verdict = verify_batch(
+                    batch,
+                    VerifyPolicy(sample_rate=sample_rate, allowlist=allowlist),
+                    hub=hub,
+                    client=verify_client,
+                    progress=False,
+                )
+            except OgkitError as exc:  # unreadable records and the like: a finding, go on
+                add("verification-failed", f"could not re-verify: {exc}")
+                verdict = None
+            if verdict is not None:
+                verdicts[batch_id] = verdict
+                row["verdict"] = "pass" if verdict.passed else "fail"
+                row["sampled_rows"] = verdict.sample_size
+                for vf in verdict.findings[:50]:
+                    add("verification-failed", f"{vf.reason}: {vf.detail}", row=vf.row_index)
+            _check_status(client, batch, status, verdict, opened.get(batch_id, []), add)
+        elif status == BatchStatus.SLASHED:
+            add(
+                "batch-slashed",
+                "the node was slashed for this batch (artefact unavailable "
+                "to confirm the challenged row)",
+            )
+        if status in (BatchStatus.PENDING, BatchStatus.DISPUTED):
+            add("batch-open", f"status is {status.name.lower()}: not final yet")
+        if refunded.get(batch_id) and status == BatchStatus.REFUNDED:
+            row["model_payment"] = 0
+        findings.extend(found)
+        rows.append(row)
+
+    for row in rows:  # OPG amounts as decimal OPG for people and charts; exact ones are on-chain
+        for key in ("price", "model_payment", "node_fee", "verifier_fees", "slashed"):
+            row[f"{key}_opg"] = row.pop(key) / 10**18
+    batches = (
+        pl.DataFrame(rows, schema=_BATCH_SCHEMA) if rows else pl.DataFrame(schema=_BATCH_SCHEMA)
+    )
+    finding_frame = (
+        pl.DataFrame([asdict(f) for f in findings], schema=_FINDING_SCHEMA)
+        if findings
+        else pl.DataFrame(schema=_FINDING_SCHEMA)
+    )
+    report = AuditReport(
+        client.name,
+        client.chain_id,
+        first,
+        last,
+        batches,
+        finding_frame,
+        verdicts,
+        time.perf_counter() - started,
+    )
+    log.info("%s", report.summary())
+    return report
+
+
+_BATCH_SCHEMA = {
+    "batch_id": pl.String,
+    "artifact_id": pl.String,
+    "model_id": pl.String,
+    "node": pl.String,
+    "requester": pl.String,
+    "attester": pl.String,
+    "rows": pl.Int64,
+    "commit_block": pl.Int64,
+    "status": pl.String,
+    "gas": pl.Int64,
+    "verdict": pl.String,
+    "sampled_rows": pl.Int64,
+    "price_opg": pl.Float64,
+    "model_payment_opg": pl.Float64,
+    "node_fee_opg": pl.Float64,
+    "verifier_fees_opg": pl.Float64,
+    "slashed_opg": pl.Float64,
+}
+_FINDING_SCHEMA = {
+    "batch_id": pl.String,
+    "reason": pl.String,
+    "detail": pl.String,
+    "severity": pl.String,
+    "row_index": pl.Int64,
+    "block": pl.Int64,
+}
+
+
+def _gas(client: Any, commit: dict, finals: list[dict], attests: list[dict]) -> int:
+    """Gas of the batch's commit, attestations and finalisation transactions."""
+    total = 0
+    for e in [commit, *finals, *attests]:
+        total += int(client.w3.eth.get_transaction_receipt(e["transactionHash"])["gasUsed"])
+    return total
+
+
+def _check_commitment(batch: AttestedBatch, a: dict, add) -> None:
+    expected = {
+        "batch_root": _hex(a["batchRoot"]),
+        "model_id": _hex(a["modelId"]),
+        "runtime_id": _hex(a["runtimeId"]),
+        "row_count": int(a["rowCount"]),
+    }
+    for name, value in expected.items():
+        have = getattr(batch, name)
+        if str(have).lower() != str(value).lower():
+            add("commitment-mismatch", f"artefact {name} {have} ≠ committed {value}")
+
+
+def _check_manifest_price(hub: Hub, batch: AttestedBatch, price: int, add) -> None:
+    """The requester agreed to the owner-signed hub price; the chain must not charge more."""
+    try:
+        entries = hub.index.by_model_id(batch.model_id)
+    except (HubError, OSError):
+        entries = []
+    signed = []
+    for entry in entries:
+        try:
+            entry.manifest.check_signature()
+            signed.append(entry.manifest.price_per_inference)
+        except HubError:
+            continue
+    if not signed:
+        add("manifest-unavailable", f"no signed manifest for model {batch.model_id} in the hub")
+    elif price not in signed:
+        add(
+            "payment-mismatch",
+            f"charged {price} per inference at commit, but the owner's "
+            f"signed manifest says {', '.join(map(str, sorted(set(signed))))}",
+        )
+
+
+def _check_status(client, batch, status, verdict, challenges, add) -> None:
+    passed = verdict is not None and verdict.passed
+    if status == BatchStatus.FINALIZED and verdict is not None and not passed:
+        add("status-mismatch", "finalised and paid, but re-verification fails")
+    if status == BatchStatus.SLASHED:
+        detail = "the node was slashed for this batch"
+        for c in challenges:
+            r = int(c["args"]["rowIndex"])
+            confirmed = _reexecution_confirms(batch, r)
+            detail += (
+                f"; challenged row {r}: re-execution "
+                f"{'confirms the wrong output' if confirmed else 'does NOT confirm it'}"
+            )
+            add("batch-slashed", detail, row=r, block=c["blockNumber"])
+            if not confirmed:
+                add(
+                    "status-mismatch",
+                    f"slashed over row {r}, but its output re-executes as attested",
+                    row=r,
+                )
+
+
+def _reexecution_confirms(batch: AttestedBatch, row: int) -> bool:
+    """True if re-running ``row`` gives a different output hash than the attested one."""
+    from ogkit.crypto.encoding import tensor_row_hashes
+    from ogkit.load import load_model_bytes
+
+    try:
+        for part in batch.partitions:
+            if part["offset"] <= row < part["offset"] + part["rows"]:
+                rec = batch.records(part["index"])
+                i = list(rec.row_index).index(row)
+                model = load_model_bytes(batch.store.get("models", batch.model_id))
+                out = model.run({k: v[i : i + 1] for k, v in rec.inputs.items()})
+                return bytes(tensor_row_hashes(out)[0]) != bytes(rec.output_hashes[i])
+    except (OgkitError, ValueError):
+        return False
+    return False

@@ -1,0 +1,174 @@
+"""Audit replay on a real (in-process) EVM: a clean audit, then each tampering found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ogkit.attest import make_attester
+from ogkit.audit import audit
+from ogkit.chain.client import connect
+from ogkit.cli import main
+from ogkit.keys import KeyStore
+from ogkit.pipeline import run_verified_inference
+from ogkit.samples import make_tabular
+from ogkit.settle import (
+    attest_batch,
+    challenge_row,
+    claim_domain,
+    prepare_dev_settlement,
+    settle,
+    vote_dispute,
+)
+
+OPG = 10**18
+
+
+class World:
+    """A chain with a registered model, a staked node and verifiers, and a requester."""
+
+    def __init__(self, home: Path, hub):
+        self.home, self.hub = home, hub
+        self.chain = connect("embedded")
+        keys = KeyStore(home)
+        names = ["owner", "enclave", "requester", "node", "v1", "v2", "v3", "challenger"]
+        self.s = {n: keys.ensure_dev_key(n) for n in names}
+        for signer in self.s.values():
+            self.chain.fund(signer.address, eth=10**19, opg=100_000 * OPG)
+        self.enclave = make_attester("software", signer=self.s["enclave"])
+        self.manifest = hub.manifest("tab")
+        first = self.batch("setup")
+        prepare_dev_settlement(
+            self.chain,
+            deployer=self.chain.deployer,
+            manifest=self.manifest,
+            runtime_id=first.runtime_id,
+            owner=self.s["owner"],
+            node=self.s["node"],
+            attester=self.enclave.address,
+            requester=self.s["requester"],
+            verifiers=[self.s["v1"], self.s["v2"], self.s["v3"]],
+        )
+
+    def batch(self, job: str, rows: int = 600):
+        return run_verified_inference(
+            "tab",
+            make_tabular(rows, seed=3),
+            attester=self.enclave,
+            requester=self.s["requester"].address,
+            hub=self.hub,
+            domain=claim_domain(self.chain),
+            job=job,
+            progress=False,
+        )
+
+    def settle_fully(self, batch):
+        settle(batch, self.chain, node=self.s["node"], finalize=False)
+        for v in ("v1", "v2", "v3"):
+            attest_batch(self.chain, batch, passed=True, verifier=self.s[v])
+        self.chain.increase_time(3601)
+        assert settle(batch, self.chain, node=self.s["node"]).status == "finalized"
+        return batch
+
+    def audit(self, **kw):
+        return audit(self.chain, self.hub.store, hub=self.hub, sample_rate=0.05, **kw)
+
+
+@pytest.fixture
+def world(home, published):
+    return World(home, published)
+
+
+def _reasons(report, batch=None):
+    f = report.findings
+    if batch is not None:
+        f = f.filter(f["batch_id"] == batch.batch_id)
+    return dict(zip(f["reason"].to_list(), f["severity"].to_list(), strict=True))
+
+
+def test_clean_audit_passes(world):
+    a, b = world.settle_fully(world.batch("a")), world.settle_fully(world.batch("b"))
+    report = world.audit()
+    assert report.passed, report.findings
+    assert set(report.batches["batch_id"].to_list()) == {a.batch_id, b.batch_id}
+    row = report.batches.filter(report.batches["batch_id"] == a.batch_id).row(0, named=True)
+    assert row["status"] == "finalized" and row["verdict"] == "pass"
+    assert row["model_payment_opg"] == pytest.approx(1000 * 600 / OPG)
+    assert row["gas"] > 0 and row["sampled_rows"] == 30
+    only_a = world.audit(batch_ids=[a.batch_id])
+    assert only_a.batches.height == 1 and only_a.to_dict()["schema"] == "ogkit.audit.v1"
+
+
+def test_artifact_edited_after_settlement(world):
+    batch = world.settle_fully(world.batch("edit"))
+    path = Path(batch.store.path(batch.partitions[0]["path"]))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    report = world.audit()
+    assert not report.passed
+    assert _reasons(report, batch).get("verification-failed") == "fail"
+    details = report.findings["detail"].to_list()
+    assert any("artifact-altered" in d or "records" in d for d in details)
+    assert any(r == "status-mismatch" for r in _reasons(report, batch))
+
+
+def test_artifact_deleted(world):
+    batch = world.settle_fully(world.batch("gone"))
+    Path(batch.store.object_path("artifacts", batch.artifact_id)).unlink()
+    report = world.audit()
+    assert _reasons(report, batch) == {"artifact-missing": "fail"}
+    assert report.batches.row(0, named=True)["verdict"] == "not run"
+
+
+def test_payment_that_does_not_match_the_signed_price(world):
+    registry = world.chain.contract("ModelRegistry")
+    world.chain.transact(
+        registry.functions.setPrice(bytes.fromhex(world.manifest.model_id[2:]), 5000),
+        world.s["owner"],
+    )
+    batch = world.settle_fully(world.batch("pricey"))
+    report = world.audit()
+    reasons = _reasons(report, batch)
+    assert reasons == {"payment-mismatch": "fail"}
+    assert "signed manifest says 1000" in report.findings["detail"][0]
+
+
+def test_measurement_revoked_later_is_shown_not_failed(world):
+    batch = world.settle_fully(world.batch("old"))
+    registry = world.chain.contract("NodeRegistry")
+    world.chain.transact(
+        registry.functions.bootstrapMeasurement(bytes.fromhex(batch.runtime_id[2:]), False),
+        world.chain.deployer,
+    )
+    report = world.audit()
+    assert report.passed
+    assert _reasons(report, batch) == {"measurement-revoked-later": "notice"}
+
+
+def test_slashed_batch_is_named_and_confirmed(world, forge_batch):
+    honest = world.batch("fraud")
+    forged = forge_batch(honest, {7, 8}, world.enclave)
+    settle(forged, world.chain, node=world.s["node"], finalize=False)
+    challenge_row(world.chain, forged, 7, challenger=world.s["challenger"])
+    for v in ("v2", "v3"):  # 3,000 + 5,000 of 10,000 verifier stake: the 2/3 quorum
+        vote_dispute(world.chain, forged.batch_id, upheld=True, verifier=world.s[v])
+    assert settle(forged, world.chain, node=world.s["node"]).status == "slashed"
+    report = world.audit()
+    reasons = _reasons(report, forged)
+    assert reasons["batch-slashed"] == "fail"
+    assert "status-mismatch" not in reasons
+    slashed = report.findings.filter(report.findings["reason"] == "batch-slashed").row(
+        0, named=True
+    )
+    assert slashed["row_index"] == 7 and "confirms the wrong output" in slashed["detail"]
+    row = report.batches.row(0, named=True)
+    assert row["status"] == "slashed" and row["slashed_opg"] > 0
+
+
+def test_audit_cli_json_on_the_devnet_is_covered_elsewhere(world, capsys):
+    # The embedded chain lives in this process only, so the CLI is exercised against the
+    # devnet in tests/chain/test_cli_chain.py; here: a bad chain name is one clear line.
+    assert main(["audit", "--chain", "nowhere"]) == 1
+    assert "unknown chain" in capsys.readouterr().err
