@@ -3,8 +3,8 @@
 Start the local devnet, publish the sample model (hub and ModelRegistry), stake an
 inference node and three verifiers, run verified inference on a generated dataset on
 a LocalCluster, commit the batch, verify it with three independent verifiers who
-attest on-chain, let the challenge window pass, finalise, and check a receipt off-
-and on-chain. Progress lines go to ``echo`` (the CLI passes ``print``).
+attest on-chain, let the challenge window pass, finalise, check a receipt off-
+and on-chain, and audit the settlement from chain events and the store alone. Progress lines go to ``echo`` (the CLI passes ``print``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ogkit.artifacts import AttestedBatch, verify_receipt
 from ogkit.attest import make_attester
+from ogkit.audit import AuditReport, audit
 from ogkit.compute import get_client
 from ogkit.config import ogkit_home
 from ogkit.errors import ModelNotFoundError
@@ -42,6 +43,7 @@ class DemoResult:
     verdicts: list[Verdict]
     settlement_status: str
     receipt_on_chain: bool
+    audit: AuditReport
 
     @property
     def passed(self) -> bool:
@@ -49,6 +51,7 @@ class DemoResult:
             all(v.passed for v in self.verdicts)
             and self.settlement_status == "finalized"
             and self.receipt_on_chain
+            and self.audit.passed
         )
 
 
@@ -97,7 +100,7 @@ def run_demo(
     for signer in signers.values():
         _top_up(client, signer.address, eth=10 * 10**18, opg=1_000_000 * OPG)
     echo(
-        f"[1/8] {client.name} chain {client.chain_id} at block {client.block_number()}; "
+        f"[1/9] {client.name} chain {client.chain_id} at block {client.block_number()}; "
         f"dev keys funded ({len(signers)} accounts)"
     )
 
@@ -116,7 +119,7 @@ def run_demo(
             license="Apache-2.0",
         )
     echo(
-        f"[2/8] {manifest.ref} ({manifest.model_id[:18]}…) in the hub, "
+        f"[2/9] {manifest.ref} ({manifest.model_id[:18]}…) in the hub, "
         f"{manifest.price_per_inference / OPG} OPG per inference"
     )
 
@@ -135,14 +138,14 @@ def run_demo(
     )
     settlement = client.contract("InferenceSettlement")
     echo(
-        "[3/8] model in the ModelRegistry; node staked 10,000 OPG with its enclave bound to "
+        "[3/9] model in the ModelRegistry; node staked 10,000 OPG with its enclave bound to "
         "the runtime measurement; verifiers staked 2,000 / 3,000 / 5,000 OPG"
     )
 
     data = _demo_dataset(home, rows)
     journal = SettlementJournal(client.chain_id, home)
     with get_client(n_workers=workers) as dask_client:
-        echo(f"[4/8] verified inference on {rows:,} rows, {workers} Dask workers")
+        echo(f"[4/9] verified inference on {rows:,} rows, {workers} Dask workers")
         batch = run_verified_inference(
             manifest.ref,
             data,
@@ -160,7 +163,7 @@ def run_demo(
             f"{len(batch.partitions)} partitions in {stats['wall_seconds']:.1f}s"
         )
         record = settle(batch, client, node=signers["node"], journal=journal, finalize=False)
-        echo(f"[5/8] committed on chain in block {record.commit_block} ({record.status})")
+        echo(f"[5/9] committed on chain in block {record.commit_block} ({record.status})")
 
         # Verifiers approve the enclave locally; on-chain the measurement was approved above.
         allowlist = Allowlist.load(home / "allowlist.json").with_(
@@ -178,7 +181,7 @@ def run_demo(
             )
             verdicts.append(verdict)
             attest_batch(client, batch, passed=verdict.passed, verifier=verifier, journal=journal)
-            echo(f"[6/8] {verifier.name}: {verdict.summary()} — attested on chain")
+            echo(f"[6/9] {verifier.name}: {verdict.summary()} — attested on chain")
 
     settled_before = record.status == "finalized"
     if record.status == "pending":
@@ -188,11 +191,11 @@ def run_demo(
     record = settle(batch, client, node=signers["node"], journal=journal)
     paid = client.call(client.contract("OPGToken").functions.balanceOf(manifest.owner)) - before
     if settled_before:
-        echo(f"[7/8] settlement finalized in an earlier run (tx {record.finalize_tx})")
+        echo(f"[7/9] settlement finalized in an earlier run (tx {record.finalize_tx})")
     else:
         waiting = f" (waiting: {record.waiting_for})" if record.waiting_for else ""
         echo(
-            f"[7/8] settlement {record.status}; model owner paid {paid / OPG:,.3f} OPG "
+            f"[7/9] settlement {record.status}; model owner paid {paid / OPG:,.3f} OPG "
             f"for {batch.row_count:,} inferences{waiting}"
         )
 
@@ -209,7 +212,9 @@ def run_demo(
         )
     )
     echo(
-        f"[8/8] receipt for row {row}: off-chain {'valid' if check.ok else check.problems}, "
+        f"[8/9] receipt for row {row}: off-chain {'valid' if check.ok else check.problems}, "
         f"on-chain verifyReceipt {on_chain}, {len(receipt['proof'])} proof steps"
     )
-    return DemoResult(batch, verdicts, record.status, on_chain)
+    report = audit(client, hub.store, hub=hub, batch_ids=[batch.batch_id], sample_rate=0.01)
+    echo(f"[9/9] audit from chain events and the store: {report.summary()}")
+    return DemoResult(batch, verdicts, record.status, on_chain, report)
