@@ -436,7 +436,7 @@ def verify_batch(
                 policy.atol,
             )
         )
-    results = list(_run_checks(batch, checks, payload, client, progress, findings))
+    results = list(_run_checks(batch, checks, payload, client, progress))
 
     seen: list[np.ndarray] = []
     max_err = 0.0
@@ -492,7 +492,14 @@ def _model_bytes(batch: AttestedBatch, hub: Hub) -> bytes:
     return hub.blob(batch.model_id)
 
 
-def _run_checks(batch, checks, payload, client, progress, findings):
+def _run_checks(
+    batch: AttestedBatch,
+    checks: list[_PartitionCheck],
+    payload: ModelPayload | None,
+    client: Any,
+    progress: bool,
+):
+    """Yield each partition's check result in partition order, in-process or on Dask."""
     bar = tqdm(
         total=len(checks), desc=f"verify {batch.batch_id[:10]}", unit="part", disable=not progress
     )
