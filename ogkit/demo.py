@@ -2,9 +2,11 @@
 
 Start the local devnet, publish the sample model (hub and ModelRegistry), stake an
 inference node and three verifiers, run verified inference on a generated dataset on
-a LocalCluster, commit the batch, verify it with three independent verifiers who
-attest on-chain, let the challenge window pass, finalise, check a receipt off-
-and on-chain, and audit the settlement from chain events and the store alone. Progress lines go to ``echo`` (the CLI passes ``print``).
+a LocalCluster (its inputs checked against an expectation suite inferred from the
+shipped sample), commit the batch once its records pass their checks, verify it with
+three independent verifiers who attest on-chain, let the challenge window pass,
+finalise, check a receipt off- and on-chain, and audit the settlement from chain
+events and the store alone. Progress lines go to ``echo`` (the CLI passes ``print``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from ogkit.artifacts import AttestedBatch, verify_receipt
 from ogkit.attest import make_attester
 from ogkit.audit import AuditReport, audit
+from ogkit.checks import DataCheckPolicy, InputSuite
 from ogkit.compute import get_client
 from ogkit.config import ogkit_home
 from ogkit.errors import ModelNotFoundError
@@ -24,7 +27,7 @@ from ogkit.hub import Hub
 from ogkit.keys import KeyStore
 from ogkit.load import load_model
 from ogkit.pipeline import run_verified_inference
-from ogkit.samples import make_tabular, sample_model_path
+from ogkit.samples import make_tabular, sample_data_path, sample_model_path
 from ogkit.verify import Allowlist, Verdict, VerifyPolicy, verify_batch
 
 OPG = 10**18
@@ -155,6 +158,8 @@ def run_demo(
             hub=hub,
             job="demo",
             domain=claim_domain(client),
+            input_suite=InputSuite.infer(sample_data_path("tabular"), margin=0.5),
+            data_checks=DataCheckPolicy(block_settlement=True),
             progress=True,
         )
         stats = batch.manifest["run_stats"]
@@ -162,7 +167,19 @@ def run_demo(
             f"      artefact {batch.artifact_id[:18]}…  root {batch.batch_root[:18]}…  "
             f"{len(batch.partitions)} partitions in {stats['wall_seconds']:.1f}s"
         )
-        record = settle(batch, client, node=signers["node"], journal=journal, finalize=False)
+        checks = batch.manifest["data_checks"]
+        echo(
+            f"      data checks on the inputs: {'passed' if checks['passed'] else 'FAILED'} "
+            f"({len(checks['failures'])} failure(s))"
+        )
+        record = settle(
+            batch,
+            client,
+            node=signers["node"],
+            journal=journal,
+            finalize=False,
+            data_checks=DataCheckPolicy(block_settlement=True),
+        )
         echo(f"[5/9] committed on chain in block {record.commit_block} ({record.status})")
 
         # Verifiers approve the enclave locally; on-chain the measurement was approved above.

@@ -21,6 +21,8 @@ Messages name the thing that was wrong and what to do about it.
     │   └── ArtifactIntegrityError           bytes do not match the content id
     ├── VerificationFailed                   a verdict that did not pass (carries the verdict)
     ├── ReceiptError (ValueError)            a receipt that is malformed or does not verify
+    ├── DataCheckFailed (ogkit.checks)       data checks failed and the policy blocks
+    ├── NotebookFailed (ogkit.notebooks)     a notebook cell raised; the partial notebook is kept
     ├── ChainError                           the chain is unreachable or misconfigured
     │   └── SettlementError                  a transaction reverted or a settlement step failed
     └── AuditError                           an audit could not be carried out at all

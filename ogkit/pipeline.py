@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ogkit import __version__
 from ogkit.artifacts import ARTIFACTS, AttestedBatch, load_batch
 from ogkit.attest import Attester, attest_partition, records_to_parquet
+from ogkit.checks import DataCheckPolicy, InputSuite
 from ogkit.claims import BatchClaim, ClaimDomain, derive_batch_id
 from ogkit.crypto.keccak import warm_up
 from ogkit.crypto.merkle import MerkleTree
@@ -259,6 +260,8 @@ def run_verified_inference(
     job: str = "default",
     domain: ClaimDomain | None = None,
     session_config: SessionConfig | None = None,
+    input_suite: InputSuite | None = None,
+    data_checks: DataCheckPolicy | None = None,
     progress: bool = True,
 ) -> AttestedBatch:
     """Run ``model`` over ``data`` and return the signed, stored :class:`AttestedBatch`.
@@ -267,6 +270,10 @@ def run_verified_inference(
     partitions run in this process. The batch id is derived from the model, the
     data, the requester, the chain and ``job``: running the same job again resumes
     it (or returns the finished artefact), and gives the same batch root.
+
+    With ``input_suite`` the data first passes great-expectations checks
+    (:func:`ogkit.checks.check_inputs`); the result is recorded in the manifest, and a
+    failure the ``data_checks`` policy blocks (default: any) stops the job before work.
     """
     hub = hub or Hub(store if isinstance(store, ContentStore) else None)
     store = store if isinstance(store, ContentStore) else ContentStore(store or hub.store.url)
@@ -282,6 +289,11 @@ def run_verified_inference(
     plan = plan_inputs(source, loaded.inputs, input_map)  # every schema problem, before work
     if source.n_rows == 0:
         raise ConfigError(f"the dataset {source.describe()} has no rows")
+    input_checks = None
+    if input_suite is not None:
+        from ogkit.checks import check_inputs, enforce
+
+        input_checks = enforce(check_inputs(data, input_suite), data_checks)
     partition_rows = partition_rows or _default_partition_rows(plan)
     batch_id = derive_batch_id(
         model_id=loaded.model_id,
@@ -403,6 +415,7 @@ def run_verified_inference(
         "claim": claim.to_dict(),
         "signature": signature,
         "attester": attester.evidence(loaded.runtime_id),
+        "data_checks": input_checks.to_dict() if input_checks is not None else None,
         "run_stats": {
             "wall_seconds": wall,
             "resumed_partitions": resumed,

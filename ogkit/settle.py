@@ -22,6 +22,7 @@ from typing import Any
 
 from ogkit.artifacts import AttestedBatch
 from ogkit.chain.contracts import BatchStatus
+from ogkit.checks import DataCheckPolicy
 from ogkit.claims import ClaimDomain
 from ogkit.config import ogkit_home
 from ogkit.errors import SettlementError
@@ -280,9 +281,14 @@ def settle(
     node: Signer,
     journal: SettlementJournal | None = None,
     finalize: bool = True,
+    data_checks: DataCheckPolicy | None = None,
 ) -> SettlementRecord:
     """Commit ``batch`` if the chain does not know it yet, then finalise it once its
-    challenge window is over and verifiers holding the quorum attested pass."""
+    challenge window is over and verifiers holding the quorum attested pass.
+
+    With ``data_checks``, the batch's records pass great-expectations checks
+    (:func:`ogkit.checks.check_records`) before anything is committed; a failure that
+    the policy blocks raises :class:`~ogkit.checks.DataCheckFailed` naming the rows."""
     journal = journal or SettlementJournal(client.chain_id)
     settlement = client.contract("InferenceSettlement")
     record = journal.load(batch.batch_id) or SettlementRecord(
@@ -291,6 +297,10 @@ def settle(
     status = _status(client, batch.batch_id)
     if status == BatchStatus.NONE:
         _check_domain(batch, client)
+        if data_checks is not None:
+            from ogkit.checks import check_records, enforce
+
+            enforce(check_records(batch), data_checks)
         if record.status not in ("new", "committing"):
             log.warning(
                 "journal says %s is %s but the chain does not know it (chain reset?); "

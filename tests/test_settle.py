@@ -178,3 +178,46 @@ def test_batch_signed_for_another_chain_is_refused(chain, actors, published, enc
     )
     with pytest.raises(SettlementError, match="was signed for chain 31337 / contract 0x0000"):
         settle(batch, chain, node=actors["node"])
+
+
+def test_records_that_fail_their_checks_are_not_committed(chain, actors, published, home):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ogkit.attest import make_attester
+    from ogkit.chain.contracts import BatchStatus
+    from ogkit.checks import DataCheckFailed, DataCheckPolicy
+
+    a = actors
+    enclave = make_attester("software", signer=a["enclave"])
+    batch = run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=a["requester"].address,
+        hub=published,
+        domain=claim_domain(chain),
+        partition_rows=500,
+        progress=False,
+    )
+    prepare_dev_settlement(
+        chain,
+        deployer=chain.deployer,
+        manifest=published.manifest("tab"),
+        runtime_id=batch.runtime_id,
+        owner=a["owner"],
+        node=a["node"],
+        attester=enclave.address,
+        requester=a["requester"],
+        verifiers=[],
+        verifier_stakes=(),
+    )
+    path = batch.store.path(batch.partitions[1]["path"])
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table.slice(4, 1)]), path)  # row 504 twice
+    with pytest.raises(DataCheckFailed, match="504"):
+        settle(batch, chain, node=a["node"], data_checks=DataCheckPolicy())
+    status = chain.call(
+        chain.contract("InferenceSettlement").functions.statusOf(bytes.fromhex(batch.batch_id[2:]))
+    )
+    assert BatchStatus(status) == BatchStatus.NONE
