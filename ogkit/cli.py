@@ -247,10 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", default="owner")
     add(hub, "reindex", _hub_reindex, "rebuild the index from the store", json_flag=False)
 
-    from ogkit import cli_chain, cli_jobs
+    from ogkit import cli_chain, cli_jobs, cli_pipeline
 
     cli_jobs.register(groups, add)
     cli_chain.register(groups, add)
+    cli_pipeline.register(groups, add)
     return parser
 
 
