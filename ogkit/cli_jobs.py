@@ -211,6 +211,19 @@ def _demo(args: argparse.Namespace) -> int:
     result = run_demo(
         home=args.home, rows=args.rows, workers=args.workers, chain=args.chain, echo=print
     )
+    if args.chain == "devnet":
+        # The audit as a report: the executed notebook and its code-free HTML.
+        from ogkit.config import ogkit_home
+        from ogkit.notebooks import run_notebook
+
+        home = args.home or ogkit_home()
+        notebook = Path(__file__).resolve().parent.parent / "notebooks/audit_settlement.ipynb"
+        run = run_notebook(
+            notebook,
+            {"chain": "devnet", "home": str(home), "batch_ids": result.batch.batch_id},
+            Path(home) / "reports",
+        )
+        print(f"audit report: {run.html_path}")
     print(f"demo finished in {time.perf_counter() - started:.1f}s")
     return 0 if result.passed else 1
 
