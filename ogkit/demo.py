@@ -26,6 +26,7 @@ from ogkit.errors import ModelNotFoundError
 from ogkit.hub import Hub
 from ogkit.keys import KeyStore
 from ogkit.load import load_model
+from ogkit.notebooks import top_up
 from ogkit.pipeline import run_verified_inference
 from ogkit.samples import make_tabular, sample_data_path, sample_model_path
 from ogkit.verify import Allowlist, Verdict, VerifyPolicy, verify_batch
@@ -56,14 +57,6 @@ class DemoResult:
             and self.receipt_on_chain
             and self.audit.passed
         )
-
-
-def _top_up(client, address: str, *, eth: int, opg: int) -> None:
-    """Fund a dev account up to ``eth`` wei and ``opg`` OPG units (idempotent)."""
-    have_eth = client.w3.eth.get_balance(address)
-    have_opg = client.call(client.contract("OPGToken").functions.balanceOf(address))
-    if have_eth < eth // 2 or have_opg < opg // 2:
-        client.fund(address, eth=max(0, eth - have_eth), opg=max(0, opg - have_opg))
 
 
 def _demo_dataset(home: Path, rows: int) -> Path:
@@ -100,8 +93,7 @@ def run_demo(
     verifiers = [signers[f"verifier-{i}"] for i in (1, 2, 3)]
 
     client = connect(chain, home=home)
-    for signer in signers.values():
-        _top_up(client, signer.address, eth=10 * 10**18, opg=1_000_000 * OPG)
+    top_up(client, [s.address for s in signers.values()], eth=10 * 10**18, opg=1_000_000 * OPG)
     echo(
         f"[1/9] {client.name} chain {client.chain_id} at block {client.block_number()}; "
         f"dev keys funded ({len(signers)} accounts)"
