@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,11 @@ from ogkit.cli import main
 from ogkit.demo import run_demo
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.anvil,
-    pytest.mark.skipif(
-        not (REPO / "node_modules/.bin/anvil").exists(),
-        reason="anvil is not installed: run `make test` (it runs `make setup`)",
-    ),
-]
+pytestmark = pytest.mark.anvil
 
 
 @pytest.fixture
-def settled_devnet(home, monkeypatch):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("OGKIT_DEVNET_PORT", str(sock.getsockname()[1]))
+def settled_devnet(home, devnet_port):
     result = run_demo(home=home, rows=3000, workers=1, chain="devnet")
     assert result.passed
     yield result

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import socket
-from pathlib import Path
 
 import pytest
 
 from ogkit.cli import main
 from ogkit.samples import sample_data_path
 
-REPO = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.anvil,
-    pytest.mark.skipif(
-        not (REPO / "node_modules/.bin/anvil").exists(),
-        reason="anvil is not installed: run `make test` (it runs `make setup`)",
-    ),
-]
+pytestmark = pytest.mark.anvil
 
 
-@pytest.fixture
-def devnet_port(monkeypatch, home):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    monkeypatch.setenv("OGKIT_DEVNET_PORT", str(port))
-    yield port
+@pytest.fixture(autouse=True)
+def _stop_devnet(home):
+    yield
     main(["chain", "down"])
 
 

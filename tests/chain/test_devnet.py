@@ -21,18 +21,10 @@ from ogkit.chain.contracts import OPG
 from ogkit.chain.devnet import Devnet
 from ogkit.errors import ChainError
 
+from .conftest import free_port
+
 REPO = Path(__file__).resolve().parents[2]
-ANVIL = REPO / "node_modules" / ".bin" / "anvil"
-needs_anvil = pytest.mark.skipif(
-    not ANVIL.exists(), reason="anvil is not installed: run `make test` (it runs `make setup`)"
-)
 NO_HASH = b"\0" * 32
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def alive(pid: int) -> bool:
@@ -89,7 +81,6 @@ def exists(client: ChainClient, mid: bytes) -> bool:
 
 
 @pytest.mark.anvil
-@needs_anvil
 def test_up_starts_deploys_and_is_idempotent(devnet: Tracked) -> None:
     before = devnet.status()
     assert not before.running and before.pid is None and not before.deployed
@@ -137,7 +128,6 @@ def test_up_starts_deploys_and_is_idempotent(devnet: Tracked) -> None:
 
 
 @pytest.mark.anvil
-@needs_anvil
 def test_state_survives_down_and_up(devnet: Tracked, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OGKIT_DEVNET_PORT", str(devnet.port))
     devnet.up()
@@ -160,7 +150,6 @@ def test_state_survives_down_and_up(devnet: Tracked, monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.anvil
-@needs_anvil
 def test_state_survives_sigkill_after_the_interval_dump(devnet: Tracked) -> None:
     client = devnet.client()
     addresses = client.deployment.addresses
@@ -182,7 +171,6 @@ def test_state_survives_sigkill_after_the_interval_dump(devnet: Tracked) -> None
 
 
 @pytest.mark.anvil
-@needs_anvil
 def test_lost_state_means_a_fresh_chain_and_deployment(devnet: Tracked) -> None:
     client = devnet.client()
     mid = register(client, "lost")
@@ -200,7 +188,6 @@ def test_lost_state_means_a_fresh_chain_and_deployment(devnet: Tracked) -> None:
 
 
 @pytest.mark.anvil
-@needs_anvil
 def test_concurrent_transactions_on_anvil(devnet: Tracked) -> None:
     client = devnet.client()
     assert client.deployer is not None
@@ -225,7 +212,6 @@ def wait_for(ready: Callable[[], bool], timeout: float = 20) -> None:
 
 
 @pytest.mark.anvil
-@needs_anvil
 def test_dropped_and_stuck_transactions_are_resent(devnet: Tracked) -> None:
     client = devnet.client()
     deployer = client.deployer
@@ -294,7 +280,6 @@ def test_missing_anvil_says_how_to_install_it(
 
 
 @pytest.mark.anvil
-@needs_anvil
 def test_port_taken_by_another_program_moves_the_devnet(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("OGKIT_DEVNET_PORT", raising=False)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:

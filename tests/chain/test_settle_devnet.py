@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
-from pathlib import Path
 
 import pytest
 
@@ -28,26 +26,13 @@ from ogkit.settle import (
     settle,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.anvil,
-    pytest.mark.skipif(
-        not (REPO / "node_modules/.bin/anvil").exists(),
-        reason="anvil is not installed: run `make test` (it runs `make setup`)",
-    ),
-]
+pytestmark = pytest.mark.anvil
 OPG = 10**18
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def devnet(home):
-    net = Devnet(home, port=_free_port())
+def devnet(home, devnet_port):
+    net = Devnet(home, port=devnet_port)
     net.up()
     yield net
     net.down()
