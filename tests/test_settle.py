@@ -127,18 +127,20 @@ def test_full_life_cycle_and_idempotent_resume(chain, actors, published, home):
         assert chain.call(settlement.functions.verifyReceipt(batch_id, leaf, bad_proof)) is False
 
 
-def test_crash_after_commit_is_reconciled_from_chain(chain, actors, published, home):
-    a = actors
+@pytest.fixture
+def committable(chain, actors, published):
+    """A batch signed for ``chain``, its model registered and its node staked (no verifiers)."""
     from ogkit.attest import make_attester
 
-    enclave = make_attester("software", signer=a["enclave"])
+    enclave = make_attester("software", signer=actors["enclave"])
     batch = run_verified_inference(
         "tab",
         sample_data_path("tabular"),
         attester=enclave,
-        requester=a["requester"].address,
+        requester=actors["requester"].address,
         hub=published,
         domain=claim_domain(chain),
+        partition_rows=500,
         progress=False,
     )
     prepare_dev_settlement(
@@ -146,13 +148,18 @@ def test_crash_after_commit_is_reconciled_from_chain(chain, actors, published, h
         deployer=chain.deployer,
         manifest=published.manifest("tab"),
         runtime_id=batch.runtime_id,
-        owner=a["owner"],
-        node=a["node"],
+        owner=actors["owner"],
+        node=actors["node"],
         attester=enclave.address,
-        requester=a["requester"],
+        requester=actors["requester"],
         verifiers=[],
         verifier_stakes=(),
     )
+    return batch
+
+
+def test_crash_after_commit_is_reconciled_from_chain(chain, actors, committable, home):
+    a, batch = actors, committable
     journal = SettlementJournal(chain.chain_id, home)
     settle(batch, chain, node=a["node"], journal=journal, finalize=False)
     # Simulate a crash between sending the commit and writing the journal down.
@@ -180,38 +187,14 @@ def test_batch_signed_for_another_chain_is_refused(chain, actors, published, enc
         settle(batch, chain, node=actors["node"])
 
 
-def test_records_that_fail_their_checks_are_not_committed(chain, actors, published, home):
+def test_records_that_fail_their_checks_are_not_committed(chain, actors, committable):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ogkit.attest import make_attester
     from ogkit.chain.contracts import BatchStatus
     from ogkit.checks import DataCheckFailed, DataCheckPolicy
 
-    a = actors
-    enclave = make_attester("software", signer=a["enclave"])
-    batch = run_verified_inference(
-        "tab",
-        sample_data_path("tabular"),
-        attester=enclave,
-        requester=a["requester"].address,
-        hub=published,
-        domain=claim_domain(chain),
-        partition_rows=500,
-        progress=False,
-    )
-    prepare_dev_settlement(
-        chain,
-        deployer=chain.deployer,
-        manifest=published.manifest("tab"),
-        runtime_id=batch.runtime_id,
-        owner=a["owner"],
-        node=a["node"],
-        attester=enclave.address,
-        requester=a["requester"],
-        verifiers=[],
-        verifier_stakes=(),
-    )
+    a, batch = actors, committable
     path = batch.store.path(batch.partitions[1]["path"])
     table = pq.read_table(path)
     pq.write_table(pa.concat_tables([table, table.slice(4, 1)]), path)  # row 504 twice
