@@ -126,3 +126,20 @@ def forge_batch():
     """``forge_batch(batch, bad_rows, attester)``: an honest-looking batch whose node signed
     wrong outputs (labels shifted) for ``bad_rows``; hashes, roots and signature consistent."""
     return _forge_batch
+
+
+@pytest.fixture
+def batch(published: Hub, enclave, requester: str):
+    """The sample tabular dataset attested in four partitions of 500 rows."""
+    from ogkit.pipeline import run_verified_inference
+    from ogkit.samples import sample_data_path
+
+    return run_verified_inference(
+        "tab",
+        sample_data_path("tabular"),
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        partition_rows=500,
+        progress=False,
+    )

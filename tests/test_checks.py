@@ -11,10 +11,9 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
+from helpers import rewrite_records
 
-from ogkit.artifacts import AttestedBatch
 from ogkit.checks import (
     MAX_ROWS_PER_FAILURE,
     RECORDS_INTACT_CHECK,
@@ -182,24 +181,6 @@ def test_100k_rows_in_seconds(suite, tmp_path):
 
 
 # -- records -------------------------------------------------------------------------------------
-@pytest.fixture
-def batch(published, enclave, requester) -> AttestedBatch:
-    return run_verified_inference(
-        "tab",
-        sample_data_path("tabular"),
-        attester=enclave,
-        requester=requester,
-        hub=published,
-        partition_rows=500,
-        progress=False,
-    )
-
-
-def _rewrite(batch: AttestedBatch, index: int, mutate) -> None:
-    path = batch.store.path(batch.partitions[index]["path"])
-    pq.write_table(mutate(pq.read_table(path)), path)
-
-
 def test_records_of_an_honest_batch_pass(batch):
     result = check_records(batch)
     assert result.passed, result.summary()
@@ -209,7 +190,7 @@ def test_records_of_an_honest_batch_pass(batch):
 
 
 def test_duplicated_record_row_is_named(batch):
-    _rewrite(batch, 2, lambda t: pa.concat_tables([t, t.slice(3, 1)]))
+    rewrite_records(batch, 2, lambda t: pa.concat_tables([t, t.slice(3, 1)]))
     result = check_records(batch)
     assert not result.passed
     found = _by(result)
@@ -223,7 +204,7 @@ def test_duplicated_record_row_is_named(batch):
 
 
 def test_deleted_record_row_is_named(batch):
-    _rewrite(batch, 0, lambda t: t.filter(pc.not_equal(t["row_index"], 7)))
+    rewrite_records(batch, 0, lambda t: t.filter(pc.not_equal(t["row_index"], 7)))
     result = check_records(batch)
     failure = next(f for f in result.failures if f.expectation == ROW_COUNT)
     assert failure.rows == [7]
@@ -236,7 +217,7 @@ def test_out_of_range_row_and_the_hole_it_leaves(batch):
         index[1] = 5000  # row 501 now claims to be outside the batch
         return t.set_column(0, "row_index", pa.array(index, t["row_index"].type))
 
-    _rewrite(batch, 1, mutate)
+    rewrite_records(batch, 1, mutate)
     result = check_records(batch)
     found = _by(result)
     assert found[(BETWEEN, "row_index")] == [5000]
@@ -267,7 +248,6 @@ def test_policy_blocks_or_lets_through(suite):
 
 
 def test_pipeline_step_blocks_bad_inputs_before_work(published, enclave, requester, home):
-    from ogkit.pipeline import run_verified_inference
     from ogkit.samples import make_tabular
 
     suite = InputSuite.infer(make_tabular(2000, seed=1))

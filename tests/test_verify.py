@@ -7,8 +7,8 @@ import copy
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
+from helpers import rewrite_records
 
 from ogkit.artifacts import ARTIFACTS, AttestedBatch, verify_receipt
 from ogkit.attest import make_attester
@@ -22,19 +22,6 @@ from ogkit.verify import Allowlist, VerifyPolicy, detection_probability, verify_
 
 
 @pytest.fixture
-def batch(published, enclave, requester) -> AttestedBatch:
-    return run_verified_inference(
-        "tab",
-        sample_data_path("tabular"),
-        attester=enclave,
-        requester=requester,
-        hub=published,
-        partition_rows=500,
-        progress=False,
-    )
-
-
-@pytest.fixture
 def policy(batch, enclave) -> VerifyPolicy:
     allow = Allowlist().with_([enclave.address], [batch.runtime_id])
     return VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
@@ -42,11 +29,6 @@ def policy(batch, enclave) -> VerifyPolicy:
 
 def _verify(batch, policy, hub, **kw):
     return verify_batch(batch, policy, hub=hub, progress=False, **kw)
-
-
-def _rewrite(batch: AttestedBatch, index: int, mutate) -> None:
-    path = batch.store.path(batch.partitions[index]["path"])
-    pq.write_table(mutate(pq.read_table(path)), path)
 
 
 def _set_row(table: pa.Table, column: str, row: int, fn) -> pa.Table:
@@ -70,7 +52,7 @@ def test_honest_batch_passes_locally_and_on_dask(batch, policy, published, dask_
 
 
 def test_output_value_changed(batch, policy, published):
-    _rewrite(
+    rewrite_records(
         batch,
         1,
         lambda t: _set_row(t, "output.probabilities", 5, lambda v: v + np.array([0.01, 0, 0])),
@@ -84,7 +66,7 @@ def test_output_value_changed(batch, policy, published):
 
 
 def test_input_changed(batch, policy, published):
-    _rewrite(
+    rewrite_records(
         batch,
         3,
         lambda t: _set_row(t, "input.features", 0, lambda v: np.where(np.arange(8) == 0, 9.0, v)),
@@ -95,14 +77,14 @@ def test_input_changed(batch, policy, published):
 
 
 def test_row_deleted(batch, policy, published):
-    _rewrite(batch, 0, lambda t: t.filter(pc.not_equal(t["row_index"], 7)))
+    rewrite_records(batch, 0, lambda t: t.filter(pc.not_equal(t["row_index"], 7)))
     verdict = _verify(batch, policy, published)
     assert [f.row_index for f in verdict.findings if f.reason == "missing-row"] == [7]
     assert "partition-root-mismatch" in verdict.reasons()
 
 
 def test_row_duplicated(batch, policy, published):
-    _rewrite(batch, 2, lambda t: pa.concat_tables([t, t.slice(3, 1)]))
+    rewrite_records(batch, 2, lambda t: pa.concat_tables([t, t.slice(3, 1)]))
     verdict = _verify(batch, policy, published)
     assert [f.row_index for f in verdict.findings if f.reason == "duplicate-row"] == [1003]
 
