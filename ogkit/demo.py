@@ -119,7 +119,8 @@ def run_demo(
     )
 
     attester = make_attester("software", signer=signers["enclave"])
-    runtime_id = load_model(manifest.ref, hub=hub).runtime_id
+    model = load_model(manifest.ref, hub=hub)  # loaded once: its runtime id is the measurement
+    runtime_id = model.runtime_id
     prepare_dev_settlement(
         client,
         deployer=getattr(client, "deployer", None),
@@ -142,7 +143,7 @@ def run_demo(
     with get_client(n_workers=workers) as dask_client:
         echo(f"[4/9] verified inference on {rows:,} rows, {workers} Dask workers")
         batch = run_verified_inference(
-            manifest.ref,
+            model,
             data,
             attester=attester,
             requester=signers["requester"].address,
