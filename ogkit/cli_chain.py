@@ -47,7 +47,7 @@ def _chain(args: argparse.Namespace) -> int:
 
 def _settle(args: argparse.Namespace) -> int:
     from ogkit.artifacts import load_batch
-    from ogkit.config import store_url
+    from ogkit.settings import store_url
     from ogkit.keys import KeyStore
     from ogkit.settle import SettlementJournal, settle
     from ogkit.store import ContentStore

@@ -154,7 +154,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _receipt_show(args: argparse.Namespace) -> int:
     from ogkit.artifacts import load_batch
-    from ogkit.config import store_url
+    from ogkit.settings import store_url
     from ogkit.store import ContentStore
 
     batch = load_batch(args.artifact, ContentStore(args.out or store_url(args.home)))
@@ -213,7 +213,7 @@ def _demo(args: argparse.Namespace) -> int:
     )
     if args.chain == "devnet":
         # The audit as a report: the executed notebook and its code-free HTML.
-        from ogkit.config import ogkit_home
+        from ogkit.settings import ogkit_home
         from ogkit.notebooks import run_notebook
 
         home = args.home or ogkit_home()

@@ -21,7 +21,7 @@ from ogkit.attest import make_attester
 from ogkit.audit import AuditReport, audit
 from ogkit.checks import DataCheckPolicy, InputSuite
 from ogkit.compute import get_client
-from ogkit.config import ogkit_home
+from ogkit.settings import ogkit_home
 from ogkit.errors import ModelNotFoundError
 from ogkit.hub import Hub
 from ogkit.keys import KeyStore

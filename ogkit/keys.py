@@ -22,7 +22,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
-from ogkit.config import ogkit_home
+from ogkit.settings import ogkit_home
 from ogkit.errors import ConfigError, KeyStoreError
 
 __all__ = ["KeyInfo", "KeyStore", "Signer", "recover_typed_data"]

@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from ogkit.config import ogkit_home
+from ogkit.settings import ogkit_home
 from ogkit.errors import ConfigError
 from ogkit.notebooks import (
     NotebookFailed,

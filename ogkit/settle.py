@@ -24,7 +24,7 @@ from ogkit.artifacts import AttestedBatch
 from ogkit.chain.contracts import BatchStatus
 from ogkit.checks import DataCheckPolicy
 from ogkit.claims import ClaimDomain
-from ogkit.config import ogkit_home
+from ogkit.settings import ogkit_home
 from ogkit.errors import SettlementError
 from ogkit.hub.manifest import ModelManifest
 from ogkit.keys import Signer

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ogkit.artifacts import AttestedBatch, load_batch
 from ogkit.attest import read_records
 from ogkit.claims import derive_batch_id
-from ogkit.config import ogkit_home
+from ogkit.settings import ogkit_home
 from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import MerkleTree, leaf_hashes

@@ -64,7 +64,7 @@ from ogkit.chain.contracts import (
     deploy_contracts,
     load_artifact,
 )
-from ogkit.config import ogkit_home
+from ogkit.settings import ogkit_home
 from ogkit.errors import ChainError, ConfigError, SettlementError
 from ogkit.keys import Signer
 

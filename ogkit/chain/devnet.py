@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from ogkit.chain.contracts import DeployParams
-from ogkit.config import ogkit_home
+from ogkit.settings import ogkit_home
 from ogkit.errors import ChainError, ConfigError
 from ogkit.keys import Signer
 

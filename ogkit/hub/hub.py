@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from ogkit.config import ogkit_home, store_url
+from ogkit.settings import ogkit_home, store_url
 from ogkit.errors import (
     ArtifactError,
     ArtifactIntegrityError,
