@@ -1,18 +1,23 @@
 """The managed local devnet: one anvil per ogkit home, persistent, with the contracts deployed.
 
 ``Devnet(home).up()`` starts the anvil that ``npm install`` put in the repository's
-``node_modules`` (or ``$OGKIT_ANVIL``), bound to 127.0.0.1 only, chain id 31337, detached from
-the calling process so that it outlives it. Its state lives in ``<home>/devnet/state.json``:
-anvil loads it at start, dumps it every second (``--state-interval 1``, so a killed anvil loses
-at most about a second) and on a clean exit (``down()`` sends SIGTERM). Its output goes to
-``<home>/devnet/anvil.log`` (anvil runs with ``--quiet``: errors only, so the dev accounts'
-keys it would print stay out of the log), its pid to ``<home>/devnet/anvil.pid``.
+``node_modules`` (or the ``anvil`` binary it is given), bound to 127.0.0.1 only, chain id
+31337, detached from the calling process so that it outlives it. Its state lives in
+``<home>/devnet/state.json``: anvil loads it at start, dumps it every second
+(``--state-interval 1``, so a killed anvil loses at most about a second) and on a clean exit
+(``down()`` sends SIGTERM). Its output goes to ``<home>/devnet/anvil.log`` (anvil runs with
+``--quiet``: errors only, so the dev accounts' keys it would print stay out of the log), its
+pid to ``<home>/devnet/anvil.pid``.
 
 On first start - or when the chain lost the recorded contracts (state file deleted) or the
-contract artefacts changed - ``up()`` deploys the four contracts from anvil's first default
+compiled contracts changed - ``up()`` deploys the four contracts from anvil's first default
 account (a publicly known key, used for nothing but this devnet) and writes
 ``<home>/deployments/31337.json``. Governance bootstrap (measurement allowlist) is left to the
 settlement step; :meth:`Devnet.deployer` gives it the deployer as a :class:`Signer`.
+
+Nothing here reads the environment: the CLI passes ``home``, ``port`` and ``anvil`` from
+:meth:`ogkit.settings.Settings.from_env` (``OGKIT_HOME``, ``OGKIT_DEVNET_PORT``,
+``OGKIT_ANVIL``).
 """
 
 from __future__ import annotations
@@ -33,17 +38,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
-from ogkit.chain.contracts import DeployParams
-from ogkit.settings import ogkit_home
+from ogkit.chain.client import ChainClient
+from ogkit.chain.deployments import (
+    DeployParams,
+    compiled_changed,
+    deploy_to,
+    deployment_is_live,
+    deployment_path,
+    load_deployment,
+    params_from_json,
+    read_deployment_record,
+    require_home,
+)
+from ogkit.chain.rpc import open_web3
 from ogkit.errors import ChainError, ConfigError
 from ogkit.keys import Signer
-
-if TYPE_CHECKING:
-    from ogkit.chain.client import ChainClient
 
 __all__ = ["DEVNET_CHAIN_ID", "Devnet", "DevnetStatus", "anvil_command"]
 
@@ -96,18 +109,21 @@ def _platform_package() -> str | None:
     return f"anvil-{system}-{arch}" if system and arch else None
 
 
-def anvil_command() -> list[str]:
-    """The command that runs anvil: ``$OGKIT_ANVIL``, else the repository's npm install.
+def anvil_command(anvil: str | None = None) -> list[str]:
+    """The command that runs anvil: the ``anvil`` binary given (the CLI passes
+    ``$OGKIT_ANVIL``), else the repository's npm install.
 
     The native binary of ``@foundry-rs/anvil``'s platform package is preferred over the
     ``node_modules/.bin/anvil`` wrapper script (which would run a Node.js process in front of
     it, between our signals and anvil).
     """
-    override = os.environ.get("OGKIT_ANVIL")
-    if override:
-        path = Path(override).expanduser()
+    if anvil:
+        path = Path(anvil).expanduser()
         if not path.is_file():
-            raise ChainError(f"OGKIT_ANVIL={override} is not a file; point it at an anvil binary")
+            raise ChainError(
+                f"the anvil binary {anvil} (OGKIT_ANVIL) is not a file; point OGKIT_ANVIL at "
+                "an anvil binary or unset it"
+            )
         return [str(path)]
     node_modules = _REPO_ROOT / "node_modules"
     package = _platform_package()
@@ -182,25 +198,29 @@ def _cmdline(pid: int) -> list[str] | None:
 class Devnet:
     """The ogkit devnet of one home folder; see the module docstring."""
 
-    def __init__(self, home: Path | None = None, *, port: int | None = None) -> None:
-        self.home = Path(home) if home is not None else ogkit_home()
+    def __init__(self, home: Path, *, port: int | None = None, anvil: str | None = None) -> None:
+        self.home = require_home(home, "the devnet")
+        self.anvil = anvil
+        """An anvil binary to run instead of the npm-installed one (``$OGKIT_ANVIL``)."""
         self.dir = self.home / "devnet"
         self.state_file = self.dir / "state.json"
         self.log_file = self.dir / "anvil.log"
         self.pid_file = self.dir / "anvil.pid"
         self.port_file = self.dir / "port"
-        # Only a port nobody chose may move when another program holds it.
-        self._port_chosen = port is not None or bool(os.environ.get("OGKIT_DEVNET_PORT"))
+        # Only a port nobody chose (``port``, from OGKIT_DEVNET_PORT) may move when another
+        # program holds it.
+        self._port_chosen = port is not None
         if port is None:
-            raw = (
-                os.environ.get("OGKIT_DEVNET_PORT")
-                or (self.port_file.read_text().strip() if self.port_file.exists() else "")
-                or str(DEFAULT_PORT)
+            raw = (self.port_file.read_text().strip() if self.port_file.exists() else "") or str(
+                DEFAULT_PORT
             )
             try:
                 port = int(raw)
             except ValueError:
-                raise ConfigError(f"OGKIT_DEVNET_PORT must be a port number, got {raw!r}") from None
+                raise ConfigError(
+                    f"{self.port_file} must hold a port number, got {raw!r}; delete it or set "
+                    "OGKIT_DEVNET_PORT"
+                ) from None
         if not 0 < port < 65536:
             raise ConfigError(f"devnet port must be in 1..65535, got {port}")
         self._set_port(port)
@@ -309,7 +329,7 @@ class Devnet:
 
     def _start(self) -> int:
         command = [
-            *anvil_command(),
+            *anvil_command(self.anvil),
             "--host",
             "127.0.0.1",
             "--port",
@@ -422,14 +442,6 @@ class Devnet:
         return self.status()
 
     def _ensure_deployment(self, params: DeployParams | None) -> None:
-        from ogkit.chain.client import (
-            artifacts_changed,
-            deploy_to,
-            deployment_is_live,
-            open_web3,
-            read_deployment_record,
-        )
-
         w3 = open_web3(self.url)
         deployer = self.deployer()
         accounts = [a.lower() for a in w3.eth.accounts]
@@ -447,22 +459,21 @@ class Devnet:
             why = "first start"
         elif not deployment_is_live(w3, record):
             why = "the chain no longer has the recorded contracts (its state was reset)"
-        elif artifacts_changed(record):
-            why = "the contract artefacts changed since the last deployment"
+        elif compiled_changed(record):
+            why = "the compiled contracts changed since the last deployment"
         else:
-            if params is not None and record.get("params") is not None:
-                from ogkit.chain.client import _params_from_json
-
-                if _params_from_json(record["params"]) != params:
-                    logger.warning(
-                        "the devnet was deployed with other parameters; they stay (reset the "
-                        "devnet with Devnet.reset() to deploy with new ones)"
-                    )
+            if (
+                params is not None
+                and record.get("params") is not None
+                and params_from_json(record["params"]) != params
+            ):
+                logger.warning(
+                    "the devnet was deployed with other parameters; they stay (reset the "
+                    "devnet with Devnet.reset() to deploy with new ones)"
+                )
             return
         if params is None and record is not None and record.get("params") is not None:
-            from ogkit.chain.client import _params_from_json
-
-            params = _params_from_json(record["params"])
+            params = params_from_json(record["params"])
         logger.info("deploying the ogkit contracts to the devnet: %s", why)
         deploy_to(w3, deployer, params, home=self.home)
 
@@ -481,8 +492,6 @@ class Devnet:
     def reset(self) -> None:
         """Stop the devnet and delete its chain state and deployment file (a fresh chain and a
         fresh deployment at the next ``up``)."""
-        from ogkit.chain.client import deployment_path
-
         self.down()
         self.state_file.unlink(missing_ok=True)
         deployment_path(self.home, DEVNET_CHAIN_ID).unlink(missing_ok=True)
@@ -490,8 +499,6 @@ class Devnet:
 
     def status(self) -> DevnetStatus:
         """Running or not, pid, latest block and whether the contracts are deployed."""
-        from ogkit.chain.client import deployment_is_live, open_web3, read_deployment_record
-
         pid = self._running_pid()
         running = pid is not None and self._chain_id() == DEVNET_CHAIN_ID
         block = None
@@ -524,13 +531,6 @@ class Devnet:
 
     def client(self, params: DeployParams | None = None) -> ChainClient:
         """``up()``, then a :class:`ChainClient` on the devnet (named ``"devnet"``)."""
-        from ogkit.chain.client import (
-            ChainClient,
-            load_deployment,
-            open_web3,
-            read_deployment_record,
-        )
-
         self.up(params)
         w3 = open_web3(self.url)
         deployment = load_deployment(self.home, DEVNET_CHAIN_ID, w3)
@@ -551,17 +551,17 @@ class Devnet:
         accounts that already hold as much are left alone (idempotent)."""
         from eth_utils import to_checksum_address
 
-        client = self.client()
-        token = client.contract("OPGToken")
+        chain = self.client()
+        token = chain.contract("OPGToken")
         deployer = self.deployer()
         for raw in addresses:
             address = to_checksum_address(raw)
-            balance = int(client.w3.eth.get_balance(address))
+            balance = int(chain.w3.eth.get_balance(address))
             if balance < eth:
-                client.transfer_eth(deployer, address, eth - balance)
-            held = int(client.call(token.functions.balanceOf(address)))
+                chain.transfer_eth(deployer, address, eth - balance)
+            held = int(chain.call(token.functions.balanceOf(address)))
             if held < opg:
-                client.transact(token.functions.transfer(address, opg - held), deployer)
+                chain.transact(token.functions.transfer(address, opg - held), deployer)
             logger.debug("dev account %s funded", address)
 
 

@@ -17,13 +17,9 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 
-from ogkit.chain.contracts import (
-    OPG,
-    Deployment,
-    DeployParams,
-    batch_claim_typed_data,
-    deploy_contracts,
-)
+from ogkit.attest import BatchClaim, ClaimDomain
+from ogkit.chain.bindings import OPG
+from ogkit.chain.deployments import Deployment, DeployParams, deploy_contracts
 
 ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
 
@@ -162,9 +158,25 @@ def advance(tester: Any, w3: Any, seconds: int) -> int:
     return target
 
 
+def claim_typed_data(deployment: Deployment, claim: dict[str, Any]) -> dict[str, Any]:
+    """EIP-712 typed data of ``claim`` (the contract's field names, bytes32 values as bytes)
+    for ``deployment``, built by ogkit's one definition of it (:mod:`ogkit.attest`)."""
+    batch_claim = BatchClaim(
+        batch_id="0x" + bytes(claim["batchId"]).hex(),
+        model_id="0x" + bytes(claim["modelId"]).hex(),
+        runtime_id="0x" + bytes(claim["runtimeId"]).hex(),
+        batch_root="0x" + bytes(claim["batchRoot"]).hex(),
+        row_count=claim["rowCount"],
+        requester=claim["requester"],
+        timestamp=claim["timestamp"],
+        attester=claim["attester"],
+    )
+    return batch_claim.typed_data(ClaimDomain(deployment.chain_id, deployment.settlement.address))
+
+
 def sign_claim(deployment: Deployment, claim: dict[str, Any], key: Any) -> bytes:
     """EIP-712 signature of a BatchClaim, made the way ogkit's Python side makes it."""
-    typed = batch_claim_typed_data(deployment.chain_id, deployment.settlement.address, claim)
+    typed = claim_typed_data(deployment, claim)
     return bytes(Account.sign_message(encode_typed_data(full_message=typed), key).signature)
 
 

@@ -13,20 +13,22 @@ import pytest
 import requests
 from eth_utils import keccak
 
-from ogkit.chain.client import (
-    ChainClient,
-    RetryPolicy,
-    connect,
+from ogkit.chain.bindings import OPG
+from ogkit.chain.client import ChainClient
+from ogkit.chain.connection import connect
+from ogkit.chain.deployments import (
+    DeployParams,
     deploy_to,
     deployment_is_live,
     deployment_path,
     load_deployment,
     read_deployment_record,
-    redact_url,
 )
-from ogkit.chain.contracts import OPG, DeployParams
+from ogkit.chain.rpc import redact_url
+from ogkit.chain.transactions import RetryPolicy
 from ogkit.errors import ChainError, ConfigError, SettlementError
 from ogkit.keys import KeyStore, Signer
+from ogkit.settings import Settings
 
 NO_HASH = b"\0" * 32
 
@@ -181,7 +183,7 @@ def test_gives_up_after_bounded_attempts(
         client.retry = RetryPolicy.local()
     monkeypatch.undo()
     caplog.clear()
-    with caplog.at_level("INFO", logger="ogkit.chain.client"):
+    with caplog.at_level("INFO", logger="ogkit.chain.transactions"):
         receipt = register(client, signer, model_id("lucky"))
     # The abandoned nonce was handed back: no gap, no nonce error on the next transaction.
     assert client.w3.eth.get_transaction(receipt["transactionHash"])["nonce"] == before
@@ -278,9 +280,16 @@ def test_credentials_never_appear_in_errors(home: Path) -> None:
 def test_unknown_target_and_env_default(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     with pytest.raises(ConfigError, match="'devnet', 'embedded'"):
         connect("ropsten", home=home)
-    monkeypatch.setenv("OGKIT_CHAIN", "http://127.0.0.1:9")
-    with pytest.raises(ChainError, match=r"127\.0\.0\.1:9"):
+    # connect() reads no environment: the edge passes $OGKIT_CHAIN from Settings.
+    with pytest.raises(ConfigError, match=r"--chain.*OGKIT_CHAIN"):
         connect(home=home)
+    with pytest.raises(ConfigError, match=r"--home.*OGKIT_HOME"):
+        connect("devnet")
+    monkeypatch.setenv("OGKIT_CHAIN", "http://127.0.0.1:9")
+    settings = Settings.from_env()
+    assert settings.home == home
+    with pytest.raises(ChainError, match=r"127\.0\.0\.1:9"):
+        connect(settings.chain, home=settings.home)
 
 
 def test_deployment_round_trips_through_the_file(home: Path, caplog: Any) -> None:
@@ -289,7 +298,7 @@ def test_deployment_round_trips_through_the_file(home: Path, caplog: Any) -> Non
     deployer = client.deployer
     assert deployer is not None
     register(client, deployer, model_id("before redeploy"))  # caches the deployer's nonce
-    with caplog.at_level("INFO", logger="ogkit.chain.client"):
+    with caplog.at_level("INFO", logger="ogkit.chain.transactions"):
         deployment = deploy_to(client, deployer, params, home=home)
         assert client.deployment is deployment
         register(client, deployer, model_id("after redeploy"))

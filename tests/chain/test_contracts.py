@@ -16,18 +16,12 @@ from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 from web3.logs import DISCARD
 
-from ogkit.chain import contracts as chain_contracts
-from ogkit.chain.contracts import (
-    OPG,
-    BatchStatus,
-    Deployment,
-    DeployParams,
-    batch_claim_typed_data,
-    decode_revert,
-    deploy_contracts,
-    load_artifact,
-    transact,
-)
+from ogkit.attest import BatchClaim, ClaimDomain
+from ogkit.chain import bindings
+from ogkit.chain.bindings import OPG, BatchStatus, load_compiled
+from ogkit.chain.deployments import Deployment, DeployParams, deploy_contracts
+from ogkit.chain.rpc import decode_revert
+from ogkit.chain.transactions import transact
 from ogkit.errors import ConfigError, SettlementError
 
 from .conftest import (
@@ -38,6 +32,7 @@ from .conftest import (
     MerkleTree,
     advance,
     claim_tuple,
+    claim_typed_data,
     now,
     path_root,
     receipt_leaf,
@@ -352,7 +347,7 @@ def test_full_life_cycle(w3: Any, tester: Any, actors: Actors) -> None:
 def test_eip712_digest_matches_eth_account(w3: Any, world: Deployment, actors: Actors) -> None:
     d, a = world, actors
     b = make_batch(w3, d, a)
-    typed = batch_claim_typed_data(d.chain_id, d.settlement.address, b.claim)
+    typed = claim_typed_data(d, b.claim)
     signable = encode_typed_data(full_message=typed)
     digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
     assert d.settlement.functions.hashClaim(claim_tuple(b.claim)).call() == digest
@@ -1071,14 +1066,16 @@ def test_decode_revert_variants() -> None:
 
 
 def test_artifacts_and_params() -> None:
-    for name in chain_contracts.CONTRACT_NAMES:
-        art = load_artifact(name)
+    for name in bindings.CONTRACT_NAMES:
+        art = load_compiled(name)
         assert art["contractName"] == name and art["bytecode"].startswith("0x")
     with pytest.raises(ConfigError):
-        load_artifact("Nope")
+        load_compiled("Nope")
     with pytest.raises(ConfigError):
         DeployParams(quorum_bps=0)
     with pytest.raises(ConfigError):
         DeployParams(slash_bps=10_000)
+    b32, address = "0x" + "00" * 32, "0x" + "11" * 20
+    short_id = BatchClaim("0x" + "00" * 31, b32, b32, b32, 1, address, 0, address)
     with pytest.raises(ConfigError):
-        batch_claim_typed_data(1, "0x" + "11" * 20, {"batchId": b"\x00" * 32})
+        short_id.typed_data(ClaimDomain(1, address))

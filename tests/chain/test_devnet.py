@@ -16,10 +16,14 @@ import pytest
 from eth_utils import keccak
 
 from ogkit.chain import devnet as devnet_module
-from ogkit.chain.client import ChainClient, RetryPolicy, connect, deployment_path
-from ogkit.chain.contracts import OPG
+from ogkit.chain.bindings import OPG
+from ogkit.chain.client import ChainClient
+from ogkit.chain.connection import connect
+from ogkit.chain.deployments import deployment_path
 from ogkit.chain.devnet import Devnet
+from ogkit.chain.transactions import RetryPolicy
 from ogkit.errors import ChainError
+from ogkit.settings import Settings
 
 from .conftest import free_port
 
@@ -130,8 +134,9 @@ def test_up_starts_deploys_and_is_idempotent(devnet: Tracked) -> None:
 @pytest.mark.anvil
 def test_state_survives_down_and_up(devnet: Tracked, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OGKIT_DEVNET_PORT", str(devnet.port))
+    port = Settings.from_env().devnet_port  # what the CLI passes
     devnet.up()
-    client = connect("devnet", home=devnet.home)  # the running devnet, on $OGKIT_DEVNET_PORT
+    client = connect("devnet", home=devnet.home, port=port)  # the running devnet
     mid = register(client, "down-up")
     record = deployment_path(devnet.home, 31337).read_text()
 
@@ -142,7 +147,7 @@ def test_state_survives_down_and_up(devnet: Tracked, monkeypatch: pytest.MonkeyP
 
     devnet.up()
     assert len(devnet.pids) == 2
-    client = connect("devnet", home=devnet.home)
+    client = connect("devnet", home=devnet.home, port=port)
     assert exists(client, mid)
     assert deployment_path(devnet.home, 31337).read_text() == record  # no redeploy
     logs = client.events("ModelRegistry", "ModelRegistered", argument_filters={"modelId": mid})
@@ -276,7 +281,7 @@ def test_missing_anvil_says_how_to_install_it(
         Devnet(tmp_path / "home", port=free_port()).up()
     monkeypatch.setenv("OGKIT_ANVIL", str(tmp_path / "nope"))
     with pytest.raises(ChainError, match="OGKIT_ANVIL"):
-        devnet_module.anvil_command()
+        devnet_module.anvil_command(Settings.from_env().anvil)
 
 
 @pytest.mark.anvil
