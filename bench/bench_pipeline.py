@@ -27,8 +27,8 @@ import onnxruntime as ort
 from ogkit.attest import make_attester
 from ogkit.compute import get_client
 from ogkit.crypto import warm_up
+from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
-from ogkit.pipeline import run_verified_inference
 from ogkit.samples import make_image_frame, make_tabular, sample_model_path
 from ogkit.store import ContentStore
 from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
@@ -60,7 +60,7 @@ def verified(model, data, client, store_root: Path, tag: str, job: str = "bench"
         data,
         attester=attester,
         requester=requester,
-        client=client,
+        dask=client,
         store=store,
         progress=False,
         job=job,
@@ -127,7 +127,7 @@ def main() -> int:
             verdict = verify_batch(
                 tab_batch,
                 VerifyPolicy(sample_rate=rate, allowlist=allow),
-                client=c2,
+                dask=c2,
                 progress=False,
             )
             vt = time.perf_counter() - t

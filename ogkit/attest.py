@@ -1,5 +1,15 @@
 """The attest step: per-row hashes and leaves, per-partition roots, a signed batch claim.
 
+What is signed lives here once: the EIP-712 :class:`BatchClaim` (the typed data that
+``InferenceSettlement`` checks on-chain), its :class:`ClaimDomain`, and the derivation
+of a batch id. The chain code imports them from here::
+
+    EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)
+    BatchClaim(bytes32 batchId,bytes32 modelId,bytes32 runtimeId,bytes32 batchRoot,
+               uint64 rowCount,address requester,uint64 timestamp,address attester)
+
+with ``name = "ogkit"``, ``version = "1"``.
+
 Attesters are chosen by name from :data:`ATTESTERS` and share one interface. The
 software enclave shipped here is a development enclave: a secp256k1 key whose
 measurement is the runtime id. It claims no hardware backing, and says so in its
@@ -9,32 +19,192 @@ interface.
 
 from __future__ import annotations
 
-import io
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+from eth_abi import encode as abi_encode
+from eth_utils import to_checksum_address
 
-from ogkit.claims import BatchClaim, ClaimDomain
 from ogkit.crypto.encoding import tensor_row_hashes
+from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import MerkleTree, leaf_hashes
 from ogkit.errors import ArtifactError, ConfigError
-from ogkit.keys import Signer
+from ogkit.keys import Signer, recover_typed_data
 
 __all__ = [
     "ATTESTERS",
+    "CLAIM_TYPES",
     "Attester",
+    "BatchClaim",
+    "ClaimDomain",
     "PartitionAttestation",
-    "PartitionRecords",
     "SoftwareEnclaveAttester",
     "attest_partition",
+    "derive_batch_id",
+    "execution_hash",
+    "is_address",
+    "is_hex32",
     "make_attester",
-    "read_records",
-    "records_to_parquet",
 ]
+
+
+# -- what is signed --------------------
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+DEVNET_CHAIN_ID = 31337
+
+CLAIM_TYPES = {
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+        {"name": "verifyingContract", "type": "address"},
+    ],
+    "BatchClaim": [
+        {"name": "batchId", "type": "bytes32"},
+        {"name": "modelId", "type": "bytes32"},
+        {"name": "runtimeId", "type": "bytes32"},
+        {"name": "batchRoot", "type": "bytes32"},
+        {"name": "rowCount", "type": "uint64"},
+        {"name": "requester", "type": "address"},
+        {"name": "timestamp", "type": "uint64"},
+        {"name": "attester", "type": "address"},
+    ],
+}
+
+
+def _b32(value: str, what: str) -> bytes:
+    raw = bytes.fromhex(value.removeprefix("0x"))
+    if len(raw) != 32:
+        raise ConfigError(f"{what} must be 32 bytes (0x + 64 hex digits), got {value!r}")
+    return raw
+
+
+@dataclass(frozen=True)
+class ClaimDomain:
+    """Which chain and settlement contract a claim is for (EIP-712 domain)."""
+
+    chain_id: int = DEVNET_CHAIN_ID
+    verifying_contract: str = ZERO_ADDRESS  # the InferenceSettlement address once deployed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": "ogkit",
+            "version": "1",
+            "chainId": self.chain_id,
+            "verifyingContract": to_checksum_address(self.verifying_contract),
+        }
+
+
+def execution_hash(execution: Mapping[str, Any]) -> str:
+    """``keccak256`` of the canonical JSON of how the node ran the batch (spec §5):
+    partition size, mini-batch size, comparison policy, input bindings and outputs."""
+    from ogkit.hub.manifest import canonical_json
+
+    return "0x" + keccak256(canonical_json(dict(execution))).hex()
+
+
+def derive_batch_id(
+    *,
+    model_id: str,
+    dataset_id: str,
+    requester: str,
+    chain_id: int,
+    job: str,
+    execution: str,
+) -> str:
+    """``keccak256(abi.encode(bytes32 modelId, bytes32 datasetId, address requester,
+    uint256 chainId, bytes32 keccak256(job), bytes32 executionHash))``.
+
+    ``dataset_id`` is the dataset commitment (the input root) and ``execution`` the
+    :func:`execution_hash`. Deterministic, so a re-run of the same job resumes and gives
+    the same root; bound into every leaf and the signed claim, so neither the inputs, the
+    geometry the rows ran in, nor the comparison policy can change under a signature.
+    """
+    encoded = abi_encode(
+        ["bytes32", "bytes32", "address", "uint256", "bytes32", "bytes32"],
+        [
+            _b32(model_id, "model id"),
+            _b32(dataset_id, "dataset id"),
+            to_checksum_address(requester),
+            chain_id,
+            keccak256(job.encode()),
+            _b32(execution, "execution hash"),
+        ],
+    )
+    return "0x" + keccak256(encoded).hex()
+
+
+@dataclass(frozen=True)
+class BatchClaim:
+    batch_id: str
+    model_id: str
+    runtime_id: str
+    batch_root: str
+    row_count: int
+    requester: str
+    timestamp: int
+    attester: str
+
+    def typed_data(self, domain: ClaimDomain) -> dict[str, Any]:
+        return {
+            "types": CLAIM_TYPES,
+            "primaryType": "BatchClaim",
+            "domain": domain.to_dict(),
+            "message": {
+                "batchId": _b32(self.batch_id, "batch id"),
+                "modelId": _b32(self.model_id, "model id"),
+                "runtimeId": _b32(self.runtime_id, "runtime id"),
+                "batchRoot": _b32(self.batch_root, "batch root"),
+                "rowCount": self.row_count,
+                "requester": to_checksum_address(self.requester),
+                "timestamp": self.timestamp,
+                "attester": to_checksum_address(self.attester),
+            },
+        }
+
+    def recover_signer(self, domain: ClaimDomain, signature: str) -> str:
+        return recover_typed_data(self.typed_data(domain), signature)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> BatchClaim:
+        """Parse a claim, refusing anything that is not exactly a claim's types and ranges
+        (:class:`~ogkit.errors.ArtifactError` names the field)."""
+        if not isinstance(d, Mapping):
+            raise ArtifactError(f"claim must be an object, got {type(d).__name__}")
+        missing = [k for k in cls.__dataclass_fields__ if k not in d]
+        if missing:
+            raise ArtifactError(f"claim lacks {', '.join(missing)}")
+        for key in ("batch_id", "model_id", "runtime_id", "batch_root"):
+            if not is_hex32(d[key]):
+                raise ArtifactError(f"claim {key} must be 0x + 64 hex digits, got {d[key]!r:.80}")
+        for key in ("requester", "attester"):
+            if not is_address(d[key]):
+                raise ArtifactError(f"claim {key} must be a 20-byte address, got {d[key]!r:.80}")
+        for key in ("row_count", "timestamp"):
+            value = d[key]
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+                raise ArtifactError(f"claim {key} must be a uint64, got {value!r:.80}")
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def is_hex32(value: Any) -> bool:
+    """``0x`` + exactly 64 hex digits."""
+    return isinstance(value, str) and _HEX32.fullmatch(value) is not None
+
+
+def is_address(value: Any) -> bool:
+    """``0x`` + exactly 40 hex digits (any case)."""
+    return isinstance(value, str) and _ADDRESS.fullmatch(value) is not None
+
+
+_HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 # -- attesters --------------------------------------------------------------------------------
@@ -128,104 +298,3 @@ def attest_partition(
     )
     root = MerkleTree.from_leaf_hashes(leaves).root
     return PartitionAttestation(row_index, input_hashes, output_hashes, leaves, root)
-
-
-# -- records on disk -----------------------------------------------------------------------
-def _hash_column(rows: np.ndarray) -> pa.Array:
-    return pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(32), len(rows), [None, pa.py_buffer(np.ascontiguousarray(rows))]
-    )
-
-
-def _tensor_column(values: np.ndarray) -> pa.Array:
-    """One row per value for scalars; otherwise each row's little-endian C-order bytes as a
-    fixed-size binary value (decoding it is a memory view, unlike Parquet's nested lists)."""
-    if values.ndim == 1:
-        return pa.array(values)
-    n = len(values)
-    le = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
-    row_bytes = le.nbytes // max(n, 1)
-    return pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(row_bytes), n, [None, pa.py_buffer(le.reshape(-1).view(np.uint8))]
-    )
-
-
-def records_to_parquet(
-    att: PartitionAttestation, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
-) -> bytes:
-    """One partition's records as Parquet bytes (columns documented in docs/spec.md)."""
-    columns: dict[str, pa.Array] = {
-        "row_index": pa.array(att.row_index),
-        "input_hash": _hash_column(att.input_hashes),
-        "output_hash": _hash_column(att.output_hashes),
-        "leaf": _hash_column(att.leaves),
-    }
-    for name, values in feeds.items():
-        columns[f"input.{name}"] = _tensor_column(values)
-    for name, values in outputs.items():
-        columns[f"output.{name}"] = _tensor_column(values)
-    sink = io.BytesIO()
-    # Hashes and float bytes neither compress nor dictionary-encode: skipping both makes
-    # writing ~5x faster for the same size. Row indices keep statistics for range reads.
-    pq.write_table(
-        pa.table(columns),
-        sink,
-        compression="none",
-        use_dictionary=False,
-        write_statistics=["row_index"],
-    )
-    return sink.getvalue()
-
-
-@dataclass
-class PartitionRecords:
-    row_index: np.ndarray
-    input_hashes: np.ndarray
-    output_hashes: np.ndarray
-    leaves: np.ndarray
-    inputs: dict[str, np.ndarray]
-    outputs: dict[str, np.ndarray]
-
-
-def _hash_rows(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    buf = arr.buffers()[1]
-    return np.frombuffer(buf, np.uint8, count=len(arr) * 32, offset=arr.offset * 32).reshape(-1, 32)
-
-
-def _tensor_rows(col: pa.ChunkedArray, dtype: str, row_shape: tuple[int, ...]) -> np.ndarray:
-    arr = col.combine_chunks()
-    if pa.types.is_fixed_size_binary(arr.type):
-        le = np.dtype(dtype).newbyteorder("<")
-        width = arr.type.byte_width
-        raw = np.frombuffer(arr.buffers()[1], np.uint8, len(arr) * width, arr.offset * width)
-        return raw.view(le).astype(dtype, copy=False).reshape((len(arr), *row_shape))
-    return (
-        arr.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape((len(arr), *row_shape))
-    )
-
-
-def read_records(
-    data: bytes,
-    tensor_specs: Mapping[str, Mapping[str, tuple[str, tuple[int, ...]]]],
-) -> PartitionRecords:
-    """Parse one partition's Parquet records; ``tensor_specs`` gives each tensor's dtype
-    and per-row shape, under ``"inputs"`` and ``"outputs"``."""
-    try:
-        table = pq.read_table(io.BytesIO(data))
-        return PartitionRecords(
-            row_index=table["row_index"].to_numpy().astype(np.uint64),
-            input_hashes=_hash_rows(table["input_hash"]),
-            output_hashes=_hash_rows(table["output_hash"]),
-            leaves=_hash_rows(table["leaf"]),
-            inputs={
-                name: _tensor_rows(table[f"input.{name}"], dt, shape)
-                for name, (dt, shape) in tensor_specs["inputs"].items()
-            },
-            outputs={
-                name: _tensor_rows(table[f"output.{name}"], dt, shape)
-                for name, (dt, shape) in tensor_specs["outputs"].items()
-            },
-        )
-    except (pa.ArrowException, KeyError, ValueError) as exc:
-        raise ArtifactError(f"records are unreadable or incomplete: {exc}") from exc

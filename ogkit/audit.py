@@ -17,17 +17,20 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from tqdm.auto import tqdm
 
-from ogkit.artifacts import AttestedBatch, load_batch
-from ogkit.chain.contracts import BatchStatus
+from ogkit.batch import AttestedBatch, load_batch
+from ogkit.chain.bindings import BatchStatus
 from ogkit.errors import ArtifactError, ArtifactIntegrityError, HubError, OgkitError
 from ogkit.hub.hub import Hub
 from ogkit.store import ContentStore
 from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
+
+if TYPE_CHECKING:
+    from ogkit.chain.client import ChainClient
 
 __all__ = ["AuditFinding", "AuditReport", "audit"]
 
@@ -107,11 +110,11 @@ def _hex(value: Any) -> str:
 class _RegistryHistory:
     """Registry state as of any block, rebuilt from events (works on every node type)."""
 
-    def __init__(self, client: Any, to_block: int) -> None:
-        first = getattr(client, "first_block", 0) or 0
+    def __init__(self, chain: ChainClient, to_block: int) -> None:
+        first = getattr(chain, "first_block", 0) or 0
 
         def ev(contract: str, name: str) -> list[dict]:
-            return client.events(contract, name, first, to_block)
+            return chain.events(contract, name, first, to_block)
 
         self.measurements = sorted(
             [
@@ -164,7 +167,7 @@ class _RegistryHistory:
 
 
 def audit(
-    client: Any,
+    chain: ChainClient,
     store: ContentStore | str,
     *,
     hub: Hub | None = None,
@@ -182,16 +185,16 @@ def audit(
     started = time.perf_counter()
     store = store if isinstance(store, ContentStore) else ContentStore(store)
     hub = hub or Hub(store)
-    first = from_block if from_block is not None else getattr(client, "first_block", 0) or 0
-    last = to_block if to_block is not None else client.block_number()
+    first = from_block if from_block is not None else getattr(chain, "first_block", 0) or 0
+    last = to_block if to_block is not None else chain.block_number()
     wanted = {b.lower() for b in batch_ids} if batch_ids else None
-    history = _RegistryHistory(client, last)
-    params = client.deployment.params
-    settlement = client.contract("InferenceSettlement")
+    history = _RegistryHistory(chain, last)
+    params = chain.deployment.params
+    settlement = chain.contract("InferenceSettlement")
 
     def events(name: str) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
-        for e in client.events("InferenceSettlement", name, first, last):
+        for e in chain.events("InferenceSettlement", name, first, last):
             out.setdefault(_hex(e["args"]["batchId"]), []).append(e)
         return out
 
@@ -202,7 +205,7 @@ def audit(
     rows: list[dict[str, Any]] = []
     findings: list[AuditFinding] = []
     verdicts: dict[str, Any] = {}
-    commits = client.events("InferenceSettlement", "BatchCommitted", first, last)
+    commits = chain.events("InferenceSettlement", "BatchCommitted", first, last)
     for e in tqdm(commits, desc="audit", unit="batch", disable=not progress):
         a = e["args"]
         batch_id = _hex(a["batchId"])
@@ -227,7 +230,7 @@ def audit(
             _found.append(AuditFinding(_batch_id, reason, detail, severity, row, block))
 
         commit_block = e["blockNumber"]
-        status = BatchStatus(client.call(settlement.functions.statusOf(a["batchId"])))
+        status = BatchStatus(chain.call(settlement.functions.statusOf(a["batchId"])))
         row = {
             "batch_id": batch_id,
             "artifact_id": _hex(a["artifactId"]),
@@ -243,7 +246,7 @@ def audit(
             "node_fee": 0,
             "verifier_fees": 0,
             "slashed": 0,
-            "gas": _gas(client, e, finalized.get(batch_id, []), attested.get(batch_id, [])),
+            "gas": _gas(chain, e, finalized.get(batch_id, []), attested.get(batch_id, [])),
             "verdict": "not run",
             "sampled_rows": 0,
         }
@@ -344,7 +347,7 @@ def audit(
                     batch,
                     VerifyPolicy(sample_rate=sample_rate, allowlist=allowlist),
                     hub=hub,
-                    client=verify_client,
+                    dask=verify_client,
                     progress=False,
                 )
             except OgkitError as exc:  # unreadable records and the like: a finding, go on
@@ -356,7 +359,7 @@ def audit(
                 row["sampled_rows"] = verdict.sample_size
                 for vf in verdict.findings[:50]:
                     add("verification-failed", f"{vf.reason}: {vf.detail}", row=vf.row_index)
-            _check_status(client, batch, status, verdict, opened.get(batch_id, []), add)
+            _check_status(chain, batch, status, verdict, opened.get(batch_id, []), add)
         elif status == BatchStatus.SLASHED:
             add(
                 "batch-slashed",
@@ -382,8 +385,8 @@ def audit(
         else pl.DataFrame(schema=_FINDING_SCHEMA)
     )
     report = AuditReport(
-        client.name,
-        client.chain_id,
+        chain.name,
+        chain.chain_id,
         first,
         last,
         batches,
@@ -424,11 +427,11 @@ _FINDING_SCHEMA = {
 }
 
 
-def _gas(client: Any, commit: dict, finals: list[dict], attests: list[dict]) -> int:
+def _gas(chain: ChainClient, commit: dict, finals: list[dict], attests: list[dict]) -> int:
     """Gas of the batch's commit, attestations and finalisation transactions."""
     total = 0
     for e in [commit, *finals, *attests]:
-        total += int(client.w3.eth.get_transaction_receipt(e["transactionHash"])["gasUsed"])
+        total += int(chain.w3.eth.get_transaction_receipt(e["transactionHash"])["gasUsed"])
     return total
 
 
@@ -468,7 +471,7 @@ def _check_manifest_price(hub: Hub, batch: AttestedBatch, price: int, add) -> No
         )
 
 
-def _check_status(client, batch, status, verdict, challenges, add) -> None:
+def _check_status(chain, batch, status, verdict, challenges, add) -> None:
     passed = verdict is not None and verdict.passed
     if status == BatchStatus.FINALIZED and verdict is not None and not passed:
         add("status-mismatch", "finalised and paid, but re-verification fails")
@@ -493,15 +496,15 @@ def _check_status(client, batch, status, verdict, challenges, add) -> None:
 def _reexecution_confirms(batch: AttestedBatch, row: int) -> bool:
     """True if re-running ``row`` gives a different output hash than the attested one."""
     from ogkit.crypto.encoding import tensor_row_hashes
-    from ogkit.load import load_model_bytes
+    from ogkit.load import load_model_bytes, reexecute
 
     try:
         for part in batch.partitions:
-            if part["offset"] <= row < part["offset"] + part["rows"]:
-                rec = batch.records(part["index"])
+            if part.offset <= row < part.offset + part.rows:
+                rec = batch.records(part.index)
                 i = list(rec.row_index).index(row)
                 model = load_model_bytes(batch.store.get("models", batch.model_id))
-                out = model.run({k: v[i : i + 1] for k, v in rec.inputs.items()})
+                out = reexecute(model, rec.inputs, [i], batch_size=batch.batch_size)
                 return bytes(tensor_row_hashes(out)[0]) != bytes(rec.output_hashes[i])
     except (OgkitError, ValueError):
         return False

@@ -31,16 +31,21 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ogkit.attest import PartitionRecords, read_records
+from ogkit.batch import PartitionRecords, read_records
 from ogkit.dataset import DataSource, open_source
-from ogkit.errors import ArtifactError, ArtifactIntegrityError, ConfigError, OgkitError
+from ogkit.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ConfigError,
+    DataCheckFailed,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations.core import ExpectationSuite
     from great_expectations.expectations import Expectation
 
-    from ogkit.artifacts import AttestedBatch
+    from ogkit.batch import AttestedBatch
 
 __all__ = [
     "HASH_PATTERN",
@@ -435,19 +440,6 @@ class CheckResult:
 
 
 # -- policy -------------------------------------------------------------------------------------
-class DataCheckFailed(OgkitError):
-    """Data checks failed and the policy blocks settlement; ``result`` holds the details."""
-
-    def __init__(self, result: CheckResult, policy: DataCheckPolicy | None = None) -> None:
-        self.result = result
-        self.policy = policy
-        super().__init__(_failure_message(result, policy))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Rebuild from the result (not the message), so it survives pickling to and from Dask.
-        return (type(self), (self.result, self.policy))
-
-
 @dataclass(frozen=True)
 class DataCheckPolicy:
     """Whether failed data checks block settlement, and how many failures are tolerated."""
@@ -470,7 +462,7 @@ def enforce(result: CheckResult, policy: DataCheckPolicy | None = None) -> Check
     log any failures and return the result."""
     policy = policy or DataCheckPolicy()
     if not policy.allows(result):
-        raise DataCheckFailed(result, policy)
+        raise DataCheckFailed(_failure_message(result, policy), result=result, policy=policy)
     if result.failures:
         log.warning(
             "data checks %s: %d failure(s) allowed by the policy (block_settlement=%s, "

@@ -28,8 +28,11 @@ from ogkit.hub.manifest import TensorSpec
 
 __all__ = [
     "DataSource",
+    "DatasetCommitment",
     "InputBinding",
     "InputPlan",
+    "commit_dataset",
+    "commit_inputs",
     "Partition",
     "open_source",
     "plan_inputs",
@@ -446,3 +449,77 @@ def _parquet_null_counts(source: DataSource, columns: Sequence[str]) -> list[int
                     return None
                 totals[c] += stats.null_count
     return [totals[c] for c in columns]
+
+
+# -- the dataset commitment ------------------------------------------------------------------
+COMMIT_CHUNK_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class DatasetCommitment:
+    """What a requester commits to about its data: the *input root* (docs/spec.md §4).
+
+    The input root is the OpenZeppelin-standard Merkle root over one leaf per row,
+    ``(uint256 rowIndex, bytes32 inputHash)``, where ``inputHash`` is the canonical hash
+    of the row's model inputs. It is computed by whoever supplies the data (the
+    requester) and becomes the batch's ``dataset_id``: the batch id derives from it, so a
+    node that runs other inputs, drops, copies or adds rows cannot keep the batch id.
+    """
+
+    input_root: str
+    row_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_root": self.input_root, "row_count": self.row_count}
+
+    def __str__(self) -> str:
+        return f"{self.input_root}:{self.row_count}"
+
+    @classmethod
+    def parse(cls, text: str) -> DatasetCommitment:
+        """Read ``INPUT_ROOT:ROWS`` (what ``ogkit commit`` prints)."""
+        root, _, rows = text.strip().partition(":")
+        body = root.removeprefix("0x")
+        if len(body) != 64 or not rows.isdigit() or any(c not in "0123456789abcdefABCDEF" for c in body):
+            raise ConfigError(
+                f"a dataset commitment is INPUT_ROOT:ROWS (0x + 64 hex digits, a row count), "
+                f"got {text!r:.90}; compute one with `ogkit commit MODEL DATA`"
+            )
+        return cls("0x" + body.lower(), int(rows))
+
+
+def input_root(input_hashes: np.ndarray, offset: int = 0) -> str:
+    """The input root over rows ``offset ..`` with the given per-row input hashes."""
+    from ogkit.crypto.merkle import MerkleTree, input_leaf_hashes
+
+    n = len(input_hashes)
+    if n == 0:
+        raise ConfigError("a dataset commitment needs at least one row")
+    leaves = input_leaf_hashes(np.arange(offset, offset + n, dtype=np.uint64), input_hashes)
+    return "0x" + MerkleTree.from_leaf_hashes(leaves).root.hex()
+
+
+def commit_inputs(
+    source: DataSource, plan: InputPlan, *, chunk_rows: int = COMMIT_CHUNK_ROWS
+) -> tuple[DatasetCommitment, np.ndarray]:
+    """The commitment of ``source`` under ``plan``, with every row's input hash."""
+    from ogkit.crypto.encoding import tensor_row_hashes
+
+    if source.n_rows == 0:
+        raise ConfigError(f"the dataset {source.describe()} has no rows")
+    hashes = np.empty((source.n_rows, 32), dtype=np.uint8)
+    for start in range(0, source.n_rows, chunk_rows):
+        rows = min(chunk_rows, source.n_rows - start)
+        hashes[start : start + rows] = tensor_row_hashes(plan.feeds(source, start, rows))
+    return DatasetCommitment(input_root(hashes), source.n_rows), hashes
+
+
+def commit_dataset(
+    data: Any, model: Any, input_map: Mapping[str, str | Sequence[str]] | None = None
+) -> DatasetCommitment:
+    """The requester's side: commit to ``data`` as ``model``'s inputs (a LoadedModel, or
+    anything with its ``inputs`` signature). Give the result to the node with the job, and
+    to verifiers, who then check the batch ran exactly these rows."""
+    source = open_source(data)
+    plan = plan_inputs(source, model.inputs, input_map)
+    return commit_inputs(source, plan)[0]

@@ -16,20 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ogkit.artifacts import AttestedBatch, verify_receipt
 from ogkit.attest import make_attester
 from ogkit.audit import AuditReport, audit
+from ogkit.batch import AttestedBatch
 from ogkit.checks import DataCheckPolicy, InputSuite
 from ogkit.compute import get_client
-from ogkit.settings import ogkit_home
+from ogkit.dataset import commit_dataset
 from ogkit.errors import ModelNotFoundError
 from ogkit.hub import Hub
+from ogkit.infer import run_verified_inference
+from ogkit.jobs.steps import top_up
 from ogkit.keys import KeyStore
 from ogkit.load import load_model
-from ogkit.notebooks import top_up
-from ogkit.pipeline import run_verified_inference
 from ogkit.samples import make_tabular, sample_data_path, sample_model_path
-from ogkit.verify import Allowlist, Verdict, VerifyPolicy, verify_batch
+from ogkit.verify import Allowlist, Verdict, VerifyPolicy, verify_batch, verify_receipt
 
 OPG = 10**18
 
@@ -71,13 +71,22 @@ def _demo_dataset(home: Path, rows: int) -> Path:
 
 def run_demo(
     *,
-    home: Path | None = None,
+    home: Path,
+    store: str | None = None,
+    scheduler: str | None = None,
     rows: int = 100_000,
     workers: int = 2,
     chain: str = "devnet",
+    devnet_port: int | None = None,
+    anvil: str | None = None,
     echo: Callable[[str], None] = log.info,
 ) -> DemoResult:
-    from ogkit.chain.client import connect
+    """Run the demo in ``home`` (keys, hub, devnet, journals) against ``chain``; the hub's
+    store is ``store`` (default ``<home>/store``), the Dask cluster ``scheduler`` (default
+    a LocalCluster of ``workers``), the devnet's port ``devnet_port`` and its ``anvil``
+    binary (defaults: those of :class:`~ogkit.chain.devnet.Devnet`). The caller reads these
+    from its settings."""
+    from ogkit.chain.connection import connect
     from ogkit.settle import (
         SettlementJournal,
         attest_batch,
@@ -86,20 +95,22 @@ def run_demo(
         settle,
     )
 
-    home = Path(home) if home else ogkit_home()
+    home = Path(home)
     keys = KeyStore(home)
     names = ["owner", "enclave", "requester", "node", "verifier-1", "verifier-2", "verifier-3"]
     signers = {n: keys.ensure_dev_key(n) for n in names}
     verifiers = [signers[f"verifier-{i}"] for i in (1, 2, 3)]
 
-    client = connect(chain, home=home)
-    top_up(client, [s.address for s in signers.values()], eth=10 * 10**18, opg=1_000_000 * OPG)
+    chain_client = connect(chain, home=home, port=devnet_port, anvil=anvil)
+    top_up(
+        chain_client, [s.address for s in signers.values()], eth=10 * 10**18, opg=1_000_000 * OPG
+    )
     echo(
-        f"[1/9] {client.name} chain {client.chain_id} at block {client.block_number()}; "
-        f"dev keys funded ({len(signers)} accounts)"
+        f"[1/9] {chain_client.name} chain {chain_client.chain_id} at block "
+        f"{chain_client.block_number()}; dev keys funded ({len(signers)} accounts)"
     )
 
-    hub = Hub(home=home)
+    hub = Hub(store, home=home)
     try:
         manifest = hub.manifest(f"{MODEL_NAME}@{MODEL_VERSION}")
     except ModelNotFoundError:
@@ -122,8 +133,8 @@ def run_demo(
     model = load_model(manifest.ref, hub=hub)  # loaded once: its runtime id is the measurement
     runtime_id = model.runtime_id
     prepare_dev_settlement(
-        client,
-        deployer=getattr(client, "deployer", None),
+        chain_client,
+        deployer=getattr(chain_client, "deployer", None),
         manifest=manifest,
         runtime_id=runtime_id,
         owner=signers["owner"],
@@ -132,42 +143,45 @@ def run_demo(
         requester=signers["requester"],
         verifiers=verifiers,
     )
-    settlement = client.contract("InferenceSettlement")
+    settlement = chain_client.contract("InferenceSettlement")
     echo(
         "[3/9] model in the ModelRegistry; node staked 10,000 OPG with its enclave bound to "
         "the runtime measurement; verifiers staked 2,000 / 3,000 / 5,000 OPG"
     )
 
     data = _demo_dataset(home, rows)
-    journal = SettlementJournal(client.chain_id, home)
-    with get_client(n_workers=workers) as dask_client:
+    # The requester commits to its data; the node must run exactly these rows.
+    commitment = commit_dataset(data, model)
+    journal = SettlementJournal(chain_client.chain_id, home)
+    with get_client(scheduler, n_workers=workers) as dask_client:
         echo(f"[4/9] verified inference on {rows:,} rows, {workers} Dask workers")
         batch = run_verified_inference(
             model,
             data,
             attester=attester,
             requester=signers["requester"].address,
-            client=dask_client,
+            dask=dask_client,
             hub=hub,
+            commitment=commitment,
             job="demo",
-            domain=claim_domain(client),
+            domain=claim_domain(chain_client),
             input_suite=InputSuite.infer(sample_data_path("tabular"), margin=0.5),
             data_checks=DataCheckPolicy(block_settlement=True),
             progress=True,
         )
-        stats = batch.manifest["run_stats"]
+        stats = batch.manifest.run_stats
         echo(
             f"      artefact {batch.artifact_id[:18]}…  root {batch.batch_root[:18]}…  "
             f"{len(batch.partitions)} partitions in {stats['wall_seconds']:.1f}s"
         )
-        checks = batch.manifest["data_checks"]
+        checks = batch.manifest.data_checks
         echo(
             f"      data checks on the inputs: {'passed' if checks['passed'] else 'FAILED'} "
             f"({len(checks['failures'])} failure(s))"
         )
         record = settle(
             batch,
-            client,
+            chain_client,
             node=signers["node"],
             journal=journal,
             finalize=False,
@@ -186,20 +200,24 @@ def run_demo(
                 batch,
                 VerifyPolicy(sample_rate=0.01, allowlist=allowlist),
                 hub=hub,
-                client=dask_client,
+                dask=dask_client,
+                dataset=data,
                 progress=False,
             )
             verdicts.append(verdict)
-            attest_batch(client, batch, passed=verdict.passed, verifier=verifier, journal=journal)
+            attest_batch(
+                chain_client, batch, passed=verdict.passed, verifier=verifier, journal=journal
+            )
             echo(f"[6/9] {verifier.name}: {verdict.summary()} — attested on chain")
 
     settled_before = record.status == "finalized"
     if record.status == "pending":
-        window = int(client.deployment.params.challenge_window)
-        client.increase_time(window + 1)
-    before = client.call(client.contract("OPGToken").functions.balanceOf(manifest.owner))
-    record = settle(batch, client, node=signers["node"], journal=journal)
-    paid = client.call(client.contract("OPGToken").functions.balanceOf(manifest.owner)) - before
+        window = int(chain_client.deployment.params.challenge_window)
+        chain_client.increase_time(window + 1)
+    owner_balance = chain_client.contract("OPGToken").functions.balanceOf(manifest.owner)
+    before = chain_client.call(owner_balance)
+    record = settle(batch, chain_client, node=signers["node"], journal=journal)
+    paid = chain_client.call(owner_balance) - before
     if settled_before:
         echo(f"[7/9] settlement finalized in an earlier run (tx {record.finalize_tx})")
     else:
@@ -211,9 +229,9 @@ def run_demo(
 
     row = rows // 2
     receipt = batch.receipt(row)
-    check = verify_receipt(receipt)
+    check = verify_receipt(receipt, allowlist)
     on_chain = bool(
-        client.call(
+        chain_client.call(
             settlement.functions.verifyReceipt(
                 bytes.fromhex(batch.batch_id[2:]),
                 bytes.fromhex(receipt["leaf"][2:]),
@@ -225,6 +243,6 @@ def run_demo(
         f"[8/9] receipt for row {row}: off-chain {'valid' if check.ok else check.problems}, "
         f"on-chain verifyReceipt {on_chain}, {len(receipt['proof'])} proof steps"
     )
-    report = audit(client, hub.store, hub=hub, batch_ids=[batch.batch_id], sample_rate=0.01)
+    report = audit(chain_client, hub.store, hub=hub, batch_ids=[batch.batch_id], sample_rate=0.01)
     echo(f"[9/9] audit from chain events and the store: {report.summary()}")
     return DemoResult(batch, verdicts, record.status, on_chain, report)

@@ -10,6 +10,7 @@ Messages name the thing that was wrong and what to do about it.
     ├── ConfigError (ValueError)             bad setting, option or argument
     │   └── SchemaMismatchError              dataset columns/dtypes/shapes vs model signature
     ├── KeyStoreError                        missing key, wrong password, bad keystore file
+    ├── SignatureError (ValueError)          a signature OpenZeppelin's ECDSA would reject
     ├── HubError
     │   ├── ModelNotFoundError (LookupError) unknown model name, version or id
     │   ├── InvalidModelError (ValueError)   not a valid ONNX file
@@ -21,7 +22,7 @@ Messages name the thing that was wrong and what to do about it.
     │   └── ArtifactIntegrityError           bytes do not match the content id
     ├── VerificationFailed                   a verdict that did not pass (carries the verdict)
     ├── ReceiptError (ValueError)            a receipt that is malformed or does not verify
-    ├── DataCheckFailed (ogkit.checks)       data checks failed and the policy blocks
+    ├── DataCheckFailed                      data checks failed and the policy blocks
     ├── NotebookFailed (ogkit.notebooks)     a notebook cell raised; the partial notebook is kept
     ├── ChainError                           the chain is unreachable or misconfigured
     │   └── SettlementError                  a transaction reverted or a settlement step failed
@@ -38,6 +39,7 @@ __all__ = [
     "AuditError",
     "ChainError",
     "ConfigError",
+    "DataCheckFailed",
     "HubError",
     "InferenceError",
     "InvalidModelError",
@@ -49,6 +51,7 @@ __all__ = [
     "ReceiptError",
     "SchemaMismatchError",
     "SettlementError",
+    "SignatureError",
     "VerificationFailed",
     "VersionError",
 ]
@@ -76,6 +79,10 @@ class SchemaMismatchError(ConfigError):
 
 class KeyStoreError(OgkitError):
     """A key could not be found, decrypted or created."""
+
+
+class SignatureError(OgkitError, ValueError):
+    """A signature is malformed, non-canonical (high s, v not 27/28) or recovers no key."""
 
 
 class HubError(OgkitError):
@@ -129,6 +136,23 @@ class VerificationFailed(OgkitError):
 
 class ReceiptError(OgkitError, ValueError):
     """A receipt is malformed or does not verify against its root."""
+
+
+class DataCheckFailed(OgkitError):
+    """Data checks failed and the policy blocks settlement; ``result`` holds the details."""
+
+    def __init__(self, message: str, *, result: Any = None, policy: Any = None) -> None:
+        self.result = result
+        self.policy = policy
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the result and policy when pickled to and from Dask workers.
+        return (_rebuild, (type(self), str(self), {"result": self.result, "policy": self.policy}))
+
+
+def _rebuild(cls: type, message: str, fields: dict[str, Any]) -> OgkitError:
+    return cls(message, **fields)
 
 
 class ChainError(OgkitError):

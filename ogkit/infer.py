@@ -11,69 +11,70 @@ the same job again skips finished partitions and gives the same batch root.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ogkit import __version__
-from ogkit.artifacts import ARTIFACTS, AttestedBatch, load_batch
-from ogkit.attest import Attester, attest_partition, records_to_parquet
+from ogkit.attest import (
+    Attester,
+    BatchClaim,
+    ClaimDomain,
+    attest_partition,
+    derive_batch_id,
+    execution_hash,
+)
+from ogkit.batch import (
+    AttestedBatch,
+    BatchManifest,
+    BatchStaging,
+    PartitionMeta,
+    PartitionResult,
+    TensorMeta,
+    execution_spec,
+    load_batch,
+    records_to_parquet,
+    store_batch,
+)
 from ogkit.checks import DataCheckPolicy, InputSuite
-from ogkit.claims import BatchClaim, ClaimDomain, derive_batch_id
-from ogkit.crypto.keccak import warm_up
 from ogkit.crypto.merkle import MerkleTree
 from ogkit.dataset import (
+    DatasetCommitment,
     DataSource,
     InputPlan,
     Partition,
+    commit_inputs,
     open_source,
     plan_inputs,
     split_partitions,
 )
-from ogkit.errors import ArtifactError, ConfigError, InferenceError, OgkitError
+from ogkit.errors import ConfigError, InferenceError, OgkitError
 from ogkit.hub.hub import MODELS, Hub
-from ogkit.hub.manifest import canonical_json
-from ogkit.load import LoadedModel, SessionConfig, load_model, load_model_bytes
+from ogkit.load import LoadedModel, ModelPayload, SessionConfig, load_model, worker_model
 from ogkit.store import ContentStore
 
-__all__ = ["ModelPayload", "PartitionResult", "run_partition", "run_verified_inference"]
+if TYPE_CHECKING:
+    from distributed import Client as DaskClient
+from ogkit.version import __version__
+
+__all__ = ["PartitionTask", "run_partition", "run_verified_inference"]
 
 log = logging.getLogger(__name__)
 
+# How a verifier compares re-executed outputs with the node's (spec §9): bit-exact, with
+# each sampled row re-run inside its original mini-batch. Bound into the batch id.
+COMPARISON = {"float_ulp": 0}
+
 PARTITION_TARGET_BYTES = 4 << 20  # input bytes per partition: small enough to spread work
 MAX_PARTITION_ROWS = 50_000
-
-
-@dataclass(frozen=True)
-class ModelPayload:
-    """Verified model bytes and session options, shipped once to each worker."""
-
-    model_id: str
-    config: SessionConfig
-    data: bytes = field(repr=False)
-
-
-# One loaded model per worker process, keyed by (model id, options): loading once per
-# worker rather than per partition is what keeps small partitions cheap.
-_WORKER_MODELS: dict[tuple[str, SessionConfig], LoadedModel] = {}
-
-
-def _worker_model(payload: ModelPayload) -> LoadedModel:
-    key = (payload.model_id, payload.config)
-    if key not in _WORKER_MODELS:
-        warm_up()  # compile (or load) the hashing kernel with the model, not mid-partition
-        _WORKER_MODELS[key] = load_model_bytes(payload.data, config=payload.config)
-    return _WORKER_MODELS[key]
 
 
 @dataclass(frozen=True)
@@ -88,34 +89,10 @@ class PartitionTask:
     batch_size: int
 
 
-@dataclass
-class PartitionResult:
-    index: int
-    offset: int
-    rows: int
-    root: str
-    sha256: str
-    records: bytes = field(repr=False)
-    seconds: dict[str, float] = field(default_factory=dict)
-    worker: str = ""
-
-    def meta(self, path: str) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "offset": self.offset,
-            "rows": self.rows,
-            "root": self.root,
-            "path": path,
-            "sha256": self.sha256,
-            "seconds": self.seconds,
-            "worker": self.worker,
-        }
-
-
 def run_partition(task: PartitionTask, payload: ModelPayload) -> PartitionResult:
     """Infer and attest one partition. Runs on a worker; touches no store."""
     t0 = time.perf_counter()
-    model = _worker_model(payload)
+    model = worker_model(payload)
     if model.runtime_id != task.runtime_id:
         raise InferenceError(
             f"worker {socket.gethostname()} runs runtime {model.runtime_id}, not the job's "
@@ -154,68 +131,8 @@ def _default_partition_rows(plan: InputPlan) -> int:
     return max(1, min(MAX_PARTITION_ROWS, PARTITION_TARGET_BYTES // max(row_bytes, 1)))
 
 
-class _Staging:
-    """The batch's folder in the store: job parameters, then partitions as they finish."""
-
-    def __init__(self, store: ContentStore, batch_id: str) -> None:
-        self.store = store
-        self.prefix = f"batches/{batch_id}"
-        # A run killed mid-write leaves only temporary files (writes are write-then-move).
-        for name in store.listdir(self.prefix):
-            if name.startswith(".tmp-"):
-                store.fs.rm(store.path(f"{self.prefix}/{name}"))
-
-    def records_path(self, index: int) -> str:
-        return f"{self.prefix}/part-{index:05d}.parquet"
-
-    def _meta_path(self, index: int) -> str:
-        return f"{self.prefix}/part-{index:05d}.json"
-
-    def check_job(self, params: dict[str, Any]) -> None:
-        path = f"{self.prefix}/job.json"
-        if self.store.exists(path):
-            earlier = json.loads(self.store.read_bytes(path))
-            if earlier != params:
-                diff = sorted(k for k in params if earlier.get(k) != params.get(k))
-                raise ConfigError(
-                    f"an earlier run of this job ({self.store.url}/{self.prefix}) used different "
-                    f"{', '.join(diff)}; re-run with the same settings, or use another job name"
-                )
-        else:
-            self.store.write_bytes(path, json.dumps(params, indent=2, sort_keys=True).encode())
-
-    def finished(self, index: int) -> dict[str, Any] | None:
-        """The meta of a partition written by an earlier run, if its records are intact."""
-        if not self.store.exists(self._meta_path(index)):
-            return None
-        meta = json.loads(self.store.read_bytes(self._meta_path(index)))
-        try:
-            data = self.store.read_bytes(meta["path"])
-        except ArtifactError:
-            return None
-        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
-            log.warning("partition %d records are damaged; running it again", index)
-            return None
-        return meta
-
-    def write(self, result: PartitionResult) -> dict[str, Any]:
-        path = self.records_path(result.index)
-        self.store.write_bytes(path, result.records)
-        meta = result.meta(path)
-        # The meta file is written last: its presence marks the partition finished.
-        self.store.write_bytes(self._meta_path(result.index), json.dumps(meta).encode())
-        return meta
-
-    def artifact_pointer(self) -> str | None:
-        path = f"{self.prefix}/ARTIFACT"
-        return self.store.read_bytes(path).decode().strip() if self.store.exists(path) else None
-
-    def set_artifact_pointer(self, artifact_id: str) -> None:
-        self.store.write_bytes(f"{self.prefix}/ARTIFACT", artifact_id.encode())
-
-
 def _run_tasks(
-    tasks: Sequence[PartitionTask], payload: ModelPayload, client: Any
+    tasks: Sequence[PartitionTask], payload: ModelPayload, client: DaskClient | None
 ) -> Iterator[PartitionResult]:
     """Yield results as partitions finish, on Dask or in-process."""
     if client is None:
@@ -251,9 +168,10 @@ def run_verified_inference(
     *,
     attester: Attester,
     requester: str,
-    client: Any = None,
+    dask: DaskClient | None = None,
     hub: Hub | None = None,
     store: ContentStore | str | None = None,
+    commitment: DatasetCommitment | None = None,
     input_map: Mapping[str, str | Sequence[str]] | None = None,
     batch_size: int = 1024,
     partition_rows: int | None = None,
@@ -266,25 +184,33 @@ def run_verified_inference(
 ) -> AttestedBatch:
     """Run ``model`` over ``data`` and return the signed, stored :class:`AttestedBatch`.
 
-    ``client`` is a Dask client (see :func:`ogkit.get_client`); without one the
-    partitions run in this process. The batch id is derived from the model, the
-    data, the requester, the chain and ``job``: running the same job again resumes
-    it (or returns the finished artefact), and gives the same batch root.
+    ``dask`` is a Dask client (see :func:`ogkit.get_client`); without one the
+    partitions run in this process. The models come from ``hub`` (a model given by
+    reference needs one), the batch goes to ``store`` (default: the hub's store).
+
+    ``commitment`` is the requester's :class:`~ogkit.dataset.DatasetCommitment` of
+    ``data`` (:func:`ogkit.commit_dataset`); the node recomputes it from the data and
+    refuses to run if they differ. Without one the node computes it. The batch id is
+    derived from the model, the commitment, the requester, the chain, ``job`` and how the
+    rows are run (partition and mini-batch sizes, comparison policy): running the same
+    job again resumes it (or returns the finished artefact), and gives the same root.
 
     With ``input_suite`` the data first passes great-expectations checks
     (:func:`ogkit.checks.check_inputs`); the result is recorded in the manifest, and a
     failure the ``data_checks`` policy blocks (default: any) stops the job before work.
     """
-    hub = hub or Hub(store if isinstance(store, ContentStore) else None)
+    if store is None and hub is None:
+        raise ConfigError("run_verified_inference needs store= (a ContentStore or URL) or hub=")
     store = store if isinstance(store, ContentStore) else ContentStore(store or hub.store.url)
     domain = domain or ClaimDomain()
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    loaded = (
-        model
-        if isinstance(model, LoadedModel)
-        else load_model(model, hub=hub, config=session_config)
-    )
+    if isinstance(model, LoadedModel):
+        loaded = model
+    elif hub is None and not str(model).endswith(".onnx"):
+        raise ConfigError(f"model {model!r} is a hub reference: pass hub=")
+    else:
+        loaded = load_model(model, hub=hub, config=session_config)
     source = open_source(data)
     plan = plan_inputs(source, loaded.inputs, input_map)  # every schema problem, before work
     if source.n_rows == 0:
@@ -295,14 +221,31 @@ def run_verified_inference(
 
         input_checks = enforce(check_inputs(data, input_suite), data_checks)
     partition_rows = partition_rows or _default_partition_rows(plan)
+    batch_size = loaded.fixed_batch or batch_size  # the mini-batch the rows really run in
+    computed, _ = commit_inputs(source, plan)
+    if commitment is not None and commitment != computed:
+        raise ConfigError(
+            f"the data does not match the requester's commitment (input root "
+            f"{commitment.input_root}, {commitment.row_count:,} rows; these data give "
+            f"{computed.input_root}, {computed.row_count:,} rows): ask the requester for the "
+            "data it committed to"
+        )
+    execution = execution_spec(
+        partition_rows=partition_rows,
+        batch_size=batch_size,
+        comparison=COMPARISON,
+        inputs=[{**b.to_dict(), "name": b.input} for b in plan.bindings],
+        outputs=[{"name": o.name, "dtype": o.dtype} for o in loaded.outputs],
+    )
     batch_id = derive_batch_id(
         model_id=loaded.model_id,
-        dataset_id=source.dataset_id,
+        dataset_id=computed.input_root,
         requester=requester,
         chain_id=domain.chain_id,
         job=job,
+        execution=execution_hash(execution),
     )
-    staging = _Staging(store, batch_id)
+    staging = BatchStaging(store, batch_id)
     if (pointer := staging.artifact_pointer()) is not None:
         log.info("batch %s was already attested as %s", batch_id, pointer)
         return load_batch(pointer, store)
@@ -352,7 +295,7 @@ def run_verified_inference(
         disable=not progress,
     )
     try:
-        for result in _run_tasks(tasks, payload, client):
+        for result in _run_tasks(tasks, payload, dask):
             metas[result.index] = staging.write(result)
             bar.update(1)
     except OgkitError:
@@ -383,40 +326,44 @@ def run_verified_inference(
     signature = attester.sign_claim(claim, domain)
     specs = {b.input: b for b in plan.bindings}
     out_specs = {o.name: o for o in loaded.outputs}
-    manifest = {
-        "schema": "ogkit.batch.v1",
-        "ogkit_version": __version__,
-        "batch_id": batch_id,
-        "model_id": loaded.model_id,
-        "model_ref": loaded.manifest.ref if loaded.manifest else None,
-        "runtime_id": loaded.runtime_id,
-        "fingerprint": loaded.fingerprint.to_dict(),
-        "dataset_id": source.dataset_id,
-        "dataset": source.describe(),
-        "job": job,
-        "requester": claim.requester,
-        "domain": {"chain_id": domain.chain_id, "verifying_contract": domain.verifying_contract},
-        "row_count": source.n_rows,
-        "batch_root": batch_root,
-        "partition_rows": partition_rows,
-        "inputs": [{**specs[t.name].to_dict(), "name": t.name} for t in loaded.inputs],
-        "outputs": [
-            {
-                "name": o,
-                "dtype": out_specs[o].dtype,
-                "row_shape": _output_row_shape(store, ordered[0], o, out_specs[o]),
-            }
+    manifest = BatchManifest(
+        ogkit_version=__version__,
+        batch_id=batch_id,
+        model_id=loaded.model_id,
+        model_ref=loaded.manifest.ref if loaded.manifest else None,
+        runtime_id=loaded.runtime_id,
+        fingerprint=loaded.fingerprint.to_dict(),
+        dataset_id=computed.input_root,
+        dataset={"description": source.describe(), "fingerprint": source.dataset_id},
+        job=job,
+        requester=claim.requester,
+        domain=domain,
+        row_count=source.n_rows,
+        batch_root=batch_root,
+        partition_rows=partition_rows,
+        batch_size=batch_size,
+        comparison=dict(COMPARISON),
+        inputs=tuple(
+            TensorMeta(t.name, specs[t.name].dtype, specs[t.name].row_shape, specs[t.name].columns)
+            for t in loaded.inputs
+        ),
+        outputs=tuple(
+            TensorMeta(
+                o,
+                out_specs[o].dtype,
+                tuple(_output_row_shape(store, ordered[0], o, out_specs[o])),
+            )
             for o in loaded.output_names
-        ],
-        "partitions": [
-            {k: m[k] for k in ("index", "offset", "rows", "root", "path", "sha256")}
+        ),
+        partitions=tuple(
+            PartitionMeta(m["index"], m["offset"], m["rows"], m["root"], m["path"], m["sha256"])
             for m in ordered
-        ],
-        "claim": claim.to_dict(),
-        "signature": signature,
-        "attester": attester.evidence(loaded.runtime_id),
-        "data_checks": input_checks.to_dict() if input_checks is not None else None,
-        "run_stats": {
+        ),
+        claim=claim,
+        signature=signature,
+        attester=attester.evidence(loaded.runtime_id),
+        data_checks=input_checks.to_dict() if input_checks is not None else None,
+        run_stats={
             "wall_seconds": wall,
             "resumed_partitions": resumed,
             "partitions": [
@@ -424,10 +371,11 @@ def run_verified_inference(
                 for m in ordered
             ],
         },
-    }
+    )
     # The model travels with the batch, so a verifier can re-execute from this store alone.
     store.put(MODELS, loaded.model_bytes)
-    artifact_id = store.put(ARTIFACTS, canonical_json(manifest))
+    batch = store_batch(manifest, store)
+    artifact_id = batch.artifact_id
     staging.set_artifact_pointer(artifact_id)
     log.info(
         "attested batch %s: %d rows, root %s, artefact %s",
@@ -436,7 +384,7 @@ def run_verified_inference(
         batch_root,
         artifact_id,
     )
-    return AttestedBatch(manifest, artifact_id, store)
+    return batch
 
 
 def _output_row_shape(store: ContentStore, meta: dict[str, Any], name: str, spec) -> list[int]:

@@ -22,10 +22,10 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
+from ogkit.errors import ConfigError, KeyStoreError, SignatureError
 from ogkit.settings import ogkit_home
-from ogkit.errors import ConfigError, KeyStoreError
 
-__all__ = ["KeyInfo", "KeyStore", "Signer", "recover_typed_data"]
+__all__ = ["KeyInfo", "KeyStore", "Signer", "parse_signature", "recover_typed_data"]
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,51 @@ class Signer:
         return f"Signer(name={self.name!r}, address={self.address}, dev={self.dev})"
 
 
-def recover_typed_data(typed_data: dict[str, Any], signature: str | bytes) -> str:
-    """The address that signed ``typed_data``; raises ValueError on a malformed signature."""
-    signable = encode_typed_data(full_message=typed_data)
-    return Account.recover_message(signable, signature=signature)
+# secp256k1's group order; OpenZeppelin's ECDSA accepts s only in the lower half.
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def parse_signature(signature: Any) -> bytes:
+    """The 65 bytes ``r ‖ s ‖ v`` of a signature that OpenZeppelin's ``ECDSA.recover`` would
+    accept: exactly 65 bytes, ``0 < r < n``, ``0 < s <= n/2`` (low s, EIP-2), ``v`` in
+    {27, 28}. Anything else raises :class:`SignatureError`, whatever eth-account allows."""
+    if isinstance(signature, str):
+        text = signature.removeprefix("0x")
+        if len(text) != 130:
+            raise SignatureError(
+                f"signature must be 65 bytes (0x + 130 hex digits), got {len(text)} digits"
+            )
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise SignatureError("signature is not hexadecimal") from None
+    elif isinstance(signature, bytes | bytearray):
+        raw = bytes(signature)
+    else:
+        raise SignatureError(f"signature must be hex text or bytes, not {type(signature).__name__}")
+    if len(raw) != 65:
+        raise SignatureError(f"signature must be 65 bytes, got {len(raw)}")
+    r, s, v = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:64], "big"), raw[64]
+    if not 0 < r < SECP256K1_N:
+        raise SignatureError("signature r is out of range")
+    if not 0 < s <= SECP256K1_N // 2:
+        raise SignatureError("signature s is not in the lower half of the curve order (high-s)")
+    if v not in (27, 28):
+        raise SignatureError(f"signature v must be 27 or 28, got {v}")
+    return raw
+
+
+def recover_typed_data(typed_data: dict[str, Any], signature: Any) -> str:
+    """The address that signed ``typed_data``, accepting exactly what OpenZeppelin's ECDSA
+    accepts (:func:`parse_signature`); raises :class:`SignatureError` otherwise."""
+    raw = parse_signature(signature)
+    try:
+        signable = encode_typed_data(full_message=typed_data)
+        return Account.recover_message(signable, signature=raw)
+    except SignatureError:
+        raise
+    except Exception as exc:  # eth-keys raises its own types for points not on the curve
+        raise SignatureError(f"signature does not recover a key: {exc}") from None
 
 
 @dataclass(frozen=True)

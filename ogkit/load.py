@@ -17,14 +17,23 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ogkit import __version__
 from ogkit.crypto.keccak import keccak256
 from ogkit.errors import ConfigError, InferenceError, InvalidModelError
 from ogkit.hub.hub import Hub, ModelRef
 from ogkit.hub.manifest import ModelManifest, TensorSpec, canonical_json, extract_signature
 from ogkit.store import content_id
+from ogkit.version import __version__
 
-__all__ = ["LoadedModel", "RuntimeFingerprint", "SessionConfig", "load_model", "load_model_bytes"]
+__all__ = [
+    "LoadedModel",
+    "ModelPayload",
+    "RuntimeFingerprint",
+    "SessionConfig",
+    "load_model",
+    "load_model_bytes",
+    "reexecute",
+    "worker_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -224,3 +233,63 @@ def load_model(
     hub = hub or Hub()
     manifest, data = hub.model_bytes(source)
     return LoadedModel(data, config=config, manifest=manifest)
+
+
+# -- the per-worker model cache and re-execution ------------------------------
+@dataclass(frozen=True)
+class ModelPayload:
+    """Verified model bytes and session options, shipped once to each worker."""
+
+    model_id: str
+    config: SessionConfig
+    data: bytes = field(repr=False)
+
+
+# One loaded model per worker process, keyed by (model id, options): loading once per
+# worker rather than per partition is what keeps small partitions cheap.
+_WORKER_MODELS: dict[tuple[str, SessionConfig], LoadedModel] = {}
+
+
+def worker_model(payload: ModelPayload) -> LoadedModel:
+    """The model for ``payload`` in this process, loaded on first use (one per worker)."""
+    key = (payload.model_id, payload.config)
+    if key not in _WORKER_MODELS:
+        from ogkit.crypto.keccak import warm_up
+
+        warm_up()  # compile (or load) the hashing kernel with the model, not mid-partition
+        _WORKER_MODELS[key] = load_model_bytes(payload.data, config=payload.config)
+    return _WORKER_MODELS[key]
+
+
+def reexecute(
+    model: LoadedModel,
+    feeds: dict[str, np.ndarray],
+    positions: np.ndarray | list[int],
+    *,
+    batch_size: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Re-run the rows at ``positions`` of ``feeds`` exactly as the node ran them.
+
+    ``feeds`` are a whole partition's inputs, in row order; the node ran them through
+    :meth:`LoadedModel.run` in mini-batches of ``batch_size`` rows (``None``: one batch).
+    onnxruntime's float result for a row can depend on which rows share its mini-batch,
+    so each row is re-run inside its own original mini-batch, not on its own: on the
+    same runtime the outputs are then bit-identical to an honest node's. Returns each
+    output for the requested rows only, in the order of ``positions``.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    n = len(next(iter(feeds.values())))
+    if len(positions) == 0:
+        return {o.name: np.zeros((0,), np.dtype(o.dtype)) for o in model.outputs}
+    if positions.min() < 0 or positions.max() >= n:
+        raise InferenceError(f"re-execution asked for rows outside 0..{n - 1}")
+    step = model.fixed_batch or batch_size or n
+    chunks = np.unique(positions // step)
+    results: dict[int, dict[str, np.ndarray]] = {}
+    for c in chunks:
+        lo, hi = int(c) * step, min(n, (int(c) + 1) * step)
+        results[int(c)] = model.run({k: v[lo:hi] for k, v in feeds.items()}, step)
+    return {
+        name: np.stack([results[int(p // step)][name][int(p % step)] for p in positions])
+        for name in model.output_names
+    }

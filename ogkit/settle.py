@@ -18,16 +18,19 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ogkit.artifacts import AttestedBatch
-from ogkit.chain.contracts import BatchStatus
+from ogkit.attest import ClaimDomain
+from ogkit.batch import AttestedBatch
+from ogkit.chain.bindings import BatchStatus
 from ogkit.checks import DataCheckPolicy
-from ogkit.claims import ClaimDomain
-from ogkit.settings import ogkit_home
 from ogkit.errors import SettlementError
 from ogkit.hub.manifest import ModelManifest
 from ogkit.keys import Signer
+from ogkit.settings import ogkit_home
+
+if TYPE_CHECKING:
+    from ogkit.chain.client import ChainClient
 
 __all__ = [
     "ROLE_INFERENCE",
@@ -58,19 +61,19 @@ def _b32(hex_value: str) -> bytes:
     return bytes.fromhex(hex_value.removeprefix("0x"))
 
 
-def claim_domain(client: Any) -> ClaimDomain:
-    """The EIP-712 domain claims must be signed for to settle on ``client``'s chain."""
-    return ClaimDomain(client.chain_id, client.contract("InferenceSettlement").address)
+def claim_domain(chain: ChainClient) -> ClaimDomain:
+    """The EIP-712 domain claims must be signed for to settle on ``chain``."""
+    return ClaimDomain(chain.chain_id, chain.contract("InferenceSettlement").address)
 
 
 # -- idempotent set-up ---------------------------------------------------------------------
-def register_model(client: Any, manifest: ModelManifest, owner: Signer) -> bool:
+def register_model(chain: ChainClient, manifest: ModelManifest, owner: Signer) -> bool:
     """Mirror a hub manifest into ModelRegistry; False if the model id is already there."""
-    registry = client.contract("ModelRegistry")
+    registry = chain.contract("ModelRegistry")
     model_id = _b32(manifest.model_id)
-    if client.call(registry.functions.exists(model_id)):
+    if chain.call(registry.functions.exists(model_id)):
         return False
-    client.transact(
+    chain.transact(
         registry.functions.registerModel(
             model_id,
             manifest.price_per_inference,
@@ -81,19 +84,19 @@ def register_model(client: Any, manifest: ModelManifest, owner: Signer) -> bool:
         ),
         owner,
     )
-    log.info("registered %s on chain %d", manifest.ref, client.chain_id)
+    log.info("registered %s on chain %d", manifest.ref, chain.chain_id)
     return True
 
 
-def ensure_allowance(client: Any, owner: Signer, spender: str, amount: int) -> None:
+def ensure_allowance(chain: ChainClient, owner: Signer, spender: str, amount: int) -> None:
     """Make ``owner``'s OPG allowance to ``spender`` at least ``amount``."""
-    token = client.contract("OPGToken")
-    if client.call(token.functions.allowance(owner.address, spender)) < amount:
-        client.transact(token.functions.approve(spender, amount), owner)
+    token = chain.contract("OPGToken")
+    if chain.call(token.functions.allowance(owner.address, spender)) < amount:
+        chain.transact(token.functions.approve(spender, amount), owner)
 
 
 def ensure_staked(
-    client: Any,
+    chain: ChainClient,
     node: Signer,
     *,
     role: int,
@@ -103,13 +106,13 @@ def ensure_staked(
 ) -> None:
     """Register ``node`` with ``stake`` OPG (role 1 inference, 2 verifier), or re-bind its
     attester and measurement if they changed. Never adds stake to a registered node."""
-    registry = client.contract("NodeRegistry")
-    info = client.call(registry.functions.getNode(node.address))
+    registry = chain.contract("NodeRegistry")
+    info = chain.call(registry.functions.getNode(node.address))
     current_role, bound_attester, bound_measurement = info[0], info[1], info[2]
     wanted_measurement = _b32(measurement) if measurement else ZERO32
     if current_role == 0:
-        ensure_allowance(client, node, registry.address, stake)
-        client.transact(
+        ensure_allowance(chain, node, registry.address, stake)
+        chain.transact(
             registry.functions.registerNode(
                 role, stake, attester or ZERO_ADDRESS, wanted_measurement
             ),
@@ -124,30 +127,30 @@ def ensure_staked(
     elif attester and (
         bound_attester.lower() != attester.lower() or bytes(bound_measurement) != wanted_measurement
     ):
-        client.transact(registry.functions.setAttester(attester, wanted_measurement), node)
+        chain.transact(registry.functions.setAttester(attester, wanted_measurement), node)
 
 
-def bootstrap_measurement(client: Any, owner: Signer, measurement: str) -> bool:
+def bootstrap_measurement(chain: ChainClient, owner: Signer, measurement: str) -> bool:
     """Approve ``measurement`` through the registry owner's bootstrap power (dev chains).
 
     On a network whose bootstrap is closed, approval goes through stake-weighted
     governance (``NodeRegistry.propose``/``vote``/``execute``) instead.
     """
-    registry = client.contract("NodeRegistry")
+    registry = chain.contract("NodeRegistry")
     m = _b32(measurement)
-    if client.call(registry.functions.isMeasurementApproved(m)):
+    if chain.call(registry.functions.isMeasurementApproved(m)):
         return False
-    if not client.call(registry.functions.bootstrapOpen()):
+    if not chain.call(registry.functions.bootstrapOpen()):
         raise SettlementError(
             f"measurement {measurement} is not approved and the bootstrap is closed: "
             "propose it through governance (NodeRegistry.propose, vote, execute)"
         )
-    client.transact(registry.functions.bootstrapMeasurement(m, True), owner)
+    chain.transact(registry.functions.bootstrapMeasurement(m, True), owner)
     return True
 
 
 def prepare_dev_settlement(
-    client: Any,
+    chain: ChainClient,
     *,
     deployer: Signer | None,
     manifest: ModelManifest,
@@ -164,11 +167,11 @@ def prepare_dev_settlement(
     """Everything a dev chain needs before ``settle``: the model registered, the runtime
     measurement approved (by ``deployer``'s bootstrap power, when given), the node staked
     with its attester bound, the verifiers staked, the requester's allowance given."""
-    register_model(client, manifest, owner)
+    register_model(chain, manifest, owner)
     if deployer is not None:
-        bootstrap_measurement(client, deployer, runtime_id)
+        bootstrap_measurement(chain, deployer, runtime_id)
     ensure_staked(
-        client,
+        chain,
         node,
         role=ROLE_INFERENCE,
         stake=node_stake,
@@ -176,9 +179,9 @@ def prepare_dev_settlement(
         measurement=runtime_id,
     )
     for verifier, stake in zip(verifiers, verifier_stakes, strict=True):
-        ensure_staked(client, verifier, role=ROLE_VERIFIER, stake=stake)
-    settlement = client.contract("InferenceSettlement")
-    ensure_allowance(client, requester, settlement.address, allowance)
+        ensure_staked(chain, verifier, role=ROLE_VERIFIER, stake=stake)
+    settlement = chain.contract("InferenceSettlement")
+    ensure_allowance(chain, requester, settlement.address, allowance)
 
 
 # -- the journal -------------------------------------------------------------------------
@@ -250,23 +253,23 @@ def _claim_tuple(batch: AttestedBatch) -> tuple:
     )
 
 
-def _check_domain(batch: AttestedBatch, client: Any) -> None:
-    want = claim_domain(client)
+def _check_domain(batch: AttestedBatch, chain: ChainClient) -> None:
+    want = claim_domain(chain)
     have = batch.domain
     if have.chain_id != want.chain_id or have.verifying_contract.lower() != (
         want.verifying_contract.lower()
     ):
         raise SettlementError(
             f"batch {batch.batch_id} was signed for chain {have.chain_id} / contract "
-            f"{have.verifying_contract}, not for {client.name} (chain {want.chain_id}, "
+            f"{have.verifying_contract}, not for {chain.name} (chain {want.chain_id}, "
             f"settlement {want.verifying_contract}); run inference again with this chain "
             "(`ogkit infer --chain …`)"
         )
 
 
-def _status(client: Any, batch_id: str) -> BatchStatus:
-    settlement = client.contract("InferenceSettlement")
-    return BatchStatus(client.call(settlement.functions.statusOf(_b32(batch_id))))
+def _status(chain: ChainClient, batch_id: str) -> BatchStatus:
+    settlement = chain.contract("InferenceSettlement")
+    return BatchStatus(chain.call(settlement.functions.statusOf(_b32(batch_id))))
 
 
 def _sync(record: SettlementRecord, status: BatchStatus) -> None:
@@ -276,7 +279,7 @@ def _sync(record: SettlementRecord, status: BatchStatus) -> None:
 
 def settle(
     batch: AttestedBatch,
-    client: Any,
+    chain: ChainClient,
     *,
     node: Signer,
     journal: SettlementJournal | None = None,
@@ -289,14 +292,14 @@ def settle(
     With ``data_checks``, the batch's records pass great-expectations checks
     (:func:`ogkit.checks.check_records`) before anything is committed; a failure that
     the policy blocks raises :class:`~ogkit.checks.DataCheckFailed` naming the rows."""
-    journal = journal or SettlementJournal(client.chain_id)
-    settlement = client.contract("InferenceSettlement")
+    journal = journal or SettlementJournal(chain.chain_id)
+    settlement = chain.contract("InferenceSettlement")
     record = journal.load(batch.batch_id) or SettlementRecord(
-        batch.batch_id, batch.artifact_id, client.name, client.chain_id
+        batch.batch_id, batch.artifact_id, chain.name, chain.chain_id
     )
-    status = _status(client, batch.batch_id)
+    status = _status(chain, batch.batch_id)
     if status == BatchStatus.NONE:
-        _check_domain(batch, client)
+        _check_domain(batch, chain)
         if data_checks is not None:
             from ogkit.checks import check_records, enforce
 
@@ -310,7 +313,7 @@ def settle(
             )
         record.status = "committing"
         journal.save(record)  # intent first: a crash after sending is reconciled from chain
-        receipt = client.transact(
+        receipt = chain.transact(
             settlement.functions.commitBatch(
                 _claim_tuple(batch), _b32(batch.signature), _b32(batch.artifact_id)
             ),
@@ -322,18 +325,18 @@ def settle(
         log.info("committed batch %s in block %d", batch.batch_id, record.commit_block)
     elif record.commit_block is None:
         # Committed by an earlier run that crashed before writing it down: take it from chain.
-        info = client.call(settlement.functions.getBatch(_b32(batch.batch_id)))
+        info = chain.call(settlement.functions.getBatch(_b32(batch.batch_id)))
         record.commit_block = int(info[2])
     _sync(record, status)
 
     if finalize and status == BatchStatus.PENDING:
         fn = settlement.functions.finalize(_b32(batch.batch_id))
         try:
-            client.call(fn)  # a dry run: not yet finalisable is a state, not an error
+            chain.call(fn)  # a dry run: not yet finalisable is a state, not an error
         except SettlementError as exc:
             record.waiting_for = exc.reason or str(exc)
         else:
-            receipt = client.transact(fn, node)
+            receipt = chain.transact(fn, node)
             record.finalize_tx = "0x" + bytes(receipt["transactionHash"]).hex()
             record.finalize_block = int(receipt["blockNumber"])
             record.waiting_for = ""
@@ -346,7 +349,7 @@ def settle(
 
 
 def attest_batch(
-    client: Any,
+    chain: ChainClient,
     batch: AttestedBatch,
     *,
     passed: bool,
@@ -354,22 +357,22 @@ def attest_batch(
     journal: SettlementJournal | None = None,
 ) -> SettlementRecord:
     """Submit a verifier's pass/fail attestation for ``batch`` (once per verifier)."""
-    journal = journal or SettlementJournal(client.chain_id)
-    settlement = client.contract("InferenceSettlement")
+    journal = journal or SettlementJournal(chain.chain_id)
+    settlement = chain.contract("InferenceSettlement")
     record = journal.load(batch.batch_id) or SettlementRecord(
-        batch.batch_id, batch.artifact_id, client.name, client.chain_id
+        batch.batch_id, batch.artifact_id, chain.name, chain.chain_id
     )
-    status = _status(client, batch.batch_id)
+    status = _status(chain, batch.batch_id)
     if status == BatchStatus.NONE:
         raise SettlementError(
-            f"batch {batch.batch_id} is not committed on {client.name}; "
+            f"batch {batch.batch_id} is not committed on {chain.name}; "
             "run `ogkit settle` for it first"
         )
-    attested = client.call(
+    attested = chain.call(
         settlement.functions.attestationOf(_b32(batch.batch_id), verifier.address)
     )[0]
     if not attested:
-        receipt = client.transact(
+        receipt = chain.transact(
             settlement.functions.attest(_b32(batch.batch_id), passed), verifier
         )
         record.attestations[verifier.address] = "0x" + bytes(receipt["transactionHash"]).hex()
@@ -379,7 +382,7 @@ def attest_batch(
 
 
 def challenge_row(
-    client: Any,
+    chain: ChainClient,
     batch: AttestedBatch,
     row_index: int,
     *,
@@ -391,19 +394,19 @@ def challenge_row(
 
     The challenger posts the contract's bond (its OPG allowance is raised for it)."""
     from ogkit.crypto.encoding import tensor_row_hashes
-    from ogkit.load import load_model_bytes
+    from ogkit.load import load_model_bytes, reexecute
 
     receipt = batch.receipt(row_index)
     part = batch.records(int(receipt["partition"]["index"]))
     i = int(list(part.row_index).index(row_index))
     model = load_model_bytes(model_bytes or batch.store.get("models", batch.model_id))
-    outputs = model.run({k: v[i : i + 1] for k, v in part.inputs.items()})
+    outputs = reexecute(model, part.inputs, [i], batch_size=batch.batch_size)
     fresh_hash = bytes(tensor_row_hashes(outputs)[0])
-    settlement = client.contract("InferenceSettlement")
-    bond = client.call(settlement.functions.challengeBond())
-    ensure_allowance(client, challenger, settlement.address, bond)
+    settlement = chain.contract("InferenceSettlement")
+    bond = chain.call(settlement.functions.challengeBond())
+    ensure_allowance(chain, challenger, settlement.address, bond)
     values = receipt["leaf_values"]
-    tx = client.transact(
+    tx = chain.transact(
         settlement.functions.challenge(
             _b32(batch.batch_id),
             row_index,
@@ -420,10 +423,10 @@ def challenge_row(
         batch.batch_id,
         bytes(tx["transactionHash"]).hex(),
     )
-    return int(client.call(settlement.functions.openDispute(_b32(batch.batch_id))))
+    return int(chain.call(settlement.functions.openDispute(_b32(batch.batch_id))))
 
 
-def vote_dispute(client: Any, batch_id: str, *, upheld: bool, verifier: Signer) -> None:
+def vote_dispute(chain: ChainClient, batch_id: str, *, upheld: bool, verifier: Signer) -> None:
     """A verifier's vote on the open dispute of ``batch_id``."""
-    settlement = client.contract("InferenceSettlement")
-    client.transact(settlement.functions.resolveVote(_b32(batch_id), upheld), verifier)
+    settlement = chain.contract("InferenceSettlement")
+    chain.transact(settlement.functions.resolveVote(_b32(batch_id), upheld), verifier)

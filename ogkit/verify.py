@@ -1,11 +1,25 @@
 """The verify step: recompute a stored batch from its records and give a verdict.
 
-Every input hash, output hash, leaf, partition root and the batch root are
-recomputed; the claim's EIP-712 signature is checked and its attester and
-measurement are looked up in an allowlist; a sample of rows is re-executed on the
-verifier's own model load. The sample's seed is keccak256(batch root ‖ verifier
-secret): the node fixed the root before it could know the secret, so it cannot
-predict which rows will be re-run.
+The node that made the batch is the adversary (docs/spec.md §10): it holds an approved
+attester key and may write any records, manifest, claim or receipts. So nothing it
+states is taken on trust:
+
+- the manifest is parsed strictly (:class:`~ogkit.batch.BatchManifest`); a document of
+  the wrong shape is a finding, never an exception;
+- the claim's EIP-712 signature must be canonical (what OpenZeppelin's ECDSA accepts)
+  and recover its attester; attester and measurement must be on the verifier's
+  allowlist; every field stated twice (claim and manifest) must agree; every derived
+  value (runtime id, batch id with its execution hash) is recomputed;
+- partitions must tile ``[0, row_count)`` exactly, in order, and each records file must
+  hold exactly its rows; every input hash, output hash, leaf, partition root, the batch
+  root and the input root (the dataset commitment) are recomputed;
+- inputs are bound to the requester's data: given the requester's ``dataset`` the
+  verifier reads every row from it itself, given its ``commitment`` it compares the
+  input root;
+- each row is re-executed with probability ``sample_rate``, drawn with a key
+  ``keccak256(batch root ‖ verifier secret)`` the node could not know when it signed;
+  a sampled row is re-run inside its original mini-batch and compared bit for bit
+  (or within the ULP bound the batch signed, if the verifier allows that much).
 """
 
 from __future__ import annotations
@@ -13,62 +27,101 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from ogkit.artifacts import AttestedBatch, load_batch
-from ogkit.attest import read_records
-from ogkit.claims import derive_batch_id
-from ogkit.settings import ogkit_home
+from ogkit.attest import (
+    BatchClaim,
+    ClaimDomain,
+    derive_batch_id,
+    execution_hash,
+)
+from ogkit.batch import (
+    AttestedBatch,
+    PartitionMeta,
+    PartitionRecords,
+    load_batch,
+    read_records,
+    safe_records_path,
+)
 from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.keccak import keccak256
-from ogkit.crypto.merkle import MerkleTree, leaf_hashes
-from ogkit.errors import ArtifactError, ConfigError, HubError, OgkitError, VerificationFailed
+from ogkit.crypto.merkle import LEAF_TYPES, MerkleTree, leaf_hash, leaf_hashes, process_proof
+from ogkit.dataset import DatasetCommitment, DataSource, InputPlan, input_root
+from ogkit.errors import (
+    ArtifactError,
+    ConfigError,
+    HubError,
+    OgkitError,
+    ReceiptError,
+    VerificationFailed,
+)
 from ogkit.hub.hub import MODELS, Hub
-from ogkit.load import SessionConfig
-from ogkit.pipeline import ModelPayload, _worker_model
+from ogkit.hub.manifest import canonical_json
+from ogkit.load import ModelPayload, SessionConfig, reexecute, worker_model
 from ogkit.store import ContentStore
 
+if TYPE_CHECKING:
+    from distributed import Client as DaskClient
+
 __all__ = [
+    "REASONS",
     "Allowlist",
     "Finding",
+    "ReceiptCheck",
     "Verdict",
     "VerifyPolicy",
     "detection_probability",
+    "sample_mask",
     "verify_batch",
+    "verify_receipt",
 ]
 
 log = logging.getLogger(__name__)
 
 # Reasons a finding can give; stable strings, used in reports and JSON.
 REASONS = {
-    "artifact-altered": "a records file differs from the hash pinned in the manifest",
-    "records-unreadable": "a records file cannot be parsed",
-    "signature": "the claim's signature does not recover its attester",
+    "manifest-malformed": "the batch manifest cannot be read or has fields of the wrong shape",
+    "empty-batch": "the batch claims no rows",
+    "signature": "the claim's signature is malformed, non-canonical or not its attester's",
     "unapproved-attester": "the attester is not on the allowlist",
     "unapproved-measurement": "the attester's measurement (runtime id) is not approved",
+    "evidence-mismatch": "the attester's evidence names another measurement than the claim",
     "claim-mismatch": "the signed claim disagrees with the batch manifest",
+    "claim-timestamp": "the claim is dated in the future",
+    "domain-mismatch": "the claim is for another chain or settlement contract",
+    "runtime-id": "the runtime fingerprint does not hash to the runtime id",
     "batch-id": "the batch id is not the one derived from this job (replayed claim?)",
-    "input-hash-mismatch": "the stored input hash is not the hash of the stored inputs",
-    "output-hash-mismatch": "the stored output hash is not the hash of the stored outputs",
-    "leaf-mismatch": "the stored leaf is not the leaf of this row's values",
-    "partition-root-mismatch": "the partition root is not the root of its leaves",
+    "partition-tiling": "partitions do not tile the rows 0..row_count-1 exactly, in order",
+    "records-path": "a records file lies outside the batch's folder",
+    "artifact-altered": "a records file differs from the hash pinned in the manifest",
+    "records-unreadable": "a records file is missing, cannot be parsed or has the wrong layout",
+    "partition-rows": "a records file holds another number of rows than its partition",
+    "row-index": "a records file's row indices are not its partition's rows, in order",
+    "input-hash-mismatch": "a stored input hash is not the hash of the row's inputs",
+    "output-hash-mismatch": "a stored output hash is not the hash of the stored outputs",
+    "leaf-mismatch": "a stored leaf is not the leaf of this row's values",
+    "partition-root-mismatch": "a partition root is not the root of its leaves",
     "batch-root-mismatch": "the recomputed batch root differs from the signed root",
-    "missing-row": "a row index is absent from the records",
-    "duplicate-row": "a row index appears more than once",
-    "unexpected-row": "a row index lies outside the batch",
-    "reexecution-mismatch": "re-running the model gives different outputs",
+    "input-root-mismatch": "the inputs' root differs from the batch's dataset commitment",
+    "dataset-mismatch": "the batch ran other data than the requester's dataset or commitment",
+    "spec-mismatch": "the manifest's inputs or outputs differ from the model's signature",
+    "tolerance-too-loose": "the batch's stated float tolerance exceeds the verifier's",
     "model-unavailable": "the model could not be fetched for re-execution",
+    "reexecution-mismatch": "re-running the model gives different outputs",
+    "reexecution-failed": "the model could not be re-run on the row's inputs",
+    "sample-not-reexecuted": "a row drawn for re-execution was not re-executed",
 }
+
+MAX_CLOCK_SKEW_S = 300
 
 
 @dataclass(frozen=True)
@@ -79,18 +132,21 @@ class Allowlist:
     measurements: frozenset[str] = frozenset()
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Allowlist:
-        path = path or ogkit_home() / "allowlist.json"
+    def load(cls, path: Path) -> Allowlist:
+        """Read ``path`` (``<home>/allowlist.json`` for the CLI); empty if it is absent."""
         if not path.exists():
             return cls()
         try:
             doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"allowlist {path} is not valid JSON: {exc}") from None
-        return cls(
-            frozenset(a.lower() for a in doc.get("attesters", [])),
-            frozenset(m.lower() for m in doc.get("measurements", [])),
-        )
+            return cls(
+                frozenset(str(a).lower() for a in doc.get("attesters", [])),
+                frozenset(str(m).lower() for m in doc.get("measurements", [])),
+            )
+        except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+            raise ConfigError(
+                f"allowlist {path} is not valid: {exc}; fix it or remove it and run "
+                "`ogkit allowlist add`"
+            ) from None
 
     def with_(self, attesters: Iterable[str] = (), measurements: Iterable[str] = ()) -> Allowlist:
         return Allowlist(
@@ -98,8 +154,7 @@ class Allowlist:
             self.measurements | {m.lower() for m in measurements},
         )
 
-    def save(self, path: Path | None = None) -> Path:
-        path = path or ogkit_home() / "allowlist.json"
+    def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"attesters": sorted(self.attesters), "measurements": sorted(self.measurements)}
         tmp = path.with_suffix(".tmp")
@@ -110,18 +165,24 @@ class Allowlist:
 
 @dataclass(frozen=True)
 class VerifyPolicy:
-    sample_rate: float = 0.01  # fraction of rows re-executed (at least one row when > 0)
-    rtol: float = 0.0  # 0/0: outputs must be bit-identical (CPU); loosen for GPU batches
-    atol: float = 0.0
-    allowlist: Allowlist | None = None  # None: read <home>/allowlist.json
+    """How a verifier checks. ``allowlist`` is the verifier's own: nothing is approved
+    unless it says so. ``max_ulp`` is the float tolerance it accepts (0: bit-exact); a
+    batch that signed a looser one fails."""
+
+    sample_rate: float = 0.01  # each row is re-executed with this probability
+    max_ulp: int = 0
+    allowlist: Allowlist = field(default_factory=Allowlist)
     verifier_secret: bytes | None = None  # None: fresh random bytes per verification
     session_config: SessionConfig = field(default_factory=SessionConfig)
+    expected_domain: ClaimDomain | None = None  # the chain + contract this verifier serves
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
             raise ConfigError(f"sample_rate must be within [0, 1], got {self.sample_rate}")
-        if self.rtol < 0 or self.atol < 0:
-            raise ConfigError("rtol and atol must be >= 0")
+        if self.max_ulp < 0:
+            raise ConfigError("max_ulp must be >= 0")
+        if self.allowlist is None:
+            raise ConfigError("allowlist must be an Allowlist (give the verifier's own)")
 
 
 @dataclass(frozen=True)
@@ -140,11 +201,14 @@ class Verdict:
     row_count: int
     rows_checked: int
     findings: list[Finding]
-    sample_size: int
-    sampled_rows: list[int]
+    sample_rate: float
+    sample_size: int  # rows actually re-executed
+    sampled_rows: list[int]  # the rows actually re-executed
     seed_commitment: str  # keccak256(seed): lets the verifier later prove the draw was honest
     max_abs_error: float
     detection: dict[str, float]  # "k=10" -> probability the sample catches >= 1 of k bad rows
+    inputs_bound: bool  # inputs checked against the requester's dataset or commitment
+    notices: list[str]
     seconds: float
 
     def failing_rows(self) -> list[int]:
@@ -183,6 +247,8 @@ class Verdict:
         )
         if self.findings:
             text += "; " + ", ".join(f"{k}×{v}" for k, v in sorted(self.reasons().items()))
+        if not self.inputs_bound:
+            text += " (inputs not bound to the requester's data)"
         return text
 
     def raise_if_failed(self) -> None:
@@ -190,31 +256,44 @@ class Verdict:
             raise VerificationFailed(self.summary(), verdict=self)
 
 
-def detection_probability(n_rows: int, sample_size: int, corrupted: int) -> float:
-    """P(a uniform sample of ``sample_size`` rows without replacement hits >= 1 of
-    ``corrupted`` rows among ``n_rows``) = 1 - C(n-k, m) / C(n, m)."""
-    n, m, k = n_rows, sample_size, corrupted
-    if k <= 0 or m <= 0:
+def detection_probability(sample_rate: float, corrupted: int) -> float:
+    """P(the sample re-executes >= 1 of ``corrupted`` rows) = 1 - (1 - q)^k: each row is
+    drawn independently with probability ``q``."""
+    if corrupted <= 0 or sample_rate <= 0:
         return 0.0
-    if m > n - k:
-        return 1.0
-    log_miss = (
-        math.lgamma(n - k + 1)
-        - math.lgamma(n - k - m + 1)
-        - math.lgamma(n + 1)
-        + math.lgamma(n - m + 1)
-    )
-    return 1.0 - math.exp(log_miss)
+    return 1.0 - (1.0 - sample_rate) ** corrupted
 
 
-def _draw_sample(batch_root: str, secret: bytes, n_rows: int, rate: float) -> np.ndarray:
+# -- the sample -------------------------------------------------------------------------------
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, vectorised (uint64 wrap-around is intended)."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def sample_mask(key: bytes, rows: np.ndarray, rate: float) -> np.ndarray:
+    """Which of ``rows`` are re-executed: row ``r`` is drawn iff ``u(key, r) < rate``, with
+    ``u`` uniform on [0, 1) keyed by 256 secret bits (spec §9). Each row is drawn
+    independently of the others and of how the node partitioned the batch."""
     if rate <= 0:
-        return np.zeros(0, dtype=np.int64)
-    m = min(n_rows, max(1, math.ceil(rate * n_rows)))
-    seed = int.from_bytes(keccak256(bytes.fromhex(batch_root[2:]) + secret), "big")
-    return np.sort(np.random.default_rng(seed).choice(n_rows, size=m, replace=False))
+        return np.zeros(len(rows), dtype=bool)
+    if rate >= 1:
+        return np.ones(len(rows), dtype=bool)
+    k = np.frombuffer(key[:32], dtype=">u8").astype(np.uint64)
+    x = np.asarray(rows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for word in k:
+            x = _mix64(x ^ word) + word
+        x = _mix64(x)
+    return (x >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53)) < rate
 
 
+# -- one partition ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _PartitionCheck:
     """Everything one partition check needs; picklable for Dask."""
@@ -222,354 +301,752 @@ class _PartitionCheck:
     batch_id: str
     model_id: str
     runtime_id: str
-    meta: dict[str, Any]
+    meta: PartitionMeta
     tensor_specs: dict[str, dict[str, tuple[str, tuple[int, ...]]]]
-    sample_rows: tuple[int, ...]
-    rtol: float
-    atol: float
+    sample_key: bytes
+    sample_rate: float
+    batch_size: int
+    float_ulp: int
+    dataset: DataSource | None = None  # the requester's rows, read by the verifier itself
+    dataset_offset: int = 0
+    plan: InputPlan | None = None
+
+
+@dataclass
+class _Outcome:
+    findings: list[Finding]
+    rows: int = 0  # rows whose records were checked
+    input_hashes: np.ndarray | None = None  # the verifier's own, for the input root
+    sampled: list[int] = field(default_factory=list)
+    reexecuted: list[int] = field(default_factory=list)
+    max_err: float = 0.0
 
 
 def _hex(b: Any) -> str:
     return "0x" + bytes(b).hex()
 
 
+def _named_rows(findings: list[Finding], reason: str, detail: str, rows: np.ndarray, part: int):
+    for r in rows[:1000]:
+        findings.append(Finding(reason, detail, int(r), part))
+
+
 def check_partition(
-    check: _PartitionCheck, data: bytes, payload: ModelPayload | None
-) -> tuple[list[Finding], np.ndarray, float]:
-    """Recompute one partition; re-execute its sampled rows. Returns the findings, the
-    row indices present, and the largest absolute re-execution error seen."""
-    index = check.meta["index"]
-    findings: list[Finding] = []
-    if hashlib.sha256(data).hexdigest() != check.meta["sha256"]:
-        findings.append(
-            Finding(
-                "artifact-altered",
-                f"{check.meta['path']} changed after attestation",
-                partition=index,
-            )
+    check: _PartitionCheck, data: bytes | None, payload: ModelPayload | None
+) -> _Outcome:
+    """Recompute one partition and re-execute its sampled rows. Never raises on what the
+    records hold: every problem is a finding."""
+    meta = check.meta
+    index = meta.index
+    out = _Outcome([])
+    if data is None:
+        out.findings.append(Finding("records-unreadable", f"{meta.path} is missing", None, index))
+        return out
+    if hashlib.sha256(data).hexdigest() != meta.sha256:
+        out.findings.append(
+            Finding("artifact-altered", f"{meta.path} changed after attestation", None, index)
         )
+        return out
     try:
         rec = read_records(data, check.tensor_specs)
     except ArtifactError as exc:
-        findings.append(Finding("records-unreadable", str(exc), partition=index))
-        return findings, np.zeros(0, np.uint64), 0.0
+        out.findings.append(Finding("records-unreadable", str(exc), None, index))
+        return out
+    n = len(rec.row_index)
+    if n != meta.rows:
+        out.findings.append(
+            Finding(
+                "partition-rows", f"records hold {n} rows, the manifest {meta.rows}", None, index
+            )
+        )
+        return out
+    expected = np.arange(meta.offset, meta.offset + n, dtype=np.uint64)
+    if not np.array_equal(rec.row_index, expected):
+        bad = np.flatnonzero(rec.row_index != expected)
+        _named_rows(
+            out.findings,
+            "row-index",
+            f"records of partition {index} must hold rows {meta.offset}..{meta.offset + n - 1} "
+            "in order",
+            expected[bad],
+            index,
+        )
+        return out
+    out.rows = n
 
-    in_h = tensor_row_hashes(rec.inputs)
-    out_h = tensor_row_hashes(rec.outputs)
-    for bad in np.flatnonzero((in_h != rec.input_hashes).any(axis=1)):
-        findings.append(
-            Finding(
-                "input-hash-mismatch",
-                "stored inputs do not hash to the stored input hash",
-                int(rec.row_index[bad]),
-                index,
+    # The inputs: the requester's own rows when the verifier has them, else the records'.
+    inputs = rec.inputs
+    source_note = "the stored inputs"
+    if check.dataset is not None and check.plan is not None:
+        try:
+            inputs = check.plan.feeds(check.dataset, check.dataset_offset, n)
+            source_note = "the requester's row"
+        except Exception as exc:  # a dataset that cannot give these rows
+            out.findings.append(
+                Finding(
+                    "dataset-mismatch", f"cannot read rows from the dataset: {exc}", None, index
+                )
             )
-        )
-    for bad in np.flatnonzero((out_h != rec.output_hashes).any(axis=1)):
-        findings.append(
-            Finding(
-                "output-hash-mismatch",
-                "stored outputs do not hash to the stored output hash",
-                int(rec.row_index[bad]),
-                index,
-            )
-        )
+            return out
+    try:
+        in_h = tensor_row_hashes(inputs)
+        out_h = tensor_row_hashes(rec.outputs)
+    except (ConfigError, ValueError, TypeError) as exc:
+        out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
+        return out
+    out.input_hashes = in_h
+    _named_rows(
+        out.findings,
+        "input-hash-mismatch",
+        f"stored input hash is not the hash of {source_note}",
+        expected[np.flatnonzero((in_h != rec.input_hashes).any(axis=1))],
+        index,
+    )
+    _named_rows(
+        out.findings,
+        "output-hash-mismatch",
+        "stored outputs do not hash to the stored output hash",
+        expected[np.flatnonzero((out_h != rec.output_hashes).any(axis=1))],
+        index,
+    )
     leaves = leaf_hashes(
         bytes.fromhex(check.batch_id[2:]),
         bytes.fromhex(check.model_id[2:]),
         bytes.fromhex(check.runtime_id[2:]),
-        rec.row_index,
+        expected,
         in_h,
         out_h,
     )
-    leaf_bad = np.flatnonzero((leaves != rec.leaves).any(axis=1))
-    hash_bad = {f.row_index for f in findings}
-    for bad in leaf_bad:
-        row = int(rec.row_index[bad])
-        if row not in hash_bad:  # a hash mismatch already explains a leaf mismatch
-            findings.append(
-                Finding(
-                    "leaf-mismatch",
-                    "stored leaf differs from the leaf of the row's values",
-                    row,
-                    index,
-                )
-            )
-    root = _hex(MerkleTree.from_leaf_hashes(leaves).root) if len(leaves) else "0x"
-    if root != check.meta["root"]:
-        findings.append(
+    explained = {f.row_index for f in out.findings}
+    leaf_bad = [
+        r
+        for r in expected[np.flatnonzero((leaves != rec.leaves).any(axis=1))]
+        if r not in explained
+    ]
+    _named_rows(
+        out.findings,
+        "leaf-mismatch",
+        "stored leaf differs from the leaf of the row's values",
+        np.asarray(leaf_bad, np.uint64),
+        index,
+    )
+    root = _hex(MerkleTree.from_leaf_hashes(leaves).root)
+    if root != meta.root.lower():
+        out.findings.append(
             Finding(
                 "partition-root-mismatch",
-                f"recomputed root {root} ≠ attested {check.meta['root']}",
+                f"recomputed root {root} ≠ attested {meta.root}",
                 partition=index,
             )
         )
 
-    max_err = 0.0
-    if check.sample_rows and payload is not None:
-        position = {int(r): i for i, r in enumerate(rec.row_index)}
-        rows = [r for r in check.sample_rows if r in position]
-        idx = np.array([position[r] for r in rows], dtype=np.int64)
-        if len(idx):
-            model = _worker_model(payload)
-            fresh = model.run({k: v[idx] for k, v in rec.inputs.items()})
-            bad_rows: set[int] = set()
-            for name, stored in rec.outputs.items():
-                got, want = fresh[name], stored[idx]
-                if got.dtype.kind in "fc":
-                    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-                    err = err.reshape(len(idx), -1).max(axis=1)
-                    max_err = max(max_err, float(np.nanmax(err)) if err.size else 0.0)
-                    ok = np.isclose(got, want, rtol=check.rtol, atol=check.atol, equal_nan=True)
-                    if check.rtol == 0 and check.atol == 0:
-                        ok = (got == want) | (np.isnan(got) & np.isnan(want))
-                else:
-                    ok = got == want
-                ok_rows = ok.reshape(len(idx), -1).all(axis=1)
-                bad_rows.update(rows[i] for i in np.flatnonzero(~ok_rows))
-            for row in sorted(bad_rows):
-                findings.append(
+    # The sample: drawn per row from the secret key, re-run in the node's own geometry.
+    positions = np.flatnonzero(sample_mask(check.sample_key, expected, check.sample_rate))
+    out.sampled = [int(meta.offset + p) for p in positions]
+    if len(positions) and payload is not None:
+        _reexecute(check, payload, inputs, rec, positions, out)
+    return out
+
+
+def _reexecute(
+    check: _PartitionCheck,
+    payload: ModelPayload,
+    inputs: Mapping[str, np.ndarray],
+    rec: PartitionRecords,
+    positions: np.ndarray,
+    out: _Outcome,
+) -> None:
+    index, offset = check.meta.index, check.meta.offset
+    try:
+        model = worker_model(payload)
+        # Cheap first pass: the sampled rows as one batch. Rows that match need no more;
+        # the others are re-run inside their original mini-batch, which is what decides.
+        fresh = model.run({k: v[positions] for k, v in inputs.items()})
+        differ = ~_matches(fresh, rec.outputs, positions, check.float_ulp)[0]
+        if differ.any():
+            again = positions[differ]
+            exact = reexecute(model, dict(inputs), again, batch_size=check.batch_size)
+            ok, err = _matches(exact, rec.outputs, again, check.float_ulp)
+            out.max_err = max(out.max_err, err)
+            for p in again[~ok]:
+                out.findings.append(
                     Finding(
                         "reexecution-mismatch",
-                        "re-running the model on the stored inputs gives different outputs",
-                        row,
+                        "re-running the model on the row's inputs, in its original mini-batch, "
+                        "gives different outputs",
+                        int(offset + p),
                         index,
                     )
                 )
-    return findings, rec.row_index, max_err
+    except (OgkitError, ValueError, TypeError, KeyError) as exc:
+        for p in positions[:1000]:
+            out.findings.append(
+                Finding("reexecution-failed", str(exc)[:300], int(offset + p), index)
+            )
+        return
+    out.reexecuted = [int(offset + p) for p in positions]
 
 
+def _ordered_bits(a: np.ndarray) -> np.ndarray:
+    """Floats as integers whose order is the floats' order (for ULP distances)."""
+    width = {2: np.int16, 4: np.int32, 8: np.int64}[a.dtype.itemsize]
+    i = a.view(width).astype(np.int64)
+    top = np.int64(np.iinfo(width).min)
+    return np.where(i < 0, top - i, i)
+
+
+def _matches(
+    fresh: Mapping[str, np.ndarray],
+    stored: Mapping[str, np.ndarray],
+    positions: np.ndarray,
+    float_ulp: int,
+) -> tuple[np.ndarray, float]:
+    """Per row: do all outputs match? Exact: the same bits (NaN payloads and -0.0 too);
+    with a ULP bound: floats within it, NaN only where NaN. Integers always exact."""
+    n = len(positions)
+    ok = np.ones(n, dtype=bool)
+    max_err = 0.0
+    for name, want_all in stored.items():
+        want = want_all[positions]
+        got = fresh.get(name)
+        if got is None or got.dtype != want.dtype or got.shape != want.shape:
+            ok[:] = False
+            continue
+        if got.dtype.kind == "f":
+            g64, w64 = got.astype(np.float64), want.astype(np.float64)
+            with np.errstate(invalid="ignore"):
+                err = np.abs(g64 - w64).reshape(n, -1)
+            if err.size:
+                finite = err[np.isfinite(err)]
+                max_err = max(max_err, float(finite.max()) if finite.size else 0.0)
+            if float_ulp == 0:
+                same = got.view(f"u{got.dtype.itemsize}") == want.view(f"u{want.dtype.itemsize}")
+            else:
+                nan_g, nan_w = np.isnan(got), np.isnan(want)
+                dist = np.abs(_ordered_bits(got) - _ordered_bits(want))
+                same = (nan_g & nan_w) | (~nan_g & ~nan_w & (dist <= float_ulp))
+        else:
+            same = got == want
+        ok &= same.reshape(n, -1).all(axis=1)
+    return ok, max_err
+
+
+# -- the batch -------------------------------------------------------------------------------
 def verify_batch(
     artifact: str | Path | AttestedBatch,
     policy: VerifyPolicy | None = None,
     *,
     store: ContentStore | str | None = None,
     hub: Hub | None = None,
-    client: Any = None,
+    dask: DaskClient | None = None,
+    dataset: Any = None,
+    commitment: DatasetCommitment | None = None,
     progress: bool = True,
 ) -> Verdict:
     """Verify a stored batch; the verdict names every failing row and why.
 
-    ``artifact`` is an artefact id, a manifest path or an :class:`AttestedBatch`.
-    The model for re-execution comes from the hub's store, checked against its id.
-    With a Dask ``client`` partitions are checked in parallel.
+    ``artifact`` is an artefact id, a manifest path or an :class:`AttestedBatch`; ids and
+    paths are read from ``store`` (default: the hub's). The model for re-execution comes
+    from the batch's store or the hub, checked against its id. ``dataset`` (anything
+    :func:`ogkit.dataset.open_source` reads) or ``commitment`` is the requester's: with
+    either, the verdict binds the inputs to the requester's data (``inputs_bound``).
+    With a Dask client (``dask``) partitions are checked in parallel. Hostile input
+    never raises: it gives findings.
     """
     started = time.perf_counter()
     policy = policy or VerifyPolicy()
-    hub = hub or Hub(store if isinstance(store, ContentStore) else None)
     if isinstance(artifact, AttestedBatch):
         batch = artifact
     else:
+        if store is None and hub is None:
+            raise ConfigError("verify_batch needs store= (a ContentStore or URL) or hub=")
         store = store if isinstance(store, ContentStore) else ContentStore(store or hub.store.url)
-        batch = load_batch(artifact, store)
-    allowlist = policy.allowlist if policy.allowlist is not None else Allowlist.load()
-    m = batch.manifest
-    findings: list[Finding] = []
-
-    # -- the claim ------------------------------------------------------------------------
-    claim = batch.claim
-    try:
-        signer = claim.recover_signer(batch.domain, batch.signature)
-    except (ValueError, OgkitError) as exc:
-        signer = None
-        findings.append(Finding("signature", f"signature is malformed: {exc}"))
-    if signer is not None and signer.lower() != claim.attester.lower():
-        findings.append(
-            Finding("signature", f"claim signed by {signer}, not by its attester {claim.attester}")
-        )
-    if claim.attester.lower() not in allowlist.attesters:
-        findings.append(
-            Finding("unapproved-attester", f"attester {claim.attester} is not on the allowlist")
-        )
-    if claim.runtime_id.lower() not in allowlist.measurements:
-        findings.append(
-            Finding("unapproved-measurement", f"measurement {claim.runtime_id} is not approved")
-        )
-    for name, value in (
-        ("batch_id", m["batch_id"]),
-        ("model_id", m["model_id"]),
-        ("runtime_id", m["runtime_id"]),
-        ("row_count", m["row_count"]),
-    ):
-        if getattr(claim, name) != value:
-            findings.append(
-                Finding("claim-mismatch", f"claim {name} {getattr(claim, name)} ≠ manifest {value}")
-            )
-    derived = derive_batch_id(
-        model_id=m["model_id"],
-        dataset_id=m["dataset_id"],
-        requester=m["requester"],
-        chain_id=int(m["domain"]["chain_id"]),
-        job=m["job"],
-    )
-    if derived != claim.batch_id:
-        findings.append(
-            Finding("batch-id", f"claim batch id {claim.batch_id} is not this job's {derived}")
-        )
-
-    # -- the sample ---------------------------------------------------------------------------
-    secret = policy.verifier_secret if policy.verifier_secret is not None else os.urandom(32)
-    sample = _draw_sample(claim.batch_root, secret, batch.row_count, policy.sample_rate)
-    payload = None
-    if len(sample):
         try:
-            data = _model_bytes(batch, hub)
-            payload = ModelPayload(batch.model_id, policy.session_config, data)
-        except HubError as exc:
-            findings.append(Finding("model-unavailable", str(exc)))
+            batch = load_batch(artifact, store)
+        except ArtifactError as exc:
+            return _unreadable(str(artifact), str(exc), policy, started)
+    findings: list[Finding] = []
+    notices: list[str] = []
+    m = batch.manifest
+    claim = m.claim
+    _check_claim(batch, policy, findings)
 
-    # -- the records ------------------------------------------------------------------------------
-    specs = batch.tensor_specs()
-    checks = []
-    for part in batch.partitions:
-        lo, hi = part["offset"], part["offset"] + part["rows"]
-        rows = tuple(int(r) for r in sample[(sample >= lo) & (sample < hi)])
-        checks.append(
-            _PartitionCheck(
-                batch.batch_id,
-                batch.model_id,
-                batch.runtime_id,
-                part,
-                specs,
-                rows,
-                policy.rtol,
-                policy.atol,
+    # -- the model: its signature must be what the manifest says ----------------------------
+    payload = None
+    model_inputs = None
+    try:
+        model_bytes = _model_bytes(batch, hub)
+        payload = ModelPayload(batch.model_id, policy.session_config, model_bytes)
+        model_inputs = _check_specs(batch, model_bytes, findings)
+    except (HubError, ArtifactError) as exc:
+        findings.append(Finding("model-unavailable", str(exc)))
+    if m.float_ulp > policy.max_ulp:
+        findings.append(
+            Finding(
+                "tolerance-too-loose",
+                f"the batch allows {m.float_ulp} ULP; this verifier accepts {policy.max_ulp}",
             )
         )
-    results = list(_run_checks(batch, checks, payload, client, progress))
+    if policy.sample_rate == 0:
+        payload = None
 
-    seen: list[np.ndarray] = []
+    # -- the requester's data --------------------------------------------------------------
+    source, plan = None, None
+    if dataset is not None and model_inputs is not None:
+        source, plan = _open_dataset(dataset, batch, model_inputs, findings)
+    if commitment is not None and (
+        commitment.input_root.lower() != m.dataset_id.lower() or commitment.row_count != m.row_count
+    ):
+        findings.append(
+            Finding(
+                "dataset-mismatch",
+                f"the requester committed to input root {commitment.input_root} over "
+                f"{commitment.row_count:,} rows; the batch ran {m.dataset_id} over "
+                f"{m.row_count:,}",
+            )
+        )
+
+    # -- partitions ------------------------------------------------------------------------
+    tiled = _check_tiling(batch, findings)
+    secret = policy.verifier_secret if policy.verifier_secret is not None else os.urandom(32)
+    key = keccak256(bytes.fromhex(claim.batch_root[2:]) + secret)
+    specs = batch.tensor_specs()
+    checks = [
+        _PartitionCheck(
+            batch.batch_id,
+            batch.model_id,
+            batch.runtime_id,
+            part,
+            specs,
+            key,
+            policy.sample_rate,
+            m.batch_size,
+            m.float_ulp,
+            source.slice_for_task(part.offset, part.rows)
+            if source is not None and source.paths == ()
+            else source,
+            part.offset if source is not None and source.paths != () else 0,
+            plan,
+        )
+        for part in batch.partitions
+    ]
+    outcomes = list(_run_checks(batch, checks, payload, dask, progress))
+
+    rows_checked = 0
     max_err = 0.0
-    roots = []
-    for part, (part_findings, row_index, err) in zip(batch.partitions, results, strict=True):
-        findings.extend(part_findings)
-        seen.append(row_index)
-        max_err = max(max_err, err)
-        roots.append(bytes.fromhex(part["root"][2:]))
-    all_rows = np.concatenate(seen) if seen else np.zeros(0, np.uint64)
-    findings.extend(_row_set_findings(all_rows, batch.row_count))
+    sampled: list[int] = []
+    reexecuted: list[int] = []
+    hashes: list[np.ndarray] = []
+    for outcome in outcomes:
+        findings.extend(outcome.findings)
+        rows_checked += outcome.rows
+        max_err = max(max_err, outcome.max_err)
+        sampled.extend(outcome.sampled)
+        reexecuted.extend(outcome.reexecuted)
+        if outcome.input_hashes is not None:
+            hashes.append(outcome.input_hashes)
+    complete = tiled and rows_checked == m.row_count and m.row_count > 0
 
-    if roots:
-        tree = MerkleTree.from_leaf_hashes(np.frombuffer(b"".join(roots), np.uint8).reshape(-1, 32))
-        if _hex(tree.root) != claim.batch_root:
+    if complete and len(hashes) == len(outcomes):
+        root = input_root(np.concatenate(hashes))
+        if root != m.dataset_id.lower():
+            findings.append(
+                Finding(
+                    "input-root-mismatch",
+                    f"the inputs give input root {root}; the batch commits to {m.dataset_id}",
+                )
+            )
+    if complete and payload is not None:
+        # Every row the key draws must have been re-executed (none silently dropped).
+        missed = set(sampled) - set(reexecuted)
+        for r in sorted(missed)[:1000]:
+            findings.append(Finding("sample-not-reexecuted", "drawn but not re-executed", r))
+    if batch.partitions:
+        roots = np.frombuffer(
+            b"".join(bytes.fromhex(p.root[2:]) for p in batch.partitions), np.uint8
+        ).reshape(-1, 32)
+        tree_root = _hex(MerkleTree.from_leaf_hashes(roots).root)
+        if tree_root != claim.batch_root.lower():
             findings.append(
                 Finding(
                     "batch-root-mismatch",
-                    f"partition roots give {_hex(tree.root)}, the claim signs {claim.batch_root}",
+                    f"partition roots give {tree_root}, the claim signs {claim.batch_root}",
                 )
             )
-    if sum(p["rows"] for p in batch.partitions) != batch.row_count:
-        findings.append(
-            Finding("claim-mismatch", "partition row counts do not add up to the claimed row count")
-        )
 
-    n, k_values = batch.row_count, sorted({1, 10, 100, max(1, batch.row_count // 100)})
+    inputs_bound = (source is not None or commitment is not None) and not any(
+        f.reason in ("dataset-mismatch", "input-hash-mismatch", "input-root-mismatch")
+        for f in findings
+    )
+    if source is None and commitment is None:
+        notices.append(
+            "inputs were checked against the batch's own dataset commitment only; give the "
+            "requester's dataset (--dataset) or commitment (--commitment) to bind them"
+        )
+    q = policy.sample_rate if payload is not None else 0.0
     verdict = Verdict(
         passed=not findings,
         batch_id=batch.batch_id,
         artifact_id=batch.artifact_id,
-        row_count=n,
-        rows_checked=len(all_rows),
+        row_count=m.row_count,
+        rows_checked=rows_checked,
         findings=findings,
-        sample_size=len(sample),
-        sampled_rows=[int(r) for r in sample],
-        seed_commitment=_hex(keccak256(keccak256(bytes.fromhex(claim.batch_root[2:]) + secret))),
+        sample_rate=q,
+        sample_size=len(reexecuted),
+        sampled_rows=sorted(reexecuted),
+        seed_commitment=_hex(keccak256(key)),
         max_abs_error=max_err,
-        detection={f"k={k}": detection_probability(n, len(sample), k) for k in k_values},
+        detection={f"k={k}": detection_probability(q, k) for k in (1, 10, 100, 1000)},
+        inputs_bound=inputs_bound,
+        notices=notices,
         seconds=time.perf_counter() - started,
     )
     log.info("%s", verdict.summary())
     return verdict
 
 
-def _model_bytes(batch: AttestedBatch, hub: Hub) -> bytes:
+def _unreadable(artifact: str, detail: str, policy: VerifyPolicy, started: float) -> Verdict:
+    return Verdict(
+        passed=False,
+        batch_id="",
+        artifact_id=artifact,
+        row_count=0,
+        rows_checked=0,
+        findings=[Finding("manifest-malformed", detail)],
+        sample_rate=0.0,
+        sample_size=0,
+        sampled_rows=[],
+        seed_commitment="",
+        max_abs_error=0.0,
+        detection={},
+        inputs_bound=False,
+        notices=[],
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _check_claim(batch: AttestedBatch, policy: VerifyPolicy, findings: list[Finding]) -> None:
+    """The claim against its signature, the allowlist and the manifest's own fields."""
+    m = batch.manifest
+    claim = m.claim
+    allow = policy.allowlist
+    if m.row_count == 0 or claim.row_count == 0:
+        findings.append(Finding("empty-batch", "a batch of 0 rows settles nothing"))
+    try:
+        signer = claim.recover_signer(m.domain, m.signature)
+        if signer.lower() != claim.attester.lower():
+            findings.append(
+                Finding("signature", f"claim signed by {signer}, not its attester {claim.attester}")
+            )
+    except (ValueError, OgkitError) as exc:
+        findings.append(Finding("signature", f"signature rejected: {exc}"))
+    if claim.attester.lower() not in allow.attesters:
+        findings.append(
+            Finding("unapproved-attester", f"attester {claim.attester} is not on the allowlist")
+        )
+    if claim.runtime_id.lower() not in allow.measurements:
+        findings.append(
+            Finding("unapproved-measurement", f"measurement {claim.runtime_id} is not approved")
+        )
+    measured = m.attester.get("measurement")
+    if not isinstance(measured, str) or measured.lower() != claim.runtime_id.lower():
+        findings.append(
+            Finding(
+                "evidence-mismatch",
+                f"the attester's evidence measures {measured!r:.80}, the claim {claim.runtime_id}",
+            )
+        )
+    for name, value in (
+        ("batch_id", m.batch_id),
+        ("model_id", m.model_id),
+        ("runtime_id", m.runtime_id),
+        ("batch_root", m.batch_root),
+        ("row_count", m.row_count),
+        ("requester", m.requester),
+    ):
+        signed = getattr(claim, name)
+        same = signed == value if name == "row_count" else str(signed).lower() == value.lower()
+        if not same:
+            findings.append(Finding("claim-mismatch", f"claim {name} {signed} ≠ manifest {value}"))
+    if claim.timestamp > time.time() + MAX_CLOCK_SKEW_S:
+        findings.append(
+            Finding("claim-timestamp", f"claim is dated {claim.timestamp}, ahead of now")
+        )
+    if policy.expected_domain is not None and (
+        policy.expected_domain.chain_id != m.domain.chain_id
+        or policy.expected_domain.verifying_contract.lower() != m.domain.verifying_contract.lower()
+    ):
+        findings.append(
+            Finding(
+                "domain-mismatch",
+                f"claim is for chain {m.domain.chain_id} contract {m.domain.verifying_contract}",
+            )
+        )
+    runtime_id = "0x" + keccak256(canonical_json(m.fingerprint)).hex()
+    if runtime_id != m.runtime_id.lower():
+        findings.append(
+            Finding("runtime-id", f"the fingerprint hashes to {runtime_id}, not {m.runtime_id}")
+        )
+    try:
+        derived = derive_batch_id(
+            model_id=m.model_id,
+            dataset_id=m.dataset_id,
+            requester=m.requester,
+            chain_id=m.domain.chain_id,
+            job=m.job,
+            execution=execution_hash(m.execution()),
+        )
+    except (OgkitError, ValueError, TypeError, OverflowError) as exc:
+        findings.append(Finding("batch-id", f"the batch id cannot be derived: {exc}"))
+        return
+    if derived != claim.batch_id.lower():
+        findings.append(
+            Finding("batch-id", f"claim batch id {claim.batch_id} is not this job's {derived}")
+        )
+
+
+def _check_tiling(batch: AttestedBatch, findings: list[Finding]) -> bool:
+    """Partitions 0..P-1 in order, each starting where the last ended, covering
+    ``[0, row_count)`` with none empty; full partitions of ``partition_rows`` but the last."""
+    m = batch.manifest
+    ok = bool(m.partitions)
+    if not m.partitions:
+        findings.append(Finding("partition-tiling", "the batch lists no partitions"))
+    end = 0
+    last = len(m.partitions) - 1
+    for i, p in enumerate(m.partitions):
+        problems = []
+        if p.index != i:
+            problems.append(f"index {p.index} at position {i}")
+        if p.offset != end:
+            problems.append(f"offset {p.offset}, expected {end}")
+        if p.rows < 1:
+            problems.append("no rows")
+        if p.rows > m.partition_rows or (i < last and p.rows != m.partition_rows):
+            problems.append(f"{p.rows} rows with partition_rows {m.partition_rows}")
+        if not safe_records_path(p.path, batch.batch_id):
+            findings.append(
+                Finding("records-path", f"records at {p.path!r:.80} lie outside the batch", None, i)
+            )
+            ok = False
+        if problems:
+            findings.append(Finding("partition-tiling", "; ".join(problems), None, i))
+            ok = False
+        end = p.offset + p.rows
+    if m.partitions and end != m.row_count:
+        findings.append(
+            Finding("partition-tiling", f"partitions end at row {end}, not at {m.row_count}")
+        )
+        ok = False
+    return ok
+
+
+def _check_specs(
+    batch: AttestedBatch, model_bytes: bytes, findings: list[Finding]
+) -> list[Any] | None:
+    """The manifest's inputs and outputs against the model's own signature."""
+    import onnx
+
+    from ogkit.hub.manifest import extract_signature
+
+    try:
+        inputs, outputs = extract_signature(onnx.load_model_from_string(model_bytes))
+    except Exception as exc:
+        findings.append(Finding("model-unavailable", f"the model cannot be parsed: {exc}"))
+        return None
+    m = batch.manifest
+    for kind, declared, actual in (("inputs", m.inputs, inputs), ("outputs", m.outputs, outputs)):
+        want = [(t.name, np.dtype(t.dtype).name) for t in actual]
+        got = [(t.name, np.dtype(t.dtype).name) for t in declared]
+        if sorted(got) != sorted(want):
+            findings.append(Finding("spec-mismatch", f"manifest {kind} {got} ≠ the model's {want}"))
+            continue
+        for t in declared:
+            spec = next(a for a in actual if a.name == t.name)
+            fixed = [d for d in spec.shape[1:]]
+            if all(isinstance(d, int) for d in fixed) and tuple(fixed) != t.row_shape:
+                findings.append(
+                    Finding(
+                        "spec-mismatch",
+                        f"manifest {kind} {t.name} row shape {list(t.row_shape)} ≠ the model's "
+                        f"{fixed}",
+                    )
+                )
+    return list(inputs)
+
+
+def _open_dataset(
+    dataset: Any, batch: AttestedBatch, model_inputs: list[Any], findings: list[Finding]
+) -> tuple[DataSource | None, InputPlan | None]:
+    from ogkit.dataset import open_source, plan_inputs
+
+    m = batch.manifest
+    try:
+        source = open_source(dataset)
+        input_map = {t.name: list(t.columns or ()) for t in m.inputs}
+        if source.arrays is not None:
+            input_map = {t.name: [t.name] for t in m.inputs}  # arrays are keyed by input
+        plan = plan_inputs(source, model_inputs, input_map)
+    except OgkitError as exc:
+        findings.append(Finding("dataset-mismatch", f"the requester's dataset: {exc}"))
+        return None, None
+    if source.n_rows != m.row_count:
+        findings.append(
+            Finding(
+                "dataset-mismatch",
+                f"the requester's dataset has {source.n_rows:,} rows, the batch {m.row_count:,}",
+            )
+        )
+        return None, None
+    return source, plan
+
+
+def _model_bytes(batch: AttestedBatch, hub: Hub | None) -> bytes:
     """The model, from the batch's own store if it is there, else from the hub."""
     if batch.store.has(MODELS, batch.model_id):
         try:
             return batch.store.get(MODELS, batch.model_id)
         except ArtifactError as exc:
+            if hub is None:
+                raise
             log.warning("model copy beside the batch is unusable (%s); trying the hub", exc)
+    if hub is None:
+        raise ArtifactError(f"model {batch.model_id} is not in the batch's store; pass hub=")
     return hub.blob(batch.model_id)
+
+
+def _read_or_none(batch: AttestedBatch, index: int) -> bytes | None:
+    try:
+        return batch.partition_bytes(index, check=False)
+    except (ArtifactError, OSError, ValueError):
+        return None
 
 
 def _run_checks(
     batch: AttestedBatch,
     checks: list[_PartitionCheck],
     payload: ModelPayload | None,
-    client: Any,
+    dask: DaskClient | None,
     progress: bool,
 ):
-    """Yield each partition's check result in partition order, in-process or on Dask."""
+    """Yield each partition's outcome in partition order, in-process or on Dask."""
     bar = tqdm(
         total=len(checks), desc=f"verify {batch.batch_id[:10]}", unit="part", disable=not progress
     )
     try:
-        if client is None:
-            for check in checks:
-                yield _check_one(batch, check, payload)
+        if dask is None:
+            for i, check in enumerate(checks):
+                yield check_partition(check, _read_or_none(batch, i), payload)
                 bar.update(1)
             return
-        payload_future = client.scatter(payload, broadcast=True, hash=False) if payload else None
+        payload_future = dask.scatter(payload, broadcast=True, hash=False) if payload else None
         futures = []
-        for check in checks:
-            data = _read_or_none(batch, check.meta["index"])
-            if data is None:
-                futures.append(None)
-                continue
+        for i, check in enumerate(checks):
+            data = _read_or_none(batch, i)
             futures.append(
-                client.submit(
+                dask.submit(
                     check_partition,
                     check,
-                    client.scatter(data, hash=False),  # data, not part of the task graph
+                    dask.scatter(data, hash=False) if data is not None else None,
                     payload_future,
-                    key=f"verify-{batch.batch_id[2:10]}-{check.meta['index']:05d}",
+                    key=f"verify-{batch.batch_id[2:10]}-{i:05d}",
                     pure=False,
                 )
             )
-        for check, future in zip(checks, futures, strict=True):
-            yield _missing(check) if future is None else future.result()
+        for future in futures:
+            yield future.result()
             bar.update(1)
     finally:
         bar.close()
 
 
-def _read_or_none(batch: AttestedBatch, index: int) -> bytes | None:
+# -- receipts --------------------------------------------------------------------------------
+RECEIPT_SCHEMA = "ogkit.receipt.v1"
+MAX_PROOF_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class ReceiptCheck:
+    ok: bool
+    problems: tuple[str, ...]
+    signer: str | None
+    attester_approved: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "signer": self.signer,
+            "attester_approved": self.attester_approved,
+        }
+
+
+def verify_receipt(receipt: Any, allowlist: Allowlist | None = None) -> ReceiptCheck:
+    """Check a receipt with nothing but itself and the verifier's ``allowlist``: the leaf
+    from its values, the proof to the batch root, the row inside the batch, the ids and
+    root against the claim, the claim's canonical EIP-712 signature by its attester, and
+    the attester and measurement approved. A receipt is OK only when all of that holds:
+    a valid signature by a key nobody approved is a failure. Never raises on a
+    malformed receipt: its problems say what is wrong."""
+    problems: list[str] = []
+    signer: str | None = None
+    approved = False
     try:
-        return batch.partition_bytes(index, check=False)
-    except ArtifactError:
-        return None
-
-
-def _missing(check: _PartitionCheck):
-    return (
-        [
-            Finding(
-                "records-unreadable",
-                f"{check.meta['path']} is missing",
-                partition=check.meta["index"],
+        if not isinstance(receipt, Mapping) or receipt.get("schema") != RECEIPT_SCHEMA:
+            raise ReceiptError("not an ogkit receipt (schema ogkit.receipt.v1)")
+        v = receipt["leaf_values"]
+        claim = BatchClaim.from_dict(receipt["claim"])
+        row = int(v["rowIndex"])
+        if not 0 <= row < claim.row_count:
+            problems.append(f"row {row} is outside the batch's {claim.row_count} rows")
+        leaf = leaf_hash(
+            bytes.fromhex(v["batchId"][2:]),
+            bytes.fromhex(v["modelId"][2:]),
+            bytes.fromhex(v["runtimeId"][2:]),
+            row,
+            bytes.fromhex(v["inputHash"][2:]),
+            bytes.fromhex(v["outputHash"][2:]),
+        )
+        if list(receipt.get("leaf_types", LEAF_TYPES)) != list(LEAF_TYPES):
+            problems.append("leaf types are not ogkit's")
+        if _hex(leaf) != str(receipt["leaf"]).lower():
+            problems.append("leaf does not match the leaf values")
+        proof_hex = receipt["proof"]
+        if not isinstance(proof_hex, list) or len(proof_hex) > MAX_PROOF_LENGTH:
+            raise ReceiptError("proof must be a list of at most 128 hashes")
+        proof = [bytes.fromhex(p[2:]) for p in proof_hex]
+        if any(len(p) != 32 for p in proof):
+            raise ReceiptError("every proof element must be 32 bytes")
+        if _hex(process_proof(leaf, proof)) != str(receipt["batch_root"]).lower():
+            problems.append("proof does not lead from the leaf to the batch root")
+        for name, value in (
+            ("batch_root", receipt["batch_root"]),
+            ("batch_id", v["batchId"]),
+            ("model_id", v["modelId"]),
+            ("runtime_id", v["runtimeId"]),
+        ):
+            if getattr(claim, name).lower() != str(value).lower():
+                problems.append(f"claim {name} differs from the receipt's")
+        d = receipt["domain"]
+        domain = ClaimDomain(int(d["chain_id"]), d["verifying_contract"])
+        try:
+            signer = claim.recover_signer(domain, receipt["signature"])
+            if signer.lower() != claim.attester.lower():
+                problems.append(
+                    f"claim is signed by {signer}, not by its attester {claim.attester}"
+                )
+        except (ValueError, OgkitError) as exc:
+            problems.append(f"signature rejected: {exc}")
+        allow = allowlist or Allowlist()
+        approved = (
+            claim.attester.lower() in allow.attesters
+            and claim.runtime_id.lower() in allow.measurements
+        )
+        if not approved:
+            problems.append(
+                f"signature or not, attester {claim.attester} with measurement "
+                f"{claim.runtime_id} is not approved by the allowlist given"
             )
-        ],
-        np.zeros(0, np.uint64),
-        0.0,
-    )
-
-
-def _check_one(batch: AttestedBatch, check: _PartitionCheck, payload: ModelPayload | None):
-    data = _read_or_none(batch, check.meta["index"])
-    return _missing(check) if data is None else check_partition(check, data, payload)
-
-
-def _row_set_findings(rows: np.ndarray, row_count: int, limit: int = 10_000) -> list[Finding]:
-    """Missing, duplicated and out-of-range row indices, each named."""
-    findings: list[Finding] = []
-    rows = rows.astype(np.int64)
-    outside = rows[(rows < 0) | (rows >= row_count)]
-    for r in np.unique(outside)[:limit]:
-        findings.append(Finding("unexpected-row", f"row {r} is outside 0..{row_count - 1}", int(r)))
-    inside = rows[(rows >= 0) & (rows < row_count)]
-    counts = np.bincount(inside, minlength=row_count)
-    for r in np.flatnonzero(counts == 0)[:limit]:
-        findings.append(Finding("missing-row", f"row {r} is missing from the records", int(r)))
-    for r in np.flatnonzero(counts > 1)[:limit]:
-        findings.append(Finding("duplicate-row", f"row {r} appears {counts[r]} times", int(r)))
-    return findings
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OgkitError) as exc:
+        problems.append(f"receipt is malformed: {exc}")
+    return ReceiptCheck(not problems, tuple(problems), signer, approved)

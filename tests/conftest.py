@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ogkit.artifacts import ARTIFACTS, AttestedBatch
-from ogkit.attest import attest_partition, records_to_parquet
-from ogkit.claims import BatchClaim
+from ogkit.attest import BatchClaim, attest_partition
+from ogkit.batch import ARTIFACTS, AttestedBatch, records_to_parquet
 from ogkit.crypto.merkle import MerkleTree
 from ogkit.hub import Hub
 from ogkit.hub.manifest import canonical_json
@@ -131,7 +130,7 @@ def forge_batch():
 @pytest.fixture
 def batch(published: Hub, enclave, requester: str):
     """The sample tabular dataset attested in four partitions of 500 rows."""
-    from ogkit.pipeline import run_verified_inference
+    from ogkit.infer import run_verified_inference
     from ogkit.samples import sample_data_path
 
     return run_verified_inference(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ogkit.artifacts import AttestedBatch
+from ogkit.batch import AttestedBatch
 
 
 def rewrite_records(

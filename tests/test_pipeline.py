@@ -13,11 +13,12 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from ogkit.artifacts import load_batch, verify_receipt
+from ogkit.batch import load_batch
+from ogkit.verify import verify_receipt
 from ogkit.cli import main
 from ogkit.crypto.merkle import LEAF_TYPES, process_proof
 from ogkit.errors import SchemaMismatchError
-from ogkit.pipeline import run_verified_inference
+from ogkit.infer import run_verified_inference
 from ogkit.samples import sample_data_path
 from ogkit.store import ContentStore
 
@@ -37,13 +38,13 @@ def test_tabular_end_to_end_matches_bare_onnxruntime(
         data,
         attester=enclave,
         requester=requester,
-        client=dask_client,
+        dask=dask_client,
         hub=published,
         partition_rows=300,
         progress=False,
     )
     assert batch.row_count == 2000 and len(batch.partitions) == 7
-    workers = {p["worker"] for p in batch.manifest["run_stats"]["partitions"]}
+    workers = {p["worker"] for p in batch.manifest.run_stats["partitions"]}
     assert len(workers) == 2, "both workers should have run partitions"
 
     frame = pl.read_parquet(data)
@@ -60,7 +61,7 @@ def test_tabular_end_to_end_matches_bare_onnxruntime(
         proof = [bytes.fromhex(p[2:]) for p in r["proof"]]
         assert process_proof(bytes.fromhex(r["leaf"][2:]), proof) == root
     for r in receipts[::97]:  # the full check (leaf, proof, claim, EIP-712 signature)
-        assert verify_receipt(r).ok
+        assert verify_receipt(r, _approved(batch, enclave)).ok
 
 
 def test_root_identical_across_reruns_and_worker_counts(
@@ -72,10 +73,10 @@ def test_root_identical_across_reruns_and_worker_counts(
     kwargs = dict(
         attester=enclave, requester=requester, hub=published, partition_rows=250, progress=False
     )
-    two = run_verified_inference("tab", data, client=dask_client, **kwargs)
+    two = run_verified_inference("tab", data, dask=dask_client, **kwargs)
     with get_client(n_workers=1) as one_worker:
         one = run_verified_inference(
-            "tab", data, client=one_worker, store=ContentStore(tmp_path / "s1"), **kwargs
+            "tab", data, dask=one_worker, store=ContentStore(tmp_path / "s1"), **kwargs
         )
     eager = run_verified_inference(
         "tab", data, client=None, store=ContentStore(tmp_path / "s2"), **kwargs
@@ -83,7 +84,7 @@ def test_root_identical_across_reruns_and_worker_counts(
     assert two.batch_root == one.batch_root == eager.batch_root
     assert two.batch_id == one.batch_id == eager.batch_id
     # Re-running a finished job returns the same attested artefact.
-    again = run_verified_inference("tab", data, client=dask_client, **kwargs)
+    again = run_verified_inference("tab", data, dask=dask_client, **kwargs)
     assert again.artifact_id == two.artifact_id
 
 
@@ -98,7 +99,7 @@ def test_cnn_and_fixed_batch_one(published, enclave, requester, dask_client, cnn
             data,
             attester=enclave,
             requester=requester,
-            client=dask_client,
+            dask=dask_client,
             hub=published,
             partition_rows=64,
             batch_size=32,
@@ -106,7 +107,7 @@ def test_cnn_and_fixed_batch_one(published, enclave, requester, dask_client, cnn
         )
         got = np.stack(batch.outputs_frame()["probabilities"].to_numpy())
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-        assert verify_receipt(batch.receipt(255)).ok
+        assert verify_receipt(batch.receipt(255), _approved(batch, enclave)).ok
         results[model] = got
     np.testing.assert_array_equal(results["cnn"], expected)
 
@@ -209,7 +210,7 @@ def test_killed_run_resumes_with_same_root(published, enclave, requester, home, 
         partition_rows=4000,
         progress=False,
     )
-    assert resumed.manifest["run_stats"]["resumed_partitions"] == finished_before
+    assert resumed.manifest.run_stats["resumed_partitions"] == finished_before
     assert not list(store.glob("*/.tmp-*"))
     fresh = run_verified_inference(
         "tab",
@@ -221,7 +222,7 @@ def test_killed_run_resumes_with_same_root(published, enclave, requester, home, 
         progress=False,
         store=ContentStore(tmp_path / "fresh"),
     )
-    assert fresh.manifest["run_stats"]["resumed_partitions"] == 0
+    assert fresh.manifest.run_stats["resumed_partitions"] == 0
     assert resumed.batch_root == fresh.batch_root
 
 
@@ -323,3 +324,9 @@ def test_csv_arrow_and_folder_inputs_agree(published, enclave, requester, tmp_pa
     np.testing.assert_array_equal(labels["csv"], labels["arrow"])
     np.testing.assert_array_equal(labels["csv"], labels["folder"])
     assert labels["csv-hash0"] == labels["arrow-hash0"] == labels["folder-hash0"]
+
+
+def _approved(batch, attester):
+    from ogkit.verify import Allowlist
+
+    return Allowlist().with_([attester.address], [batch.runtime_id])

@@ -10,13 +10,13 @@ import pyarrow.compute as pc
 import pytest
 from helpers import rewrite_records
 
-from ogkit.artifacts import ARTIFACTS, AttestedBatch, verify_receipt
-from ogkit.attest import make_attester
-from ogkit.claims import derive_batch_id
+from ogkit.attest import derive_batch_id, make_attester
+from ogkit.batch import ARTIFACTS, AttestedBatch
+from ogkit.verify import verify_receipt
 from ogkit.errors import VerificationFailed
 from ogkit.hub.manifest import canonical_json
+from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
-from ogkit.pipeline import run_verified_inference
 from ogkit.samples import sample_data_path
 from ogkit.verify import Allowlist, VerifyPolicy, detection_probability, verify_batch
 
@@ -46,7 +46,7 @@ def test_honest_batch_passes_locally_and_on_dask(batch, policy, published, dask_
     assert verdict.passed, verdict.findings
     assert verdict.rows_checked == 2000 and verdict.sample_size == 100
     assert verdict.max_abs_error == 0.0
-    on_dask = _verify(batch, policy, published, client=dask_client)
+    on_dask = _verify(batch, policy, published, dask=dask_client)
     assert on_dask.passed and on_dask.sampled_rows == verdict.sampled_rows
     verdict.raise_if_failed()
 

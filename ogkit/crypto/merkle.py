@@ -23,10 +23,12 @@ from ogkit.crypto.keccak import keccak256, keccak256_rows
 from ogkit.errors import ConfigError, ReceiptError
 
 __all__ = [
+    "INPUT_LEAF_TYPES",
     "LEAF_TYPES",
     "MerkleTree",
     "compose_proof",
     "hash_pair",
+    "input_leaf_hashes",
     "leaf_hash",
     "leaf_hashes",
     "process_proof",
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: ABI types of a leaf's values: (batchId, modelId, runtimeId, rowIndex, inputHash, outputHash).
 LEAF_TYPES: tuple[str, ...] = ("bytes32", "bytes32", "bytes32", "uint256", "bytes32", "bytes32")
+
+#: ABI types of a dataset-commitment leaf: (rowIndex, inputHash).
+INPUT_LEAF_TYPES: tuple[str, ...] = ("uint256", "bytes32")
 
 _UINT256_MAX = (1 << 256) - 1
 
@@ -120,6 +125,22 @@ def leaf_hashes(
     msg[:, 120:128] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
     msg[:, 128:160] = inputs
     msg[:, 160:192] = outputs
+    return keccak256_rows(keccak256_rows(msg))
+
+
+def input_leaf_hashes(row_index: np.ndarray, input_hashes: np.ndarray) -> np.ndarray:
+    """Leaves of the dataset commitment (the *input root*): row ``i`` is
+    ``keccak256(keccak256(abi.encode(uint256 rowIndex, bytes32 inputHash)))``."""
+    idx = np.asarray(row_index)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise ConfigError(f"row_index must be a 1-D integer array, got {idx.dtype}{idx.shape}")
+    if idx.dtype.kind == "i" and idx.size and int(idx.min()) < 0:
+        raise ConfigError("row_index values must be >= 0")
+    n = idx.shape[0]
+    inputs = _check_hash_rows(input_hashes, n, "input_hashes")
+    msg = np.zeros((n, 64), dtype=np.uint8)
+    msg[:, 24:32] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
+    msg[:, 32:64] = inputs
     return keccak256_rows(keccak256_rows(msg))
 
 

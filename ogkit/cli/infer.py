@@ -1,0 +1,99 @@
+"""``ogkit infer``: verified inference (infer + attest) on Dask."""
+
+from __future__ import annotations
+
+import argparse
+
+from ogkit.cli.common import add_command, dask_client, job_options, print_json
+from ogkit.errors import ConfigError
+from ogkit.settings import Settings
+
+__all__ = ["parse_input_map", "register"]
+
+
+def parse_input_map(items: list[str]) -> dict[str, list[str]] | None:
+    """``--input-map features=f0,f1,f2`` (repeatable) → {"features": ["f0", "f1", "f2"]}."""
+    if not items:
+        return None
+    mapping = {}
+    for item in items:
+        name, sep, cols = item.partition("=")
+        if not sep or not name or not cols:
+            raise ConfigError(f"--input-map {item!r}: use INPUT=COL[,COL...]")
+        mapping[name.strip()] = [c.strip() for c in cols.split(",") if c.strip()]
+    return mapping
+
+
+def _infer(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.attest import make_attester
+    from ogkit.hub import Hub
+    from ogkit.infer import run_verified_inference
+    from ogkit.keys import KeyStore
+
+    keys = KeyStore(settings.home)
+    hub = Hub(settings.store, home=settings.home)
+    attester = make_attester("software", signer=keys.load(args.attester_key))
+    requester = (
+        args.requester if args.requester.startswith("0x") else keys.load(args.requester).address
+    )
+    domain = None
+    if args.chain:
+        from ogkit.chain.connection import connect_from_settings
+        from ogkit.settle import claim_domain
+
+        domain = claim_domain(connect_from_settings(settings, args.chain))
+    with dask_client(args, settings) as client:
+        batch = run_verified_inference(
+            args.model,
+            args.data,
+            attester=attester,
+            requester=requester,
+            dask=client,
+            hub=hub,
+            store=args.out,
+            input_map=parse_input_map(args.input_map),
+            batch_size=args.batch_size,
+            partition_rows=args.partition_rows,
+            job=args.job,
+            domain=domain,
+            progress=not args.json,
+        )
+    stats = batch.manifest.run_stats
+    if args.json:
+        print_json(
+            {
+                "schema": "ogkit.infer.v1",
+                "artifact_id": batch.artifact_id,
+                "batch_id": batch.batch_id,
+                "batch_root": batch.batch_root,
+                "row_count": batch.row_count,
+                "model_id": batch.model_id,
+                "runtime_id": batch.runtime_id,
+                "partitions": len(batch.partitions),
+                "resumed_partitions": stats["resumed_partitions"],
+                "wall_seconds": stats["wall_seconds"],
+            }
+        )
+    else:
+        print(f"artifact   {batch.artifact_id}")
+        print(f"batch id   {batch.batch_id}")
+        print(f"batch root {batch.batch_root}")
+        print(
+            f"rows       {batch.row_count:,} in {len(batch.partitions)} partitions "
+            f"({stats['resumed_partitions']} resumed), {stats['wall_seconds']:.1f}s"
+        )
+    return 0
+
+
+def register(groups) -> None:
+    p = add_command(groups, "infer", _infer, "run verified inference: infer + attest, on Dask")
+    p.add_argument("--model", required=True, help="hub ref (name[@version], 0x id) or .onnx path")
+    p.add_argument("--data", required=True, help="Parquet/CSV/Arrow file or folder")
+    p.add_argument("--input-map", action="append", default=[], metavar="INPUT=COL[,COL...]")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--partition-rows", type=int, default=None)
+    p.add_argument("--job", default="default", help="job name: part of the batch id")
+    p.add_argument("--attester-key", default="enclave", help="software enclave key name")
+    p.add_argument("--requester", default="requester", help="requester address or key name")
+    p.add_argument("--chain", help="sign the claim for this chain's settlement contract")
+    job_options(p)

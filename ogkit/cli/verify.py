@@ -1,0 +1,174 @@
+"""``ogkit verify``, ``ogkit receipt show | verify`` and ``ogkit allowlist show | add``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ogkit.cli.common import add_command, dask_client, job_options, print_json
+from ogkit.settings import Settings
+
+__all__ = ["register"]
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.hub import Hub
+    from ogkit.store import ContentStore
+    from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
+
+    allowlist = Allowlist.load(settings.home / "allowlist.json").with_(
+        args.allow_attester, args.allow_measurement
+    )
+    policy = VerifyPolicy(
+        sample_rate=args.sample_rate,
+        max_ulp=args.max_ulp,
+        allowlist=allowlist,
+        verifier_secret=bytes.fromhex(args.secret.removeprefix("0x")) if args.secret else None,
+    )
+    commitment = None
+    if args.commitment:
+        from ogkit.dataset import DatasetCommitment
+
+        commitment = DatasetCommitment.parse(args.commitment)
+    hub = Hub(settings.store, home=settings.home)
+    with dask_client(args, settings) as client:
+        verdict = verify_batch(
+            args.artifact,
+            policy,
+            store=args.out,
+            hub=hub,
+            dask=client,
+            dataset=args.dataset,
+            commitment=commitment,
+            progress=not args.json,
+        )
+    attest_tx = None
+    if args.attest:
+        from ogkit.batch import load_batch
+        from ogkit.chain.connection import connect_from_settings
+        from ogkit.keys import KeyStore
+        from ogkit.settle import attest_batch
+
+        chain = connect_from_settings(settings, args.chain)
+        verifier = KeyStore(settings.home).load(args.key)
+        batch = load_batch(verdict.artifact_id, ContentStore(args.out or hub.store.url))
+        record = attest_batch(chain, batch, passed=verdict.passed, verifier=verifier)
+        attest_tx = record.attestations.get(verifier.address)
+    if args.json:
+        print_json({"schema": "ogkit.verdict.v1", **verdict.to_dict(), "attest_tx": attest_tx})
+    else:
+        print(verdict.summary())
+        for f in verdict.findings[:50]:
+            where = f"row {f.row_index}" if f.row_index is not None else "batch"
+            print(f"  - {where}: {f.reason}: {f.detail}")
+        if len(verdict.findings) > 50:
+            print(f"  … {len(verdict.findings) - 50} more (use --json)")
+        odds = ", ".join(f"{k}: {v:.1%}" for k, v in verdict.detection.items())
+        print(f"  chance the sample catches k corrupted rows: {odds}")
+        if args.attest:
+            print(f"  attested {'pass' if verdict.passed else 'fail'} on chain: {attest_tx}")
+    return 0 if verdict.passed else 1
+
+
+def _receipt_show(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.batch import load_batch
+    from ogkit.store import ContentStore
+
+    batch = load_batch(args.artifact, ContentStore(args.out or settings.store))
+    receipt = batch.receipt(args.row)
+    text = json.dumps(receipt, indent=2, sort_keys=True)
+    if args.output:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def _receipt_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.errors import ReceiptError
+    from ogkit.verify import Allowlist, verify_receipt
+
+    try:
+        receipt = json.loads(Path(args.receipt).read_text())
+    except (OSError, ValueError) as exc:
+        raise ReceiptError(f"cannot read receipt {args.receipt}: {exc}") from None
+    check = verify_receipt(receipt, Allowlist.load(settings.home / "allowlist.json"))
+    if args.json:
+        print_json({"schema": "ogkit.receipt.check.v1", **check.to_dict()})
+    else:
+        try:
+            row = receipt["leaf_values"]["rowIndex"]
+        except (KeyError, TypeError):
+            row = "?"
+        approved = "approved" if check.attester_approved else "NOT approved"
+        print(
+            f"receipt for row {row}: {'OK' if check.ok else 'INVALID'} "
+            f"(signer {check.signer}, attester {approved})"
+        )
+        for p in check.problems:
+            print(f"  - {p}")
+    return 0 if check.ok else 1
+
+
+def _allowlist(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.verify import Allowlist
+
+    path = settings.home / "allowlist.json"
+    allowlist = Allowlist.load(path)
+    if args.command == "add":
+        allowlist = allowlist.with_(args.attester, args.measurement)
+        allowlist.save(path)
+    doc = {"attesters": sorted(allowlist.attesters), "measurements": sorted(allowlist.measurements)}
+    if args.json:
+        print_json({"schema": "ogkit.allowlist.v1", **doc})
+    else:
+        for kind, values in doc.items():
+            print(f"{kind}: {', '.join(values) or '(none)'}")
+    return 0
+
+
+def register(groups) -> None:
+    p = add_command(groups, "verify", _verify, "verify an attested batch and print the verdict")
+    p.add_argument("artifact", help="artefact id (0x…) or manifest path")
+    p.add_argument("--sample-rate", type=float, default=0.01)
+    p.add_argument(
+        "--max-ulp",
+        type=int,
+        default=0,
+        help="float tolerance this verifier accepts, in ULP (default 0: bit-exact)",
+    )
+    p.add_argument(
+        "--dataset",
+        help="the requester's dataset (file or folder): inputs are read from it and bound to it",
+    )
+    p.add_argument(
+        "--commitment",
+        help="the requester's dataset commitment, INPUT_ROOT:ROWS (from `ogkit commit`)",
+    )
+    p.add_argument("--secret", help="the verifier's secret (hex); default: fresh random bytes")
+    p.add_argument("--allow-attester", action="append", default=[], metavar="ADDRESS")
+    p.add_argument("--allow-measurement", action="append", default=[], metavar="RUNTIME_ID")
+    p.add_argument("--attest", action="store_true", help="submit the verdict on chain")
+    p.add_argument("--key", default="verifier", help="verifier key for --attest")
+    p.add_argument("--chain", default=None, help="chain for --attest (default: devnet)")
+    job_options(p)
+
+    receipt = groups.add_parser("receipt", help="per-inference receipts").add_subparsers(
+        dest="command", required=True
+    )
+    p = add_command(receipt, "show", _receipt_show, "print the receipt of one row", False)
+    p.add_argument("artifact")
+    p.add_argument("row", type=int)
+    p.add_argument("-o", "--output", type=Path)
+    p.add_argument("--out", help="artefact store URL")
+    p = add_command(receipt, "verify", _receipt_verify, "check a receipt file on its own")
+    p.add_argument("receipt", type=Path)
+
+    allow = groups.add_parser("allowlist", help="approved attesters and measurements")
+    allow_sub = allow.add_subparsers(dest="command", required=True)
+    add_command(allow_sub, "show", _allowlist, "show the allowlist")
+    p = add_command(allow_sub, "add", _allowlist, "approve attesters or measurements")
+    p.add_argument("--attester", action="append", default=[], metavar="ADDRESS")
+    p.add_argument("--measurement", action="append", default=[], metavar="RUNTIME_ID")
