@@ -44,14 +44,14 @@ _RUN_STATS_SCHEMA = {
 
 
 def run_stats_frame(batch: AttestedBatch) -> pl.DataFrame:
-    """One row per partition from ``batch.manifest["run_stats"]["partitions"]``.
+    """One row per partition from ``batch.manifest.run_stats["partitions"]``.
 
     Columns: ``index``, ``rows``, ``worker`` (host:pid), ``read_s``, ``infer_s``,
     ``attest_s``, ``write_s`` (seconds per stage on the worker), ``seconds`` (their sum)
     and ``rows_per_s``. Partitions resumed from an earlier run keep that run's numbers.
     """
     rows = []
-    for p in batch.manifest.get("run_stats", {}).get("partitions", []):
+    for p in batch.manifest.run_stats.get("partitions", []):
         stages = {s: float(p.get(s, 0.0)) for s in ("read", "infer", "attest", "write")}
         total = sum(stages.values())
         rows.append(
@@ -71,13 +71,13 @@ def batch_frame(batch: AttestedBatch) -> pl.DataFrame:
     """One row describing an attested batch: ``artifact_id``, ``batch_id``, ``batch_root``,
     ``model``, ``rows``, ``partitions``, ``resumed_partitions``, ``wall_seconds``,
     ``chain_id``."""
-    stats = batch.manifest.get("run_stats", {})
+    stats = batch.manifest.run_stats
     return pl.DataFrame(
         {
             "artifact_id": [batch.artifact_id],
             "batch_id": [batch.batch_id],
             "batch_root": [batch.batch_root],
-            "model": [batch.manifest.get("model_ref") or batch.model_id],
+            "model": [batch.manifest.model_ref or batch.model_id],
             "rows": [batch.row_count],
             "partitions": [len(batch.partitions)],
             "resumed_partitions": [int(stats.get("resumed_partitions", 0))],
@@ -108,10 +108,10 @@ def reexecution_errors(batch: AttestedBatch, rows: Iterable[int]) -> pl.DataFram
         return pl.DataFrame(schema=schema)
     by_partition: dict[int, list[int]] = {}
     for part in batch.partitions:
-        lo, hi = int(part["offset"]), int(part["offset"]) + int(part["rows"])
+        lo, hi = part.offset, part.offset + part.rows
         inside = [r for r in wanted if lo <= r < hi]
         if inside:
-            by_partition[int(part["index"])] = inside
+            by_partition[part.index] = inside
     outside = set(wanted) - {r for rs in by_partition.values() for r in rs}
     if outside:
         raise ConfigError(

@@ -1,21 +1,17 @@
-"""Run parameterised notebooks with papermill and turn them into code-free HTML reports.
+"""Run parameterised notebooks with papermill.
 
 :func:`run_notebook` executes a notebook (its cell tagged ``parameters`` overridden by
 the given values) into ``<output_dir>/<stem>-<run_id>.ipynb``: the executed notebook is
 the audit record of the run, and papermill writes it even when a cell fails. A
-standalone HTML report without code (``<stem>-<run_id>.html``, images embedded) is
-rendered next to it — also after a failure, so the report shows the error.
-A failing cell raises :class:`NotebookFailed`, which names the cell and the notebook
-left behind. The kernel is this interpreter (:func:`ensure_kernel`), so a notebook
-sees the same ogkit as the process that runs it.
-
-The last section holds the small idempotent steps the shipped notebooks call, so that
-re-running a notebook on a persistent home is safe.
+standalone HTML report without code (``<stem>-<run_id>.html``, images embedded; see
+:mod:`ogkit.jobs.html`) is rendered next to it — also after a failure, so the report
+shows the error. A failing cell raises :class:`NotebookFailed`, which names the cell and
+the notebook left behind. The kernel is this interpreter (:func:`ensure_kernel`), so a
+notebook sees the same ogkit as the process that runs it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,28 +20,23 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from html import escape as html_escape
 from pathlib import Path
 from typing import Any
 
-from ogkit.errors import ConfigError, ModelNotFoundError, OgkitError
+from ogkit.errors import ConfigError, OgkitError
+from ogkit.jobs.html import render_report
 
 __all__ = [
     "KERNEL_NAME",
     "NotebookFailed",
     "NotebookRun",
     "ensure_kernel",
-    "ensure_published",
     "new_run_id",
-    "notebook_home",
     "notebook_parameters",
-    "render_report",
     "run_notebook",
-    "top_up",
-    "write_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,18 +46,6 @@ KERNEL_NAME = "ogkit"
 # bars are off in notebooks): keep that warning out of every report.
 _KERNEL_ENV = {"PYTHONWARNINGS": "ignore:IProgress not found"}
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-# nbconvert's placeholder for images without alt text (see _with_alt_texts).
-_PLACEHOLDER_ALT = 'alt="No description has been provided for this image"'
-# nbconvert warns about every report's images before _with_alt_texts names them.
-_NBCONVERT_LOG = logging.getLogger(f"{__name__}.nbconvert")
-_NBCONVERT_LOG.setLevel(logging.ERROR)
-# JupyterLab's HTML look without the two scripts it loads from a CDN (require.js for
-# widgets, MathJax for LaTeX): a report must open offline and leak nothing when opened.
-_REPORT_TEMPLATE = """\
-{%- extends 'lab/index.html.j2' -%}
-{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-"""
 # Cells papermill adds to the executed notebook; they are not cells of the source notebook.
 _PAPERMILL_TAGS = {"injected-parameters", "papermill-error-cell-tag"}
 
@@ -208,7 +187,6 @@ def notebook_parameters(notebook: str | Path) -> dict[str, dict[str, str]]:
     }
 
 
-# -- the report -----------------------------------------------------------------------------
 def _source_cell_index(cells: list[Any], executed_index: int) -> int:
     """Index in the source notebook of cell ``executed_index`` of the executed one."""
     added = sum(
@@ -217,76 +195,6 @@ def _source_cell_index(cells: list[Any], executed_index: int) -> int:
         if _PAPERMILL_TAGS & set(cell.get("metadata", {}).get("tags", []))
     )
     return executed_index - added
-
-
-def _run_banner(nb: Any, title: str) -> str:
-    """A markdown line saying which run this is and with which parameters."""
-    meta = nb.metadata.get("papermill", {})
-    params = meta.get("parameters") or {}
-    when = str(meta.get("start_time") or "")[:19].replace("T", " ")
-    took = meta.get("duration")
-    run_id = nb.metadata.get("ogkit", {}).get("run_id")
-    lines = [f"**{title}**" + (f" — run `{run_id}`" if run_id else "")]
-    if when:
-        lines[0] += f", started {when} UTC"
-    if isinstance(took, int | float):
-        lines[0] += f", {took:.1f} s"
-    if params:
-        shown = ", ".join(f"`{k} = {v!r}`" for k, v in params.items())
-        lines.append(f"Parameters: {shown}")
-    return "\n\n".join(lines)
-
-
-def _with_alt_texts(html: str, nb: Any) -> str:
-    """Give output images the alt text stored with them (``show_png`` stores the chart's
-    title): nbconvert's template ignores it and puts a placeholder in every ``<img>``."""
-    alts = [
-        (out.get("metadata", {}).get("image/png") or {}).get("alt")
-        for cell in nb.cells
-        for out in cell.get("outputs", [])
-        if "image/png" in out.get("data", {})
-    ]
-    parts = html.split(_PLACEHOLDER_ALT)
-    if len(parts) - 1 != len(alts):  # markdown images in between: cannot pair them up
-        return html
-    out = [parts[0]]
-    for alt, rest in zip(alts, parts[1:], strict=True):
-        out.append(f'alt="{html_escape(alt)}"' if alt else _PLACEHOLDER_ALT)
-        out.append(rest)
-    return "".join(out)
-
-
-def render_report(notebook_path: str | Path, html_path: str | Path | None = None) -> Path:
-    """Render an executed notebook as standalone HTML without code.
-
-    Inputs and prompts are hidden, outputs (tables, PNG charts, errors) and markdown
-    stay; images are embedded, so the file can be mailed or archived on its own. A
-    first line names the run and its parameters (which the hidden code would have shown).
-    """
-    import jinja2
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    src = Path(notebook_path)
-    dest = Path(html_path) if html_path else src.with_suffix(".html")
-    nb = nbformat.read(src, as_version=4)
-    title = nb.metadata.get("ogkit", {}).get("source") or src.stem
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell(_run_banner(nb, title)))
-    exporter = HTMLExporter(
-        extra_loaders=[jinja2.DictLoader({"ogkit_report.html.j2": _REPORT_TEMPLATE})],
-        template_file="ogkit_report.html.j2",
-        exclude_input=True,
-        exclude_input_prompt=True,
-        exclude_output_prompt=True,
-        embed_images=True,
-        log=_NBCONVERT_LOG,
-    )
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    body = _with_alt_texts(body, nb)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(dest)
-    return dest
 
 
 # -- running --------------------------------------------------------------------------------
@@ -436,83 +344,3 @@ def run_notebook(
         evalue=evalue,
         run=run,
     ) from failure
-
-
-# -- steps the shipped notebooks call ------------------------------------------------------
-def notebook_home(home: str | Path | None) -> Path:
-    """The ogkit home a notebook works in: ``home``, or a fresh temporary folder when it
-    is empty, so ad-hoc runs never touch ``~/.ogkit``."""
-    if home:
-        path = Path(home).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        return path.resolve()
-    return Path(tempfile.mkdtemp(prefix="ogkit-notebook-"))
-
-
-def ensure_published(
-    hub: Any,
-    path: str | Path,
-    *,
-    name: str,
-    version: str,
-    price: int,
-    signer: Any,
-    description: str = "",
-    tags: Iterable[str] = (),
-    license: str = "",
-) -> Any:
-    """``hub.publish`` unless ``name@version`` is already there; returns its manifest.
-
-    An existing version must hold the same bytes (versions are immutable): a different
-    file under the same version is a :class:`ConfigError`, not a silent reuse.
-    """
-    from ogkit.store import content_id
-
-    data = Path(path).read_bytes()
-    try:
-        manifest = hub.manifest(f"{name}@{version}")
-    except ModelNotFoundError:
-        return hub.publish(
-            path,
-            name=name,
-            version=version,
-            price=price,
-            signer=signer,
-            description=description,
-            tags=list(tags),
-            license=license,
-        )
-    if manifest.model_id != content_id(data):
-        raise ConfigError(
-            f"{name}@{version} is already published with other bytes ({manifest.model_id}); "
-            f"publish {path} under a new version"
-        )
-    return manifest
-
-
-def top_up(client: Any, addresses: Iterable[str], *, eth: int, opg: int) -> None:
-    """Fund dev accounts up to ``eth`` wei and ``opg`` OPG base units from the chain's
-    deployer (devnet and embedded chain); accounts holding half of that are left alone."""
-    token = client.contract("OPGToken")
-    for address in addresses:
-        have_eth = int(client.w3.eth.get_balance(address))
-        have_opg = int(client.call(token.functions.balanceOf(address)))
-        if have_eth < eth // 2 or have_opg < opg // 2:
-            client.fund(address, eth=max(0, eth - have_eth), opg=max(0, opg - have_opg))
-
-
-def _json_default(value: Any) -> Any:
-    return str(value)
-
-
-def write_summary(summary: Mapping[str, Any], path: str | Path | None) -> Path | None:
-    """Write a notebook's summary dict as JSON to ``path`` (nothing when it is empty);
-    pipelines read it back into their run summary."""
-    if not path:
-        return None
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.write_text(json.dumps(dict(summary), indent=2, sort_keys=True, default=_json_default))
-    tmp.replace(dest)
-    return dest
