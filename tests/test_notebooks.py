@@ -17,16 +17,13 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ogkit import report
 from ogkit.cli import main
-from ogkit.cli_pipeline import _parse_parameters
+from ogkit.cli.jobs import parse_parameters
 from ogkit.errors import ConfigError
-from ogkit.notebooks import NotebookFailed, notebook_parameters, run_notebook
-from ogkit.pipelines import (
-    JobSpec,
-    airflow_snippet,
-    cron_problems,
-    prune_outputs,
-    schedule_line,
-)
+from ogkit.jobs.cron import cron_problems
+from ogkit.jobs.runner import NotebookFailed, notebook_parameters, run_notebook
+from ogkit.jobs.runs import prune_outputs
+from ogkit.jobs.schedule import airflow_snippet, schedule_line
+from ogkit.jobs.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
 # audit_settlement.ipynb has its own test (tests/test_audit.py).
@@ -37,6 +34,15 @@ NOTEBOOKS = sorted(
 SMALL = {
     "verified_batch_inference": {"rows": 2000, "partition_rows": 500, "workers": 0},
     "model_hub": {},
+}
+# What each notebook's summary must say after a run with SMALL.
+EXPECTED_SUMMARY = {
+    "verified_batch_inference": {
+        "rows": 2000,
+        "verdicts_passed": 3,
+        "settlement_status": "finalized",
+        "receipts_valid": True,
+    },
 }
 PNG = "data:image/png;base64,"
 
@@ -54,8 +60,8 @@ def _assert_code_free_report(html: str, source: Path) -> None:
     assert "# Parameters" not in html
 
 
-def _tiny_notebook(path: Path, *body: str) -> Path:
-    params = new_code_cell("x: int = 1  # a number")
+def _tiny_notebook(path: Path, *body: str, params: str = "x: int = 1  # a number") -> Path:
+    params = new_code_cell(params)
     params.metadata["tags"] = ["parameters"]
     cells = [new_markdown_cell("# fixture"), params, *(new_code_cell(b) for b in body)]
     nbformat.write(new_notebook(cells=cells), path)
@@ -82,7 +88,10 @@ def test_shipped_notebook_runs_and_reports(notebook: Path, home: Path, tmp_path:
     assert PNG in html, "no embedded chart"
     _assert_code_free_report(html, notebook)
     if "summary_path" in declared:
-        assert json.loads((tmp_path / "summary.json").read_text())
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert summary
+        expected = EXPECTED_SUMMARY.get(notebook.stem, {})
+        assert {k: summary.get(k) for k in expected} == expected
 
 
 def test_failing_cell_leaves_notebook_and_report(tmp_path: Path) -> None:
@@ -159,27 +168,49 @@ def test_missing_notebook_and_bad_cron_fields(tmp_path: Path) -> None:
 
 
 def test_cli_pipeline_run_json(home: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.chdir(REPO)
-    out = tmp_path / "runs"
-    argv = ["pipeline", "run", "pipelines/demo.yaml", "-p", "rows=2000", "-p", "workers=0"]
-    argv += ["-p", "chain=embedded", "--output", str(out), "--json"]
+    # A small notebook: this tests the command and the run summary, not the notebook
+    # (the shipped notebooks have test_shipped_notebook_runs_and_reports).
+    params = "\n".join(
+        [
+            "rows: int = 10",
+            'chain: str = "devnet"',
+            'job: str = ""',
+            'home: str = ""',
+            'summary_path: str = ""',
+        ]
+    )
+    body = (
+        "from ogkit.jobs.steps import write_summary\n"
+        "write_summary({'rows': rows, 'chain': chain, 'job': job}, summary_path)"
+    )
+    _tiny_notebook(tmp_path / "small.ipynb", body, params=params)
+    (tmp_path / "small.yaml").write_text(
+        "name: small\nnotebook: small.ipynb\noutput: runs/{name}/\nretention: 30d\n"
+        "parameters:\n  rows: 100000\n  chain: devnet\n"
+        '  job: "daily-{date}"\n  home: "{ogkit_home}"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    argv = ["pipeline", "run", "small.yaml", "-p", "rows=2000", "-p", "chain=embedded"]
+    argv += ["--output", str(out), "--json"]
 
     assert main(argv) == 0
 
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "ogkit.pipeline.run.v1" and doc["job"] == "demo" and doc["ok"]
+    assert doc["schema"] == "ogkit.pipeline.run.v1" and doc["job"] == "small" and doc["ok"]
     for key in ("run_id", "notebook", "html", "summary", "seconds", "started_at", "parameters"):
         assert doc[key], key
     assert doc["error"] is None and doc["retention"] == {"keep": "30d", "deleted": []}
     assert Path(doc["notebook"]).is_file() and Path(doc["html"]).is_file()
+    assert Path(doc["notebook"]).parent == out
     assert json.loads(Path(doc["summary"]).read_text()) == doc
     params = doc["parameters"]
     assert params["rows"] == 2000 and params["chain"] == "embedded"
     assert params["home"] == str(home)  # {ogkit_home} follows OGKIT_HOME
-    assert params["job"] == f"daily-{datetime.now(UTC):%Y-%m-%d}"
-    result = doc["result"]
-    assert result["rows"] == 2000 and result["verdicts_passed"] == 3
-    assert result["settlement_status"] == "finalized" and result["receipts_valid"]
+    job = f"daily-{datetime.now(UTC):%Y-%m-%d}"
+    assert params["job"] == job
+    # The notebook got the overrides and its summary came back as the result.
+    assert doc["result"] == {"rows": 2000, "chain": "embedded", "job": job}
 
 
 def test_cli_pipeline_show_and_schedule(monkeypatch, capsys) -> None:
@@ -193,10 +224,10 @@ def test_cli_pipeline_show_and_schedule(monkeypatch, capsys) -> None:
 
 def test_parameter_values_parse_as_yaml_but_str_stays_text() -> None:
     declared = {"model_version": {"type": "str"}, "rows": {"type": "int"}}
-    got = _parse_parameters(["model_version=1.0", "rows=2000", "flag=true", "empty="], declared)
+    got = parse_parameters(["model_version=1.0", "rows=2000", "flag=true", "empty="], declared)
     assert got == {"model_version": "1.0", "rows": 2000, "flag": True, "empty": ""}
     with pytest.raises(ConfigError):
-        _parse_parameters(["no-equals-sign"], declared)
+        parse_parameters(["no-equals-sign"], declared)
 
 
 def _age(paths: list[Path], days: float) -> None:
@@ -251,7 +282,9 @@ def test_schedule_line_is_a_valid_cron_line(tmp_path: Path) -> None:
 
     dated = spec.with_output("runs/{name}/{date}")
     assert '>> runs/demo/"$(date -u +\\%F)"/cron.log' in schedule_line(dated, REPO)
-    compile(airflow_snippet(spec), "dag.py", "exec")
+    dag = airflow_snippet(spec, home=tmp_path / "home")
+    compile(dag, "dag.py", "exec")
+    assert f'"home": "{tmp_path / "home"}"' in dag  # {ogkit_home} is the home passed in
     with pytest.raises(ConfigError, match="unknown placeholder"):
         spec.with_output("runs/{when}")
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anvil
 
 @pytest.fixture
 def settled_devnet(home, devnet_port):
-    result = run_demo(home=home, rows=3000, workers=1, chain="devnet")
+    result = run_demo(home=home, rows=3000, workers=1, chain="devnet", devnet_port=devnet_port)
     assert result.passed
     yield result
     main(["chain", "down"])

@@ -1,26 +1,23 @@
-"""CLI commands for scheduled notebook jobs: ``ogkit pipeline run | schedule | show``."""
+"""``ogkit pipeline run | schedule | show``: scheduled notebook jobs (ogkit.jobs)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+from ogkit.cli.common import add_command, print_json
+from ogkit.errors import ConfigError
+from ogkit.settings import Settings
+
+__all__ = ["parse_parameters", "register"]
 
 
-def _print_json(doc: dict[str, Any]) -> None:
-    print(json.dumps(doc, indent=2, sort_keys=True, default=str))
-
-
-def _parse_parameters(items: list[str], declared: dict[str, dict[str, str]]) -> dict[str, Any]:
+def parse_parameters(items: list[str], declared: dict[str, dict[str, str]]) -> dict[str, Any]:
     """``-p key=value`` (repeatable): values read as YAML (``2000`` is an int, ``true`` a
     bool), except for parameters the notebook declares as ``str``, which stay text."""
     import yaml
-
-    from ogkit.errors import ConfigError
 
     values: dict[str, Any] = {}
     problems = []
@@ -42,17 +39,18 @@ def _parse_parameters(items: list[str], declared: dict[str, dict[str, str]]) -> 
     return values
 
 
-def _run(args: argparse.Namespace) -> int:
-    from ogkit.pipelines import JobSpec, run_job
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.jobs.runs import run_job
+    from ogkit.jobs.spec import JobSpec
 
     spec = JobSpec.load(args.file)
     if args.output is not None:
         spec = spec.with_output(args.output)
-    overrides = _parse_parameters(args.parameter, spec.notebook_params)
-    run = run_job(spec, overrides)
+    overrides = parse_parameters(args.parameter, spec.notebook_params)
+    run = run_job(spec, overrides, home=settings.home)
     doc = run.to_dict()
     if args.json:
-        _print_json(doc)
+        print_json(doc)
     else:
         print(f"job       {run.job}  run {run.run_id}  {'ok' if run.ok else 'FAILED'}")
         print(f"notebook  {run.notebook_path}")
@@ -69,23 +67,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schedule(args: argparse.Namespace) -> int:
-    from ogkit.pipelines import JobSpec, airflow_snippet, schedule_line
+def _schedule(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.jobs.schedule import airflow_snippet, schedule_line
+    from ogkit.jobs.spec import JobSpec
 
     spec = JobSpec.load(args.file)
     if args.airflow:
-        print(airflow_snippet(spec), end="")
+        print(airflow_snippet(spec, home=settings.home), end="")
     else:
         print(schedule_line(spec, args.repo))
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    from ogkit.pipelines import JobSpec
+def _show(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.jobs.spec import JobSpec
 
     spec = JobSpec.load(args.file)
     if args.json:
-        _print_json(
+        print_json(
             {
                 "schema": "ogkit.pipeline.spec.v1",
                 **spec.to_dict(),
@@ -110,12 +109,14 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(groups, add) -> None:
+def register(groups) -> None:
     pipeline = groups.add_parser(
         "pipeline", help="scheduled notebook jobs (YAML specs in pipelines/)"
     ).add_subparsers(dest="command", required=True)
 
-    p = add(pipeline, "run", _run, "run a job's notebook once: executed notebook + HTML report")
+    p = add_command(
+        pipeline, "run", _run, "run a job's notebook once: executed notebook + HTML report"
+    )
     p.add_argument("file", type=Path, help="job spec (YAML)")
     p.add_argument(
         "-p",
@@ -129,10 +130,10 @@ def register(groups, add) -> None:
         "--output", help="output folder instead of the spec's ({name} and {date} work here too)"
     )
 
-    p = add(pipeline, "schedule", _schedule, "print the crontab line", json_flag=False)
+    p = add_command(pipeline, "schedule", _schedule, "print the crontab line", json_flag=False)
     p.add_argument("file", type=Path, help="job spec (YAML)")
     p.add_argument("--airflow", action="store_true", help="print an Airflow DAG instead")
     p.add_argument("--repo", type=Path, default=None, help="repository root (default: found)")
 
-    p = add(pipeline, "show", _show, "show a job spec and its notebook's parameters")
+    p = add_command(pipeline, "show", _show, "show a job spec and its notebook's parameters")
     p.add_argument("file", type=Path, help="job spec (YAML)")

@@ -1,0 +1,152 @@
+"""``ogkit hub …``: publish, list, search, show, pull, verify, deprecate, reindex."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ogkit.cli.common import add_command, parse_amount, print_json
+from ogkit.settings import Settings
+
+__all__ = ["register"]
+
+
+def _hub(settings: Settings):
+    from ogkit.hub import Hub
+
+    return Hub(settings.store, home=settings.home)
+
+
+def _signer(args: argparse.Namespace, settings: Settings):
+    from ogkit.keys import KeyStore
+
+    return KeyStore(settings.home).load(args.key)
+
+
+def _entry_line(entry) -> str:
+    m = entry.manifest
+    flag = "  [deprecated]" if entry.deprecated else ""
+    tags = f"  tags={','.join(m.tags)}" if m.tags else ""
+    return (
+        f"{m.ref:28} {m.model_id[:18]}…  price={m.price_per_inference}  owner={m.owner}{tags}{flag}"
+    )
+
+
+def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
+    manifest = _hub(settings).publish(
+        args.path,
+        name=args.name,
+        version=args.version,
+        price=parse_amount(args.price),
+        signer=_signer(args, settings),
+        description=args.description,
+        tags=args.tag,
+        license=args.license,
+    )
+    if args.chain:
+        # Mirror the manifest into the chain's ModelRegistry (owner = the publishing key).
+        from ogkit.chain.connection import connect_from_settings
+        from ogkit.settle import register_model
+
+        chain = connect_from_settings(settings, args.chain)
+        register_model(chain, manifest, _signer(args, settings))
+    if args.json:
+        print_json({"schema": "ogkit.hub.manifest.v1", "manifest": manifest.to_dict()})
+    else:
+        print(f"published {manifest.ref}  id {manifest.model_id}")
+        if args.chain:
+            print(f"registered in the ModelRegistry on {args.chain}")
+    return 0
+
+
+def _hub_list(args: argparse.Namespace, settings: Settings) -> int:
+    hub = _hub(settings)
+    if args.command == "search":
+        entries = hub.search(args.text, tag=args.tag, owner=args.owner)
+    else:
+        entries = hub.list(include_deprecated=not args.live)
+    if args.json:
+        print_json({"schema": "ogkit.hub.list.v1", "models": [e.to_dict() for e in entries]})
+    else:
+        for e in entries:
+            print(_entry_line(e))
+        if not entries:
+            print("no models found")
+    return 0
+
+
+def _hub_show(args: argparse.Namespace, settings: Settings) -> int:
+    entry = _hub(settings).entry(args.ref)
+    if args.json:
+        print_json({"schema": "ogkit.hub.entry.v1", "model": entry.to_dict()})
+        return 0
+    m = entry.manifest
+    print(_entry_line(entry))
+    print(f"  id          {m.model_id}\n  size        {m.size_bytes} bytes")
+    print(f"  license     {m.license or '-'}\n  description {m.description or '-'}")
+    for kind, specs in (("input ", m.inputs), ("output", m.outputs)):
+        for t in specs:
+            print(f"  {kind}      {t.name}: {t.dtype}{list(t.shape)}")
+    return 0
+
+
+def _hub_pull(args: argparse.Namespace, settings: Settings) -> int:
+    path = _hub(settings).pull(args.ref, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _hub_verify(args: argparse.Namespace, settings: Settings) -> int:
+    report = _hub(settings).verify(args.ref)
+    if args.json:
+        print_json({"schema": "ogkit.hub.verify.v1", **report.to_dict()})
+    else:
+        print(f"{report.ref}: {'OK' if report.ok else 'FAILED'}")
+        for p in report.problems:
+            print(f"  - {p}")
+    return 0 if report.ok else 1
+
+
+def _hub_deprecate(args: argparse.Namespace, settings: Settings) -> int:
+    entry = _hub(settings).deprecate(args.ref, signer=_signer(args, settings), reason=args.reason)
+    print(f"deprecated {entry.manifest.ref}")
+    return 0
+
+
+def _hub_reindex(args: argparse.Namespace, settings: Settings) -> int:
+    print(f"indexed {_hub(settings).reindex()} manifests")
+    return 0
+
+
+def register(groups) -> None:
+    hub = groups.add_parser("hub", help="the model hub").add_subparsers(
+        dest="command", required=True
+    )
+    p = add_command(hub, "publish", _hub_publish, "publish a new model version")
+    p.add_argument("path", type=Path)
+    p.add_argument("--name", required=True)
+    p.add_argument("--version", required=True, help="semantic version, e.g. 1.0.0")
+    p.add_argument("--price", required=True, help="per inference: base units or e.g. 0.01opg")
+    p.add_argument("--tag", action="append", default=[], help="repeatable")
+    p.add_argument("--description", default="")
+    p.add_argument("--license", default="")
+    p.add_argument("--key", default="owner", help="signing key name (default: owner)")
+    p.add_argument("--chain", help="also register it on this chain (devnet, URL)")
+    p = add_command(hub, "list", _hub_list, "list published models")
+    p.add_argument("--live", action="store_true", help="hide deprecated versions")
+    p = add_command(hub, "search", _hub_list, "search by name substring, tag or owner")
+    p.add_argument("text", nargs="?")
+    p.add_argument("--tag")
+    p.add_argument("--owner")
+    p = add_command(hub, "show", _hub_show, "show one model version")
+    p.add_argument("ref", help="name, name@version or 0x model id")
+    p = add_command(hub, "pull", _hub_pull, "write a verified model file", json_flag=False)
+    p.add_argument("ref")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p = add_command(hub, "verify", _hub_verify, "check a manifest's signature and its blob's hash")
+    p.add_argument("ref")
+    p = add_command(hub, "deprecate", _hub_deprecate, "deprecate a version (owner only)", False)
+    p.add_argument("ref")
+    p.add_argument("--reason", default="")
+    p.add_argument("--key", default="owner")
+    add_command(hub, "reindex", _hub_reindex, "rebuild the index from the store", json_flag=False)

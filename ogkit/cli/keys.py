@@ -1,0 +1,61 @@
+"""``ogkit keys new | list``: signing keys in the home's key store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ogkit.cli.common import add_command, print_json
+from ogkit.errors import ConfigError
+from ogkit.settings import Settings
+
+__all__ = ["register"]
+
+
+def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.keys import KeyStore
+
+    password = None
+    # The password is a secret, so it is not part of Settings: the key store reads
+    # OGKIT_KEY_PASSWORD itself, and here we only decide whether to ask for one.
+    if not args.dev and not os.environ.get("OGKIT_KEY_PASSWORD"):
+        import getpass
+
+        if not sys.stdin.isatty():
+            raise ConfigError("no password: set OGKIT_KEY_PASSWORD, or use --dev for a dev key")
+        password = getpass.getpass(f"password for new key {args.name}: ")
+        if password != getpass.getpass("repeat password: "):
+            raise ConfigError("the two passwords differ; nothing was written")
+    info = KeyStore(settings.home).create(args.name, password, dev=args.dev)
+    if args.json:
+        print_json({"schema": "ogkit.keys.new.v1", **info.__dict__})
+    else:
+        print(f"{info.name}  {info.address}{'  (dev key, unprotected)' if info.dev else ''}")
+    return 0
+
+
+def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.keys import KeyStore
+
+    infos = KeyStore(settings.home).list()
+    if args.json:
+        print_json({"schema": "ogkit.keys.list.v1", "keys": [i.__dict__ for i in infos]})
+    else:
+        for i in infos:
+            print(f"{i.name:20} {i.address}{'  (dev)' if i.dev else ''}")
+        if not infos:
+            print("no keys yet: `ogkit keys new NAME`")
+    return 0
+
+
+def register(groups) -> None:
+    keys = groups.add_parser("keys", help="create and list signing keys").add_subparsers(
+        dest="command", required=True
+    )
+    p = add_command(
+        keys, "new", _keys_new, "create an encrypted key (password: $OGKIT_KEY_PASSWORD)"
+    )
+    p.add_argument("name")
+    p.add_argument("--dev", action="store_true", help="unprotected dev key for demos and tests")
+    add_command(keys, "list", _keys_list, "list keys (addresses only)")
