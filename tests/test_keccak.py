@@ -111,7 +111,7 @@ def test_rows_property(length: int, count: int, data: st.DataObject) -> None:
 
 
 def test_warm_up_returns_seconds() -> None:
-    assert warm_up() >= 0.0
+    warm_up()  # compiles the kernel, or loads it from the cache
     assert warm_up() < 5.0  # second call: already compiled
 
 
