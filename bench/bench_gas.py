@@ -9,16 +9,15 @@ against the depth of the receipt's proof. Run: ``.venv/bin/python bench/bench_ga
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from ogkit.attest import make_attester
-from ogkit.chain.client import connect
-from ogkit.claims import BatchClaim
+from ogkit.attest import BatchClaim, make_attester
+from ogkit.chain.connection import connect
 from ogkit.crypto.merkle import MerkleTree
 from ogkit.hub.manifest import ModelManifest
 from ogkit.keys import KeyStore
@@ -30,19 +29,18 @@ MODEL = "0x" + "cd" * 32
 
 
 def setup():
-    home = tempfile.mkdtemp(prefix="ogkit-gas-")
-    os.environ["OGKIT_HOME"] = home
-    client = connect("embedded")
-    keys = KeyStore()
+    home = Path(tempfile.mkdtemp(prefix="ogkit-gas-"))
+    chain = connect("embedded")
+    keys = KeyStore(home)
     names = ["owner", "enclave", "requester", "node", "v1", "v2", "v3"]
     s = {n: keys.ensure_dev_key(n) for n in names}
     for signer in s.values():
-        client.fund(signer.address, eth=10**20, opg=10**7 * OPG)
+        chain.fund(signer.address, eth=10**20, opg=10**7 * OPG)
     manifest = ModelManifest("gas-model", "1.0.0", s["owner"].address, 1, MODEL, 0, (), ())
     attester = make_attester("software", signer=s["enclave"])
     prepare_dev_settlement(
-        client,
-        deployer=client.deployer,
+        chain,
+        deployer=chain.deployer,
         manifest=manifest,
         runtime_id=RUNTIME,
         owner=s["owner"],
@@ -52,11 +50,11 @@ def setup():
         verifiers=[s["v1"], s["v2"], s["v3"]],
         allowance=10**9 * OPG,
     )
-    return client, s, attester
+    return chain, s, attester
 
 
-def settle_batch(client, s, attester, rows: int, root: bytes, nonce: int) -> dict[str, int]:
-    settlement = client.contract("InferenceSettlement")
+def settle_batch(chain, s, attester, rows: int, root: bytes, nonce: int) -> dict[str, int]:
+    settlement = chain.contract("InferenceSettlement")
     batch_id = "0x" + nonce.to_bytes(32, "big").hex()
     claim = BatchClaim(
         batch_id,
@@ -68,7 +66,7 @@ def settle_batch(client, s, attester, rows: int, root: bytes, nonce: int) -> dic
         int(time.time()),
         attester.address,
     )
-    signature = attester.sign_claim(claim, claim_domain(client))
+    signature = attester.sign_claim(claim, claim_domain(chain))
     claim_tuple = (
         bytes.fromhex(batch_id[2:]),
         bytes.fromhex(MODEL[2:]),
@@ -80,37 +78,37 @@ def settle_batch(client, s, attester, rows: int, root: bytes, nonce: int) -> dic
         claim.attester,
     )
     gas = {}
-    r = client.transact(
+    r = chain.transact(
         settlement.functions.commitBatch(claim_tuple, bytes.fromhex(signature[2:]), b"\x01" * 32),
         s["node"],
     )
     gas["commit"] = r["gasUsed"]
     gas["attest"] = sum(
-        client.transact(settlement.functions.attest(bytes.fromhex(batch_id[2:]), True), s[v])[
+        chain.transact(settlement.functions.attest(bytes.fromhex(batch_id[2:]), True), s[v])[
             "gasUsed"
         ]
         for v in ("v1", "v2", "v3")
     )
-    client.increase_time(3601)
-    gas["finalize"] = client.transact(
+    chain.increase_time(3601)
+    gas["finalize"] = chain.transact(
         settlement.functions.finalize(bytes.fromhex(batch_id[2:])), s["node"]
     )["gasUsed"]
     return gas
 
 
 def main() -> int:
-    client, s, attester = setup()
+    chain, s, attester = setup()
     rng = np.random.default_rng(0)
     # Warm the settlement contract's storage (its first escrow pays for a fresh slot).
-    settle_batch(client, s, attester, 1, rng.bytes(32), 10**9)
-    baseline = sum(settle_batch(client, s, attester, 1, rng.bytes(32), 1).values())
+    settle_batch(chain, s, attester, 1, rng.bytes(32), 10**9)
+    baseline = sum(settle_batch(chain, s, attester, 1, rng.bytes(32), 1).values())
     print("gas per settled inference (commit + 3 attestations + finalise)")
     print(
         f"{'rows per batch':>15} {'total gas':>12} {'gas/inference':>14} {'vs per-inference':>17}"
     )
     print(f"{'1 (baseline)':>15} {baseline:12,} {baseline:14,.2f} {1:16.0f}x")
     for i, rows in enumerate((1_000, 100_000, 1_000_000)):
-        gas = settle_batch(client, s, attester, rows, rng.bytes(32), 100 + i)
+        gas = settle_batch(chain, s, attester, rows, rng.bytes(32), 100 + i)
         total = sum(gas.values())
         print(
             f"{rows:>15,} {total:12,} {total / rows:14,.4f} {baseline * rows / total:16,.0f}x"
@@ -119,7 +117,7 @@ def main() -> int:
         )
 
     print("\nverifyReceipt gas vs proof depth (eth_estimateGas of a call, incl. 21k base)")
-    settlement = client.contract("InferenceSettlement")
+    settlement = chain.contract("InferenceSettlement")
     for depth in (1, 5, 10, 15, 20):
         leaves = np.frombuffer(rng.bytes(32 * 2**depth), np.uint8).reshape(-1, 32).copy()
         tree = MerkleTree.from_leaf_hashes(leaves) if depth <= 15 else None
@@ -131,9 +129,9 @@ def main() -> int:
         else:
             leaf, proof, root = tree.leaf(0), tree.proof(0), tree.root
         nonce = 1000 + depth
-        settle_batch(client, s, attester, 2**depth, root, nonce)
+        settle_batch(chain, s, attester, 2**depth, root, nonce)
         fn = settlement.functions.verifyReceipt(nonce.to_bytes(32, "big"), leaf, proof)
-        assert client.call(fn) is True
+        assert chain.call(fn) is True
         print(f"  depth {depth:2}: {fn.estimate_gas():,} gas")
     return 0
 

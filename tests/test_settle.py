@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ogkit.chain.client import connect
+from ogkit.chain.connection import connect
 from ogkit.errors import SettlementError
+from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
-from ogkit.pipeline import run_verified_inference
 from ogkit.samples import sample_data_path
 from ogkit.settle import (
     ROLE_INFERENCE,
@@ -27,9 +27,19 @@ from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
 OPG = 10**18
 
 
-@pytest.fixture
-def chain():
+@pytest.fixture(scope="module")
+def module_chain():
+    """One embedded chain (and deployment) for the whole module."""
     return connect("embedded")
+
+
+@pytest.fixture
+def chain(module_chain):
+    """The module's chain, put back after each test: every test starts from the fresh
+    deployment, as if it had a chain of its own."""
+    snapshot = module_chain.snapshot()
+    yield module_chain
+    module_chain.revert(snapshot)
 
 
 @pytest.fixture
@@ -191,7 +201,7 @@ def test_records_that_fail_their_checks_are_not_committed(chain, actors, committ
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ogkit.chain.contracts import BatchStatus
+    from ogkit.chain.bindings import BatchStatus
     from ogkit.checks import DataCheckFailed, DataCheckPolicy
 
     a, batch = actors, committable

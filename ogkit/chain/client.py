@@ -35,7 +35,7 @@ from ogkit.chain.rpc import (
     short_message,
     short_reason,
 )
-from ogkit.chain.transactions import RetryPolicy, transact
+from ogkit.chain.transactions import RetryPolicy, forget_nonce, transact
 from ogkit.errors import ChainError, ConfigError, SettlementError
 from ogkit.keys import Signer
 
@@ -286,16 +286,46 @@ class ChainClient:
                 pending = int(self._tester.get_block_by_number("pending")["timestamp"])
                 self._tester.time_travel(max(target + 1, pending + 1))
             return
+        self._require_dev_chain("move time")
+        with self._errors("moving time"):
+            self._dev_rpc("evm_increaseTime", [int(seconds)])
+            self._dev_rpc("evm_mine", [])
+
+    def snapshot(self) -> Any:
+        """A snapshot of the chain's state (and time) to :meth:`revert` to later; dev chains
+        only, as :meth:`increase_time`."""
+        if self._tester is not None:
+            with self._request_lock or nullcontext():
+                return self._tester.take_snapshot()
+        self._require_dev_chain("take a snapshot")
+        with self._errors("taking a snapshot"):
+            return self._dev_rpc("evm_snapshot", [])
+
+    def revert(self, snapshot: Any) -> None:
+        """Put the chain back to ``snapshot`` (from :meth:`snapshot`): every block, transaction
+        and event since is gone. The nonces this process cached for the chain are forgotten."""
+        if self._tester is not None:
+            with self._request_lock or nullcontext():
+                self._tester.revert_to_snapshot(snapshot)
+        else:
+            self._require_dev_chain("revert to a snapshot")
+            with self._errors("reverting to a snapshot"):
+                if self._dev_rpc("evm_revert", [snapshot]) is not True:
+                    raise ChainError(f"{self.name} has no snapshot {snapshot!r} to revert to")
+        forget_nonce(self.w3, self.chain_id)
+
+    def _require_dev_chain(self, doing: str) -> None:
         if not self._dev_chain():
             raise ChainError(
-                f"cannot move time on {self.name}: it is not a dev chain (only the devnet, "
+                f"cannot {doing} on {self.name}: it is not a dev chain (only the devnet, "
                 "the embedded chain and anvil/hardhat nodes support it)"
             )
-        with self._errors("moving time"):
-            for method, params in (("evm_increaseTime", [int(seconds)]), ("evm_mine", [])):
-                response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-                if isinstance(response, Mapping) and response.get("error"):
-                    raise ChainError(f"{method} failed on {self.name}: {response['error']}")
+
+    def _dev_rpc(self, method: str, params: list[Any]) -> Any:
+        response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if isinstance(response, Mapping) and response.get("error"):
+            raise ChainError(f"{method} failed on {self.name}: {response['error']}")
+        return response.get("result") if isinstance(response, Mapping) else None
 
     def fund(self, address: str, *, eth: int = 10**20, opg: int = 0) -> None:
         """Send ``eth`` wei and ``opg`` OPG base units to ``address`` from the deployer

@@ -11,7 +11,8 @@
     written by :func:`ogkit.chain.deployments.deploy_to` (``ogkit chain deploy``).
 
 Nothing here reads the environment: the CLI, the demo and the notebooks pass ``target``,
-``home``, ``port`` and ``anvil`` from :meth:`ogkit.settings.Settings.from_env`. This module
+``home``, ``port`` and ``anvil`` from :meth:`ogkit.settings.Settings.from_env`
+(:func:`connect_from_settings` takes the settings object itself). This module
 sits above both :mod:`ogkit.chain.client` and :mod:`ogkit.chain.devnet`, so neither imports
 the other's caller.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3 import Web3
 
@@ -40,7 +41,10 @@ from ogkit.chain.rpc import open_web3, redact_url
 from ogkit.errors import ChainError, ConfigError
 from ogkit.keys import Signer
 
-__all__ = ["EMBEDDED_ACCOUNTS", "connect"]
+if TYPE_CHECKING:
+    from ogkit.settings import Settings
+
+__all__ = ["EMBEDDED_ACCOUNTS", "connect", "connect_from_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +89,20 @@ def connect(
     raise ConfigError(
         f"unknown chain {redact_url(target) if '://' in target else target!r}: use 'devnet', "
         "'embedded' or an http(s):// JSON-RPC URL (argument or OGKIT_CHAIN)"
+    )
+
+
+def connect_from_settings(
+    settings: Settings, target: str | None = None, *, params: DeployParams | None = None
+) -> ChainClient:
+    """:func:`connect` with what the edge read into ``settings``: ``target`` (default
+    ``settings.chain``), ``settings.home``, ``settings.devnet_port`` and ``settings.anvil``."""
+    return connect(
+        target or settings.chain,
+        home=settings.home,
+        params=params,
+        port=settings.devnet_port,
+        anvil=settings.anvil,
     )
 
 

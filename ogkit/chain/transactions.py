@@ -119,12 +119,19 @@ def _nonce_state(endpoint: str, chain_id: int, sender: str) -> _NonceState:
         return state
 
 
-def forget_nonce(w3: Web3, chain_id: int, sender: str) -> None:
-    """Make the next transaction of ``sender`` fetch its nonce from the node again (after
-    something other than :func:`transact` sent with its key)."""
-    state = _nonce_state(_endpoint_key(w3), chain_id, sender)
-    with state.lock:
-        state.next = None
+def forget_nonce(w3: Web3, chain_id: int, sender: str | None = None) -> None:
+    """Make the next transaction of ``sender`` (of every sender when None) fetch its nonce
+    from the node again: after something other than :func:`transact` sent with its key, or
+    after the chain was put back to an earlier state."""
+    if sender is not None:
+        states = [_nonce_state(_endpoint_key(w3), chain_id, sender)]
+    else:
+        endpoint = _endpoint_key(w3)
+        with _NONCES_LOCK:
+            states = [s for (e, c, _), s in _NONCES.items() if e == endpoint and c == chain_id]
+    for state in states:
+        with state.lock:
+            state.next = None
 
 
 @dataclass

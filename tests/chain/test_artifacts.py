@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ogkit.chain.contracts import ARTIFACTS_DIR, CONTRACT_NAMES
+from ogkit.chain.bindings import COMPILED_DIR, CONTRACT_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_MODULES = REPO / "node_modules"
@@ -44,10 +44,10 @@ def test_committed_artifacts_match_fresh_compile() -> None:
 
 
 def test_artifact_shape_and_source_hash() -> None:
-    files = sorted(p.name for p in ARTIFACTS_DIR.glob("*.json"))
+    files = sorted(p.name for p in COMPILED_DIR.glob("*.json"))
     assert files == sorted(f"{n}.json" for n in CONTRACT_NAMES)
     for name in CONTRACT_NAMES:
-        text = (ARTIFACTS_DIR / f"{name}.json").read_text(encoding="utf-8")
+        text = (COMPILED_DIR / f"{name}.json").read_text(encoding="utf-8")
         art = json.loads(text)
         assert text == json.dumps(art, indent=2, sort_keys=True) + "\n", "not stably formatted"
         assert art["contractName"] == name

@@ -201,6 +201,24 @@ def test_increase_time_moves_block_timestamps(client: ChainClient) -> None:
         client.increase_time(-1)
 
 
+def test_snapshot_and_revert(client: ChainClient, funded: Any, caplog: Any) -> None:
+    signer = funded("snapshot")
+    registry = client.contract("ModelRegistry")
+    block, ts = client.block_number(), client.block_timestamp()
+    snapshot = client.snapshot()
+    mid = model_id("reverted")
+    register(client, signer, mid)  # the nonce manager now caches the next nonce
+    client.increase_time(3600)
+    assert client.call(registry.functions.exists(mid))
+    client.revert(snapshot)
+    assert client.block_number() == block and client.block_timestamp() == ts
+    assert not client.call(registry.functions.exists(mid))
+    with caplog.at_level("INFO", logger="ogkit.chain.transactions"):
+        receipt = register(client, signer, model_id("after revert"))
+    assert receipt["status"] == 1
+    assert "fetching the nonce again" not in caplog.text  # the cached nonce was forgotten
+
+
 def test_increase_time_refused_on_real_networks(client: ChainClient) -> None:
     real = ChainClient(client.w3, client.deployment, name="https://rpc.example", kind="rpc")
     real._client_version = "Geth/v1.14.0-stable/linux-amd64/go1.22"

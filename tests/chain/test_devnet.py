@@ -132,6 +132,17 @@ def test_up_starts_deploys_and_is_idempotent(devnet: Tracked) -> None:
 
 
 @pytest.mark.anvil
+def test_snapshot_and_revert_on_anvil(devnet: Tracked) -> None:
+    client = devnet.client()
+    snapshot = client.snapshot()
+    mid = register(client, "snapshot")
+    assert exists(client, mid)
+    client.revert(snapshot)
+    assert not exists(client, mid)
+    assert exists(client, register(client, "after revert"))  # the nonce comes from anvil again
+
+
+@pytest.mark.anvil
 def test_state_survives_down_and_up(devnet: Tracked, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OGKIT_DEVNET_PORT", str(devnet.port))
     port = Settings.from_env().devnet_port  # what the CLI passes
