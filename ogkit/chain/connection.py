@@ -12,9 +12,10 @@
 
 Nothing here reads the environment: the CLI, the demo and the notebooks pass ``target``,
 ``home``, ``port`` and ``anvil`` from :meth:`ogkit.settings.Settings.from_env`
-(:func:`connect_from_settings` takes the settings object itself). This module
-sits above both :mod:`ogkit.chain.client` and :mod:`ogkit.chain.devnet`, so neither imports
-the other's caller.
+(:func:`connect_from_settings` takes the settings object itself).
+
+This module sits above :mod:`ogkit.chain.devnet`, which imports :mod:`ogkit.chain.client`;
+the client imports neither, so there is no import cycle between them.
 """
 
 from __future__ import annotations
