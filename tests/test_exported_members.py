@@ -1,4 +1,5 @@
-"""The public surface: what `import ogkit` promises, and the error tree."""
+"""The public surface: what `import ogkit` and `import ogkit.chain` promise, and the error
+tree."""
 
 from __future__ import annotations
 
@@ -9,6 +10,21 @@ from ogkit import errors
 def test_all_names_exist():
     for name in ogkit.__all__:
         assert hasattr(ogkit, name), name
+
+
+def test_chain_names_exist_and_import_lazily():
+    import subprocess
+    import sys
+
+    import ogkit.chain
+
+    for name in ogkit.chain.__all__:
+        assert hasattr(ogkit.chain, name), name
+    assert {"ChainClient", "connect", "transact", "deploy_contracts"} <= set(ogkit.chain.__all__)
+    # BatchStatus (what settle and audit import at start-up) does not pull in web3.
+    code = "import sys, ogkit.chain.bindings; print('web3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_public_surface_is_stable():
