@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from pathlib import Path
 
@@ -86,7 +85,7 @@ def published(hub: Hub, owner: Signer, tabular_path: Path, cnn_path: Path, cnn_b
 
 def _forge_batch(batch: AttestedBatch, bad_rows: set[int], signer_attester) -> AttestedBatch:
     """An honest-looking batch whose node signed wrong outputs for ``bad_rows``."""
-    manifest = copy.deepcopy(batch.manifest)
+    manifest = batch.manifest.to_dict()
     for part in manifest["partitions"]:
         rec = batch.records(part["index"])
         outputs = {k: v.copy() for k, v in rec.outputs.items()}

@@ -14,5 +14,5 @@ def rewrite_records(
     batch: AttestedBatch, index: int, mutate: Callable[[pa.Table], pa.Table]
 ) -> None:
     """Tamper with a stored partition: replace its records with ``mutate(records)``."""
-    path = batch.store.path(batch.partitions[index]["path"])
+    path = batch.store.path(batch.partitions[index].path)
     pq.write_table(mutate(pq.read_table(path)), path)

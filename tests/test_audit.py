@@ -122,7 +122,7 @@ def test_clean_audit_passes(world):
 
 def test_artifact_edited_after_settlement(world):
     batch = world.settle_fully(world.batch("edit"))
-    path = Path(batch.store.path(batch.partitions[0]["path"]))
+    path = Path(batch.store.path(batch.partitions[0].path))
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))

@@ -205,7 +205,7 @@ def test_records_that_fail_their_checks_are_not_committed(chain, actors, committ
     from ogkit.checks import DataCheckFailed, DataCheckPolicy
 
     a, batch = actors, committable
-    path = batch.store.path(batch.partitions[1]["path"])
+    path = batch.store.path(batch.partitions[1].path)
     table = pq.read_table(path)
     pq.write_table(pa.concat_tables([table, table.slice(4, 1)]), path)  # row 504 twice
     with pytest.raises(DataCheckFailed, match="504"):
