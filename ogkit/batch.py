@@ -69,7 +69,7 @@ SCHEMA = "ogkit.batch.v2"
 MAX_ROW_ELEMENTS = 1 << 24  # per tensor per row: bounds what a hostile manifest can ask for
 MAX_FLOAT_ULP = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_SAFE_PATH = re.compile(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*")
+_SAFE_PATH = re.compile(r"batches/0x[0-9a-f]{64}/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 
 
 def _field(d: Mapping[str, Any], key: str, kinds: type | tuple[type, ...], where: str) -> Any:
@@ -100,15 +100,11 @@ def _hex32(d: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def safe_records_path(path: str, batch_id: str) -> bool:
-    """Records live under ``batches/<batch id>/`` in the store: a relative path without
-    ``..``, a scheme or a leading ``/``. A hostile manifest cannot point a reader elsewhere."""
-    return (
-        isinstance(path, str)
-        and _SAFE_PATH.fullmatch(path) is not None
-        and ".." not in path.split("/")
-        and path.startswith(f"batches/{batch_id}/")
-    )
+def safe_records_path(path: Any) -> bool:
+    """Records live in the store under ``batches/<batch id>/<file>``: a relative path
+    without ``..``, a scheme or a leading ``/``. A hostile manifest cannot point a reader
+    anywhere else."""
+    return isinstance(path, str) and _SAFE_PATH.fullmatch(path) is not None
 
 
 @dataclass(frozen=True)
@@ -435,10 +431,10 @@ class AttestedBatch:
     # -- records ------------------------------------------------------------------------------
     def partition_bytes(self, index: int, *, check: bool = True) -> bytes:
         part = self.partitions[index]
-        if not safe_records_path(part.path, self.batch_id):
+        if not safe_records_path(part.path):
             raise ArtifactError(
                 f"partition {index} of batch {self.batch_id} names records at {part.path!r:.80}, "
-                f"outside batches/{self.batch_id}/"
+                "outside the store's batches/<batch id>/ folders"
             )
         data = self.store.read_bytes(part.path)
         if check and hashlib.sha256(data).hexdigest() != part.sha256:

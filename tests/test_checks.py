@@ -28,7 +28,7 @@ from ogkit.checks import (
     enforce,
 )
 from ogkit.errors import ConfigError, OgkitError
-from ogkit.pipeline import run_verified_inference
+from ogkit.infer import run_verified_inference
 from ogkit.samples import TABULAR_FEATURES, make_tabular, sample_data_path
 
 NOT_NULL = "expect_column_values_to_not_be_null"
@@ -277,4 +277,4 @@ def test_pipeline_step_blocks_bad_inputs_before_work(published, enclave, request
         progress=False,
         data_checks=DataCheckPolicy(block_settlement=False),
     )
-    assert batch.manifest["data_checks"]["passed"] is False
+    assert batch.manifest.data_checks["passed"] is False

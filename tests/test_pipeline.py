@@ -79,7 +79,7 @@ def test_root_identical_across_reruns_and_worker_counts(
             "tab", data, dask=one_worker, store=ContentStore(tmp_path / "s1"), **kwargs
         )
     eager = run_verified_inference(
-        "tab", data, client=None, store=ContentStore(tmp_path / "s2"), **kwargs
+        "tab", data, dask=None, store=ContentStore(tmp_path / "s2"), **kwargs
     )
     assert two.batch_root == one.batch_root == eager.batch_root
     assert two.batch_id == one.batch_id == eager.batch_id
@@ -253,7 +253,7 @@ def test_cli_infer_verify_receipt(published, enclave, requester, home, capsys, t
     capsys.readouterr()
     assert main(["verify", artifact, "--workers", "0", "--sample-rate", "0.1", "--json"]) == 0
     verdict = json.loads(capsys.readouterr().out)
-    assert verdict["passed"] and verdict["sample_size"] == 200
+    assert verdict["passed"] and 140 <= verdict["sample_size"] <= 260  # q = 0.1 of 2,000
     receipt_path = tmp_path / "r.json"
     assert main(["receipt", "show", artifact, "1234", "-o", str(receipt_path)]) == 0
     assert main(["receipt", "verify", str(receipt_path), "--json"]) == 0

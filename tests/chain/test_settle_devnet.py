@@ -14,8 +14,8 @@ import pytest
 
 from ogkit.attest import make_attester
 from ogkit.chain.devnet import Devnet
+from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
-from ogkit.pipeline import run_verified_inference
 from ogkit.samples import sample_data_path
 from ogkit.settle import (
     SettlementJournal,
