@@ -230,7 +230,8 @@ def load_model(
         if not path.is_file():
             raise ConfigError(f"model file {path} does not exist")
         return LoadedModel(path.read_bytes(), config=config)
-    hub = hub or Hub()
+    if hub is None:
+        raise ConfigError(f"model {source!r} is a hub reference: pass hub= (or an .onnx path)")
     manifest, data = hub.model_bytes(source)
     return LoadedModel(data, config=config, manifest=manifest)
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import onnx
 
-from ogkit.settings import ogkit_home, store_url
 from ogkit.errors import (
     ArtifactError,
     ArtifactIntegrityError,
@@ -33,6 +32,7 @@ from ogkit.hub.index import HubEntry, ModelIndex, SqliteIndex
 from ogkit.hub.manifest import ModelManifest, extract_signature
 from ogkit.hub.semver import SemVer
 from ogkit.keys import Signer, recover_typed_data
+from ogkit.settings import ogkit_home, store_url
 from ogkit.store import ContentStore, content_id
 
 __all__ = ["Hub", "ModelRef", "VerifyReport"]
