@@ -42,6 +42,11 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
         from ogkit.settle import claim_domain
 
         domain = claim_domain(connect_from_settings(settings, args.chain))
+    commitment = None
+    if args.commitment:
+        from ogkit.dataset import DatasetCommitment
+
+        commitment = DatasetCommitment.parse(args.commitment)
     with dask_client(args, settings) as client:
         batch = run_verified_inference(
             args.model,
@@ -52,6 +57,7 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
             hub=hub,
             store=args.out,
             input_map=parse_input_map(args.input_map),
+            commitment=commitment,
             batch_size=args.batch_size,
             partition_rows=args.partition_rows,
             job=args.job,
@@ -85,7 +91,33 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _commit(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.dataset import commit_dataset
+    from ogkit.hub import Hub
+    from ogkit.load import load_model
+
+    model = load_model(args.model, hub=Hub(settings.store, home=settings.home))
+    commitment = commit_dataset(args.data, model, parse_input_map(args.input_map) or None)
+    if args.json:
+        print_json(
+            {"schema": "ogkit.commitment.v1", **commitment.to_dict(), "text": str(commitment)}
+        )
+    else:
+        print(commitment)
+    return 0
+
+
 def register(groups) -> None:
+    p = add_command(
+        groups,
+        "commit",
+        _commit,
+        "the requester's dataset commitment (INPUT_ROOT:ROWS) for a model's inputs",
+    )
+    p.add_argument("model", help="hub ref (name[@version], 0x id) or .onnx path")
+    p.add_argument("data", help="Parquet/CSV/Arrow file or folder")
+    p.add_argument("--input-map", action="append", default=[], metavar="INPUT=COL[,COL...]")
+
     p = add_command(groups, "infer", _infer, "run verified inference: infer + attest, on Dask")
     p.add_argument("--model", required=True, help="hub ref (name[@version], 0x id) or .onnx path")
     p.add_argument("--data", required=True, help="Parquet/CSV/Arrow file or folder")
@@ -96,4 +128,8 @@ def register(groups) -> None:
     p.add_argument("--attester-key", default="enclave", help="software enclave key name")
     p.add_argument("--requester", default="requester", help="requester address or key name")
     p.add_argument("--chain", help="sign the claim for this chain's settlement contract")
+    p.add_argument(
+        "--commitment",
+        help="the requester's INPUT_ROOT:ROWS (`ogkit commit`): refuse other data",
+    )
     job_options(p)
