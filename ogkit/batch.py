@@ -50,6 +50,7 @@ __all__ = [
     "TensorMeta",
     "execution_spec",
     "records_to_parquet",
+    "parse_document",
     "safe_records_path",
     "store_batch",
 ]
@@ -100,11 +101,15 @@ def _hex32(d: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def safe_records_path(path: Any) -> bool:
+def safe_records_path(path: Any, batch_id: str) -> bool:
     """Records live in the store under ``batches/<batch id>/<file>``: a relative path
-    without ``..``, a scheme or a leading ``/``. A hostile manifest cannot point a reader
-    anywhere else."""
-    return isinstance(path, str) and _SAFE_PATH.fullmatch(path) is not None
+    without ``..``, a scheme or a leading ``/``, in this batch's own folder. A hostile
+    manifest cannot point a reader anywhere else."""
+    return (
+        isinstance(path, str)
+        and _SAFE_PATH.fullmatch(path) is not None
+        and path.startswith(f"batches/{batch_id.lower()}/")
+    )
 
 
 @dataclass(frozen=True)
@@ -431,7 +436,7 @@ class AttestedBatch:
     # -- records ------------------------------------------------------------------------------
     def partition_bytes(self, index: int, *, check: bool = True) -> bytes:
         part = self.partitions[index]
-        if not safe_records_path(part.path):
+        if not safe_records_path(part.path, self.batch_id):
             raise ArtifactError(
                 f"partition {index} of batch {self.batch_id} names records at {part.path!r:.80}, "
                 "outside the store's batches/<batch id>/ folders"
@@ -760,15 +765,48 @@ def load_batch(artifact: str | Path, store: ContentStore) -> AttestedBatch:
             )
         data = path.read_bytes()
         artifact_id = content_id(data)
-    try:
-        doc = json.loads(data, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:
-        raise ArtifactError(f"artefact {artifact_id} is not JSON: {exc}") from None
+    doc = parse_document(data, f"artefact {artifact_id}")
     try:
         manifest = BatchManifest.from_dict(doc)
     except ArtifactError as exc:
         raise ArtifactError(f"artefact {artifact_id}: {exc}") from None
     return AttestedBatch(manifest, artifact_id, store)
+
+
+MAX_DOCUMENT_BYTES = 256 << 20
+MAX_DOCUMENT_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def parse_document(data: bytes, what: str) -> Any:
+    """Parse an ogkit JSON document strictly: canonical JSON only (sorted keys, no
+    whitespace: one document, one id), no duplicate keys, no NaN/Infinity, nested at most
+    32 deep (checked before the parser runs, which could otherwise overflow the stack)."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ArtifactError(f"{what} is {len(data):,} bytes, more than ogkit reads")
+    bare = _JSON_STRING.sub(b'""', data)
+    depth = np.cumsum(
+        (np.frombuffer(bare, np.uint8) == ord("[")).astype(np.int32)
+        + (np.frombuffer(bare, np.uint8) == ord("{"))
+        - (np.frombuffer(bare, np.uint8) == ord("]"))
+        - (np.frombuffer(bare, np.uint8) == ord("}"))
+    )
+    if depth.size and int(depth.max()) > MAX_DOCUMENT_DEPTH:
+        raise ArtifactError(f"{what} nests deeper than {MAX_DOCUMENT_DEPTH} levels")
+    try:
+        doc = json.loads(data, parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"{what} is not valid JSON: {exc}") from None
+    if canonical_json(doc) != data:
+        raise ArtifactError(f"{what} is not canonical JSON (sorted keys, no whitespace)")
+    return doc
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise ValueError("an object repeats a key")
+    return doc
 
 
 def _no_constants(name: str) -> Any:

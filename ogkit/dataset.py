@@ -480,7 +480,11 @@ class DatasetCommitment:
         """Read ``INPUT_ROOT:ROWS`` (what ``ogkit commit`` prints)."""
         root, _, rows = text.strip().partition(":")
         body = root.removeprefix("0x")
-        if len(body) != 64 or not rows.isdigit() or any(c not in "0123456789abcdefABCDEF" for c in body):
+        if (
+            len(body) != 64
+            or not rows.isdigit()
+            or any(c not in "0123456789abcdefABCDEF" for c in body)
+        ):
             raise ConfigError(
                 f"a dataset commitment is INPUT_ROOT:ROWS (0x + 64 hex digits, a row count), "
                 f"got {text!r:.90}; compute one with `ogkit commit MODEL DATA`"

@@ -118,6 +118,8 @@ REASONS = {
     "model-unavailable": "the model could not be fetched for re-execution",
     "reexecution-mismatch": "re-running the model gives different outputs",
     "reexecution-failed": "the model could not be re-run on the row's inputs",
+    "job-order": "the batch is not the job the requester ordered (requester or job name)",
+    "model-mismatch": "the manifest's model reference names another model than its id",
     "sample-not-reexecuted": "a row drawn for re-execution was not re-executed",
 }
 
@@ -540,7 +542,10 @@ def verify_batch(
     hub: Hub | None = None,
     dask: DaskClient | None = None,
     dataset: Any = None,
+    input_map: Mapping[str, str | list[str]] | None = None,
     commitment: DatasetCommitment | None = None,
+    requester: str | None = None,
+    job: str | None = None,
     progress: bool = True,
 ) -> Verdict:
     """Verify a stored batch; the verdict names every failing row and why.
@@ -550,6 +555,10 @@ def verify_batch(
     from the batch's store or the hub, checked against its id. ``dataset`` (anything
     :func:`ogkit.dataset.open_source` reads) or ``commitment`` is the requester's: with
     either, the verdict binds the inputs to the requester's data (``inputs_bound``).
+    The dataset's columns are bound to the model's inputs by the verifier's own
+    ``input_map`` (default: by name, as ``ogkit infer`` does), never by the manifest's.
+    ``requester`` and ``job`` are what the requester ordered: a batch for anyone else, or
+    under another job name (the same rows billed twice), fails.
     With a Dask client (``dask``) partitions are checked in parallel. Hostile input
     never raises: it gives findings.
     """
@@ -570,6 +579,18 @@ def verify_batch(
     m = batch.manifest
     claim = m.claim
     _check_claim(batch, policy, findings)
+    for what, wanted, got in (("requester", requester, m.requester), ("job", job, m.job)):
+        if wanted is not None and wanted.lower() != got.lower():
+            findings.append(Finding("job-order", f"the {what} ordered is {wanted}, not {got}"))
+    if m.model_ref is not None and hub is not None:
+        try:
+            ref_id = hub.manifest(m.model_ref).model_id
+        except OgkitError as exc:
+            ref_id = f"unknown ({exc})"
+        if ref_id != m.model_id:
+            findings.append(
+                Finding("model-mismatch", f"{m.model_ref} is {ref_id:.80}, not {m.model_id}")
+            )
 
     # -- the model: its signature must be what the manifest says ----------------------------
     payload = None
@@ -593,7 +614,7 @@ def verify_batch(
     # -- the requester's data --------------------------------------------------------------
     source, plan = None, None
     if dataset is not None and model_inputs is not None:
-        source, plan = _open_dataset(dataset, batch, model_inputs, findings)
+        source, plan = _open_dataset(dataset, input_map, batch, model_inputs, findings)
     if commitment is not None and (
         commitment.input_root.lower() != m.dataset_id.lower() or commitment.row_count != m.row_count
     ):
@@ -748,6 +769,18 @@ def _check_claim(batch: AttestedBatch, policy: VerifyPolicy, findings: list[Find
         findings.append(
             Finding("unapproved-measurement", f"measurement {claim.runtime_id} is not approved")
         )
+    if (
+        m.attester.get("kind") != "software-enclave"
+        or m.attester.get("hardware_backed") is not False
+    ):
+        # Only the development enclave exists; hardware evidence is not yet verified, so a
+        # claim of it is refused rather than believed.
+        findings.append(
+            Finding(
+                "evidence-mismatch",
+                f"evidence of kind {m.attester.get('kind')!r:.40} cannot be verified here",
+            )
+        )
     measured = m.attester.get("measurement")
     if not isinstance(measured, str) or measured.lower() != claim.runtime_id.lower():
         findings.append(
@@ -824,7 +857,7 @@ def _check_tiling(batch: AttestedBatch, findings: list[Finding]) -> bool:
             problems.append("no rows")
         if p.rows > m.partition_rows or (i < last and p.rows != m.partition_rows):
             problems.append(f"{p.rows} rows with partition_rows {m.partition_rows}")
-        if not safe_records_path(p.path):
+        if not safe_records_path(p.path, batch.batch_id):
             findings.append(
                 Finding("records-path", f"records at {p.path!r:.80} lie outside the batch", None, i)
             )
@@ -876,20 +909,33 @@ def _check_specs(
 
 
 def _open_dataset(
-    dataset: Any, batch: AttestedBatch, model_inputs: list[Any], findings: list[Finding]
+    dataset: Any,
+    input_map: Mapping[str, str | list[str]] | None,
+    batch: AttestedBatch,
+    model_inputs: list[Any],
+    findings: list[Finding],
 ) -> tuple[DataSource | None, InputPlan | None]:
     from ogkit.dataset import open_source, plan_inputs
 
     m = batch.manifest
     try:
         source = open_source(dataset)
-        input_map = {t.name: list(t.columns or ()) for t in m.inputs}
-        if source.arrays is not None:
-            input_map = {t.name: [t.name] for t in m.inputs}  # arrays are keyed by input
         plan = plan_inputs(source, model_inputs, input_map)
     except OgkitError as exc:
         findings.append(Finding("dataset-mismatch", f"the requester's dataset: {exc}"))
         return None, None
+    mine = {b.input: b for b in plan.bindings}
+    for t in m.inputs:
+        b = mine.get(t.name)
+        if b is not None and source.arrays is None and tuple(b.columns) != tuple(t.columns or ()):
+            findings.append(
+                Finding(
+                    "dataset-mismatch",
+                    f"the batch fed input {t.name} from columns {list(t.columns or ())[:8]}, the "
+                    f"requester's binding is {list(b.columns)[:8]}",
+                )
+            )
+            return None, None
     if source.n_rows != m.row_count:
         findings.append(
             Finding(

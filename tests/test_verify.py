@@ -140,7 +140,8 @@ def test_claim_replayed_under_another_batch_id(batch, policy, published):
         execution=execution_hash(batch.manifest.execution()),
     )
     verdict = _verify(_store_manifest(batch, manifest), policy, published)
-    assert {"batch-id", "claim-mismatch", "leaf-mismatch"} <= set(verdict.reasons())
+    # ... and its records still lie in batch A's folder.
+    assert {"batch-id", "claim-mismatch", "records-path"} <= set(verdict.reasons())
     # Rewriting the claim's batch id instead breaks the EIP-712 signature.
     manifest = batch.manifest.to_dict()
     manifest["claim"]["batch_id"] = "0x" + "12" * 32

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ogkit.cli.common import add_command, dask_client, job_options, print_json
+from ogkit.errors import ConfigError
 from ogkit.settings import Settings
 
 __all__ = ["register"]
@@ -25,6 +26,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         max_ulp=args.max_ulp,
         allowlist=allowlist,
         verifier_secret=bytes.fromhex(args.secret.removeprefix("0x")) if args.secret else None,
+        expected_domain=_domain(args),
     )
     commitment = None
     if args.commitment:
@@ -41,6 +43,8 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             dask=client,
             dataset=args.dataset,
             commitment=commitment,
+            requester=args.requester,
+            job=args.job,
             progress=not args.json,
         )
     attest_tx = None
@@ -69,6 +73,16 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         if args.attest:
             print(f"  attested {'pass' if verdict.passed else 'fail'} on chain: {attest_tx}")
     return 0 if verdict.passed else 1
+
+
+def _domain(args: argparse.Namespace):
+    if args.chain_id is None and args.contract is None:
+        return None
+    from ogkit.attest import ZERO_ADDRESS, ClaimDomain
+
+    if args.chain_id is None:
+        raise ConfigError("--contract needs --chain-id")
+    return ClaimDomain(args.chain_id, args.contract or ZERO_ADDRESS)
 
 
 def _receipt_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -148,6 +162,10 @@ def register(groups) -> None:
         help="the requester's dataset commitment, INPUT_ROOT:ROWS (from `ogkit commit`)",
     )
     p.add_argument("--secret", help="the verifier's secret (hex); default: fresh random bytes")
+    p.add_argument("--requester", help="the address that ordered the job: any other fails")
+    p.add_argument("--job", help="the job name ordered: any other fails")
+    p.add_argument("--chain-id", type=int, help="the chain this verifier serves")
+    p.add_argument("--contract", help="the settlement contract this verifier serves")
     p.add_argument("--allow-attester", action="append", default=[], metavar="ADDRESS")
     p.add_argument("--allow-measurement", action="append", default=[], metavar="RUNTIME_ID")
     p.add_argument("--attest", action="store_true", help="submit the verdict on chain")

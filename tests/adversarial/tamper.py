@@ -38,6 +38,7 @@ import copy
 import hashlib
 import io
 import json
+import re
 import math
 import os
 import time
@@ -349,10 +350,13 @@ class Forge:
         raw = data if isinstance(data, bytes) else to_parquet(data)
         self._files += 1
         if path is None:
-            path = (
-                f"batches/{self.h.manifest['batch_id']}/"
-                f"adv-{self.tag}-{self._files:02d}-part-{pos:05d}.parquet"
+            current = self.m.get("batch_id") if isinstance(self.m, dict) else None
+            folder = (
+                current
+                if isinstance(current, str) and re.fullmatch(r"0x[0-9a-f]{64}", current)
+                else self.h.manifest["batch_id"]
             )
+            path = f"batches/{folder}/adv-{self.tag}-{self._files:02d}-part-{pos:05d}.parquet"
             self.h.store.write_bytes(path, raw)
         part = self.m["partitions"][pos]
         part["path"] = path
@@ -426,7 +430,16 @@ class Forge:
         }
         if "execution" in inspect.signature(derive_batch_id).parameters:
             kw["execution"] = self.execution_hash()
+        old = self.m["batch_id"]
         self.m["batch_id"] = derive_batch_id(**kw)
+        if self.m["batch_id"] != old:
+            # A faithful node keeps its records in the new batch's own folder.
+            for part in self.m["partitions"]:
+                path = part.get("path") if isinstance(part, dict) else None
+                if isinstance(path, str) and path.startswith(f"batches/{old}/"):
+                    new = f"batches/{self.m['batch_id']}/" + path.split("/", 2)[2]
+                    self.h.store.write_bytes(new, self.h.store.read_bytes(path))
+                    part["path"] = new
         return self.m["batch_id"]
 
     def recommit(self, tables: list[pa.Table]) -> str:
@@ -1941,6 +1954,9 @@ def verify(
         kw["commitment"] = commit_dataset(sample_data_path("tabular"), honest.model)
     elif with_dataset and "dataset" in params:
         kw["dataset"] = sample_data_path("tabular")
+    # What the requester ordered: its address and the job name.
+    kw["requester"] = honest.requester
+    kw["job"] = honest.manifest["job"]
     return verify_batch(artifact, policy(honest, rate), **kw)
 
 
@@ -1956,6 +1972,9 @@ def cli_verify(honest: Honest, artifact: str, sample_rate: float = 1.0, timeout:
     cmd += ["--store", honest.store.url, "verify", artifact, "--json", "--workers", "0"]
     cmd += ["--out", honest.store.url, "--sample-rate", str(sample_rate)]
     cmd += ["--secret", SECRET.hex(), "--dataset", str(sample_data_path("tabular"))]
+    cmd += ["--requester", honest.requester, "--job", honest.manifest["job"]]
+    domain = honest.manifest["domain"]
+    cmd += ["--chain-id", str(domain["chain_id"]), "--contract", domain["verifying_contract"]]
     for a in sorted(honest.allowlist.attesters):
         cmd += ["--allow-attester", a]
     for m in sorted(honest.allowlist.measurements):
