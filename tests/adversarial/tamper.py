@@ -38,9 +38,9 @@ import copy
 import hashlib
 import io
 import json
-import re
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
