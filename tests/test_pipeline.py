@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 
 from ogkit.batch import load_batch
-from ogkit.verify import verify_receipt
 from ogkit.cli import main
 from ogkit.crypto.merkle import LEAF_TYPES, process_proof
 from ogkit.errors import SchemaMismatchError
 from ogkit.infer import run_verified_inference
 from ogkit.samples import sample_data_path
 from ogkit.store import ContentStore
+from ogkit.verify import verify_receipt
 
 REPO = Path(__file__).resolve().parent.parent
 

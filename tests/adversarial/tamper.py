@@ -1681,7 +1681,7 @@ def honest_receipt(h: Honest, row: int = BASE_ROW) -> dict[str, Any]:
     return copy.deepcopy(h.batch.receipt(row))
 
 
-@receipt_tamper("row-index-beyond-row-count", None)
+@receipt_tamper("row-index-beyond-row-count", True)
 def _(h: Honest) -> dict:
     """A leaf for row 2005 slipped into partition 3's tree (the claim still says 2000
     rows, re-signed over the new root): proof and signature are valid."""
@@ -1768,7 +1768,7 @@ def _(h: Honest) -> dict:
     return r
 
 
-@receipt_tamper("leaf-field-of-another-row", None)
+@receipt_tamper("leaf-field-of-another-row", True)
 def _(h: Honest) -> dict:
     """The 'leaf' field is row 743's; values and proof are row 742's."""
     r = honest_receipt(h)
@@ -1784,7 +1784,7 @@ def _(h: Honest) -> dict:
     return build_receipt(f, 1, BASE_ROW - 500)
 
 
-@receipt_tamper("claim-runtime-id-differs", None)
+@receipt_tamper("claim-runtime-id-differs", True)
 def _(h: Honest) -> dict:
     """The claim (re-signed) names another runtime id than the leaf."""
     f = Forge(h, "receipt-runtime")
@@ -1792,7 +1792,7 @@ def _(h: Honest) -> dict:
     return build_receipt(f, 1, BASE_ROW - 500)
 
 
-@receipt_tamper("claim-batch-id-differs", None)
+@receipt_tamper("claim-batch-id-differs", True)
 def _(h: Honest) -> dict:
     """The claim (re-signed) names another batch id than the leaf."""
     f = Forge(h, "receipt-batch-id")
@@ -1824,7 +1824,7 @@ def _(h: Honest) -> dict:
     return r
 
 
-@receipt_tamper("signature-v-0-or-1", None)
+@receipt_tamper("signature-v-0-or-1", True)
 def _(h: Honest) -> dict:
     """v as 0/1: ethers normalises it, OZ's ECDSA.recover rejects it on chain."""
     r = honest_receipt(h)
@@ -1833,7 +1833,7 @@ def _(h: Honest) -> dict:
     return r
 
 
-@receipt_tamper("signature-compact-64-bytes", None)
+@receipt_tamper("signature-compact-64-bytes", True)
 def _(h: Honest) -> dict:
     """EIP-2098 compact form: ethers accepts it, OZ v5's ECDSA.recover(bytes) does not."""
     r = honest_receipt(h)
@@ -1841,7 +1841,7 @@ def _(h: Honest) -> dict:
     return r
 
 
-@receipt_tamper("signature-v-dropped", None)
+@receipt_tamper("signature-v-dropped", True)
 def _(h: Honest) -> dict:
     """The last byte (v) cut off: 64 bytes left, which ethers reads as EIP-2098."""
     r = honest_receipt(h)

@@ -2,7 +2,7 @@
 // claim signature with ethers' EIP-712 verifyTypedData: no ogkit code involved.
 import { readFileSync } from "node:fs";
 import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
-import { verifyTypedData, getAddress } from "ethers";
+import { AbiCoder, getAddress, keccak256, verifyTypedData } from "ethers";
 
 const doc = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const CLAIM_TYPES = {
@@ -23,9 +23,35 @@ function leafValues(r) {
   return [v.batchId, v.modelId, v.runtimeId, v.rowIndex, v.inputHash, v.outputHash];
 }
 
+// What OpenZeppelin's ECDSA.recover accepts: 65 bytes, low s, v in {27, 28} (docs/spec.md §5).
+const HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+function canonicalSignature(sig) {
+  if (typeof sig !== "string" || !/^0x[0-9a-fA-F]{130}$/.test(sig)) return false;
+  const s = BigInt("0x" + sig.slice(66, 130));
+  const v = parseInt(sig.slice(130, 132), 16);
+  return s > 0n && s <= HALF_N && (v === 27 || v === 28);
+}
+
 function check(r) {
   if (!StandardMerkleTree.verify(r.batch_root, doc.types, leafValues(r), r.proof)) return false;
   const c = r.claim;
+  const v = r.leaf_values;
+  // Step 1: the receipt's leaf is the standard leaf of its values.
+  const leaf = keccak256(keccak256(AbiCoder.defaultAbiCoder().encode(doc.types, leafValues(r))));
+  if (leaf !== String(r.leaf).toLowerCase()) return false;
+  // Spec §8 step 3: the receipt's ids are the claim's, and its row is inside the batch.
+  if (c.batch_id !== v.batchId || c.model_id !== v.modelId || c.runtime_id !== v.runtimeId) {
+    return false;
+  }
+  if (!(BigInt(v.rowIndex) < BigInt(c.row_count))) return false;
+  if (!canonicalSignature(r.signature)) return false;
+  // Step 5, when the document carries the verifier's allowlist.
+  if (doc.allowlist) {
+    const attesters = doc.allowlist.attesters.map((a) => a.toLowerCase());
+    const measurements = doc.allowlist.measurements.map((m) => m.toLowerCase());
+    if (!attesters.includes(c.attester.toLowerCase())) return false;
+    if (!measurements.includes(c.runtime_id.toLowerCase())) return false;
+  }
   const domain = {
     name: "ogkit",
     version: "1",
