@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from ogkit.batch import AttestedBatch, load_batch
+from ogkit.batch import ARTIFACTS, AttestedBatch, load_batch
 from ogkit.chain.bindings import BatchStatus
 from ogkit.errors import ArtifactError, ArtifactIntegrityError, HubError, OgkitError
 from ogkit.hub.hub import Hub
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 # Reasons an audit finding can give (stable strings for reports and JSON).
 AUDIT_REASONS = {
     "artifact-missing": "the committed artefact is not in the store",
+    "artifact-malformed": "the committed artefact is not a well-formed batch manifest",
     "artifact-mismatch": "the stored artefact no longer hashes to the committed id",
     "commitment-mismatch": "the artefact disagrees with what the chain committed",
     "attester-not-bound": "the attester was not the node's bound attester at commit",
@@ -330,36 +331,41 @@ def audit(
         except ArtifactIntegrityError as exc:
             add("artifact-mismatch", str(exc))
         except ArtifactError as exc:
-            add("artifact-missing", str(exc))
+            present = store.has(ARTIFACTS, str(row["artifact_id"]).lower())
+            add("artifact-malformed" if present else "artifact-missing", str(exc))
         if batch is not None:
-            _check_commitment(batch, a, add)
-            _check_manifest_price(hub, batch, row["price"], add)
-            allowlist = Allowlist(
-                frozenset({a["attester"].lower()} if bound else set()),
-                frozenset(
-                    {runtime_id}
-                    if history.measurement_approved(runtime_id, commit_block)
-                    else set()
-                ),
-            )
+            # Whatever the artefact holds, the audit goes on: a failure is this batch's finding.
             try:
-                verdict = verify_batch(
-                    batch,
-                    VerifyPolicy(sample_rate=sample_rate, allowlist=allowlist),
-                    hub=hub,
-                    dask=verify_client,
-                    progress=False,
+                _check_commitment(batch, a, add)
+                _check_manifest_price(hub, batch, row["price"], add)
+                allowlist = Allowlist(
+                    frozenset({a["attester"].lower()} if bound else set()),
+                    frozenset(
+                        {runtime_id}
+                        if history.measurement_approved(runtime_id, commit_block)
+                        else set()
+                    ),
                 )
-            except OgkitError as exc:  # unreadable records and the like: a finding, go on
-                add("verification-failed", f"could not re-verify: {exc}")
-                verdict = None
-            if verdict is not None:
-                verdicts[batch_id] = verdict
-                row["verdict"] = "pass" if verdict.passed else "fail"
-                row["sampled_rows"] = verdict.sample_size
-                for vf in verdict.findings[:50]:
-                    add("verification-failed", f"{vf.reason}: {vf.detail}", row=vf.row_index)
-            _check_status(chain, batch, status, verdict, opened.get(batch_id, []), add)
+                try:
+                    verdict = verify_batch(
+                        batch,
+                        VerifyPolicy(sample_rate=sample_rate, allowlist=allowlist),
+                        hub=hub,
+                        dask=verify_client,
+                        progress=False,
+                    )
+                except OgkitError as exc:  # unreadable records and the like: a finding, go on
+                    add("verification-failed", f"could not re-verify: {exc}")
+                    verdict = None
+                if verdict is not None:
+                    verdicts[batch_id] = verdict
+                    row["verdict"] = "pass" if verdict.passed else "fail"
+                    row["sampled_rows"] = verdict.sample_size
+                    for vf in verdict.findings[:50]:
+                        add("verification-failed", f"{vf.reason}: {vf.detail}", row=vf.row_index)
+                _check_status(chain, batch, status, verdict, opened.get(batch_id, []), add)
+            except Exception as exc:  # noqa: BLE001 - hostile artefacts must not stop the audit
+                add("verification-failed", f"could not re-verify: {type(exc).__name__}: {exc}")
         elif status == BatchStatus.SLASHED:
             add(
                 "batch-slashed",

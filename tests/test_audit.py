@@ -142,6 +142,38 @@ def test_artifact_deleted(world):
     assert report.batches.row(0, named=True)["verdict"] == "not run"
 
 
+def _hostile(batch, **fields) -> str:
+    """The node's own artefact for ``batch``: manifest fields replaced, stored under its
+    own content id, claim and signature untouched (so the chain accepts its commit)."""
+    from ogkit.batch import ARTIFACTS
+    from ogkit.hub.manifest import canonical_json
+
+    return batch.store.put(ARTIFACTS, canonical_json({**batch.manifest.to_dict(), **fields}))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"row_count": 2**40},  # a hostile size: must not be allocated
+        {"partitions": "not a list"},  # not even a manifest
+    ],
+    ids=["row-count-2^40", "partitions-not-a-list"],
+)
+def test_hostile_manifest_gives_a_report_with_a_finding(world, fields):
+    from ogkit.batch import AttestedBatch
+
+    honest = world.batch("hostile-" + next(iter(fields)))
+    artifact_id = _hostile(honest, **fields)
+    # The node commits the hostile artefact's id with its honest, signed claim.
+    hostile = AttestedBatch(honest.manifest, artifact_id, honest.store)
+    settle(hostile, world.chain, node=world.s["node"], finalize=False)
+    report = world.audit()
+    reasons = _reasons(report, honest)
+    assert not report.passed
+    assert reasons.get("verification-failed") == "fail" or reasons.get("artifact-malformed")
+    assert report.batches.filter(report.batches["batch_id"] == honest.batch_id).height == 1
+
+
 def test_payment_that_does_not_match_the_signed_price(world):
     registry = world.chain.contract("ModelRegistry")
     world.chain.transact(
