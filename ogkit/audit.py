@@ -364,7 +364,7 @@ def audit(
                     for vf in verdict.findings[:50]:
                         add("verification-failed", f"{vf.reason}: {vf.detail}", row=vf.row_index)
                 _check_status(chain, batch, status, verdict, opened.get(batch_id, []), add)
-            except Exception as exc:  # noqa: BLE001 - hostile artefacts must not stop the audit
+            except Exception as exc:  # hostile artefacts must not stop the audit
                 add("verification-failed", f"could not re-verify: {type(exc).__name__}: {exc}")
         elif status == BatchStatus.SLASHED:
             add(
