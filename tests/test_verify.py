@@ -189,3 +189,48 @@ def test_detection_probability():
     assert detection_probability(0.0, 5) == 0.0
     assert detection_probability(1.0, 5) == 1.0
     assert detection_probability(0.01, 100) == pytest.approx(1 - 0.99**100)
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_detection_rate_matches_1_minus_1_minus_q_to_the_k(
+    published, enclave, requester, forge_batch, k
+):
+    """Over 60 verifier seeds, a batch with k forged rows (everything re-hashed and
+    re-signed) is caught at the rate 1 - (1 - q)^k, within 2 sigma."""
+    x = np.random.default_rng(5).normal(size=(400, 8)).astype(np.float32)
+    honest = run_verified_inference(
+        "tab", x, attester=enclave, requester=requester, hub=published, progress=False
+    )
+    bad = set(range(3, 400, 400 // k))
+    assert len(bad) == k
+    forged = forge_batch(honest, bad, enclave)
+    allow = Allowlist().with_([enclave.address], [honest.runtime_id])
+    q, seeds = 0.1, 60
+    caught = 0
+    for seed in range(seeds):
+        verdict = _verify(
+            forged,
+            VerifyPolicy(sample_rate=q, allowlist=allow, verifier_secret=b"rate%d" % seed),
+            published,
+        )
+        assert set(verdict.failing_rows()) <= bad
+        assert set(verdict.reasons()) <= {"reexecution-mismatch"}
+        caught += not verdict.passed
+    p = 1 - (1 - q) ** k
+    sigma = (p * (1 - p) / seeds) ** 0.5
+    assert abs(caught / seeds - p) <= 2 * sigma, (k, caught, seeds, p)
+
+
+def test_sample_mask_is_uniform_and_independent_of_partitioning():
+    from ogkit.verify import sample_mask
+
+    key = b"\x07" * 32
+    rows = np.arange(200_000, dtype=np.uint64)
+    whole = sample_mask(key, rows, 0.01)
+    assert abs(whole.mean() - 0.01) < 4 * (0.01 * 0.99 / rows.size) ** 0.5
+    parts = np.concatenate(
+        [sample_mask(key, rows[i : i + 777], 0.01) for i in range(0, 200_000, 777)]
+    )
+    np.testing.assert_array_equal(whole, parts)  # a row's draw does not depend on its partition
+    other = sample_mask(b"\x08" * 32, rows, 0.01)
+    assert (whole & other).sum() < 0.01 * whole.sum() * 3 + 10  # another key, another sample
