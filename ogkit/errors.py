@@ -23,7 +23,7 @@ Messages name the thing that was wrong and what to do about it.
     ├── VerificationFailed                   a verdict that did not pass (carries the verdict)
     ├── ReceiptError (ValueError)            a receipt that is malformed or does not verify
     ├── DataCheckFailed                      data checks failed and the policy blocks
-    ├── NotebookFailed (ogkit.notebooks)     a notebook cell raised; the partial notebook is kept
+    ├── NotebookFailed                       a notebook cell raised; the partial notebook is kept
     ├── ChainError                           the chain is unreachable or misconfigured
     │   └── SettlementError                  a transaction reverted or a settlement step failed
     └── AuditError                           an audit could not be carried out at all
@@ -47,6 +47,7 @@ __all__ = [
     "ManifestSignatureError",
     "ModelIntegrityError",
     "ModelNotFoundError",
+    "NotebookFailed",
     "OgkitError",
     "ReceiptError",
     "SchemaMismatchError",
@@ -153,6 +154,34 @@ class DataCheckFailed(OgkitError):
 
 def _rebuild(cls: type, message: str, fields: dict[str, Any]) -> OgkitError:
     return cls(message, **fields)
+
+
+class NotebookFailed(OgkitError):
+    """A notebook cell raised, or the kernel died; the partial notebook was kept.
+
+    ``cell_index`` is the 0-based index of the failing cell in the *source* notebook
+    (None if no cell is to blame, e.g. the kernel did not start); ``run`` is the
+    :class:`ogkit.jobs.runner.NotebookRun` with ``ok=False``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        notebook_path: Any,
+        html_path: Any,
+        cell_index: int | None,
+        ename: str = "",
+        evalue: str = "",
+        run: Any = None,
+    ) -> None:
+        self.notebook_path = notebook_path
+        self.html_path = html_path
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.run = run
+        super().__init__(message)
 
 
 class ChainError(OgkitError):

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ogkit.errors import ConfigError, OgkitError
+from ogkit.errors import ConfigError, NotebookFailed
 from ogkit.jobs.html import render_report
 
 __all__ = [
@@ -74,34 +74,6 @@ class NotebookRun:
             "ok": self.ok,
             "error": self.error,
         }
-
-
-class NotebookFailed(OgkitError):
-    """A notebook cell raised, or the kernel died; the partial notebook was kept.
-
-    ``cell_index`` is the 0-based index of the failing cell in the *source* notebook
-    (None if no cell is to blame, e.g. the kernel did not start); ``run`` is the
-    :class:`NotebookRun` with ``ok=False``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        notebook_path: Path,
-        html_path: Path | None,
-        cell_index: int | None,
-        ename: str = "",
-        evalue: str = "",
-        run: NotebookRun | None = None,
-    ) -> None:
-        self.notebook_path = notebook_path
-        self.html_path = html_path
-        self.cell_index = cell_index
-        self.ename = ename
-        self.evalue = evalue
-        self.run = run
-        super().__init__(message)
 
 
 def new_run_id(now: datetime | None = None) -> str:
