@@ -1,0 +1,73 @@
+"""The package's import graph: no cycles, and no module imports another's private names."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "ogkit"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(tree: ast.Module, top_level_only: bool):
+    """(module imported, names) for every ``from ogkit… import`` / ``import ogkit…``."""
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.If) and top_level_only:  # `if TYPE_CHECKING:` blocks
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ogkit"):
+            yield node.module, [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("ogkit"):
+                    yield a.name, []
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, path in modules.items():
+        for target, names in _imports(ast.parse(path.read_text()), top_level_only=True):
+            for n in names or [None]:
+                sub = f"{target}.{n}" if n else target
+                dep = sub if sub in modules else target
+                if dep in modules and dep != name:
+                    graph[name].add(dep)
+    return graph
+
+
+def test_no_import_cycles():
+    graph = _graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep) :], dep] if dep in path else [node, dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    # A package's __init__ re-exporting its own submodules is not a cycle between rooms.
+    real = [c for c in cycles if not all(x == c[0] or x.startswith(c[0] + ".") for x in c)]
+    assert sum(len(d) for d in graph.values()) > 50  # the graph was really read
+    assert not real, f"import cycles: {real[:5]}"
+
+
+def test_no_module_imports_a_private_name_from_another():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for target, names in _imports(ast.parse(path.read_text()), top_level_only=False):
+            for n in names:
+                if n.startswith("_") and not n.startswith("__"):
+                    offenders.append(f"{_module_name(path)} imports {target}.{n}")
+    assert not offenders, offenders
