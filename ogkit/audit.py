@@ -349,7 +349,11 @@ def audit(
                 try:
                     verdict = verify_batch(
                         batch,
-                        VerifyPolicy(sample_rate=sample_rate, allowlist=allowlist),
+                        VerifyPolicy(
+                            sample_rate=sample_rate,
+                            allowlist=allowlist,
+                            require_bound_inputs=False,  # no order on chain names the data yet
+                        ),
                         hub=hub,
                         dask=verify_client,
                         progress=False,

@@ -113,6 +113,7 @@ REASONS = {
     "batch-root-mismatch": "the recomputed batch root differs from the signed root",
     "input-root-mismatch": "the inputs' root differs from the batch's dataset commitment",
     "dataset-mismatch": "the batch ran other data than the requester's dataset or commitment",
+    "inputs-unbound": "no requester dataset or commitment given: the inputs are the node's word",
     "spec-mismatch": "the manifest's inputs or outputs differ from the model's signature",
     "tolerance-too-loose": "the batch's stated float tolerance exceeds the verifier's",
     "model-unavailable": "the model could not be fetched for re-execution",
@@ -177,6 +178,10 @@ class VerifyPolicy:
     verifier_secret: bytes | None = None  # None: fresh random bytes per verification
     session_config: SessionConfig = field(default_factory=SessionConfig)
     expected_domain: ClaimDomain | None = None  # the chain + contract this verifier serves
+    # Without the requester's dataset or commitment the inputs are only the node's own
+    # word: by default that fails. An auditor replaying the chain, which holds no order
+    # yet, turns it into a notice.
+    require_bound_inputs: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -397,11 +402,18 @@ def check_partition(
         out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
         return out
     out.input_hashes = in_h
+    bad_in = (in_h != rec.input_hashes).any(axis=1)
+    if inputs is not rec.inputs:
+        # The stored copies must agree too: challengers and reports re-run from them.
+        try:
+            bad_in |= (tensor_row_hashes(rec.inputs) != rec.input_hashes).any(axis=1)
+        except (ConfigError, ValueError, TypeError):
+            bad_in[:] = True
     _named_rows(
         out.findings,
         "input-hash-mismatch",
-        f"stored input hash is not the hash of {source_note}",
-        expected[np.flatnonzero((in_h != rec.input_hashes).any(axis=1))],
+        f"stored input hash or stored inputs are not {source_note}'s",
+        expected[np.flatnonzero(bad_in)],
         index,
     )
     _named_rows(
@@ -700,10 +712,14 @@ def verify_batch(
         for f in findings
     )
     if source is None and commitment is None:
-        notices.append(
+        unbound = (
             "inputs were checked against the batch's own dataset commitment only; give the "
             "requester's dataset (--dataset) or commitment (--commitment) to bind them"
         )
+        if policy.require_bound_inputs and dataset is None:
+            findings.append(Finding("inputs-unbound", unbound))
+        else:
+            notices.append(unbound)
     q = policy.sample_rate if payload is not None else 0.0
     verdict = Verdict(
         passed=not findings,

@@ -233,7 +233,7 @@ def test_cli_infer_verify_receipt(published, enclave, requester, home, capsys, t
     assert out["schema"] == "ogkit.infer.v1" and out["row_count"] == 2000
     artifact = out["artifact_id"]
     # Not yet approved: verify fails and names the attester.
-    assert main(["verify", artifact, "--workers", "0", "--json"]) == 1
+    assert main(["verify", artifact, "--workers", "0", "--json", "--dataset", data]) == 1
     verdict = json.loads(capsys.readouterr().out)
     assert set(verdict["reasons"]) == {"unapproved-attester", "unapproved-measurement"}
     batch = load_batch(artifact, ContentStore(home / "store"))
@@ -251,9 +251,18 @@ def test_cli_infer_verify_receipt(published, enclave, requester, home, capsys, t
         == 0
     )
     capsys.readouterr()
-    assert main(["verify", artifact, "--workers", "0", "--sample-rate", "0.1", "--json"]) == 0
+    verify = ["verify", artifact, "--workers", "0", "--sample-rate", "0.1", "--json"]
+    # Without the requester's data or commitment the inputs are bound to nothing: fail.
+    assert main(verify) == 1
+    assert json.loads(capsys.readouterr().out)["reasons"] == {"inputs-unbound": 1}
+    assert main([*verify, "--dataset", data]) == 0
     verdict = json.loads(capsys.readouterr().out)
-    assert verdict["passed"] and 140 <= verdict["sample_size"] <= 260  # q = 0.1 of 2,000
+    assert verdict["passed"] and verdict["inputs_bound"]
+    assert 140 <= verdict["sample_size"] <= 260  # q = 0.1 of 2,000
+    assert main(["commit", "tab", data]) == 0
+    commitment = capsys.readouterr().out.strip()
+    assert main([*verify, "--commitment", commitment]) == 0
+    assert json.loads(capsys.readouterr().out)["inputs_bound"]
     receipt_path = tmp_path / "r.json"
     assert main(["receipt", "show", artifact, "1234", "-o", str(receipt_path)]) == 0
     assert main(["receipt", "verify", str(receipt_path), "--json"]) == 0

@@ -95,7 +95,13 @@ def test_full_life_cycle_and_idempotent_resume(chain, actors, published, home):
 
     allow = Allowlist().with_([enclave.address], [batch.runtime_id])
     for i in (1, 2, 3):
-        verdict = verify_batch(batch, VerifyPolicy(allowlist=allow), hub=published, progress=False)
+        verdict = verify_batch(
+            batch,
+            VerifyPolicy(allowlist=allow),
+            hub=published,
+            dataset=sample_data_path("tabular"),
+            progress=False,
+        )
         assert verdict.passed
         attest_batch(
             chain, batch, passed=verdict.passed, verifier=a[f"verifier-{i}"], journal=journal

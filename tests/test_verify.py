@@ -30,8 +30,11 @@ def policy(batch, enclave) -> VerifyPolicy:
     return VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
 
 
-def _verify(batch, policy, hub, **kw):
-    return verify_batch(batch, policy, hub=hub, progress=False, **kw)
+def _verify(batch, policy, hub, dataset=None, **kw):
+    """Verify as a verifier who holds the requester's data (the sample tabular file, which
+    the ``batch`` fixture ran, unless another dataset is given)."""
+    dataset = sample_data_path("tabular") if dataset is None else dataset
+    return verify_batch(batch, policy, hub=hub, progress=False, dataset=dataset, **kw)
 
 
 def _set_row(table: pa.Table, column: str, row: int, fn) -> pa.Table:
@@ -161,7 +164,7 @@ def test_dishonest_outputs_caught_by_reexecution_at_expected_rate(
     allow = Allowlist().with_([enclave.address], [honest.runtime_id])
 
     # Everything recomputes: hashes, leaves, roots and the signature are all consistent.
-    full = _verify(forged, VerifyPolicy(sample_rate=1.0, allowlist=allow), published)
+    full = _verify(forged, VerifyPolicy(sample_rate=1.0, allowlist=allow), published, x)
     assert set(full.reasons()) == {"reexecution-mismatch"}
     assert set(full.failing_rows()) == bad_rows
 
@@ -174,6 +177,7 @@ def test_dishonest_outputs_caught_by_reexecution_at_expected_rate(
                 sample_rate=rate, allowlist=allow, verifier_secret=trial.to_bytes(4, "big")
             ),
             published,
+            x,
         )
         assert set(verdict.failing_rows()) <= bad_rows
         caught += not verdict.passed
@@ -212,6 +216,7 @@ def test_detection_rate_matches_1_minus_1_minus_q_to_the_k(
             forged,
             VerifyPolicy(sample_rate=q, allowlist=allow, verifier_secret=b"rate%d" % seed),
             published,
+            x,
         )
         assert set(verdict.failing_rows()) <= bad
         assert set(verdict.reasons()) <= {"reexecution-mismatch"}
@@ -234,3 +239,30 @@ def test_sample_mask_is_uniform_and_independent_of_partitioning():
     np.testing.assert_array_equal(whole, parts)  # a row's draw does not depend on its partition
     other = sample_mask(b"\x08" * 32, rows, 0.01)
     assert (whole & other).sum() < 0.01 * whole.sum() * 3 + 10  # another key, another sample
+
+
+def test_unbound_inputs_fail_unless_the_verifier_allows_it(batch, policy, published):
+    """Without the requester's dataset or commitment a verdict does not pass: the inputs
+    would be bound to nothing but the node's word. An auditor can make it a notice."""
+    verdict = verify_batch(batch, policy, hub=published, progress=False)
+    assert verdict.reasons() == {"inputs-unbound": 1} and not verdict.inputs_bound
+    lenient = VerifyPolicy(
+        sample_rate=0.05,
+        allowlist=policy.allowlist,
+        verifier_secret=b"s",
+        require_bound_inputs=False,
+    )
+    verdict = verify_batch(batch, lenient, hub=published, progress=False)
+    assert verdict.passed and not verdict.inputs_bound and verdict.notices
+    with_commitment = verify_batch(
+        batch, policy, hub=published, progress=False, commitment=_commitment(batch)
+    )
+    assert with_commitment.passed and with_commitment.inputs_bound
+
+
+def _commitment(batch):
+    from ogkit.dataset import commit_dataset
+    from ogkit.load import load_model_bytes
+
+    model = load_model_bytes(batch.store.get("models", batch.model_id))
+    return commit_dataset(sample_data_path("tabular"), model)

@@ -27,6 +27,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         allowlist=allowlist,
         verifier_secret=bytes.fromhex(args.secret.removeprefix("0x")) if args.secret else None,
         expected_domain=_domain(args),
+        require_bound_inputs=not args.allow_unbound_inputs,
     )
     commitment = None
     if args.commitment:
@@ -162,6 +163,11 @@ def register(groups) -> None:
         help="the requester's dataset commitment, INPUT_ROOT:ROWS (from `ogkit commit`)",
     )
     p.add_argument("--secret", help="the verifier's secret (hex); default: fresh random bytes")
+    p.add_argument(
+        "--allow-unbound-inputs",
+        action="store_true",
+        help="pass without --dataset/--commitment (the inputs are then the node's word)",
+    )
     p.add_argument("--requester", help="the address that ordered the job: any other fails")
     p.add_argument("--job", help="the job name ordered: any other fails")
     p.add_argument("--chain-id", type=int, help="the chain this verifier serves")

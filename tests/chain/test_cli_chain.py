@@ -120,6 +120,8 @@ def test_infer_settle_attest_finalize_from_the_cli(devnet_port, home, capsys, pu
                 artifact,
                 "--workers",
                 "0",
+                "--dataset",
+                str(sample_data_path("tabular")),
                 "--attest",
                 "--key",
                 f"verifier-{i}",

@@ -95,10 +95,7 @@ class BatchCache:
 
     def __getitem__(self, name: str):
         if name not in self._batches:
-            try:
-                from ogkit.infer import run_verified_inference
-            except ImportError:  # the module's name before the infer/batch split
-                from ogkit.pipeline import run_verified_inference
+            from ogkit.infer import run_verified_inference
 
             control = self.zoo[name]
             node = self.node

@@ -89,6 +89,7 @@ def test_honest_batch_passes(name, rate, honest_env, honest_batches):
     from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
 
     batch = honest_batches[name]
+    control = honest_batches.zoo[name]
     assert batch.row_count == N_ROWS
     assert len(batch.partitions) == -(-N_ROWS // PARTITION_ROWS)
     allowlist = Allowlist().with_([honest_env.enclave.address], [batch.runtime_id])
@@ -99,9 +100,11 @@ def test_honest_batch_passes(name, rate, honest_env, honest_batches):
             batch,
             VerifyPolicy(sample_rate=rate, verifier_secret=secret, allowlist=allowlist),
             hub=honest_env.hub,
+            dataset=control.data,  # a verifier that holds the requester's data
+            input_map=control.input_map,
             progress=False,
         )
-        assert verdict.rows_checked == N_ROWS
+        assert verdict.rows_checked == N_ROWS and verdict.inputs_bound
         reexecuted += verdict.sample_size
         if rate == 1.0:
             assert verdict.sample_size == N_ROWS
