@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 AUDIT_REASONS = {
     "artifact-missing": "the committed artefact is not in the store",
     "artifact-malformed": "the committed artefact is not a well-formed batch manifest",
+    "inputs-unbound": "no requester-signed order names the data: inputs checked as consistent only",
     "artifact-mismatch": "the stored artefact no longer hashes to the committed id",
     "commitment-mismatch": "the artefact disagrees with what the chain committed",
     "attester-not-bound": "the attester was not the node's bound attester at commit",
@@ -53,7 +54,7 @@ AUDIT_REASONS = {
     "batch-slashed": "an upheld challenge slashed the node for this batch",
     "batch-open": "the batch is not final yet (notice)",
 }
-NOTICES = {"measurement-revoked-later", "batch-open", "manifest-unavailable"}
+NOTICES = {"measurement-revoked-later", "batch-open", "manifest-unavailable", "inputs-unbound"}
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,8 @@ def audit(
                     row["sampled_rows"] = verdict.sample_size
                     for vf in verdict.findings[:50]:
                         add("verification-failed", f"{vf.reason}: {vf.detail}", row=vf.row_index)
+                    if not verdict.inputs_bound:
+                        add("inputs-unbound", " ".join(verdict.notices))
                 _check_status(chain, batch, status, verdict, opened.get(batch_id, []), add)
             except Exception as exc:  # hostile artefacts must not stop the audit
                 add("verification-failed", f"could not re-verify: {type(exc).__name__}: {exc}")
