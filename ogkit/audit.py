@@ -30,6 +30,8 @@ from ogkit.store import ContentStore
 from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
 
 if TYPE_CHECKING:
+    from distributed import Client as DaskClient
+
     from ogkit.chain.client import ChainClient
 
 __all__ = ["AuditFinding", "AuditReport", "audit"]
@@ -179,7 +181,7 @@ def audit(
     requester: str | None = None,
     model: str | None = None,
     sample_rate: float = 0.01,
-    verify_client: Any = None,
+    dask: DaskClient | None = None,
     progress: bool = False,
 ) -> AuditReport:
     """Replay the settlements in ``[from_block, to_block]`` (optionally only some batch
@@ -356,7 +358,7 @@ def audit(
                             require_bound_inputs=False,  # no order on chain names the data yet
                         ),
                         hub=hub,
-                        dask=verify_client,
+                        dask=dask,
                         progress=False,
                     )
                 except OgkitError as exc:  # unreadable records and the like: a finding, go on

@@ -20,7 +20,8 @@ def get_client(
     processes: bool = True,
     **cluster_kwargs,
 ):
-    """Connect to ``scheduler_address`` (or ``$OGKIT_SCHEDULER``), else start a LocalCluster.
+    """Connect to ``scheduler_address``, else start a LocalCluster (the CLI passes
+    ``$OGKIT_SCHEDULER`` here, read by :class:`ogkit.settings.Settings`).
 
     A LocalCluster gets ``n_workers`` single-threaded worker processes (default: one
     per core) because onnxruntime sessions are pinned to one thread each. Close the
@@ -28,14 +29,14 @@ def get_client(
     """
     from dask.distributed import Client
 
-    address = scheduler_address or os.environ.get("OGKIT_SCHEDULER")
+    address = scheduler_address
     if address:
         try:
             return Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise ConfigError(
                 f"cannot reach the Dask scheduler at {address}: {exc}; check the address "
-                "or unset OGKIT_SCHEDULER to use a local cluster"
+                "(--scheduler or OGKIT_SCHEDULER), or leave it out for a local cluster"
             ) from exc
     # Client(n_workers=...) starts a LocalCluster that closes with the client.
     client = Client(

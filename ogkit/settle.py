@@ -27,7 +27,6 @@ from ogkit.checks import DataCheckPolicy
 from ogkit.errors import SettlementError
 from ogkit.hub.manifest import ModelManifest
 from ogkit.keys import Signer
-from ogkit.settings import ogkit_home
 
 if TYPE_CHECKING:
     from ogkit.chain.client import ChainClient
@@ -36,6 +35,7 @@ __all__ = [
     "ROLE_INFERENCE",
     "ROLE_VERIFIER",
     "SettlementJournal",
+    "SettlementProgress",
     "SettlementRecord",
     "attest_batch",
     "bootstrap_measurement",
@@ -43,9 +43,11 @@ __all__ = [
     "claim_domain",
     "ensure_allowance",
     "ensure_staked",
+    "format_opg",
     "prepare_dev_settlement",
     "register_model",
     "settle",
+    "settlement_progress",
     "vote_dispute",
 ]
 
@@ -55,6 +57,7 @@ ROLE_INFERENCE, ROLE_VERIFIER = 1, 2
 ZERO32 = b"\x00" * 32
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 FINAL = {BatchStatus.FINALIZED, BatchStatus.SLASHED, BatchStatus.REFUNDED}
+OPG_UNIT = 10**18
 
 
 def _b32(hex_value: str) -> bytes:
@@ -198,6 +201,9 @@ class SettlementRecord:
     commit_block: int | None = None
     finalize_tx: str | None = None
     finalize_block: int | None = None
+    expire_tx: str | None = None  # expire(): the window closed without quorum
+    expire_block: int | None = None
+    refunded: int | None = None  # OPG base units the expiry gave back to the requester
     attestations: dict[str, str] = field(default_factory=dict)  # verifier -> tx hash
     waiting_for: str = ""
     updated_at: float = 0.0
@@ -207,15 +213,23 @@ class SettlementRecord:
 
 
 class SettlementJournal:
-    """One JSON file per batch under ``<home>/settlements/<chain id>/``, written atomically."""
+    """One JSON file per batch under ``<home>/settlements/<chain id>/``, written atomically.
+
+    Without a ``home`` the journal lives in memory (the chain stays the truth either way:
+    a lost journal only forgets which transactions this process sent)."""
 
     def __init__(self, chain_id: int, home: Path | None = None) -> None:
-        self.folder = (home or ogkit_home()) / "settlements" / str(chain_id)
+        self.folder = Path(home) / "settlements" / str(chain_id) if home is not None else None
+        self._memory: dict[str, dict[str, Any]] = {}
 
     def _path(self, batch_id: str) -> Path:
+        assert self.folder is not None
         return self.folder / f"{batch_id}.json"
 
     def load(self, batch_id: str) -> SettlementRecord | None:
+        if self.folder is None:
+            doc = self._memory.get(batch_id)
+            return SettlementRecord(**doc) if doc is not None else None
         path = self._path(batch_id)
         if not path.exists():
             return None
@@ -223,6 +237,9 @@ class SettlementJournal:
 
     def save(self, record: SettlementRecord) -> None:
         record.updated_at = time.time()
+        if self.folder is None:
+            self._memory[record.batch_id] = json.loads(json.dumps(record.to_dict()))
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._path(record.batch_id)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -230,6 +247,8 @@ class SettlementJournal:
         tmp.replace(path)
 
     def all(self) -> list[SettlementRecord]:
+        if self.folder is None:
+            return [SettlementRecord(**d) for _, d in sorted(self._memory.items())]
         if not self.folder.exists():
             return []
         return [
@@ -284,10 +303,15 @@ def settle(
     node: Signer,
     journal: SettlementJournal | None = None,
     finalize: bool = True,
+    expire: bool = True,
     data_checks: DataCheckPolicy | None = None,
 ) -> SettlementRecord:
     """Commit ``batch`` if the chain does not know it yet, then finalise it once its
     challenge window is over and verifiers holding the quorum attested pass.
+
+    A batch whose window closed without that quorum can never be finalised (attestations
+    close with the window): with ``expire`` (the default, when ``finalize``) it is
+    expired, which refunds the requester's escrow; ``record.refunded`` says how much.
 
     With ``data_checks``, the batch's records pass great-expectations checks
     (:func:`ogkit.checks.check_records`) before anything is committed; a failure that
@@ -335,6 +359,9 @@ def settle(
             chain.call(fn)  # a dry run: not yet finalisable is a state, not an error
         except SettlementError as exc:
             record.waiting_for = exc.reason or str(exc)
+            if expire and _expire(chain, batch.batch_id, node, record):
+                status = BatchStatus.REFUNDED
+                _sync(record, status)
         else:
             receipt = chain.transact(fn, node)
             record.finalize_tx = "0x" + bytes(receipt["transactionHash"]).hex()
@@ -346,6 +373,134 @@ def settle(
         record.waiting_for = ""
     journal.save(record)
     return record
+
+
+def _expire(chain: ChainClient, batch_id: str, sender: Signer, record: SettlementRecord) -> bool:
+    """Send ``expire(batchId)`` if a dry run says it would succeed; True if it was sent."""
+    settlement = chain.contract("InferenceSettlement")
+    fn = settlement.functions.expire(_b32(batch_id))
+    try:
+        chain.call(fn)
+    except SettlementError:
+        return False  # too early, quorum reached or a dispute is open: waiting_for says
+    receipt = chain.transact(fn, sender)
+    record.expire_tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    record.expire_block = int(receipt["blockNumber"])
+    refunds = chain.events(
+        "InferenceSettlement",
+        "BatchRefunded",
+        record.expire_block,
+        record.expire_block,
+        argument_filters={"batchId": _b32(batch_id)},
+    )
+    record.refunded = sum(int(e["args"]["amount"]) for e in refunds)
+    log.info(
+        "expired batch %s without quorum; requester refunded %s OPG",
+        batch_id,
+        format_opg(record.refunded),
+    )
+    return True
+
+
+# -- where a batch stands ----------------------------------------------------------------
+def format_opg(units: int) -> str:
+    """OPG base units as decimal OPG with thousands separators (``1,234.5``)."""
+    whole, frac = divmod(int(units), OPG_UNIT)
+    text = f"{whole:,}"
+    if frac:
+        text += ("." + f"{frac:018d}").rstrip("0")
+    return text
+
+
+def _utc(epoch: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _share(bps: int) -> str:
+    return "2/3" if bps == 6667 else f"{bps / 100:g}%"
+
+
+@dataclass(frozen=True)
+class SettlementProgress:
+    """Where one batch stands on chain, what it waits for (in words) and the command that
+    moves it (``next_command``; empty when the batch is final or only time moves it)."""
+
+    batch_id: str
+    status: str  # none | pending | disputed | finalized | slashed | refunded
+    window_ends_at: int | None  # epoch seconds of the chain's clock
+    window_open: bool
+    yes_stake: int  # OPG base units of pass attestations
+    verifier_stake: int  # total active verifier stake (as recorded at the last attestation)
+    quorum_bps: int
+    quorum_reached: bool
+    waiting_for: str
+    next_command: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def settlement_progress(
+    chain: ChainClient, batch_id: str, artifact_id: str | None = None
+) -> SettlementProgress:
+    """Read ``batch_id``'s settlement from ``chain`` and say what it waits for: the
+    challenge window (closing at a UTC time), the verifier quorum (X of Y OPG attested,
+    needs 2/3), a dispute, or nothing; and the ``ogkit`` command that moves it."""
+    settlement = chain.contract("InferenceSettlement")
+    target = artifact_id or batch_id
+    status = _status(chain, batch_id)
+    quorum_bps = int(chain.call(settlement.functions.quorumBps()))
+    if status == BatchStatus.NONE:
+        return SettlementProgress(
+            batch_id, "none", None, False, 0, 0, quorum_bps, False,
+            f"not committed on {chain.name}", f"ogkit settle {target}",
+        )  # fmt: skip
+    info = chain.call(settlement.functions.getBatch(_b32(batch_id)))
+    window = int(chain.call(settlement.functions.challengeWindow()))
+    ends_at = int(info[1]) + window
+    now = chain.block_timestamp()
+    yes, recorded = int(info[12]), int(info[13])
+    if recorded == 0:  # nobody attested yet: the stake a quorum would be measured against
+        nodes = chain.contract("NodeRegistry")
+        recorded = int(chain.call(nodes.functions.totalRoleStake(ROLE_VERIFIER)))
+    reached = yes > 0 and yes * 10_000 >= quorum_bps * recorded
+    window_open = now < ends_at
+    quorum = (
+        f"quorum: {format_opg(yes)} of {format_opg(recorded)} OPG verifier stake attested "
+        f"pass, needs {_share(quorum_bps)}"
+    )
+    closes = f"challenge window closing at {_utc(ends_at)}"
+    advance = (
+        f"ogkit chain advance {ends_at - now + 1}"
+        if chain.kind == "devnet"
+        else f"wait until {_utc(ends_at)}, then ogkit settle {target}"
+    )
+    if status == BatchStatus.DISPUTED:
+        dispute = int(chain.call(settlement.functions.openDispute(_b32(batch_id))))
+        waiting, command = f"dispute {dispute}: verifiers vote on the challenged row", ""
+    elif status != BatchStatus.PENDING:
+        waiting, command = f"nothing: {status.name.lower()}", ""
+    elif window_open and not reached:
+        waiting = f"{quorum} ({closes})"
+        command = f"ogkit verify {target} --attest --key VERIFIER"
+    elif window_open:
+        waiting, command = f"{closes} ({quorum}: reached)", advance
+    elif reached:
+        waiting, command = "nothing: finalisable (window closed, quorum reached)", (
+            f"ogkit settle {target}"
+        )
+    else:
+        waiting = (
+            f"nothing: the challenge window closed at {_utc(ends_at)} without quorum "
+            f"({quorum}); expiring refunds the requester"
+        )
+        command = f"ogkit settle {target}"
+    return SettlementProgress(
+        batch_id, status.name.lower(), ends_at, window_open, yes, recorded, quorum_bps,
+        reached, waiting, command,
+    )  # fmt: skip
 
 
 def attest_batch(

@@ -7,9 +7,12 @@ import json
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ogkit.errors import ConfigError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    from ogkit.chain.client import ChainClient
 
 __all__ = ["ensure_published", "notebook_home", "top_up", "write_summary"]
 
@@ -65,15 +68,15 @@ def ensure_published(
     return manifest
 
 
-def top_up(client: Any, addresses: Iterable[str], *, eth: int, opg: int) -> None:
+def top_up(chain: ChainClient, addresses: Iterable[str], *, eth: int, opg: int) -> None:
     """Fund dev accounts up to ``eth`` wei and ``opg`` OPG base units from the chain's
     deployer (devnet and embedded chain); accounts holding half of that are left alone."""
-    token = client.contract("OPGToken")
+    token = chain.contract("OPGToken")
     for address in addresses:
-        have_eth = int(client.w3.eth.get_balance(address))
-        have_opg = int(client.call(token.functions.balanceOf(address)))
+        have_eth = int(chain.w3.eth.get_balance(address))
+        have_opg = int(chain.call(token.functions.balanceOf(address)))
         if have_eth < eth // 2 or have_opg < opg // 2:
-            client.fund(address, eth=max(0, eth - have_eth), opg=max(0, opg - have_opg))
+            chain.fund(address, eth=max(0, eth - have_eth), opg=max(0, opg - have_opg))
 
 
 def _json_default(value: Any) -> Any:

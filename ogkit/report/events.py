@@ -7,11 +7,14 @@ can show what was paid without the store.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from ogkit.report.common import OPG, short_id
+
+if TYPE_CHECKING:
+    from ogkit.chain.client import ChainClient
 
 __all__ = ["payments_frame", "slashes_frame"]
 
@@ -34,7 +37,7 @@ def _wanted(batch_ids: Iterable[str] | None) -> set[str] | None:
 
 
 def payments_frame(
-    client: Any,
+    chain: ChainClient,
     batch_ids: Iterable[str] | None = None,
     *,
     names: Mapping[str, str] | None = None,
@@ -68,7 +71,7 @@ def payments_frame(
         )
 
     def events(name: str) -> list[dict[str, Any]]:
-        found = client.events("InferenceSettlement", name, from_block)
+        found = chain.events("InferenceSettlement", name, from_block)
         return [e for e in found if wanted is None or _hex(e["args"]["batchId"]) in wanted]
 
     for e in events("BatchFinalized"):
@@ -85,7 +88,7 @@ def payments_frame(
 
 
 def slashes_frame(
-    client: Any,
+    chain: ChainClient,
     batch_ids: Iterable[str] | None = None,
     *,
     names: Mapping[str, str] | None = None,
@@ -100,7 +103,7 @@ def slashes_frame(
     wanted = _wanted(batch_ids)
     label = {k.lower(): v for k, v in (names or {}).items()}
     rows = []
-    for e in client.events("InferenceSettlement", "ChallengeUpheld", from_block):
+    for e in chain.events("InferenceSettlement", "ChallengeUpheld", from_block):
         a = e["args"]
         if wanted is not None and _hex(a["batchId"]) not in wanted:
             continue
