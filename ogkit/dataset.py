@@ -39,7 +39,14 @@ __all__ = [
     "split_partitions",
 ]
 
-_SCANNERS = {".parquet": pl.scan_parquet, ".csv": pl.scan_csv, ".arrow": pl.scan_ipc}
+
+def _scan_csv(path: Any) -> pl.LazyFrame:
+    # The whole file decides each column's type: an 'n/a' on line 5,000 makes the column
+    # text here (and reported as such by plan_inputs), not a parse error on a worker.
+    return pl.scan_csv(path, infer_schema_length=None)
+
+
+_SCANNERS = {".parquet": pl.scan_parquet, ".csv": _scan_csv, ".arrow": pl.scan_ipc}
 _SCANNERS[".ipc"] = _SCANNERS[".feather"] = pl.scan_ipc
 
 
@@ -298,6 +305,11 @@ def plan_inputs(
     name; a single 2-D input ``[N, k]`` with no such column takes the data's numeric
     scalar columns when there are exactly ``k`` of them.
     """
+    if source.n_rows == 0:
+        raise ConfigError(
+            f"the dataset {source.describe()} has no rows (columns: "
+            f"{', '.join(source.schema) or 'none'}): add rows or point --data at the right file"
+        )
     problems: list[str] = []
     bindings: list[InputBinding] = []
     input_map = dict(input_map or {})
@@ -327,14 +339,26 @@ def plan_inputs(
             if spec.name in source.schema:
                 columns = [spec.name]
             elif len(inputs) == 1 and len(row_shape) == 1 and isinstance(row_shape[0], int):
-                numeric = [c for c, t in source.schema.items() if _is_numeric(t) and c != "label"]
+                numeric = [c for c in _scalar_candidates(source) if _is_numeric(source.schema[c])]
                 if len(numeric) == row_shape[0]:
                     columns = numeric
             if columns is None:
+                scalar = _scalar_candidates(source)
+                single = len(inputs) == 1 and len(row_shape) == 1
+                want = row_shape[0] if single and isinstance(row_shape[0], int) else None
+                text = [c for c in scalar if not _is_numeric(source.schema[c])]
+                n_numeric = len(scalar) - len(text)
+                if text and want and n_numeric < want:
+                    # Too few number columns, and some hold text: say which and where.
+                    problems += [_non_numeric_problem(source, spec.name, c) for c in text]
+                    if len(scalar) == want:
+                        continue
+                counted = f"; {n_numeric} numeric, the model wants {want}" if want else ""
                 problems.append(
                     f"model input {spec.name!r} ({spec.dtype}{list(spec.shape)}) has no column: "
-                    f"name a column {spec.name!r} or pass input_map={{'{spec.name}': [columns]}}"
-                    f" (data columns: {', '.join(source.schema) or 'none'})"
+                    f"name a column {spec.name!r} or map columns to it (ogkit infer "
+                    f"--input-map {spec.name}=COL1,COL2,... ; in code input_map=) (data columns: "
+                    f"{', '.join(source.schema) or 'none'}{counted})"
                 )
                 continue
         missing = [c for c in columns if c not in source.schema]
@@ -354,9 +378,7 @@ def plan_inputs(
         if len(columns) > 1:
             bad = [c for c in columns if not _is_numeric(source.schema[c])]
             for c in bad:
-                problems.append(
-                    f"input {spec.name!r}: column {c!r} has type {source.schema[c]}, not a number"
-                )
+                problems.append(_non_numeric_problem(source, spec.name, c))
             if len(columns) != width:
                 problems.append(
                     f"input {spec.name!r} wants {width} values per row "
@@ -370,7 +392,9 @@ def plan_inputs(
         col = columns[0]
         col_type = source.schema[col]
         per_row = _per_row_width(source, col, col_type)
-        if per_row is None:
+        if per_row is None and col_type == "String":
+            problems.append(_non_numeric_problem(source, spec.name, col))
+        elif per_row is None:
             problems.append(
                 f"input {spec.name!r}: column {col!r} has type {col_type}, not numbers or "
                 "arrays of numbers"
@@ -389,6 +413,44 @@ def plan_inputs(
     if problems:
         raise SchemaMismatchError(problems)
     return InputPlan(tuple(bindings))
+
+
+def _scalar_candidates(source: DataSource) -> list[str]:
+    """Columns an unmapped 2-D input may take: scalar numbers or text (a number column
+    read as text because of a bad cell), never ``label``."""
+    return [
+        c for c, t in source.schema.items() if (_is_numeric(t) or t == "String") and c != "label"
+    ]
+
+
+def _non_numeric_problem(source: DataSource, input_name: str, col: str) -> str:
+    """One line: which column, which value at which row is not a number, and the fix."""
+    col_type = source.schema[col]
+    where = ""
+    if col_type == "String":
+        bad = (
+            source.scan()
+            .select(pl.col(col))
+            .with_row_index("row")
+            .filter(
+                pl.col(col).is_not_null()
+                & pl.col(col).str.strip_chars().cast(pl.Float64, strict=False).is_null()
+            )
+        )
+        found = bad.select(pl.len().alias("n"), pl.first("row"), pl.first(col)).collect()
+        n, row, value = found.row(0)
+        if n:
+            line = (
+                f", line {row + 2} of the CSV"
+                if source.kind == "csv" and len(source.paths) == 1
+                else ""
+            )
+            where = f" ({n:,} row(s), e.g. {value!r} at row {row}{line})"
+    return (
+        f"input {input_name!r}: column {col!r} has non-numeric values{where} (type {col_type}); "
+        f"make every value a number (or drop those rows), or leave the column out "
+        f"(ogkit infer --input-map {input_name}=COL1,COL2,...)"
+    )
 
 
 def _per_row_width(source: DataSource, col: str, col_type: str) -> int | None:
