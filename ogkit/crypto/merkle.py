@@ -67,6 +67,15 @@ def _check_hash_rows(arr: Any, n: int, what: str) -> np.ndarray:
     return a
 
 
+def _check_row_index(row_index: Any) -> np.ndarray:
+    idx = np.asarray(row_index)
+    if idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise ConfigError(f"row_index must be a 1-D integer array, got {idx.dtype}{idx.shape}")
+    if idx.dtype.kind == "i" and idx.size and int(idx.min()) < 0:
+        raise ConfigError("row_index values must be >= 0")
+    return idx
+
+
 def leaf_hash(
     batch_id: bytes,
     model_id: bytes,
@@ -109,11 +118,7 @@ def leaf_hashes(
         _check_id(model_id, "model_id"),
         _check_id(runtime_id, "runtime_id"),
     ]
-    idx = np.asarray(row_index)
-    if idx.ndim != 1 or idx.dtype.kind not in "iu":
-        raise ConfigError(f"row_index must be a 1-D integer array, got {idx.dtype}{idx.shape}")
-    if idx.dtype.kind == "i" and idx.size and int(idx.min()) < 0:
-        raise ConfigError("row_index values must be >= 0")
+    idx = _check_row_index(row_index)
     n = idx.shape[0]
     inputs = _check_hash_rows(input_hashes, n, "input_hashes")
     outputs = _check_hash_rows(output_hashes, n, "output_hashes")
@@ -131,11 +136,7 @@ def leaf_hashes(
 def input_leaf_hashes(row_index: np.ndarray, input_hashes: np.ndarray) -> np.ndarray:
     """Leaves of the dataset commitment (the *input root*): row ``i`` is
     ``keccak256(keccak256(abi.encode(uint256 rowIndex, bytes32 inputHash)))``."""
-    idx = np.asarray(row_index)
-    if idx.ndim != 1 or idx.dtype.kind not in "iu":
-        raise ConfigError(f"row_index must be a 1-D integer array, got {idx.dtype}{idx.shape}")
-    if idx.dtype.kind == "i" and idx.size and int(idx.min()) < 0:
-        raise ConfigError("row_index values must be >= 0")
+    idx = _check_row_index(row_index)
     n = idx.shape[0]
     inputs = _check_hash_rows(input_hashes, n, "input_hashes")
     msg = np.zeros((n, 64), dtype=np.uint8)
