@@ -24,6 +24,7 @@ from ogkit.crypto import (
     process_proof,
     verify_proof,
 )
+from ogkit.dataset import input_root
 from ogkit.errors import ConfigError, ReceiptError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,6 +284,11 @@ def test_matches_openzeppelin_js(tmp_path: Path) -> None:
             "proofs": [[_hex(x) for x in proof] for proof in tree.proofs(range(tree.size))],
         },
         "multi": {"batch_root": _hex(batch.root), "partitions": multi_parts},
+        # The dataset commitment: rows 0..n-1 with their input hashes (docs/spec.md §4.1).
+        "inputs": {
+            "values": [[str(i), "0x" + bytes(h).hex()] for i, h in enumerate(single["ins"])],
+            "root": input_root(single["ins"]),
+        },
     }
     case_file = tmp_path / "case.json"
     case_file.write_text(json.dumps(case))
@@ -303,3 +309,10 @@ def test_matches_openzeppelin_js(tmp_path: Path) -> None:
         [node, str(JS_CHECK), str(case_file)], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode != 0 and "root mismatch" in proc.stderr
+    case["single"]["root"] = _hex(tree.root)
+    case["inputs"]["root"] = _hex(keccak256(b"wrong"))
+    case_file.write_text(json.dumps(case))
+    proc = subprocess.run(
+        [node, str(JS_CHECK), str(case_file)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0 and "input root mismatch" in proc.stderr

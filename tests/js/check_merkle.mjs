@@ -98,6 +98,12 @@ check(
   });
 }
 
+// The dataset commitment (input root): a standard tree over (uint256 rowIndex, bytes32 inputHash).
+if (data.inputs) {
+  const tree = StandardMerkleTree.of(data.inputs.values, ["uint256", "bytes32"]);
+  check(tree.root === data.inputs.root, `input root mismatch: ${tree.root} vs ${data.inputs.root}`);
+}
+
 if (failures.length > 0) {
   console.error(`${failures.length} check(s) failed:\n  ${failures.slice(0, 20).join("\n  ")}`);
   process.exit(1);
