@@ -1,11 +1,11 @@
-"""``ogkit hub …``: publish, list, search, show, pull, verify, deprecate, reindex."""
+"""``ogkit hub …``: publish, register, list, search, show, pull, verify, deprecate, reindex."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from ogkit.cli.common import add_command, parse_amount, print_json
+from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
 from ogkit.settings import Settings
 
 __all__ = ["register"]
@@ -32,30 +32,109 @@ def _entry_line(entry) -> str:
     )
 
 
+def _owner_signer(args: argparse.Namespace, settings: Settings, owner: str):
+    """The signing key, which must be the manifest's owner: the registry makes whoever
+    registers a model its on-chain owner."""
+    from ogkit.errors import HubError
+
+    signer = _signer(args, settings)
+    if signer.address.lower() != owner.lower():
+        raise HubError(
+            f"key {args.key!r} ({signer.address}) is not the model's owner {owner}: "
+            "pass --key with the owner's key name"
+        )
+    return signer
+
+
 def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
-    manifest = _hub(settings).publish(
-        args.path,
-        name=args.name,
-        version=args.version,
-        price=parse_amount(args.price),
-        signer=_signer(args, settings),
-        description=args.description,
-        tags=args.tag,
-        license=args.license,
-    )
+    hub = _hub(settings)
+    price = parse_amount(args.price)
+    signer = _signer(args, settings)
+    chain = None
+    registered: list[bool] = []
     if args.chain:
-        # Mirror the manifest into the chain's ModelRegistry (owner = the publishing key).
+        # Register on chain first, write the hub version only once that worked: a failed
+        # registration leaves nothing behind, and a retry runs both again.
         from ogkit.chain.connection import connect_from_settings
         from ogkit.settle import register_model
+        from ogkit.store import content_id
 
         chain = connect_from_settings(settings, args.chain)
-        register_model(chain, manifest, _signer(args, settings))
+        existing = hub.index.get(args.name, args.version)
+        try:
+            same_bytes = existing is not None and existing.manifest.model_id == content_id(
+                Path(args.path).read_bytes()
+            )
+        except OSError:
+            same_bytes = False  # publish reports the unreadable file
+        if (
+            existing is not None
+            and same_bytes
+            and existing.manifest.price_per_inference == price
+            and existing.manifest.owner.lower() == signer.address.lower()
+        ):
+            # The same version from an earlier run whose registration did not happen:
+            # finish it instead of refusing a duplicate.
+            manifest = existing.manifest
+            registered.append(register_model(chain, manifest, signer))
+        else:
+            manifest = hub.publish(
+                args.path,
+                name=args.name,
+                version=args.version,
+                price=price,
+                signer=signer,
+                description=args.description,
+                tags=args.tag,
+                license=args.license,
+                before_write=lambda m: registered.append(register_model(chain, m, signer)),
+            )
+    else:
+        manifest = hub.publish(
+            args.path,
+            name=args.name,
+            version=args.version,
+            price=price,
+            signer=signer,
+            description=args.description,
+            tags=args.tag,
+            license=args.license,
+        )
     if args.json:
-        print_json({"schema": "ogkit.hub.manifest.v1", "manifest": manifest.to_dict()})
+        doc = {"schema": "ogkit.hub.manifest.v1", "manifest": manifest.to_dict()}
+        if chain is not None:
+            doc["chain_id"] = chain.chain_id
+            doc["registered"] = bool(registered and registered[0])
+        print_json(doc)
     else:
         print(f"published {manifest.ref}  id {manifest.model_id}")
-        if args.chain:
-            print(f"registered in the ModelRegistry on {args.chain}")
+        if chain is not None:
+            state = "registered" if registered and registered[0] else "already registered"
+            print(f"{state} in the ModelRegistry on {args.chain} (chain {chain.chain_id})")
+    return 0
+
+
+def _hub_register(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.chain.connection import connect_from_settings
+    from ogkit.settle import register_model
+
+    manifest = _hub(settings).manifest(args.ref)
+    signer = _owner_signer(args, settings, manifest.owner)
+    chain = connect_from_settings(settings, args.chain)
+    registered = register_model(chain, manifest, signer)
+    if args.json:
+        print_json(
+            {
+                "schema": "ogkit.hub.register.v1",
+                "ref": manifest.ref,
+                "model_id": manifest.model_id,
+                "chain_id": chain.chain_id,
+                "registered": registered,
+            }
+        )
+    else:
+        state = "registered" if registered else "already registered"
+        print(f"{state} {manifest.ref} in the ModelRegistry on chain {chain.chain_id}")
     return 0
 
 
@@ -131,7 +210,13 @@ def register(groups) -> None:
     p.add_argument("--description", default="")
     p.add_argument("--license", default="")
     p.add_argument("--key", default="owner", help="signing key name (default: owner)")
-    p.add_argument("--chain", help="also register it on this chain (devnet, URL)")
+    p.add_argument("--chain", help="also register it on this chain (devnet, URL); registered first")
+    p = add_command(
+        hub, "register", _hub_register, "register a published version in the on-chain registry"
+    )
+    p.add_argument("ref", help="name@version (or name, or 0x model id)")
+    chain_option(p)
+    p.add_argument("--key", default="owner", help="the owner's key name (default: owner)")
     p = add_command(hub, "list", _hub_list, "list published models")
     p.add_argument("--live", action="store_true", help="hide deprecated versions")
     p = add_command(hub, "search", _hub_list, "search by name substring, tag or owner")

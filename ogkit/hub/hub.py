@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,8 +132,14 @@ class Hub:
         description: str = "",
         tags: list[str] | tuple[str, ...] = (),
         license: str = "",
+        before_write: Callable[[ModelManifest], object] | None = None,
     ) -> ModelManifest:
-        """Validate, store and sign a new model version. Nothing is written if a check fails."""
+        """Validate, store and sign a new model version. Nothing is written if a check fails.
+
+        ``before_write`` is called with the signed manifest after every check and before
+        anything is written (e.g. to register it on chain first); if it raises, nothing
+        is written and the error propagates, so a retry publishes the version afresh.
+        """
         ModelRef.parse(name)  # validates the name
         semver = SemVer.parse(version)
         if int(price) < 0:
@@ -156,7 +163,8 @@ class Hub:
         if any(e.manifest.version == version for e in existing):
             raise VersionError(
                 f"{name}@{version} is already published and versions are immutable; "
-                "publish a greater version"
+                "publish a greater version (to put it on chain: "
+                f"`ogkit hub register {name}@{version} --chain CHAIN`)"
             )
         if existing:
             latest = SemVer.parse(existing[-1].manifest.version)
@@ -186,6 +194,8 @@ class Hub:
             created_at=int(time.time()),
         ).signed_by(signer)
 
+        if before_write is not None:
+            before_write(manifest)
         self.store.put(MODELS, data)
         manifest_bytes = json.dumps(manifest.to_dict(), indent=2, sort_keys=True).encode()
         self.store.write_bytes(self._manifest_path(name, version), manifest_bytes, overwrite=False)
