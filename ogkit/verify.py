@@ -558,6 +558,7 @@ def verify_batch(
     commitment: DatasetCommitment | None = None,
     requester: str | None = None,
     job: str | None = None,
+    model: str | None = None,
     progress: bool = True,
 ) -> Verdict:
     """Verify a stored batch; the verdict names every failing row and why.
@@ -569,8 +570,9 @@ def verify_batch(
     either, the verdict binds the inputs to the requester's data (``inputs_bound``).
     The dataset's columns are bound to the model's inputs by the verifier's own
     ``input_map`` (default: by name, as ``ogkit infer`` does), never by the manifest's.
-    ``requester`` and ``job`` are what the requester ordered: a batch for anyone else, or
-    under another job name (the same rows billed twice), fails.
+    ``requester``, ``job`` and ``model`` (an id, or a hub reference resolved with ``hub``)
+    are what the requester ordered: a batch for anyone else, under another job name (the
+    same rows billed twice) or of another model fails.
     With a Dask client (``dask``) partitions are checked in parallel. Hostile input
     never raises: it gives findings.
     """
@@ -591,7 +593,18 @@ def verify_batch(
     m = batch.manifest
     claim = m.claim
     _check_claim(batch, policy, findings)
-    for what, wanted, got in (("requester", requester, m.requester), ("job", job, m.job)):
+    ordered_model = model
+    if model is not None and not model.startswith("0x") and hub is not None:
+        try:
+            ordered_model = hub.manifest(model).model_id
+        except OgkitError as exc:
+            findings.append(Finding("job-order", f"the model ordered, {model}, is unknown: {exc}"))
+            ordered_model = None
+    for what, wanted, got in (
+        ("requester", requester, m.requester),
+        ("job", job, m.job),
+        ("model", ordered_model, m.model_id),
+    ):
         if wanted is not None and wanted.lower() != got.lower():
             findings.append(Finding("job-order", f"the {what} ordered is {wanted}, not {got}"))
     if m.model_ref is not None and hub is not None:
@@ -842,6 +855,7 @@ def _check_claim(batch: AttestedBatch, policy: VerifyPolicy, findings: list[Find
             dataset_id=m.dataset_id,
             requester=m.requester,
             chain_id=m.domain.chain_id,
+            verifying_contract=m.domain.verifying_contract,
             job=m.job,
             execution=execution_hash(m.execution()),
         )

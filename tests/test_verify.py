@@ -139,6 +139,7 @@ def test_claim_replayed_under_another_batch_id(batch, policy, published):
         dataset_id=manifest["dataset_id"],
         requester=manifest["requester"],
         chain_id=31337,
+        verifying_contract=manifest["domain"]["verifying_contract"],
         job="another-job",
         execution=execution_hash(batch.manifest.execution()),
     )
@@ -199,7 +200,7 @@ def test_detection_probability():
 def test_detection_rate_matches_1_minus_1_minus_q_to_the_k(
     published, enclave, requester, forge_batch, k
 ):
-    """Over 60 verifier seeds, a batch with k forged rows (everything re-hashed and
+    """Over 200 verifier seeds, a batch with k forged rows (everything re-hashed and
     re-signed) is caught at the rate 1 - (1 - q)^k, within 2 sigma."""
     x = np.random.default_rng(5).normal(size=(400, 8)).astype(np.float32)
     honest = run_verified_inference(
@@ -209,7 +210,7 @@ def test_detection_rate_matches_1_minus_1_minus_q_to_the_k(
     assert len(bad) == k
     forged = forge_batch(honest, bad, enclave)
     allow = Allowlist().with_([enclave.address], [honest.runtime_id])
-    q, seeds = 0.1, 60
+    q, seeds = 0.1, 200
     caught = 0
     for seed in range(seeds):
         verdict = _verify(
@@ -266,3 +267,17 @@ def _commitment(batch):
 
     model = load_model_bytes(batch.store.get("models", batch.model_id))
     return commit_dataset(sample_data_path("tabular"), model)
+
+
+def test_what_the_requester_ordered(batch, policy, published, requester):
+    """A batch of another model, for another requester or under another job name fails."""
+    ok = _verify(batch, policy, published, requester=requester, job="default", model="tab@1.0.0")
+    assert ok.passed, ok.findings
+    for kw in (
+        {"requester": "0x" + "11" * 20},
+        {"job": "another"},
+        {"model": "cnn@1.0.0"},
+        {"model": "0x" + "22" * 32},
+    ):
+        verdict = _verify(batch, policy, published, **kw)
+        assert verdict.reasons() == {"job-order": 1}, kw

@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from ogkit.cli.common import add_command, dask_client, job_options, print_json
+from ogkit.cli.common import (
+    add_command,
+    dask_client,
+    input_map_option,
+    job_options,
+    parse_input_map,
+    print_json,
+)
 from ogkit.errors import ConfigError
 from ogkit.settings import Settings
 
@@ -43,9 +50,11 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             hub=hub,
             dask=client,
             dataset=args.dataset,
+            input_map=parse_input_map(args.input_map),
             commitment=commitment,
             requester=args.requester,
             job=args.job,
+            model=args.model,
             progress=not args.json,
         )
     attest_tx = None
@@ -158,6 +167,7 @@ def register(groups) -> None:
         "--dataset",
         help="the requester's dataset (file or folder): inputs are read from it and bound to it",
     )
+    input_map_option(p, "this verifier's binding of --dataset columns to model inputs")
     p.add_argument(
         "--commitment",
         help="the requester's dataset commitment, INPUT_ROOT:ROWS (from `ogkit commit`)",
@@ -170,6 +180,7 @@ def register(groups) -> None:
     )
     p.add_argument("--requester", help="the address that ordered the job: any other fails")
     p.add_argument("--job", help="the job name ordered: any other fails")
+    p.add_argument("--model", help="the model ordered (name@version or 0x id): any other fails")
     p.add_argument("--chain-id", type=int, help="the chain this verifier serves")
     p.add_argument("--contract", help="the settlement contract this verifier serves")
     p.add_argument("--allow-attester", action="append", default=[], metavar="ADDRESS")
