@@ -6,8 +6,10 @@ Two suites, one result type:
   nulls, value ranges). It is plain ogkit data, serialisable to JSON, inferred from a
   reference batch (:meth:`InputSuite.infer`) or declared by hand, and turned into a
   great-expectations ``ExpectationSuite`` only when it runs (:func:`check_inputs`).
-- :func:`check_records` runs a fixed suite over an attested batch's records: well-formed
-  hashes, every row index once and in range, the claimed row count, no nulls.
+- :func:`check_records` runs a :class:`RecordsSuite` over an attested batch's outputs:
+  no NaN/inf, probabilities in [0, 1] summing to 1, labels among the known classes and
+  equal to the most probable one — what an honest node with a buggy model can get wrong
+  and a verifier's bit-for-bit re-execution cannot see.
 
 Both return a :class:`CheckResult` whose failures name the expectation, the column and
 the rows involved. A :class:`DataCheckPolicy` says whether failures block settlement;
@@ -31,11 +33,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ogkit.batch import PartitionRecords, read_records
+from ogkit.batch import PartitionRecords
 from ogkit.dataset import DataSource, open_source
 from ogkit.errors import (
     ArtifactError,
-    ArtifactIntegrityError,
     ConfigError,
     DataCheckFailed,
 )
@@ -48,14 +49,15 @@ if TYPE_CHECKING:
     from ogkit.batch import AttestedBatch
 
 __all__ = [
-    "HASH_PATTERN",
     "MAX_ROWS_PER_FAILURE",
+    "RECORDS_READABLE_CHECK",
     "CheckFailure",
     "CheckResult",
     "ColumnSpec",
     "DataCheckFailed",
     "DataCheckPolicy",
     "InputSuite",
+    "RecordsSuite",
     "check_inputs",
     "check_records",
     "enforce",
@@ -65,13 +67,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_ROWS_PER_FAILURE = 20
-HASH_PATTERN = r"^0x[0-9a-f]{64}$"
-HASH_COLUMNS = ("input_hash", "output_hash", "leaf")
 
 # ogkit-side checks (no great-expectations equivalent) get names in the same style.
 DTYPE_CHECK = "ogkit_expect_column_dtype"
-RECORDS_INTACT_CHECK = "ogkit_expect_records_to_match_manifest"
-ROWS_COVERED_CHECK = "ogkit_expect_row_indices_to_cover_batch"
+RECORDS_READABLE_CHECK = "ogkit_expect_records_to_be_readable"
 
 # Dtype families a hand-written suite may use instead of one exact polars dtype.
 _INT_DTYPES = ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64")
@@ -330,21 +329,98 @@ class InputSuite:
         return out, skipped
 
 
-def records_gx_suite(row_count: int, name: str = "ogkit.records") -> ExpectationSuite:
-    """The great-expectations suite :func:`check_records` runs over a batch's records."""
+@dataclass(frozen=True)
+class RecordsSuite:
+    """What a batch's outputs should hold, so that a node that ran the model honestly
+    but wired something wrong (a bad export, a shifted column, a stale model) is caught
+    before it settles: checks a verifier's bit-for-bit re-execution cannot make, because
+    re-running a wrong model gives the same wrong numbers.
+
+    ``probabilities``: outputs whose rows are probability vectors (each value in [0, 1],
+    the row summing to 1 within ``tolerance``). ``labels`` maps a label output to the
+    probabilities output it must agree with (label == ``classes[argmax]``); ``classes``
+    lists the known labels (default ``0 … k-1`` for ``k`` probabilities). Every float
+    output is checked for NaN and ±inf. :meth:`for_outputs` reads a default off the
+    outputs' names and shapes.
+    """
+
+    probabilities: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    classes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    tolerance: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.tolerance) or self.tolerance < 0:
+            raise ConfigError(f"tolerance must be a finite number >= 0, got {self.tolerance}")
+        unknown = sorted(set(self.labels.values()) - set(self.probabilities))
+        if unknown:
+            raise ConfigError(f"labels refer to {unknown}, which are not in probabilities")
+
+    @classmethod
+    def for_outputs(cls, outputs: Mapping[str, tuple[str, tuple[int, ...]]]) -> RecordsSuite:
+        """The default for outputs ``{name: (dtype, row_shape)}``: float vectors named like
+        ``prob…``/``softmax`` are probabilities; with exactly one, a 1-D integer output is
+        its label."""
+        probs = tuple(
+            name
+            for name, (dtype, shape) in outputs.items()
+            if dtype.startswith("float")
+            and len(shape) == 1
+            and shape[0] >= 2
+            and any(k in name.lower() for k in ("prob", "softmax"))
+        )
+        labels = {}
+        if len(probs) == 1:
+            labels = {
+                name: probs[0]
+                for name, (dtype, shape) in outputs.items()
+                if shape == () and dtype.startswith(("int", "uint"))
+            }
+        return cls(probs, labels)
+
+
+def _float_outputs(specs: Mapping[str, tuple[str, tuple[int, ...]]]) -> list[str]:
+    return [n for n, (dtype, _) in specs.items() if dtype.startswith("float")]
+
+
+def records_gx_suite(
+    specs: Mapping[str, tuple[str, tuple[int, ...]]],
+    suite: RecordsSuite | None = None,
+    name: str = "ogkit.records",
+) -> ExpectationSuite:
+    """The great-expectations suite :func:`check_records` runs over the per-row frame it
+    builds from a batch's outputs (``specs``: ``{output: (dtype, row_shape)}``)."""
     import great_expectations as gx
 
     ex = gx.expectations
-    expectations: list[Expectation] = [
-        ex.ExpectTableRowCountToEqual(value=row_count),
-        ex.ExpectColumnValuesToBeUnique(column="row_index"),
-        ex.ExpectColumnValuesToBeBetween(column="row_index", min_value=0, max_value=row_count - 1),
+    suite = suite or RecordsSuite.for_outputs(specs)
+    out: list[Expectation] = [
+        ex.ExpectColumnValuesToBeInSet(column=f"{o}.finite", value_set=[True])
+        for o in _float_outputs(specs)
     ]
-    for col in ("row_index", *HASH_COLUMNS):
-        expectations.append(ex.ExpectColumnValuesToNotBeNull(column=col))
-    for col in HASH_COLUMNS:
-        expectations.append(ex.ExpectColumnValuesToMatchRegex(column=col, regex=HASH_PATTERN))
-    return gx.ExpectationSuite(name=name, expectations=expectations)
+    tol = suite.tolerance
+    for p in suite.probabilities:
+        out += [
+            ex.ExpectColumnValuesToBeBetween(column=f"{p}.min", min_value=-tol),
+            ex.ExpectColumnValuesToBeBetween(column=f"{p}.max", max_value=1 + tol),
+            ex.ExpectColumnValuesToBeBetween(
+                column=f"{p}.sum", min_value=1 - tol, max_value=1 + tol
+            ),
+        ]
+    for label, p in suite.labels.items():
+        classes = _classes(suite, label, specs[p][1][0])
+        out += [
+            ex.ExpectColumnValuesToBeInSet(column=label, value_set=classes),
+            ex.ExpectColumnPairValuesToBeEqual(column_A=label, column_B=f"{p}.predicted"),
+        ]
+    return gx.ExpectationSuite(name=name, expectations=out)
+
+
+def _classes(suite: RecordsSuite, label: str, k: int) -> list[int]:
+    classes = [int(c) for c in suite.classes.get(label, range(k))]
+    if len(classes) != k:
+        raise ConfigError(f"{len(classes)} classes for {label!r}, but its probabilities have {k}")
+    return classes
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -485,10 +561,18 @@ def _failure_message(result: CheckResult, policy: DataCheckPolicy | None) -> str
     lines += [f"  - {f.describe()}" for f in result.failures[:10]]
     if len(result.failures) > 10:
         lines.append(f"  … and {len(result.failures) - 10} more (see .result)")
-    if result.kind == "records":
+    if result.kind == "records" and any(
+        f.expectation == RECORDS_READABLE_CHECK for f in result.failures
+    ):
         lines.append(
-            "The batch's records were altered or are incomplete: do not settle it; run "
+            "The batch's records were altered or are unreadable: do not settle it; run "
             "verify_batch for the full findings, and re-run the job to attest a fresh batch."
+        )
+    elif result.kind == "records":
+        lines.append(
+            "The outputs are not what this model should give (a wrong model, export or "
+            "output wiring): do not settle it; fix the model, or pass a RecordsSuite that "
+            "describes its outputs, and re-run the job."
         )
     else:
         lines.append(
@@ -589,7 +673,7 @@ _DETAIL_KEYS = (
 def _failure_from(r: Any, index_column: str | None) -> CheckFailure:
     """A :class:`CheckFailure` from a great-expectations ``ExpectationValidationResult``."""
     config = r.expectation_config
-    column = config.kwargs.get("column")
+    column = config.kwargs.get("column", config.kwargs.get("column_A"))
     info = r.exception_info or {}
     # Per-metric exception info is nested one level down; either shape may come back.
     raised = [v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
@@ -622,15 +706,33 @@ def _unconvertible_rows(series: pl.Series, expected: str) -> tuple[int, list[int
     return len(bad), bad.head(MAX_ROWS_PER_FAILURE).to_list()
 
 
+def _suite_frame(source: DataSource, suite: InputSuite) -> pl.DataFrame:
+    """The columns ``suite`` looks at (all of them when it expects an exact column set),
+    read from ``source``: files are scanned for those columns only."""
+    if suite.expected_columns is not None or source.arrays is not None:
+        return _frame_of(source)
+    wanted = [c for c in source.schema if c in suite.columns]
+    if source.frame is not None:
+        return source.frame.select(wanted)
+    return source.scan().select(wanted).collect()
+
+
 def check_inputs(data: Any, suite: InputSuite) -> CheckResult:
-    """Validate every row of ``data`` (anything :func:`ogkit.dataset.open_source`
-    accepts) against ``suite`` with great-expectations. Rows are 0-based positions."""
+    """Validate every row of ``data`` against ``suite`` with great-expectations. ``data``
+    is an open :class:`~ogkit.dataset.DataSource` (what the infer step already holds:
+    nothing is read or hashed again) or anything :func:`ogkit.dataset.open_source`
+    accepts. Only the columns the suite describes are read and converted (every column
+    when it expects an exact set). Rows are 0-based positions."""
     started = time.perf_counter()  # the whole call, the first import of great-expectations too
     import great_expectations as gx
 
-    source = open_source(data)
-    frame = _frame_of(source)
-    schema = {k: str(v) for k, v in frame.schema.items()}
+    source = data if isinstance(data, DataSource) else open_source(data)
+    frame = _suite_frame(source, suite)
+    schema = (
+        dict(source.schema)
+        if source.arrays is None
+        else {k: str(v) for k, v in frame.schema.items()}
+    )
     expectations, skipped = suite._gx_expectations(schema)
     results = _validate(
         _to_pandas(frame), gx.ExpectationSuite(name=suite.name, expectations=expectations)
@@ -659,7 +761,7 @@ def check_inputs(data: Any, suite: InputSuite) -> CheckResult:
         not failures,
         failures,
         evaluated,
-        frame.height,
+        source.n_rows,
         skipped,
         time.perf_counter() - started,
     )
@@ -692,84 +794,79 @@ def _dtype_failure(
     return CheckFailure(failure.expectation, col, detail, rows)
 
 
-def _hex_column(name: str, rows: np.ndarray) -> pl.Series:
-    """32-byte hashes as ``0x`` + lowercase hex strings (how receipts and the spec show them)."""
-    arr = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(32), len(rows), [None, pa.py_buffer(np.ascontiguousarray(rows))]
-    )
-    encoded = pl.Series(name, arr.cast(pa.binary())).bin.encode("hex")
-    return ("0x" + encoded).alias(name)
+def _outputs_frame(
+    rec: PartitionRecords,
+    specs: Mapping[str, tuple[str, tuple[int, ...]]],
+    suite: RecordsSuite,
+) -> pl.DataFrame:
+    """Per row: ``row_index``, each float output's ``.finite``, each probabilities
+    output's ``.min``/``.max``/``.sum``/``.predicted`` and each label output's value."""
+    n = len(rec.row_index)
+    cols: dict[str, Any] = {"row_index": rec.row_index.astype(np.int64)}
+    for o in _float_outputs(specs):
+        flat = rec.outputs[o].reshape(n, -1)
+        cols[f"{o}.finite"] = np.isfinite(flat).all(axis=1)
+    for p in suite.probabilities:
+        values = rec.outputs[p].reshape(n, -1).astype(np.float64)
+        labels = [lb for lb, q in suite.labels.items() if q == p]
+        cols[f"{p}.min"] = values.min(axis=1, initial=np.inf)
+        cols[f"{p}.max"] = values.max(axis=1, initial=-np.inf)
+        cols[f"{p}.sum"] = values.sum(axis=1)
+        if labels:
+            classes = np.asarray(_classes(suite, labels[0], values.shape[1]), dtype=np.int64)
+            cols[f"{p}.predicted"] = classes[values.argmax(axis=1)] if n else classes[:0]
+    for label in suite.labels:
+        cols[label] = rec.outputs[label].reshape(n).astype(np.int64)
+    return pl.DataFrame(cols)
 
 
-def _records_frame(rec: PartitionRecords) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            pl.Series("row_index", rec.row_index, dtype=pl.UInt64),
-            _hex_column("input_hash", rec.input_hashes),
-            _hex_column("output_hash", rec.output_hashes),
-            _hex_column("leaf", rec.leaves),
-        ]
-    )
-
-
-def _read_partition(
-    batch: AttestedBatch, index: int
-) -> tuple[PartitionRecords | None, dict[str, str] | None]:
-    """One partition's records, and what is wrong with its file if anything. An altered
-    file is still read: the row-level checks then say what was changed."""
+def _read_partition(batch: AttestedBatch, index: int) -> tuple[PartitionRecords | None, str]:
+    """One partition's records (checked against the manifest), or why they cannot be read."""
     try:
-        return batch.records(index), None
-    except ArtifactIntegrityError as exc:
-        problem = {"error": str(exc)}
-    except (ArtifactError, OSError) as exc:  # missing or unreadable: nothing to check
-        return None, {"error": str(exc)}
-    try:
-        data = batch.partition_bytes(index, check=False)
-        return read_records(data, batch.tensor_specs()), problem
-    except ArtifactError as exc:
-        return None, {"error": f"{problem['error']}; and it is unreadable: {exc}"}
+        return batch.records(index), ""
+    except (ArtifactError, OSError) as exc:
+        return None, str(exc)
 
 
-def check_records(batch: AttestedBatch) -> CheckResult:
-    """Validate an attested batch's records: hashes are ``0x`` + 64 lowercase hex digits,
-    each row index appears once within ``[0, row_count)``, there are as many rows as the
-    signed claim says, and nothing is null. Failing rows are named by row index.
+def check_records(batch: AttestedBatch, suite: RecordsSuite | None = None) -> CheckResult:
+    """Check what an attested batch's outputs say, before it settles: no NaN or ±inf in a
+    float output; probability vectors in [0, 1] summing to 1; labels among the known
+    classes and equal to the most probable class. ``suite`` defaults to
+    :meth:`RecordsSuite.for_outputs` over the batch's outputs. Failing rows are named by
+    row index.
 
-    A records file altered after attestation is reported as a failure (and still read,
-    so the row-level checks can say what changed).
+    These are checks an honest node with a buggy model or export can fail. What the
+    records format and :func:`ogkit.verify.verify_batch` already guarantee (hash format,
+    nulls, every row once, the files' sha256) is not repeated; records that cannot be
+    read are one failure (nothing could be checked on them).
     """
     started = time.perf_counter()
-    row_count = batch.claim.row_count
+    specs = batch.tensor_specs()["outputs"]
+    suite = suite or RecordsSuite.for_outputs(specs)
+    unknown = sorted((set(suite.probabilities) | set(suite.labels)) - set(specs))
+    if unknown:
+        raise ConfigError(f"the records suite names {unknown}; the batch outputs {sorted(specs)}")
     frames: list[pl.DataFrame] = []
     failures: list[CheckFailure] = []
     for i in range(len(batch.partitions)):
         rec, problem = _read_partition(batch, i)
-        if problem is not None:
-            failures.append(CheckFailure(RECORDS_INTACT_CHECK, None, {"partition": i, **problem}))
-        if rec is not None:
-            frames.append(_records_frame(rec))
-    empty = {"row_index": pl.UInt64, **dict.fromkeys(HASH_COLUMNS, pl.String)}
-    frame = pl.concat(frames) if frames else pl.DataFrame(schema=empty)
-    suite = records_gx_suite(row_count, name=f"ogkit.records:{batch.batch_id[:18]}")
-    for r in _validate(_to_pandas(frame), suite, index_column="row_index"):
-        if r.success:
-            continue
-        failure = _failure_from(r, "row_index")
-        if failure.expectation == "expect_table_row_count_to_equal":
-            failure = _row_count_failure(failure, frame["row_index"], row_count)
-        failures.append(failure)
-    # Count, uniqueness and range only add up to "every row once" when all three pass; a
-    # row index swapped for an out-of-range one leaves a hole that none of them names.
-    missing = _missing_rows(frame["row_index"], row_count)
-    if len(missing):
-        detail = {"missing_rows": len(missing), "expected_rows": row_count}
-        rows = missing.head(MAX_ROWS_PER_FAILURE).to_list()
-        failures.append(CheckFailure(ROWS_COVERED_CHECK, "row_index", detail, rows))
+        if rec is None:
+            failures.append(
+                CheckFailure(RECORDS_READABLE_CHECK, None, {"partition": i, "error": problem})
+            )
+        else:
+            frames.append(_outputs_frame(rec, specs, suite))
+    gx_suite = records_gx_suite(specs, suite, name=f"ogkit.records:{batch.batch_id[:18]}")
+    frame = pl.concat(frames) if frames else pl.DataFrame()
+    if frames and gx_suite.expectations:
+        for r in _validate(_to_pandas(frame), gx_suite, index_column="row_index"):
+            if not r.success:
+                failures.append(_failure_from(r, "row_index"))
     result = CheckResult(
-        suite.name,
+        gx_suite.name,
         not failures,
         failures,
-        len(suite.expectations) + 2,  # + the manifest sha256 and row coverage checks
+        len(gx_suite.expectations) + 1,  # + the records being readable
         frame.height,
         [],
         time.perf_counter() - started,
@@ -782,22 +879,3 @@ def check_records(batch: AttestedBatch) -> CheckResult:
         result.elapsed_s,
     )
     return result
-
-
-def _missing_rows(row_index: pl.Series, row_count: int) -> pl.Series:
-    expected = pl.Series("row_index", np.arange(row_count, dtype=np.uint64))
-    return expected.filter(~expected.is_in(row_index.drop_nulls().unique().implode()))
-
-
-def _row_count_failure(failure: CheckFailure, row_index: pl.Series, row_count: int) -> CheckFailure:
-    """Name the rows behind a wrong count: missing ones, else the surplus (duplicated or
-    out-of-range row indices)."""
-    missing = _missing_rows(row_index, row_count)
-    if len(missing):
-        rows = missing.head(MAX_ROWS_PER_FAILURE).to_list()
-        detail = {**failure.detail, "expected_value": row_count, "missing_rows": len(missing)}
-    else:
-        surplus = row_index.filter(row_index.is_duplicated() | (row_index >= row_count))
-        rows = surplus.unique(maintain_order=True).head(MAX_ROWS_PER_FAILURE).to_list()
-        detail = {**failure.detail, "expected_value": row_count, "surplus_rows": len(surplus)}
-    return CheckFailure(failure.expectation, None, detail, [int(r) for r in rows])

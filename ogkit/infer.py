@@ -219,7 +219,7 @@ def run_verified_inference(
     if input_suite is not None:
         from ogkit.checks import check_inputs, enforce
 
-        input_checks = enforce(check_inputs(data, input_suite), data_checks)
+        input_checks = enforce(check_inputs(source, input_suite), data_checks)
     partition_rows = partition_rows or _default_partition_rows(plan)
     batch_size = loaded.fixed_batch or batch_size  # the mini-batch the rows really run in
     computed, _ = commit_inputs(source, plan)
