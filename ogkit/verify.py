@@ -1012,7 +1012,10 @@ def _run_checks(
     try:
         if dask is None:
             for i, check in enumerate(checks):
-                yield check_partition(check, _read_or_none(batch, i), payload)
+                try:
+                    yield check_partition(check, _read_or_none(batch, i), payload)
+                except Exception as exc:  # e.g. out of memory: this partition's finding
+                    yield _crashed(check, exc)
                 bar.update(1)
             return
         payload_future = dask.scatter(payload, broadcast=True, hash=False) if payload else None
@@ -1029,11 +1032,19 @@ def _run_checks(
                     pure=False,
                 )
             )
-        for future in futures:
-            yield future.result()
+        for check, future in zip(checks, futures, strict=True):
+            try:
+                yield future.result()
+            except Exception as exc:  # a worker died or ran out of memory: a finding
+                yield _crashed(check, exc)
             bar.update(1)
     finally:
         bar.close()
+
+
+def _crashed(check: _PartitionCheck, exc: BaseException) -> _Outcome:
+    detail = f"checking the partition failed: {type(exc).__name__}: {exc}"[:500]
+    return _Outcome([Finding("records-unreadable", detail, None, check.meta.index)])
 
 
 # -- receipts --------------------------------------------------------------------------------
