@@ -34,6 +34,7 @@ __all__ = [
     "Partition",
     "commit_dataset",
     "commit_inputs",
+    "input_root",
     "open_source",
     "plan_inputs",
     "split_partitions",

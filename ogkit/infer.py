@@ -52,6 +52,7 @@ from ogkit.dataset import (
     InputPlan,
     Partition,
     commit_inputs,
+    input_root,
     open_source,
     plan_inputs,
     split_partitions,
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
     from distributed import Client as DaskClient
 from ogkit.version import __version__
 
-__all__ = ["PartitionTask", "run_partition", "run_verified_inference"]
+__all__ = ["PartitionTask", "partition_input_hashes", "run_partition", "run_verified_inference"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,37 @@ def run_partition(task: PartitionTask, payload: ModelPayload) -> PartitionResult
         seconds={"read": t1 - t0, "infer": t2 - t1, "attest": t3 - t2, "write": t4 - t3},
         worker=f"{socket.gethostname()}:{os.getpid()}",
     )
+
+
+def partition_input_hashes(source: DataSource, plan: InputPlan, offset: int, rows: int):
+    """The canonical input hashes of rows ``offset ..`` of ``source`` (runs on a worker)."""
+    from ogkit.crypto.encoding import tensor_row_hashes
+
+    return tensor_row_hashes(plan.feeds(source, offset, rows))
+
+
+def _commit(
+    source: DataSource, plan: InputPlan, partition_rows: int, dask: DaskClient | None
+) -> DatasetCommitment:
+    """The dataset commitment of ``source``: in this process, or partition by partition on
+    the Dask workers (only 32 bytes a row come back), which read files themselves."""
+    if dask is None or source.paths == ():
+        return commit_inputs(source, plan)[0]
+    parts = split_partitions(source.n_rows, partition_rows)
+    futures = [
+        dask.submit(
+            partition_input_hashes,
+            source,
+            plan,
+            p.offset,
+            p.rows,
+            key=f"commit-inputs-{source.dataset_id[2:10]}-{p.index:05d}",
+            pure=False,
+        )
+        for p in parts
+    ]
+    hashes = np.concatenate([f.result() for f in futures])
+    return DatasetCommitment(input_root(hashes), source.n_rows)
 
 
 def _default_partition_rows(plan: InputPlan) -> int:
@@ -191,7 +223,8 @@ def run_verified_inference(
     ``commitment`` is the requester's :class:`~ogkit.dataset.DatasetCommitment` of
     ``data`` (:func:`ogkit.commit_dataset`); the node recomputes it from the data and
     refuses to run if they differ. Without one the node computes it. The batch id is
-    derived from the model, the commitment, the requester, the chain, ``job`` and how the
+    derived from the model, the commitment, the requester, the claim ``domain`` (chain
+    and settlement contract), ``job`` and how the
     rows are run (partition and mini-batch sizes, comparison policy): running the same
     job again resumes it (or returns the finished artefact), and gives the same root.
 
@@ -222,7 +255,7 @@ def run_verified_inference(
         input_checks = enforce(check_inputs(source, input_suite), data_checks)
     partition_rows = partition_rows or _default_partition_rows(plan)
     batch_size = loaded.fixed_batch or batch_size  # the mini-batch the rows really run in
-    computed, _ = commit_inputs(source, plan)
+    computed = _commit(source, plan, partition_rows, dask)
     if commitment is not None and commitment != computed:
         raise ConfigError(
             f"the data does not match the requester's commitment (input root "
@@ -242,6 +275,7 @@ def run_verified_inference(
         dataset_id=computed.input_root,
         requester=requester,
         chain_id=domain.chain_id,
+        verifying_contract=domain.verifying_contract,
         job=job,
         execution=execution_hash(execution),
     )
