@@ -112,24 +112,29 @@ def derive_batch_id(
     dataset_id: str,
     requester: str,
     chain_id: int,
+    verifying_contract: str,
     job: str,
     execution: str,
 ) -> str:
     """``keccak256(abi.encode(bytes32 modelId, bytes32 datasetId, address requester,
-    uint256 chainId, bytes32 keccak256(job), bytes32 executionHash))``.
+    uint256 chainId, address verifyingContract, bytes32 keccak256(job),
+    bytes32 executionHash))``.
 
-    ``dataset_id`` is the dataset commitment (the input root) and ``execution`` the
-    :func:`execution_hash`. Deterministic, so a re-run of the same job resumes and gives
-    the same root; bound into every leaf and the signed claim, so neither the inputs, the
-    geometry the rows ran in, nor the comparison policy can change under a signature.
+    ``dataset_id`` is the dataset commitment (the input root), ``chain_id`` and
+    ``verifying_contract`` the claim domain (so a batch signed for one settlement contract
+    is never resumed or returned for another) and ``execution`` the :func:`execution_hash`.
+    Deterministic, so a re-run of the same job resumes and gives the same root; bound into
+    every leaf and the signed claim, so neither the inputs, the geometry the rows ran in,
+    nor the comparison policy can change under a signature.
     """
     encoded = abi_encode(
-        ["bytes32", "bytes32", "address", "uint256", "bytes32", "bytes32"],
+        ["bytes32", "bytes32", "address", "uint256", "address", "bytes32", "bytes32"],
         [
             _b32(model_id, "model id"),
             _b32(dataset_id, "dataset id"),
             to_checksum_address(requester),
             chain_id,
+            to_checksum_address(verifying_contract),
             keccak256(job.encode()),
             _b32(execution, "execution hash"),
         ],

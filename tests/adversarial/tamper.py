@@ -417,8 +417,9 @@ class Forge:
         )
 
     def rederive_batch_id(self) -> str:
-        """The batch id from the manifest's model, dataset commitment, requester, chain,
-        job (and execution hash, where ogkit derives with it), into the manifest."""
+        """The batch id from the manifest's model, dataset commitment, requester, chain
+        (and settlement contract, where ogkit derives with it), job (and execution hash,
+        where ogkit derives with it), into the manifest."""
         import inspect
 
         kw: dict[str, Any] = {
@@ -428,8 +429,11 @@ class Forge:
             "chain_id": int(self.m["domain"]["chain_id"]),
             "job": self.m["job"],
         }
-        if "execution" in inspect.signature(derive_batch_id).parameters:
+        parameters = inspect.signature(derive_batch_id).parameters
+        if "execution" in parameters:
             kw["execution"] = self.execution_hash()
+        if "verifying_contract" in parameters:
+            kw["verifying_contract"] = self.m["domain"]["verifying_contract"]
         old = self.m["batch_id"]
         self.m["batch_id"] = derive_batch_id(**kw)
         if self.m["batch_id"] != old:
