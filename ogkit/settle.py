@@ -488,13 +488,12 @@ def settlement_progress(
     elif window_open:
         waiting, command = f"{closes} ({quorum}: reached)", advance
     elif reached:
-        waiting, command = "nothing: finalisable (window closed, quorum reached)", (
-            f"ogkit settle {target}"
-        )
+        waiting = "nothing: finalisable (window closed, quorum reached)"
+        command = f"ogkit settle {target}"
     else:
         waiting = (
-            f"nothing: the challenge window closed at {_utc(ends_at)} without quorum "
-            f"({quorum}); expiring refunds the requester"
+            f"expiry: the challenge window closed at {_utc(ends_at)} without quorum "
+            f"({quorum}); expiring it refunds the requester"
         )
         command = f"ogkit settle {target}"
     return SettlementProgress(

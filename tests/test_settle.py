@@ -21,6 +21,7 @@ from ogkit.settle import (
     prepare_dev_settlement,
     register_model,
     settle,
+    settlement_progress,
 )
 from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
 
@@ -186,7 +187,7 @@ def test_crash_after_commit_is_reconciled_from_chain(chain, actors, committable,
     assert len(chain.events("InferenceSettlement", "BatchCommitted")) == 1
     # Window over but no verifier attested: not finalisable, and the record says why.
     chain.increase_time(3601)
-    record = settle(batch, chain, node=a["node"], journal=journal)
+    record = settle(batch, chain, node=a["node"], journal=journal, expire=False)
     assert record.status == "pending" and "QuorumNotReached" in record.waiting_for
 
 
@@ -221,3 +222,125 @@ def test_records_that_fail_their_checks_are_not_committed(chain, actors, committ
         chain.contract("InferenceSettlement").functions.statusOf(bytes.fromhex(batch.batch_id[2:]))
     )
     assert BatchStatus(status) == BatchStatus.NONE
+
+
+def test_inference_for_a_chain_after_a_chainless_run_is_another_batch(
+    chain, actors, published, home
+):
+    """`ogkit infer` then `ogkit infer --chain …` on the same data: the second run signs a
+    new batch for the chain's settlement contract (it does not return the first), which
+    then commits."""
+    from ogkit.attest import make_attester
+
+    enclave = make_attester("software", signer=actors["enclave"])
+    common = dict(
+        attester=enclave, requester=actors["requester"].address, hub=published, progress=False
+    )
+    chainless = run_verified_inference("tab", sample_data_path("tabular"), **common)
+    with pytest.raises(SettlementError, match="ogkit infer --chain"):
+        settle(chainless, chain, node=actors["node"])
+    signed = run_verified_inference(
+        "tab", sample_data_path("tabular"), domain=claim_domain(chain), **common
+    )
+    assert signed.batch_id != chainless.batch_id
+    assert signed.artifact_id != chainless.artifact_id
+    assert signed.batch_root != chainless.batch_root  # every leaf carries the batch id
+    assert signed.domain == claim_domain(chain)
+    assert signed.manifest.run_stats["resumed_partitions"] == 0
+    # Each run again returns its own batch.
+    again = run_verified_inference("tab", sample_data_path("tabular"), **common)
+    assert again.artifact_id == chainless.artifact_id
+    prepare_dev_settlement(
+        chain,
+        deployer=chain.deployer,
+        manifest=published.manifest("tab"),
+        runtime_id=signed.runtime_id,
+        owner=actors["owner"],
+        node=actors["node"],
+        attester=enclave.address,
+        requester=actors["requester"],
+        verifiers=[],
+        verifier_stakes=(),
+    )
+    record = settle(
+        signed, chain, node=actors["node"], journal=SettlementJournal(chain.chain_id, home)
+    )
+    assert record.status == "pending" and record.commit_tx
+
+
+def test_progress_names_the_window_the_quorum_and_the_next_command(chain, actors, committable):
+    a, batch = actors, committable
+    ensure_staked(chain, a["verifier-1"], role=ROLE_VERIFIER, stake=2_000 * OPG)
+    ensure_staked(chain, a["verifier-2"], role=ROLE_VERIFIER, stake=4_000 * OPG)
+    unknown = settlement_progress(chain, batch.batch_id, batch.artifact_id)
+    assert unknown.status == "none" and unknown.next_command == f"ogkit settle {batch.artifact_id}"
+    settle(batch, chain, node=a["node"])
+    p = settlement_progress(chain, batch.batch_id, batch.artifact_id)
+    assert p.status == "pending" and p.window_open and not p.quorum_reached
+    assert "quorum: 0 of 6,000 OPG verifier stake attested pass, needs 2/3" in p.waiting_for
+    assert "challenge window closing at " in p.waiting_for and " UTC" in p.waiting_for
+    assert p.next_command == f"ogkit verify {batch.artifact_id} --attest --key VERIFIER"
+    attest_batch(chain, batch, passed=True, verifier=a["verifier-1"])
+    p = settlement_progress(chain, batch.batch_id, batch.artifact_id)
+    assert "quorum: 2,000 of 6,000 OPG" in p.waiting_for and not p.quorum_reached
+    attest_batch(chain, batch, passed=True, verifier=a["verifier-2"])
+    p = settlement_progress(chain, batch.batch_id, batch.artifact_id)
+    assert p.quorum_reached and p.waiting_for.startswith("challenge window closing at")
+    assert p.next_command.startswith("wait until ")  # the embedded chain: only time moves it
+    chain.increase_time(3601)
+    p = settlement_progress(chain, batch.batch_id, batch.artifact_id)
+    assert "finalisable" in p.waiting_for and p.next_command == f"ogkit settle {batch.artifact_id}"
+    assert settle(batch, chain, node=a["node"]).status == "finalized"
+    p = settlement_progress(chain, batch.batch_id, batch.artifact_id)
+    assert p.status == "finalized" and p.next_command == ""
+
+
+def test_window_closed_without_quorum_expires_and_refunds_the_requester(
+    chain, actors, committable, home
+):
+    a, batch = actors, committable
+    ensure_staked(chain, a["verifier-1"], role=ROLE_VERIFIER, stake=2_000 * OPG)
+    ensure_staked(chain, a["verifier-2"], role=ROLE_VERIFIER, stake=4_000 * OPG)
+    journal = SettlementJournal(chain.chain_id, home)
+    before = _balance(chain, a["requester"].address)
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    escrow = before - _balance(chain, a["requester"].address)
+    assert record.status == "pending" and escrow > 0
+    attest_batch(chain, batch, passed=True, verifier=a["verifier-1"])  # 1/3 of the stake
+    # Not expirable while the window is open.
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    assert record.status == "pending" and record.expire_tx is None
+    chain.increase_time(3601)
+    p = settlement_progress(chain, batch.batch_id, batch.artifact_id)
+    assert p.waiting_for.startswith("expiry: the challenge window closed at")
+    assert "2,000 of 6,000 OPG" in p.waiting_for
+    assert p.next_command == f"ogkit settle {batch.artifact_id}"
+    record = settle(batch, chain, node=a["node"], journal=journal)
+    assert record.status == "refunded" and record.expire_tx and record.waiting_for == ""
+    assert record.refunded == escrow
+    assert _balance(chain, a["requester"].address) == before
+    assert journal.load(batch.batch_id).refunded == escrow
+    # Running it again sends nothing.
+    block = chain.block_number()
+    assert settle(batch, chain, node=a["node"], journal=journal).status == "refunded"
+    assert chain.block_number() == block
+    assert len(chain.events("InferenceSettlement", "BatchRefunded")) == 1
+    assert settlement_progress(chain, batch.batch_id).next_command == ""
+
+
+def test_an_unfunded_sender_is_told_to_run_chain_fund(chain):
+    from eth_account import Account
+
+    from ogkit.errors import ChainError
+    from ogkit.keys import Signer
+
+    broke = Signer("broke", Account.from_key("0x" + "42" * 32), dev=True)
+    with pytest.raises(ChainError, match=f"ogkit chain fund {broke.address} --chain embedded"):
+        chain.transfer_eth(broke, chain.deployer.address, 1)
+    # With ETH but no OPG, a transfer names the faucet too (`--opg`).
+    chain.fund(broke.address, eth=10**18)
+    token = chain.contract("OPGToken")
+    hint = f"ogkit chain fund {broke.address} --opg AMOUNT --chain embedded"
+    with pytest.raises(SettlementError, match="ERC20InsufficientBalance") as raised:
+        chain.transact(token.functions.transfer(chain.deployer.address, 1), broke)
+    assert hint in str(raised.value)

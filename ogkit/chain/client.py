@@ -12,6 +12,7 @@ connection is a :class:`~ogkit.errors.ChainError`, a revert a
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -244,23 +245,37 @@ class ChainClient:
         """Send contract call ``fn`` signed by ``signer`` and wait for its receipt:
         :func:`ogkit.chain.transactions.transact` with this client's retry policy (nonce
         manager, retries with fee bumps, decoded reverts; ``gas`` skips estimation)."""
-        return transact(
-            self.w3,
-            fn,
-            signer,
-            gas=gas,
-            retry=self.retry,
-            chain_id=self.chain_id,
-            chain_name=self.name,
-            funds_hint=self._funds_hint(),
-        )
+        try:
+            return transact(
+                self.w3,
+                fn,
+                signer,
+                gas=gas,
+                retry=self.retry,
+                chain_id=self.chain_id,
+                chain_name=self.name,
+                funds_hint=self._funds_hint(),
+            )
+        except SettlementError as exc:
+            reason = exc.reason or ""
+            if not reason.startswith("ERC20InsufficientBalance") or self.deployer is None:
+                raise
+            found = re.search(r"sender=(0x[0-9a-fA-F]{40})", reason)
+            who = found.group(1) if found else "ADDRESS"
+            hint = self._funds_hint().replace("ADDRESS", f"{who} --opg AMOUNT")
+            raise SettlementError(
+                f"{exc}: {who} has too little OPG; {hint}", reason=exc.reason, tx_hash=exc.tx_hash
+            ) from None
 
     def transfer_eth(self, signer: Signer, to: str, wei: int) -> TxReceipt:
         """Send ``wei`` of the native currency from ``signer`` to ``to``, as :meth:`transact`."""
         return self.transact({"to": to_checksum_address(to), "value": int(wei)}, signer)
 
     def _funds_hint(self) -> str:
-        return "fund it with ChainClient.fund" if self.deployer is not None else "send it ETH"
+        if self.deployer is None:
+            return "send it ETH from a funded account"
+        flag = "" if self.kind == "devnet" else f" --chain {self.name}"
+        return f"fund it with `ogkit chain fund ADDRESS{flag}`"
 
     # ----------------------------------------------------------------- dev chains
 
@@ -332,8 +347,8 @@ class ChainClient:
         (devnet and embedded chain only)."""
         if self.deployer is None:
             raise ChainError(
-                f"fund works on the devnet and the embedded chain only; on {self.name} send "
-                "ETH and OPG from a funded account"
+                f"fund (`ogkit chain fund`) works on the devnet and the embedded chain only; "
+                f"on {self.name} send ETH and OPG from a funded account"
             )
         address = to_checksum_address(address)
         if eth > 0:

@@ -73,7 +73,7 @@ _UNDERPRICED_ERRORS = (
     "gas price too low",
 )
 _KNOWN_ERRORS = ("already known", "already imported", "known transaction", "already in mempool")
-_FUNDS_ERRORS = ("insufficient funds",)
+_FUNDS_ERRORS = ("insufficient funds", "cannot afford txn gas")  # geth/anvil, py-evm
 _NO_BLOCK_ERRORS = ("no block found", "block not found", "blockoutofrange", "block height is")
 _HISTORY_ERRORS = (
     "missing trie node",

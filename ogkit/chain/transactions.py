@@ -302,7 +302,8 @@ class _Send:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _funds_message(self, label: str, sender: str) -> str:
-        return f"{sender} has too little ETH to pay for {label} on {self.name}: {self.funds_hint}"
+        hint = self.funds_hint.replace("ADDRESS", sender)
+        return f"{sender} has too little ETH to pay for {label} on {self.name}: {hint}"
 
     def _fees(self, previous: dict[str, int] | None, bump: bool) -> dict[str, int]:
         """EIP-1559 fees (legacy gas price on chains without a base fee), never below the

@@ -1,13 +1,60 @@
-"""``ogkit chain up | down | status | advance``: the local devnet."""
+"""``ogkit chain up | down | status | advance | fund``: the local devnet."""
 
 from __future__ import annotations
 
 import argparse
 
-from ogkit.cli.common import add_command, chain_option, print_json
+from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
+from ogkit.errors import ConfigError
 from ogkit.settings import Settings
 
 __all__ = ["register"]
+
+
+def _eth_amount(text: str) -> int:
+    """Wei: an integer, or a decimal with an ``eth`` suffix (``10eth``), as OPG amounts."""
+    raw = text.strip().lower()
+    return parse_amount(raw[:-3] + "opg" if raw.endswith("eth") else raw)
+
+
+def _fund(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.chain.connection import connect_from_settings
+    from ogkit.keys import KeyStore
+    from ogkit.settle import format_opg
+
+    eth, opg = _eth_amount(args.eth), parse_amount(args.opg)
+    if eth < 0 or opg < 0:
+        raise ConfigError("--eth and --opg must be >= 0")
+    target = args.target
+    if not target.startswith("0x"):
+        known = {k.name: k.address for k in KeyStore(settings.home).list()}
+        if target not in known:
+            raise ConfigError(
+                f"no key named {target!r} in {settings.home}: give an 0x address, or create "
+                f"it with `ogkit keys new {target} --dev`"
+            )
+        target = known[target]
+    chain = connect_from_settings(settings, args.chain)
+    chain.fund(target, eth=eth, opg=opg)
+    token = chain.contract("OPGToken")
+    doc = {
+        "schema": "ogkit.chain.fund.v1",
+        "chain": chain.name,
+        "address": target,
+        "eth_sent": eth,
+        "opg_sent": opg,
+        "eth_balance": int(chain.w3.eth.get_balance(target)),
+        "opg_balance": int(chain.call(token.functions.balanceOf(target))),
+    }
+    if args.json:
+        print_json(doc)
+    else:
+        print(
+            f"funded {target} on {chain.name} with {format_opg(eth)} ETH and "
+            f"{format_opg(opg)} OPG; it holds {format_opg(doc['eth_balance'])} ETH and "
+            f"{format_opg(doc['opg_balance'])} OPG"
+        )
+    return 0
 
 
 def _chain(args: argparse.Namespace, settings: Settings) -> int:
@@ -49,4 +96,11 @@ def register(groups) -> None:
         chain, "advance", _chain, "move devnet time forward (end challenge windows)", False
     )
     p.add_argument("seconds", type=int)
+    chain_option(p)
+    p = add_command(chain, "fund", _fund, "send a key or address ETH and OPG from the deployer")
+    p.add_argument("target", metavar="KEY|ADDRESS", help="key name or 0x address")
+    p.add_argument("--eth", default="100eth", help="ETH to send: wei or 10eth (default 100eth)")
+    p.add_argument(
+        "--opg", default="100000opg", help="OPG to send: base units or 10opg (default 100000opg)"
+    )
     chain_option(p)

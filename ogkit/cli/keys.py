@@ -32,7 +32,24 @@ def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
         print_json({"schema": "ogkit.keys.new.v1", **info.__dict__})
     else:
         print(f"{info.name}  {info.address}{'  (dev key, unprotected)' if info.dev else ''}")
+    if args.dev:
+        _fund_on_devnet(args, info.address, settings)
     return 0
+
+
+def _fund_on_devnet(args: argparse.Namespace, address: str, settings: Settings) -> None:
+    """A new dev key gets 100 ETH and 100,000 OPG when the local devnet is up."""
+    from ogkit.chain.devnet import Devnet
+
+    devnet = Devnet(settings.home, port=settings.devnet_port, anvil=settings.anvil)
+    status = devnet.status()
+    if not (status.running and status.deployed):
+        return
+    devnet.fund_dev_accounts([address], eth=100 * 10**18, opg=100_000 * 10**18)
+    if not args.json:
+        print(
+            f"  funded on the devnet: 100 ETH, 100,000 OPG (more: `ogkit chain fund {args.name}`)"
+        )
 
 
 def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
