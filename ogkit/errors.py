@@ -26,7 +26,8 @@ Messages name the thing that was wrong and what to do about it.
     ├── NotebookFailed                       a notebook cell raised; the partial notebook is kept
     ├── ChainError                           the chain is unreachable or misconfigured
     │   └── SettlementError                  a transaction reverted or a settlement step failed
-    └── AuditError                           an audit could not be carried out at all
+    ├── AuditError                           an audit could not be carried out at all
+    └── AuditFailed                          an audit ran and did not pass (e.g. too few batches)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactIntegrityError",
     "AuditError",
+    "AuditFailed",
     "ChainError",
     "ConfigError",
     "DataCheckFailed",
@@ -199,3 +201,8 @@ class SettlementError(ChainError):
 
 class AuditError(OgkitError):
     """An audit could not be carried out at all (findings go in the report instead)."""
+
+
+class AuditFailed(OgkitError):
+    """An audit ran to the end and did not pass: failing findings, or fewer batches than
+    expected. ``ogkit pipeline run`` exits 3 for it (1 is a notebook that crashed)."""

@@ -62,20 +62,27 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"retention deleted {len(run.deleted)} old file(s) (keep {run.retention})")
     if not run.ok:
         # The paths above name the partial notebook; the error line says what broke.
+        # Exit 3: the job's checks ran and failed (e.g. the audit); 1: the notebook crashed.
         print(f"error: {(run.error or {}).get('message', 'the notebook failed')}", file=sys.stderr)
-        return 1
-    return 0
+    return run.exit_code
 
 
 def _schedule(args: argparse.Namespace, settings: Settings) -> int:
-    from ogkit.jobs.schedule import airflow_snippet, schedule_line
+    from ogkit.jobs.schedule import airflow_snippet, schedule_environment, schedule_line
     from ogkit.jobs.spec import JobSpec
 
     spec = JobSpec.load(args.file)
     if args.airflow:
         print(airflow_snippet(spec, home=settings.home), end="")
     else:
-        print(schedule_line(spec, args.repo))
+        # cron gives the job no OGKIT_* and a bare PATH: the line carries them, as set now,
+        # and runs this environment's ogkit.
+        ogkit = Path(sys.executable).parent / "ogkit"
+        root = Path(args.repo or spec.root).resolve()
+        if not ogkit.is_file():
+            ogkit = root / ".venv" / "bin" / "ogkit"
+        env = schedule_environment(settings, ogkit)
+        print(schedule_line(spec, root, env=env, ogkit=ogkit))
     return 0
 
 

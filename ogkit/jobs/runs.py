@@ -25,7 +25,15 @@ from typing import Any
 from ogkit.jobs.runner import NotebookFailed, NotebookRun, new_run_id, run_notebook
 from ogkit.jobs.spec import JobSpec
 
-__all__ = ["RUN_SCHEMA", "JobRun", "prune_outputs", "run_job"]
+__all__ = [
+    "CHECK_FAILURES",
+    "EXIT_CHECK_FAILED",
+    "EXIT_CRASHED",
+    "RUN_SCHEMA",
+    "JobRun",
+    "prune_outputs",
+    "run_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,14 @@ RUN_SCHEMA = "ogkit.pipeline.run.v1"
 # Files a run writes: <stem>-<run id>.<ext>, run ids as made by new_run_id().
 _RUN_ID = r"\d{8}T\d{6}Z-[0-9a-f]{6}"
 _EXTENSIONS = r"\.ipynb|\.html|\.result\.json|\.json"
+
+# Exit codes of `ogkit pipeline run` (README, docs/cli-json.md): 0 the job passed;
+# EXIT_CHECK_FAILED the notebook ran its checks and they failed (it raised one of
+# CHECK_FAILURES, e.g. an audit with failing findings or fewer batches than expected);
+# EXIT_CRASHED any other failure (a cell raised something else, the kernel died).
+EXIT_CRASHED = 1
+EXIT_CHECK_FAILED = 3
+CHECK_FAILURES = ("AuditFailed", "VerificationFailed", "DataCheckFailed")
 
 
 @dataclass
@@ -81,6 +97,19 @@ class JobRun:
             "error": self.error,
             "retention": {"keep": self.retention, "deleted": [str(p) for p in self.deleted]},
         }
+
+    @property
+    def check_failed(self) -> bool:
+        """True when the notebook ran its checks and they failed (it raised one of
+        :data:`CHECK_FAILURES`), rather than crashing."""
+        return not self.ok and (self.error or {}).get("ename") in CHECK_FAILURES
+
+    @property
+    def exit_code(self) -> int:
+        """0, :data:`EXIT_CHECK_FAILED` or :data:`EXIT_CRASHED`."""
+        if self.ok:
+            return 0
+        return EXIT_CHECK_FAILED if self.check_failed else EXIT_CRASHED
 
     def raise_if_failed(self) -> None:
         if not self.ok:
