@@ -24,6 +24,7 @@ from ogkit.jobs.runner import NotebookFailed, notebook_parameters, run_notebook
 from ogkit.jobs.runs import prune_outputs
 from ogkit.jobs.schedule import airflow_snippet, schedule_line
 from ogkit.jobs.spec import JobSpec
+from ogkit.samples import make_tabular
 
 REPO = Path(__file__).resolve().parent.parent
 # audit_settlement.ipynb has its own test (tests/test_audit.py).
@@ -32,9 +33,16 @@ NOTEBOOKS = sorted(
 )
 # Small parameters per notebook, so the suite stays quick; home is added for every notebook.
 SMALL = {
-    "verified_batch_inference": {"rows": 2000, "partition_rows": 500, "workers": 0},
+    "verified_batch_inference": {
+        "rows": 2000,
+        "partition_rows": 500,
+        "workers": 0,
+        "input_map": {"features": [f"f{i}" for i in range(8)]},
+    },
     "model_hub": {},
 }
+# What each notebook's report must show after a run with SMALL.
+EXPECTED_HTML = {"verified_batch_inference": ["The first predictions", "<th>probabilities</th>"]}
 # What each notebook's summary must say after a run with SMALL.
 EXPECTED_SUMMARY = {
     "verified_batch_inference": {
@@ -79,6 +87,13 @@ def test_shipped_notebook_runs_and_reports(notebook: Path, home: Path, tmp_path:
         params["home"] = str(home)
     if "summary_path" in declared:
         params["summary_path"] = str(tmp_path / "summary.json")
+    if "input_map" in params:
+        # A customer id beside the features and the label: the input map keeps it out.
+        data = make_tabular(params["rows"], seed=7)
+        data.with_columns(pl.Series("customer_id", range(data.height))).write_parquet(
+            tmp_path / "customers.parquet"
+        )
+        params["data_path"] = str(tmp_path / "customers.parquet")
 
     run = run_notebook(notebook, params, tmp_path / "out", run_id="t1", cwd=REPO)
 
@@ -87,6 +102,8 @@ def test_shipped_notebook_runs_and_reports(notebook: Path, home: Path, tmp_path:
     html = run.html_path.read_text()
     assert PNG in html, "no embedded chart"
     _assert_code_free_report(html, notebook)
+    for needle in EXPECTED_HTML.get(notebook.stem, []):
+        assert needle in html, needle
     if "summary_path" in declared:
         summary = json.loads((tmp_path / "summary.json").read_text())
         assert summary

@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from ogkit.errors import ConfigError
@@ -23,10 +24,15 @@ __all__ = [
     "add_command",
     "chain_option",
     "dask_client",
+    "frame_format",
+    "input_map_option",
     "job_options",
     "parse_amount",
+    "parse_input_map",
     "print_json",
     "read_settings",
+    "write_frame",
+    "write_predictions",
 ]
 
 # A command: the parsed arguments and the settings in, the exit status out.
@@ -52,6 +58,79 @@ def parse_amount(text: str) -> int:
         raise ConfigError(
             f"price {text!r} is not a number: give OPG base units (1000) or OPG (0.01opg)"
         ) from None
+
+
+def parse_input_map(items: list[str]) -> dict[str, list[str]] | None:
+    """``--input-map features=f0,f1,f2`` (repeatable) → {"features": ["f0", "f1", "f2"]}."""
+    if not items:
+        return None
+    mapping = {}
+    for item in items:
+        name, sep, cols = item.partition("=")
+        if not sep or not name or not cols:
+            raise ConfigError(f"--input-map {item!r}: use INPUT=COL[,COL...]")
+        mapping[name.strip()] = [c.strip() for c in cols.split(",") if c.strip()]
+    return mapping
+
+
+def input_map_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument(
+        "--input-map", action="append", default=[], metavar="INPUT=COL[,COL...]", help=help
+    )
+
+
+def frame_format(path: str | os.PathLike[str]) -> str:
+    """``"parquet"`` or ``"csv"``, by the suffix of ``path``; anything else is refused."""
+    kind = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ConfigError(f"{path}: name a .parquet or .csv file (the suffix picks the format)")
+    return kind
+
+
+def write_frame(frame: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a polars frame as Parquet (``.parquet``, ``.pq``) or CSV (``.csv``) by the
+    suffix of ``path``, atomically: to a temporary file beside it, then moved into place.
+
+    CSV has no list columns, so an output with several values per row (``probabilities``)
+    becomes one column per value (``probabilities_0``, ``probabilities_1``, …).
+    """
+    import polars as pl
+
+    dest = Path(path)
+    kind = frame_format(dest)
+    if kind == "csv":
+        wide = []
+        for name, dtype in frame.schema.items():
+            if isinstance(dtype, pl.Array):
+                wide += [pl.col(name).arr.get(i).alias(f"{name}_{i}") for i in range(dtype.size)]
+            elif isinstance(dtype, pl.List):
+                width = frame[name].list.len().max() or 0
+                wide += [
+                    pl.col(name).list.get(i, null_on_oob=True).alias(f"{name}_{i}")
+                    for i in range(width)
+                ]
+            else:
+                wide.append(pl.col(name))
+        frame = frame.select(wide)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        if kind == "csv":
+            frame.write_csv(tmp)
+        else:
+            frame.write_parquet(tmp)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def write_predictions(batch: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write a batch's ``row_index`` and outputs (its predictions) with :func:`write_frame`;
+    returns what was written, for the commands' output."""
+    frame = batch.outputs_frame().drop("output_hash")
+    dest = write_frame(frame, path)
+    return {"path": str(dest), "rows": frame.height, "outputs": frame.columns[1:]}
 
 
 def read_settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Settings:

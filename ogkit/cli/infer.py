@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ogkit.cli.common import add_command, dask_client, job_options, print_json
-from ogkit.errors import ConfigError
+from ogkit.cli.common import (
+    add_command,
+    dask_client,
+    frame_format,
+    input_map_option,
+    job_options,
+    parse_input_map,
+    print_json,
+    write_predictions,
+)
 from ogkit.settings import Settings
 
-__all__ = ["parse_input_map", "register"]
-
-
-def parse_input_map(items: list[str]) -> dict[str, list[str]] | None:
-    """``--input-map features=f0,f1,f2`` (repeatable) → {"features": ["f0", "f1", "f2"]}."""
-    if not items:
-        return None
-    mapping = {}
-    for item in items:
-        name, sep, cols = item.partition("=")
-        if not sep or not name or not cols:
-            raise ConfigError(f"--input-map {item!r}: use INPUT=COL[,COL...]")
-        mapping[name.strip()] = [c.strip() for c in cols.split(",") if c.strip()]
-    return mapping
+__all__ = ["register"]
 
 
 def _infer(args: argparse.Namespace, settings: Settings) -> int:
@@ -30,6 +26,8 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.infer import run_verified_inference
     from ogkit.keys import KeyStore
 
+    if args.predictions:
+        frame_format(args.predictions)  # a bad suffix fails now, not after the run
     keys = KeyStore(settings.home)
     hub = Hub(settings.store, home=settings.home)
     attester = make_attester("software", signer=keys.load(args.attester_key))
@@ -65,6 +63,7 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
             progress=not args.json,
         )
     stats = batch.manifest.run_stats
+    predictions = write_predictions(batch, args.predictions) if args.predictions else None
     if args.json:
         print_json(
             {
@@ -78,6 +77,7 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
                 "partitions": len(batch.partitions),
                 "resumed_partitions": stats["resumed_partitions"],
                 "wall_seconds": stats["wall_seconds"],
+                "predictions": predictions and predictions["path"],
             }
         )
     else:
@@ -88,6 +88,8 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
             f"rows       {batch.row_count:,} in {len(batch.partitions)} partitions "
             f"({stats['resumed_partitions']} resumed), {stats['wall_seconds']:.1f}s"
         )
+        if predictions:
+            print(f"predictions {predictions['path']} ({', '.join(predictions['outputs'])})")
     return 0
 
 
@@ -116,12 +118,12 @@ def register(groups) -> None:
     )
     p.add_argument("model", help="hub ref (name[@version], 0x id) or .onnx path")
     p.add_argument("data", help="Parquet/CSV/Arrow file or folder")
-    p.add_argument("--input-map", action="append", default=[], metavar="INPUT=COL[,COL...]")
+    input_map_option(p, "which data columns feed which model input (default: by name)")
 
     p = add_command(groups, "infer", _infer, "run verified inference: infer + attest, on Dask")
     p.add_argument("--model", required=True, help="hub ref (name[@version], 0x id) or .onnx path")
     p.add_argument("--data", required=True, help="Parquet/CSV/Arrow file or folder")
-    p.add_argument("--input-map", action="append", default=[], metavar="INPUT=COL[,COL...]")
+    input_map_option(p, "which data columns feed which model input (default: by name)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--partition-rows", type=int, default=None)
     p.add_argument("--job", default="default", help="job name: part of the batch id")
@@ -131,5 +133,11 @@ def register(groups) -> None:
     p.add_argument(
         "--commitment",
         help="the requester's INPUT_ROOT:ROWS (`ogkit commit`): refuse other data",
+    )
+    p.add_argument(
+        "--predictions",
+        type=Path,
+        metavar="PATH",
+        help="also write row_index and the outputs to PATH (.parquet or .csv)",
     )
     job_options(p)

@@ -16,6 +16,11 @@ __all__ = ["register"]
 def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.keys import KeyStore
 
+    store = KeyStore(settings.home)
+    existing = [i for i in store.list() if i.name == args.name] if args.exist_ok else []
+    if existing:
+        _print_key(args, existing[0])
+        return 0
     password = None
     # The password is a secret, so it is not part of Settings: the key store reads
     # OGKIT_KEY_PASSWORD itself, and here we only decide whether to ask for one.
@@ -27,11 +32,8 @@ def _keys_new(args: argparse.Namespace, settings: Settings) -> int:
         password = getpass.getpass(f"password for new key {args.name}: ")
         if password != getpass.getpass("repeat password: "):
             raise ConfigError("the two passwords differ; nothing was written")
-    info = KeyStore(settings.home).create(args.name, password, dev=args.dev)
-    if args.json:
-        print_json({"schema": "ogkit.keys.new.v1", **info.__dict__})
-    else:
-        print(f"{info.name}  {info.address}{'  (dev key, unprotected)' if info.dev else ''}")
+    info = store.create(args.name, password, dev=args.dev)
+    _print_key(args, info)
     if args.dev:
         _fund_on_devnet(args, info.address, settings)
     return 0
@@ -50,6 +52,13 @@ def _fund_on_devnet(args: argparse.Namespace, address: str, settings: Settings) 
         print(
             f"  funded on the devnet: 100 ETH, 100,000 OPG (more: `ogkit chain fund {args.name}`)"
         )
+
+
+def _print_key(args: argparse.Namespace, info) -> None:
+    if args.json:
+        print_json({"schema": "ogkit.keys.new.v1", **info.__dict__})
+    else:
+        print(f"{info.name}  {info.address}{'  (dev key, unprotected)' if info.dev else ''}")
 
 
 def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -75,4 +84,7 @@ def register(groups) -> None:
     )
     p.add_argument("name")
     p.add_argument("--dev", action="store_true", help="unprotected dev key for demos and tests")
+    p.add_argument(
+        "--exist-ok", action="store_true", help="keep a key of that name if there is one"
+    )
     add_command(keys, "list", _keys_list, "list keys (addresses only)")
