@@ -107,3 +107,14 @@ def test_failed_check_exits_3_and_a_crash_exits_1(tmp_path, capsys):
     assert "AuditFailed: audit failed: FAIL" in capsys.readouterr().err
     assert main(["pipeline", "run", str(tmp_path / "crash.yaml")]) == EXIT_CRASHED == 1
     assert "ValueError: boom" in capsys.readouterr().err
+
+
+def test_cli_audit_of_no_batches_fails_with_3_when_batches_are_expected(home, capsys):
+    # a fresh embedded chain holds no settlement
+    assert main(["audit", "--chain", "embedded", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["passed"] is True
+    assert main(["audit", "--chain", "embedded", "--min-batches", "1", "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] is False and doc["min_batches"] == 1 and doc["batches"] == []
+    assert main(["audit", "--chain", "embedded", "--min-batches", "1"]) == 3
+    assert "0 batch(es) audited, at least 1 expected" in capsys.readouterr().out

@@ -9,6 +9,8 @@ from ogkit.settings import Settings
 
 __all__ = ["register"]
 
+EXIT_AUDIT_FAILED = 3  # the audit ran and did not pass; 1 is an error (README, docs/cli-json.md)
+
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.audit import audit
@@ -30,10 +32,22 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         sample_rate=args.sample_rate,
         progress=not args.json,
     )
+    # Fewer batches than expected (a wrong home, chain or block range) is not a pass.
+    expected = max(args.min_batches, len(args.batch))
+    too_few = report.batches.height < expected
+    passed = report.passed and not too_few
     if args.json:
-        print_json(report.to_dict())
+        doc = report.to_dict()
+        doc["min_batches"] = expected
+        doc["passed"] = passed
+        print_json(doc)
     else:
         print(report.summary())
+        if too_few:
+            print(
+                f"FAIL: {report.batches.height} batch(es) audited, at least {expected} expected: "
+                "check OGKIT_HOME, --chain and --from-block"
+            )
         for b in report.batches.iter_rows(named=True):
             print(
                 f"  {b['batch_id'][:18]}…  {b['status']:10} verdict {b['verdict']:7} "
@@ -44,7 +58,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
             print(
                 f"  - [{f['severity']}] {f['batch_id'][:18]}…{where} {f['reason']}: {f['detail']}"
             )
-    return 0 if report.passed else 1
+    return 0 if passed else EXIT_AUDIT_FAILED
 
 
 def register(groups) -> None:
@@ -55,4 +69,10 @@ def register(groups) -> None:
     p.add_argument("--batch", action="append", default=[], help="only this batch id")
     p.add_argument("--requester", help="only this requester address")
     p.add_argument("--sample-rate", type=float, default=0.01)
+    p.add_argument(
+        "--min-batches",
+        type=int,
+        default=0,
+        help="fail (exit 3) unless at least this many batches are audited (default 0)",
+    )
     chain_option(p)
