@@ -308,7 +308,7 @@ def plan_inputs(
     """
     if source.n_rows == 0:
         raise ConfigError(
-            f"the dataset {source.describe()} has no rows (columns: "
+            f"the dataset {', '.join(source.paths) or source.kind} has no rows (columns: "
             f"{', '.join(source.schema) or 'none'}): add rows or point --data at the right file"
         )
     problems: list[str] = []
