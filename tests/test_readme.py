@@ -52,6 +52,8 @@ def test_readme_has_the_examples() -> None:
     assert 'if __name__ == "__main__":' in PYTHON_BLOCKS[0]
     assert f"COLUMNS=features={','.join(FEATURES)}" in CLI_BLOCKS[0]
     assert "<" not in CLI_BLOCKS[0].replace("< run.json", ""), "a placeholder is left"
+    for block in re.findall(r"^```bash\n(.*?)^```", README, re.S | re.M):
+        assert "0x<" not in block and "0x…" not in block, f"a placeholder is left in:\n{block}"
 
 
 def test_readme_python_script_runs_twice(tmp_path: Path) -> None:
