@@ -32,6 +32,7 @@ __all__ = [
     "InputBinding",
     "InputPlan",
     "Partition",
+    "bind_features",
     "commit_dataset",
     "commit_inputs",
     "input_root",
@@ -581,6 +582,35 @@ def commit_inputs(
     return DatasetCommitment(input_root(hashes), source.n_rows), hashes
 
 
+def bind_features(
+    model: Any, input_map: Mapping[str, str | Sequence[str]] | None
+) -> Mapping[str, str | Sequence[str]] | None:
+    """The input map to run with: the feature names the model was published with (bound by
+    name, never by position), or ``input_map`` — which must then name the same columns."""
+    manifest = getattr(model, "manifest", None)
+    features = manifest.features if manifest is not None else {}
+    if not features:
+        return input_map
+    if input_map is None:
+        return dict(features)
+    problems = []
+    for name, cols in features.items():
+        given = input_map.get(name)
+        if given is None:
+            continue
+        given = (given,) if isinstance(given, str) else tuple(given)
+        if given != cols:
+            problems.append(
+                f"input {name!r} was published with features {list(cols)}, the input map "
+                f"binds {list(given)}"
+            )
+    if problems:
+        raise SchemaMismatchError(
+            [*problems, "rename the data's columns, or drop --input-map to bind by the names"]
+        )
+    return {**features, **input_map}
+
+
 def commit_dataset(
     data: Any, model: Any, input_map: Mapping[str, str | Sequence[str]] | None = None
 ) -> DatasetCommitment:
@@ -588,5 +618,5 @@ def commit_dataset(
     anything with its ``inputs`` signature). Give the result to the node with the job, and
     to verifiers, who then check the batch ran exactly these rows."""
     source = open_source(data)
-    plan = plan_inputs(source, model.inputs, input_map)
+    plan = plan_inputs(source, model.inputs, bind_features(model, input_map))
     return commit_inputs(source, plan)[0]

@@ -51,6 +51,7 @@ from ogkit.dataset import (
     DataSource,
     InputPlan,
     Partition,
+    bind_features,
     commit_inputs,
     input_root,
     open_source,
@@ -245,6 +246,7 @@ def run_verified_inference(
     else:
         loaded = load_model(model, hub=hub, config=session_config)
     source = open_source(data)
+    input_map = bind_features(loaded, input_map)
     plan = plan_inputs(source, loaded.inputs, input_map)  # every schema problem, before work
     if source.n_rows == 0:
         raise ConfigError(f"the dataset {source.describe()} has no rows")

@@ -569,7 +569,8 @@ def verify_batch(
     :func:`ogkit.dataset.open_source` reads) or ``commitment`` is the requester's: with
     either, the verdict binds the inputs to the requester's data (``inputs_bound``).
     The dataset's columns are bound to the model's inputs by the verifier's own
-    ``input_map`` (default: by name, as ``ogkit infer`` does), never by the manifest's.
+    ``input_map`` (default: the feature names the owner signed at publish, else by name as
+    ``ogkit infer`` does), never by the batch manifest's.
     ``requester``, ``job`` and ``model`` (an id, or a hub reference resolved with ``hub``)
     are what the requester ordered: a batch for anyone else, under another job name (the
     same rows billed twice) or of another model fails.
@@ -639,6 +640,8 @@ def verify_batch(
     # -- the requester's data --------------------------------------------------------------
     source, plan = None, None
     if dataset is not None and model_inputs is not None:
+        if input_map is None and hub is not None:
+            input_map = _published_features(hub, batch.model_id)
         source, plan = _open_dataset(dataset, input_map, batch, model_inputs, findings)
     if commitment is not None and (
         commitment.input_root.lower() != m.dataset_id.lower() or commitment.row_count != m.row_count
@@ -975,6 +978,22 @@ def _open_dataset(
         )
         return None, None
     return source, plan
+
+
+def _published_features(hub: Hub, model_id: str) -> dict[str, tuple[str, ...]] | None:
+    """The feature names the owner signed for this model at publish, if any."""
+    try:
+        entries = hub.index.by_model_id(model_id)
+    except (HubError, OSError):
+        return None
+    for entry in entries:
+        try:
+            entry.manifest.check_signature()
+        except HubError:
+            continue
+        if entry.manifest.features:
+            return dict(entry.manifest.features)
+    return None
 
 
 def _model_bytes(batch: AttestedBatch, hub: Hub | None) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
+from ogkit.cli.common import add_command, chain_option, parse_amount, parse_input_map, print_json
 from ogkit.settings import Settings
 
 __all__ = ["register"]
@@ -44,6 +44,10 @@ def _owner_signer(args: argparse.Namespace, settings: Settings, owner: str):
             "pass --key with the owner's key name"
         )
     return signer
+
+
+def _features(args: argparse.Namespace) -> dict[str, list[str]] | None:
+    return parse_input_map(args.features)
 
 
 def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -87,6 +91,7 @@ def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
                 description=args.description,
                 tags=args.tag,
                 license=args.license,
+                features=_features(args),
                 before_write=lambda m: registered.append(register_model(chain, m, signer)),
             )
     else:
@@ -99,6 +104,7 @@ def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
             description=args.description,
             tags=args.tag,
             license=args.license,
+            features=_features(args),
         )
     if args.json:
         doc = {"schema": "ogkit.hub.manifest.v1", "manifest": manifest.to_dict()}
@@ -209,6 +215,14 @@ def register(groups) -> None:
     p.add_argument("--tag", action="append", default=[], help="repeatable")
     p.add_argument("--description", default="")
     p.add_argument("--license", default="")
+    p.add_argument(
+        "--features",
+        action="append",
+        default=[],
+        metavar="INPUT=COL[,COL...]",
+        help="the dataset columns each input is built from, in order (repeatable): infer and "
+        "verifiers then bind columns by these names, never by position",
+    )
     p.add_argument("--key", default="owner", help="signing key name (default: owner)")
     p.add_argument("--chain", help="also register it on this chain (devnet, URL); registered first")
     p = add_command(

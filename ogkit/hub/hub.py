@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from ogkit.errors import (
     VersionError,
 )
 from ogkit.hub.index import HubEntry, ModelIndex, SqliteIndex
-from ogkit.hub.manifest import ModelManifest, extract_signature
+from ogkit.hub.manifest import ModelManifest, TensorSpec, extract_signature
 from ogkit.hub.semver import SemVer
 from ogkit.keys import Signer, recover_typed_data
 from ogkit.settings import ogkit_home, store_url
@@ -132,9 +132,14 @@ class Hub:
         description: str = "",
         tags: list[str] | tuple[str, ...] = (),
         license: str = "",
+        features: Mapping[str, Sequence[str]] | None = None,
         before_write: Callable[[ModelManifest], object] | None = None,
     ) -> ModelManifest:
         """Validate, store and sign a new model version. Nothing is written if a check fails.
+
+        ``features`` names, per model input, the dataset columns it is built from (default:
+        the model's own ``ogkit.features`` metadata, JSON, when it has one). They are signed
+        with the manifest; infer and verifiers then bind columns by name, not by position.
 
         ``before_write`` is called with the signed manifest after every check and before
         anything is written (e.g. to register it on chain first); if it raises, nothing
@@ -158,6 +163,7 @@ class Hub:
                 "export it again with onnx>=1.14"
             ) from None
         inputs, outputs = extract_signature(model)
+        features = _features(features, model, inputs, path)
 
         existing = self.index.versions(name)
         if any(e.manifest.version == version for e in existing):
@@ -191,6 +197,7 @@ class Hub:
             description=description,
             tags=tuple(sorted(set(tags))),
             license=license,
+            features=features,
             created_at=int(time.time()),
         ).signed_by(signer)
 
@@ -372,3 +379,45 @@ class Hub:
                     if signer.lower() == manifest.owner.lower():
                         self.index.set_deprecated(name, version, doc.get("reason", ""))
         return count
+
+
+def _features(
+    given: Mapping[str, Sequence[str]] | None,
+    model: onnx.ModelProto,
+    inputs: Sequence[TensorSpec],
+    path: Path,
+) -> dict[str, tuple[str, ...]]:
+    """The feature names to record: given, else the model's ``ogkit.features`` metadata."""
+    if given is None:
+        raw = {p.key: p.value for p in model.metadata_props}.get("ogkit.features")
+        if raw is None:
+            return {}
+        try:
+            given = json.loads(raw)
+            assert isinstance(given, dict)
+        except (ValueError, AssertionError):
+            raise InvalidModelError(
+                f"{path}: metadata ogkit.features must be a JSON object of input -> columns"
+            ) from None
+    specs = {t.name: t for t in inputs}
+    out: dict[str, tuple[str, ...]] = {}
+    problems = []
+    for name, cols in given.items():
+        cols = (cols,) if isinstance(cols, str) else tuple(str(c) for c in cols)
+        spec = specs.get(name)
+        if spec is None:
+            problems.append(f"{name!r} is not an input of the model ({', '.join(specs)})")
+            continue
+        width = spec.shape[-1] if len(spec.shape) == 2 else None
+        if len(cols) > 1 and isinstance(width, int) and width != len(cols):
+            problems.append(f"input {name!r} takes {width} values a row, not {len(cols)}")
+        if len(set(cols)) != len(cols):
+            problems.append(f"input {name!r} names a feature twice")
+        out[name] = cols
+    if problems:
+        raise ConfigError(
+            "feature names do not fit the model: "
+            + "; ".join(problems)
+            + " (ogkit hub publish --features INPUT=COL1,COL2,...)"
+        )
+    return out

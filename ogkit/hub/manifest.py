@@ -108,6 +108,9 @@ class ModelManifest:
     description: str = ""
     tags: tuple[str, ...] = ()
     license: str = ""
+    # Input name -> the dataset columns it is built from, in order (recorded at publish):
+    # infer and verifiers bind columns by these names, never by position.
+    features: dict[str, tuple[str, ...]] = field(default_factory=dict)
     created_at: int = 0  # unix seconds
     signature: str = ""
     schema: str = field(default="ogkit.manifest.v1")
@@ -117,8 +120,9 @@ class ModelManifest:
         return f"{self.name}@{self.version}"
 
     def metadata(self) -> dict[str, Any]:
-        """Everything the signature covers besides the typed fields, hashed as canonical JSON."""
-        return {
+        """Everything the signature covers besides the typed fields, hashed as canonical JSON
+        (``features`` only when recorded, so earlier manifests keep their hashes)."""
+        doc: dict[str, Any] = {
             "description": self.description,
             "inputs": [t.to_dict() for t in self.inputs],
             "license": self.license,
@@ -127,6 +131,9 @@ class ModelManifest:
             "size_bytes": self.size_bytes,
             "tags": list(self.tags),
         }
+        if self.features:
+            doc["features"] = {k: list(v) for k, v in sorted(self.features.items())}
+        return doc
 
     def metadata_hash(self) -> str:
         return "0x" + keccak256(canonical_json(self.metadata())).hex()
@@ -176,6 +183,9 @@ class ModelManifest:
         d["inputs"] = [t.to_dict() for t in self.inputs]
         d["outputs"] = [t.to_dict() for t in self.outputs]
         d["tags"] = list(self.tags)
+        d["features"] = {k: list(v) for k, v in sorted(self.features.items())}
+        if not self.features:
+            del d["features"]
         return d
 
     @classmethod
@@ -184,4 +194,5 @@ class ModelManifest:
         d["inputs"] = tuple(TensorSpec.from_dict(t) for t in d["inputs"])
         d["outputs"] = tuple(TensorSpec.from_dict(t) for t in d["outputs"])
         d["tags"] = tuple(d.get("tags", ()))
+        d["features"] = {str(k): tuple(map(str, v)) for k, v in (d.get("features") or {}).items()}
         return cls(**d)
