@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 
 from ogkit.errors import ConfigError
 
@@ -38,14 +42,31 @@ def get_client(
                 f"cannot reach the Dask scheduler at {address}: {exc}; check the address "
                 "(--scheduler or OGKIT_SCHEDULER), or leave it out for a local cluster"
             ) from exc
-    # Client(n_workers=...) starts a LocalCluster that closes with the client.
-    client = Client(
-        n_workers=n_workers or os.cpu_count() or 1,
-        threads_per_worker=threads_per_worker,
-        processes=processes,
-        dashboard_address=":0",  # a free port, never a clash with another cluster
-        silence_logs=cluster_kwargs.pop("silence_logs", logging.ERROR),
-        **cluster_kwargs,
-    )
+    # Client(n_workers=...) starts a LocalCluster that closes with the client. Its worker
+    # processes start with SIGINT ignored (inherited): Ctrl-C in a terminal reaches the
+    # whole process group, and workers that die of it print pages of tracebacks while
+    # this process, which does get the KeyboardInterrupt, closes them in order.
+    with _sigint_ignored():
+        client = Client(
+            n_workers=n_workers or os.cpu_count() or 1,
+            threads_per_worker=threads_per_worker,
+            processes=processes,
+            dashboard_address=":0",  # a free port, never a clash with another cluster
+            silence_logs=cluster_kwargs.pop("silence_logs", logging.ERROR),
+            **cluster_kwargs,
+        )
     log.info("started a LocalCluster with %d workers", len(client.scheduler_info()["workers"]))
     return client
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while child processes are started (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -9,6 +9,7 @@ runs, so ``ogkit --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -59,7 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        _close_quietly()
         print(
             "interrupted: finished work is kept; re-run the same command to resume", file=sys.stderr
         )
         return 130
+
+
+def _close_quietly() -> None:
+    """After Ctrl-C: no more log records (Dask's tear-down logs pages of errors), and any
+    Dask client still open closed, ignoring what it raises and a second Ctrl-C."""
+    logging.disable(logging.CRITICAL)
+    client_module = sys.modules.get("distributed.client")
+    if client_module is None:
+        return
+    for client in list(getattr(client_module, "_global_clients", {}).values()):
+        with contextlib.suppress(Exception, KeyboardInterrupt):
+            client.close(timeout=10)
