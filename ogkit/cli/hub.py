@@ -177,7 +177,10 @@ def _hub_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _hub_pull(args: argparse.Namespace, settings: Settings) -> int:
     path = _hub(settings).pull(args.ref, args.output)
-    print(f"wrote {path}")
+    if args.json:
+        print_json({"schema": "ogkit.hub.pull.v1", "ref": args.ref, "path": str(path)})
+    else:
+        print(f"wrote {path}")
     return 0
 
 
@@ -194,12 +197,26 @@ def _hub_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def _hub_deprecate(args: argparse.Namespace, settings: Settings) -> int:
     entry = _hub(settings).deprecate(args.ref, signer=_signer(args, settings), reason=args.reason)
-    print(f"deprecated {entry.manifest.ref}")
+    if args.json:
+        print_json(
+            {
+                "schema": "ogkit.hub.deprecate.v1",
+                "ref": entry.manifest.ref,
+                "model_id": entry.manifest.model_id,
+                "reason": args.reason,
+            }
+        )
+    else:
+        print(f"deprecated {entry.manifest.ref}")
     return 0
 
 
 def _hub_reindex(args: argparse.Namespace, settings: Settings) -> int:
-    print(f"indexed {_hub(settings).reindex()} manifests")
+    count = _hub(settings).reindex()
+    if args.json:
+        print_json({"schema": "ogkit.hub.reindex.v1", "indexed": count})
+    else:
+        print(f"indexed {count} manifests")
     return 0
 
 
@@ -239,13 +256,13 @@ def register(groups) -> None:
     p.add_argument("--owner")
     p = add_command(hub, "show", _hub_show, "show one model version")
     p.add_argument("ref", help="name, name@version or 0x model id")
-    p = add_command(hub, "pull", _hub_pull, "write a verified model file", json_flag=False)
+    p = add_command(hub, "pull", _hub_pull, "write a verified model file")
     p.add_argument("ref")
     p.add_argument("-o", "--output", type=Path, required=True)
     p = add_command(hub, "verify", _hub_verify, "check a manifest's signature and its blob's hash")
     p.add_argument("ref")
-    p = add_command(hub, "deprecate", _hub_deprecate, "deprecate a version (owner only)", False)
+    p = add_command(hub, "deprecate", _hub_deprecate, "deprecate a version (owner only)")
     p.add_argument("ref")
     p.add_argument("--reason", default="")
     p.add_argument("--key", default="owner")
-    add_command(hub, "reindex", _hub_reindex, "rebuild the index from the store", json_flag=False)
+    add_command(hub, "reindex", _hub_reindex, "rebuild the index from the store")

@@ -73,7 +73,7 @@ def _schedule(args: argparse.Namespace, settings: Settings) -> int:
 
     spec = JobSpec.load(args.file)
     if args.airflow:
-        print(airflow_snippet(spec, home=settings.home), end="")
+        text = airflow_snippet(spec, home=settings.home)
     else:
         # cron gives the job no OGKIT_* and a bare PATH: the line carries them, as set now,
         # and runs this environment's ogkit.
@@ -82,7 +82,14 @@ def _schedule(args: argparse.Namespace, settings: Settings) -> int:
         if not ogkit.is_file():
             ogkit = root / ".venv" / "bin" / "ogkit"
         env = schedule_environment(settings, ogkit)
-        print(schedule_line(spec, root, env=env, ogkit=ogkit))
+        text = schedule_line(spec, root, env=env, ogkit=ogkit) + "\n"
+    if args.json:
+        kind = "airflow" if args.airflow else "cron"
+        print_json(
+            {"schema": "ogkit.pipeline.schedule.v1", "job": spec.name, "kind": kind, "text": text}
+        )
+    else:
+        print(text, end="")
     return 0
 
 
@@ -137,7 +144,7 @@ def register(groups) -> None:
         "--output", help="output folder instead of the spec's ({name} and {date} work here too)"
     )
 
-    p = add_command(pipeline, "schedule", _schedule, "print the crontab line", json_flag=False)
+    p = add_command(pipeline, "schedule", _schedule, "print the crontab line")
     p.add_argument("file", type=Path, help="job spec (YAML)")
     p.add_argument("--airflow", action="store_true", help="print an Airflow DAG instead")
     p.add_argument("--repo", type=Path, default=None, help="repository root (default: found)")

@@ -104,9 +104,14 @@ def _receipt_show(args: argparse.Namespace, settings: Settings) -> int:
     text = json.dumps(receipt, indent=2, sort_keys=True)
     if args.output:
         args.output.write_text(text)
-        print(f"wrote {args.output}")
+        if args.json:
+            print_json(
+                {"schema": "ogkit.receipt.written.v1", "row": args.row, "path": str(args.output)}
+            )
+        else:
+            print(f"wrote {args.output}")
     else:
-        print(text)
+        print(text)  # the receipt is JSON already: --json changes nothing
     return 0
 
 
@@ -193,7 +198,7 @@ def register(groups) -> None:
     receipt = groups.add_parser("receipt", help="per-inference receipts").add_subparsers(
         dest="command", required=True
     )
-    p = add_command(receipt, "show", _receipt_show, "print the receipt of one row", False)
+    p = add_command(receipt, "show", _receipt_show, "print the receipt of one row")
     p.add_argument("artifact")
     p.add_argument("row", type=int)
     p.add_argument("-o", "--output", type=Path)
