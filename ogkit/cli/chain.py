@@ -71,7 +71,18 @@ def _chain(args: argparse.Namespace, settings: Settings) -> int:
 
         chain = connect_from_settings(settings, args.chain)
         chain.increase_time(args.seconds)
-        print(f"chain time is now {chain.block_timestamp()} (block {chain.block_number()})")
+        if args.json:
+            print_json(
+                {
+                    "schema": "ogkit.chain.advance.v1",
+                    "chain_id": chain.chain_id,
+                    "seconds": args.seconds,
+                    "timestamp": chain.block_timestamp(),
+                    "block": chain.block_number(),
+                }
+            )
+        else:
+            print(f"chain time is now {chain.block_timestamp()} (block {chain.block_number()})")
         return 0
     else:
         status = devnet.status()
@@ -92,9 +103,7 @@ def register(groups) -> None:
     add_command(chain, "up", _chain, "start the devnet (deploys the contracts on first start)")
     add_command(chain, "down", _chain, "stop the devnet; its state is kept on disk")
     add_command(chain, "status", _chain, "is the devnet running, where, at which block")
-    p = add_command(
-        chain, "advance", _chain, "move devnet time forward (end challenge windows)", False
-    )
+    p = add_command(chain, "advance", _chain, "move devnet time forward (end challenge windows)")
     p.add_argument("seconds", type=int)
     chain_option(p)
     p = add_command(chain, "fund", _fund, "send a key or address ETH and OPG from the deployer")
