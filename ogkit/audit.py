@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns in every notebook without ipywidgets
 
 from ogkit.batch import ARTIFACTS, AttestedBatch, load_batch
 from ogkit.chain.bindings import BatchStatus

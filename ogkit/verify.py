@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain bars: tqdm.auto warns in every notebook without ipywidgets
 
 from ogkit.attest import (
     BatchClaim,
