@@ -4,7 +4,8 @@
 
 - :mod:`ogkit.report.frames` — **frame builders** that read a batch, verdicts or hub
   entries and return a polars frame: :func:`batch_frame`, :func:`run_stats_frame`,
-  :func:`reexecution_errors`, :func:`verdicts_frame`, :func:`receipts_frame`,
+  :func:`reexecution_errors`, :func:`verdicts_frame`, :func:`group_findings` (one
+  row per reason and partition, with a count and the first rows), :func:`receipts_frame`,
   :func:`hub_frame`;
 - :mod:`ogkit.report.events` — the frames read from the settlement contract's events:
   :func:`payments_frame`, :func:`slashes_frame`;
@@ -22,6 +23,8 @@
   or a CDN.
 
 OPG amounts are shown as decimal OPG (base units / 10**18); the exact amounts stay on chain.
+:func:`opg_text` writes one with its unit (``0.001 OPG``); :func:`table` does so for every
+``*_opg`` column.
 """
 
 from ogkit.report.charts import (
@@ -33,10 +36,12 @@ from ogkit.report.charts import (
     throughput_chart,
     verification_status_chart,
 )
+from ogkit.report.common import opg_text
 from ogkit.report.display import chart_png, save_chart, show_png, table
 from ogkit.report.events import payments_frame, slashes_frame
 from ogkit.report.frames import (
     batch_frame,
+    group_findings,
     hub_frame,
     receipts_frame,
     reexecution_errors,
@@ -48,8 +53,10 @@ __all__ = [
     "batch_frame",
     "chart_png",
     "gas_chart",
+    "group_findings",
     "hub_frame",
     "model_prices_chart",
+    "opg_text",
     "payments_chart",
     "payments_frame",
     "receipts_frame",

@@ -12,7 +12,7 @@ import altair as alt
 import polars as pl
 
 from ogkit.errors import ConfigError
-from ogkit.report.common import short_id
+from ogkit.report.common import opg_text, short_id
 
 __all__ = [
     "HEIGHT",
@@ -98,7 +98,9 @@ def verification_status_chart(
     "refunded" …). Optional: ``verifier`` (one cell per batch × verifier, as from
     :func:`verdicts_frame`), ``rows`` (bar height; the audit's batches frame has it),
     ``sample_size``, ``findings``. ``color_by`` picks ``"verdict"`` or ``"status"``
-    (default: verdict when present).
+    (default: verdict when present). Coloured by status, a batch whose verdict is
+    "fail" is never the status's colour: it is red and labelled ``<status>, verdict
+    fail`` (a finalised batch that failed re-verification must not look green).
     """
     title = title or "Verification status"
     _require(batches, ["batch_id"], "verification_status_chart")
@@ -110,9 +112,27 @@ def verification_status_chart(
     data = batches.with_columns(
         pl.col("batch_id").map_elements(short_id, return_dtype=pl.String).alias("batch")
     )
-    tooltip = [c for c in data.columns if c != "batch"]
+    if color_by == "status" and "verdict" in data.columns:
+        failed = pl.col("verdict") == "fail"
+        data = data.with_columns(
+            pl.when(failed)
+            .then(pl.col("status") + pl.lit(", verdict fail"))
+            .otherwise(pl.col("status"))
+            .alias("outcome")
+        )
+        colors = {
+            **STATUS_COLORS,
+            **{
+                f"{s}, verdict fail": VERDICT_COLORS["fail"]
+                for s in data.filter(failed)["status"].unique().to_list()
+            },
+        }
+        color_by = "outcome"
+    tooltip = [c for c in data.columns if c not in ("batch", "outcome")]
     color = alt.Color(
-        f"{color_by}:N", scale=_scale(colors, data[color_by].to_list()), title=color_by
+        f"{color_by}:N",
+        scale=_scale(colors, data[color_by].to_list()),
+        title="status · verdict" if color_by == "outcome" else color_by,
     )
     if "verifier" in data.columns:
         base = alt.Chart(data, title=title).encode(
@@ -218,9 +238,26 @@ def reexecution_error_chart(errors: pl.DataFrame, *, title: str | None = None) -
     )
 
 
+def _warmup(partitions: pl.DataFrame) -> pl.Series:
+    """The partitions that paid for a worker's start: the first one each worker ran (its
+    lowest index) when it is under half the median speed of the rest."""
+    first = pl.col("index") == pl.col("index").min().over("worker")
+    rest = partitions.filter(~partitions.select(first).to_series())
+    if rest.is_empty():
+        return pl.Series("warmup", [False] * partitions.height)
+    median = float(rest["rows_per_s"].median())  # type: ignore[arg-type]
+    return partitions.select((first & (pl.col("rows_per_s") < 0.5 * median)).alias("warmup"))[
+        "warmup"
+    ]
+
+
 def throughput_chart(partitions: pl.DataFrame, *, title: str | None = None) -> Chart:
     """Rows per second of each partition, coloured by the worker that ran it, with the
     mean as a dashed line.
+
+    A worker's first partition also pays for starting it (loading the model, the first
+    session run); when it is under half the median speed it is drawn grey as
+    "warm-up" and left out of the mean, so it does not read as a slow partition.
 
     Columns (as from :func:`run_stats_frame`): ``index``, ``rows_per_s``, ``worker``;
     optional ``rows``, ``seconds`` and the stage columns for the tooltip.
@@ -229,27 +266,43 @@ def throughput_chart(partitions: pl.DataFrame, *, title: str | None = None) -> C
     title = title or "Inference + attestation throughput per partition"
     if partitions.is_empty():
         return _message_chart("no partitions", title)
+    data = partitions.with_columns(_warmup(partitions))
+    warm = int(data["warmup"].sum())
+    if warm:
+        title = f"{title} ({warm} warm-up partition{'s' * (warm > 1)} in grey, not in the mean)"
     tooltip = [
         c
-        for c in ("index", "worker", "rows", "rows_per_s", "seconds", "infer_s", "attest_s")
-        if c in partitions.columns
+        for c in (
+            "index",
+            "worker",
+            "rows",
+            "rows_per_s",
+            "seconds",
+            "infer_s",
+            "attest_s",
+            "warmup",
+        )
+        if c in data.columns
     ]
     bars = (
-        alt.Chart(partitions, title=title)
+        alt.Chart(data, title=title)
         .mark_bar()
         .encode(
             x=alt.X("index:O", title="partition", axis=alt.Axis(labelAngle=0)),
             y=alt.Y("rows_per_s:Q", title="rows / s"),
-            color=alt.Color("worker:N", title="worker"),
+            color=alt.condition(
+                "datum.warmup", alt.value("#c8c8c8"), alt.Color("worker:N", title="worker")
+            ),
             tooltip=tooltip,
         )
     )
+    steady = data.filter(~pl.col("warmup"))
     mean = (
-        alt.Chart(partitions)
+        alt.Chart(steady)
         .mark_rule(strokeDash=[6, 4], color="#333333")
         .encode(y="mean(rows_per_s):Q")
     )
-    return (bars + mean).properties(width=_width(partitions.height, 40), height=HEIGHT)
+    return (bars + mean).properties(width=_width(data.height, 40), height=HEIGHT)
 
 
 def gas_chart(batches: pl.DataFrame, *, title: str | None = None) -> Chart:
@@ -322,7 +375,9 @@ def payments_chart(payments: pl.DataFrame, *, title: str | None = None) -> Chart
         .group_by("who", "role")
         .agg(pl.col("amount_opg").sum(), pl.col("recipient").first())
         .sort("amount_opg", descending=True)
-        .with_columns(pl.col("amount_opg").round(6).cast(pl.String).alias("amount"))
+        .with_columns(
+            pl.col("amount_opg").map_elements(opg_text, return_dtype=pl.String).alias("amount")
+        )
     )
     top = float(data["amount_opg"].max())  # type: ignore[arg-type]
     base = alt.Chart(data, title=title).encode(
@@ -387,7 +442,7 @@ def model_prices_chart(models: pl.DataFrame, *, title: str | None = None) -> Cha
     if models.is_empty():
         return _message_chart("no models", title)
     data = models.sort("price_opg", descending=True).with_columns(
-        pl.col("price_opg").cast(pl.String).alias("price")
+        pl.col("price_opg").map_elements(opg_text, return_dtype=pl.String).alias("price")
     )
     top = float(data["price_opg"].max()) or 1.0  # type: ignore[arg-type]
     base = alt.Chart(data, title=title).encode(

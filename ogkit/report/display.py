@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ogkit.report.common import short_id
+from ogkit.report.common import opg_text, short_id
 
 if TYPE_CHECKING:
     import polars as pl
@@ -53,8 +53,15 @@ def table(frame: pl.DataFrame, *, shorten: bool = True, max_rows: int = 50) -> A
     from IPython.display import HTML
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    # *_opg columns hold decimal OPG: shown with the unit, never as 1e-05.
+    money = [str(c).endswith("_opg") and frame.schema[c].is_numeric() for c in frame.columns]
     rows = [
-        "<tr>" + "".join(f"<td>{_cell(v, shorten)}</td>" for v in row) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(opg_text(v)) if m and v is not None else _cell(v, shorten)}</td>"
+            for v, m in zip(row, money, strict=True)
+        )
+        + "</tr>"
         for row in frame.head(max_rows).iter_rows()
     ]
     more = frame.height - max_rows

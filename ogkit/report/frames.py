@@ -1,7 +1,8 @@
 """Frames read from batches, verdicts and hub entries (one polars frame each).
 
 :func:`batch_frame`, :func:`run_stats_frame`, :func:`reexecution_errors`,
-:func:`verdicts_frame`, :func:`receipts_frame`, :func:`hub_frame`; their columns are
+:func:`verdicts_frame`, :func:`group_findings`, :func:`receipts_frame`, :func:`hub_frame`;
+their columns are
 listed in each docstring. The frames read from chain events are in
 :mod:`ogkit.report.events`.
 """
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "batch_frame",
+    "group_findings",
     "hub_frame",
     "receipts_frame",
     "reexecution_errors",
@@ -267,3 +269,64 @@ def hub_frame(entries: Iterable[Any]) -> pl.DataFrame:
             "deprecated": pl.Boolean,
         },
     )
+
+
+def _findings_input(findings: Any) -> pl.DataFrame:
+    if isinstance(findings, pl.DataFrame):
+        return findings
+    items = getattr(findings, "findings", findings)  # a Verdict, or the findings themselves
+    rows = [dict(vars(f)) if not isinstance(f, dict) else dict(f) for f in items]
+    return pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame()
+
+
+def group_findings(findings: Any, *, first: int = 5) -> pl.DataFrame:
+    """Findings grouped for a person to read: one row per kind of finding and place.
+
+    One tampered file gives dozens of findings of one reason in one partition; this
+    gives one row for them. ``findings``: a :class:`~ogkit.verify.Verdict`, a list of
+    findings, or a findings frame (the audit's ``findings``, :func:`ogkit.audit.audit`).
+    The audit's ``verification-failed`` findings are split by the verifier's reason,
+    which starts their ``detail``.
+
+    Columns: those of ``batch_id``, ``severity``, ``reason``, ``partition`` present in
+    the input (the group), then ``count``, ``rows`` (the first ``first`` row indices,
+    ``"+N more"`` after them) and ``detail`` (the first finding's).
+    """
+    frame = _findings_input(findings)
+    keys = [c for c in ("batch_id", "severity", "reason", "partition") if c in frame.columns]
+    out_schema: dict[str, Any] = {k: frame.schema[k] for k in keys}
+    out_schema.update({"count": pl.UInt32, "rows": pl.String, "detail": pl.String})
+    if frame.is_empty() or "reason" not in frame.columns:
+        return pl.DataFrame(schema=out_schema)
+    if "detail" not in frame.columns:
+        frame = frame.with_columns(pl.lit("").alias("detail"))
+    if "row_index" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("row_index"))
+    inner = pl.col("detail").str.extract(r"^([a-z0-9-]+):", 1)
+    frame = frame.with_columns(
+        pl.when((pl.col("reason") == "verification-failed") & inner.is_not_null())
+        .then(pl.col("reason") + pl.lit(": ") + inner)
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    ).with_row_index("_order")
+
+    def rows_text(values: pl.Series) -> str:
+        present = sorted(int(v) for v in values.drop_nulls().unique())
+        if not present:
+            return ""
+        shown = ", ".join(str(v) for v in present[:first])
+        return shown + (f" (+{len(present) - first} more)" if len(present) > first else "")
+
+    grouped = (
+        frame.group_by(keys, maintain_order=True)
+        .agg(
+            pl.len().alias("count"),
+            pl.col("row_index").alias("rows"),
+            pl.col("detail").first(),
+            pl.col("_order").min(),
+        )
+        .sort("_order")
+        .drop("_order")
+        .with_columns(pl.col("rows").map_elements(rows_text, return_dtype=pl.String))
+    )
+    return grouped.select(list(out_schema)).cast(out_schema)  # type: ignore[arg-type]
