@@ -31,6 +31,8 @@ def test_a_finalized_batch_that_failed_verification_is_red():
         "finalized, verdict fail": VERDICT_COLORS["fail"],
     }
     report.chart_png(report.verification_status_chart(batches, color_by="status"))
+    gas = report.gas_chart(batches.with_columns(gas=pl.lit(50_000)))
+    assert _color_scale(gas)["finalized, verdict fail"] == VERDICT_COLORS["fail"]
 
 
 def test_findings_of_one_kind_in_one_partition_are_one_row():

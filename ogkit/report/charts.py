@@ -87,6 +87,23 @@ def _message_chart(text: str, title: str) -> alt.Chart:
     )
 
 
+def _with_outcome(data: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """An ``outcome`` column: the status, or ``<status>, verdict fail`` (red) where the
+    verdict failed, so a finalised batch that failed re-verification never looks green."""
+    failed = pl.col("verdict") == "fail"
+    data = data.with_columns(
+        pl.when(failed)
+        .then(pl.col("status") + pl.lit(", verdict fail"))
+        .otherwise(pl.col("status"))
+        .alias("outcome")
+    )
+    fail = {
+        f"{s}, verdict fail": VERDICT_COLORS["fail"]
+        for s in data.filter(failed)["status"].unique().to_list()
+    }
+    return data, {**STATUS_COLORS, **fail}
+
+
 # -- charts ---------------------------------------------------------------------------------
 def verification_status_chart(
     batches: pl.DataFrame, *, color_by: str | None = None, title: str | None = None
@@ -113,20 +130,7 @@ def verification_status_chart(
         pl.col("batch_id").map_elements(short_id, return_dtype=pl.String).alias("batch")
     )
     if color_by == "status" and "verdict" in data.columns:
-        failed = pl.col("verdict") == "fail"
-        data = data.with_columns(
-            pl.when(failed)
-            .then(pl.col("status") + pl.lit(", verdict fail"))
-            .otherwise(pl.col("status"))
-            .alias("outcome")
-        )
-        colors = {
-            **STATUS_COLORS,
-            **{
-                f"{s}, verdict fail": VERDICT_COLORS["fail"]
-                for s in data.filter(failed)["status"].unique().to_list()
-            },
-        }
+        data, colors = _with_outcome(data)
         color_by = "outcome"
     tooltip = [c for c in data.columns if c not in ("batch", "outcome")]
     color = alt.Color(
@@ -310,7 +314,7 @@ def gas_chart(batches: pl.DataFrame, *, title: str | None = None) -> Chart:
     divided by the batch's rows); log scale when batches differ by more than 100×.
 
     Columns: ``batch_id``, ``rows``, ``gas`` (the audit's batches frame has them);
-    optional ``status`` colours the bars.
+    optional ``status`` colours the bars (red where a ``verdict`` column says "fail").
     """
     _require(batches, ["batch_id", "rows", "gas"], "gas_chart")
     title = title or "Settlement gas per inference"
@@ -324,11 +328,15 @@ def gas_chart(batches: pl.DataFrame, *, title: str | None = None) -> Chart:
     lo = float(data["gas_per_inference"].min())  # type: ignore[arg-type]
     hi = float(data["gas_per_inference"].max())  # type: ignore[arg-type]
     log_scale = hi / lo > 100
-    color = (
-        alt.Color("status:N", scale=_scale(STATUS_COLORS, data["status"].to_list()))
-        if "status" in data.columns
-        else alt.value("#3b6fb6")
-    )
+    if "status" in data.columns and "verdict" in data.columns:
+        data, colors = _with_outcome(data)
+        color = alt.Color(
+            "outcome:N", scale=_scale(colors, data["outcome"].to_list()), title="status · verdict"
+        )
+    elif "status" in data.columns:
+        color = alt.Color("status:N", scale=_scale(STATUS_COLORS, data["status"].to_list()))
+    else:
+        color = alt.value("#3b6fb6")
     encoding: dict[str, Any] = {
         "x": alt.X("batch:N", title="batch", sort=None, axis=alt.Axis(labelAngle=-30)),
         "y": alt.Y(
