@@ -10,7 +10,9 @@ variable                    meaning
 ``OGKIT_HOME``              keys, hub index, allowlist, journals (default ``~/.ogkit``)
 ``OGKIT_STORE``             the content-addressed store, any fsspec URL
                             (default ``<home>/store``)
-``OGKIT_CHAIN``             ``devnet`` (default), ``embedded`` or an ``http(s)://`` RPC URL
+``OGKIT_CHAIN``             ``devnet`` (default), ``embedded`` or an ``http(s)://`` RPC URL;
+                            ``chain_from_env`` says it was set (``ogkit infer`` then signs
+                            for it, as ``--chain``)
 ``OGKIT_SCHEDULER``         a Dask scheduler address (default: a local cluster)
 ``OGKIT_ANVIL``             an anvil binary instead of the npm-installed one
 ``OGKIT_DEVNET_PORT``       the devnet's port instead of the default
@@ -46,16 +48,19 @@ class Settings:
     anvil: str | None = None
     devnet_port: int | None = None
     data_dir: str | None = None
+    chain_from_env: bool = False  # OGKIT_CHAIN was set: ``chain`` is a choice, not the default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = _home(env)
         port = env.get("OGKIT_DEVNET_PORT")
+        chain = (env.get("OGKIT_CHAIN") or "").strip()
         return cls(
             home=home,
             store=env.get("OGKIT_STORE") or str(home / "store"),
-            chain=(env.get("OGKIT_CHAIN") or "devnet").strip(),
+            chain=chain or "devnet",
+            chain_from_env=bool(chain),
             scheduler=env.get("OGKIT_SCHEDULER") or None,
             anvil=env.get("OGKIT_ANVIL") or None,
             devnet_port=int(port) if port else None,

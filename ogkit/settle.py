@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ __all__ = [
     "ensure_allowance",
     "ensure_staked",
     "format_opg",
+    "governance_hint",
+    "measurement_approved",
     "prepare_dev_settlement",
     "register_model",
     "settle",
@@ -146,10 +149,28 @@ def bootstrap_measurement(chain: ChainClient, owner: Signer, measurement: str) -
     if not chain.call(registry.functions.bootstrapOpen()):
         raise SettlementError(
             f"measurement {measurement} is not approved and the bootstrap is closed: "
-            "propose it through governance (NodeRegistry.propose, vote, execute)"
+            + governance_hint(measurement)
         )
     chain.transact(registry.functions.bootstrapMeasurement(m, True), owner)
+    log.info("approved measurement %s on chain %d (bootstrap)", measurement, chain.chain_id)
     return True
+
+
+def governance_hint(measurement: str) -> str:
+    """How a measurement gets approved where no deployer can bootstrap it: the sentence
+    the errors and warnings end with."""
+    return (
+        "stake-weighted governance approves measurements: a registered node calls "
+        f"NodeRegistry.propose({measurement}, true), stakers vote(id, true) during the voting "
+        "delay, then anyone calls execute(id) (docs/contracts.md, 'Measurement allowlist and "
+        "governance')"
+    )
+
+
+def measurement_approved(chain: ChainClient, measurement: str) -> bool:
+    """Whether the NodeRegistry approves ``measurement`` now (commits need it)."""
+    registry = chain.contract("NodeRegistry")
+    return bool(chain.call(registry.functions.isMeasurementApproved(_b32(measurement))))
 
 
 def prepare_dev_settlement(
@@ -337,12 +358,15 @@ def settle(
             )
         record.status = "committing"
         journal.save(record)  # intent first: a crash after sending is reconciled from chain
-        receipt = chain.transact(
-            settlement.functions.commitBatch(
-                _claim_tuple(batch), _b32(batch.signature), _b32(batch.artifact_id)
-            ),
-            node,
-        )
+        try:
+            receipt = chain.transact(
+                settlement.functions.commitBatch(
+                    _claim_tuple(batch), _b32(batch.signature), _b32(batch.artifact_id)
+                ),
+                node,
+            )
+        except SettlementError as exc:
+            raise _commit_error(exc, batch, chain) from None
         record.commit_tx = "0x" + bytes(receipt["transactionHash"]).hex()
         record.commit_block = int(receipt["blockNumber"])
         status = BatchStatus.PENDING
@@ -373,6 +397,25 @@ def settle(
         record.waiting_for = ""
     journal.save(record)
     return record
+
+
+def _commit_error(exc: SettlementError, batch: AttestedBatch, chain: ChainClient) -> Exception:
+    """A failed commit, with the command that fixes it where ogkit has one."""
+    reason = exc.reason or ""
+    if not reason.startswith("ERC20InsufficientAllowance"):
+        return exc
+    found = re.search(r"needed=(\d+)", reason)
+    needed = int(found.group(1)) if found else 0
+    # The whole OPG at or above what is needed, so the command reads as an amount.
+    amount = f"{max(1, -(-needed // OPG_UNIT))}opg"
+    flag = "" if chain.kind == "devnet" else f" --chain {chain.name}"
+    return SettlementError(
+        f"{exc}: requester {batch.claim.requester} has not allowed the settlement contract to "
+        f"escrow the batch's {format_opg(needed)} OPG; run `ogkit settle allow --key REQUESTER "
+        f"--amount {amount}{flag}` with the requester's key (REQUESTER), then settle again",
+        reason=exc.reason,
+        tx_hash=exc.tx_hash,
+    )
 
 
 def _expire(chain: ChainClient, batch_id: str, sender: Signer, record: SettlementRecord) -> bool:

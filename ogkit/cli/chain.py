@@ -1,11 +1,12 @@
-"""``ogkit chain up | down | status | advance | fund``: the local devnet."""
+"""``ogkit chain up | down | status | advance | fund | approve-measurement``: the local
+devnet and what only a dev chain's deployer may do."""
 
 from __future__ import annotations
 
 import argparse
 
 from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
-from ogkit.errors import ConfigError
+from ogkit.errors import ConfigError, SettlementError
 from ogkit.settings import Settings
 
 __all__ = ["register"]
@@ -55,6 +56,47 @@ def _fund(args: argparse.Namespace, settings: Settings) -> int:
             f"{format_opg(doc['opg_balance'])} OPG"
         )
     return 0
+
+
+def _approve_measurement(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.chain.connection import connect_from_settings
+    from ogkit.settle import bootstrap_measurement, governance_hint, measurement_approved
+
+    measurement = _measurement(args.measurement)
+    chain = connect_from_settings(settings, args.chain)
+    already = measurement_approved(chain, measurement)
+    if not already:
+        if chain.deployer is None:
+            raise SettlementError(
+                f"measurement {measurement} is not approved on {chain.name}; `ogkit chain "
+                "approve-measurement` approves directly on the devnet and the embedded chain "
+                f"only (from their deployer); on {chain.name}, {governance_hint(measurement)}"
+            )
+        bootstrap_measurement(chain, chain.deployer, measurement)
+    doc = {
+        "schema": "ogkit.chain.approve_measurement.v1",
+        "chain": chain.name,
+        "measurement": measurement,
+        "approved": True,
+        "newly_approved": not already,
+    }
+    if args.json:
+        print_json(doc)
+    else:
+        state = "already approved" if already else "approved by the deployer"
+        print(f"measurement {measurement} {state} on {chain.name}")
+    return 0
+
+
+def _measurement(text: str) -> str:
+    raw = text.strip().lower()
+    body = raw.removeprefix("0x")
+    if len(body) != 64 or any(c not in "0123456789abcdef" for c in body):
+        raise ConfigError(
+            f"measurement {text!r} is not a 32-byte hex id: give the runtime id "
+            "(`ogkit infer --json` prints it as runtime_id)"
+        )
+    return "0x" + body
 
 
 def _chain(args: argparse.Namespace, settings: Settings) -> int:
@@ -112,4 +154,12 @@ def register(groups) -> None:
     p.add_argument(
         "--opg", default="100000opg", help="OPG to send: base units or 10opg (default 100000opg)"
     )
+    chain_option(p)
+    p = add_command(
+        chain,
+        "approve-measurement",
+        _approve_measurement,
+        "approve a runtime measurement on a dev chain, from the deployer (elsewhere: governance)",
+    )
+    p.add_argument("measurement", metavar="RUNTIME_ID", help="the runtime id (0x…, 32 bytes)")
     chain_option(p)

@@ -34,12 +34,15 @@ def _infer(args: argparse.Namespace, settings: Settings) -> int:
     requester = (
         args.requester if args.requester.startswith("0x") else keys.load(args.requester).address
     )
+    # Signed for a chain when one is named: --chain, or OGKIT_CHAIN set in the environment
+    # (Settings.chain's "devnet" default is not a choice: without one, infer needs no chain).
+    target = args.chain or (settings.chain if settings.chain_from_env else None)
     domain = None
-    if args.chain:
+    if target:
         from ogkit.chain.connection import connect_from_settings
         from ogkit.settle import claim_domain
 
-        domain = claim_domain(connect_from_settings(settings, args.chain))
+        domain = claim_domain(connect_from_settings(settings, target))
     commitment = None
     if args.commitment:
         from ogkit.dataset import DatasetCommitment
@@ -129,7 +132,10 @@ def register(groups) -> None:
     p.add_argument("--job", default="default", help="job name: part of the batch id")
     p.add_argument("--attester-key", default="enclave", help="software enclave key name")
     p.add_argument("--requester", default="requester", help="requester address or key name")
-    p.add_argument("--chain", help="sign the claim for this chain's settlement contract")
+    p.add_argument(
+        "--chain",
+        help="sign the claim for this chain's settlement contract (default: $OGKIT_CHAIN if set)",
+    )
     p.add_argument(
         "--commitment",
         help="the requester's INPUT_ROOT:ROWS (`ogkit commit`): refuse other data",

@@ -1,16 +1,72 @@
-"""``ogkit settle ARTIFACT | status``: move a batch's settlement forward on chain."""
+"""``ogkit settle ARTIFACT | status | allow``: move a batch's settlement forward on chain,
+say where each stands, or let the settlement contract escrow a requester's OPG."""
 
 from __future__ import annotations
 
 import argparse
 
-from ogkit.cli.common import add_command, chain_option, print_json
+from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
+from ogkit.errors import ConfigError, SettlementError
 from ogkit.settings import Settings
 
 __all__ = ["register"]
 
 
+def _allow(args: argparse.Namespace, settings: Settings) -> int:
+    """ERC-20 ``approve``: the settlement contract may take up to ``--amount`` of the
+    requester's OPG (a commit escrows the batch's price from it)."""
+    from ogkit.chain.connection import connect_from_settings
+    from ogkit.keys import KeyStore
+    from ogkit.settle import format_opg
+
+    if args.amount is None:
+        raise ConfigError("say how much: `ogkit settle allow --key requester --amount 1000opg`")
+    amount = parse_amount(args.amount)
+    if amount < 0:
+        raise ConfigError(f"--amount must be >= 0, got {args.amount!r}")
+    key = args.key or "requester"
+    owner = KeyStore(settings.home).load(key)
+    chain = connect_from_settings(settings, args.chain)
+    token = chain.contract("OPGToken")
+    spender = chain.contract("InferenceSettlement").address
+    before = int(chain.call(token.functions.allowance(owner.address, spender)))
+    tx = None
+    if before != amount:
+        receipt = chain.transact(token.functions.approve(spender, amount), owner)
+        tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    balance = int(chain.call(token.functions.balanceOf(owner.address)))
+    if args.json:
+        print_json(
+            {
+                "schema": "ogkit.settle.allow.v1",
+                "chain": chain.name,
+                "chain_id": chain.chain_id,
+                "key": key,
+                "owner": owner.address,
+                "spender": spender,
+                "previous_allowance": before,
+                "allowance": amount,
+                "balance": balance,
+                "tx": tx,
+            }
+        )
+    else:
+        state = "now allows" if tx else "already allowed"
+        print(
+            f"{key} ({owner.address}) {state} the settlement contract {spender} on "
+            f"{chain.name} to escrow {format_opg(amount)} OPG; it holds {format_opg(balance)} OPG"
+        )
+    return 0
+
+
 def _settle(args: argparse.Namespace, settings: Settings) -> int:
+    if args.target == "allow":
+        return _allow(args, settings)
+    if args.amount is not None or args.key is not None:
+        raise ConfigError(
+            "--key and --amount belong to `ogkit settle allow` (the inference node's key "
+            "is --node-key)"
+        )
     from ogkit.batch import load_batch
     from ogkit.chain.connection import connect_from_settings
     from ogkit.keys import KeyStore
@@ -44,8 +100,18 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
                 print("no settlements recorded on this machine for this chain")
         return 0
     batch = load_batch(args.target, ContentStore(settings.store))
-    node = KeyStore(settings.home).load(args.node_key)
-    record = settle(batch, chain, node=node, journal=journal, finalize=not args.no_finalize)
+    keys = KeyStore(settings.home)
+    node = keys.load(args.node_key)
+    try:
+        record = settle(batch, chain, node=node, journal=journal, finalize=not args.no_finalize)
+    except SettlementError as exc:
+        # The library cannot know the requester's key name; this home may.
+        names = [k.name for k in keys.list() if k.address.lower() == batch.claim.requester.lower()]
+        if not names or "--key REQUESTER" not in str(exc):
+            raise
+        message = str(exc).replace("--key REQUESTER", f"--key {names[0]}")
+        message = message.replace(" with the requester's key (REQUESTER)", "")
+        raise SettlementError(message, reason=exc.reason, tx_hash=exc.tx_hash) from None
     progress = settlement_progress(chain, record.batch_id, record.artifact_id)
     if args.json:
         print_json(
@@ -73,8 +139,20 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(groups) -> None:
-    p = add_command(groups, "settle", _settle, "settle an attested batch, or `settle status`")
-    p.add_argument("target", help="artefact id / manifest path, or the word 'status'")
+    p = add_command(
+        groups,
+        "settle",
+        _settle,
+        "settle an attested batch; `settle status`; `settle allow --key KEY --amount N` "
+        "(let the settlement contract escrow a requester's OPG)",
+    )
+    p.add_argument("target", help="artefact id / manifest path, or the word 'status' or 'allow'")
     p.add_argument("--node-key", default="node", help="inference node key (default: node)")
     p.add_argument("--no-finalize", action="store_true", help="commit only")
+    p.add_argument("--key", help="allow: the requester's key (default: requester)")
+    p.add_argument(
+        "--amount",
+        help="allow: the OPG the settlement contract may escrow, base units or 1000opg "
+        "(ERC-20 approve: replaces the allowance)",
+    )
     chain_option(p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
 from ogkit.settings import Settings
@@ -13,7 +14,13 @@ __all__ = ["register"]
 def _stake(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.chain.connection import connect_from_settings
     from ogkit.keys import KeyStore
-    from ogkit.settle import ROLE_INFERENCE, ROLE_VERIFIER, ensure_allowance, ensure_staked
+    from ogkit.settle import (
+        ROLE_INFERENCE,
+        ROLE_VERIFIER,
+        ensure_allowance,
+        ensure_staked,
+        measurement_approved,
+    )
 
     chain = connect_from_settings(settings, args.chain)
     keys = KeyStore(settings.home)
@@ -31,6 +38,15 @@ def _stake(args: argparse.Namespace, settings: Settings) -> int:
             measurement=args.measurement,
         )
         address = signer.address
+        if args.measurement and not measurement_approved(chain, args.measurement):
+            flag = "" if chain.kind == "devnet" else f" --chain {chain.name}"
+            print(
+                f"warning: measurement {args.measurement} is not approved on {chain.name} yet, "
+                "so batches attested under it cannot be committed: approve it with "
+                f"`ogkit chain approve-measurement {args.measurement}{flag}` (dev chains; "
+                "elsewhere governance approves measurements)",
+                file=sys.stderr,
+            )
     elif args.command == "delegate":
         signer = keys.load(args.key)
         amount = parse_amount(args.amount)
