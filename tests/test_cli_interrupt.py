@@ -35,6 +35,10 @@ def test_ctrl_c_is_one_line_and_130(monkeypatch, capsys, home):
 
     monkeypatch.setattr(parser, "parse_args", parse)
     monkeypatch.setattr(app, "build_parser", lambda: parser)
+    exits = []
+    # With Dask loaded, main leaves at once (os._exit): an interrupted client's __del__
+    # would hang the interpreter's exit.
+    monkeypatch.setattr(app.os, "_exit", exits.append)
     try:
         assert app.main(["keys", "list"]) == 130
     finally:
@@ -45,7 +49,7 @@ def test_ctrl_c_is_one_line_and_130(monkeypatch, capsys, home):
     assert err.strip().splitlines() == [
         "interrupted: finished work is kept; re-run the same command to resume"
     ]
-    assert closed == [10]
+    assert closed == [10] and exits == [130]
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,20 +61,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        _close_quietly()
+        dask_used = _close_quietly()
         print(
             "interrupted: finished work is kept; re-run the same command to resume", file=sys.stderr
         )
+        if dask_used:
+            # A Dask client interrupted while closing hangs the interpreter's exit (its
+            # __del__ waits on an event loop that is gone): leave now. LocalCluster
+            # workers exit when this process does; staged files are written atomically.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
 
 
-def _close_quietly() -> None:
+def _close_quietly() -> bool:
     """After Ctrl-C: no more log records (Dask's tear-down logs pages of errors), and any
-    Dask client still open closed, ignoring what it raises and a second Ctrl-C."""
+    Dask client still open closed, ignoring what it raises and a second Ctrl-C. True
+    when this process used Dask at all."""
     logging.disable(logging.CRITICAL)
     client_module = sys.modules.get("distributed.client")
     if client_module is None:
-        return
+        return False
     for client in list(getattr(client_module, "_global_clients", {}).values()):
         with contextlib.suppress(Exception, KeyboardInterrupt):
             client.close(timeout=10)
+    return True

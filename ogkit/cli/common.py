@@ -191,5 +191,19 @@ def dask_client(args: argparse.Namespace, settings: Settings) -> Iterator[Any]:
     client = get_client(args.scheduler or settings.scheduler, n_workers=args.workers or None)
     try:
         yield client
+    except KeyboardInterrupt:
+        # Ctrl-C: a LocalCluster's busy workers outlive its scheduler while it closes, and
+        # each would log pages of failed heartbeats to the terminal: silence them first.
+        if getattr(client, "cluster", None) is not None:
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                client.run(_silence_logging, wait=True)
+        raise
     finally:
         client.close()
+
+
+def _silence_logging() -> None:
+    """Run on each worker after Ctrl-C."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
