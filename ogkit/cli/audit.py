@@ -51,7 +51,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         for b in report.batches.iter_rows(named=True):
             print(
                 f"  {b['batch_id'][:18]}…  {b['status']:10} verdict {b['verdict']:7} "
-                f"{b['rows']:>9,} rows  paid {b['model_payment_opg']:.4f} OPG"
+                f"{b['rows']:>9,} rows  paid {_opg(b['model_payment_opg'])}"
             )
         for f in report.findings.iter_rows(named=True):
             where = f" row {f['row_index']}" if f["row_index"] is not None else ""
@@ -76,3 +76,14 @@ def register(groups) -> None:
         help="fail (exit 3) unless at least this many batches are audited (default 0)",
     )
     chain_option(p)
+
+
+def _opg(amount_opg: float) -> str:
+    """Decimal OPG (the audit frame's ``*_opg`` floats) with its unit, 12 significant
+    digits, never rounded to 0.0000."""
+    from decimal import Decimal
+
+    value = Decimal(f"{float(amount_opg):.12g}")
+    text = f"{value:,f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{text} OPG"

@@ -27,6 +27,7 @@ __all__ = [
     "frame_format",
     "input_map_option",
     "job_options",
+    "opg_text",
     "parse_amount",
     "parse_input_map",
     "print_json",
@@ -58,6 +59,13 @@ def parse_amount(text: str) -> int:
         raise ConfigError(
             f"price {text!r} is not a number: give OPG base units (1000) or OPG (0.01opg)"
         ) from None
+
+
+def opg_text(units: int) -> str:
+    """OPG base units as a person reads them: ``0.001 OPG``, ``10,000 OPG`` (exact)."""
+    whole, frac = divmod(int(units), 10**18)
+    text = f"{whole:,}" + (("." + f"{frac:018d}").rstrip("0") if frac else "")
+    return f"{text} OPG"
 
 
 def parse_input_map(items: list[str]) -> dict[str, list[str]] | None:

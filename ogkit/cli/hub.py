@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ogkit.cli.common import add_command, chain_option, parse_amount, parse_input_map, print_json
+from ogkit.cli.common import (
+    add_command,
+    chain_option,
+    opg_text,
+    parse_amount,
+    parse_input_map,
+    print_json,
+)
 from ogkit.settings import Settings
 
 __all__ = ["register"]
@@ -28,7 +35,8 @@ def _entry_line(entry) -> str:
     flag = "  [deprecated]" if entry.deprecated else ""
     tags = f"  tags={','.join(m.tags)}" if m.tags else ""
     return (
-        f"{m.ref:28} {m.model_id[:18]}…  price={m.price_per_inference}  owner={m.owner}{tags}{flag}"
+        f"{m.ref:28} {m.model_id[:18]}…  price={opg_text(m.price_per_inference)}/inference  "
+        f"owner={m.owner}{tags}{flag}"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
+from ogkit.cli.common import add_command, chain_option, opg_text, parse_amount, print_json
 from ogkit.settings import Settings
 
 __all__ = ["register"]
@@ -71,7 +71,7 @@ def _stake(args: argparse.Namespace, settings: Settings) -> int:
         print_json({"schema": "ogkit.stake.v1", **doc})
     else:
         for k, v in doc.items():
-            print(f"{k:16} {v}")
+            print(f"{k:16} {opg_text(v) if k.endswith('_stake') else v}")
     return 0
 
 
