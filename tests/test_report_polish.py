@@ -101,3 +101,12 @@ def test_money_is_opg_with_its_unit():
     assert "0.000000000000001 OPG" in html and "1e-15" not in html
     prices = report.model_prices_chart(pl.DataFrame({"ref": ["m@1"], "price_opg": [1e-15]}))
     assert "0.000000000000001 OPG" in str(prices.to_dict())
+
+
+def test_cli_text_shows_opg_with_its_unit():
+    from ogkit.cli.audit import _opg
+    from ogkit.cli.common import opg_text
+
+    assert opg_text(10**15) == "0.001 OPG" and opg_text(1000) == "0.000000000000001 OPG"
+    assert opg_text(10_000 * 10**18) == "10,000 OPG"
+    assert _opg(1e-15) == "0.000000000000001 OPG" and _opg(4.0) == "4 OPG"
