@@ -14,6 +14,8 @@ variable                    meaning
                             ``chain_from_env`` says it was set (``ogkit infer`` then signs
                             for it, as ``--chain``)
 ``OGKIT_SCHEDULER``         a Dask scheduler address (default: a local cluster)
+``OGKIT_WORKERS``           local cluster workers for CLI commands (default: one per core;
+                            ``0``: run in the command's own process, right for small data)
 ``OGKIT_ANVIL``             an anvil binary instead of the npm-installed one
 ``OGKIT_DEVNET_PORT``       the devnet's port instead of the default
 ``OGKIT_DATA_DIR``          the sample data folder instead of the repository's ``data/``
@@ -45,6 +47,7 @@ class Settings:
     store: str
     chain: str = "devnet"
     scheduler: str | None = None
+    workers: int | None = None
     anvil: str | None = None
     devnet_port: int | None = None
     data_dir: str | None = None
@@ -62,10 +65,21 @@ class Settings:
             chain=chain or "devnet",
             chain_from_env=bool(chain),
             scheduler=env.get("OGKIT_SCHEDULER") or None,
+            workers=_workers(env.get("OGKIT_WORKERS")),
             anvil=env.get("OGKIT_ANVIL") or None,
             devnet_port=int(port) if port else None,
             data_dir=env.get("OGKIT_DATA_DIR") or None,
         )
+
+
+def _workers(text: str | None) -> int | None:
+    if not text:
+        return None
+    if not text.strip().isdigit():
+        from ogkit.errors import ConfigError
+
+        raise ConfigError(f"OGKIT_WORKERS must be a whole number (0: no cluster), not {text!r}")
+    return int(text)
 
 
 def ogkit_home() -> Path:

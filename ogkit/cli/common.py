@@ -190,13 +190,16 @@ def job_options(p: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def dask_client(args: argparse.Namespace, settings: Settings) -> Iterator[Any]:
     """A Dask client for the command: ``--scheduler`` (else ``$OGKIT_SCHEDULER``), else a
-    LocalCluster of ``--workers``; none at all for ``--workers 0`` without ``--scheduler``."""
-    if args.workers == 0 and not args.scheduler:
+    LocalCluster of ``--workers`` (else ``$OGKIT_WORKERS``); none at all for 0 workers
+    without a scheduler."""
+    workers = args.workers if args.workers is not None else settings.workers
+    scheduler = args.scheduler or settings.scheduler
+    if workers == 0 and not scheduler:
         yield None
         return
     from ogkit.compute import get_client
 
-    client = get_client(args.scheduler or settings.scheduler, n_workers=args.workers or None)
+    client = get_client(scheduler, n_workers=workers or None)
     try:
         yield client
     except KeyboardInterrupt:
