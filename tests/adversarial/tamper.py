@@ -1986,6 +1986,22 @@ def cli_verify(honest: Honest, artifact: str, sample_rate: float = 1.0, timeout:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def cli_verify_args(honest: Honest, artifact: str, sample_rate: float = 1.0) -> list[str]:
+    """The arguments of ``ogkit verify`` that :func:`cli_verify` runs, for ``main`` itself."""
+    args = ["--home", str(honest.home), "--store", honest.store.url, "verify", artifact]
+    args += ["--json", "--workers", "0", "--out", honest.store.url]
+    args += ["--sample-rate", str(sample_rate), "--secret", SECRET.hex()]
+    args += ["--dataset", str(sample_data_path("tabular"))]
+    args += ["--requester", honest.requester, "--job", honest.manifest["job"]]
+    domain = honest.manifest["domain"]
+    args += ["--chain-id", str(domain["chain_id"]), "--contract", domain["verifying_contract"]]
+    for a in sorted(honest.allowlist.attesters):
+        args += ["--allow-attester", a]
+    for m in sorted(honest.allowlist.measurements):
+        args += ["--allow-measurement", m]
+    return args
+
+
 def parse_cli_json(stdout: str) -> dict[str, Any]:
     return json.loads(stdout)
 

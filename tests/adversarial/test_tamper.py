@@ -10,7 +10,16 @@ its reasons; ``verify_batch`` must return, not raise. A subset also goes through
 from __future__ import annotations
 
 import pytest
-from tamper import CLASSES, DATASET, Forge, Honest, cli_verify, parse_cli_json, verify
+from tamper import (
+    CLASSES,
+    DATASET,
+    Forge,
+    Honest,
+    cli_verify,
+    cli_verify_args,
+    parse_cli_json,
+    verify,
+)
 
 import ogkit.verify as ogkit_verify
 
@@ -75,6 +84,29 @@ def test_tamper_class_is_caught(honest: Honest, cls, rate: float):
 def test_tamper_class_is_caught_by_cli(honest: Honest, cls):
     forged = cls.apply(honest)
     _check_cli(cls, cli_verify(honest, forged.artifact_id))
+
+
+NOT_ISOLATED = [pytest.param(c, id=c.name) for c in CLASSES if not c.isolate]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("cls", NOT_ISOLATED)
+def test_every_class_is_caught_by_ogkit_verify_json(honest: Honest, cls, capsys):
+    """Every class through the CLI's own ``main`` (``ogkit verify --json``), in this process
+    (the subprocess runs above cover a sample): exit 1, one JSON verdict naming it."""
+    from ogkit.cli import main
+
+    forged = cls.apply(honest)
+    capsys.readouterr()
+    code = main(cli_verify_args(honest, forged.artifact_id))
+    out, err = capsys.readouterr()
+    assert code == 1, (cls.name, out[-1000:], err[-1000:])
+    assert "Traceback" not in err, err[-2000:]
+    doc = parse_cli_json(out)
+    assert doc["passed"] is False and set(doc["reasons"]) & cls.reasons, (
+        cls.name,
+        sorted(doc["reasons"]),
+    )
 
 
 def _check_cli(cls, run) -> None:
