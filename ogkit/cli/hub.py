@@ -63,6 +63,7 @@ def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
     price = parse_amount(args.price)
     signer = _signer(args, settings)
     chain = None
+    manifest = None
     registered: list[bool] = []
     if args.chain:
         # Register on chain first, write the hub version only once that worked: a failed
@@ -89,20 +90,7 @@ def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
             # finish it instead of refusing a duplicate.
             manifest = existing.manifest
             registered.append(register_model(chain, manifest, signer))
-        else:
-            manifest = hub.publish(
-                args.path,
-                name=args.name,
-                version=args.version,
-                price=price,
-                signer=signer,
-                description=args.description,
-                tags=args.tag,
-                license=args.license,
-                features=_features(args),
-                before_write=lambda m: registered.append(register_model(chain, m, signer)),
-            )
-    else:
+    if manifest is None:
         manifest = hub.publish(
             args.path,
             name=args.name,
@@ -113,6 +101,11 @@ def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
             tags=args.tag,
             license=args.license,
             features=_features(args),
+            before_write=(
+                (lambda m: registered.append(register_model(chain, m, signer)))
+                if chain is not None
+                else None
+            ),
         )
     if args.json:
         doc = {"schema": "ogkit.hub.manifest.v1", "manifest": manifest.to_dict()}
