@@ -287,11 +287,16 @@ def attest_partition(
     offset: int,
     feeds: Mapping[str, np.ndarray],
     outputs: Mapping[str, np.ndarray],
+    input_hashes: np.ndarray | None = None,
 ) -> PartitionAttestation:
-    """Hash every row's inputs and outputs, build its leaf, and the partition's tree."""
+    """Hash every row's inputs and outputs, build its leaf, and the partition's tree.
+
+    ``input_hashes`` are the rows' input hashes when already computed (the dataset
+    commitment hashed every row before the run); a verifier recomputes them anyway."""
     n = len(next(iter(feeds.values())))
     row_index = np.arange(offset, offset + n, dtype=np.uint64)
-    input_hashes = tensor_row_hashes(feeds)
+    if input_hashes is None:
+        input_hashes = tensor_row_hashes(feeds)
     output_hashes = tensor_row_hashes(outputs)
     leaves = leaf_hashes(
         bytes.fromhex(batch_id[2:]),

@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +89,7 @@ class PartitionTask:
     source_offset: int  # where the partition starts in ``source`` (0 for shipped slices)
     plan: InputPlan
     batch_size: int
+    input_hashes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def run_partition(task: PartitionTask, payload: ModelPayload) -> PartitionResult:
@@ -112,6 +113,7 @@ def run_partition(task: PartitionTask, payload: ModelPayload) -> PartitionResult
         offset=part.offset,
         feeds=feeds,
         outputs=outputs,
+        input_hashes=task.input_hashes,
     )
     t3 = time.perf_counter()
     records = records_to_parquet(att, feeds, outputs)
@@ -137,11 +139,12 @@ def partition_input_hashes(source: DataSource, plan: InputPlan, offset: int, row
 
 def _commit(
     source: DataSource, plan: InputPlan, partition_rows: int, dask: DaskClient | None
-) -> DatasetCommitment:
-    """The dataset commitment of ``source``: in this process, or partition by partition on
-    the Dask workers (only 32 bytes a row come back), which read files themselves."""
+) -> tuple[DatasetCommitment, np.ndarray]:
+    """The dataset commitment of ``source`` and every row's input hash (reused when the
+    partitions are attested): in this process, or partition by partition on the Dask
+    workers (only 32 bytes a row come back), which read files themselves."""
     if dask is None or source.paths == ():
-        return commit_inputs(source, plan)[0]
+        return commit_inputs(source, plan)
     parts = split_partitions(source.n_rows, partition_rows)
     futures = [
         dask.submit(
@@ -156,7 +159,7 @@ def _commit(
         for p in parts
     ]
     hashes = np.concatenate([f.result() for f in futures])
-    return DatasetCommitment(input_root(hashes), source.n_rows)
+    return DatasetCommitment(input_root(hashes), source.n_rows), hashes
 
 
 def _default_partition_rows(plan: InputPlan) -> int:
@@ -257,7 +260,7 @@ def run_verified_inference(
         input_checks = enforce(check_inputs(source, input_suite), data_checks)
     partition_rows = partition_rows or _default_partition_rows(plan)
     batch_size = loaded.fixed_batch or batch_size  # the mini-batch the rows really run in
-    computed = _commit(source, plan, partition_rows, dask)
+    computed, input_hashes = _commit(source, plan, partition_rows, dask)
     if commitment is not None and commitment != computed:
         raise ConfigError(
             f"the data does not match the requester's commitment (input root "
@@ -318,6 +321,7 @@ def run_verified_inference(
             source_offset=0 if source.paths == () else p.offset,
             plan=plan,
             batch_size=batch_size,
+            input_hashes=input_hashes[p.offset : p.offset + p.rows],
         )
         for p in partitions
         if p.index not in metas
