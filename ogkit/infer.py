@@ -158,7 +158,18 @@ def _commit(
         )
         for p in parts
     ]
-    hashes = np.concatenate([f.result() for f in futures])
+    try:
+        hashes = np.concatenate([f.result() for f in futures])
+    except OgkitError:
+        raise
+    except Exception as exc:
+        raise InferenceError(
+            f"hashing the inputs of {source.describe()} failed before any inference: {exc}; "
+            "check the data file (nothing was written)"
+        ) from exc
+    finally:
+        for f in futures:
+            f.cancel()
     return DatasetCommitment(input_root(hashes), source.n_rows), hashes
 
 
