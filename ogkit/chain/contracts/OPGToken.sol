@@ -6,14 +6,42 @@ import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20P
 
 /// @title OPGToken
 /// @notice The OpenGradient Token (ERC-20, 18 decimals) with ERC-2612 `permit`.
-/// @dev The whole fixed supply of 1,000,000,000 OPG is minted once, to the deployer; there is
-///      no mint or burn function afterwards. The ERC-2612 domain is the EIP-712 domain
-///      ("OpenGradient Token", "1", chainId, token address).
+/// @dev The whole fixed supply of 1,000,000,000 OPG is minted once, in the constructor, to the
+///      allocation recipients it is given (beneficiaries for the parts liquid at launch,
+///      `OPGVesting` wallets for the vested parts; `ogkit/chain/tokenomics.py` plans both).
+///      There is no mint or burn function afterwards. The ERC-2612 domain is the EIP-712
+///      domain ("OpenGradient Token", "1", chainId, token address).
 contract OPGToken is ERC20, ERC20Permit {
     /// @notice The fixed total supply: one billion OPG with 18 decimals.
     uint256 public constant TOTAL_SUPPLY = 1_000_000_000 * 10 ** 18;
 
-    constructor() ERC20("OpenGradient Token", "OPG") ERC20Permit("OpenGradient Token") {
-        _mint(msg.sender, TOTAL_SUPPLY);
+    /// @notice `recipients` and `amounts` have different lengths.
+    error AllocationLengthMismatch(uint256 recipients, uint256 amounts);
+    /// @notice `recipients[index]` is the zero address.
+    error AllocationToZeroAddress(uint256 index);
+    /// @notice The amounts add up to `minted` instead of `TOTAL_SUPPLY`.
+    error AllocationSumMismatch(uint256 minted, uint256 expected);
+
+    /// @notice Mint `amounts[i]` OPG base units to `recipients[i]` for every `i`.
+    /// @dev A recipient may appear more than once (it then receives the sum). Reverts with
+    ///      `AllocationLengthMismatch` if the arrays differ in length, `AllocationToZeroAddress`
+    ///      if a recipient is the zero address and `AllocationSumMismatch` unless the amounts
+    ///      add up to exactly `TOTAL_SUPPLY`.
+    /// @param recipients Who receives each allocation.
+    /// @param amounts The allocations in base units (10**18 per OPG), summing to `TOTAL_SUPPLY`.
+    constructor(address[] memory recipients, uint256[] memory amounts)
+        ERC20("OpenGradient Token", "OPG")
+        ERC20Permit("OpenGradient Token")
+    {
+        if (recipients.length != amounts.length) {
+            revert AllocationLengthMismatch(recipients.length, amounts.length);
+        }
+        uint256 minted;
+        for (uint256 i = 0; i < recipients.length; ++i) {
+            if (recipients[i] == address(0)) revert AllocationToZeroAddress(i);
+            minted += amounts[i];
+            _mint(recipients[i], amounts[i]);
+        }
+        if (minted != TOTAL_SUPPLY) revert AllocationSumMismatch(minted, TOTAL_SUPPLY);
     }
 }
