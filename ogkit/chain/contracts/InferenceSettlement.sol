@@ -7,22 +7,86 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
-import {ModelRegistry} from "./ModelRegistry.sol";
-import {NodeRegistry} from "./NodeRegistry.sol";
+
+/// @notice What settlement needs from the ModelRegistry.
+interface IModelPricing {
+    function pricing(bytes32 modelId, address owner)
+        external
+        view
+        returns (bool registered, uint256 price, bool deprecated);
+}
+
+/// @notice What settlement needs from the NodeRegistry.
+interface INodeStaking {
+    function commitInfo(address node)
+        external
+        view
+        returns (
+            uint8 role,
+            address attester,
+            bytes32 measurement,
+            uint256 ownStake,
+            uint256 activeStake,
+            bool measurementApproved
+        );
+    function minNodeStake() external view returns (uint256);
+    function unbondingPeriod() external view returns (uint64);
+    function weightAt(address verifier, uint48 blockNumber) external view returns (uint256);
+    function roleStakeAt(uint8 role, uint48 blockNumber) external view returns (uint256);
+    function verifierWeights(address[] calldata verifiers, uint48 blockNumber)
+        external
+        view
+        returns (uint256[] memory weights, uint256 totalVerifierStake);
+    function slashableStake(address node) external view returns (uint256);
+    function slash(address node, uint256 amount, address recipient) external returns (uint256);
+    function reward(address node, uint256 amount) external returns (bool);
+    function lock(address node) external;
+    function unlock(address node) external;
+}
 
 /// @title InferenceSettlement
-/// @notice Escrow, attestation, challenge and payout of verifiable inference batches.
-/// @dev A batch is one EIP-712 signed `BatchClaim` (domain name "ogkit", version "1") whose
-///      `batchRoot` is the root of an OpenZeppelin StandardMerkleTree over the batch's rows.
-///      Only the root is stored, so committing is O(1) in the row count. Life cycle:
-///      commit (Pending) -> verifiers attest within the challenge window -> finalize after the
-///      window (Finalized), or challenge within the window (Disputed) -> verifier vote ->
-///      upheld (Slashed) / rejected (Pending again) / no supermajority in time (Refunded).
-///      A Pending batch whose window passed without quorum can be expired (Refunded).
+/// @notice Requester-ordered escrow, verifier verdicts, challenges and payouts of verifiable
+///         inference batches.
+/// @dev Life cycle of a batch:
+///      1. The requester signs an EIP-712 `JobOrder` (model, model owner, dataset commitment,
+///         job, max rows, max price per row, node, deadline, nonce). The node commits the
+///         batch with the order and its attester's EIP-712 `BatchClaim`; the batch id is
+///         derived on chain from the order and the execution hash, the order's nonce is
+///         consumed and at most the order's maximum is escrowed.
+///      2. Verifiers sign EIP-712 `Verdict(batchId, claimDigest, pass)` off-chain: a verdict
+///         speaks about exactly the committed claim. Weights are verifier stake at the block
+///         before the commit (NodeRegistry checkpoints).
+///      3. After the challenge window anyone finalises with pass verdicts holding `quorumBps`
+///         of the verifier stake at that block: one call, verdicts sorted by signer, no loop
+///         over on-chain state. Fees are credited (pull payments); a node's and a verifier's
+///         fees go to its stake pool, so delegators share them as they share slashes.
+///      4. Inside the window anyone may challenge one row (commit-reveal, so a copycat cannot
+///         take a challenger's evidence). Verifiers vote with their stake at dispute open.
+///         Upheld: the node is slashed in proportion to the escrow, pass verdicts of the batch
+///         become slashable, upheld voters and fail verdicts share the verifier fee. Without
+///         a supermajority in time the dispute falls back to the batch's verdicts.
+///      Storage per batch is one commitment hash of its `Record` plus one packed state slot;
+///      callers pass the record back (it is in the `BatchCommitted` event).
 contract InferenceSettlement is EIP712 {
     using SafeERC20 for IERC20;
 
-    /// @notice The EIP-712 typed-data struct an inference node's attester signs.
+    // ------------------------------------------------------------------ types
+
+    /// @notice What a requester signs: the only way its OPG is ever escrowed.
+    struct JobOrder {
+        address requester;
+        bytes32 modelId;
+        address modelOwner;
+        bytes32 datasetId;
+        bytes32 jobHash;
+        uint64 maxRows;
+        uint256 maxPricePerRow;
+        address node;
+        uint64 deadline;
+        uint256 nonce;
+    }
+
+    /// @notice What an inference node's attester signs.
     struct BatchClaim {
         bytes32 batchId;
         bytes32 modelId;
@@ -34,6 +98,61 @@ contract InferenceSettlement is EIP712 {
         address attester;
     }
 
+    /// @notice What is stored (as its hash) for a committed batch; every later call passes it.
+    struct Record {
+        address requester;
+        address node;
+        address modelOwner;
+        uint64 rowCount;
+        uint48 committedAt;
+        uint48 snapshotBlock;
+        bytes32 modelId;
+        bytes32 runtimeId;
+        bytes32 batchRoot;
+        bytes32 claimDigest;
+        uint256 price;
+    }
+
+    /// @notice What else a commit records (in its event only): the order's dataset commitment
+    ///         and job hash, the execution hash, the claim's attester and timestamp, the
+    ///         artefact id, the escrow and the order's EIP-712 digest.
+    struct CommitDetails {
+        bytes32 datasetId;
+        bytes32 jobHash;
+        bytes32 executionHash;
+        address attester;
+        uint64 claimTimestamp;
+        bytes32 artifactId;
+        uint256 escrow;
+        bytes32 orderDigest;
+    }
+
+    /// @notice A verifier's signed verdict on a batch, as passed to finalize / resolve / slash.
+    struct Verdict {
+        address verifier;
+        bool pass;
+        bytes signature;
+    }
+
+    /// @notice A challenged row: its receipted leaf values, the challenger's re-executed
+    ///         output hash and the salt of its commitment.
+    struct RowChallenge {
+        uint256 rowIndex;
+        bytes32 inputHash;
+        bytes32 outputHash;
+        bytes32 claimedOutputHash;
+        bytes32 salt;
+    }
+
+    /// @notice An ERC-2612 permit of the order's requester for this contract.
+    struct Permit {
+        uint256 value;
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
     enum Status {
         None,
         Pending,
@@ -43,87 +162,93 @@ contract InferenceSettlement is EIP712 {
         Refunded
     }
 
-    struct Batch {
-        address requester;
-        uint48 committedAt;
-        uint48 commitBlock;
-        address node;
-        uint64 rowCount;
+    struct State {
         Status status;
-        bytes32 modelId;
-        bytes32 runtimeId;
-        bytes32 batchRoot;
-        bytes32 artifactId;
-        bytes32 claimDigest;
-        uint256 price;
-        uint128 yesStake;
-        uint128 verifierStake;
+        uint64 disputeId;
+        uint48 reopenedAt;
     }
 
     struct Dispute {
         bytes32 batchId;
         address challenger;
-        uint64 openedAt;
+        uint48 openedAt;
+        uint48 snapshotBlock;
         uint8 outcome;
-        uint128 upheldStake;
-        uint128 rejectedStake;
+        uint48 resolvedAt;
+        uint96 upheldStake;
+        uint96 rejectedStake;
+        uint96 totalStake;
+        uint256 rowIndex;
+        uint256 rewardLeft;
     }
 
+    bytes32 public constant JOB_ORDER_TYPEHASH = keccak256(
+        "JobOrder(address requester,bytes32 modelId,address modelOwner,bytes32 datasetId,"
+        "bytes32 jobHash,uint64 maxRows,uint256 maxPricePerRow,address node,uint64 deadline,"
+        "uint256 nonce)"
+    );
     bytes32 public constant BATCH_CLAIM_TYPEHASH = keccak256(
         "BatchClaim(bytes32 batchId,bytes32 modelId,bytes32 runtimeId,bytes32 batchRoot,"
         "uint64 rowCount,address requester,uint64 timestamp,address attester)"
     );
+    bytes32 public constant VERDICT_TYPEHASH =
+        keccak256("Verdict(bytes32 batchId,bytes32 claimDigest,bool pass)");
+
     uint8 public constant ROLE_INFERENCE = 1;
     uint8 public constant ROLE_VERIFIER = 2;
-    /// @notice At most this many verifiers can attest pass on one batch (bounds finalize gas).
-    uint256 public constant MAX_PASS_ATTESTERS = 64;
     uint8 public constant OUTCOME_OPEN = 0;
     uint8 public constant OUTCOME_UPHELD = 1;
     uint8 public constant OUTCOME_REJECTED = 2;
     uint8 public constant OUTCOME_VOIDED = 3;
+    /// @notice A claim may be timestamped at most this far in the future of the commit block.
+    uint64 public constant CLAIM_MAX_SKEW = 5 minutes;
     uint256 private constant BPS = 10_000;
 
     IERC20 public immutable token;
-    ModelRegistry public immutable models;
-    NodeRegistry public immutable nodes;
+    IModelPricing public immutable models;
+    INodeStaking public immutable nodes;
+    /// @notice Seconds after commit for challenges; finalise after it. Also a dispute's voting
+    ///         time and the grace a node has to finalise before the requester may expire.
     uint64 public immutable challengeWindow;
     uint16 public immutable quorumBps;
     uint16 public immutable nodeFeeBps;
     uint16 public immutable verifierFeeBps;
     uint256 public immutable challengeBond;
-    uint16 public immutable slashBps;
+    /// @notice Collateral per batch, as a multiple (in bps) of its escrow: a node's active stake
+    ///         must cover the sum over its open batches, and an upheld challenge slashes it.
+    uint32 public immutable collateralBps;
+    /// @notice The least an upheld challenge slashes (capped at the pool), even for a free model.
+    uint256 public immutable minSlash;
     uint16 public immutable challengerRewardBps;
+    /// @notice Share of a pass-attester's pool slashed when it attested pass on an upheld fraud.
+    uint16 public immutable verifierSlashBps;
+    /// @notice A claim's timestamp may be at most this old at commit.
+    uint64 public immutable claimMaxAge;
 
-    mapping(bytes32 batchId => Batch) private _batches;
-    mapping(bytes32 batchId => address[]) private _passAttesters;
-    mapping(bytes32 batchId => mapping(address verifier => uint256)) private _attestation;
-    mapping(bytes32 batchId => uint256) public openDispute;
+    mapping(bytes32 batchId => bytes32) private _commitments;
+    mapping(bytes32 batchId => State) private _states;
+    mapping(address requester => mapping(uint256 word => uint256)) private _nonceBitmap;
+    mapping(address node => uint256) public exposure;
+    mapping(address account => uint256) private _owed;
+    mapping(address node => uint256) private _nodeFees;
+    mapping(bytes32 commitment => uint256 blockNumber) private _challengeCommits;
     mapping(uint256 disputeId => Dispute) private _disputes;
-    mapping(uint256 disputeId => mapping(address verifier => bool)) public hasVotedOnDispute;
+    mapping(uint256 disputeId => mapping(address verifier => uint256)) private _votes;
+    mapping(uint256 disputeId => mapping(address verifier => bool)) public rewardClaimed;
+    mapping(bytes32 batchId => mapping(address verifier => bool)) public attesterSlashed;
     uint256 public disputeCount;
+
+    // ------------------------------------------------------------------ events
 
     event BatchCommitted(
         bytes32 indexed batchId,
         bytes32 indexed modelId,
         address indexed node,
-        bytes32 runtimeId,
-        bytes32 batchRoot,
-        uint64 rowCount,
-        address requester,
-        address attester,
-        uint64 claimTimestamp,
-        bytes32 artifactId,
-        uint256 price,
-        uint256 escrow,
-        bytes32 claimDigest
+        Record record,
+        CommitDetails details
     );
-    event BatchAttested(
-        bytes32 indexed batchId,
-        address indexed verifier,
-        bool pass,
-        uint256 weight,
-        uint256 yesStake,
-        uint256 totalVerifierStake
+    event VerdictPublished(
+        bytes32 indexed batchId, address indexed verifier, bool pass, bytes signature
     );
     event BatchFinalized(
         bytes32 indexed batchId,
@@ -132,10 +257,12 @@ contract InferenceSettlement is EIP712 {
         uint256 modelPayment,
         uint256 nodeFee,
         uint256 verifierFee,
-        uint256 requesterRefund
+        uint256 passStake,
+        uint256 totalVerifierStake
     );
     event VerifierPaid(bytes32 indexed batchId, address indexed verifier, uint256 amount);
     event BatchRefunded(bytes32 indexed batchId, address indexed requester, uint256 amount);
+    event ChallengeCommitted(bytes32 indexed commitment, address indexed challenger);
     event ChallengeOpened(
         bytes32 indexed batchId,
         uint256 indexed disputeId,
@@ -172,8 +299,29 @@ contract InferenceSettlement is EIP712 {
     event ChallengeVoided(
         bytes32 indexed batchId, uint256 indexed disputeId, address indexed challenger
     );
+    event DisputeRewardClaimed(
+        uint256 indexed disputeId, address indexed verifier, uint256 amount
+    );
+    event DisputeRewardSwept(uint256 indexed disputeId, address indexed requester, uint256 amount);
+    event PassAttesterSlashed(
+        bytes32 indexed batchId, address indexed verifier, address indexed challenger, uint256 amount
+    );
+    event Withdrawn(address indexed account, uint256 amount);
+    event NodeFeesPaid(address indexed node, uint256 amount, bool intoPool);
+
+    // ------------------------------------------------------------------ errors
 
     error InvalidParameter(string name);
+    error BadOrderSignature();
+    error OrderExpired(uint64 deadline);
+    error NodeNotAllowed(address node, address allowed);
+    error NonceUsed(address requester, uint256 nonce);
+    error OrderMismatch(string field);
+    error TooManyRows(uint64 rowCount, uint64 maxRows);
+    error PriceAboveOrder(uint256 price, uint256 maxPricePerRow);
+    error BatchIdMismatch(bytes32 claimed, bytes32 derived);
+    error ClaimTimestampOutOfRange(uint64 timestamp, uint256 earliest, uint256 latest);
+    error InsufficientCollateral(uint256 activeStake, uint256 required);
     error NodeNotRegistered(address node);
     error NotInferenceNode(address node);
     error InsufficientStake(uint256 available, uint256 required);
@@ -183,376 +331,595 @@ contract InferenceSettlement is EIP712 {
     error RuntimeMismatch(bytes32 claimed, bytes32 bound);
     error MeasurementNotApproved(bytes32 measurement);
     error BatchAlreadyCommitted(bytes32 batchId);
-    error SignatureReplayed(bytes32 digest);
-    error ModelNotFound(bytes32 modelId);
-    error ModelIsDeprecated(bytes32 modelId);
+    error ModelNotFound(bytes32 modelId, address owner);
+    error ModelIsDeprecated(bytes32 modelId, address owner);
     error BatchNotFound(bytes32 batchId);
-    error AlreadyFinalized(bytes32 batchId);
-    error BatchClosed(bytes32 batchId, Status status);
+    error RecordMismatch(bytes32 batchId);
+    error WrongStatus(bytes32 batchId, Status status);
     error ChallengeWindowOpen(bytes32 batchId, uint256 endsAt);
     error ChallengeWindowClosed(bytes32 batchId, uint256 endedAt);
+    error FinalizeGraceOpen(bytes32 batchId, uint256 endsAt);
+    error VerdictsNotSorted(address verifier);
+    error VerdictNotPass(address verifier);
+    error WrongVerdict(address verifier);
+    error BadVerdictSignature(address verifier);
+    error QuorumNotReached(bytes32 batchId, uint256 passStake, uint256 totalVerifierStake);
     error NotVerifier(address account);
-    error AlreadyAttested(bytes32 batchId, address verifier);
-    error TooManyAttesters(bytes32 batchId);
-    error QuorumNotReached(bytes32 batchId, uint256 yesStake, uint256 totalVerifierStake);
-    error QuorumReached(bytes32 batchId);
-    error DisputeOpen(bytes32 batchId, uint256 disputeId);
-    error NoDispute(bytes32 batchId);
+    error UnknownDispute(uint256 disputeId);
+    error DisputeClosed(uint256 disputeId);
+    error VotingOpen(uint256 disputeId, uint256 endsAt);
+    error VotingClosed(uint256 disputeId, uint256 endedAt);
     error AlreadyVoted(uint256 disputeId, address verifier);
-    error NoSupermajority(bytes32 batchId, uint256 disputeId);
+    error NotUpheld(uint256 disputeId);
+    error AlreadyClaimed(uint256 disputeId, address verifier);
+    error ClaimPeriodOver(uint256 disputeId, uint256 endedAt);
+    error ClaimPeriodOpen(uint256 disputeId, uint256 endsAt);
+    error NothingToClaim(address account);
+    error AlreadySlashed(bytes32 batchId, address verifier);
+    error ChallengeNotCommitted();
     error RowOutOfRange(uint256 rowIndex, uint64 rowCount);
     error NoDiscrepancy();
     error InvalidProof();
 
-    /// @param challengeWindow_ seconds after commit during which verifiers attest and anyone
-    ///        may challenge; finalize is possible only after it. Also the time a dispute has
-    ///        to reach a verifier supermajority before it can be voided.
-    /// @param quorumBps_ share of the total active verifier stake needed to finalize (pass
-    ///        attestations) and to decide a dispute (either way).
-    /// @param nodeFeeBps_ node fee, as a share of the model payment, escrowed on top of it.
-    /// @param verifierFeeBps_ verifier fee, as a share of the model payment, escrowed on top.
-    /// @param challengeBond_ OPG a challenger posts.
-    /// @param slashBps_ share of the node's slashable stake taken when a challenge is upheld.
-    /// @param challengerRewardBps_ share of the slashed amount paid to the challenger; the
-    ///        rest goes to the requester.
-    constructor(
-        IERC20 token_,
-        ModelRegistry models_,
-        NodeRegistry nodes_,
-        uint64 challengeWindow_,
-        uint16 quorumBps_,
-        uint16 nodeFeeBps_,
-        uint16 verifierFeeBps_,
-        uint256 challengeBond_,
-        uint16 slashBps_,
-        uint16 challengerRewardBps_
-    ) EIP712("ogkit", "1") {
+    // ------------------------------------------------------------------ construction
+
+    struct Params {
+        uint64 challengeWindow;
+        uint16 quorumBps;
+        uint16 nodeFeeBps;
+        uint16 verifierFeeBps;
+        uint256 challengeBond;
+        uint32 collateralBps;
+        uint256 minSlash;
+        uint16 challengerRewardBps;
+        uint16 verifierSlashBps;
+        uint64 claimMaxAge;
+    }
+
+    /// @param p the game's parameters; see docs/contracts.md for their meaning and defaults.
+    ///        The NodeRegistry's unbonding period must be at least twice the challenge window,
+    ///        so that stake counted for a batch is still slashable when its dispute resolves.
+    constructor(IERC20 token_, IModelPricing models_, INodeStaking nodes_, Params memory p)
+        EIP712("ogkit", "1")
+    {
         if (address(token_) == address(0)) revert InvalidParameter("token");
         if (address(models_) == address(0)) revert InvalidParameter("models");
         if (address(nodes_) == address(0)) revert InvalidParameter("nodes");
-        if (challengeWindow_ == 0) revert InvalidParameter("challengeWindow");
-        if (quorumBps_ == 0 || quorumBps_ > BPS) revert InvalidParameter("quorumBps");
-        if (nodeFeeBps_ > BPS) revert InvalidParameter("nodeFeeBps");
-        if (verifierFeeBps_ > BPS) revert InvalidParameter("verifierFeeBps");
-        if (slashBps_ >= BPS) revert InvalidParameter("slashBps");
-        if (challengerRewardBps_ > BPS) revert InvalidParameter("challengerRewardBps");
+        if (p.challengeWindow == 0) revert InvalidParameter("challengeWindow");
+        if (p.quorumBps <= BPS / 2 || p.quorumBps > BPS) revert InvalidParameter("quorumBps");
+        if (p.nodeFeeBps > BPS) revert InvalidParameter("nodeFeeBps");
+        if (p.verifierFeeBps > BPS) revert InvalidParameter("verifierFeeBps");
+        if (p.collateralBps < BPS) revert InvalidParameter("collateralBps");
+        if (p.challengerRewardBps > BPS) revert InvalidParameter("challengerRewardBps");
+        if (p.verifierSlashBps > BPS) revert InvalidParameter("verifierSlashBps");
+        if (p.claimMaxAge == 0) revert InvalidParameter("claimMaxAge");
+        if (nodes_.unbondingPeriod() < 2 * uint256(p.challengeWindow)) {
+            revert InvalidParameter("unbondingPeriod");
+        }
         token = token_;
         models = models_;
         nodes = nodes_;
-        challengeWindow = challengeWindow_;
-        quorumBps = quorumBps_;
-        nodeFeeBps = nodeFeeBps_;
-        verifierFeeBps = verifierFeeBps_;
-        challengeBond = challengeBond_;
-        slashBps = slashBps_;
-        challengerRewardBps = challengerRewardBps_;
+        challengeWindow = p.challengeWindow;
+        quorumBps = p.quorumBps;
+        nodeFeeBps = p.nodeFeeBps;
+        verifierFeeBps = p.verifierFeeBps;
+        challengeBond = p.challengeBond;
+        collateralBps = p.collateralBps;
+        minSlash = p.minSlash;
+        challengerRewardBps = p.challengerRewardBps;
+        verifierSlashBps = p.verifierSlashBps;
+        claimMaxAge = p.claimMaxAge;
+        // Fees paid into stake pools are pulled by the registry (NodeRegistry.reward).
+        token_.forceApprove(address(nodes_), type(uint256).max);
     }
 
     // ------------------------------------------------------------------ commit
 
-    /// @notice Commit a batch signed by the calling node's attester, escrowing the requester's
-    ///         payment (price x rowCount + node fee + verifier fee) via transferFrom.
-    function commitBatch(BatchClaim calldata claim, bytes calldata signature, bytes32 artifactId)
-        external
-        returns (bytes32 digest)
-    {
-        return _commit(claim, signature, artifactId);
+    /// @notice Commit a batch: the requester's signed order, the caller's attester-signed claim
+    ///         and the execution hash the batch id is derived from. Escrows the requester's
+    ///         payment (price x rows + node fee + verifier fee) via transferFrom.
+    function commitBatch(
+        JobOrder calldata order,
+        bytes calldata orderSignature,
+        BatchClaim calldata claim,
+        bytes calldata claimSignature,
+        bytes32 executionHash,
+        bytes32 artifactId
+    ) external returns (bytes32 batchId) {
+        return _commit(order, orderSignature, claim, claimSignature, executionHash, artifactId);
     }
 
     /// @notice `commitBatch`, first applying the requester's ERC-2612 permit for this contract.
-    ///         A permit that fails (e.g. already used by a front-runner) is ignored; the
-    ///         escrow then needs the allowance to be in place anyway.
+    ///         The allowance it grants is spent only through orders the requester signed; a
+    ///         permit that fails (e.g. already applied by a front-runner) is ignored.
     function commitBatchWithPermit(
+        JobOrder calldata order,
+        bytes calldata orderSignature,
         BatchClaim calldata claim,
-        bytes calldata signature,
+        bytes calldata claimSignature,
+        bytes32 executionHash,
         bytes32 artifactId,
-        uint256 permitValue,
-        uint256 permitDeadline,
-        uint8 v,
-        bytes32 r,
-        bytes32 s
-    ) external returns (bytes32 digest) {
+        Permit calldata permit
+    ) external returns (bytes32 batchId) {
         try IERC20Permit(address(token)).permit(
-            claim.requester, address(this), permitValue, permitDeadline, v, r, s
+            order.requester, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s
         ) {} catch {}
-        return _commit(claim, signature, artifactId);
+        return _commit(order, orderSignature, claim, claimSignature, executionHash, artifactId);
     }
 
-    function _commit(BatchClaim calldata claim, bytes calldata signature, bytes32 artifactId)
-        private
-        returns (bytes32 digest)
-    {
-        digest = _authorize(claim, signature);
-        Batch storage b = _batches[claim.batchId];
-        if (b.status != Status.None) {
-            if (b.claimDigest == digest) revert SignatureReplayed(digest);
-            revert BatchAlreadyCommitted(claim.batchId);
-        }
-        uint256 price = _priceOf(claim.modelId);
-        b.requester = claim.requester;
-        b.committedAt = uint48(block.timestamp);
-        b.commitBlock = uint48(block.number);
-        b.node = msg.sender;
-        b.rowCount = claim.rowCount;
-        b.status = Status.Pending;
-        b.modelId = claim.modelId;
-        b.runtimeId = claim.runtimeId;
-        b.batchRoot = claim.batchRoot;
-        b.artifactId = artifactId;
-        b.claimDigest = digest;
-        b.price = price;
-        uint256 escrow = _escrowOf(price, claim.rowCount);
-        _emitCommitted(claim, artifactId, price, escrow, digest);
-        if (escrow != 0) token.safeTransferFrom(claim.requester, address(this), escrow);
+    function _commit(
+        JobOrder calldata order,
+        bytes calldata orderSignature,
+        BatchClaim calldata claim,
+        bytes calldata claimSignature,
+        bytes32 executionHash,
+        bytes32 artifactId
+    ) private returns (bytes32 batchId) {
+        CommitDetails memory details;
+        details.orderDigest = _checkOrder(order, orderSignature);
+        (Record memory rec, uint256 activeStake) = _checkClaim(claim, claimSignature);
+        batchId = _bindToOrder(order, claim, executionHash);
+        if (_commitments[batchId] != bytes32(0)) revert BatchAlreadyCommitted(batchId);
+        rec.requester = order.requester;
+        rec.modelOwner = order.modelOwner;
+        rec.price = _price(order);
+        uint256 escrow = _escrowOf(rec.price, rec.rowCount);
+        uint256 required = exposure[msg.sender] + _collateral(escrow);
+        if (activeStake < required) revert InsufficientCollateral(activeStake, required);
+        exposure[msg.sender] = required;
+        _commitments[batchId] = keccak256(abi.encode(rec));
+        _states[batchId] = State({status: Status.Pending, disputeId: 0, reopenedAt: 0});
+        details.datasetId = order.datasetId;
+        details.jobHash = order.jobHash;
+        details.executionHash = executionHash;
+        details.attester = claim.attester;
+        details.claimTimestamp = claim.timestamp;
+        details.artifactId = artifactId;
+        details.escrow = escrow;
+        emit BatchCommitted(batchId, rec.modelId, msg.sender, rec, details);
+        if (escrow != 0) token.safeTransferFrom(order.requester, address(this), escrow);
     }
 
-    /// @dev Check the caller is an eligible inference node and the claim is signed by its
-    ///      bound attester for its approved measurement; returns the claim's EIP-712 digest.
-    function _authorize(BatchClaim calldata claim, bytes calldata signature)
+    /// @dev The claim speaks for the order: same requester and model, rows within the order,
+    ///      and its batch id is the one derived from the order and the execution hash.
+    function _bindToOrder(JobOrder calldata order, BatchClaim calldata claim, bytes32 executionHash)
         private
         view
+        returns (bytes32 batchId)
+    {
+        if (claim.requester != order.requester) revert OrderMismatch("requester");
+        if (claim.modelId != order.modelId) revert OrderMismatch("modelId");
+        if (claim.rowCount > order.maxRows) revert TooManyRows(claim.rowCount, order.maxRows);
+        batchId = deriveBatchId(
+            order.modelId, order.datasetId, order.requester, order.jobHash, executionHash
+        );
+        if (claim.batchId != batchId) revert BatchIdMismatch(claim.batchId, batchId);
+    }
+
+    /// @dev The order is signed by its requester, not expired, names the caller (or any node),
+    ///      and its nonce is unused; consumes the nonce. Returns the order's EIP-712 digest.
+    function _checkOrder(JobOrder calldata order, bytes calldata signature)
+        private
         returns (bytes32 digest)
     {
-        (uint8 role, address attester, bytes32 measurement, uint256 ownStake, bool approved) =
-            nodes.commitInfo(msg.sender);
+        digest = hashOrder(order);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError || signer != order.requester) {
+            revert BadOrderSignature();
+        }
+        if (block.timestamp > order.deadline) revert OrderExpired(order.deadline);
+        if (order.node != address(0) && order.node != msg.sender) {
+            revert NodeNotAllowed(msg.sender, order.node);
+        }
+        uint256 word = order.nonce >> 8;
+        uint256 bit = 1 << (order.nonce & 0xff);
+        uint256 used = _nonceBitmap[order.requester][word];
+        if (used & bit != 0) revert NonceUsed(order.requester, order.nonce);
+        _nonceBitmap[order.requester][word] = used | bit;
+    }
+
+    /// @dev The caller is an eligible inference node and the claim is signed by its bound
+    ///      attester for its approved measurement, timestamped near now. Returns the record's
+    ///      claim-side fields and the node's active stake.
+    function _checkClaim(BatchClaim calldata claim, bytes calldata signature)
+        private
+        view
+        returns (Record memory rec, uint256 activeStake)
+    {
+        (
+            uint8 role,
+            address attester,
+            bytes32 measurement,
+            uint256 ownStake,
+            uint256 active,
+            bool approved
+        ) = nodes.commitInfo(msg.sender);
         if (role == 0) revert NodeNotRegistered(msg.sender);
         if (role != ROLE_INFERENCE) revert NotInferenceNode(msg.sender);
         uint256 minStake = nodes.minNodeStake();
         if (ownStake < minStake) revert InsufficientStake(ownStake, minStake);
         if (claim.rowCount == 0) revert EmptyBatch();
-        digest = hashClaim(claim);
+        bytes32 digest = hashClaim(claim);
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError || signer != claim.attester) revert BadSignature();
         if (claim.attester != attester) revert AttesterMismatch(claim.attester, attester);
         if (claim.runtimeId != measurement) revert RuntimeMismatch(claim.runtimeId, measurement);
         if (!approved) revert MeasurementNotApproved(measurement);
+        _checkTimestamp(claim.timestamp);
+        activeStake = active;
+        rec.node = msg.sender;
+        rec.rowCount = claim.rowCount;
+        rec.committedAt = uint48(block.timestamp);
+        rec.snapshotBlock = uint48(block.number - 1);
+        rec.modelId = claim.modelId;
+        rec.runtimeId = claim.runtimeId;
+        rec.batchRoot = claim.batchRoot;
+        rec.claimDigest = digest;
     }
 
-    /// @dev The current price of a registered, non-deprecated model.
-    function _priceOf(bytes32 modelId) private view returns (uint256) {
-        (address modelOwner, uint256 price, bool deprecated) = models.pricing(modelId);
-        if (modelOwner == address(0)) revert ModelNotFound(modelId);
-        if (deprecated) revert ModelIsDeprecated(modelId);
-        return price;
-    }
-
-    function _emitCommitted(
-        BatchClaim calldata claim,
-        bytes32 artifactId,
-        uint256 price,
-        uint256 escrow,
-        bytes32 digest
-    ) private {
-        emit BatchCommitted(
-            claim.batchId,
-            claim.modelId,
-            msg.sender,
-            claim.runtimeId,
-            claim.batchRoot,
-            claim.rowCount,
-            claim.requester,
-            claim.attester,
-            claim.timestamp,
-            artifactId,
-            price,
-            escrow,
-            digest
-        );
-    }
-
-    // ------------------------------------------------------------------ attest, finalize
-
-    /// @notice A verifier's verdict on a batch, once per verifier, within the challenge
-    ///         window. Its weight is its active stake (own + delegated) at attest time.
-    function attest(bytes32 batchId, bool pass) external {
-        Batch storage b = _open(batchId);
-        uint256 endsAt = uint256(b.committedAt) + challengeWindow;
-        if (block.timestamp >= endsAt) revert ChallengeWindowClosed(batchId, endsAt);
-        (uint256 weight, uint256 totalVerifierStake) = _verifierWeight();
-        if (_attestation[batchId][msg.sender] != 0) revert AlreadyAttested(batchId, msg.sender);
-        // Stored as weight * 2 + pass so that a zero entry means "has not attested".
-        _attestation[batchId][msg.sender] = (weight << 1) | (pass ? 1 : 0);
-        if (pass) {
-            if (_passAttesters[batchId].length >= MAX_PASS_ATTESTERS) {
-                revert TooManyAttesters(batchId);
-            }
-            _passAttesters[batchId].push(msg.sender);
-            b.yesStake += uint128(weight);
+    function _checkTimestamp(uint64 timestamp) private view {
+        uint256 earliest = block.timestamp > claimMaxAge ? block.timestamp - claimMaxAge : 0;
+        uint256 latest = block.timestamp + CLAIM_MAX_SKEW;
+        if (timestamp < earliest || timestamp > latest) {
+            revert ClaimTimestampOutOfRange(timestamp, earliest, latest);
         }
-        // OPG's fixed supply (1e27) fits in 128 bits: the casts cannot truncate.
-        b.verifierStake = uint128(totalVerifierStake);
-        emit BatchAttested(batchId, msg.sender, pass, weight, b.yesStake, totalVerifierStake);
     }
 
-    /// @notice Settle a batch after its challenge window when pass attestations hold at least
-    ///         `quorumBps` of the verifier stake recorded at the last attestation and no dispute
-    ///         is open. Pays the model owner, the node and the pass verifiers (pro rata to
-    ///         weight); rounding dust goes back to the requester. Anyone can call.
-    function finalize(bytes32 batchId) external {
-        Batch storage b = _pending(batchId);
-        uint256 endsAt = uint256(b.committedAt) + challengeWindow;
-        if (block.timestamp < endsAt) revert ChallengeWindowOpen(batchId, endsAt);
-        if (!_quorum(b)) revert QuorumNotReached(batchId, b.yesStake, b.verifierStake);
-        b.status = Status.Finalized;
-
-        (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(b.price, b.rowCount);
-        (address modelOwner,,) = models.pricing(b.modelId);
-        uint256 paid = _payVerifiers(batchId, verifierFee, b.yesStake);
-        uint256 refund = verifierFee - paid;
-        emit BatchFinalized(batchId, modelOwner, b.node, payment, nodeFee, paid, refund);
-        if (payment != 0) token.safeTransfer(modelOwner, payment);
-        if (nodeFee != 0) token.safeTransfer(b.node, nodeFee);
-        if (refund != 0) token.safeTransfer(b.requester, refund);
+    /// @dev The registered, live price of the order's model registration, within the order.
+    function _price(JobOrder calldata order) private view returns (uint256 price) {
+        bool registered;
+        bool deprecated;
+        (registered, price, deprecated) = models.pricing(order.modelId, order.modelOwner);
+        if (!registered) revert ModelNotFound(order.modelId, order.modelOwner);
+        if (deprecated) revert ModelIsDeprecated(order.modelId, order.modelOwner);
+        if (price > order.maxPricePerRow) revert PriceAboveOrder(price, order.maxPricePerRow);
     }
 
-    /// @notice Refund the requester of a Pending batch whose challenge window passed without
-    ///         reaching the attestation quorum. Anyone can call.
-    function expire(bytes32 batchId) external {
-        Batch storage b = _pending(batchId);
-        uint256 endsAt = uint256(b.committedAt) + challengeWindow;
+    // ------------------------------------------------------------------ verdicts, finalize
+
+    /// @notice Publish a signed verdict as an event (no state), so finalisers and auditors can
+    ///         find it on chain. Checks the signature against the committed claim.
+    function publishVerdict(bytes32 batchId, Record calldata r, bool pass, bytes calldata signature)
+        external
+    {
+        _record(batchId, r);
+        bytes32 digest = hashVerdict(batchId, r.claimDigest, pass);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert BadVerdictSignature(signer);
+        emit VerdictPublished(batchId, signer, pass, signature);
+    }
+
+    /// @notice Settle a Pending batch after its challenge window with pass verdicts (sorted by
+    ///         verifier address, no duplicates) holding at least `quorumBps` of the verifier
+    ///         stake at the batch's snapshot block. Credits the model owner, the node and each
+    ///         verifier in proportion to its weight; rounding dust goes to the model owner.
+    ///         Anyone can call.
+    function finalize(bytes32 batchId, Record calldata r, Verdict[] calldata verdicts) external {
+        State storage st = _states[batchId];
+        _record(batchId, r);
+        if (st.status != Status.Pending) revert WrongStatus(batchId, st.status);
+        uint256 endsAt = uint256(r.committedAt) + challengeWindow;
         if (block.timestamp < endsAt) revert ChallengeWindowOpen(batchId, endsAt);
-        if (_quorum(b)) revert QuorumReached(batchId);
-        b.status = Status.Refunded;
-        _refund(batchId, b, 0);
+        (uint256[] memory weights, uint256 total) = _weigh(batchId, r, verdicts, true);
+        uint256 yes;
+        for (uint256 i = 0; i < weights.length; ++i) {
+            yes += weights[i];
+        }
+        if (yes == 0 || yes * BPS < uint256(quorumBps) * total) {
+            revert QuorumNotReached(batchId, yes, total);
+        }
+        st.status = Status.Finalized;
+        (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(r.price, r.rowCount);
+        exposure[r.node] -= _collateral(payment + nodeFee + verifierFee);
+        uint256 paid;
+        for (uint256 i = 0; i < weights.length; ++i) {
+            uint256 share = (verifierFee * weights[i]) / yes;
+            if (share != 0) {
+                paid += share;
+                _nodeFees[verdicts[i].verifier] += share;
+                emit VerifierPaid(batchId, verdicts[i].verifier, share);
+            }
+        }
+        _owed[r.modelOwner] += payment + (verifierFee - paid);
+        _nodeFees[r.node] += nodeFee;
+        emit BatchFinalized(batchId, r.modelOwner, r.node, payment, nodeFee, paid, yes, total);
+    }
+
+    /// @notice Refund the requester of a Pending batch nobody finalised within a grace of
+    ///         `challengeWindow` after its window (or after its last dispute closed). Anyone.
+    function expire(bytes32 batchId, Record calldata r) external {
+        State storage st = _states[batchId];
+        _record(batchId, r);
+        if (st.status != Status.Pending) revert WrongStatus(batchId, st.status);
+        uint256 from = uint256(r.committedAt) + challengeWindow;
+        if (st.reopenedAt > from) from = st.reopenedAt;
+        uint256 endsAt = from + challengeWindow;
+        if (block.timestamp < endsAt) revert FinalizeGraceOpen(batchId, endsAt);
+        st.status = Status.Refunded;
+        uint256 escrow = _escrowOf(r.price, r.rowCount);
+        exposure[r.node] -= _collateral(escrow);
+        emit BatchRefunded(batchId, r.requester, escrow);
+        if (escrow != 0) token.safeTransfer(r.requester, escrow);
     }
 
     // ------------------------------------------------------------------ challenges
 
-    /// @notice Challenge one row of a Pending batch within its challenge window. The row's
-    ///         leaf is rebuilt from (batchId, modelId, runtimeId, rowIndex, inputHash,
-    ///         outputHash) and must verify against the batch root; `claimedOutputHash` is the
-    ///         challenger's re-executed output hash and must differ. Posts `challengeBond` OPG.
-    function challenge(
+    /// @notice First half of a challenge: commit to keccak256(abi.encode(challenger, batchId,
+    ///         rowIndex, claimedOutputHash, salt)). The reveal (`challenge`) must come in a
+    ///         later block, so nobody can copy a challenge seen in the mempool.
+    function commitChallenge(bytes32 commitment) external {
+        if (_challengeCommits[commitment] == 0) _challengeCommits[commitment] = block.number;
+        emit ChallengeCommitted(commitment, msg.sender);
+    }
+
+    /// @notice The commitment `commitChallenge` expects.
+    function challengeCommitment(
+        address challenger,
         bytes32 batchId,
         uint256 rowIndex,
-        bytes32 inputHash,
-        bytes32 outputHash,
-        bytes32[] calldata proof,
-        bytes32 claimedOutputHash
+        bytes32 claimedOutputHash,
+        bytes32 salt
+    ) public pure returns (bytes32) {
+        return keccak256(abi.encode(challenger, batchId, rowIndex, claimedOutputHash, salt));
+    }
+
+    /// @notice Challenge one row of a Pending batch inside its window: the leaf rebuilt from
+    ///         (batchId, modelId, runtimeId, rowIndex, inputHash, outputHash) must be in the
+    ///         batch root and `claimedOutputHash` (the re-executed output hash) must differ.
+    ///         Needs an earlier `commitChallenge` by the caller; posts `challengeBond`.
+    function challenge(
+        bytes32 batchId,
+        Record calldata r,
+        RowChallenge calldata c,
+        bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
-        Batch storage b = _pending(batchId);
-        uint256 endsAt = uint256(b.committedAt) + challengeWindow;
+        State storage st = _states[batchId];
+        _record(batchId, r);
+        if (st.status != Status.Pending) revert WrongStatus(batchId, st.status);
+        uint256 endsAt = uint256(r.committedAt) + challengeWindow;
         if (block.timestamp >= endsAt) revert ChallengeWindowClosed(batchId, endsAt);
-        if (rowIndex >= b.rowCount) revert RowOutOfRange(rowIndex, b.rowCount);
-        if (claimedOutputHash == outputHash) revert NoDiscrepancy();
-        bytes32 leaf = receiptLeaf(batchId, b.modelId, b.runtimeId, rowIndex, inputHash, outputHash);
-        if (!MerkleProof.verifyCalldata(proof, b.batchRoot, leaf)) revert InvalidProof();
+        _checkEvidence(batchId, r, c, proof);
 
         disputeId = ++disputeCount;
-        _disputes[disputeId] = Dispute({
-            batchId: batchId,
-            challenger: msg.sender,
-            openedAt: uint64(block.timestamp),
-            outcome: OUTCOME_OPEN,
-            upheldStake: 0,
-            rejectedStake: 0
-        });
-        openDispute[batchId] = disputeId;
-        b.status = Status.Disputed;
+        uint48 snap = uint48(block.number - 1);
+        Dispute storage d = _disputes[disputeId];
+        d.batchId = batchId;
+        d.challenger = msg.sender;
+        d.openedAt = uint48(block.timestamp);
+        d.snapshotBlock = snap;
+        d.totalStake = uint96(nodes.roleStakeAt(ROLE_VERIFIER, snap));
+        d.rowIndex = c.rowIndex;
+        st.status = Status.Disputed;
+        st.disputeId = uint64(disputeId);
+        nodes.lock(r.node);
         emit ChallengeOpened(
             batchId,
             disputeId,
             msg.sender,
-            rowIndex,
-            inputHash,
-            outputHash,
-            claimedOutputHash,
+            c.rowIndex,
+            c.inputHash,
+            c.outputHash,
+            c.claimedOutputHash,
             challengeBond
         );
         if (challengeBond != 0) token.safeTransferFrom(msg.sender, address(this), challengeBond);
     }
 
-    /// @notice A verifier's vote on the open dispute of a batch, weighted by its active stake.
-    ///         The vote that brings either side to `quorumBps` of the total active verifier
-    ///         stake resolves the dispute at once.
-    function resolveVote(bytes32 batchId, bool upheld) external {
-        uint256 disputeId = openDispute[batchId];
-        if (disputeId == 0) revert NoDispute(batchId);
-        (uint256 weight,) = _verifierWeight();
-        if (hasVotedOnDispute[disputeId][msg.sender]) revert AlreadyVoted(disputeId, msg.sender);
-        hasVotedOnDispute[disputeId][msg.sender] = true;
-        Dispute storage d = _disputes[disputeId];
-        if (upheld) d.upheldStake += uint128(weight);
-        else d.rejectedStake += uint128(weight);
-        emit DisputeVoted(batchId, disputeId, msg.sender, upheld, weight);
-        _tryResolve(batchId, disputeId, d);
+    function _checkEvidence(
+        bytes32 batchId,
+        Record calldata r,
+        RowChallenge calldata c,
+        bytes32[] calldata proof
+    ) private view {
+        uint256 committedIn = _challengeCommits[
+            challengeCommitment(msg.sender, batchId, c.rowIndex, c.claimedOutputHash, c.salt)
+        ];
+        if (committedIn == 0 || committedIn >= block.number) revert ChallengeNotCommitted();
+        if (c.rowIndex >= r.rowCount) revert RowOutOfRange(c.rowIndex, r.rowCount);
+        if (c.claimedOutputHash == c.outputHash) revert NoDiscrepancy();
+        bytes32 leaf =
+            receiptLeaf(batchId, r.modelId, r.runtimeId, c.rowIndex, c.inputHash, c.outputHash);
+        if (!MerkleProof.verifyCalldata(proof, r.batchRoot, leaf)) revert InvalidProof();
     }
 
-    /// @notice Resolve the open dispute of a batch if either side holds the supermajority of
-    ///         the current total verifier stake; otherwise, once `challengeWindow` seconds have
-    ///         passed since it was opened, void it (bond back to the challenger, escrow back to
-    ///         the requester, batch Refunded). Anyone can call.
-    function resolveChallenge(bytes32 batchId) external {
-        uint256 disputeId = openDispute[batchId];
-        if (disputeId == 0) revert NoDispute(batchId);
-        Dispute storage d = _disputes[disputeId];
-        if (_tryResolve(batchId, disputeId, d)) return;
-        if (block.timestamp < uint256(d.openedAt) + challengeWindow) {
-            revert NoSupermajority(batchId, disputeId);
-        }
-        d.outcome = OUTCOME_VOIDED;
-        delete openDispute[batchId];
-        Batch storage b = _batches[batchId];
-        b.status = Status.Refunded;
-        emit ChallengeVoided(batchId, disputeId, d.challenger);
-        if (challengeBond != 0) token.safeTransfer(d.challenger, challengeBond);
-        _refund(batchId, b, 0);
+    /// @notice A verifier's vote on an open dispute, weighted by its stake at dispute open. The
+    ///         vote that brings either side to `quorumBps` of the verifier stake at that block
+    ///         resolves the dispute at once.
+    function voteDispute(uint256 disputeId, Record calldata r, bool upheld) external {
+        Dispute storage d = _openDispute(disputeId);
+        _record(d.batchId, r);
+        uint256 endsAt = uint256(d.openedAt) + challengeWindow;
+        if (block.timestamp >= endsAt) revert VotingClosed(disputeId, endsAt);
+        uint256 weight = nodes.weightAt(msg.sender, d.snapshotBlock);
+        if (weight == 0) revert NotVerifier(msg.sender);
+        if (_votes[disputeId][msg.sender] != 0) revert AlreadyVoted(disputeId, msg.sender);
+        _votes[disputeId][msg.sender] = (weight << 1) | (upheld ? 1 : 0);
+        // OPG's fixed supply (1e27) fits in 96 bits: the casts cannot truncate.
+        if (upheld) d.upheldStake += uint96(weight);
+        else d.rejectedStake += uint96(weight);
+        emit DisputeVoted(d.batchId, disputeId, msg.sender, upheld, weight);
+        uint256 threshold = uint256(quorumBps) * d.totalStake;
+        if (uint256(d.upheldStake) * BPS >= threshold) _uphold(disputeId, d, r);
+        else if (uint256(d.rejectedStake) * BPS >= threshold) _reject(disputeId, d, r);
     }
 
-    function _tryResolve(bytes32 batchId, uint256 disputeId, Dispute storage d)
-        private
-        returns (bool)
+    /// @notice Close a dispute whose voting time passed without a supermajority by falling back
+    ///         to the batch's signed verdicts (weights at the batch's snapshot): fail verdicts
+    ///         holding the quorum uphold it, pass verdicts holding it reject it, otherwise it is
+    ///         voided (bond back, batch Pending again). Verdicts sorted by verifier. Anyone.
+    function resolveChallenge(uint256 disputeId, Record calldata r, Verdict[] calldata verdicts)
+        external
     {
-        uint256 threshold = uint256(quorumBps) * nodes.totalRoleStake(ROLE_VERIFIER);
-        if (d.upheldStake != 0 && uint256(d.upheldStake) * BPS >= threshold) {
-            _uphold(batchId, disputeId, d);
-            return true;
+        Dispute storage d = _openDispute(disputeId);
+        bytes32 batchId = d.batchId;
+        _record(batchId, r);
+        uint256 endsAt = uint256(d.openedAt) + challengeWindow;
+        if (block.timestamp < endsAt) revert VotingOpen(disputeId, endsAt);
+        (uint256[] memory weights, uint256 total) = _weigh(batchId, r, verdicts, false);
+        uint256 pass;
+        uint256 fail;
+        for (uint256 i = 0; i < weights.length; ++i) {
+            if (verdicts[i].pass) pass += weights[i];
+            else fail += weights[i];
         }
-        if (d.rejectedStake != 0 && uint256(d.rejectedStake) * BPS >= threshold) {
-            _reject(batchId, disputeId, d);
-            return true;
+        uint256 threshold = uint256(quorumBps) * total;
+        if (fail != 0 && fail * BPS >= threshold) {
+            _uphold(disputeId, d, r);
+        } else if (pass != 0 && pass * BPS >= threshold) {
+            _reject(disputeId, d, r);
+        } else {
+            d.outcome = OUTCOME_VOIDED;
+            d.resolvedAt = uint48(block.timestamp);
+            _reopen(batchId, r.node);
+            emit ChallengeVoided(batchId, disputeId, d.challenger);
+            if (challengeBond != 0) token.safeTransfer(d.challenger, challengeBond);
         }
-        return false;
     }
 
-    function _uphold(bytes32 batchId, uint256 disputeId, Dispute storage d) private {
+    function _uphold(uint256 disputeId, Dispute storage d, Record calldata r) private {
+        bytes32 batchId = d.batchId;
         d.outcome = OUTCOME_UPHELD;
-        delete openDispute[batchId];
-        Batch storage b = _batches[batchId];
-        b.status = Status.Slashed;
-        address node = b.node;
-        uint256 amount = (nodes.slashableStake(node) * slashBps) / BPS;
-        uint256 slashed = nodes.slash(node, amount, address(this));
+        d.resolvedAt = uint48(block.timestamp);
+        _states[batchId].status = Status.Slashed;
+        nodes.unlock(r.node);
+        (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(r.price, r.rowCount);
+        uint256 collateral = _collateral(payment + nodeFee + verifierFee);
+        exposure[r.node] -= collateral;
+        uint256 slashed =
+            nodes.slash(r.node, collateral > minSlash ? collateral : minSlash, address(this));
         uint256 reward = (slashed * challengerRewardBps) / BPS;
-        uint256 toRequester = slashed - reward;
-        emit ChallengeUpheld(
-            batchId, disputeId, node, d.challenger, slashed, reward, toRequester
-        );
+        // The verifier fee goes to the verifiers who proved right (claimDisputeReward); the
+        // rest of the escrow and of the slash (less the challenger's reward) to the requester.
+        d.rewardLeft = verifierFee;
+        uint256 toRequester = payment + nodeFee + slashed - reward;
+        emit ChallengeUpheld(batchId, disputeId, r.node, d.challenger, slashed, reward, toRequester);
+        emit BatchRefunded(batchId, r.requester, toRequester);
         uint256 toChallenger = challengeBond + reward;
         if (toChallenger != 0) token.safeTransfer(d.challenger, toChallenger);
-        _refund(batchId, b, toRequester);
+        if (toRequester != 0) token.safeTransfer(r.requester, toRequester);
     }
 
-    function _reject(bytes32 batchId, uint256 disputeId, Dispute storage d) private {
+    function _reject(uint256 disputeId, Dispute storage d, Record calldata r) private {
         d.outcome = OUTCOME_REJECTED;
-        delete openDispute[batchId];
-        Batch storage b = _batches[batchId];
-        b.status = Status.Pending;
-        emit ChallengeRejected(batchId, disputeId, b.node, d.challenger, challengeBond);
-        if (challengeBond != 0) token.safeTransfer(b.node, challengeBond);
+        d.resolvedAt = uint48(block.timestamp);
+        _reopen(d.batchId, r.node);
+        emit ChallengeRejected(d.batchId, disputeId, r.node, d.challenger, challengeBond);
+        if (challengeBond != 0) token.safeTransfer(r.node, challengeBond);
+    }
+
+    function _reopen(bytes32 batchId, address node) private {
+        State storage st = _states[batchId];
+        st.status = Status.Pending;
+        st.reopenedAt = uint48(block.timestamp);
+        nodes.unlock(node);
+    }
+
+    /// @notice After an upheld dispute, a verifier that voted upheld, or that presents its signed
+    ///         fail verdict on the batch, claims verifierFee x its weight / the verifier stake at
+    ///         dispute open (into its stake pool). Open for `challengeWindow` after resolution.
+    function claimDisputeReward(uint256 disputeId, Record calldata r, Verdict calldata failVerdict)
+        external
+        returns (uint256 amount)
+    {
+        Dispute storage d = _upheld(disputeId);
+        _record(d.batchId, r);
+        uint256 endsAt = uint256(d.resolvedAt) + challengeWindow;
+        if (block.timestamp >= endsAt) revert ClaimPeriodOver(disputeId, endsAt);
+        address verifier = failVerdict.verifier;
+        if (_votes[disputeId][verifier] & 1 == 0) {
+            // It did not vote upheld: its signed fail verdict on the batch is the evidence.
+            if (failVerdict.pass) revert WrongVerdict(verifier);
+            _checkVerdict(d.batchId, r.claimDigest, failVerdict);
+        }
+        if (rewardClaimed[disputeId][verifier]) revert AlreadyClaimed(disputeId, verifier);
+        rewardClaimed[disputeId][verifier] = true;
+        uint256 weight = nodes.weightAt(verifier, d.snapshotBlock);
+        if (weight == 0) revert NotVerifier(verifier);
+        (,, uint256 verifierFee) = _split(r.price, r.rowCount);
+        // Shares of the stake at dispute open sum to at most the fee; the cap is a safeguard.
+        amount = (verifierFee * weight) / d.totalStake;
+        if (amount > d.rewardLeft) amount = d.rewardLeft;
+        d.rewardLeft -= amount;
+        _nodeFees[verifier] += amount;
+        emit DisputeRewardClaimed(disputeId, verifier, amount);
+    }
+
+    /// @notice After the claim period of an upheld dispute, send what verifiers did not claim
+    ///         to the requester, so nothing stays in the contract. Anyone.
+    function sweepDisputeReward(uint256 disputeId, Record calldata r) external {
+        Dispute storage d = _upheld(disputeId);
+        _record(d.batchId, r);
+        uint256 endsAt = uint256(d.resolvedAt) + challengeWindow;
+        if (block.timestamp < endsAt) revert ClaimPeriodOpen(disputeId, endsAt);
+        uint256 left = d.rewardLeft;
+        if (left == 0) revert NothingToClaim(r.requester);
+        d.rewardLeft = 0;
+        emit DisputeRewardSwept(disputeId, r.requester, left);
+        token.safeTransfer(r.requester, left);
+    }
+
+    /// @notice Slash a verifier that signed a pass verdict on a batch whose fraud was upheld:
+    ///         `verifierSlashBps` of its pool goes to the challenger. Once per verifier and batch.
+    function slashPassAttester(uint256 disputeId, Record calldata r, Verdict calldata passVerdict)
+        external
+        returns (uint256 slashed)
+    {
+        Dispute storage d = _upheld(disputeId);
+        bytes32 batchId = d.batchId;
+        _record(batchId, r);
+        address verifier = passVerdict.verifier;
+        if (!passVerdict.pass) revert VerdictNotPass(verifier);
+        _checkVerdict(batchId, r.claimDigest, passVerdict);
+        if (attesterSlashed[batchId][verifier]) revert AlreadySlashed(batchId, verifier);
+        attesterSlashed[batchId][verifier] = true;
+        uint256 amount = (nodes.slashableStake(verifier) * verifierSlashBps) / BPS;
+        slashed = nodes.slash(verifier, amount, d.challenger);
+        emit PassAttesterSlashed(batchId, verifier, d.challenger, slashed);
+    }
+
+    // ------------------------------------------------------------------ payouts
+
+    /// @notice Withdraw what the caller is owed (model payments).
+    function withdraw() external returns (uint256 amount) {
+        amount = _owed[msg.sender];
+        if (amount == 0) revert NothingToClaim(msg.sender);
+        _owed[msg.sender] = 0;
+        emit Withdrawn(msg.sender, amount);
+        token.safeTransfer(msg.sender, amount);
+    }
+
+    /// @notice Pay a node's (or verifier's) accrued fees into its stake pool, where its
+    ///         delegators share them pro rata; to the node's address if its pool is empty.
+    ///         Anyone can call, so delegators need not wait for the operator.
+    function claimNodeFees(address node) external returns (uint256 amount) {
+        amount = _nodeFees[node];
+        if (amount == 0) revert NothingToClaim(node);
+        _nodeFees[node] = 0;
+        bool intoPool = nodes.reward(node, amount);
+        emit NodeFeesPaid(node, amount, intoPool);
+        if (!intoPool) token.safeTransfer(node, amount);
     }
 
     // ------------------------------------------------------------------ views
 
-    /// @notice Whether `leaf` with `proof` is in the batch's Merkle tree (sorted-pair hashing).
-    function verifyReceipt(bytes32 batchId, bytes32 leaf, bytes32[] calldata proof)
-        external
-        view
-        returns (bool)
-    {
-        bytes32 root = _batches[batchId].batchRoot;
-        if (root == bytes32(0)) return false;
-        return MerkleProof.verifyCalldata(proof, root, leaf);
+    /// @notice Whether a receipt row is in a committed batch: the leaf is computed from its
+    ///         fields (an internal node of the tree cannot pass) and the row must be in range.
+    ///         A receipt counts only when `included` and `status` is Finalized; a Slashed
+    ///         batch's rows are reported with their status.
+    function verifyReceipt(
+        bytes32 batchId,
+        Record calldata r,
+        uint256 rowIndex,
+        bytes32 inputHash,
+        bytes32 outputHash,
+        bytes32[] calldata proof
+    ) external view returns (bool included, Status status) {
+        status = _states[batchId].status;
+        if (status == Status.None) return (false, status);
+        if (_commitments[batchId] != keccak256(abi.encode(r))) return (false, status);
+        if (rowIndex >= r.rowCount) return (false, status);
+        bytes32 leaf = receiptLeaf(batchId, r.modelId, r.runtimeId, rowIndex, inputHash, outputHash);
+        included = MerkleProof.verifyCalldata(proof, r.batchRoot, leaf);
     }
 
     /// @notice The StandardMerkleTree leaf of one receipt row:
@@ -573,9 +940,44 @@ contract InferenceSettlement is EIP712 {
         );
     }
 
+    /// @notice keccak256(abi.encode(modelId, datasetId, requester, chainId, this contract,
+    ///         jobHash, executionHash)): the batch id an order and an execution hash give.
+    function deriveBatchId(
+        bytes32 modelId,
+        bytes32 datasetId,
+        address requester,
+        bytes32 jobHash,
+        bytes32 executionHash
+    ) public view returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                modelId, datasetId, requester, block.chainid, address(this), jobHash, executionHash
+            )
+        );
+    }
+
+    /// @notice The EIP-712 digest of a job order.
+    function hashOrder(JobOrder calldata order) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(JOB_ORDER_TYPEHASH, order)));
+    }
+
     /// @notice The EIP-712 digest of a claim under this contract's domain.
     function hashClaim(BatchClaim calldata claim) public view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(BATCH_CLAIM_TYPEHASH, claim)));
+    }
+
+    /// @notice The EIP-712 digest of a verdict.
+    function hashVerdict(bytes32 batchId, bytes32 claimDigest, bool pass)
+        public
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(keccak256(abi.encode(VERDICT_TYPEHASH, batchId, claimDigest, pass)));
+    }
+
+    /// @notice keccak256(abi.encode(record)): what is stored for a committed batch.
+    function hashRecord(Record calldata r) external pure returns (bytes32) {
+        return keccak256(abi.encode(r));
     }
 
     /// @notice The EIP-712 domain separator (name "ogkit", version "1").
@@ -583,41 +985,51 @@ contract InferenceSettlement is EIP712 {
         return _domainSeparatorV4();
     }
 
-    /// @notice What a batch of `rowCount` rows of `modelId` escrows at the current price.
-    function quote(bytes32 modelId, uint64 rowCount)
+    /// @notice What a batch of `rowCount` rows of a registration escrows at its current price.
+    function quote(bytes32 modelId, address modelOwner, uint64 rowCount)
         external
         view
         returns (uint256 modelPayment, uint256 nodeFee, uint256 verifierFee, uint256 total)
     {
-        (address owner, uint256 price,) = models.pricing(modelId);
-        if (owner == address(0)) revert ModelNotFound(modelId);
+        (bool registered, uint256 price,) = models.pricing(modelId, modelOwner);
+        if (!registered) revert ModelNotFound(modelId, modelOwner);
         (modelPayment, nodeFee, verifierFee) = _split(price, rowCount);
         total = modelPayment + nodeFee + verifierFee;
     }
 
-    /// @notice A stored batch.
-    function getBatch(bytes32 batchId) external view returns (Batch memory) {
-        return _batches[batchId];
-    }
-
     /// @notice A batch's status.
     function statusOf(bytes32 batchId) external view returns (Status) {
-        return _batches[batchId].status;
+        return _states[batchId].status;
     }
 
-    /// @notice The verifiers that attested pass on a batch, in order.
-    function passAttesters(bytes32 batchId) external view returns (address[] memory) {
-        return _passAttesters[batchId];
-    }
-
-    /// @notice A verifier's attestation: whether it attested, its verdict and its weight.
-    function attestationOf(bytes32 batchId, address verifier)
+    /// @notice A batch's state: status, open (or last) dispute id, when a dispute last closed.
+    function stateOf(bytes32 batchId)
         external
         view
-        returns (bool attested, bool pass, uint256 weight)
+        returns (Status status, uint256 disputeId, uint256 reopenedAt)
     {
-        uint256 a = _attestation[batchId][verifier];
-        return (a != 0, a & 1 == 1, a >> 1);
+        State storage st = _states[batchId];
+        return (st.status, st.disputeId, st.reopenedAt);
+    }
+
+    /// @notice The stored commitment (hash of the record) of a batch; zero if unknown.
+    function commitmentOf(bytes32 batchId) external view returns (bytes32) {
+        return _commitments[batchId];
+    }
+
+    /// @notice Whether a requester's order nonce has been used.
+    function nonceUsed(address requester, uint256 nonce) external view returns (bool) {
+        return _nonceBitmap[requester][nonce >> 8] & (1 << (nonce & 0xff)) != 0;
+    }
+
+    /// @notice Model payments `account` can withdraw.
+    function owed(address account) external view returns (uint256) {
+        return _owed[account];
+    }
+
+    /// @notice Fees accrued to a node or verifier, not yet paid into its pool.
+    function nodeFees(address node) external view returns (uint256) {
+        return _nodeFees[node];
     }
 
     /// @notice A dispute.
@@ -625,7 +1037,67 @@ contract InferenceSettlement is EIP712 {
         return _disputes[disputeId];
     }
 
+    /// @notice A verifier's vote on a dispute: whether it voted, which way, with what weight.
+    function voteOf(uint256 disputeId, address verifier)
+        external
+        view
+        returns (bool voted, bool upheld, uint256 weight)
+    {
+        uint256 v = _votes[disputeId][verifier];
+        return (v != 0, v & 1 == 1, v >> 1);
+    }
+
     // ------------------------------------------------------------------ internals
+
+    function _record(bytes32 batchId, Record calldata r) private view {
+        bytes32 stored = _commitments[batchId];
+        if (stored == bytes32(0)) revert BatchNotFound(batchId);
+        if (stored != keccak256(abi.encode(r))) revert RecordMismatch(batchId);
+    }
+
+    /// @dev Check each verdict's signature over the committed claim (pass only, if
+    ///      `passOnly`), signers strictly ascending; their weights at the batch's snapshot.
+    function _weigh(bytes32 batchId, Record calldata r, Verdict[] calldata verdicts, bool passOnly)
+        private
+        view
+        returns (uint256[] memory weights, uint256 total)
+    {
+        uint256 n = verdicts.length;
+        address[] memory signers = new address[](n);
+        address previous = address(0);
+        for (uint256 i = 0; i < n; ++i) {
+            Verdict calldata v = verdicts[i];
+            if (v.verifier <= previous) revert VerdictsNotSorted(v.verifier);
+            if (passOnly && !v.pass) revert VerdictNotPass(v.verifier);
+            _checkVerdict(batchId, r.claimDigest, v);
+            signers[i] = v.verifier;
+            previous = v.verifier;
+        }
+        (weights, total) = nodes.verifierWeights(signers, r.snapshotBlock);
+    }
+
+    function _checkVerdict(bytes32 batchId, bytes32 claimDigest, Verdict calldata v)
+        private
+        view
+    {
+        bytes32 digest = hashVerdict(batchId, claimDigest, v.pass);
+        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, v.signature);
+        if (err != ECDSA.RecoverError.NoError || signer != v.verifier) {
+            revert BadVerdictSignature(v.verifier);
+        }
+    }
+
+    function _openDispute(uint256 disputeId) private view returns (Dispute storage d) {
+        d = _disputes[disputeId];
+        if (d.challenger == address(0)) revert UnknownDispute(disputeId);
+        if (d.outcome != OUTCOME_OPEN) revert DisputeClosed(disputeId);
+    }
+
+    function _upheld(uint256 disputeId) private view returns (Dispute storage d) {
+        d = _disputes[disputeId];
+        if (d.challenger == address(0)) revert UnknownDispute(disputeId);
+        if (d.outcome != OUTCOME_UPHELD) revert NotUpheld(disputeId);
+    }
 
     function _split(uint256 price, uint64 rowCount)
         private
@@ -637,66 +1109,12 @@ contract InferenceSettlement is EIP712 {
         verifierFee = (payment * verifierFeeBps) / BPS;
     }
 
-    /// @dev Split `fee` among the pass attesters pro rata to weight (floor); returns the sum.
-    function _payVerifiers(bytes32 batchId, uint256 fee, uint256 yes)
-        private
-        returns (uint256 paid)
-    {
-        address[] storage voters = _passAttesters[batchId];
-        mapping(address => uint256) storage att = _attestation[batchId];
-        uint256 n = voters.length;
-        for (uint256 i = 0; i < n; ++i) {
-            address v = voters[i];
-            uint256 share = (fee * (att[v] >> 1)) / yes;
-            if (share != 0) {
-                paid += share;
-                emit VerifierPaid(batchId, v, share);
-                token.safeTransfer(v, share);
-            }
-        }
-    }
-
     function _escrowOf(uint256 price, uint64 rowCount) private view returns (uint256) {
         (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(price, rowCount);
         return payment + nodeFee + verifierFee;
     }
 
-    function _quorum(Batch storage b) private view returns (bool) {
-        return b.yesStake != 0 && uint256(b.yesStake) * BPS >= uint256(quorumBps) * b.verifierStake;
-    }
-
-    /// @dev The calling verifier's weight and the total active verifier stake.
-    function _verifierWeight() private view returns (uint256 weight, uint256 total) {
-        uint8 role;
-        uint256 ownStake;
-        (role, ownStake, weight, total) = nodes.verifierInfo(msg.sender);
-        if (role != ROLE_VERIFIER) revert NotVerifier(msg.sender);
-        uint256 minStake = nodes.minVerifierStake();
-        if (ownStake < minStake) revert InsufficientStake(ownStake, minStake);
-    }
-
-    function _exists(bytes32 batchId) private view returns (Batch storage b) {
-        b = _batches[batchId];
-        if (b.status == Status.None) revert BatchNotFound(batchId);
-    }
-
-    /// @dev A batch that can still be attested: Pending or Disputed.
-    function _open(bytes32 batchId) private view returns (Batch storage b) {
-        b = _exists(batchId);
-        Status s = b.status;
-        if (s == Status.Finalized) revert AlreadyFinalized(batchId);
-        if (s != Status.Pending && s != Status.Disputed) revert BatchClosed(batchId, s);
-    }
-
-    /// @dev A Pending batch (no dispute open).
-    function _pending(bytes32 batchId) private view returns (Batch storage b) {
-        b = _open(batchId);
-        if (b.status == Status.Disputed) revert DisputeOpen(batchId, openDispute[batchId]);
-    }
-
-    function _refund(bytes32 batchId, Batch storage b, uint256 extra) private {
-        uint256 amount = _escrowOf(b.price, b.rowCount) + extra;
-        emit BatchRefunded(batchId, b.requester, amount);
-        if (amount != 0) token.safeTransfer(b.requester, amount);
+    function _collateral(uint256 escrow) private view returns (uint256) {
+        return (escrow * collateralBps) / BPS;
     }
 }
