@@ -39,6 +39,7 @@ __all__ = [
     "SettlementProgress",
     "SettlementRecord",
     "attest_batch",
+    "attester_binding_typed_data",
     "bootstrap_measurement",
     "challenge_row",
     "claim_domain",
@@ -101,26 +102,84 @@ def ensure_allowance(chain: ChainClient, owner: Signer, spender: str, amount: in
         chain.transact(token.functions.approve(spender, amount), owner)
 
 
+def attester_binding_typed_data(
+    chain_id: int, registry: str, node: str, attester: str, measurement: str | bytes
+) -> dict[str, Any]:
+    """The EIP-712 message an attester signs to consent to being bound to ``node`` under
+    ``measurement`` in the NodeRegistry at ``registry`` (its proof of possession):
+    ``AttesterBinding(address node,address attester,bytes32 measurement)`` in the domain
+    ``("ogkit NodeRegistry", "1", chain_id, registry)``."""
+    from eth_utils import to_checksum_address
+
+    m = _b32(measurement) if isinstance(measurement, str) else bytes(measurement)
+    if len(m) != 32:
+        raise SettlementError(f"measurement must be 32 bytes, got {len(m)}")
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "AttesterBinding": [
+                {"name": "node", "type": "address"},
+                {"name": "attester", "type": "address"},
+                {"name": "measurement", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "AttesterBinding",
+        "domain": {
+            "name": "ogkit NodeRegistry",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": to_checksum_address(registry),
+        },
+        "message": {
+            "node": to_checksum_address(node),
+            "attester": to_checksum_address(attester),
+            "measurement": m,
+        },
+    }
+
+
 def ensure_staked(
     chain: ChainClient,
     node: Signer,
     *,
     role: int,
     stake: int,
-    attester: str | None = None,
+    attester: Signer | None = None,
     measurement: str | None = None,
 ) -> None:
     """Register ``node`` with ``stake`` OPG (role 1 inference, 2 verifier), or re-bind its
-    attester and measurement if they changed. Never adds stake to a registered node."""
+    attester and measurement if they changed. Never adds stake to a registered node.
+
+    ``attester`` signs the :func:`attester_binding_typed_data` proof of possession that the
+    NodeRegistry checks before it binds the key to ``node``; without one (verifiers) nothing
+    is bound."""
     registry = chain.contract("NodeRegistry")
     info = chain.call(registry.functions.getNode(node.address))
     current_role, bound_attester, bound_measurement = info[0], info[1], info[2]
     wanted_measurement = _b32(measurement) if measurement else ZERO32
+
+    def proof() -> bytes:
+        if attester is None:
+            return b""
+        typed = attester_binding_typed_data(
+            chain.chain_id, registry.address, node.address, attester.address, wanted_measurement
+        )
+        return _b32(attester.sign_typed_data(typed))
+
     if current_role == 0:
         ensure_allowance(chain, node, registry.address, stake)
         chain.transact(
             registry.functions.registerNode(
-                role, stake, attester or ZERO_ADDRESS, wanted_measurement
+                role,
+                stake,
+                attester.address if attester is not None else ZERO_ADDRESS,
+                wanted_measurement,
+                proof(),
             ),
             node,
         )
@@ -130,10 +189,13 @@ def ensure_staked(
             f"{node.address} is registered with role {current_role}, not {role}; "
             "use another key for this role"
         )
-    elif attester and (
-        bound_attester.lower() != attester.lower() or bytes(bound_measurement) != wanted_measurement
+    elif attester is not None and (
+        bound_attester.lower() != attester.address.lower()
+        or bytes(bound_measurement) != wanted_measurement
     ):
-        chain.transact(registry.functions.setAttester(attester, wanted_measurement), node)
+        chain.transact(
+            registry.functions.setAttester(attester.address, wanted_measurement, proof()), node
+        )
 
 
 def bootstrap_measurement(chain: ChainClient, owner: Signer, measurement: str) -> bool:

@@ -4,23 +4,52 @@ pragma solidity 0.8.37;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 
 /// @title NodeRegistry
 /// @notice Staking, delegation, attester binding and the governed allowlist of approved
 ///         enclave measurements for ogkit inference nodes (role 1) and verifiers (role 2).
 /// @dev Stake accounting is a per-node share pool. Everything staked on a node - the node's
 ///      own stake and every delegation - buys shares of that node's pool at the pool's
-///      exchange rate (assets / shares). A slash only lowers the pool's assets, so the node
-///      and all of its delegators lose the same fraction of their stake in O(1), without a
-///      loop over delegators. Unbonding shares stay in the pool (they remain slashable until
-///      withdrawn) but no longer count as active stake (weight, eligibility, quorum).
+///      exchange rate (assets / shares). A slash only lowers the pool's assets and a reward
+///      only raises them, so the node and all of its delegators lose (or gain) the same
+///      fraction of their stake in O(1), without a loop over delegators. Unbonding shares stay
+///      in the pool (they remain slashable, and keep sharing rewards, until withdrawn) but no
+///      longer count as active stake (weight, eligibility, quorum).
 ///      Active stake of a node = (poolShares - unbondingShares) * poolAssets / poolShares.
-contract NodeRegistry is Ownable {
+///
+///      Anything that weighs stake (verifier weights, governance votes and quorums) reads
+///      block-number checkpoints (OpenZeppelin `Checkpoints.Trace208`) of a block strictly in
+///      the past, never the live balance: stake added in the current block, or after a
+///      proposal's snapshot, weighs nothing, and moving tokens to another key after voting
+///      does not buy a second vote. Every change of a node's active stake pushes a checkpoint
+///      of the node and of its role, so `stakeAt` and `roleStakeAt` stay consistent.
+///
+///      An attester key is bound to a node only with the attester's own EIP-712 signature
+///      over `AttesterBinding(node, attester, measurement)` (proof of possession), so no node
+///      can claim another party's enclave key.
+contract NodeRegistry is Ownable, EIP712 {
     using SafeERC20 for IERC20;
+    using Checkpoints for Checkpoints.Trace208;
 
     uint8 public constant ROLE_INFERENCE = 1;
     uint8 public constant ROLE_VERIFIER = 2;
+
+    /// @notice Measurement kinds; 0 means "not approved". A software measurement (the dev
+    ///         enclave's runtime id, no hardware behind it) is refused in production.
+    uint8 public constant KIND_SOFTWARE = 1;
+    uint8 public constant KIND_TDX = 2;
+    uint8 public constant KIND_SGX = 3;
+    uint8 public constant KIND_NITRO = 4;
+
+    /// @notice EIP-712 type hash of the attester's proof of possession.
+    bytes32 public constant ATTESTER_BINDING_TYPEHASH =
+        keccak256("AttesterBinding(address node,address attester,bytes32 measurement)");
+
     uint256 private constant BPS = 10_000;
 
     struct Node {
@@ -42,8 +71,9 @@ contract NodeRegistry is Ownable {
     struct Proposal {
         address proposer;
         uint64 createdAt;
-        bool approve;
+        uint8 kind;
         bool executed;
+        uint48 snapshotBlock;
         bytes32 measurement;
         uint256 yesVotes;
         uint256 noVotes;
@@ -55,17 +85,25 @@ contract NodeRegistry is Ownable {
     uint64 public immutable unbondingPeriod;
     uint64 public immutable votingDelay;
     uint16 public immutable governanceQuorumBps;
+    /// @notice True on a production deployment: software measurements cannot be approved.
+    bool public immutable production;
 
-    /// @notice The InferenceSettlement contract, the only caller allowed to slash. Set once.
+    /// @notice The InferenceSettlement contract, the only caller allowed to slash, reward and
+    ///         lock withdrawals. Set once.
     address public settlement;
     /// @notice While true the owner may approve or revoke measurements directly (bootstrap).
     bool public bootstrapOpen = true;
 
     mapping(address node => Node) private _nodes;
     mapping(address node => mapping(address holder => uint256)) private _shares;
+    mapping(address node => Checkpoints.Trace208) private _stakeHistory;
+    mapping(uint8 role => Checkpoints.Trace208) private _roleStakeHistory;
     mapping(address attester => address) public nodeOfAttester;
-    mapping(uint8 role => uint256) private _roleStake;
-    mapping(bytes32 measurement => bool) public isMeasurementApproved;
+    /// @notice The kind a measurement is approved as (KIND_*), 0 when not approved.
+    mapping(bytes32 measurement => uint8) public measurementKind;
+    /// @notice Open withdrawal locks per node (the settlement holds one per open dispute);
+    ///         while non-zero no unbonding entry of the node's pool can be withdrawn.
+    mapping(address node => uint256) public withdrawLocks;
     mapping(uint256 id => Unbonding) private _unbondings;
     mapping(uint256 id => Proposal) private _proposals;
     mapping(uint256 id => mapping(address voter => bool)) public hasVoted;
@@ -99,21 +137,29 @@ contract NodeRegistry is Ownable {
         uint256 fromNode,
         uint256 remainingPoolAssets
     );
+    event Rewarded(address indexed node, uint256 amount, uint256 poolAssets);
+    event WithdrawalsLocked(address indexed node, uint256 locks);
+    event WithdrawalsUnlocked(address indexed node, uint256 locks);
     event ProposalCreated(
         uint256 indexed proposalId,
         address indexed proposer,
         bytes32 indexed measurement,
-        bool approve,
+        uint8 kind,
+        uint48 snapshotBlock,
         uint64 votingEnds
     );
     event VoteCast(
         uint256 indexed proposalId, address indexed voter, bool support, uint256 weight
     );
     event ProposalExecuted(
-        uint256 indexed proposalId, bytes32 indexed measurement, bool approve, uint256 yes, uint256 no
+        uint256 indexed proposalId, bytes32 indexed measurement, uint8 kind, uint256 yes, uint256 no
     );
     event MeasurementApproved(
-        bytes32 indexed measurement, uint256 indexed proposalId, uint256 blockNumber, uint256 timestamp
+        bytes32 indexed measurement,
+        uint256 indexed proposalId,
+        uint8 kind,
+        uint256 blockNumber,
+        uint256 timestamp
     );
     event MeasurementRevoked(
         bytes32 indexed measurement, uint256 indexed proposalId, uint256 blockNumber, uint256 timestamp
@@ -123,9 +169,12 @@ contract NodeRegistry is Ownable {
 
     error InvalidParameter(string name);
     error InvalidRole(uint8 role);
+    error InvalidMeasurementKind(uint8 kind);
+    error SoftwareMeasurementInProduction(bytes32 measurement);
     error NodeAlreadyRegistered(address node);
     error NodeNotRegistered(address node);
     error ZeroAttester();
+    error BadAttesterSignature();
     error AttesterAlreadyBound(address attester, address node);
     error ZeroAmount();
     error InsufficientStake(uint256 available, uint256 required);
@@ -134,6 +183,9 @@ contract NodeRegistry is Ownable {
     error UnknownUnbonding(uint256 unbondingId);
     error NotUnbondingOwner(uint256 unbondingId, address caller);
     error StillUnbonding(uint256 unbondingId, uint64 releaseTime);
+    error WithdrawalLocked(address node);
+    error NotLocked(address node);
+    error FutureLookup(uint48 blockNumber, uint256 currentBlock);
     error NotSettlement(address caller);
     error SettlementAlreadySet(address settlement);
     error BootstrapIsClosed();
@@ -148,12 +200,15 @@ contract NodeRegistry is Ownable {
     /// @param token_ the OPG token staked here.
     /// @param minNodeStake_ own stake an inference node needs to register and commit batches.
     /// @param minVerifierStake_ own stake a verifier needs to register, attest and vote.
-    /// @param unbondingPeriod_ seconds between undelegate/unstake and withdraw.
+    /// @param unbondingPeriod_ seconds between undelegate/unstake and withdraw (non-zero).
     /// @param votingDelay_ seconds a governance proposal is open for votes; it can then be
     ///        executed during the following `votingDelay_` seconds.
-    /// @param governanceQuorumBps_ share of the total active stake (all nodes) that must have
-    ///        voted (yes + no) for a proposal to pass.
+    /// @param governanceQuorumBps_ share of the total active stake (all nodes, at the
+    ///        proposal's snapshot block) that must have voted (yes + no) for it to pass.
+    /// @param production_ a production deployment: KIND_SOFTWARE measurements are refused
+    ///        here, in `bootstrapMeasurement` and in governance.
     /// @param initialMeasurements measurements approved at deployment (proposal id 0).
+    /// @param initialKinds the kind (1..4) of each initial measurement, same length.
     constructor(
         IERC20 token_,
         uint256 minNodeStake_,
@@ -161,14 +216,20 @@ contract NodeRegistry is Ownable {
         uint64 unbondingPeriod_,
         uint64 votingDelay_,
         uint16 governanceQuorumBps_,
-        bytes32[] memory initialMeasurements
-    ) Ownable(msg.sender) {
+        bool production_,
+        bytes32[] memory initialMeasurements,
+        uint8[] memory initialKinds
+    ) Ownable(msg.sender) EIP712("ogkit NodeRegistry", "1") {
         if (address(token_) == address(0)) revert InvalidParameter("token");
         if (minNodeStake_ == 0) revert InvalidParameter("minNodeStake");
         if (minVerifierStake_ == 0) revert InvalidParameter("minVerifierStake");
+        if (unbondingPeriod_ == 0) revert InvalidParameter("unbondingPeriod");
         if (votingDelay_ == 0) revert InvalidParameter("votingDelay");
         if (governanceQuorumBps_ == 0 || governanceQuorumBps_ > BPS) {
             revert InvalidParameter("governanceQuorumBps");
+        }
+        if (initialMeasurements.length != initialKinds.length) {
+            revert InvalidParameter("initialKinds");
         }
         token = token_;
         minNodeStake = minNodeStake_;
@@ -176,8 +237,10 @@ contract NodeRegistry is Ownable {
         unbondingPeriod = unbondingPeriod_;
         votingDelay = votingDelay_;
         governanceQuorumBps = governanceQuorumBps_;
+        production = production_;
         for (uint256 i = 0; i < initialMeasurements.length; ++i) {
-            _setMeasurement(initialMeasurements[i], true, 0);
+            if (initialKinds[i] == 0) revert InvalidMeasurementKind(0);
+            _setMeasurement(initialMeasurements[i], initialKinds[i], 0);
         }
     }
 
@@ -191,11 +254,13 @@ contract NodeRegistry is Ownable {
         emit SettlementSet(settlement_);
     }
 
-    /// @notice Bootstrap only: the owner approves or revokes a measurement directly, until
-    ///         `closeBootstrap` is called; afterwards only governance can change the allowlist.
-    function bootstrapMeasurement(bytes32 measurement, bool approve) external onlyOwner {
+    /// @notice Bootstrap only: the owner approves a measurement as `kind` (KIND_*) or revokes
+    ///         it (`kind` = 0) directly, until `closeBootstrap` is called; afterwards only
+    ///         governance can change the allowlist. A production deployment refuses
+    ///         KIND_SOFTWARE.
+    function bootstrapMeasurement(bytes32 measurement, uint8 kind) external onlyOwner {
         if (!bootstrapOpen) revert BootstrapIsClosed();
-        _setMeasurement(measurement, approve, 0);
+        _setMeasurement(measurement, kind, 0);
     }
 
     /// @notice End the bootstrap phase for good (owner only).
@@ -203,6 +268,27 @@ contract NodeRegistry is Ownable {
         if (!bootstrapOpen) revert BootstrapIsClosed();
         bootstrapOpen = false;
         emit BootstrapClosed();
+    }
+
+    // ------------------------------------------------------------------ EIP-712
+
+    /// @notice The EIP-712 domain separator (name "ogkit NodeRegistry", version "1", this
+    ///         chain, this contract).
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice The EIP-712 digest an attester signs to consent to being bound to `node`
+    ///         under `measurement`: `AttesterBinding(address node,address attester,bytes32
+    ///         measurement)` in this contract's domain.
+    function hashAttesterBinding(address node, address attester, bytes32 measurement)
+        public
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(ATTESTER_BINDING_TYPEHASH, node, attester, measurement))
+        );
     }
 
     // ------------------------------------------------------------------ nodes and stake
@@ -213,25 +299,37 @@ contract NodeRegistry is Ownable {
     ///        may be zero for verifiers); an attester can be bound to one node only.
     /// @param measurement the enclave measurement the attester key is bound to (the runtime id
     ///        for the software enclave). It need not be approved yet; commits check it.
-    function registerNode(uint8 role, uint256 stake, address attester, bytes32 measurement)
-        external
-    {
+    /// @param attesterSignature the attester's EIP-712 signature over
+    ///        `hashAttesterBinding(msg.sender, attester, measurement)` (65 bytes, low s);
+    ///        empty when `attester` is zero.
+    function registerNode(
+        uint8 role,
+        uint256 stake,
+        address attester,
+        bytes32 measurement,
+        bytes calldata attesterSignature
+    ) external {
         if (role != ROLE_INFERENCE && role != ROLE_VERIFIER) revert InvalidRole(role);
         Node storage n = _nodes[msg.sender];
         if (n.role != 0) revert NodeAlreadyRegistered(msg.sender);
         uint256 required = minStake(role);
         if (stake < required) revert InsufficientStake(stake, required);
         n.role = role;
-        _bind(msg.sender, n, attester, measurement);
+        _bind(msg.sender, n, attester, measurement, attesterSignature);
         _deposit(msg.sender, msg.sender, stake);
         emit NodeRegistered(msg.sender, role, attester, measurement, stake);
     }
 
-    /// @notice Rebind the caller's attester key and measurement (e.g. a new enclave build).
-    function setAttester(address attester, bytes32 measurement) external {
+    /// @notice Rebind the caller's attester key and measurement (e.g. a new enclave build),
+    ///         with the new attester's signature over
+    ///         `hashAttesterBinding(msg.sender, attester, measurement)`. The previous attester
+    ///         is released and may then be bound to another node.
+    function setAttester(address attester, bytes32 measurement, bytes calldata attesterSignature)
+        external
+    {
         Node storage n = _registered(msg.sender);
         if (n.attester != address(0)) delete nodeOfAttester[n.attester];
-        _bind(msg.sender, n, attester, measurement);
+        _bind(msg.sender, n, attester, measurement, attesterSignature);
     }
 
     /// @notice Add to the caller's own stake (needs an allowance).
@@ -241,7 +339,7 @@ contract NodeRegistry is Ownable {
     }
 
     /// @notice Delegate `amount` OPG to `node` (needs an allowance). The delegation shares
-    ///         the node's rewards of weight and its slashes, pro rata.
+    ///         the node's rewards and its slashes, pro rata.
     function delegate(address node, uint256 amount) external {
         _registered(node);
         _deposit(node, msg.sender, amount);
@@ -262,12 +360,14 @@ contract NodeRegistry is Ownable {
     }
 
     /// @notice Withdraw an unbonding entry whose period has passed; pays its shares at the
-    ///         pool's current exchange rate (less if the node was slashed meanwhile).
+    ///         pool's current exchange rate (less if the node was slashed meanwhile, more if
+    ///         it was rewarded). Refused while the node has a withdrawal lock (an open dispute).
     function withdraw(uint256 unbondingId) external returns (uint256 amount) {
         Unbonding memory u = _unbondings[unbondingId];
         if (u.holder == address(0)) revert UnknownUnbonding(unbondingId);
         if (u.holder != msg.sender) revert NotUnbondingOwner(unbondingId, msg.sender);
         if (block.timestamp < u.releaseTime) revert StillUnbonding(unbondingId, u.releaseTime);
+        if (withdrawLocks[u.node] != 0) revert WithdrawalLocked(u.node);
         delete _unbondings[unbondingId];
         Node storage n = _nodes[u.node];
         uint256 before = _active(n);
@@ -277,58 +377,108 @@ contract NodeRegistry is Ownable {
         n.poolShares -= u.shares;
         n.unbondingShares -= u.shares;
         n.poolAssets -= amount;
-        _syncRoleStake(n, before);
+        _sync(u.node, n, before);
         emit Withdrawn(unbondingId, u.node, msg.sender, amount);
         token.safeTransfer(msg.sender, amount);
     }
 
+    // ------------------------------------------------------------------ settlement hooks
+
     /// @notice Take `amount` OPG (capped at the pool) from `node`'s pool - own, delegated and
     ///         unbonding stake alike, pro rata - and send it to `recipient`. Settlement only.
+    /// @return slashed what was taken.
     function slash(address node, uint256 amount, address recipient)
         external
         returns (uint256 slashed)
     {
-        if (msg.sender != settlement) revert NotSettlement(msg.sender);
+        _onlySettlement();
         Node storage n = _registered(node);
         slashed = amount > n.poolAssets ? n.poolAssets : amount;
         uint256 before = _active(n);
         uint256 ownBefore = _value(n, _shares[node][node]);
         n.poolAssets -= slashed;
-        _syncRoleStake(n, before);
+        _sync(node, n, before);
         emit Slashed(node, recipient, slashed, ownBefore - _value(n, _shares[node][node]), n.poolAssets);
         if (slashed != 0) token.safeTransfer(recipient, slashed);
     }
 
+    /// @notice Pay `amount` OPG of fees into `node`'s pool, pulled from the settlement (needs
+    ///         an allowance). Settlement only. It raises the value of every share of the pool
+    ///         - the node's own, every delegation and the unbonding shares not yet withdrawn
+    ///         alike, pro rata - just as a slash lowers them all.
+    /// @return accepted false (and nothing happens, no tokens move) when the node is not
+    ///         registered or its pool has no shares: nobody would own the reward.
+    function reward(address node, uint256 amount) external returns (bool accepted) {
+        _onlySettlement();
+        Node storage n = _nodes[node];
+        if (n.role == 0 || n.poolShares == 0) return false;
+        uint256 before = _active(n);
+        n.poolAssets += amount;
+        _sync(node, n, before);
+        emit Rewarded(node, amount, n.poolAssets);
+        token.safeTransferFrom(msg.sender, address(this), amount);
+        return true;
+    }
+
+    /// @notice Hold one withdrawal lock on `node` (settlement only, e.g. while a dispute
+    ///         against it is open): no unbonding entry of its pool can be withdrawn until
+    ///         every lock is released, so matured unbonding stake cannot escape a slash.
+    function lock(address node) external {
+        _onlySettlement();
+        uint256 locks = withdrawLocks[node] + 1;
+        withdrawLocks[node] = locks;
+        emit WithdrawalsLocked(node, locks);
+    }
+
+    /// @notice Release one withdrawal lock on `node` (settlement only).
+    function unlock(address node) external {
+        _onlySettlement();
+        uint256 locks = withdrawLocks[node];
+        if (locks == 0) revert NotLocked(node);
+        withdrawLocks[node] = --locks;
+        emit WithdrawalsUnlocked(node, locks);
+    }
+
     // ------------------------------------------------------------------ governance
 
-    /// @notice Propose approving (`approve` = true) or revoking a measurement. Caller: a
-    ///         registered node with active stake.
-    function propose(bytes32 measurement, bool approve) external returns (uint256 proposalId) {
+    /// @notice Propose approving `measurement` as `kind` (KIND_*), or revoking it (`kind` =
+    ///         0). Caller: a registered node with active stake. Votes are weighed with the
+    ///         stake of the block before this one (the proposal's snapshot).
+    function propose(bytes32 measurement, uint8 kind) external returns (uint256 proposalId) {
+        _checkKind(measurement, kind);
         Node storage n = _registered(msg.sender);
         if (_active(n) == 0) revert NoStake(msg.sender);
         proposalId = ++proposalCount;
+        uint48 snapshot = SafeCast.toUint48(block.number - 1);
         _proposals[proposalId] = Proposal({
             proposer: msg.sender,
             createdAt: uint64(block.timestamp),
-            approve: approve,
+            kind: kind,
             executed: false,
+            snapshotBlock: snapshot,
             measurement: measurement,
             yesVotes: 0,
             noVotes: 0
         });
         emit ProposalCreated(
-            proposalId, msg.sender, measurement, approve, uint64(block.timestamp) + votingDelay
+            proposalId,
+            msg.sender,
+            measurement,
+            kind,
+            snapshot,
+            uint64(block.timestamp) + votingDelay
         );
     }
 
-    /// @notice Vote on a proposal with the caller's active stake (own + delegated) at vote
-    ///         time; once per node, while the proposal is open.
+    /// @notice Vote on a proposal with the caller's active stake (own + delegated) at the
+    ///         proposal's snapshot block; once per node, while the proposal is open. Stake
+    ///         gained after the snapshot weighs nothing.
     function vote(uint256 proposalId, bool support) external {
         Proposal storage p = _proposal(proposalId);
         uint64 ends = p.createdAt + votingDelay;
         if (block.timestamp >= ends) revert VotingClosed(proposalId, ends);
         if (hasVoted[proposalId][msg.sender]) revert AlreadyVoted(proposalId, msg.sender);
-        uint256 weight = _active(_nodes[msg.sender]);
+        uint256 weight = stakeAt(msg.sender, p.snapshotBlock);
         if (weight == 0) revert NoStake(msg.sender);
         hasVoted[proposalId][msg.sender] = true;
         if (support) p.yesVotes += weight;
@@ -337,22 +487,67 @@ contract NodeRegistry is Ownable {
     }
 
     /// @notice Apply a proposal once voting has ended, if yes > no and yes + no reaches
-    ///         `governanceQuorumBps` of the total active stake at execution time. Must happen
-    ///         within `votingDelay` seconds after voting ends. Anyone can call.
+    ///         `governanceQuorumBps` of the total active stake (inference + verifier) at the
+    ///         proposal's snapshot block. Must happen within `votingDelay` seconds after
+    ///         voting ends. Anyone can call.
     function execute(uint256 proposalId) external {
         Proposal storage p = _proposal(proposalId);
         if (p.executed) revert ProposalAlreadyExecuted(proposalId);
         uint64 ends = p.createdAt + votingDelay;
         if (block.timestamp < ends) revert VotingOpen(proposalId, ends);
         if (block.timestamp >= ends + votingDelay) revert ProposalExpired(proposalId, ends + votingDelay);
-        uint256 total = totalActiveStake();
-        uint256 turnout = p.yesVotes + p.noVotes;
-        if (p.yesVotes <= p.noVotes || turnout * BPS < uint256(governanceQuorumBps) * total) {
-            revert ProposalNotPassed(proposalId, p.yesVotes, p.noVotes, total);
+        uint48 snapshot = p.snapshotBlock;
+        uint256 total = _roleStakeHistory[ROLE_INFERENCE].upperLookupRecent(snapshot)
+            + _roleStakeHistory[ROLE_VERIFIER].upperLookupRecent(snapshot);
+        uint256 yes = p.yesVotes;
+        uint256 no = p.noVotes;
+        if (yes <= no || (yes + no) * BPS < uint256(governanceQuorumBps) * total) {
+            revert ProposalNotPassed(proposalId, yes, no, total);
         }
         p.executed = true;
-        emit ProposalExecuted(proposalId, p.measurement, p.approve, p.yesVotes, p.noVotes);
-        _setMeasurement(p.measurement, p.approve, proposalId);
+        emit ProposalExecuted(proposalId, p.measurement, p.kind, yes, no);
+        _setMeasurement(p.measurement, p.kind, proposalId);
+    }
+
+    // ------------------------------------------------------------------ views: stake history
+
+    /// @notice Active stake (own + delegated, not unbonding) of `node` at the end of block
+    ///         `blockNumber`, which must be in the past (< block.number).
+    function stakeAt(address node, uint48 blockNumber) public view returns (uint256) {
+        _checkPast(blockNumber);
+        return _stakeHistory[node].upperLookupRecent(blockNumber);
+    }
+
+    /// @notice Sum of the active stake of every node with `role` at the end of block
+    ///         `blockNumber`, which must be in the past (< block.number).
+    function roleStakeAt(uint8 role, uint48 blockNumber) public view returns (uint256) {
+        _checkPast(blockNumber);
+        return _roleStakeHistory[role].upperLookupRecent(blockNumber);
+    }
+
+    /// @notice A verifier's weight as of `blockNumber` (< block.number): its active stake
+    ///         then, or 0 unless `verifier` is a verifier (role 2) whose CURRENT own active
+    ///         stake is at least `minVerifierStake`.
+    function weightAt(address verifier, uint48 blockNumber) public view returns (uint256) {
+        _checkPast(blockNumber);
+        return _weightAt(verifier, blockNumber);
+    }
+
+    /// @notice `weightAt(verifiers[i], blockNumber)` for each verifier, and the total active
+    ///         verifier stake at `blockNumber` (`roleStakeAt(2, blockNumber)`), in one call.
+    ///         Duplicates are not merged: the caller counts each verifier once.
+    function verifierWeights(address[] calldata verifiers, uint48 blockNumber)
+        external
+        view
+        returns (uint256[] memory weights, uint256 totalVerifierStake)
+    {
+        _checkPast(blockNumber);
+        uint256 count = verifiers.length;
+        weights = new uint256[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            weights[i] = _weightAt(verifiers[i], blockNumber);
+        }
+        totalVerifierStake = _roleStakeHistory[ROLE_VERIFIER].upperLookupRecent(blockNumber);
     }
 
     // ------------------------------------------------------------------ views
@@ -364,7 +559,12 @@ contract NodeRegistry is Ownable {
         revert InvalidRole(role);
     }
 
-    /// @notice Everything known about a node; stakes are active values in OPG.
+    /// @notice Whether `measurement` is approved now, as any kind.
+    function isMeasurementApproved(bytes32 measurement) public view returns (bool) {
+        return measurementKind[measurement] != 0;
+    }
+
+    /// @notice Everything known about a node; stakes are current values in OPG.
     function getNode(address node)
         external
         view
@@ -390,7 +590,9 @@ contract NodeRegistry is Ownable {
         );
     }
 
-    /// @notice What settlement checks on commit, in one call.
+    /// @notice What settlement checks on commit, in one call: the node's role, bound attester
+    ///         and measurement, its current own and active stake, and whether the measurement
+    ///         is approved (as any kind).
     function commitInfo(address node)
         external
         view
@@ -399,21 +601,24 @@ contract NodeRegistry is Ownable {
             address attester,
             bytes32 measurement,
             uint256 ownStake,
+            uint256 activeStake,
             bool measurementApproved
         )
     {
         Node storage n = _nodes[node];
+        measurement = n.measurement;
         return (
             n.role,
             n.attester,
-            n.measurement,
+            measurement,
             _value(n, _shares[node][node]),
-            isMeasurementApproved[n.measurement]
+            _active(n),
+            measurementKind[measurement] != 0
         );
     }
 
-    /// @notice What settlement checks for a verifier, in one call: role, own stake, weight
-    ///         (active own + delegated stake) and the total active verifier stake.
+    /// @notice A verifier's CURRENT role, own stake, active stake and the current total active
+    ///         verifier stake. Live values: weigh votes with `verifierWeights`, not this.
     function verifierInfo(address node)
         external
         view
@@ -421,11 +626,14 @@ contract NodeRegistry is Ownable {
     {
         Node storage n = _nodes[node];
         return (
-            n.role, _value(n, _shares[node][node]), _active(n), _roleStake[ROLE_VERIFIER]
+            n.role,
+            _value(n, _shares[node][node]),
+            _active(n),
+            _roleStakeHistory[ROLE_VERIFIER].latest()
         );
     }
 
-    /// @notice Active stake (own + delegated, not unbonding) of a node: its voting weight.
+    /// @notice Active stake (own + delegated, not unbonding) of a node now.
     function totalStake(address node) external view returns (uint256) {
         return _active(_nodes[node]);
     }
@@ -451,14 +659,15 @@ contract NodeRegistry is Ownable {
         return (_shares[node][account], n.poolShares, n.poolAssets);
     }
 
-    /// @notice Sum of the active stake of every node with `role`.
+    /// @notice Sum of the active stake of every node with `role` now.
     function totalRoleStake(uint8 role) external view returns (uint256) {
-        return _roleStake[role];
+        return _roleStakeHistory[role].latest();
     }
 
-    /// @notice Sum of the active stake of every node (the governance quorum base).
-    function totalActiveStake() public view returns (uint256) {
-        return _roleStake[ROLE_INFERENCE] + _roleStake[ROLE_VERIFIER];
+    /// @notice Sum of the active stake of every node now.
+    function totalActiveStake() external view returns (uint256) {
+        return _roleStakeHistory[ROLE_INFERENCE].latest()
+            + _roleStakeHistory[ROLE_VERIFIER].latest();
     }
 
     /// @notice An unbonding entry and what it would pay now.
@@ -471,16 +680,17 @@ contract NodeRegistry is Ownable {
         return (u.node, u.holder, u.releaseTime, u.shares, _value(_nodes[u.node], u.shares));
     }
 
-    /// @notice A governance proposal.
+    /// @notice A governance proposal; `kind` 0 is a revocation, 1..4 an approval as that kind.
     function getProposal(uint256 proposalId)
         external
         view
         returns (
             address proposer,
             bytes32 measurement,
-            bool approve,
+            uint8 kind,
             uint64 createdAt,
             uint64 votingEnds,
+            uint48 snapshotBlock,
             uint256 yesVotes,
             uint256 noVotes,
             bool executed
@@ -490,9 +700,10 @@ contract NodeRegistry is Ownable {
         return (
             p.proposer,
             p.measurement,
-            p.approve,
+            p.kind,
             p.createdAt,
             p.createdAt + votingDelay,
+            p.snapshotBlock,
             p.yesVotes,
             p.noVotes,
             p.executed
@@ -500,6 +711,14 @@ contract NodeRegistry is Ownable {
     }
 
     // ------------------------------------------------------------------ internals
+
+    function _onlySettlement() private view {
+        if (msg.sender != settlement) revert NotSettlement(msg.sender);
+    }
+
+    function _checkPast(uint48 blockNumber) private view {
+        if (blockNumber >= block.number) revert FutureLookup(blockNumber, block.number);
+    }
 
     function _registered(address node) private view returns (Node storage n) {
         n = _nodes[node];
@@ -511,10 +730,36 @@ contract NodeRegistry is Ownable {
         if (p.proposer == address(0)) revert UnknownProposal(proposalId);
     }
 
-    function _bind(address node, Node storage n, address attester, bytes32 measurement) private {
+    /// @dev `weightAt` without the past-block check (callers check once). Reads the node's
+    ///      role, pool totals and own shares (4 slots) and one checkpoint lookup.
+    function _weightAt(address verifier, uint48 blockNumber) private view returns (uint256) {
+        Node storage n = _nodes[verifier];
+        if (n.role != ROLE_VERIFIER) return 0;
+        uint256 poolShares = n.poolShares;
+        if (poolShares == 0) return 0;
+        uint256 own = Math.mulDiv(_shares[verifier][verifier], n.poolAssets, poolShares);
+        if (own < minVerifierStake) return 0;
+        return _stakeHistory[verifier].upperLookupRecent(blockNumber);
+    }
+
+    /// @dev Bind `attester` to `node` under `measurement`, checking the attester's EIP-712
+    ///      proof of possession. A zero attester (verifiers only) takes an empty signature.
+    function _bind(
+        address node,
+        Node storage n,
+        address attester,
+        bytes32 measurement,
+        bytes calldata signature
+    ) private {
         if (attester == address(0)) {
             if (n.role == ROLE_INFERENCE) revert ZeroAttester();
+            if (signature.length != 0) revert BadAttesterSignature();
         } else {
+            (address recovered, ECDSA.RecoverError err,) =
+                ECDSA.tryRecover(hashAttesterBinding(node, attester, measurement), signature);
+            if (err != ECDSA.RecoverError.NoError || recovered != attester) {
+                revert BadAttesterSignature();
+            }
             address bound = nodeOfAttester[attester];
             if (bound != address(0) && bound != node) revert AttesterAlreadyBound(attester, bound);
             nodeOfAttester[attester] = node;
@@ -533,11 +778,17 @@ contract NodeRegistry is Ownable {
         return _value(n, n.poolShares - n.unbondingShares);
     }
 
-    /// @dev Keep the per-role aggregate equal to the sum of every node's `_active`.
-    function _syncRoleStake(Node storage n, uint256 before) private {
+    /// @dev After any change to `node`'s pool: checkpoint its new active stake and move its
+    ///      role's total by the difference, so each role's latest checkpoint stays the sum of
+    ///      the latest checkpoints of its nodes. Two checkpoints in one block share a slot.
+    function _sync(address node, Node storage n, uint256 before) private {
         uint256 afterward = _active(n);
-        if (afterward > before) _roleStake[n.role] += afterward - before;
-        else if (before > afterward) _roleStake[n.role] -= before - afterward;
+        if (afterward == before) return;
+        uint48 key = SafeCast.toUint48(block.number);
+        _stakeHistory[node].push(key, SafeCast.toUint208(afterward));
+        Checkpoints.Trace208 storage roleHistory = _roleStakeHistory[n.role];
+        uint256 roleTotal = roleHistory.latest() - before + afterward;
+        roleHistory.push(key, SafeCast.toUint208(roleTotal));
     }
 
     function _deposit(address node, address holder, uint256 amount) private {
@@ -555,7 +806,7 @@ contract NodeRegistry is Ownable {
         n.poolShares += shares;
         n.poolAssets += amount;
         _shares[node][holder] += shares;
-        _syncRoleStake(n, before);
+        _sync(node, n, before);
         emit Staked(node, holder, amount, shares);
         token.safeTransferFrom(holder, address(this), amount);
     }
@@ -574,7 +825,7 @@ contract NodeRegistry is Ownable {
         uint256 before = _active(n);
         _shares[node][holder] = held - shares;
         n.unbondingShares += shares;
-        _syncRoleStake(n, before);
+        _sync(node, n, before);
         if (holder == node) {
             uint256 remaining = _value(n, held - shares);
             uint256 required = minStake(n.role);
@@ -589,10 +840,18 @@ contract NodeRegistry is Ownable {
         emit UnbondingStarted(unbondingId, node, holder, amount, shares, release);
     }
 
-    function _setMeasurement(bytes32 measurement, bool approve, uint256 proposalId) private {
-        isMeasurementApproved[measurement] = approve;
-        if (approve) {
-            emit MeasurementApproved(measurement, proposalId, block.number, block.timestamp);
+    /// @dev Reject a kind outside 0..4, and KIND_SOFTWARE in production.
+    function _checkKind(bytes32 measurement, uint8 kind) private view {
+        if (kind > KIND_NITRO) revert InvalidMeasurementKind(kind);
+        if (production && kind == KIND_SOFTWARE) revert SoftwareMeasurementInProduction(measurement);
+    }
+
+    /// @dev Approve `measurement` as `kind`, or revoke it when `kind` is 0.
+    function _setMeasurement(bytes32 measurement, uint8 kind, uint256 proposalId) private {
+        _checkKind(measurement, kind);
+        measurementKind[measurement] = kind;
+        if (kind != 0) {
+            emit MeasurementApproved(measurement, proposalId, kind, block.number, block.timestamp);
         } else {
             emit MeasurementRevoked(measurement, proposalId, block.number, block.timestamp);
         }
