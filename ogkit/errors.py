@@ -8,7 +8,8 @@ Messages name the thing that was wrong and what to do about it.
 
     OgkitError
     ├── ConfigError (ValueError)             bad setting, option or argument
-    │   └── SchemaMismatchError              dataset columns/dtypes/shapes vs model signature
+    │   ├── SchemaMismatchError              dataset columns/dtypes/shapes vs model signature
+    │   └── OrderError                       a job order that is malformed or not for this job
     ├── KeyStoreError                        missing key, wrong password, bad keystore file
     ├── SignatureError (ValueError)          a signature OpenZeppelin's ECDSA would reject
     ├── HubError
@@ -51,6 +52,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotebookFailed",
     "OgkitError",
+    "OrderError",
     "ReceiptError",
     "SchemaMismatchError",
     "SettlementError",
@@ -206,3 +208,20 @@ class AuditError(OgkitError):
 class AuditFailed(OgkitError):
     """An audit ran to the end and did not pass: failing findings, or fewer batches than
     expected. ``ogkit pipeline run`` exits 3 for it (1 is a notebook that crashed)."""
+
+
+class OrderError(ConfigError):
+    """A requester's job order is malformed, unsigned where a signature is needed, or does
+    not authorise the job at hand. ``field`` names the (first) field at fault, if any;
+    ``problems`` lists every problem found. A signature that is not the requester's is a
+    :class:`SignatureError` instead."""
+
+    def __init__(
+        self, message: str, *, field: str | None = None, problems: list[str] | None = None
+    ) -> None:
+        self.field = field
+        self.problems = list(problems) if problems else [message]
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), str(self), {"field": self.field, "problems": self.problems}))

@@ -17,14 +17,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ogkit import __version__
-from ogkit.cli import audit, batch, chain, demo, hub, infer, jobs, keys, settle, stake, verify
+from ogkit.cli import (
+    audit,
+    batch,
+    chain,
+    demo,
+    hub,
+    infer,
+    jobs,
+    keys,
+    order,
+    settle,
+    stake,
+    verify,
+)
 from ogkit.cli.common import read_settings
 from ogkit.errors import OgkitError
 
 __all__ = ["build_parser", "main"]
 
 # In the order `ogkit --help` lists them.
-COMMAND_MODULES = (keys, hub, infer, batch, verify, demo, chain, settle, audit, stake, jobs)
+COMMAND_MODULES = (keys, hub, infer, order, batch, verify, demo, chain, settle, audit, stake, jobs)
 
 
 def build_parser() -> argparse.ArgumentParser:
