@@ -86,7 +86,10 @@ def run_demo(
     a LocalCluster of ``workers``), the devnet's port ``devnet_port`` and its ``anvil``
     binary (defaults: those of :class:`~ogkit.chain.devnet.Devnet`). The caller reads these
     from its settings."""
+    from ogkit.chain.bindings import BatchStatus
     from ogkit.chain.connection import connect
+    from ogkit.chain.records import onchain_batch
+    from ogkit.order import new_order
     from ogkit.settle import (
         SettlementJournal,
         attest_batch,
@@ -139,7 +142,7 @@ def run_demo(
         runtime_id=runtime_id,
         owner=signers["owner"],
         node=signers["node"],
-        attester=attester.address,
+        attester=signers["enclave"],
         requester=signers["requester"],
         verifiers=verifiers,
     )
@@ -152,6 +155,20 @@ def run_demo(
     data = _demo_dataset(home, rows)
     # The requester commits to its data; the node must run exactly these rows.
     commitment = commit_dataset(data, model)
+    # ... and signs a job order: this model and owner, these rows, this node, at most this
+    # price; the settlement contract escrows its OPG only through such an order.
+    order = new_order(
+        requester=signers["requester"].address,
+        model_id=manifest.model_id,
+        model_owner=manifest.owner,
+        commitment=commitment,
+        job="demo",
+        node=signers["node"].address,
+        max_price_per_row=manifest.price_per_inference,
+        chain_id=chain_client.chain_id,
+        verifying_contract=settlement.address,
+        now=chain_client.block_timestamp(),
+    ).sign(signers["requester"])
     journal = SettlementJournal(chain_client.chain_id, home)
     with get_client(scheduler, n_workers=workers) as dask_client:
         echo(f"[4/9] verified inference on {rows:,} rows, {workers} Dask workers")
@@ -183,6 +200,7 @@ def run_demo(
             batch,
             chain_client,
             node=signers["node"],
+            order=order,
             journal=journal,
             finalize=False,
             data_checks=DataCheckPolicy(block_settlement=True),
@@ -208,7 +226,7 @@ def run_demo(
             attest_batch(
                 chain_client, batch, passed=verdict.passed, verifier=verifier, journal=journal
             )
-            echo(f"[6/9] {verifier.name}: {verdict.summary()} — attested on chain")
+            echo(f"[6/9] {verifier.name}: {verdict.summary()} — verdict signed over the claim")
 
     settled_before = record.status == "finalized"
     if record.status == "pending":
@@ -217,6 +235,8 @@ def run_demo(
     owner_balance = chain_client.contract("OPGToken").functions.balanceOf(manifest.owner)
     before = chain_client.call(owner_balance)
     record = settle(batch, chain_client, node=signers["node"], journal=journal)
+    if chain_client.call(settlement.functions.owed(manifest.owner)):
+        chain_client.transact(settlement.functions.withdraw(), signers["owner"])
     paid = chain_client.call(owner_balance) - before
     if settled_before:
         echo(f"[7/9] settlement finalized in an earlier run (tx {record.finalize_tx})")
@@ -230,15 +250,20 @@ def run_demo(
     row = rows // 2
     receipt = batch.receipt(row)
     check = verify_receipt(receipt, allowlist)
-    on_chain = bool(
-        chain_client.call(
+    found = onchain_batch(chain_client, batch.batch_id)
+    on_chain = False
+    if found is not None:
+        included, status = chain_client.call(
             settlement.functions.verifyReceipt(
                 bytes.fromhex(batch.batch_id[2:]),
-                bytes.fromhex(receipt["leaf"][2:]),
+                found.as_tuple,
+                row,
+                bytes.fromhex(receipt["leaf_values"]["inputHash"][2:]),
+                bytes.fromhex(receipt["leaf_values"]["outputHash"][2:]),
                 [bytes.fromhex(p[2:]) for p in receipt["proof"]],
             )
         )
-    )
+        on_chain = bool(included) and BatchStatus(status) == BatchStatus.FINALIZED
     echo(
         f"[8/9] receipt for row {row}: off-chain {'valid' if check.ok else check.problems}, "
         f"on-chain verifyReceipt {on_chain}, {len(receipt['proof'])} proof steps"

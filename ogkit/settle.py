@@ -16,21 +16,36 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ogkit.attest import ClaimDomain
+from eth_account.messages import encode_typed_data
+
+from ogkit.attest import ClaimDomain, execution_hash
 from ogkit.batch import AttestedBatch
 from ogkit.chain.bindings import BatchStatus
+from ogkit.chain.records import OnChainBatch, onchain_batch
 from ogkit.checks import DataCheckPolicy
 from ogkit.errors import SettlementError
 from ogkit.hub.manifest import ModelManifest
 from ogkit.keys import Signer
+from ogkit.order import SignedOrder, check_order_matches
+from ogkit.verdict import (
+    SignedVerdict,
+    chain_verdicts,
+    load_verdicts,
+    quorum_verdicts,
+    sign_verdict,
+    store_verdict,
+)
 
 if TYPE_CHECKING:
     from ogkit.chain.client import ChainClient
+    from ogkit.store import ContentStore
 
 __all__ = [
     "ROLE_INFERENCE",
@@ -50,6 +65,7 @@ __all__ = [
     "measurement_approved",
     "prepare_dev_settlement",
     "register_model",
+    "registration_typed_data",
     "settle",
     "settlement_progress",
     "vote_dispute",
@@ -58,6 +74,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ROLE_INFERENCE, ROLE_VERIFIER = 1, 2
+KIND_SOFTWARE = 1
 ZERO32 = b"\x00" * 32
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 FINAL = {BatchStatus.FINALIZED, BatchStatus.SLASHED, BatchStatus.REFUNDED}
@@ -74,24 +91,85 @@ def claim_domain(chain: ChainClient) -> ClaimDomain:
 
 
 # -- idempotent set-up ---------------------------------------------------------------------
-def register_model(chain: ChainClient, manifest: ModelManifest, owner: Signer) -> bool:
-    """Mirror a hub manifest into ModelRegistry; False if the model id is already there."""
+def registration_typed_data(
+    chain: ChainClient, model_id: str, owner: str, price: int, manifest_hash: str, deadline: int
+) -> dict[str, Any]:
+    """The EIP-712 ``ModelRegistration`` a model's owner signs (ModelRegistry's domain)."""
+    registry = chain.contract("ModelRegistry")
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "ModelRegistration": [
+                {"name": "modelId", "type": "bytes32"},
+                {"name": "owner", "type": "address"},
+                {"name": "price", "type": "uint256"},
+                {"name": "manifestHash", "type": "bytes32"},
+                {"name": "deadline", "type": "uint64"},
+            ],
+        },
+        "primaryType": "ModelRegistration",
+        "domain": {
+            "name": "ogkit ModelRegistry",
+            "version": "1",
+            "chainId": chain.chain_id,
+            "verifyingContract": registry.address,
+        },
+        "message": {
+            "modelId": _b32(model_id),
+            "owner": owner,
+            "price": int(price),
+            "manifestHash": _b32(manifest_hash),
+            "deadline": int(deadline),
+        },
+    }
+
+
+def register_model(
+    chain: ChainClient, manifest: ModelManifest, owner: Signer, *, sender: Signer | None = None
+) -> bool:
+    """Mirror a hub manifest into ModelRegistry under its owner, with the owner's EIP-712
+    signature (``sender``, default the owner, pays the gas). False if this owner already
+    registered it. Registrations are keyed by (model id, owner): nobody else's registration
+    of the same bytes can take this owner's payments, and job orders name the owner."""
+    if manifest.owner.lower() != owner.address.lower():
+        raise SettlementError(
+            f"model {manifest.ref} is owned by {manifest.owner} (it signed the hub manifest), "
+            f"not by {owner.address}; register it with the owner's key (`ogkit hub register "
+            f"{manifest.ref} --key OWNER`)"
+        )
     registry = chain.contract("ModelRegistry")
     model_id = _b32(manifest.model_id)
-    if chain.call(registry.functions.exists(model_id)):
+    if chain.call(registry.functions.exists(model_id, owner.address)):
         return False
+    deadline = chain.block_timestamp() + 3600
+    manifest_hash = manifest.manifest_hash()
+    typed = registration_typed_data(
+        chain, manifest.model_id, owner.address, manifest.price_per_inference, manifest_hash,
+        deadline,
+    )  # fmt: skip
+    signature = _b32(owner.sign_typed_data(typed))
     chain.transact(
         registry.functions.registerModel(
-            model_id,
-            manifest.price_per_inference,
-            manifest.name,
-            manifest.version,
-            _b32(manifest.manifest_hash()),
-            f"ogkit://manifests/{manifest.name}/{manifest.version}.json",
+            (
+                model_id,
+                owner.address,
+                manifest.price_per_inference,
+                _b32(manifest_hash),
+                deadline,
+                manifest.name,
+                manifest.version,
+                f"ogkit://manifests/{manifest.name}/{manifest.version}.json",
+            ),
+            signature,
         ),
-        owner,
+        sender or owner,
     )
-    log.info("registered %s on chain %d", manifest.ref, chain.chain_id)
+    log.info("registered %s on chain %d for %s", manifest.ref, chain.chain_id, owner.address)
     return True
 
 
@@ -198,7 +276,9 @@ def ensure_staked(
         )
 
 
-def bootstrap_measurement(chain: ChainClient, owner: Signer, measurement: str) -> bool:
+def bootstrap_measurement(
+    chain: ChainClient, owner: Signer, measurement: str, *, kind: int = KIND_SOFTWARE
+) -> bool:
     """Approve ``measurement`` through the registry owner's bootstrap power (dev chains).
 
     On a network whose bootstrap is closed, approval goes through stake-weighted
@@ -213,7 +293,7 @@ def bootstrap_measurement(chain: ChainClient, owner: Signer, measurement: str) -
             f"measurement {measurement} is not approved and the bootstrap is closed: "
             + governance_hint(measurement)
         )
-    chain.transact(registry.functions.bootstrapMeasurement(m, True), owner)
+    chain.transact(registry.functions.bootstrapMeasurement(m, kind), owner)
     log.info("approved measurement %s on chain %d (bootstrap)", measurement, chain.chain_id)
     return True
 
@@ -223,7 +303,8 @@ def governance_hint(measurement: str) -> str:
     the errors and warnings end with."""
     return (
         "stake-weighted governance approves measurements: a registered node calls "
-        f"NodeRegistry.propose({measurement}, true), stakers vote(id, true) during the voting "
+        f"NodeRegistry.propose({measurement}, KIND) (KIND 1 software, 2 TDX, 3 SGX, 4 Nitro), "
+        "stakers vote(id, true) during the voting "
         "delay, then anyone calls execute(id) (docs/contracts.md, 'Measurement allowlist and "
         "governance')"
     )
@@ -243,7 +324,7 @@ def prepare_dev_settlement(
     runtime_id: str,
     owner: Signer,
     node: Signer,
-    attester: str,
+    attester: Signer,
     requester: Signer,
     verifiers: list[Signer],
     node_stake: int = 10_000 * 10**18,
@@ -287,7 +368,8 @@ class SettlementRecord:
     expire_tx: str | None = None  # expire(): the window closed without quorum
     expire_block: int | None = None
     refunded: int | None = None  # OPG base units the expiry gave back to the requester
-    attestations: dict[str, str] = field(default_factory=dict)  # verifier -> tx hash
+    attestations: dict[str, str] = field(default_factory=dict)  # verifier -> where its verdict is
+    verdicts: dict[str, str] = field(default_factory=dict)  # verifier -> signature finalised with
     waiting_for: str = ""
     updated_at: float = 0.0
 
@@ -369,6 +451,14 @@ def _check_domain(batch: AttestedBatch, chain: ChainClient) -> None:
         )
 
 
+def claim_digest(batch: AttestedBatch) -> str:
+    """The EIP-712 digest of the batch's claim: what the chain stores and verdicts sign."""
+    from ogkit.crypto.keccak import keccak256
+
+    signable = encode_typed_data(full_message=batch.claim.typed_data(batch.domain))
+    return "0x" + keccak256(b"\x19" + signable.version + signable.header + signable.body).hex()
+
+
 def _status(chain: ChainClient, batch_id: str) -> BatchStatus:
     settlement = chain.contract("InferenceSettlement")
     return BatchStatus(chain.call(settlement.functions.statusOf(_b32(batch_id))))
@@ -379,22 +469,46 @@ def _sync(record: SettlementRecord, status: BatchStatus) -> None:
         record.status = status.name.lower()
 
 
+def check_committed_is_ours(batch: AttestedBatch, found: OnChainBatch, node: str) -> None:
+    """Raise :class:`SettlementError` unless the chain's record of ``batch.batch_id`` is
+    this batch, committed by ``node``: a different claim or another node is a hijack."""
+    ours = claim_digest(batch)
+    theirs = found.record["claimDigest"]
+    if theirs.lower() != ours.lower() or found.record["node"].lower() != node.lower():
+        raise SettlementError(
+            f"batch {batch.batch_id} was committed in block {found.block} by node "
+            f"{found.record['node']} with claim {theirs}, not by {node} with this artefact's "
+            f"claim {ours}: it was hijacked (an order open to any node lets another node take "
+            "it); the requester should sign orders that name the node (`ogkit order new --node "
+            "…`) and report the committing node"
+        )
+
+
+def _execution(batch: AttestedBatch) -> str:
+    return execution_hash(batch.manifest.execution())
+
+
 def settle(
     batch: AttestedBatch,
     chain: ChainClient,
     *,
     node: Signer,
+    order: SignedOrder | None = None,
+    verdicts: Iterable[SignedVerdict] = (),
     journal: SettlementJournal | None = None,
     finalize: bool = True,
     expire: bool = True,
     data_checks: DataCheckPolicy | None = None,
 ) -> SettlementRecord:
-    """Commit ``batch`` if the chain does not know it yet, then finalise it once its
-    challenge window is over and verifiers holding the quorum attested pass.
+    """Commit ``batch`` through the requester's signed ``order`` if the chain does not know
+    it yet, then finalise it once its challenge window is over with pass verdicts holding
+    the quorum: those given, those in the batch's store (``verdicts/<batch id>/``) and
+    those published on chain.
 
-    A batch whose window closed without that quorum can never be finalised (attestations
-    close with the window): with ``expire`` (the default, when ``finalize``) it is
-    expired, which refunds the requester's escrow; ``record.refunded`` says how much.
+    A batch nobody could finalise is expired once the grace after its window passed (with
+    ``expire``, the default), which refunds the requester; ``record.refunded`` says how much.
+    If the chain's record of the batch id is not this batch committed by ``node``, that is
+    a hijack and raises :class:`SettlementError`.
 
     With ``data_checks``, the batch's records pass great-expectations checks
     (:func:`ogkit.checks.check_records`) before anything is committed; a failure that
@@ -407,6 +521,26 @@ def settle(
     status = _status(chain, batch.batch_id)
     if status == BatchStatus.NONE:
         _check_domain(batch, chain)
+        if order is None:
+            raise SettlementError(
+                f"batch {batch.batch_id} is not committed yet and committing needs the "
+                "requester's signed job order; the requester runs `ogkit order new --model "
+                f"{batch.model_id} --commitment {batch.manifest.dataset_id}:{batch.row_count} "
+                f"--job {batch.manifest.job} --node {node.address} --key REQUESTER` and gives "
+                "you the file, then run `ogkit settle ARTIFACT --order order.json`"
+            )
+        check_order_matches(
+            order,
+            model_id=batch.model_id,
+            dataset_id=batch.manifest.dataset_id,
+            requester=batch.claim.requester,
+            job=batch.manifest.job,
+            row_count=batch.row_count,
+            chain_id=chain.chain_id,
+            verifying_contract=settlement.address,
+            node=node.address,
+            now=chain.block_timestamp(),
+        )
         if data_checks is not None:
             from ogkit.checks import check_records, enforce
 
@@ -423,7 +557,12 @@ def settle(
         try:
             receipt = chain.transact(
                 settlement.functions.commitBatch(
-                    _claim_tuple(batch), _b32(batch.signature), _b32(batch.artifact_id)
+                    order.order.as_tuple(),
+                    _b32(order.signature),
+                    _claim_tuple(batch),
+                    _b32(batch.signature),
+                    _b32(_execution(batch)),
+                    _b32(batch.artifact_id),
                 ),
                 node,
             )
@@ -433,19 +572,31 @@ def settle(
         record.commit_block = int(receipt["blockNumber"])
         status = BatchStatus.PENDING
         log.info("committed batch %s in block %d", batch.batch_id, record.commit_block)
-    elif record.commit_block is None:
+    found = onchain_batch(chain, batch.batch_id)
+    if found is None:  # pragma: no cover - the status said it is there
+        raise SettlementError(f"batch {batch.batch_id} vanished from {chain.name}")
+    check_committed_is_ours(batch, found, node.address)
+    if record.commit_block is None:
         # Committed by an earlier run that crashed before writing it down: take it from chain.
-        info = chain.call(settlement.functions.getBatch(_b32(batch.batch_id)))
-        record.commit_block = int(info[2])
+        record.commit_block = found.block
     _sync(record, status)
 
     if finalize and status == BatchStatus.PENDING:
-        fn = settlement.functions.finalize(_b32(batch.batch_id))
+        chosen = quorum_verdicts(
+            [*verdicts, *load_verdicts(batch.store, batch.batch_id),
+             *chain_verdicts(chain, batch.batch_id)],
+            batch_id=batch.batch_id,
+            claim_digest=found.record["claimDigest"],
+            domain=claim_domain(chain),
+        )  # fmt: skip
+        fn = settlement.functions.finalize(
+            _b32(batch.batch_id), found.as_tuple, [v.as_tuple() for v in chosen]
+        )
         try:
             chain.call(fn)  # a dry run: not yet finalisable is a state, not an error
         except SettlementError as exc:
             record.waiting_for = exc.reason or str(exc)
-            if expire and _expire(chain, batch.batch_id, node, record):
+            if expire and _expire(chain, found, node, record):
                 status = BatchStatus.REFUNDED
                 _sync(record, status)
         else:
@@ -453,6 +604,7 @@ def settle(
             record.finalize_tx = "0x" + bytes(receipt["transactionHash"]).hex()
             record.finalize_block = int(receipt["blockNumber"])
             record.waiting_for = ""
+            record.verdicts = {v.verifier: v.signature for v in chosen}
             status = BatchStatus.FINALIZED
             _sync(record, status)
     if status in FINAL:
@@ -480,14 +632,16 @@ def _commit_error(exc: SettlementError, batch: AttestedBatch, chain: ChainClient
     )
 
 
-def _expire(chain: ChainClient, batch_id: str, sender: Signer, record: SettlementRecord) -> bool:
-    """Send ``expire(batchId)`` if a dry run says it would succeed; True if it was sent."""
+def _expire(
+    chain: ChainClient, found: OnChainBatch, sender: Signer, record: SettlementRecord
+) -> bool:
+    """Send ``expire(batchId, record)`` if a dry run says it would succeed; True if sent."""
     settlement = chain.contract("InferenceSettlement")
-    fn = settlement.functions.expire(_b32(batch_id))
+    fn = settlement.functions.expire(_b32(found.batch_id), found.as_tuple)
     try:
         chain.call(fn)
     except SettlementError:
-        return False  # too early, quorum reached or a dispute is open: waiting_for says
+        return False  # too early, finalised meanwhile or a dispute is open: waiting_for says
     receipt = chain.transact(fn, sender)
     record.expire_tx = "0x" + bytes(receipt["transactionHash"]).hex()
     record.expire_block = int(receipt["blockNumber"])
@@ -496,12 +650,12 @@ def _expire(chain: ChainClient, batch_id: str, sender: Signer, record: Settlemen
         "BatchRefunded",
         record.expire_block,
         record.expire_block,
-        argument_filters={"batchId": _b32(batch_id)},
+        argument_filters={"batchId": _b32(found.batch_id)},
     )
     record.refunded = sum(int(e["args"]["amount"]) for e in refunds)
     log.info(
         "expired batch %s without quorum; requester refunded %s OPG",
-        batch_id,
+        found.batch_id,
         format_opg(record.refunded),
     )
     return True
@@ -548,33 +702,49 @@ class SettlementProgress:
 
 
 def settlement_progress(
-    chain: ChainClient, batch_id: str, artifact_id: str | None = None
+    chain: ChainClient,
+    batch_id: str,
+    artifact_id: str | None = None,
+    *,
+    verdicts: Iterable[SignedVerdict] = (),
+    store: ContentStore | None = None,
 ) -> SettlementProgress:
     """Read ``batch_id``'s settlement from ``chain`` and say what it waits for: the
-    challenge window (closing at a UTC time), the verifier quorum (X of Y OPG attested,
-    needs 2/3), a dispute, or nothing; and the ``ogkit`` command that moves it."""
+    challenge window (closing at a UTC time), the verifier quorum (X of Y OPG of verifier
+    stake signed pass, needs 2/3: verdicts given, in ``store`` or published on chain), a
+    dispute, or nothing; and the ``ogkit`` command that moves it."""
     settlement = chain.contract("InferenceSettlement")
     target = artifact_id or batch_id
     status = _status(chain, batch_id)
     quorum_bps = int(chain.call(settlement.functions.quorumBps()))
-    if status == BatchStatus.NONE:
+    found = onchain_batch(chain, batch_id) if status != BatchStatus.NONE else None
+    if found is None:
         return SettlementProgress(
             batch_id, "none", None, False, 0, 0, quorum_bps, False,
-            f"not committed on {chain.name}", f"ogkit settle {target}",
+            f"not committed on {chain.name}", f"ogkit settle {target} --order ORDER",
         )  # fmt: skip
-    info = chain.call(settlement.functions.getBatch(_b32(batch_id)))
     window = int(chain.call(settlement.functions.challengeWindow()))
-    ends_at = int(info[1]) + window
+    ends_at = int(found.record["committedAt"]) + window
     now = chain.block_timestamp()
-    yes, recorded = int(info[12]), int(info[13])
-    if recorded == 0:  # nobody attested yet: the stake a quorum would be measured against
-        nodes = chain.contract("NodeRegistry")
-        recorded = int(chain.call(nodes.functions.totalRoleStake(ROLE_VERIFIER)))
-    reached = yes > 0 and yes * 10_000 >= quorum_bps * recorded
+    pool = [*verdicts, *chain_verdicts(chain, batch_id)]
+    if store is not None:
+        pool += load_verdicts(store, batch_id)
+    chosen = quorum_verdicts(
+        pool, batch_id=batch_id, claim_digest=found.record["claimDigest"],
+        domain=claim_domain(chain),
+    )  # fmt: skip
+    nodes = chain.contract("NodeRegistry")
+    weights, total = chain.call(
+        nodes.functions.verifierWeights(
+            [v.verifier for v in chosen], int(found.record["snapshotBlock"])
+        )
+    )
+    yes, total = sum(int(w) for w in weights), int(total)
+    reached = yes > 0 and yes * 10_000 >= quorum_bps * total
     window_open = now < ends_at
     quorum = (
-        f"quorum: {format_opg(yes)} of {format_opg(recorded)} OPG verifier stake attested "
-        f"pass, needs {_share(quorum_bps)}"
+        f"quorum: {format_opg(yes)} of {format_opg(total)} OPG verifier stake signed pass, "
+        f"needs {_share(quorum_bps)}"
     )
     closes = f"challenge window closing at {_utc(ends_at)}"
     advance = (
@@ -583,7 +753,7 @@ def settlement_progress(
         else f"wait until {_utc(ends_at)}, then ogkit settle {target}"
     )
     if status == BatchStatus.DISPUTED:
-        dispute = int(chain.call(settlement.functions.openDispute(_b32(batch_id))))
+        dispute = int(chain.call(settlement.functions.stateOf(_b32(batch_id)))[1])
         waiting, command = f"dispute {dispute}: verifiers vote on the challenged row", ""
     elif status != BatchStatus.PENDING:
         waiting, command = f"nothing: {status.name.lower()}", ""
@@ -597,14 +767,44 @@ def settlement_progress(
         command = f"ogkit settle {target}"
     else:
         waiting = (
-            f"expiry: the challenge window closed at {_utc(ends_at)} without quorum "
-            f"({quorum}); expiring it refunds the requester"
+            f"verdicts: the challenge window closed at {_utc(ends_at)} without quorum "
+            f"({quorum}); after a grace of as long again, settling expires it and refunds "
+            "the requester"
         )
         command = f"ogkit settle {target}"
     return SettlementProgress(
-        batch_id, status.name.lower(), ends_at, window_open, yes, recorded, quorum_bps,
+        batch_id, status.name.lower(), ends_at, window_open, yes, total, quorum_bps,
         reached, waiting, command,
     )  # fmt: skip
+
+
+def compare_with_chain(batch: AttestedBatch, found: OnChainBatch) -> list[str]:
+    """Every on-chain field of the committed batch that differs from the artefact, in
+    words; empty when the chain committed exactly this artefact's claim, dataset
+    commitment, job, execution and artefact id."""
+    from ogkit.crypto.keccak import keccak256
+
+    m = batch.manifest
+    rec, det = found.record, found.details
+    expected = {
+        "claim digest": (rec["claimDigest"], claim_digest(batch)),
+        "batch root": (rec["batchRoot"], batch.batch_root),
+        "row count": (rec["rowCount"], batch.row_count),
+        "requester": (rec["requester"], batch.claim.requester),
+        "model id": (rec["modelId"], batch.model_id),
+        "runtime id": (rec["runtimeId"], batch.runtime_id),
+        "attester": (det["attester"], batch.claim.attester),
+        "claim timestamp": (det["claimTimestamp"], batch.claim.timestamp),
+        "dataset commitment": (det["datasetId"], m.dataset_id),
+        "job hash": (det["jobHash"], "0x" + keccak256(m.job.encode()).hex()),
+        "execution hash": (det["executionHash"], _execution(batch)),
+        "artefact id": (det["artifactId"], batch.artifact_id),
+    }
+    out = []
+    for name, (chain_value, artefact_value) in expected.items():
+        if str(chain_value).lower() != str(artefact_value).lower():
+            out.append(f"{name}: chain has {chain_value}, the artefact {artefact_value}")
+    return out
 
 
 def attest_batch(
@@ -614,30 +814,51 @@ def attest_batch(
     passed: bool,
     verifier: Signer,
     journal: SettlementJournal | None = None,
-) -> SettlementRecord:
-    """Submit a verifier's pass/fail attestation for ``batch`` (once per verifier)."""
+    reason: str = "",
+    publish: bool = False,
+) -> SignedVerdict:
+    """A verifier's verdict on ``batch`` as committed on ``chain``: every on-chain field
+    is compared with the artefact first (any difference makes the verdict fail, whatever
+    ``passed`` says), then the verdict is signed over the committed claim digest and
+    written to the batch's store (``verdicts/<batch id>/<verifier>.json``); with
+    ``publish`` it is also published on chain (``publishVerdict``, an event)."""
     journal = journal or SettlementJournal(chain.chain_id)
-    settlement = chain.contract("InferenceSettlement")
     record = journal.load(batch.batch_id) or SettlementRecord(
         batch.batch_id, batch.artifact_id, chain.name, chain.chain_id
     )
-    status = _status(chain, batch.batch_id)
-    if status == BatchStatus.NONE:
+    found = onchain_batch(chain, batch.batch_id)
+    if found is None:
         raise SettlementError(
             f"batch {batch.batch_id} is not committed on {chain.name}; "
             "run `ogkit settle` for it first"
         )
-    attested = chain.call(
-        settlement.functions.attestationOf(_b32(batch.batch_id), verifier.address)
-    )[0]
-    if not attested:
+    differences = compare_with_chain(batch, found)
+    if differences:
+        passed = False
+        reason = "the chain committed something else: " + "; ".join(differences)
+        log.warning("batch %s: %s", batch.batch_id, reason)
+    verdict = sign_verdict(
+        verifier,
+        claim_domain(chain),
+        batch.batch_id,
+        found.record["claimDigest"],
+        passed,
+        reason=reason,
+    )
+    where = store_verdict(batch.store, verdict)
+    record.attestations[verifier.address] = where
+    if publish:
+        settlement = chain.contract("InferenceSettlement")
         receipt = chain.transact(
-            settlement.functions.attest(_b32(batch.batch_id), passed), verifier
+            settlement.functions.publishVerdict(
+                _b32(batch.batch_id), found.as_tuple, passed, _b32(verdict.signature)
+            ),
+            verifier,
         )
         record.attestations[verifier.address] = "0x" + bytes(receipt["transactionHash"]).hex()
-    _sync(record, status)
+    _sync(record, _status(chain, batch.batch_id))
     journal.save(record)
-    return record
+    return verdict
 
 
 def challenge_row(
@@ -648,13 +869,16 @@ def challenge_row(
     challenger: Signer,
     model_bytes: bytes | None = None,
 ) -> int:
-    """Challenge one row: re-run the model on its stored inputs and submit the leaf's
-    values, its proof and the re-executed output hash as evidence. Returns the dispute id.
-
-    The challenger posts the contract's bond (its OPG allowance is raised for it)."""
+    """Challenge one row: re-run the model on its inputs and submit the leaf's values, its
+    proof and the re-executed output hash as evidence, commit-then-reveal (two
+    transactions, so nobody can copy the challenge from the mempool). Returns the dispute
+    id. The challenger posts the contract's bond (its OPG allowance is raised for it)."""
     from ogkit.crypto.encoding import tensor_row_hashes
     from ogkit.load import load_model_bytes, reexecute
 
+    found = onchain_batch(chain, batch.batch_id)
+    if found is None:
+        raise SettlementError(f"batch {batch.batch_id} is not committed on {chain.name}")
     receipt = batch.receipt(row_index)
     part = batch.records(int(receipt["partition"]["index"]))
     i = int(list(part.row_index).index(row_index))
@@ -664,15 +888,21 @@ def challenge_row(
     settlement = chain.contract("InferenceSettlement")
     bond = chain.call(settlement.functions.challengeBond())
     ensure_allowance(chain, challenger, settlement.address, bond)
+    salt = secrets.token_bytes(32)
+    key = _b32(batch.batch_id)
+    commitment = chain.call(
+        settlement.functions.challengeCommitment(
+            challenger.address, key, row_index, fresh_hash, salt
+        )
+    )
+    chain.transact(settlement.functions.commitChallenge(commitment), challenger)
     values = receipt["leaf_values"]
     tx = chain.transact(
         settlement.functions.challenge(
-            _b32(batch.batch_id),
-            row_index,
-            _b32(values["inputHash"]),
-            _b32(values["outputHash"]),
+            key,
+            found.as_tuple,
+            (row_index, _b32(values["inputHash"]), _b32(values["outputHash"]), fresh_hash, salt),
             [_b32(p) for p in receipt["proof"]],
-            fresh_hash,
         ),
         challenger,
     )
@@ -682,10 +912,18 @@ def challenge_row(
         batch.batch_id,
         bytes(tx["transactionHash"]).hex(),
     )
-    return int(chain.call(settlement.functions.openDispute(_b32(batch.batch_id))))
+    return int(chain.call(settlement.functions.stateOf(key))[1])
 
 
 def vote_dispute(chain: ChainClient, batch_id: str, *, upheld: bool, verifier: Signer) -> None:
     """A verifier's vote on the open dispute of ``batch_id``."""
     settlement = chain.contract("InferenceSettlement")
-    chain.transact(settlement.functions.resolveVote(_b32(batch_id), upheld), verifier)
+    found = onchain_batch(chain, batch_id)
+    if found is None:
+        raise SettlementError(f"batch {batch_id} is not committed on {chain.name}")
+    status, dispute_id, _ = chain.call(settlement.functions.stateOf(_b32(batch_id)))
+    if BatchStatus(status) != BatchStatus.DISPUTED:
+        raise SettlementError(f"batch {batch_id} has no open dispute (it is {status})")
+    chain.transact(
+        settlement.functions.voteDispute(int(dispute_id), found.as_tuple, upheld), verifier
+    )

@@ -24,6 +24,7 @@ from ogkit.errors import ChainError, ConfigError
 
 __all__ = [
     "COMPILED_DIR",
+    "COMPILED_NAMES",
     "CONTRACT_NAMES",
     "OPG",
     "BatchStatus",
@@ -39,6 +40,9 @@ CONTRACT_NAMES: tuple[str, ...] = (
     "NodeRegistry",
     "InferenceSettlement",
 )
+COMPILED_NAMES: tuple[str, ...] = (*CONTRACT_NAMES, "OPGVesting")
+"""Every compiled contract: the four deployed ones and the vesting wallet of the OPG
+allocations (one per vested allocation, ``ogkit.chain.tokenomics``)."""
 OPG = 10**18
 """One OPG in base units (18 decimals)."""
 
@@ -69,8 +73,8 @@ def _compiled_text(name: str) -> str:
 def load_compiled(name: str) -> dict[str, Any]:
     """The compiled build artefact of contract ``name`` (abi, bytecode, deployedBytecode,
     ...)."""
-    if name not in CONTRACT_NAMES:
-        raise ConfigError(f"unknown contract {name!r}; expected one of {', '.join(CONTRACT_NAMES)}")
+    if name not in COMPILED_NAMES:
+        raise ConfigError(f"unknown contract {name!r}; expected one of {', '.join(COMPILED_NAMES)}")
     try:
         compiled = json.loads(_compiled_text(name))
     except json.JSONDecodeError as exc:
@@ -84,7 +88,7 @@ def load_compiled(name: str) -> dict[str, Any]:
 def compiled_hashes() -> dict[str, dict[str, str]]:
     """Per contract: sha256 of its creation bytecode and the source hash it was built from."""
     out = {}
-    for name in CONTRACT_NAMES:
+    for name in COMPILED_NAMES:
         compiled = load_compiled(name)
         code = bytes.fromhex(str(compiled["bytecode"]).removeprefix("0x"))
         out[name] = {

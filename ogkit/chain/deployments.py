@@ -28,6 +28,7 @@ from web3 import Web3
 from web3.exceptions import BlockNotFound
 
 from ogkit.chain.bindings import CONTRACT_NAMES, OPG, compiled_hashes, load_compiled
+from ogkit.chain.tokenomics import deploy_token_with_allocations, devnet_beneficiaries
 from ogkit.chain.transactions import forget_nonce, transact
 from ogkit.errors import ChainError, ConfigError, SettlementError
 from ogkit.keys import Signer
@@ -58,7 +59,8 @@ _DAY = 24 * _HOUR
 
 @dataclass(frozen=True)
 class DeployParams:
-    """Constructor parameters of the contracts; the defaults are the documented ones.
+    """Constructor parameters of the contracts; the defaults are the documented ones
+    (docs/contracts.md, "Parameters and defaults", with the cheating inequality).
 
     Amounts are in OPG base units (``OPG`` = 10**18), periods in seconds, shares in basis
     points (10,000 = 100 %).
@@ -67,44 +69,86 @@ class DeployParams:
     min_node_stake: int = 1_000 * OPG
     """Own stake an inference node needs to register and to commit batches."""
     min_verifier_stake: int = 1_000 * OPG
-    """Own stake a verifier needs to register, attest and vote on disputes."""
+    """Own stake a verifier needs for its verdicts and votes to weigh anything."""
     unbonding_period: int = 7 * _DAY
-    """Seconds between undelegate/unstake and withdraw (unbonding stake stays slashable)."""
+    """Seconds between undelegate/unstake and withdraw; at least twice the challenge window."""
     challenge_window: int = _HOUR
-    """Seconds after commit for attestations and challenges; also a dispute's voting time."""
+    """Seconds after commit for challenges (finalise after it); also a dispute's voting time
+    and the grace a node has to finalise before the requester may expire the batch."""
     quorum_bps: int = 6667
-    """Share of total active verifier stake needed to finalise or to decide a dispute."""
+    """Share of verifier stake (at the block before the commit, or before a dispute opened)
+    needed to finalise or to decide a dispute. More than half."""
     node_fee_bps: int = 1_000
     """Node fee as a share of the model payment (price x rows), escrowed on top of it."""
     verifier_fee_bps: int = 500
     """Verifier fee as a share of the model payment, escrowed on top of it."""
     challenge_bond: int = 100 * OPG
     """OPG a challenger posts; lost to the node if the challenge is rejected."""
-    slash_bps: int = 1_000
-    """Share of a node's slashable stake (own + delegated + unbonding) taken when upheld."""
+    collateral_bps: int = 100_000
+    """Collateral per open batch as a multiple of its escrow (100,000 = 10x): a node's active
+    stake must cover the sum over its open batches, and an upheld challenge slashes it."""
+    min_slash: int = 1_000 * OPG
+    """The least an upheld challenge slashes (capped at the node's pool), even when free."""
     challenger_reward_bps: int = 5_000
     """Share of the slashed amount paid to the challenger; the rest goes to the requester."""
+    verifier_slash_bps: int = 1_000
+    """Share of a verifier's pool slashed for a pass verdict on a batch found fraudulent."""
+    claim_max_age: int = 7 * _DAY
+    """How old a claim's timestamp may be when it is committed (and at most 5 min ahead)."""
     governance_voting_delay: int = _DAY
     """Seconds a measurement proposal is open for votes (then executable for as long)."""
     governance_quorum_bps: int = 5_000
-    """Turnout (yes + no) a proposal needs, as a share of total active stake of all nodes."""
+    """Turnout (yes + no) a proposal needs, as a share of the total stake at its creation."""
+    production: bool = False
+    """A production deployment refuses software-enclave measurements (kind 1)."""
     initial_measurements: tuple[bytes, ...] = ()
     """Measurements (bytes32, e.g. the software enclave's runtime id) approved at deploy."""
+    initial_kinds: tuple[int, ...] = ()
+    """Their kinds (1 software, 2 TDX, 3 SGX, 4 Nitro); empty means all software (1)."""
 
     def __post_init__(self) -> None:
-        for name in ("quorum_bps", "governance_quorum_bps"):
+        for name in ("governance_quorum_bps",):
             value = getattr(self, name)
             if not 0 < value <= 10_000:
                 raise ConfigError(f"DeployParams.{name} must be in 1..10000, got {value}")
-        for name in ("node_fee_bps", "verifier_fee_bps", "challenger_reward_bps"):
+        if not 5_000 < self.quorum_bps <= 10_000:
+            raise ConfigError(
+                f"DeployParams.quorum_bps must be in 5001..10000, got {self.quorum_bps}"
+            )
+        for name in (
+            "node_fee_bps",
+            "verifier_fee_bps",
+            "challenger_reward_bps",
+            "verifier_slash_bps",
+        ):
             value = getattr(self, name)
             if not 0 <= value <= 10_000:
                 raise ConfigError(f"DeployParams.{name} must be in 0..10000, got {value}")
-        if not 0 <= self.slash_bps < 10_000:
-            raise ConfigError(f"DeployParams.slash_bps must be in 0..9999, got {self.slash_bps}")
+        if self.collateral_bps < 10_000:
+            raise ConfigError(
+                f"DeployParams.collateral_bps must be at least 10000 (1x the escrow), "
+                f"got {self.collateral_bps}"
+            )
+        if self.challenge_window <= 0 or self.claim_max_age <= 0:
+            raise ConfigError("DeployParams.challenge_window and claim_max_age must be positive")
+        if self.unbonding_period < 2 * self.challenge_window:
+            raise ConfigError(
+                f"DeployParams.unbonding_period ({self.unbonding_period} s) must be at least "
+                f"twice the challenge window ({self.challenge_window} s), so that stake counted "
+                "for a batch is still slashable when its dispute resolves"
+            )
         for m in self.initial_measurements:
             if len(m) != 32:
                 raise ConfigError(f"initial measurement must be 32 bytes, got {len(m)}")
+        if self.initial_kinds and len(self.initial_kinds) != len(self.initial_measurements):
+            raise ConfigError("DeployParams.initial_kinds must match initial_measurements")
+        if any(k not in (1, 2, 3, 4) for k in self.initial_kinds):
+            raise ConfigError("DeployParams.initial_kinds must be 1..4")
+
+    @property
+    def kinds(self) -> list[int]:
+        """The kind of each initial measurement (software unless given)."""
+        return list(self.initial_kinds) or [1] * len(self.initial_measurements)
 
 
 @dataclass(frozen=True)
@@ -177,7 +221,10 @@ def deploy_contracts(w3: Web3, deployer: Any, params: DeployParams | None = None
     if isinstance(deployer, str):
         deployer = address
     gas: dict[str, int] = {}
-    token, gas["OPGToken"] = _deploy(w3, "OPGToken", deployer)
+    launch = int(w3.eth.get_block("latest")["timestamp"])
+    minted = deploy_token_with_allocations(w3, deployer, devnet_beneficiaries(address), launch)
+    token = minted.token
+    gas.update(minted.gas_used)
     models, gas["ModelRegistry"] = _deploy(w3, "ModelRegistry", deployer)
     nodes, gas["NodeRegistry"] = _deploy(
         w3,
@@ -189,7 +236,9 @@ def deploy_contracts(w3: Web3, deployer: Any, params: DeployParams | None = None
         params.unbonding_period,
         params.governance_voting_delay,
         params.governance_quorum_bps,
+        params.production,
         [bytes(m) for m in params.initial_measurements],
+        params.kinds,
     )
     settlement, gas["InferenceSettlement"] = _deploy(
         w3,
@@ -198,13 +247,18 @@ def deploy_contracts(w3: Web3, deployer: Any, params: DeployParams | None = None
         token.address,
         models.address,
         nodes.address,
-        params.challenge_window,
-        params.quorum_bps,
-        params.node_fee_bps,
-        params.verifier_fee_bps,
-        params.challenge_bond,
-        params.slash_bps,
-        params.challenger_reward_bps,
+        (
+            params.challenge_window,
+            params.quorum_bps,
+            params.node_fee_bps,
+            params.verifier_fee_bps,
+            params.challenge_bond,
+            params.collateral_bps,
+            params.min_slash,
+            params.challenger_reward_bps,
+            params.verifier_slash_bps,
+            params.claim_max_age,
+        ),
     )
     receipt = transact(w3, nodes.functions.setSettlement(settlement.address), deployer)
     gas["setSettlement"] = int(receipt["gasUsed"])
@@ -243,6 +297,7 @@ def params_to_json(params: DeployParams) -> dict[str, Any]:
     """``params`` as the JSON object of a deployment record."""
     data = asdict(params)
     data["initial_measurements"] = ["0x" + bytes(m).hex() for m in params.initial_measurements]
+    data["initial_kinds"] = list(params.initial_kinds)
     return data
 
 
@@ -253,6 +308,7 @@ def params_from_json(data: Mapping[str, Any]) -> DeployParams:
     kwargs["initial_measurements"] = tuple(
         bytes.fromhex(str(m).removeprefix("0x")) for m in data.get("initial_measurements", [])
     )
+    kwargs["initial_kinds"] = tuple(int(k) for k in data.get("initial_kinds", []))
     return DeployParams(**kwargs)
 
 
