@@ -24,8 +24,11 @@ from tqdm import tqdm  # plain bars: tqdm.auto warns in every notebook without i
 
 from ogkit.batch import ARTIFACTS, AttestedBatch, load_batch
 from ogkit.chain.bindings import BatchStatus
+from ogkit.chain.records import from_event
+from ogkit.dataset import DatasetCommitment
 from ogkit.errors import ArtifactError, ArtifactIntegrityError, HubError, OgkitError
 from ogkit.hub.hub import Hub
+from ogkit.settle import compare_with_chain
 from ogkit.store import ContentStore
 from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
 
@@ -48,7 +51,8 @@ AUDIT_REASONS = {
     "attester-not-bound": "the attester was not the node's bound attester at commit",
     "measurement-not-approved": "the measurement was not approved at the commit block",
     "measurement-revoked-later": "the measurement was revoked after the commit (notice)",
-    "model-unknown": "the model was not registered at the commit block",
+    "model-unknown": "the ordered owner had not registered the model at the commit block",
+    "model-owner-mismatch": "the order paid another owner than the one who signed the manifest",
     "manifest-unavailable": "no signed hub manifest for the model (price not cross-checked)",
     "payment-mismatch": "payments differ from price × rows and the fee split",
     "verification-failed": "re-verifying the records found problems",
@@ -108,6 +112,8 @@ class AuditReport:
 
 
 def _hex(value: Any) -> str:
+    if isinstance(value, str):
+        return value.lower()
     return "0x" + bytes(value).hex()
 
 
@@ -141,7 +147,7 @@ class _RegistryHistory:
             ]
         )
         self.models = {
-            _hex(e["args"]["modelId"]): (e["blockNumber"], e["args"]["owner"])
+            (_hex(e["args"]["modelId"]), e["args"]["owner"].lower()): e["blockNumber"]
             for e in ev("ModelRegistry", "ModelRegistered")
         }
 
@@ -202,7 +208,7 @@ def audit(
             out.setdefault(_hex(e["args"]["batchId"]), []).append(e)
         return out
 
-    finalized, attested = events("BatchFinalized"), events("BatchAttested")
+    finalized = events("BatchFinalized")
     upheld, opened = events("ChallengeUpheld"), events("ChallengeOpened")
     verifier_paid, refunded = events("VerifierPaid"), events("BatchRefunded")
 
@@ -211,8 +217,9 @@ def audit(
     verdicts: dict[str, Any] = {}
     commits = chain.events("InferenceSettlement", "BatchCommitted", first, last)
     for e in tqdm(commits, desc="audit", unit="batch", disable=not progress):
-        a = e["args"]
-        batch_id = _hex(a["batchId"])
+        found_on_chain = from_event(e)
+        a = {**found_on_chain.record, **found_on_chain.details}
+        batch_id = found_on_chain.batch_id
         if wanted is not None and batch_id not in wanted:
             continue
         if requester and a["requester"].lower() != requester.lower():
@@ -234,7 +241,7 @@ def audit(
             _found.append(AuditFinding(_batch_id, reason, detail, severity, row, block))
 
         commit_block = e["blockNumber"]
-        status = BatchStatus(chain.call(settlement.functions.statusOf(a["batchId"])))
+        status = BatchStatus(chain.call(settlement.functions.statusOf(bytes.fromhex(batch_id[2:]))))
         row = {
             "batch_id": batch_id,
             "artifact_id": _hex(a["artifactId"]),
@@ -250,7 +257,7 @@ def audit(
             "node_fee": 0,
             "verifier_fees": 0,
             "slashed": 0,
-            "gas": _gas(chain, e, finalized.get(batch_id, []), attested.get(batch_id, [])),
+            "gas": _gas(chain, e, finalized.get(batch_id, [])),
             "verdict": "not run",
             "sampled_rows": 0,
         }
@@ -279,11 +286,12 @@ def audit(
                 f"{commit_block}, not {a['attester']}",
                 block=commit_block,
             )
-        registered = history.models.get(row["model_id"])
-        if registered is None or registered[0] > commit_block:
+        registered = history.models.get((row["model_id"], a["modelOwner"].lower()))
+        if registered is None or registered > commit_block:
             add(
                 "model-unknown",
-                f"model {row['model_id']} was not registered at block {commit_block}",
+                f"model {row['model_id']} was not registered by {a['modelOwner']} at block "
+                f"{commit_block}",
                 block=commit_block,
             )
 
@@ -301,15 +309,14 @@ def audit(
             row.update(model_payment=fa["modelPayment"], node_fee=fa["nodeFee"])
             paid = sum(v["args"]["amount"] for v in verifier_paid.get(batch_id, []))
             row["verifier_fees"] = paid
-            # verifierFee is what the verifiers got; rounding dust goes back to the requester.
+            # verifierFee is what the verifiers got; rounding dust goes to the model owner.
             if (fa["modelPayment"], fa["nodeFee"]) != (payment, node_fee) or (
-                fa["verifierFee"] + fa["requesterRefund"] != verifier_fee
+                fa["verifierFee"] > verifier_fee
             ):
                 add(
                     "payment-mismatch",
                     f"finalise paid {fa['modelPayment']}/{fa['nodeFee']}/"
-                    f"{fa['verifierFee']}+{fa['requesterRefund']}, expected "
-                    f"{payment}/{node_fee}/{verifier_fee}",
+                    f"{fa['verifierFee']}, expected {payment}/{node_fee}/≤{verifier_fee}",
                     block=f["blockNumber"],
                 )
             if paid != fa["verifierFee"]:
@@ -318,11 +325,11 @@ def audit(
                     f"VerifierPaid events add up to {paid}, the "
                     f"finalisation reports {fa['verifierFee']}",
                 )
-            if registered is not None and fa["modelOwner"].lower() != registered[1].lower():
+            if fa["modelOwner"].lower() != a["modelOwner"].lower():
                 add(
                     "payment-mismatch",
-                    f"model payment went to {fa['modelOwner']}, not the "
-                    f"registered owner {registered[1]}",
+                    f"model payment went to {fa['modelOwner']}, not the ordered owner "
+                    f"{a['modelOwner']}",
                 )
         for u in upheld.get(batch_id, []):
             row["slashed"] += u["args"]["slashed"]
@@ -339,7 +346,9 @@ def audit(
         if batch is not None:
             # Whatever the artefact holds, the audit goes on: a failure is this batch's finding.
             try:
-                _check_commitment(batch, a, add)
+                for difference in compare_with_chain(batch, found_on_chain):
+                    add("commitment-mismatch", difference)
+                _check_manifest_owner(hub, batch, a["modelOwner"], add)
                 _check_manifest_price(hub, batch, row["price"], add)
                 allowlist = Allowlist(
                     frozenset({a["attester"].lower()} if bound else set()),
@@ -352,11 +361,11 @@ def audit(
                 try:
                     verdict = verify_batch(
                         batch,
-                        VerifyPolicy(
-                            sample_rate=sample_rate,
-                            allowlist=allowlist,
-                            require_bound_inputs=False,  # no order on chain names the data yet
-                        ),
+                        VerifyPolicy(sample_rate=sample_rate, allowlist=allowlist),
+                        # The requester signed the dataset commitment in its order.
+                        commitment=DatasetCommitment(a["datasetId"], int(a["rowCount"])),
+                        requester=a["requester"],
+                        model=a["modelId"],
                         hub=hub,
                         dask=dask,
                         progress=False,
@@ -442,25 +451,33 @@ _FINDING_SCHEMA = {
 }
 
 
-def _gas(chain: ChainClient, commit: dict, finals: list[dict], attests: list[dict]) -> int:
-    """Gas of the batch's commit, attestations and finalisation transactions."""
+def _gas(chain: ChainClient, commit: dict, finals: list[dict]) -> int:
+    """Gas of the batch's commit and finalisation transactions."""
     total = 0
-    for e in [commit, *finals, *attests]:
+    for e in [commit, *finals]:
         total += int(chain.w3.eth.get_transaction_receipt(e["transactionHash"])["gasUsed"])
     return total
 
 
-def _check_commitment(batch: AttestedBatch, a: dict, add) -> None:
-    expected = {
-        "batch_root": _hex(a["batchRoot"]),
-        "model_id": _hex(a["modelId"]),
-        "runtime_id": _hex(a["runtimeId"]),
-        "row_count": int(a["rowCount"]),
-    }
-    for name, value in expected.items():
-        have = getattr(batch, name)
-        if str(have).lower() != str(value).lower():
-            add("commitment-mismatch", f"artefact {name} {have} ≠ committed {value}")
+def _check_manifest_owner(hub: Hub, batch: AttestedBatch, owner: str, add) -> None:
+    """The order pays the owner who signed the hub manifest, nobody else."""
+    try:
+        entries = hub.index.by_model_id(batch.model_id)
+    except (HubError, OSError):
+        return
+    owners = set()
+    for entry in entries:
+        try:
+            entry.manifest.check_signature()
+        except HubError:
+            continue
+        owners.add(entry.manifest.owner.lower())
+    if owners and owner.lower() not in owners:
+        add(
+            "model-owner-mismatch",
+            f"the order paid {owner} for model {batch.model_id}, but the hub manifest is "
+            f"signed by {', '.join(sorted(owners))}",
+        )
 
 
 def _check_manifest_price(hub: Hub, batch: AttestedBatch, price: int, add) -> None:
