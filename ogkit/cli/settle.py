@@ -99,11 +99,23 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
             if not records:
                 print("no settlements recorded on this machine for this chain")
         return 0
+    from ogkit.order import SignedOrder, load_order
+
     batch = load_batch(args.target, ContentStore(settings.store))
     keys = KeyStore(settings.home)
     node = keys.load(args.node_key)
+    order = None
+    if args.order is not None:
+        order = load_order(args.order)
+        if not isinstance(order, SignedOrder):
+            raise ConfigError(
+                f"{args.order} is not signed; the requester signs it with "
+                f"`ogkit order sign {args.order} --key REQUESTER`"
+            )
     try:
-        record = settle(batch, chain, node=node, journal=journal, finalize=not args.no_finalize)
+        record = settle(
+            batch, chain, node=node, order=order, journal=journal, finalize=not args.no_finalize
+        )
     except SettlementError as exc:
         # The library cannot know the requester's key name; this home may.
         names = [k.name for k in keys.list() if k.address.lower() == batch.claim.requester.lower()]
@@ -112,7 +124,7 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
         message = str(exc).replace("--key REQUESTER", f"--key {names[0]}")
         message = message.replace(" with the requester's key (REQUESTER)", "")
         raise SettlementError(message, reason=exc.reason, tx_hash=exc.tx_hash) from None
-    progress = settlement_progress(chain, record.batch_id, record.artifact_id)
+    progress = settlement_progress(chain, record.batch_id, record.artifact_id, store=batch.store)
     if args.json:
         print_json(
             {"schema": "ogkit.settle.v1", **record.to_dict(), "progress": progress.to_dict()}
@@ -148,6 +160,10 @@ def register(groups) -> None:
     )
     p.add_argument("target", help="artefact id / manifest path, or the word 'status' or 'allow'")
     p.add_argument("--node-key", default="node", help="inference node key (default: node)")
+    p.add_argument(
+        "--order",
+        help="the requester's signed job order (`ogkit order new`); needed to commit",
+    )
     p.add_argument("--no-finalize", action="store_true", help="commit only")
     p.add_argument("--key", help="allow: the requester's key (default: requester)")
     p.add_argument(

@@ -27,7 +27,8 @@ def _stake(args: argparse.Namespace, settings: Settings) -> int:
     registry = chain.contract("NodeRegistry")
     if args.command == "register":
         signer = keys.load(args.key)
-        attester = keys.load(args.attester_key).address if args.attester_key else None
+        # The enclave key signs its binding to this node (proof of possession).
+        attester = keys.load(args.attester_key) if args.attester_key else None
         role = ROLE_INFERENCE if args.role == "inference" else ROLE_VERIFIER
         ensure_staked(
             chain,

@@ -42,6 +42,31 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
         commitment = DatasetCommitment.parse(args.commitment)
     hub = Hub(settings.store, home=settings.home)
+    chain = found = None
+    requester, model = args.requester, args.model
+    if args.attest:
+        # Verify what the chain committed: the requester signed the dataset commitment in its
+        # order, so the inputs are bound to it without the verifier holding the data.
+        from ogkit.batch import load_batch
+        from ogkit.chain.connection import connect_from_settings
+        from ogkit.chain.records import onchain_batch
+        from ogkit.dataset import DatasetCommitment
+        from ogkit.errors import SettlementError
+
+        chain = connect_from_settings(settings, args.chain)
+        committed = load_batch(args.artifact, ContentStore(args.out or hub.store.url))
+        found = onchain_batch(chain, committed.batch_id)
+        if found is None:
+            raise SettlementError(
+                f"batch {committed.batch_id} is not committed on {chain.name}; the node runs "
+                "`ogkit settle ARTIFACT --order ORDER` first"
+            )
+        if commitment is None and args.dataset is None:
+            commitment = DatasetCommitment(
+                found.details["datasetId"], int(found.record["rowCount"])
+            )
+        requester = requester or found.record["requester"]
+        model = model or found.record["modelId"]
     with dask_client(args, settings) as client:
         verdict = verify_batch(
             args.artifact,
@@ -52,25 +77,38 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             dataset=args.dataset,
             input_map=parse_input_map(args.input_map),
             commitment=commitment,
-            requester=args.requester,
+            requester=requester,
             job=args.job,
-            model=args.model,
+            model=model,
             progress=not args.json,
         )
     attest_tx = None
-    if args.attest:
-        from ogkit.batch import load_batch
-        from ogkit.chain.connection import connect_from_settings
+    signed = None
+    if args.attest and chain is not None:
         from ogkit.keys import KeyStore
-        from ogkit.settle import attest_batch
+        from ogkit.settle import SettlementJournal, attest_batch
 
-        chain = connect_from_settings(settings, args.chain)
         verifier = KeyStore(settings.home).load(args.key)
-        batch = load_batch(verdict.artifact_id, ContentStore(args.out or hub.store.url))
-        record = attest_batch(chain, batch, passed=verdict.passed, verifier=verifier)
-        attest_tx = record.attestations.get(verifier.address)
+        journal = SettlementJournal(chain.chain_id, settings.home)
+        signed = attest_batch(
+            chain,
+            committed,
+            passed=verdict.passed,
+            verifier=verifier,
+            journal=journal,
+            reason=verdict.summary(),
+            publish=args.publish,
+        )
+        attest_tx = journal.load(committed.batch_id).attestations.get(verifier.address)
     if args.json:
-        print_json({"schema": "ogkit.verdict.v1", **verdict.to_dict(), "attest_tx": attest_tx})
+        print_json(
+            {
+                "schema": "ogkit.verdict.v1",
+                **verdict.to_dict(),
+                "attest_tx": attest_tx,
+                "signed_verdict": signed.to_dict() if signed else None,
+            }
+        )
     else:
         print(verdict.summary())
         for f in verdict.findings[:50]:
@@ -80,8 +118,13 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  … {len(verdict.findings) - 50} more (use --json)")
         odds = ", ".join(f"{k}: {v:.1%}" for k, v in verdict.detection.items())
         print(f"  chance the sample catches k corrupted rows: {odds}")
-        if args.attest:
-            print(f"  attested {'pass' if verdict.passed else 'fail'} on chain: {attest_tx}")
+        if signed is not None:
+            word = "pass" if signed.passed else "fail"
+            print(f"  signed {word} over the committed claim {signed.claim_digest}: {attest_tx}")
+            if signed.reason and signed.passed != verdict.passed:
+                print(f"  {signed.reason}")
+    if signed is not None and not signed.passed:
+        return 1
     return 0 if verdict.passed else 1
 
 
@@ -190,7 +233,13 @@ def register(groups) -> None:
     p.add_argument("--contract", help="the settlement contract this verifier serves")
     p.add_argument("--allow-attester", action="append", default=[], metavar="ADDRESS")
     p.add_argument("--allow-measurement", action="append", default=[], metavar="RUNTIME_ID")
-    p.add_argument("--attest", action="store_true", help="submit the verdict on chain")
+    p.add_argument(
+        "--attest",
+        action="store_true",
+        help="check the artefact against what the chain committed and sign the verdict over "
+        "the committed claim (stored beside the batch: verdicts/<batch id>/)",
+    )
+    p.add_argument("--publish", action="store_true", help="with --attest: also publish it on chain")
     p.add_argument("--key", default="verifier", help="verifier key for --attest")
     p.add_argument("--chain", default=None, help="chain for --attest (default: devnet)")
     job_options(p)
