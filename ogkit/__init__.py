@@ -25,6 +25,9 @@ _LAZY = {
     "ClaimDomain": "ogkit.attest",
     "ContentStore": "ogkit.store",
     "DatasetCommitment": "ogkit.dataset",
+    "JobOrder": "ogkit.order",
+    "SignedOrder": "ogkit.order",
+    "SignedVerdict": "ogkit.verdict",
     "Hub": "ogkit.hub",
     "KeyStore": "ogkit.keys",
     "LoadedModel": "ogkit.load",
@@ -41,6 +44,7 @@ _LAZY = {
     "load_batch": "ogkit.batch",
     "load_model": "ogkit.load",
     "make_attester": "ogkit.attest",
+    "new_order": "ogkit.order",
     "run_verified_inference": "ogkit.infer",
     "verify_batch": "ogkit.verify",
     "verify_receipt": "ogkit.verify",
@@ -71,6 +75,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from ogkit.infer import run_verified_inference  # noqa: F401
     from ogkit.keys import KeyStore, Signer  # noqa: F401
     from ogkit.load import LoadedModel, RuntimeFingerprint, SessionConfig, load_model  # noqa: F401
+    from ogkit.order import JobOrder, SignedOrder, new_order  # noqa: F401
     from ogkit.settings import Settings  # noqa: F401
     from ogkit.store import ContentStore  # noqa: F401
+    from ogkit.verdict import SignedVerdict  # noqa: F401
     from ogkit.verify import Allowlist, Verdict, VerifyPolicy, verify_batch, verify_receipt  # noqa: F401
