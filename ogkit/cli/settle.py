@@ -59,9 +59,52 @@ def _allow(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _payouts(args: argparse.Namespace, settings: Settings) -> int:
+    """``withdraw``: a model owner takes its model payments; ``fees``: a node's or a
+    verifier's accrued fees go into its stake pool (delegators share them)."""
+    from ogkit.chain.connection import connect_from_settings
+    from ogkit.keys import KeyStore
+    from ogkit.settle import format_opg
+
+    key = args.key or ("owner" if args.target == "withdraw" else "node")
+    signer = KeyStore(settings.home).load(key)
+    chain = connect_from_settings(settings, args.chain)
+    settlement = chain.contract("InferenceSettlement")
+    if args.target == "withdraw":
+        amount = int(chain.call(settlement.functions.owed(signer.address)))
+        fn = settlement.functions.withdraw()
+        what = "withdrew"
+    else:
+        amount = int(chain.call(settlement.functions.nodeFees(signer.address)))
+        fn = settlement.functions.claimNodeFees(signer.address)
+        what = "paid into its stake pool"
+    tx = None
+    if amount:
+        receipt = chain.transact(fn, signer)
+        tx = "0x" + bytes(receipt["transactionHash"]).hex()
+    if args.json:
+        print_json(
+            {
+                "schema": f"ogkit.settle.{args.target}.v1",
+                "chain_id": chain.chain_id,
+                "key": key,
+                "account": signer.address,
+                "amount": amount,
+                "tx": tx,
+            }
+        )
+    elif amount:
+        print(f"{key} ({signer.address}) {what} {format_opg(amount)} OPG on {chain.name}: {tx}")
+    else:
+        print(f"{key} ({signer.address}) has nothing to claim on {chain.name}")
+    return 0
+
+
 def _settle(args: argparse.Namespace, settings: Settings) -> int:
     if args.target == "allow":
         return _allow(args, settings)
+    if args.target in ("withdraw", "fees"):
+        return _payouts(args, settings)
     if args.amount is not None or args.key is not None:
         raise ConfigError(
             "--key and --amount belong to `ogkit settle allow` (the inference node's key "
@@ -156,16 +199,24 @@ def register(groups) -> None:
         "settle",
         _settle,
         "settle an attested batch; `settle status`; `settle allow --key KEY --amount N` "
-        "(let the settlement contract escrow a requester's OPG)",
+        "(let the settlement contract escrow a requester's OPG); `settle withdraw --key OWNER` "
+        "(model payments); `settle fees --key NODE` (a node's or verifier's fees, into its pool)",
     )
-    p.add_argument("target", help="artefact id / manifest path, or the word 'status' or 'allow'")
+    p.add_argument(
+        "target",
+        help="artefact id / manifest path, or the word 'status', 'allow', 'withdraw' or 'fees'",
+    )
     p.add_argument("--node-key", default="node", help="inference node key (default: node)")
     p.add_argument(
         "--order",
         help="the requester's signed job order (`ogkit order new`); needed to commit",
     )
     p.add_argument("--no-finalize", action="store_true", help="commit only")
-    p.add_argument("--key", help="allow: the requester's key (default: requester)")
+    p.add_argument(
+        "--key",
+        help="allow: the requester's key (default requester); withdraw: the model owner's "
+        "(default owner); fees: the node's or verifier's (default node)",
+    )
     p.add_argument(
         "--amount",
         help="allow: the OPG the settlement contract may escrow, base units or 1000opg "
