@@ -250,7 +250,7 @@ def finalize_batch(bench: Bench, batch: Committed, signers: list[Signer]) -> int
     bench.chain.increase_time(window + 1)
     verdicts = verdicts_for(bench, batch, signers)
     fn = bench.settlement.functions.finalize(
-        _b32(batch.batch_id), batch.found.as_tuple, [v.as_tuple() for v in verdicts]
+        _b32(batch.batch_id), batch.found.as_tuple, [v.compact() for v in verdicts]
     )
     return gas_of(bench.chain, fn, bench.node)
 

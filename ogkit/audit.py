@@ -210,7 +210,7 @@ def audit(
 
     finalized = events("BatchFinalized")
     upheld, opened = events("ChallengeUpheld"), events("ChallengeOpened")
-    verifier_paid, refunded = events("VerifierPaid"), events("BatchRefunded")
+    verifier_paid, refunded = events("VerifiersPaid"), events("BatchRefunded")
 
     rows: list[dict[str, Any]] = []
     findings: list[AuditFinding] = []
@@ -307,7 +307,7 @@ def audit(
         for f in finalized.get(batch_id, []):
             fa = f["args"]
             row.update(model_payment=fa["modelPayment"], node_fee=fa["nodeFee"])
-            paid = sum(v["args"]["amount"] for v in verifier_paid.get(batch_id, []))
+            paid = sum(sum(v["args"]["amounts"]) for v in verifier_paid.get(batch_id, []))
             row["verifier_fees"] = paid
             # verifierFee is what the verifiers got; rounding dust goes to the model owner.
             if (fa["modelPayment"], fa["nodeFee"]) != (payment, node_fee) or (
@@ -322,7 +322,7 @@ def audit(
             if paid != fa["verifierFee"]:
                 add(
                     "payment-mismatch",
-                    f"VerifierPaid events add up to {paid}, the "
+                    f"VerifiersPaid events add up to {paid}, the "
                     f"finalisation reports {fa['verifierFee']}",
                 )
             if fa["modelOwner"].lower() != a["modelOwner"].lower():

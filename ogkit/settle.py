@@ -590,7 +590,7 @@ def settle(
             domain=claim_domain(chain),
         )  # fmt: skip
         fn = settlement.functions.finalize(
-            _b32(batch.batch_id), found.as_tuple, [v.as_tuple() for v in chosen]
+            _b32(batch.batch_id), found.as_tuple, [v.compact() for v in chosen]
         )
         try:
             chain.call(fn)  # a dry run: not yet finalisable is a state, not an error

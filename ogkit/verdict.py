@@ -111,6 +111,13 @@ class SignedVerdict:
         """``InferenceSettlement.Verdict`` as contract calls take it."""
         return (to_checksum_address(self.verifier), self.passed, parse_signature(self.signature))
 
+    def compact(self) -> tuple[bytes, bytes]:
+        """The EIP-2098 compact signature ``(r, yParity << 255 | s)`` that ``finalize``
+        takes for a pass verdict (the contract recovers the signer)."""
+        raw = parse_signature(self.signature)
+        r, s, v = raw[:32], int.from_bytes(raw[32:64], "big"), raw[64]
+        return r, ((v - 27) << 255 | s).to_bytes(32, "big")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -45,7 +45,7 @@ def payments_frame(
 ) -> pl.DataFrame:
     """Every OPG payout of the settlement contract, read from its events.
 
-    ``BatchFinalized`` pays the model owner and the node, ``VerifierPaid`` each verifier,
+    ``BatchFinalized`` pays the model owner and the node, ``VerifiersPaid`` each pass verifier,
     ``BatchFinalized``/``BatchRefunded`` refund the requester, ``ChallengeUpheld`` rewards
     a challenger. ``names`` maps addresses to key names for labels. Columns:
     ``batch_id``, ``block``, ``role`` ("model owner", "node", "verifier",
@@ -78,8 +78,10 @@ def payments_frame(
         a = e["args"]
         add(e, "model owner", a["modelOwner"], int(a["modelPayment"]))
         add(e, "node", a["node"], int(a["nodeFee"]))
-    for e in events("VerifierPaid"):
-        add(e, "verifier", e["args"]["verifier"], int(e["args"]["amount"]))
+    for e in events("VerifiersPaid"):
+        for verifier, amount in zip(e["args"]["verifiers"], e["args"]["amounts"], strict=True):
+            if int(amount):
+                add(e, "verifier", verifier, int(amount))
     for e in events("BatchRefunded"):
         add(e, "requester refund", e["args"]["requester"], int(e["args"]["amount"]))
     for e in events("ChallengeUpheld"):

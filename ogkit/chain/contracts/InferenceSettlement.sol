@@ -25,8 +25,7 @@ interface INodeStaking {
             uint8 role,
             address attester,
             bytes32 measurement,
-            uint256 ownStake,
-            uint256 activeStake,
+            uint256 weight,
             bool measurementApproved
         );
     function minNodeStake() external view returns (uint256);
@@ -127,7 +126,13 @@ contract InferenceSettlement is EIP712 {
         bytes32 orderDigest;
     }
 
-    /// @notice A verifier's signed verdict on a batch, as passed to finalize / resolve / slash.
+    /// @notice A pass verdict's signature in EIP-2098 compact form: r and (yParity << 255 | s).
+    struct PassSignature {
+        bytes32 r;
+        bytes32 vs;
+    }
+
+    /// @notice A verifier's signed verdict on a batch, as passed to resolve / claim / slash.
     struct Verdict {
         address verifier;
         bool pass;
@@ -162,10 +167,18 @@ contract InferenceSettlement is EIP712 {
         Refunded
     }
 
-    struct State {
-        Status status;
+    /// @dev Per batch, written only when a dispute opens or closes.
+    struct DisputeState {
         uint64 disputeId;
         uint48 reopenedAt;
+    }
+
+    /// @dev Per node or verifier, one slot: collateral held by its open batches and fees
+    ///      accrued; `used` keeps the slot non-zero so later writes stay cheap.
+    struct Account {
+        uint120 exposure;
+        uint128 fees;
+        bool used;
     }
 
     struct Dispute {
@@ -203,6 +216,7 @@ contract InferenceSettlement is EIP712 {
     /// @notice A claim may be timestamped at most this far in the future of the commit block.
     uint64 public constant CLAIM_MAX_SKEW = 5 minutes;
     uint256 private constant BPS = 10_000;
+    bytes32 private constant STATUS_BITS = bytes32(uint256(0xff));
 
     IERC20 public immutable token;
     IModelPricing public immutable models;
@@ -225,12 +239,13 @@ contract InferenceSettlement is EIP712 {
     /// @notice A claim's timestamp may be at most this old at commit.
     uint64 public immutable claimMaxAge;
 
+    /// @dev keccak256(abi.encode(record)) with its low byte replaced by the batch's Status:
+    ///      one slot per batch holds what was committed and where it stands.
     mapping(bytes32 batchId => bytes32) private _commitments;
-    mapping(bytes32 batchId => State) private _states;
+    mapping(bytes32 batchId => DisputeState) private _disputeStates;
     mapping(address requester => mapping(uint256 word => uint256)) private _nonceBitmap;
-    mapping(address node => uint256) public exposure;
+    mapping(address node => Account) private _accounts;
     mapping(address account => uint256) private _owed;
-    mapping(address node => uint256) private _nodeFees;
     mapping(bytes32 commitment => uint256 blockNumber) private _challengeCommits;
     mapping(uint256 disputeId => Dispute) private _disputes;
     mapping(uint256 disputeId => mapping(address verifier => uint256)) private _votes;
@@ -260,7 +275,7 @@ contract InferenceSettlement is EIP712 {
         uint256 passStake,
         uint256 totalVerifierStake
     );
-    event VerifierPaid(bytes32 indexed batchId, address indexed verifier, uint256 amount);
+    event VerifiersPaid(bytes32 indexed batchId, address[] verifiers, uint256[] amounts);
     event BatchRefunded(bytes32 indexed batchId, address indexed requester, uint256 amount);
     event ChallengeCommitted(bytes32 indexed commitment, address indexed challenger);
     event ChallengeOpened(
@@ -464,11 +479,12 @@ contract InferenceSettlement is EIP712 {
         rec.modelOwner = order.modelOwner;
         rec.price = _price(order);
         uint256 escrow = _escrowOf(rec.price, rec.rowCount);
-        uint256 required = exposure[msg.sender] + _collateral(escrow);
+        Account storage account = _accounts[msg.sender];
+        uint256 required = uint256(account.exposure) + _collateral(escrow);
         if (activeStake < required) revert InsufficientCollateral(activeStake, required);
-        exposure[msg.sender] = required;
-        _commitments[batchId] = keccak256(abi.encode(rec));
-        _states[batchId] = State({status: Status.Pending, disputeId: 0, reopenedAt: 0});
+        account.exposure = uint120(required);
+        account.used = true;
+        _commitments[batchId] = _seal(keccak256(abi.encode(rec)), Status.Pending);
         details.datasetId = order.datasetId;
         details.jobHash = order.jobHash;
         details.executionHash = executionHash;
@@ -526,18 +542,12 @@ contract InferenceSettlement is EIP712 {
         view
         returns (Record memory rec, uint256 activeStake)
     {
-        (
-            uint8 role,
-            address attester,
-            bytes32 measurement,
-            uint256 ownStake,
-            uint256 active,
-            bool approved
-        ) = nodes.commitInfo(msg.sender);
+        (uint8 role, address attester, bytes32 measurement, uint256 active, bool approved) =
+            nodes.commitInfo(msg.sender);
         if (role == 0) revert NodeNotRegistered(msg.sender);
         if (role != ROLE_INFERENCE) revert NotInferenceNode(msg.sender);
-        uint256 minStake = nodes.minNodeStake();
-        if (ownStake < minStake) revert InsufficientStake(ownStake, minStake);
+        // Weight 0: the node's own stake is below the minimum (or it has none active).
+        if (active == 0) revert InsufficientStake(0, nodes.minNodeStake());
         if (claim.rowCount == 0) revert EmptyBatch();
         bytes32 digest = hashClaim(claim);
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
@@ -589,18 +599,21 @@ contract InferenceSettlement is EIP712 {
         emit VerdictPublished(batchId, signer, pass, signature);
     }
 
-    /// @notice Settle a Pending batch after its challenge window with pass verdicts (sorted by
-    ///         verifier address, no duplicates) holding at least `quorumBps` of the verifier
-    ///         stake at the batch's snapshot block. Credits the model owner, the node and each
-    ///         verifier in proportion to its weight; rounding dust goes to the model owner.
-    ///         Anyone can call.
-    function finalize(bytes32 batchId, Record calldata r, Verdict[] calldata verdicts) external {
-        State storage st = _states[batchId];
-        _record(batchId, r);
-        if (st.status != Status.Pending) revert WrongStatus(batchId, st.status);
+    /// @notice Settle a Pending batch after its challenge window with pass verdicts holding
+    ///         at least `quorumBps` of the verifier stake at the batch's snapshot block. The
+    ///         verdicts are EIP-2098 compact signatures of `Verdict(batchId, claimDigest, true)`
+    ///         whose signers, recovered, must be strictly ascending (one per verifier). Credits
+    ///         the model owner, the node and each verifier in proportion to its weight;
+    ///         rounding dust goes to the model owner. Anyone can call.
+    function finalize(bytes32 batchId, Record calldata r, PassSignature[] calldata passes)
+        external
+    {
+        bytes32 stored = _pending(batchId, r);
         uint256 endsAt = uint256(r.committedAt) + challengeWindow;
         if (block.timestamp < endsAt) revert ChallengeWindowOpen(batchId, endsAt);
-        (uint256[] memory weights, uint256 total) = _weigh(batchId, r, verdicts, true);
+        address[] memory signers = _passSigners(hashVerdict(batchId, r.claimDigest, true), passes);
+        (uint256[] memory weights, uint256 total) =
+            nodes.verifierWeights(signers, r.snapshotBlock);
         uint256 yes;
         for (uint256 i = 0; i < weights.length; ++i) {
             yes += weights[i];
@@ -608,36 +621,69 @@ contract InferenceSettlement is EIP712 {
         if (yes == 0 || yes * BPS < uint256(quorumBps) * total) {
             revert QuorumNotReached(batchId, yes, total);
         }
-        st.status = Status.Finalized;
+        _commitments[batchId] = _seal(stored, Status.Finalized);
+        _payOut(batchId, r, signers, weights, yes, total);
+    }
+
+    /// @dev Credit a finalised batch's model owner, node and pass verifiers.
+    function _payOut(
+        bytes32 batchId,
+        Record calldata r,
+        address[] memory signers,
+        uint256[] memory weights,
+        uint256 yes,
+        uint256 total
+    ) private {
         (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(r.price, r.rowCount);
-        exposure[r.node] -= _collateral(payment + nodeFee + verifierFee);
+        uint256[] memory shares = new uint256[](weights.length);
         uint256 paid;
         for (uint256 i = 0; i < weights.length; ++i) {
             uint256 share = (verifierFee * weights[i]) / yes;
             if (share != 0) {
                 paid += share;
-                _nodeFees[verdicts[i].verifier] += share;
-                emit VerifierPaid(batchId, verdicts[i].verifier, share);
+                shares[i] = share;
+                _credit(signers[i], share);
             }
         }
         _owed[r.modelOwner] += payment + (verifierFee - paid);
-        _nodeFees[r.node] += nodeFee;
+        Account storage account = _accounts[r.node];
+        account.exposure -= uint120(_collateral(payment + nodeFee + verifierFee));
+        account.fees += uint128(nodeFee);
         emit BatchFinalized(batchId, r.modelOwner, r.node, payment, nodeFee, paid, yes, total);
+        emit VerifiersPaid(batchId, signers, shares);
+    }
+
+    /// @dev The signers of `digest`, each signature canonical, strictly ascending.
+    function _passSigners(bytes32 digest, PassSignature[] calldata passes)
+        private
+        pure
+        returns (address[] memory signers)
+    {
+        uint256 n = passes.length;
+        signers = new address[](n);
+        address previous = address(0);
+        for (uint256 i = 0; i < n; ++i) {
+            (address signer, ECDSA.RecoverError err,) =
+                ECDSA.tryRecover(digest, passes[i].r, passes[i].vs);
+            if (err != ECDSA.RecoverError.NoError) revert BadVerdictSignature(signer);
+            if (signer <= previous) revert VerdictsNotSorted(signer);
+            signers[i] = signer;
+            previous = signer;
+        }
     }
 
     /// @notice Refund the requester of a Pending batch nobody finalised within a grace of
     ///         `challengeWindow` after its window (or after its last dispute closed). Anyone.
     function expire(bytes32 batchId, Record calldata r) external {
-        State storage st = _states[batchId];
-        _record(batchId, r);
-        if (st.status != Status.Pending) revert WrongStatus(batchId, st.status);
+        bytes32 stored = _pending(batchId, r);
         uint256 from = uint256(r.committedAt) + challengeWindow;
-        if (st.reopenedAt > from) from = st.reopenedAt;
+        uint256 reopenedAt = _disputeStates[batchId].reopenedAt;
+        if (reopenedAt > from) from = reopenedAt;
         uint256 endsAt = from + challengeWindow;
         if (block.timestamp < endsAt) revert FinalizeGraceOpen(batchId, endsAt);
-        st.status = Status.Refunded;
+        _commitments[batchId] = _seal(stored, Status.Refunded);
         uint256 escrow = _escrowOf(r.price, r.rowCount);
-        exposure[r.node] -= _collateral(escrow);
+        _accounts[r.node].exposure -= uint120(_collateral(escrow));
         emit BatchRefunded(batchId, r.requester, escrow);
         if (escrow != 0) token.safeTransfer(r.requester, escrow);
     }
@@ -673,9 +719,7 @@ contract InferenceSettlement is EIP712 {
         RowChallenge calldata c,
         bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
-        State storage st = _states[batchId];
-        _record(batchId, r);
-        if (st.status != Status.Pending) revert WrongStatus(batchId, st.status);
+        bytes32 stored = _pending(batchId, r);
         uint256 endsAt = uint256(r.committedAt) + challengeWindow;
         if (block.timestamp >= endsAt) revert ChallengeWindowClosed(batchId, endsAt);
         _checkEvidence(batchId, r, c, proof);
@@ -689,8 +733,8 @@ contract InferenceSettlement is EIP712 {
         d.snapshotBlock = snap;
         d.totalStake = uint96(nodes.roleStakeAt(ROLE_VERIFIER, snap));
         d.rowIndex = c.rowIndex;
-        st.status = Status.Disputed;
-        st.disputeId = uint64(disputeId);
+        _commitments[batchId] = _seal(stored, Status.Disputed);
+        _disputeStates[batchId].disputeId = uint64(disputeId);
         nodes.lock(r.node);
         emit ChallengeOpened(
             batchId,
@@ -780,11 +824,11 @@ contract InferenceSettlement is EIP712 {
         bytes32 batchId = d.batchId;
         d.outcome = OUTCOME_UPHELD;
         d.resolvedAt = uint48(block.timestamp);
-        _states[batchId].status = Status.Slashed;
+        _setStatus(batchId, Status.Slashed);
         nodes.unlock(r.node);
         (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(r.price, r.rowCount);
         uint256 collateral = _collateral(payment + nodeFee + verifierFee);
-        exposure[r.node] -= collateral;
+        _accounts[r.node].exposure -= uint120(collateral);
         uint256 slashed =
             nodes.slash(r.node, collateral > minSlash ? collateral : minSlash, address(this));
         uint256 reward = (slashed * challengerRewardBps) / BPS;
@@ -808,9 +852,8 @@ contract InferenceSettlement is EIP712 {
     }
 
     function _reopen(bytes32 batchId, address node) private {
-        State storage st = _states[batchId];
-        st.status = Status.Pending;
-        st.reopenedAt = uint48(block.timestamp);
+        _setStatus(batchId, Status.Pending);
+        _disputeStates[batchId].reopenedAt = uint48(block.timestamp);
         nodes.unlock(node);
     }
 
@@ -840,7 +883,7 @@ contract InferenceSettlement is EIP712 {
         amount = (verifierFee * weight) / d.totalStake;
         if (amount > d.rewardLeft) amount = d.rewardLeft;
         d.rewardLeft -= amount;
-        _nodeFees[verifier] += amount;
+        _credit(verifier, amount);
         emit DisputeRewardClaimed(disputeId, verifier, amount);
     }
 
@@ -892,9 +935,10 @@ contract InferenceSettlement is EIP712 {
     ///         delegators share them pro rata; to the node's address if its pool is empty.
     ///         Anyone can call, so delegators need not wait for the operator.
     function claimNodeFees(address node) external returns (uint256 amount) {
-        amount = _nodeFees[node];
+        Account storage account = _accounts[node];
+        amount = account.fees;
         if (amount == 0) revert NothingToClaim(node);
-        _nodeFees[node] = 0;
+        account.fees = 0;
         bool intoPool = nodes.reward(node, amount);
         emit NodeFeesPaid(node, amount, intoPool);
         if (!intoPool) token.safeTransfer(node, amount);
@@ -914,9 +958,12 @@ contract InferenceSettlement is EIP712 {
         bytes32 outputHash,
         bytes32[] calldata proof
     ) external view returns (bool included, Status status) {
-        status = _states[batchId].status;
+        bytes32 stored = _commitments[batchId];
+        status = Status(uint8(uint256(stored & STATUS_BITS)));
         if (status == Status.None) return (false, status);
-        if (_commitments[batchId] != keccak256(abi.encode(r))) return (false, status);
+        if (stored & ~STATUS_BITS != keccak256(abi.encode(r)) & ~STATUS_BITS) {
+            return (false, status);
+        }
         if (rowIndex >= r.rowCount) return (false, status);
         bytes32 leaf = receiptLeaf(batchId, r.modelId, r.runtimeId, rowIndex, inputHash, outputHash);
         included = MerkleProof.verifyCalldata(proof, r.batchRoot, leaf);
@@ -975,9 +1022,10 @@ contract InferenceSettlement is EIP712 {
         return _hashTypedDataV4(keccak256(abi.encode(VERDICT_TYPEHASH, batchId, claimDigest, pass)));
     }
 
-    /// @notice keccak256(abi.encode(record)): what is stored for a committed batch.
+    /// @notice keccak256(abi.encode(record)) with its low byte cleared: what `commitmentOf`
+    ///         returns for the batch committed with this record.
     function hashRecord(Record calldata r) external pure returns (bytes32) {
-        return keccak256(abi.encode(r));
+        return keccak256(abi.encode(r)) & ~STATUS_BITS;
     }
 
     /// @notice The EIP-712 domain separator (name "ogkit", version "1").
@@ -999,7 +1047,7 @@ contract InferenceSettlement is EIP712 {
 
     /// @notice A batch's status.
     function statusOf(bytes32 batchId) external view returns (Status) {
-        return _states[batchId].status;
+        return Status(uint8(uint256(_commitments[batchId] & STATUS_BITS)));
     }
 
     /// @notice A batch's state: status, open (or last) dispute id, when a dispute last closed.
@@ -1008,13 +1056,21 @@ contract InferenceSettlement is EIP712 {
         view
         returns (Status status, uint256 disputeId, uint256 reopenedAt)
     {
-        State storage st = _states[batchId];
-        return (st.status, st.disputeId, st.reopenedAt);
+        DisputeState storage d = _disputeStates[batchId];
+        return (
+            Status(uint8(uint256(_commitments[batchId] & STATUS_BITS))), d.disputeId, d.reopenedAt
+        );
     }
 
-    /// @notice The stored commitment (hash of the record) of a batch; zero if unknown.
+    /// @notice The stored commitment of a batch: keccak256(abi.encode(record)) with its low
+    ///         byte cleared (the contract keeps the status there); zero if unknown.
     function commitmentOf(bytes32 batchId) external view returns (bytes32) {
-        return _commitments[batchId];
+        return _commitments[batchId] & ~STATUS_BITS;
+    }
+
+    /// @notice Collateral (in OPG) a node's open batches hold against its active stake.
+    function exposure(address node) external view returns (uint256) {
+        return _accounts[node].exposure;
     }
 
     /// @notice Whether a requester's order nonce has been used.
@@ -1029,7 +1085,7 @@ contract InferenceSettlement is EIP712 {
 
     /// @notice Fees accrued to a node or verifier, not yet paid into its pool.
     function nodeFees(address node) external view returns (uint256) {
-        return _nodeFees[node];
+        return _accounts[node].fees;
     }
 
     /// @notice A dispute.
@@ -1049,10 +1105,34 @@ contract InferenceSettlement is EIP712 {
 
     // ------------------------------------------------------------------ internals
 
-    function _record(bytes32 batchId, Record calldata r) private view {
-        bytes32 stored = _commitments[batchId];
+    /// @dev The batch's stored word, after checking `r` is its record.
+    function _record(bytes32 batchId, Record calldata r) private view returns (bytes32 stored) {
+        stored = _commitments[batchId];
         if (stored == bytes32(0)) revert BatchNotFound(batchId);
-        if (stored != keccak256(abi.encode(r))) revert RecordMismatch(batchId);
+        if (stored & ~STATUS_BITS != keccak256(abi.encode(r)) & ~STATUS_BITS) {
+            revert RecordMismatch(batchId);
+        }
+    }
+
+    /// @dev `_record`, and the batch must be Pending.
+    function _pending(bytes32 batchId, Record calldata r) private view returns (bytes32 stored) {
+        stored = _record(batchId, r);
+        Status status = Status(uint8(uint256(stored & STATUS_BITS)));
+        if (status != Status.Pending) revert WrongStatus(batchId, status);
+    }
+
+    function _seal(bytes32 stored, Status status) private pure returns (bytes32) {
+        return (stored & ~STATUS_BITS) | bytes32(uint256(status));
+    }
+
+    function _setStatus(bytes32 batchId, Status status) private {
+        _commitments[batchId] = _seal(_commitments[batchId], status);
+    }
+
+    function _credit(address account, uint256 amount) private {
+        Account storage a = _accounts[account];
+        a.fees += uint128(amount);
+        a.used = true;
     }
 
     /// @dev Check each verdict's signature over the committed claim (pass only, if

@@ -16,10 +16,11 @@ import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 ///      any account may submit it for the owner. Every change emits an event indexed by model
 ///      id and owner, so the registry's state at any block can be replayed from logs.
 contract ModelRegistry is EIP712 {
+    /// @dev `registered`, `deprecated` and `price` share one slot: a commit reads it once.
     struct Model {
         bool registered;
         bool deprecated;
-        uint256 price;
+        uint240 price;
         bytes32 manifestHash;
         string name;
         string version;
@@ -49,6 +50,7 @@ contract ModelRegistry is EIP712 {
 
     error ZeroModelId();
     error ZeroOwner();
+    error PriceTooLarge(uint256 price);
     error RegistrationExpired(uint64 deadline);
     error BadOwnerSignature();
     error ModelAlreadyRegistered(bytes32 modelId, address owner);
@@ -77,6 +79,7 @@ contract ModelRegistry is EIP712 {
         if (reg.modelId == bytes32(0)) revert ZeroModelId();
         if (reg.owner == address(0)) revert ZeroOwner();
         if (block.timestamp > reg.deadline) revert RegistrationExpired(reg.deadline);
+        if (reg.price > type(uint240).max) revert PriceTooLarge(reg.price);
         bytes32 digest =
             hashRegistration(reg.modelId, reg.owner, reg.price, reg.manifestHash, reg.deadline);
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, ownerSignature);
@@ -84,7 +87,7 @@ contract ModelRegistry is EIP712 {
         Model storage m = _models[modelKey(reg.modelId, reg.owner)];
         if (m.registered) revert ModelAlreadyRegistered(reg.modelId, reg.owner);
         m.registered = true;
-        m.price = reg.price;
+        m.price = uint240(reg.price);
         m.manifestHash = reg.manifestHash;
         m.name = reg.name;
         m.version = reg.version;
@@ -98,8 +101,9 @@ contract ModelRegistry is EIP712 {
     ///         requester pays (`maxPricePerRow`); committed batches keep their price.
     function setPrice(bytes32 modelId, uint256 newPrice) external {
         Model storage m = _live(modelId, msg.sender);
+        if (newPrice > type(uint240).max) revert PriceTooLarge(newPrice);
         uint256 old = m.price;
-        m.price = newPrice;
+        m.price = uint240(newPrice);
         emit PriceChanged(modelId, msg.sender, old, newPrice);
     }
 

@@ -61,6 +61,13 @@ contract NodeRegistry is Ownable, EIP712 {
         uint256 unbondingShares;
     }
 
+    /// @dev A weight history and, in one slot, its latest checkpoint: reading a weight as of a
+    ///      block at or after the latest change costs one storage read.
+    struct History {
+        Checkpoints.Trace208 trace;
+        Checkpoints.Checkpoint208 last;
+    }
+
     struct Unbonding {
         address node;
         uint64 releaseTime;
@@ -96,8 +103,10 @@ contract NodeRegistry is Ownable, EIP712 {
 
     mapping(address node => Node) private _nodes;
     mapping(address node => mapping(address holder => uint256)) private _shares;
-    mapping(address node => Checkpoints.Trace208) private _stakeHistory;
-    mapping(uint8 role => Checkpoints.Trace208) private _roleStakeHistory;
+    /// @dev Weight history per node, one mapping per role: a verifier's weight is then one
+    ///      lookup in `_stakeHistory[ROLE_VERIFIER]`, and no inference node ever weighs as one.
+    mapping(uint8 role => mapping(address node => History)) private _stakeHistory;
+    mapping(uint8 role => History) private _roleStakeHistory;
     mapping(address attester => address) public nodeOfAttester;
     /// @notice The kind a measurement is approved as (KIND_*), 0 when not approved.
     mapping(bytes32 measurement => uint8) public measurementKind;
@@ -370,7 +379,7 @@ contract NodeRegistry is Ownable, EIP712 {
         if (withdrawLocks[u.node] != 0) revert WithdrawalLocked(u.node);
         delete _unbondings[unbondingId];
         Node storage n = _nodes[u.node];
-        uint256 before = _active(n);
+        uint256 before = _weight(u.node, n);
         amount = u.shares == n.poolShares
             ? n.poolAssets
             : Math.mulDiv(u.shares, n.poolAssets, n.poolShares);
@@ -394,7 +403,7 @@ contract NodeRegistry is Ownable, EIP712 {
         _onlySettlement();
         Node storage n = _registered(node);
         slashed = amount > n.poolAssets ? n.poolAssets : amount;
-        uint256 before = _active(n);
+        uint256 before = _weight(node, n);
         uint256 ownBefore = _value(n, _shares[node][node]);
         n.poolAssets -= slashed;
         _sync(node, n, before);
@@ -412,7 +421,7 @@ contract NodeRegistry is Ownable, EIP712 {
         _onlySettlement();
         Node storage n = _nodes[node];
         if (n.role == 0 || n.poolShares == 0) return false;
-        uint256 before = _active(n);
+        uint256 before = _weight(node, n);
         n.poolAssets += amount;
         _sync(node, n, before);
         emit Rewarded(node, amount, n.poolAssets);
@@ -497,8 +506,8 @@ contract NodeRegistry is Ownable, EIP712 {
         if (block.timestamp < ends) revert VotingOpen(proposalId, ends);
         if (block.timestamp >= ends + votingDelay) revert ProposalExpired(proposalId, ends + votingDelay);
         uint48 snapshot = p.snapshotBlock;
-        uint256 total = _roleStakeHistory[ROLE_INFERENCE].upperLookupRecent(snapshot)
-            + _roleStakeHistory[ROLE_VERIFIER].upperLookupRecent(snapshot);
+        uint256 total = _lookup(_roleStakeHistory[ROLE_INFERENCE], snapshot)
+            + _lookup(_roleStakeHistory[ROLE_VERIFIER], snapshot);
         uint256 yes = p.yesVotes;
         uint256 no = p.noVotes;
         if (yes <= no || (yes + no) * BPS < uint256(governanceQuorumBps) * total) {
@@ -511,23 +520,24 @@ contract NodeRegistry is Ownable, EIP712 {
 
     // ------------------------------------------------------------------ views: stake history
 
-    /// @notice Active stake (own + delegated, not unbonding) of `node` at the end of block
-    ///         `blockNumber`, which must be in the past (< block.number).
+    /// @notice Weight of `node` at the end of block `blockNumber` (< block.number): its active
+    ///         stake (own + delegated, not unbonding) while its own active stake was at least
+    ///         its role's minimum, else 0.
     function stakeAt(address node, uint48 blockNumber) public view returns (uint256) {
         _checkPast(blockNumber);
-        return _stakeHistory[node].upperLookupRecent(blockNumber);
+        return _lookup(_stakeHistory[_nodes[node].role][node], blockNumber);
     }
 
-    /// @notice Sum of the active stake of every node with `role` at the end of block
+    /// @notice Sum of the weights (`stakeAt`) of every node with `role` at the end of block
     ///         `blockNumber`, which must be in the past (< block.number).
     function roleStakeAt(uint8 role, uint48 blockNumber) public view returns (uint256) {
         _checkPast(blockNumber);
-        return _roleStakeHistory[role].upperLookupRecent(blockNumber);
+        return _lookup(_roleStakeHistory[role], blockNumber);
     }
 
-    /// @notice A verifier's weight as of `blockNumber` (< block.number): its active stake
-    ///         then, or 0 unless `verifier` is a verifier (role 2) whose CURRENT own active
-    ///         stake is at least `minVerifierStake`.
+    /// @notice A verifier's weight as of `blockNumber` (< block.number): `stakeAt`, or 0
+    ///         unless `verifier` is a verifier (role 2). Own stake below `minVerifierStake` at
+    ///         that block weighs 0, and so does not count in the role's total either.
     function weightAt(address verifier, uint48 blockNumber) public view returns (uint256) {
         _checkPast(blockNumber);
         return _weightAt(verifier, blockNumber);
@@ -547,7 +557,7 @@ contract NodeRegistry is Ownable, EIP712 {
         for (uint256 i = 0; i < count; ++i) {
             weights[i] = _weightAt(verifiers[i], blockNumber);
         }
-        totalVerifierStake = _roleStakeHistory[ROLE_VERIFIER].upperLookupRecent(blockNumber);
+        totalVerifierStake = _lookup(_roleStakeHistory[ROLE_VERIFIER], blockNumber);
     }
 
     // ------------------------------------------------------------------ views
@@ -591,8 +601,8 @@ contract NodeRegistry is Ownable, EIP712 {
     }
 
     /// @notice What settlement checks on commit, in one call: the node's role, bound attester
-    ///         and measurement, its current own and active stake, and whether the measurement
-    ///         is approved (as any kind).
+    ///         and measurement, its current weight (active stake while its own stake is at
+    ///         least the minimum, else 0) and whether the measurement is approved (any kind).
     function commitInfo(address node)
         external
         view
@@ -600,8 +610,7 @@ contract NodeRegistry is Ownable, EIP712 {
             uint8 role,
             address attester,
             bytes32 measurement,
-            uint256 ownStake,
-            uint256 activeStake,
+            uint256 weight,
             bool measurementApproved
         )
     {
@@ -611,8 +620,7 @@ contract NodeRegistry is Ownable, EIP712 {
             n.role,
             n.attester,
             measurement,
-            _value(n, _shares[node][node]),
-            _active(n),
+            _stakeHistory[n.role][node].last._value,
             measurementKind[measurement] != 0
         );
     }
@@ -629,7 +637,7 @@ contract NodeRegistry is Ownable, EIP712 {
             n.role,
             _value(n, _shares[node][node]),
             _active(n),
-            _roleStakeHistory[ROLE_VERIFIER].latest()
+            _roleStakeHistory[ROLE_VERIFIER].last._value
         );
     }
 
@@ -661,13 +669,13 @@ contract NodeRegistry is Ownable, EIP712 {
 
     /// @notice Sum of the active stake of every node with `role` now.
     function totalRoleStake(uint8 role) external view returns (uint256) {
-        return _roleStakeHistory[role].latest();
+        return _roleStakeHistory[role].last._value;
     }
 
     /// @notice Sum of the active stake of every node now.
     function totalActiveStake() external view returns (uint256) {
-        return _roleStakeHistory[ROLE_INFERENCE].latest()
-            + _roleStakeHistory[ROLE_VERIFIER].latest();
+        return _roleStakeHistory[ROLE_INFERENCE].last._value
+            + _roleStakeHistory[ROLE_VERIFIER].last._value;
     }
 
     /// @notice An unbonding entry and what it would pay now.
@@ -730,16 +738,10 @@ contract NodeRegistry is Ownable, EIP712 {
         if (p.proposer == address(0)) revert UnknownProposal(proposalId);
     }
 
-    /// @dev `weightAt` without the past-block check (callers check once). Reads the node's
-    ///      role, pool totals and own shares (4 slots) and one checkpoint lookup.
+    /// @dev `weightAt` without the past-block check (callers check once): one lookup in the
+    ///      verifiers' weight history (two slots when the latest checkpoint is old enough).
     function _weightAt(address verifier, uint48 blockNumber) private view returns (uint256) {
-        Node storage n = _nodes[verifier];
-        if (n.role != ROLE_VERIFIER) return 0;
-        uint256 poolShares = n.poolShares;
-        if (poolShares == 0) return 0;
-        uint256 own = Math.mulDiv(_shares[verifier][verifier], n.poolAssets, poolShares);
-        if (own < minVerifierStake) return 0;
-        return _stakeHistory[verifier].upperLookupRecent(blockNumber);
+        return _lookup(_stakeHistory[ROLE_VERIFIER][verifier], blockNumber);
     }
 
     /// @dev Bind `attester` to `node` under `measurement`, checking the attester's EIP-712
@@ -778,17 +780,40 @@ contract NodeRegistry is Ownable, EIP712 {
         return _value(n, n.poolShares - n.unbondingShares);
     }
 
+    /// @dev What a node weighs (and what is checkpointed): its active stake while its own
+    ///      active stake is at least its role's minimum, else 0. Computed when stake moves, so
+    ///      reading a weight later costs one checkpoint lookup.
+    function _weight(address node, Node storage n) private view returns (uint256) {
+        uint256 active = _active(n);
+        if (active == 0) return 0;
+        if (_value(n, _shares[node][node]) < minStake(n.role)) return 0;
+        return active;
+    }
+
+    /// @dev The weight as of `blockNumber`: the latest checkpoint when it is at or before
+    ///      the block (one storage read, the common case), else a search of the history.
+    function _lookup(History storage h, uint48 blockNumber) private view returns (uint256) {
+        Checkpoints.Checkpoint208 memory last = h.last;
+        if (last._key <= blockNumber) return last._value;
+        return h.trace.upperLookupRecent(blockNumber);
+    }
+
+    function _record(History storage h, uint48 key, uint256 value) private {
+        uint208 v = SafeCast.toUint208(value);
+        h.trace.push(key, v);
+        h.last = Checkpoints.Checkpoint208({_key: key, _value: v});
+    }
+
     /// @dev After any change to `node`'s pool: checkpoint its new active stake and move its
     ///      role's total by the difference, so each role's latest checkpoint stays the sum of
     ///      the latest checkpoints of its nodes. Two checkpoints in one block share a slot.
     function _sync(address node, Node storage n, uint256 before) private {
-        uint256 afterward = _active(n);
+        uint256 afterward = _weight(node, n);
         if (afterward == before) return;
         uint48 key = SafeCast.toUint48(block.number);
-        _stakeHistory[node].push(key, SafeCast.toUint208(afterward));
-        Checkpoints.Trace208 storage roleHistory = _roleStakeHistory[n.role];
-        uint256 roleTotal = roleHistory.latest() - before + afterward;
-        roleHistory.push(key, SafeCast.toUint208(roleTotal));
+        _record(_stakeHistory[n.role][node], key, afterward);
+        History storage roleHistory = _roleStakeHistory[n.role];
+        _record(roleHistory, key, uint256(roleHistory.last._value) - before + afterward);
     }
 
     function _deposit(address node, address holder, uint256 amount) private {
@@ -802,7 +827,7 @@ contract NodeRegistry is Ownable, EIP712 {
             shares = Math.mulDiv(amount, n.poolShares, n.poolAssets);
             if (shares == 0) revert ZeroAmount();
         }
-        uint256 before = _active(n);
+        uint256 before = _weight(node, n);
         n.poolShares += shares;
         n.poolAssets += amount;
         _shares[node][holder] += shares;
@@ -822,7 +847,7 @@ contract NodeRegistry is Ownable, EIP712 {
         if (n.poolAssets == 0) revert PoolDepleted(node);
         uint256 shares = Math.mulDiv(amount, n.poolShares, n.poolAssets, Math.Rounding.Ceil);
         if (shares > held) revert InsufficientStake(_value(n, held), amount);
-        uint256 before = _active(n);
+        uint256 before = _weight(node, n);
         _shares[node][holder] = held - shares;
         n.unbondingShares += shares;
         _sync(node, n, before);
