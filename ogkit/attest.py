@@ -11,16 +11,19 @@ of a batch id. The chain code imports them from here::
 with ``name = "ogkit"``, ``version = "1"``.
 
 Attesters are chosen by name from :data:`ATTESTERS` and share one interface. The
-software enclave shipped here is a development enclave: a secp256k1 key whose
-measurement is the runtime id. It claims no hardware backing, and says so in its
-evidence; hardware attesters (AWS Nitro, Intel TDX) plug in behind the same
-interface.
+software enclave is a development enclave: a secp256k1 key whose measurement is the
+runtime id. It claims no hardware backing, and says so in its evidence. The hardware
+attesters run inside an enclave and make the enclave vouch for the same key: their
+evidence is an AWS Nitro attestation document (``nitro``, from ``/dev/nsm``) or an
+Intel TDX quote with its collateral (``tdx``, from configfs-tsm) whose report data is
+``keccak256(public key ‖ runtime id)`` (docs/tee.md; :mod:`ogkit.tee` verifies it).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -40,8 +43,10 @@ __all__ = [
     "Attester",
     "BatchClaim",
     "ClaimDomain",
+    "NitroEnclaveAttester",
     "PartitionAttestation",
     "SoftwareEnclaveAttester",
+    "TdxAttester",
     "attest_partition",
     "derive_batch_id",
     "execution_hash",
@@ -256,11 +261,137 @@ class SoftwareEnclaveAttester:
         return f"SoftwareEnclaveAttester({self.address})"
 
 
-ATTESTERS: dict[str, type] = {"software": SoftwareEnclaveAttester}
+class _HardwareAttester:
+    """A key inside an enclave whose evidence binds it: the enclave's report data is
+    ``keccak256(public key ‖ runtime id)``. The key must be made inside the enclave and
+    never leave it; the evidence proves the binding, not how the key was kept."""
+
+    kind = ""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    @property
+    def address(self) -> str:
+        return self._signer.address
+
+    @property
+    def public_key(self) -> bytes:
+        """The attester's secp256k1 public key, 64 bytes (x ‖ y)."""
+        from eth_keys import keys
+
+        return keys.PrivateKey(bytes(self._signer.local_account.key)).public_key.to_bytes()
+
+    def sign_claim(self, claim: BatchClaim, domain: ClaimDomain) -> str:
+        if claim.attester.lower() != self.address.lower():
+            raise ConfigError(f"claim names attester {claim.attester}, not {self.address}")
+        return self._signer.sign_typed_data(claim.typed_data(domain))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address})"
+
+
+class NitroEnclaveAttester(_HardwareAttester):
+    """Inside an AWS Nitro enclave: evidence is an NSM attestation document whose
+    ``user_data`` is ``keccak256(public key ‖ runtime id)``."""
+
+    kind = "nitro"
+
+    def __init__(self, signer: Signer, *, device: str | None = None) -> None:
+        super().__init__(signer)
+        from ogkit.tee.nsm import NSM_DEVICE
+
+        self.device = device or NSM_DEVICE
+
+    def evidence(self, runtime_id: str) -> dict[str, Any]:
+        from ogkit.tee.claims import binding_digest, measurement_hash
+        from ogkit.tee.evidence import hardware_evidence
+        from ogkit.tee.nitro import parse_document
+        from ogkit.tee.nsm import attestation_document
+
+        digest = binding_digest(self.public_key, _b32(runtime_id, "runtime id"))
+        document = attestation_document(user_data=digest, device=self.device)
+        parsed = parse_document(document)
+        if parsed.user_data != digest:
+            raise ConfigError("the NSM returned a document over other user data")
+        return hardware_evidence(
+            self.kind,
+            runtime_id=runtime_id,
+            public_key=self.public_key,
+            generated_at=int(time.time()),
+            document=document,
+            measurement=measurement_hash("nitro", {f"pcr{i}": parsed.pcrs[i] for i in (0, 1, 2)}),
+        )
+
+
+def _fetch_collateral(pccs_url: str) -> Callable[[bytes], Mapping[str, Any]]:
+    def fetch(quote: bytes) -> Mapping[str, Any]:
+        import asyncio
+        import json
+
+        import dcap_qvl
+
+        collateral = asyncio.run(dcap_qvl.get_collateral(pccs_url, quote))
+        return json.loads(collateral.to_json())
+
+    return fetch
+
+
+class TdxAttester(_HardwareAttester):
+    """Inside an Intel TDX trust domain: evidence is a TDX quote (from configfs-tsm)
+    whose report data is ``keccak256(public key ‖ runtime id) ‖ 0^32``, with the DCAP
+    collateral that verifies it as of now. ``collateral`` maps a quote to that
+    collateral (dcap-qvl's ``QuoteCollateralV3`` JSON); by default it is fetched from
+    ``pccs_url`` with dcap-qvl."""
+
+    kind = "tdx"
+
+    def __init__(
+        self,
+        signer: Signer,
+        *,
+        tsm_root: str | None = None,
+        tsm: Any = None,
+        collateral: Callable[[bytes], Mapping[str, Any]] | None = None,
+        pccs_url: str = "https://api.trustedservices.intel.com",
+    ) -> None:
+        super().__init__(signer)
+        from ogkit.tee.tsm import TSM_REPORT_ROOT, TsmReport
+
+        # ``tsm``: anything with ``quote(report_data) -> bytes`` (a TsmReport by default).
+        self.tsm = tsm if tsm is not None else TsmReport(tsm_root or TSM_REPORT_ROOT)
+        self._collateral = collateral or _fetch_collateral(pccs_url)
+
+    def evidence(self, runtime_id: str) -> dict[str, Any]:
+        from ogkit.tee.claims import report_data_for
+        from ogkit.tee.dcap import parse_quote
+        from ogkit.tee.evidence import hardware_evidence
+
+        report_data = report_data_for(self.public_key, _b32(runtime_id, "runtime id"))
+        quote = self.tsm.quote(report_data)
+        fields = parse_quote(quote)
+        if fields.report_data != report_data or fields.tee != "tdx":
+            raise ConfigError("the TSM returned a quote over other report data")
+        return hardware_evidence(
+            self.kind,
+            runtime_id=runtime_id,
+            public_key=self.public_key,
+            generated_at=int(time.time()),
+            quote=quote,
+            collateral=self._collateral(quote),
+            measurement=fields.measurement,
+        )
+
+
+ATTESTERS: dict[str, type] = {
+    "software": SoftwareEnclaveAttester,
+    "nitro": NitroEnclaveAttester,
+    "tdx": TdxAttester,
+}
 
 
 def make_attester(kind: str, **kwargs: Any) -> Attester:
-    """Build a registered attester by name (``software``)."""
+    """Build a registered attester by name (``software``, ``nitro``, ``tdx``)."""
     try:
         return ATTESTERS[kind](**kwargs)
     except KeyError:

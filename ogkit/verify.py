@@ -19,7 +19,11 @@ states is taken on trust:
 - each row is re-executed with probability ``sample_rate``, drawn with a key
   ``keccak256(batch root ‖ verifier secret)`` the node could not know when it signed;
   a sampled row is re-run inside its original mini-batch and compared bit for bit
-  (or within the ULP bound the batch signed, if the verifier allows that much).
+  (or within the ULP bound the batch signed, if the verifier allows that much);
+- hardware evidence (an Intel TDX/SGX quote, an AWS Nitro document) is verified again
+  against its pinned root as of the claim's signed time, its report data must commit to
+  the attester's key and the runtime id, its measurement must be approved as its kind
+  and the policy (debug, TCB status, expired collateral) must hold (docs/tee.md).
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ from ogkit.hub.hub import MODELS, Hub
 from ogkit.hub.manifest import canonical_json
 from ogkit.load import ModelPayload, SessionConfig, reexecute, worker_model
 from ogkit.store import ContentStore
+from ogkit.tee.claims import HARDWARE_KINDS
+from ogkit.tee.evidence import TEE_REASONS
+from ogkit.tee.policy import EvidencePolicy
 
 if TYPE_CHECKING:
     from distributed import Client as DaskClient
@@ -122,6 +129,7 @@ REASONS = {
     "job-order": "the batch is not the job the requester ordered (requester or job name)",
     "model-mismatch": "the manifest's model reference names another model than its id",
     "sample-not-reexecuted": "a row drawn for re-execution was not re-executed",
+    **TEE_REASONS,
 }
 
 MAX_CLOCK_SKEW_S = 300
@@ -129,10 +137,15 @@ MAX_CLOCK_SKEW_S = 300
 
 @dataclass(frozen=True)
 class Allowlist:
-    """Approved attester addresses and measurements (the chain's NodeRegistry later)."""
+    """Approved attester addresses and measurements (the chain's NodeRegistry later).
+
+    ``kinds`` records the kind a measurement was approved as, where known (the
+    NodeRegistry's ``measurementKind``: 1 software, 2 TDX, 3 SGX, 4 Nitro); a hardware
+    measurement approved as another kind is refused."""
 
     attesters: frozenset[str] = frozenset()
     measurements: frozenset[str] = frozenset()
+    kinds: Mapping[str, int] = field(default_factory=dict, hash=False, compare=True)
 
     @classmethod
     def load(cls, path: Path) -> Allowlist:
@@ -144,22 +157,36 @@ class Allowlist:
             return cls(
                 frozenset(str(a).lower() for a in doc.get("attesters", [])),
                 frozenset(str(m).lower() for m in doc.get("measurements", [])),
+                {str(m).lower(): int(k) for m, k in doc.get("kinds", {}).items()},
             )
-        except (json.JSONDecodeError, AttributeError, TypeError) as exc:
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"allowlist {path} is not valid: {exc}; fix it or remove it and run "
                 "`ogkit allowlist add`"
             ) from None
 
-    def with_(self, attesters: Iterable[str] = (), measurements: Iterable[str] = ()) -> Allowlist:
+    def with_(
+        self,
+        attesters: Iterable[str] = (),
+        measurements: Iterable[str] = (),
+        kinds: Mapping[str, int] | None = None,
+    ) -> Allowlist:
+        """A copy with more approvals; ``kinds`` approves measurements with their kind."""
+        kinds = {m.lower(): int(k) for m, k in (kinds or {}).items()}
         return Allowlist(
             self.attesters | {a.lower() for a in attesters},
-            self.measurements | {m.lower() for m in measurements},
+            self.measurements | {m.lower() for m in measurements} | set(kinds),
+            {**self.kinds, **kinds},
         )
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        doc = {"attesters": sorted(self.attesters), "measurements": sorted(self.measurements)}
+        doc: dict[str, Any] = {
+            "attesters": sorted(self.attesters),
+            "measurements": sorted(self.measurements),
+        }
+        if self.kinds:
+            doc["kinds"] = dict(sorted(self.kinds.items()))
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2))
         tmp.replace(path)
@@ -182,6 +209,10 @@ class VerifyPolicy:
     # word: by default that fails. An auditor replaying the chain, which holds no order
     # yet, turns it into a notice.
     require_bound_inputs: bool = True
+    # Hardware evidence: the debug, TCB and collateral policy and the pinned roots.
+    evidence: EvidencePolicy = field(default_factory=EvidencePolicy)
+    # True: a batch without verified hardware evidence (the software enclave) fails.
+    require_hardware: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -217,6 +248,9 @@ class Verdict:
     inputs_bound: bool  # inputs checked against the requester's dataset or commitment
     notices: list[str]
     seconds: float
+    # The verified TEE claims when the batch carries hardware evidence (ogkit.tee), with
+    # "hardware_backed" true only when the evidence, binding, approval and policy held.
+    hardware: dict[str, Any] | None = None
 
     def failing_rows(self) -> list[int]:
         return sorted({f.row_index for f in self.findings if f.row_index is not None})
@@ -256,6 +290,10 @@ class Verdict:
             text += "; " + ", ".join(f"{k}×{v}" for k, v in sorted(self.reasons().items()))
         if not self.inputs_bound:
             text += " (inputs not bound to the requester's data)"
+        if self.hardware is not None and self.hardware.get("claims"):
+            tee = self.hardware["claims"]["tee"]
+            backed = "hardware-backed" if self.hardware["hardware_backed"] else "refused"
+            text += f" [{tee} evidence: {backed}]"
         return text
 
     def raise_if_failed(self) -> None:
@@ -593,7 +631,7 @@ def verify_batch(
     notices: list[str] = []
     m = batch.manifest
     claim = m.claim
-    _check_claim(batch, policy, findings)
+    hardware = _check_claim(batch, policy, findings, notices)
     ordered_model = model
     if model is not None and not model.startswith("0x") and hub is not None:
         try:
@@ -753,6 +791,7 @@ def verify_batch(
         inputs_bound=inputs_bound,
         notices=notices,
         seconds=time.perf_counter() - started,
+        hardware=hardware,
     )
     log.info("%s", verdict.summary())
     return verdict
@@ -778,8 +817,11 @@ def _unreadable(artifact: str, detail: str, policy: VerifyPolicy, started: float
     )
 
 
-def _check_claim(batch: AttestedBatch, policy: VerifyPolicy, findings: list[Finding]) -> None:
-    """The claim against its signature, the allowlist and the manifest's own fields."""
+def _check_claim(
+    batch: AttestedBatch, policy: VerifyPolicy, findings: list[Finding], notices: list[str]
+) -> dict[str, Any] | None:
+    """The claim against its signature, the allowlist, the attester's evidence and the
+    manifest's own fields. Returns the hardware evidence's check, if it has any."""
     m = batch.manifest
     claim = m.claim
     allow = policy.allowlist
@@ -801,26 +843,7 @@ def _check_claim(batch: AttestedBatch, policy: VerifyPolicy, findings: list[Find
         findings.append(
             Finding("unapproved-measurement", f"measurement {claim.runtime_id} is not approved")
         )
-    if (
-        m.attester.get("kind") != "software-enclave"
-        or m.attester.get("hardware_backed") is not False
-    ):
-        # Only the development enclave exists; hardware evidence is not yet verified, so a
-        # claim of it is refused rather than believed.
-        findings.append(
-            Finding(
-                "evidence-mismatch",
-                f"evidence of kind {m.attester.get('kind')!r:.40} cannot be verified here",
-            )
-        )
-    measured = m.attester.get("measurement")
-    if not isinstance(measured, str) or measured.lower() != claim.runtime_id.lower():
-        findings.append(
-            Finding(
-                "evidence-mismatch",
-                f"the attester's evidence measures {measured!r:.80}, the claim {claim.runtime_id}",
-            )
-        )
+    hardware = _check_evidence(batch, policy, findings, notices)
     for name, value in (
         ("batch_id", m.batch_id),
         ("model_id", m.model_id),
@@ -864,11 +887,63 @@ def _check_claim(batch: AttestedBatch, policy: VerifyPolicy, findings: list[Find
         )
     except (OgkitError, ValueError, TypeError, OverflowError) as exc:
         findings.append(Finding("batch-id", f"the batch id cannot be derived: {exc}"))
-        return
+        return hardware
     if derived != claim.batch_id.lower():
         findings.append(
             Finding("batch-id", f"claim batch id {claim.batch_id} is not this job's {derived}")
         )
+    return hardware
+
+
+def _check_evidence(
+    batch: AttestedBatch, policy: VerifyPolicy, findings: list[Finding], notices: list[str]
+) -> dict[str, Any] | None:
+    """The attester's evidence. The software enclave's must say it is not hardware and
+    measure the runtime id; hardware evidence is verified again (ogkit.tee) as of the
+    claim's signed timestamp. Any other kind is refused rather than believed."""
+    m = batch.manifest
+    claim = m.claim
+    evidence = m.attester
+    kind = evidence.get("kind")
+    if kind == "software-enclave" and evidence.get("hardware_backed") is False:
+        measured = evidence.get("measurement")
+        if not isinstance(measured, str) or measured.lower() != claim.runtime_id.lower():
+            findings.append(
+                Finding(
+                    "evidence-mismatch",
+                    f"the attester's evidence measures {measured!r:.80}, the claim "
+                    f"{claim.runtime_id}",
+                )
+            )
+        if policy.require_hardware:
+            findings.append(
+                Finding("tee-required", "the attester is a software enclave; no hardware attests")
+            )
+        return None
+    if kind not in HARDWARE_KINDS or evidence.get("hardware_backed") is not True:
+        findings.append(
+            Finding(
+                "evidence-mismatch",
+                f"evidence of kind {kind!r:.40} (hardware_backed "
+                f"{evidence.get('hardware_backed')!r:.10}) cannot be verified here",
+            )
+        )
+        return None
+    from ogkit.tee.evidence import check_evidence
+
+    allow = policy.allowlist
+    check = check_evidence(
+        evidence,
+        attester=claim.attester,
+        runtime_id=claim.runtime_id,
+        at=claim.timestamp,
+        approved=allow.measurements,
+        kinds=allow.kinds,
+        policy=policy.evidence,
+    )
+    findings.extend(Finding(reason, detail) for reason, detail in check.findings)
+    notices.extend(check.notices)
+    return check.to_dict()
 
 
 def _check_tiling(batch: AttestedBatch, findings: list[Finding]) -> bool:
