@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -60,6 +61,7 @@ __all__ = [
     "claim_domain",
     "ensure_allowance",
     "ensure_staked",
+    "finalize_verdicts",
     "format_opg",
     "governance_hint",
     "measurement_approved",
@@ -522,12 +524,14 @@ def settle(
     if status == BatchStatus.NONE:
         _check_domain(batch, chain)
         if order is None:
+            flag = "" if chain.kind == "devnet" else f" --chain {chain.name}"
+            job = shlex.quote(batch.manifest.job)
             raise SettlementError(
                 f"batch {batch.batch_id} is not committed yet and committing needs the "
                 "requester's signed job order; the requester runs `ogkit order new --model "
                 f"{batch.model_id} --commitment {batch.manifest.dataset_id}:{batch.row_count} "
-                f"--job {batch.manifest.job} --node {node.address} --key REQUESTER` and gives "
-                "you the file, then run `ogkit settle ARTIFACT --order order.json`"
+                f"--job {job} --node {node.address} --key REQUESTER{flag}` and gives you the "
+                f"file, then run `ogkit settle ARTIFACT --order order.json{flag}`"
             )
         check_order_matches(
             order,
@@ -582,12 +586,11 @@ def settle(
     _sync(record, status)
 
     if finalize and status == BatchStatus.PENDING:
-        chosen = quorum_verdicts(
+        chosen = finalize_verdicts(
+            chain,
+            found,
             [*verdicts, *load_verdicts(batch.store, batch.batch_id),
              *chain_verdicts(chain, batch.batch_id)],
-            batch_id=batch.batch_id,
-            claim_digest=found.record["claimDigest"],
-            domain=claim_domain(chain),
         )  # fmt: skip
         fn = settlement.functions.finalize(
             _b32(batch.batch_id), found.as_tuple, [v.compact() for v in chosen]
@@ -611,6 +614,38 @@ def settle(
         record.waiting_for = ""
     journal.save(record)
     return record
+
+
+MAX_FINALIZE_VERDICTS = 64
+"""At most this many verdicts go into one ``finalize`` (the heaviest): its gas grows with
+each verdict passed (about 25k), and anyone can sign and publish verdicts."""
+
+
+def finalize_verdicts(
+    chain: ChainClient, found: OnChainBatch, verdicts: Iterable[SignedVerdict]
+) -> list[SignedVerdict]:
+    """The pass verdicts ``finalize`` should get: valid ones over the committed claim
+    (:func:`~ogkit.verdict.quorum_verdicts`) whose signer weighs something at the batch's
+    snapshot block: keys without verifier stake, whatever they publish, are dropped; the
+    :data:`MAX_FINALIZE_VERDICTS` heaviest are kept, sorted by address."""
+    chosen = quorum_verdicts(
+        verdicts,
+        batch_id=found.batch_id,
+        claim_digest=found.record["claimDigest"],
+        domain=claim_domain(chain),
+    )
+    if not chosen:
+        return []
+    nodes = chain.contract("NodeRegistry")
+    weights, _ = chain.call(
+        nodes.functions.verifierWeights(
+            [v.verifier for v in chosen], int(found.record["snapshotBlock"])
+        )
+    )
+    weighed = [(int(w), v) for w, v in zip(weights, chosen, strict=True) if int(w) > 0]
+    weighed.sort(key=lambda pair: -pair[0])
+    kept = [v for _, v in weighed[:MAX_FINALIZE_VERDICTS]]
+    return sorted(kept, key=lambda v: int(v.verifier, 16))
 
 
 def _commit_error(exc: SettlementError, batch: AttestedBatch, chain: ChainClient) -> Exception:

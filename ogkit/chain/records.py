@@ -20,7 +20,14 @@ from ogkit.errors import SettlementError
 if TYPE_CHECKING:
     from ogkit.chain.client import ChainClient
 
-__all__ = ["DETAIL_FIELDS", "RECORD_FIELDS", "OnChainBatch", "onchain_batch", "record_tuple"]
+__all__ = [
+    "DETAIL_FIELDS",
+    "RECORD_FIELDS",
+    "OnChainBatch",
+    "onchain_batch",
+    "record_hash",
+    "record_tuple",
+]
 
 RECORD_FIELDS = (
     "requester",
@@ -77,6 +84,24 @@ def _named(value: Any, names: tuple[str, ...]) -> dict[str, Any]:
         else:
             out[k] = int(v)
     return out
+
+
+_RECORD_TYPES = [
+    "address", "address", "address", "uint64", "uint48", "uint48",
+    "bytes32", "bytes32", "bytes32", "bytes32", "uint256",
+]  # fmt: skip
+
+
+def record_hash(record: Mapping[str, Any]) -> bytes:
+    """What ``InferenceSettlement.commitmentOf`` returns for the batch committed with
+    ``record``: keccak256(abi.encode(record)) with its low byte cleared (the contract keeps
+    the batch's status there)."""
+    from eth_abi import encode
+
+    from ogkit.crypto.keccak import keccak256
+
+    digest = keccak256(encode(_RECORD_TYPES, list(record_tuple(record))))
+    return digest[:31] + b"\x00"
 
 
 def record_tuple(record: Mapping[str, Any]) -> tuple:
@@ -142,8 +167,7 @@ def onchain_batch(chain: ChainClient, batch_id: str) -> OnChainBatch | None:
     )
     for event in events:
         found = from_event(event)
-        digest = bytes(chain.call(settlement.functions.hashRecord(found.as_tuple)))
-        if digest == stored:
+        if record_hash(found.record) == stored:
             return found
     raise SettlementError(
         f"batch {batch_id} is committed on {chain.name} but no BatchCommitted event with its "

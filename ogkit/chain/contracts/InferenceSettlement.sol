@@ -25,7 +25,7 @@ interface INodeStaking {
             uint8 role,
             address attester,
             bytes32 measurement,
-            uint256 weight,
+            uint256 ownStake,
             bool measurementApproved
         );
     function minNodeStake() external view returns (uint256);
@@ -37,7 +37,12 @@ interface INodeStaking {
         view
         returns (uint256[] memory weights, uint256 totalVerifierStake);
     function slashableStake(address node) external view returns (uint256);
-    function slash(address node, uint256 amount, address recipient) external returns (uint256);
+    function slash(address node, uint256 amount, address recipient)
+        external
+        returns (uint256 slashed, uint256 fromOwn);
+    function slashOwn(address node, uint256 ownTarget, address recipient)
+        external
+        returns (uint256 slashed, uint256 fromOwn);
     function reward(address node, uint256 amount) external returns (bool);
     function lock(address node) external;
     function unlock(address node) external;
@@ -215,6 +220,8 @@ contract InferenceSettlement is EIP712 {
     uint8 public constant OUTCOME_VOIDED = 3;
     /// @notice A claim may be timestamped at most this far in the future of the commit block.
     uint64 public constant CLAIM_MAX_SKEW = 5 minutes;
+    /// @notice Where slashed stake beyond a challenger's reward goes: an address no key holds.
+    address public constant BURN_ADDRESS = 0x000000000000000000000000000000000000dEaD;
     uint256 private constant BPS = 10_000;
     bytes32 private constant STATUS_BITS = bytes32(uint256(0xff));
 
@@ -472,7 +479,7 @@ contract InferenceSettlement is EIP712 {
     ) private returns (bytes32 batchId) {
         CommitDetails memory details;
         details.orderDigest = _checkOrder(order, orderSignature);
-        (Record memory rec, uint256 activeStake) = _checkClaim(claim, claimSignature);
+        (Record memory rec, uint256 ownStake) = _checkClaim(claim, claimSignature);
         batchId = _bindToOrder(order, claim, executionHash);
         if (_commitments[batchId] != bytes32(0)) revert BatchAlreadyCommitted(batchId);
         rec.requester = order.requester;
@@ -481,7 +488,7 @@ contract InferenceSettlement is EIP712 {
         uint256 escrow = _escrowOf(rec.price, rec.rowCount);
         Account storage account = _accounts[msg.sender];
         uint256 required = uint256(account.exposure) + _collateral(escrow);
-        if (activeStake < required) revert InsufficientCollateral(activeStake, required);
+        if (ownStake < required) revert InsufficientCollateral(ownStake, required);
         account.exposure = uint120(required);
         account.used = true;
         _commitments[batchId] = _seal(keccak256(abi.encode(rec)), Status.Pending);
@@ -546,7 +553,7 @@ contract InferenceSettlement is EIP712 {
             nodes.commitInfo(msg.sender);
         if (role == 0) revert NodeNotRegistered(msg.sender);
         if (role != ROLE_INFERENCE) revert NotInferenceNode(msg.sender);
-        // Weight 0: the node's own stake is below the minimum (or it has none active).
+        // 0: the node's own active stake is below the minimum.
         if (active == 0) revert InsufficientStake(0, nodes.minNodeStake());
         if (claim.rowCount == 0) revert EmptyBatch();
         bytes32 digest = hashClaim(claim);
@@ -829,17 +836,20 @@ contract InferenceSettlement is EIP712 {
         (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(r.price, r.rowCount);
         uint256 collateral = _collateral(payment + nodeFee + verifierFee);
         _accounts[r.node].exposure -= uint120(collateral);
-        uint256 slashed =
-            nodes.slash(r.node, collateral > minSlash ? collateral : minSlash, address(this));
-        uint256 reward = (slashed * challengerRewardBps) / BPS;
-        // The verifier fee goes to the verifiers who proved right (claimDisputeReward); the
-        // rest of the escrow and of the slash (less the challenger's reward) to the requester.
+        (uint256 slashed, uint256 fromOwn) = nodes.slashOwn(
+            r.node, collateral > minSlash ? collateral : minSlash, address(this)
+        );
+        // The challenger's reward comes out of the operator's own stake only, and the rest of
+        // the slash is burned: no key the operator holds (requester, challenger) can turn its
+        // delegators' stake into its own. The verifier fee goes to the verifiers who proved
+        // right (claimDisputeReward); the rest of the escrow back to the requester.
+        uint256 reward = (fromOwn * challengerRewardBps) / BPS;
         d.rewardLeft = verifierFee;
-        uint256 toRequester = payment + nodeFee + slashed - reward;
+        uint256 toRequester = payment + nodeFee;
         emit ChallengeUpheld(batchId, disputeId, r.node, d.challenger, slashed, reward, toRequester);
         emit BatchRefunded(batchId, r.requester, toRequester);
-        uint256 toChallenger = challengeBond + reward;
-        if (toChallenger != 0) token.safeTransfer(d.challenger, toChallenger);
+        token.safeTransfer(d.challenger, challengeBond + reward);
+        _burn(slashed - reward);
         if (toRequester != 0) token.safeTransfer(r.requester, toRequester);
     }
 
@@ -869,7 +879,9 @@ contract InferenceSettlement is EIP712 {
         uint256 endsAt = uint256(d.resolvedAt) + challengeWindow;
         if (block.timestamp >= endsAt) revert ClaimPeriodOver(disputeId, endsAt);
         address verifier = failVerdict.verifier;
-        if (_votes[disputeId][verifier] & 1 == 0) {
+        uint256 vote = _votes[disputeId][verifier];
+        if (vote != 0 && vote & 1 == 0) revert WrongVerdict(verifier); // it voted rejected
+        if (vote == 0) {
             // It did not vote upheld: its signed fail verdict on the batch is the evidence.
             if (failVerdict.pass) revert WrongVerdict(verifier);
             _checkVerdict(d.batchId, r.claimDigest, failVerdict);
@@ -916,8 +928,13 @@ contract InferenceSettlement is EIP712 {
         if (attesterSlashed[batchId][verifier]) revert AlreadySlashed(batchId, verifier);
         attesterSlashed[batchId][verifier] = true;
         uint256 amount = (nodes.slashableStake(verifier) * verifierSlashBps) / BPS;
-        slashed = nodes.slash(verifier, amount, d.challenger);
+        uint256 fromOwn;
+        (slashed, fromOwn) = nodes.slash(verifier, amount, address(this));
+        // As for a node: the challenger is rewarded from the verifier's own stake only.
+        uint256 reward = (fromOwn * challengerRewardBps) / BPS;
         emit PassAttesterSlashed(batchId, verifier, d.challenger, slashed);
+        if (reward != 0) token.safeTransfer(d.challenger, reward);
+        _burn(slashed - reward);
     }
 
     // ------------------------------------------------------------------ payouts
@@ -1022,17 +1039,6 @@ contract InferenceSettlement is EIP712 {
         return _hashTypedDataV4(keccak256(abi.encode(VERDICT_TYPEHASH, batchId, claimDigest, pass)));
     }
 
-    /// @notice keccak256(abi.encode(record)) with its low byte cleared: what `commitmentOf`
-    ///         returns for the batch committed with this record.
-    function hashRecord(Record calldata r) external pure returns (bytes32) {
-        return keccak256(abi.encode(r)) & ~STATUS_BITS;
-    }
-
-    /// @notice The EIP-712 domain separator (name "ogkit", version "1").
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
-    }
-
     /// @notice What a batch of `rowCount` rows of a registration escrows at its current price.
     function quote(bytes32 modelId, address modelOwner, uint64 rowCount)
         external
@@ -1127,6 +1133,11 @@ contract InferenceSettlement is EIP712 {
 
     function _setStatus(bytes32 batchId, Status status) private {
         _commitments[batchId] = _seal(_commitments[batchId], status);
+    }
+
+    /// @dev Slashed stake that nobody may receive goes to BURN_ADDRESS (OPG has no burn).
+    function _burn(uint256 amount) private {
+        if (amount != 0) token.safeTransfer(BURN_ADDRESS, amount);
     }
 
     function _credit(address account, uint256 amount) private {

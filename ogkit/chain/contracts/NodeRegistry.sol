@@ -398,16 +398,39 @@ contract NodeRegistry is Ownable, EIP712 {
     /// @return slashed what was taken.
     function slash(address node, uint256 amount, address recipient)
         external
-        returns (uint256 slashed)
+        returns (uint256 slashed, uint256 fromOwn)
+    {
+        _onlySettlement();
+        return _slash(node, _registered(node), amount, recipient);
+    }
+
+    /// @notice Slash `node`'s pool by the share that takes `ownTarget` from the node's own
+    ///         active stake (the whole pool when its own active stake is below that): the
+    ///         operator loses what it put at risk, and its delegators lose the same fraction.
+    ///         Settlement only.
+    function slashOwn(address node, uint256 ownTarget, address recipient)
+        external
+        returns (uint256 slashed, uint256 fromOwn)
     {
         _onlySettlement();
         Node storage n = _registered(node);
+        uint256 own = _value(n, _shares[node][node]);
+        uint256 amount =
+            own > ownTarget ? Math.mulDiv(n.poolAssets, ownTarget, own) : n.poolAssets;
+        return _slash(node, n, amount, recipient);
+    }
+
+    function _slash(address node, Node storage n, uint256 amount, address recipient)
+        private
+        returns (uint256 slashed, uint256 fromOwn)
+    {
         slashed = amount > n.poolAssets ? n.poolAssets : amount;
         uint256 before = _weight(node, n);
         uint256 ownBefore = _value(n, _shares[node][node]);
         n.poolAssets -= slashed;
         _sync(node, n, before);
-        emit Slashed(node, recipient, slashed, ownBefore - _value(n, _shares[node][node]), n.poolAssets);
+        fromOwn = ownBefore - _value(n, _shares[node][node]);
+        emit Slashed(node, recipient, slashed, fromOwn, n.poolAssets);
         if (slashed != 0) token.safeTransfer(recipient, slashed);
     }
 
@@ -601,8 +624,9 @@ contract NodeRegistry is Ownable, EIP712 {
     }
 
     /// @notice What settlement checks on commit, in one call: the node's role, bound attester
-    ///         and measurement, its current weight (active stake while its own stake is at
-    ///         least the minimum, else 0) and whether the measurement is approved (any kind).
+    ///         and measurement, its own active stake (0 while below its role's minimum: the
+    ///         collateral of its open batches must fit in it) and whether the measurement is
+    ///         approved (any kind).
     function commitInfo(address node)
         external
         view
@@ -610,19 +634,16 @@ contract NodeRegistry is Ownable, EIP712 {
             uint8 role,
             address attester,
             bytes32 measurement,
-            uint256 weight,
+            uint256 ownStake,
             bool measurementApproved
         )
     {
         Node storage n = _nodes[node];
         measurement = n.measurement;
-        return (
-            n.role,
-            n.attester,
-            measurement,
-            _stakeHistory[n.role][node].last._value,
-            measurementKind[measurement] != 0
-        );
+        uint8 role_ = n.role;
+        ownStake = _value(n, _shares[node][node]);
+        if (role_ == 0 || ownStake < minStake(role_)) ownStake = 0;
+        return (role_, n.attester, measurement, ownStake, measurementKind[measurement] != 0);
     }
 
     /// @notice A verifier's CURRENT role, own stake, active stake and the current total active
