@@ -128,52 +128,57 @@ class _RegistryHistory:
 
         self.measurements = sorted(
             [
-                (e["blockNumber"], e["logIndex"], _hex(e["args"]["measurement"]), True)
+                (e["blockNumber"], e["logIndex"], _hex(e["args"]["measurement"]),
+                 int(e["args"].get("kind", 1)))
                 for e in ev("NodeRegistry", "MeasurementApproved")
             ]
             + [
-                (e["blockNumber"], e["logIndex"], _hex(e["args"]["measurement"]), False)
+                (e["blockNumber"], e["logIndex"], _hex(e["args"]["measurement"]), 0)
                 for e in ev("NodeRegistry", "MeasurementRevoked")
             ]
-        )
+        )  # fmt: skip
         self.bindings = sorted(
-            [
-                (e["blockNumber"], e["logIndex"], e["args"]["node"], e["args"]["attester"])
-                for e in ev("NodeRegistry", "NodeRegistered")
-            ]
-            + [
-                (e["blockNumber"], e["logIndex"], e["args"]["node"], e["args"]["attester"])
-                for e in ev("NodeRegistry", "AttesterBound")
-            ]
-        )
+            (e["blockNumber"], e["logIndex"], e["args"]["node"], e["args"]["attester"],
+             _hex(e["args"]["measurement"]))
+            for e in ev("NodeRegistry", "AttesterBound")
+        )  # fmt: skip
         self.models = {
             (_hex(e["args"]["modelId"]), e["args"]["owner"].lower()): e["blockNumber"]
             for e in ev("ModelRegistry", "ModelRegistered")
         }
 
-    def measurement_approved(self, measurement: str, block: int) -> bool:
-        state = False
-        for b, _, m, approved in self.measurements:
+    def measurement_kind(self, measurement: str, block: int) -> int:
+        """The kind ``measurement`` was approved as at ``block`` (0: not approved)."""
+        state = 0
+        for b, _, m, kind in self.measurements:
             if b > block:
                 break
             if m == measurement:
-                state = approved
+                state = kind
         return state
 
+    def measurement_approved(self, measurement: str, block: int) -> bool:
+        return self.measurement_kind(measurement, block) != 0
+
     def revoked_after(self, measurement: str, block: int) -> int | None:
-        for b, _, m, approved in self.measurements:
-            if b > block and m == measurement and not approved:
+        for b, _, m, kind in self.measurements:
+            if b > block and m == measurement and not kind:
                 return b
         return None
 
-    def attester_of(self, node: str, block: int) -> str | None:
+    def binding_of(self, node: str, block: int) -> tuple[str, str] | None:
+        """The (attester, measurement) bound to ``node`` at ``block``."""
         bound = None
-        for b, _, n, attester in self.bindings:
+        for b, _, n, attester, measurement in self.bindings:
             if b > block:
                 break
             if n.lower() == node.lower():
-                bound = attester
+                bound = (attester, measurement)
         return bound
+
+    def attester_of(self, node: str, block: int) -> str | None:
+        bound = self.binding_of(node, block)
+        return bound[0] if bound else None
 
 
 def audit(
@@ -264,16 +269,24 @@ def audit(
 
         # Registry state as of the commit block.
         runtime_id = _hex(a["runtimeId"])
-        if not history.measurement_approved(runtime_id, commit_block):
+        binding = history.binding_of(a["node"], commit_block)
+        # A software enclave's measurement is its runtime id; a hardware attester's is the
+        # TEE measurement its binding names (its evidence ties the key to both).
+        measurement = binding[1] if binding else runtime_id
+        kind = history.measurement_kind(measurement, commit_block)
+        if kind == 1:
+            measurement = runtime_id
+            kind = history.measurement_kind(runtime_id, commit_block)
+        if not kind:
             add(
                 "measurement-not-approved",
-                f"measurement {runtime_id} was not approved at block {commit_block}",
+                f"measurement {measurement} was not approved at block {commit_block}",
                 block=commit_block,
             )
-        elif (revoked := history.revoked_after(runtime_id, commit_block)) is not None:
+        elif (revoked := history.revoked_after(measurement, commit_block)) is not None:
             add(
                 "measurement-revoked-later",
-                f"measurement {runtime_id} was approved when the "
+                f"measurement {measurement} was approved when the "
                 f"batch was committed (block {commit_block}) and revoked at block {revoked}; "
                 "the batch stays valid",
                 block=revoked,
@@ -352,11 +365,8 @@ def audit(
                 _check_manifest_price(hub, batch, row["price"], add)
                 allowlist = Allowlist(
                     frozenset({a["attester"].lower()} if bound else set()),
-                    frozenset(
-                        {runtime_id}
-                        if history.measurement_approved(runtime_id, commit_block)
-                        else set()
-                    ),
+                    frozenset({runtime_id, measurement} if kind else set()),
+                    {measurement: kind} if kind else {},
                 )
                 try:
                     verdict = verify_batch(

@@ -26,7 +26,7 @@ interface INodeStaking {
             address attester,
             bytes32 measurement,
             uint256 ownStake,
-            bool measurementApproved
+            uint8 kind
         );
     function minNodeStake() external view returns (uint256);
     function unbondingPeriod() external view returns (uint64);
@@ -214,6 +214,7 @@ contract InferenceSettlement is EIP712 {
 
     uint8 public constant ROLE_INFERENCE = 1;
     uint8 public constant ROLE_VERIFIER = 2;
+    uint8 public constant KIND_SOFTWARE = 1;
     uint8 public constant OUTCOME_OPEN = 0;
     uint8 public constant OUTCOME_UPHELD = 1;
     uint8 public constant OUTCOME_REJECTED = 2;
@@ -549,7 +550,7 @@ contract InferenceSettlement is EIP712 {
         view
         returns (Record memory rec, uint256 activeStake)
     {
-        (uint8 role, address attester, bytes32 measurement, uint256 active, bool approved) =
+        (uint8 role, address attester, bytes32 measurement, uint256 active, uint8 kind) =
             nodes.commitInfo(msg.sender);
         if (role == 0) revert NodeNotRegistered(msg.sender);
         if (role != ROLE_INFERENCE) revert NotInferenceNode(msg.sender);
@@ -560,8 +561,13 @@ contract InferenceSettlement is EIP712 {
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError || signer != claim.attester) revert BadSignature();
         if (claim.attester != attester) revert AttesterMismatch(claim.attester, attester);
-        if (claim.runtimeId != measurement) revert RuntimeMismatch(claim.runtimeId, measurement);
-        if (!approved) revert MeasurementNotApproved(measurement);
+        if (kind == 0) revert MeasurementNotApproved(measurement);
+        // A software enclave's measurement is its runtime id. A hardware attester's binding
+        // names its TEE measurement; the evidence in the artefact binds the key to it and
+        // the runtime id the claim names (verified off-chain, docs/tee.md).
+        if (kind == KIND_SOFTWARE && claim.runtimeId != measurement) {
+            revert RuntimeMismatch(claim.runtimeId, measurement);
+        }
         _checkTimestamp(claim.timestamp);
         activeStake = active;
         rec.node = msg.sender;

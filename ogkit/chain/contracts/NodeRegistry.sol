@@ -625,8 +625,8 @@ contract NodeRegistry is Ownable, EIP712 {
 
     /// @notice What settlement checks on commit, in one call: the node's role, bound attester
     ///         and measurement, its own active stake (0 while below its role's minimum: the
-    ///         collateral of its open batches must fit in it) and whether the measurement is
-    ///         approved (any kind).
+    ///         collateral of its open batches must fit in it) and the kind its measurement is
+    ///         approved as (0: not approved).
     function commitInfo(address node)
         external
         view
@@ -635,7 +635,7 @@ contract NodeRegistry is Ownable, EIP712 {
             address attester,
             bytes32 measurement,
             uint256 ownStake,
-            bool measurementApproved
+            uint8 kind
         )
     {
         Node storage n = _nodes[node];
@@ -643,7 +643,7 @@ contract NodeRegistry is Ownable, EIP712 {
         uint8 role_ = n.role;
         ownStake = _value(n, _shares[node][node]);
         if (role_ == 0 || ownStake < minStake(role_)) ownStake = 0;
-        return (role_, n.attester, measurement, ownStake, measurementKind[measurement] != 0);
+        return (role_, n.attester, measurement, ownStake, measurementKind[measurement]);
     }
 
     /// @notice A verifier's CURRENT role, own stake, active stake and the current total active
