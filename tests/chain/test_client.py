@@ -13,7 +13,7 @@ import pytest
 import requests
 from eth_utils import keccak
 
-from ogkit.chain.bindings import OPG
+from ogkit.chain.bindings import COMPILED_NAMES, OPG
 from ogkit.chain.client import ChainClient
 from ogkit.chain.connection import connect
 from ogkit.chain.deployments import (
@@ -29,6 +29,7 @@ from ogkit.chain.transactions import RetryPolicy
 from ogkit.errors import ChainError, ConfigError, SettlementError
 from ogkit.keys import KeyStore, Signer
 from ogkit.settings import Settings
+from ogkit.settle import registration_typed_data
 
 NO_HASH = b"\0" * 32
 
@@ -55,8 +56,15 @@ def model_id(tag: str) -> bytes:
 
 
 def register(client: ChainClient, signer: Signer, mid: bytes, price: int = 10) -> Any:
+    """Register ``mid`` for ``signer`` with its own EIP-712 signature, sent by itself."""
+    deadline = 2**40
+    typed = registration_typed_data(
+        client, "0x" + mid.hex(), signer.address, price, "0x" + NO_HASH.hex(), deadline
+    )
+    signature = bytes.fromhex(signer.sign_typed_data(typed)[2:])
     fn = client.contract("ModelRegistry").functions.registerModel(
-        mid, price, "tiny", "1.0.0", NO_HASH, "ogkit://tiny"
+        (mid, signer.address, price, NO_HASH, deadline, "tiny", "1.0.0", "ogkit://tiny"),
+        signature,
     )
     return client.transact(fn, signer)
 
@@ -82,26 +90,34 @@ def test_transact_and_revert_decoding(client: ChainClient, funded: Any) -> None:
     receipt = register(client, owner, mid)
     assert receipt["status"] == 1
 
-    # Reverts at gas estimation: readable custom error, no transaction hash.
+    # Reverts at gas estimation: readable custom error, no transaction hash. A stranger has
+    # no registration of this model to reprice.
     with pytest.raises(SettlementError) as info:
         client.transact(registry.functions.setPrice(mid, 5), stranger)
-    assert info.value.reason == f"NotModelOwner(modelId=0x{mid.hex()}, caller={stranger.address})"
-    assert "setPrice reverted: NotModelOwner(" in str(info.value)
+    assert info.value.reason == f"ModelNotFound(modelId=0x{mid.hex()}, owner={stranger.address})"
+    assert "setPrice reverted: ModelNotFound(" in str(info.value)
     assert info.value.tx_hash is None
 
     # With a fixed gas limit it is mined and reverts: same reason, plus the hash.
     with pytest.raises(SettlementError) as info:
         client.transact(registry.functions.setPrice(mid, 5), stranger, gas=200_000)
-    assert info.value.reason is not None and info.value.reason.startswith("NotModelOwner(")
+    assert info.value.reason is not None and info.value.reason.startswith("ModelNotFound(")
     assert info.value.tx_hash is not None
     mined = client.w3.eth.get_transaction_receipt(info.value.tx_hash)
     assert mined["status"] == 0
-    assert client.call(registry.functions.pricing(mid)) == [owner.address, 10, False]
+    assert client.call(registry.functions.pricing(mid, owner.address)) == [True, 10, False]
+
+    # A registration signed by another key than its owner's is refused.
+    forged = registry.functions.registerModel(
+        (model_id("forged"), owner.address, 1, NO_HASH, 2**40, "x", "1", "u"), b"\x01" * 65
+    )
+    with pytest.raises(SettlementError, match=r"BadOwnerSignature\(\)"):
+        client.transact(forged, stranger)
 
     # eth_call reverts are decoded too.
     unknown = model_id("unknown")
     with pytest.raises(SettlementError, match=r"ModelNotFound\(modelId=0x"):
-        client.call(registry.functions.manifestURIOf(unknown))
+        client.call(registry.functions.manifestURIOf(unknown, owner.address))
 
 
 def test_concurrent_senders_share_one_nonce_sequence(client: ChainClient, funded: Any) -> None:
@@ -114,7 +130,7 @@ def test_concurrent_senders_share_one_nonce_sequence(client: ChainClient, funded
     nonces = sorted(client.w3.eth.get_transaction(r["transactionHash"])["nonce"] for r in receipts)
     assert nonces == list(range(start_nonce, start_nonce + 20))
     registry = client.contract("ModelRegistry")
-    assert all(client.call(registry.functions.exists(mid)) for mid in ids)
+    assert all(client.call(registry.functions.exists(mid, signer.address)) for mid in ids)
 
 
 def test_nonce_resync_after_a_transaction_sent_elsewhere(client: ChainClient, funded: Any) -> None:
@@ -209,10 +225,10 @@ def test_snapshot_and_revert(client: ChainClient, funded: Any, caplog: Any) -> N
     mid = model_id("reverted")
     register(client, signer, mid)  # the nonce manager now caches the next nonce
     client.increase_time(3600)
-    assert client.call(registry.functions.exists(mid))
+    assert client.call(registry.functions.exists(mid, signer.address))
     client.revert(snapshot)
     assert client.block_number() == block and client.block_timestamp() == ts
-    assert not client.call(registry.functions.exists(mid))
+    assert not client.call(registry.functions.exists(mid, signer.address))
     with caplog.at_level("INFO", logger="ogkit.chain.transactions"):
         receipt = register(client, signer, model_id("after revert"))
     assert receipt["status"] == 1
@@ -257,12 +273,13 @@ def test_calls_as_of_a_block(client: ChainClient, funded: Any) -> None:
     registry = client.contract("ModelRegistry")
     mid = model_id("history")
     block = register(client, owner, mid)["blockNumber"]
-    assert client.is_contract_call_at(registry.functions.exists(mid), block - 1) is False
-    assert client.is_contract_call_at(registry.functions.exists(mid), block) is True
+    exists = registry.functions.exists(mid, owner.address)
+    assert client.is_contract_call_at(exists, block - 1) is False
+    assert client.is_contract_call_at(exists, block) is True
     with pytest.raises(ChainError, match="no block"):
-        client.is_contract_call_at(registry.functions.exists(mid), block + 10_000)
+        client.is_contract_call_at(exists, block + 10_000)
     with pytest.raises(ChainError, match="no contract"):
-        client.is_contract_call_at(registry.functions.exists(mid), 0)
+        client.is_contract_call_at(exists, 0)
 
 
 def test_fund_sends_eth_and_opg(client: ChainClient) -> None:
@@ -312,7 +329,14 @@ def test_unknown_target_and_env_default(monkeypatch: pytest.MonkeyPatch, home: P
 
 def test_deployment_round_trips_through_the_file(home: Path, caplog: Any) -> None:
     client = connect("embedded")
-    params = DeployParams(challenge_window=120, initial_measurements=(keccak(b"runtime"),))
+    runtime = keccak(b"runtime")
+    params = DeployParams(
+        challenge_window=120,
+        min_slash=5 * OPG,
+        collateral_bps=20_000,
+        initial_measurements=(runtime,),
+        initial_kinds=(2,),  # TDX
+    )
     deployer = client.deployer
     assert deployer is not None
     register(client, deployer, model_id("before redeploy"))  # caches the deployer's nonce
@@ -327,7 +351,11 @@ def test_deployment_round_trips_through_the_file(home: Path, caplog: Any) -> Non
     assert deployer.local_account.key.hex().removeprefix("0x") not in text
     record = json.loads(text)
     assert record["addresses"] == deployment.addresses
-    assert set(record["artifacts"]) == set(deployment.addresses)
+    assert set(record["artifacts"]) == set(COMPILED_NAMES)  # OPGVesting too
+    assert set(deployment.addresses) == set(COMPILED_NAMES) - {"OPGVesting"}
+    assert record["params"]["min_slash"] == 5 * OPG
+    assert record["params"]["initial_kinds"] == [2]
+    assert "slash_bps" not in record["params"]
     assert record["block_number"] == deployment.block_number
     assert deployment_is_live(client.w3, record)
 
@@ -339,6 +367,13 @@ def test_deployment_round_trips_through_the_file(home: Path, caplog: Any) -> Non
     assert loaded.deployer == deployer.address
     assert loaded.chain_id == client.chain_id
     assert client.call(loaded.settlement.functions.challengeWindow()) == 120
+    assert client.call(loaded.settlement.functions.minSlash()) == 5 * OPG
+    assert client.call(loaded.settlement.functions.collateralBps()) == 20_000
+    assert client.call(loaded.node_registry.functions.measurementKind(runtime)) == 2
+    assert client.call(loaded.node_registry.functions.production()) is False
+    # the deployer holds the liquid OPG allocations of the new token (189.5M)
+    token = loaded.token.functions
+    assert client.call(token.balanceOf(deployer.address)) == 189_500_000 * OPG
 
     assert load_deployment(home, 12345, client.w3) is None
     stale = dict(record, addresses={k: "0x" + "11" * 20 for k in record["addresses"]})
