@@ -618,7 +618,7 @@ def settle(
 
 MAX_FINALIZE_VERDICTS = 64
 """At most this many verdicts go into one ``finalize`` (the heaviest): its gas grows with
-each verdict passed (about 25k), and anyone can sign and publish verdicts."""
+each verdict passed (about 15k), and anyone can sign and publish verdicts."""
 
 
 def finalize_verdicts(

@@ -85,12 +85,14 @@ class DeployParams:
     challenge_bond: int = 100 * OPG
     """OPG a challenger posts; lost to the node if the challenge is rejected."""
     collateral_bps: int = 100_000
-    """Collateral per open batch as a multiple of its escrow (100,000 = 10x): a node's active
-    stake must cover the sum over its open batches, and an upheld challenge slashes it."""
+    """Collateral per open batch as a multiple of its escrow (100,000 = 10x): the operator's
+    own active stake must cover the sum over its open batches, and an upheld challenge takes
+    it from that own stake (its pool loses the same fraction)."""
     min_slash: int = 1_000 * OPG
-    """The least an upheld challenge slashes (capped at the node's pool), even when free."""
+    """The least an upheld challenge takes from the operator's own stake, even when free."""
     challenger_reward_bps: int = 5_000
-    """Share of the slashed amount paid to the challenger; the rest goes to the requester."""
+    """Share of the part slashed from the operator's (or pass-attester's) own stake paid to
+    the challenger; the rest of the slash is burned."""
     verifier_slash_bps: int = 1_000
     """Share of a verifier's pool slashed for a pass verdict on a batch found fraudulent."""
     claim_max_age: int = 7 * _DAY

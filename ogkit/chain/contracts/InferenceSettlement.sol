@@ -66,11 +66,12 @@ interface INodeStaking {
 ///         fees go to its stake pool, so delegators share them as they share slashes.
 ///      4. Inside the window anyone may challenge one row (commit-reveal, so a copycat cannot
 ///         take a challenger's evidence). Verifiers vote with their stake at dispute open.
-///         Upheld: the node is slashed in proportion to the escrow, pass verdicts of the batch
-///         become slashable, upheld voters and fail verdicts share the verifier fee. Without
-///         a supermajority in time the dispute falls back to the batch's verdicts.
-///      Storage per batch is one commitment hash of its `Record` plus one packed state slot;
-///      callers pass the record back (it is in the `BatchCommitted` event).
+///         Upheld: the operator's own stake loses max(minSlash, collateral) (its pool the same
+///         fraction), the challenger is rewarded from that own part and the rest is burned;
+///         pass verdicts of the batch become slashable; upheld voters and fail verdicts share
+///         the verifier fee. Without a supermajority in time it falls back to the verdicts.
+///      Storage per batch is one slot: the hash of its `Record` with the status in its low
+///      byte; callers pass the record back (it is in the `BatchCommitted` event).
 contract InferenceSettlement is EIP712 {
     using SafeERC20 for IERC20;
 
