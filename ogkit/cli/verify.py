@@ -19,6 +19,8 @@ from ogkit.settings import Settings
 
 __all__ = ["register"]
 
+KINDS = {"software": 1, "tdx": 2, "sgx": 3, "nitro": 4}
+
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.hub import Hub
@@ -190,14 +192,22 @@ def _allowlist(args: argparse.Namespace, settings: Settings) -> int:
     path = settings.home / "allowlist.json"
     allowlist = Allowlist.load(path)
     if args.command == "add":
-        allowlist = allowlist.with_(args.attester, args.measurement)
+        kinds = {}
+        if args.kind is not None:
+            if not args.measurement:
+                raise ConfigError("--kind names the kind of the --measurement values it comes with")
+            kinds = {m: KINDS[args.kind] for m in args.measurement}
+        allowlist = allowlist.with_(args.attester, args.measurement, kinds)
         allowlist.save(path)
     doc = {"attesters": sorted(allowlist.attesters), "measurements": sorted(allowlist.measurements)}
     if args.json:
-        print_json({"schema": "ogkit.allowlist.v1", **doc})
+        print_json({"schema": "ogkit.allowlist.v1", **doc, "kinds": dict(allowlist.kinds)})
     else:
         for kind, values in doc.items():
             print(f"{kind}: {', '.join(values) or '(none)'}")
+        names = {v: k for k, v in KINDS.items()}
+        for m, k in sorted(allowlist.kinds.items()):
+            print(f"  {m}: {names.get(k, k)}")
     return 0
 
 
@@ -261,3 +271,9 @@ def register(groups) -> None:
     p = add_command(allow_sub, "add", _allowlist, "approve attesters or measurements")
     p.add_argument("--attester", action="append", default=[], metavar="ADDRESS")
     p.add_argument("--measurement", action="append", default=[], metavar="RUNTIME_ID")
+    p.add_argument(
+        "--kind",
+        choices=sorted(KINDS),
+        help="the kind the --measurement values are approved as (as the NodeRegistry's "
+        "measurementKind); a hardware measurement approved as another kind is refused",
+    )
