@@ -13,6 +13,7 @@ from ogkit.cli import main
 from ogkit.hub import Hub
 from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
+from ogkit.order import new_order
 from ogkit.samples import make_tabular
 from ogkit.settle import (
     SettlementJournal,
@@ -49,7 +50,7 @@ class World:
             runtime_id=first.runtime_id,
             owner=self.s["owner"],
             node=self.s["node"],
-            attester=self.enclave.address,
+            attester=self.s["enclave"],
             requester=self.s["requester"],
             verifiers=[self.s["v1"], self.s["v2"], self.s["v3"]],
         )
@@ -66,9 +67,37 @@ class World:
             progress=False,
         )
 
-    def settle_fully(self, batch):
+    def order(self, batch, *, owner: str | None = None, price: int = 1000):
+        """The requester's signed order for ``batch``, naming the node, paying ``owner``
+        (default: the hub manifest's) at most ``price`` per row."""
+        return new_order(
+            requester=self.s["requester"].address,
+            model_id=batch.model_id,
+            model_owner=owner or self.manifest.owner,
+            commitment=(batch.manifest.dataset_id, batch.row_count),
+            job=batch.manifest.job,
+            node=self.s["node"].address,
+            max_price_per_row=price,
+            chain_id=self.chain.chain_id,
+            verifying_contract=claim_domain(self.chain).verifying_contract,
+            now=self.chain.block_timestamp(),
+        ).sign(self.s["requester"])
+
+    def commit(self, batch, order=None):
+        record = settle(
+            batch,
+            self.chain,
+            node=self.s["node"],
+            order=order or self.order(batch),
+            journal=self.journal,
+            finalize=False,
+        )
+        assert record.status == "pending"
+        return record
+
+    def settle_fully(self, batch, order=None):
         node, journal = self.s["node"], self.journal
-        settle(batch, self.chain, node=node, journal=journal, finalize=False)
+        self.commit(batch, order)
         for v in ("v1", "v2", "v3"):
             attest_batch(self.chain, batch, passed=True, verifier=self.s[v], journal=journal)
         self.chain.increase_time(3601)
@@ -101,10 +130,8 @@ def world(module_world, home):
 
 
 def _reasons(report, batch=None):
-    """Reason -> severity of the findings (of ``batch``), leaving out the notice every
-    batch gets until orders are signed on chain: its inputs are not bound to an order."""
+    """Reason -> severity of the findings (of ``batch``)."""
     f = report.findings
-    f = f.filter(f["reason"] != "inputs-unbound")
     if batch is not None:
         f = f.filter(f["batch_id"] == batch.batch_id)
     return dict(zip(f["reason"].to_list(), f["severity"].to_list(), strict=True))
@@ -114,8 +141,10 @@ def test_clean_audit_passes(world):
     a, b = world.settle_fully(world.batch("a")), world.settle_fully(world.batch("b"))
     report = world.audit()
     assert report.passed, report.findings
-    notices = report.findings.filter(report.findings["reason"] == "inputs-unbound")
-    assert notices.height == 2 and set(notices["severity"]) == {"notice"}
+    # The requester signed the dataset commitment in its order: the inputs are bound to it,
+    # so not even a notice is left.
+    assert report.findings.is_empty(), report.findings
+    assert all(v.inputs_bound for v in report.verdicts.values())
     assert set(report.batches["batch_id"].to_list()) == {a.batch_id, b.batch_id}
     row = report.batches.filter(report.batches["batch_id"] == a.batch_id).row(0, named=True)
     assert row["status"] == "finalized" and row["verdict"] == "pass"
@@ -171,7 +200,7 @@ def test_hostile_manifest_gives_a_report_with_a_finding(world, fields):
     artifact_id = _hostile(honest, **fields)
     # The node commits the hostile artefact's id with its honest, signed claim.
     hostile = AttestedBatch(honest.manifest, artifact_id, honest.store)
-    settle(hostile, world.chain, node=world.s["node"], finalize=False)
+    world.commit(hostile)
     report = world.audit()
     reasons = _reasons(report, honest)
     assert not report.passed
@@ -180,23 +209,91 @@ def test_hostile_manifest_gives_a_report_with_a_finding(world, fields):
 
 
 def test_payment_that_does_not_match_the_signed_price(world):
+    from ogkit.errors import SettlementError
+
     registry = world.chain.contract("ModelRegistry")
     world.chain.transact(
         registry.functions.setPrice(bytes.fromhex(world.manifest.model_id[2:]), 5000),
         world.s["owner"],
     )
-    batch = world.settle_fully(world.batch("pricey"))
+    # An order capped at the hub's signed price cannot be charged the raised one ...
+    capped = world.batch("pricey")
+    with pytest.raises(SettlementError, match="PriceAboveOrder"):
+        world.commit(capped, world.order(capped, price=world.manifest.price_per_inference))
+    # ... but a requester who signed a cap above it pays it, and the audit names the gap.
+    batch = world.settle_fully(capped, world.order(capped, price=5000))
     report = world.audit()
     reasons = _reasons(report, batch)
     assert reasons == {"payment-mismatch": "fail"}
     assert "signed manifest says 1000" in report.findings["detail"][0]
 
 
+def test_order_paying_another_owner_than_the_manifest_signer(world):
+    """Registrations are keyed by (model, owner): anyone can register the same bytes under
+    their own key, and an order naming that key pays it. The audit checks the ordered owner
+    against the owner who signed the hub manifest."""
+    from ogkit.settle import registration_typed_data
+
+    squatter = KeyStore(world.home).ensure_dev_key("squatter")
+    world.chain.fund(squatter.address, eth=10**19)
+    m = world.manifest
+    deadline = world.chain.block_timestamp() + 3600
+    typed = registration_typed_data(
+        world.chain, m.model_id, squatter.address, 1000, m.manifest_hash(), deadline
+    )
+    registry = world.chain.contract("ModelRegistry")
+    world.chain.transact(
+        registry.functions.registerModel(
+            (
+                bytes.fromhex(m.model_id[2:]),
+                squatter.address,
+                1000,
+                bytes.fromhex(m.manifest_hash()[2:]),
+                deadline,
+                m.name,
+                m.version,
+                "",
+            ),
+            bytes.fromhex(squatter.sign_typed_data(typed)[2:]),
+        ),
+        squatter,
+    )
+    batch = world.batch("squatted")
+    world.settle_fully(batch, world.order(batch, owner=squatter.address))
+    report = world.audit()
+    reasons = _reasons(report, batch)
+    assert reasons == {"model-owner-mismatch": "fail"}
+    detail = report.findings.filter(report.findings["reason"] == "model-owner-mismatch")
+    assert squatter.address in detail["detail"][0]
+    assert world.manifest.owner.lower() in detail["detail"][0]
+
+
+def test_artefact_that_is_not_what_the_chain_committed(world):
+    """The node commits one batch's claim with another batch's artefact id: everything the
+    chain recorded is compared with the artefact it points to."""
+    from ogkit.batch import AttestedBatch
+
+    other = world.settle_fully(world.batch("other"))
+    honest = world.batch("swapped")
+    swapped = AttestedBatch(honest.manifest, other.artifact_id, honest.store)
+    world.commit(swapped)
+    report = world.audit(batch_ids=[honest.batch_id])
+    assert not report.passed
+    assert _reasons(report, honest).get("commitment-mismatch") == "fail"
+    details = report.findings.filter(report.findings["reason"] == "commitment-mismatch")[
+        "detail"
+    ].to_list()
+    assert any(d.startswith("claim digest: chain has") for d in details), details
+    assert any(d.startswith("batch root: chain has") for d in details), details
+    # The batch whose artefact it is audits clean.
+    assert world.audit(batch_ids=[other.batch_id]).passed
+
+
 def test_measurement_revoked_later_is_shown_not_failed(world):
     batch = world.settle_fully(world.batch("old"))
     registry = world.chain.contract("NodeRegistry")
-    world.chain.transact(
-        registry.functions.bootstrapMeasurement(bytes.fromhex(batch.runtime_id[2:]), False),
+    world.chain.transact(  # kind 0: revoke
+        registry.functions.bootstrapMeasurement(bytes.fromhex(batch.runtime_id[2:]), 0),
         world.chain.deployer,
     )
     report = world.audit()
@@ -207,7 +304,7 @@ def test_measurement_revoked_later_is_shown_not_failed(world):
 def test_slashed_batch_is_named_and_confirmed(world, forge_batch):
     honest = world.batch("fraud")
     forged = forge_batch(honest, {7, 8}, world.enclave)
-    settle(forged, world.chain, node=world.s["node"], finalize=False)
+    world.commit(forged)
     challenge_row(world.chain, forged, 7, challenger=world.s["challenger"])
     for v in ("v2", "v3"):  # 3,000 + 5,000 of 10,000 verifier stake: the 2/3 quorum
         vote_dispute(world.chain, forged.batch_id, upheld=True, verifier=world.s[v])

@@ -2,7 +2,9 @@
 them name them: `ogkit chain approve-measurement` (dev chains; elsewhere governance, which
 the error names) with the warning `ogkit stake register --measurement` gives while the
 measurement is not approved, and `ogkit settle allow` with the hint a commit without the
-requester's allowance gives. `ogkit infer` signs for `$OGKIT_CHAIN` when it is set.
+requester's allowance gives; a commit without the requester's signed order names `ogkit
+order new` (and an unsigned one `ogkit order sign`). `ogkit infer` signs for
+`$OGKIT_CHAIN` when it is set.
 
 Every CLI call of a test talks to one embedded chain (the CLI would make a new one per
 process), reverted after the test."""
@@ -74,6 +76,9 @@ def test_approve_measurement_and_the_stake_warning(ready, chain, capsys) -> None
     _, run = ready
     runtime = run["runtime_id"]
     stake = ["stake", "register", "--role", "inference", "--amount", "10000opg", "--key", "node"]
+    # An inference node without its enclave key cannot be bound: said before anything is sent.
+    assert main([*stake, "--measurement", runtime, "--chain", "embedded"]) == 1
+    assert "an inference node needs --attester-key" in capsys.readouterr().err
     stake += ["--attester-key", "enclave", "--measurement", runtime, "--chain", "embedded"]
     assert main(stake) == 0
     err = capsys.readouterr().err.strip().splitlines()
@@ -108,7 +113,7 @@ def test_approve_measurement_elsewhere_names_governance(ready, chain, capsys, mo
     assert "Traceback" not in err
 
 
-def test_settle_allow_and_the_missing_allowance_hint(ready, chain, capsys) -> None:
+def test_settle_allow_and_the_missing_allowance_hint(ready, chain, capsys, tmp_path) -> None:
     from ogkit.settle import bootstrap_measurement, ensure_staked
 
     signers, run = ready
@@ -118,10 +123,29 @@ def test_settle_allow_and_the_missing_allowance_hint(ready, chain, capsys) -> No
         signers["node"],
         role=1,
         stake=10_000 * OPG,
-        attester=signers["enclave"].address,
+        attester=signers["enclave"],
         measurement=run["runtime_id"],
     )
     settle = ["settle", run["artifact_id"], "--chain", "embedded"]
+    # Committing needs the requester's signed order; the error says how to make one, with
+    # this home's key name for the requester.
+    assert main(settle) == 1
+    err = capsys.readouterr().err
+    assert "needs the requester's signed job order" in err
+    assert "`ogkit order new --model" in err and "--key requester --chain embedded`" in err, err
+    assert "`ogkit settle ARTIFACT --order order.json --chain embedded`" in err, err
+
+    commitment = _json(capsys, ["commit", "tab", str(sample_data_path("tabular"))])["text"]
+    path = tmp_path / "order.json"
+    order = ["order", "new", "--model", "tab", "--commitment", commitment, "--node", "node"]
+    order += ["--chain", "embedded"]
+    written = _json(capsys, [*order, "--key", "requester", "--out", str(path)])
+    assert written["signature_valid"] and written["order"]["node"] == signers["node"].address
+    unsigned = tmp_path / "unsigned.json"
+    _json(capsys, [*order, "--unsigned", "--requester", "requester", "--out", str(unsigned)])
+    assert main([*settle, "--order", str(unsigned)]) == 1
+    assert "ogkit order sign" in capsys.readouterr().err
+    settle += ["--order", str(path)]
     assert main(settle) == 1
     err = capsys.readouterr().err
     assert "ERC20InsufficientAllowance" in err

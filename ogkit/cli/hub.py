@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ogkit.cli.common import (
@@ -41,8 +42,9 @@ def _entry_line(entry) -> str:
 
 
 def _owner_signer(args: argparse.Namespace, settings: Settings, owner: str):
-    """The signing key, which must be the manifest's owner: the registry makes whoever
-    registers a model its on-chain owner."""
+    """The signing key, which must be the manifest's owner: a registration is the owner's
+    EIP-712 signature, keyed by (model id, owner), and orders pay the owner who signed the
+    hub manifest."""
     from ogkit.errors import HubError
 
     signer = _signer(args, settings)
@@ -52,6 +54,34 @@ def _owner_signer(args: argparse.Namespace, settings: Settings, owner: str):
             "pass --key with the owner's key name"
         )
     return signer
+
+
+def _chain_price(chain, manifest) -> int:
+    """The price per inference the ModelRegistry holds for the manifest's (model id, owner),
+    with a warning on stderr when it is not the manifest's: there is one registration per
+    model id and owner, so a later version of the same bytes does not change it."""
+    registry = chain.contract("ModelRegistry")
+    price, deprecated, name, version, _ = chain.call(
+        registry.functions.getModel(bytes.fromhex(manifest.model_id[2:]), manifest.owner)
+    )
+    problems = []
+    if int(price) != manifest.price_per_inference:
+        problems.append(
+            f"at {opg_text(int(price))} per inference (registered as {name}@{version}), not "
+            f"{manifest.ref}'s {opg_text(manifest.price_per_inference)}: there is one "
+            "registration per model id and owner, so commits charge the registered price, "
+            "and orders capped below it cannot be committed (the owner changes it with "
+            "ModelRegistry.setPrice)"
+        )
+    if deprecated:
+        problems.append("deprecated: orders for it cannot be committed")
+    for problem in problems:
+        print(
+            f"warning: {manifest.owner} registered model {manifest.model_id} on chain "
+            f"{chain.chain_id} {problem}",
+            file=sys.stderr,
+        )
+    return int(price)
 
 
 def _features(args: argparse.Namespace) -> dict[str, list[str]] | None:
@@ -107,11 +137,13 @@ def _hub_publish(args: argparse.Namespace, settings: Settings) -> int:
                 else None
             ),
         )
+    chain_price = _chain_price(chain, manifest) if chain is not None else None
     if args.json:
         doc = {"schema": "ogkit.hub.manifest.v1", "manifest": manifest.to_dict()}
         if chain is not None:
             doc["chain_id"] = chain.chain_id
             doc["registered"] = bool(registered and registered[0])
+            doc["chain_price"] = chain_price
         print_json(doc)
     else:
         print(f"published {manifest.ref}  id {manifest.model_id}")
@@ -129,14 +161,17 @@ def _hub_register(args: argparse.Namespace, settings: Settings) -> int:
     signer = _owner_signer(args, settings, manifest.owner)
     chain = connect_from_settings(settings, args.chain)
     registered = register_model(chain, manifest, signer)
+    chain_price = _chain_price(chain, manifest)
     if args.json:
         print_json(
             {
                 "schema": "ogkit.hub.register.v1",
                 "ref": manifest.ref,
                 "model_id": manifest.model_id,
+                "owner": manifest.owner,
                 "chain_id": chain.chain_id,
                 "registered": registered,
+                "chain_price": chain_price,
             }
         )
     else:

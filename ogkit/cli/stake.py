@@ -27,6 +27,14 @@ def _stake(args: argparse.Namespace, settings: Settings) -> int:
     registry = chain.contract("NodeRegistry")
     if args.command == "register":
         signer = keys.load(args.key)
+        registered = chain.call(registry.functions.getNode(signer.address))[0] != 0
+        if args.role == "inference" and not args.attester_key and not registered:
+            from ogkit.errors import ConfigError
+
+            raise ConfigError(
+                "an inference node needs --attester-key: the enclave key that signs its batch "
+                "claims signs its binding to the node (and --measurement, its runtime id)"
+            )
         # The enclave key signs its binding to this node (proof of possession).
         attester = keys.load(args.attester_key) if args.attester_key else None
         role = ROLE_INFERENCE if args.role == "inference" else ROLE_VERIFIER
@@ -84,7 +92,10 @@ def register(groups) -> None:
     p.add_argument("--role", choices=["inference", "verifier"], required=True)
     p.add_argument("--amount", required=True, help="e.g. 10000opg")
     p.add_argument("--key", required=True)
-    p.add_argument("--attester-key", help="enclave key bound to an inference node")
+    p.add_argument(
+        "--attester-key",
+        help="inference nodes: the enclave key bound to the node (it signs the binding)",
+    )
     p.add_argument("--measurement", help="the enclave's measurement (runtime id)")
     chain_option(p)
     p = add_command(stake, "delegate", _stake, "delegate stake to a node")
