@@ -58,6 +58,9 @@ def _fund(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+KINDS = {"software": 1, "tdx": 2, "sgx": 3, "nitro": 4}
+
+
 def _approve_measurement(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.chain.connection import connect_from_settings
     from ogkit.settle import bootstrap_measurement, governance_hint, measurement_approved
@@ -72,11 +75,12 @@ def _approve_measurement(args: argparse.Namespace, settings: Settings) -> int:
                 "approve-measurement` approves directly on the devnet and the embedded chain "
                 f"only (from their deployer); on {chain.name}, {governance_hint(measurement)}"
             )
-        bootstrap_measurement(chain, chain.deployer, measurement)
+        bootstrap_measurement(chain, chain.deployer, measurement, kind=KINDS[args.kind])
     doc = {
         "schema": "ogkit.chain.approve_measurement.v1",
         "chain": chain.name,
         "measurement": measurement,
+        "kind": args.kind,
         "approved": True,
         "newly_approved": not already,
     }
@@ -162,4 +166,11 @@ def register(groups) -> None:
         "approve a runtime measurement on a dev chain, from the deployer (elsewhere: governance)",
     )
     p.add_argument("measurement", metavar="RUNTIME_ID", help="the runtime id (0x…, 32 bytes)")
+    p.add_argument(
+        "--kind",
+        choices=sorted(KINDS),
+        default="software",
+        help="what the measurement is: a software enclave's runtime id (default) or a TEE "
+        "measurement hash (docs/tee.md); a production deployment refuses software",
+    )
     chain_option(p)

@@ -35,9 +35,11 @@ def _address(text: str, keys: Any) -> str:
     return text if text.startswith("0x") else keys.load(text).address
 
 
-def _domain(args: argparse.Namespace, settings: Settings) -> tuple[int, str]:
+def _domain(args: argparse.Namespace, settings: Settings) -> tuple[int, str, int | None]:
     """The claim domain: ``--chain-id`` with ``--contract`` (offline), else the chain's
-    settlement contract (``--chain``, default ``$OGKIT_CHAIN``)."""
+    settlement contract (``--chain``, default ``$OGKIT_CHAIN``); and the chain's clock when
+    there is a chain (deadlines are checked against it, and a devnet's clock moves with
+    ``ogkit chain advance``)."""
     if args.chain_id is not None or args.contract is not None:
         if args.chain is not None:
             raise ConfigError("give --chain, or --chain-id with --contract, not both")
@@ -46,12 +48,13 @@ def _domain(args: argparse.Namespace, settings: Settings) -> tuple[int, str]:
                 "an offline domain needs both --chain-id N and --contract ADDRESS (the "
                 "InferenceSettlement address); or name a chain with --chain"
             )
-        return args.chain_id, args.contract
+        return args.chain_id, args.contract, None
     from ogkit.chain.connection import connect_from_settings
     from ogkit.settle import claim_domain
 
-    domain = claim_domain(connect_from_settings(settings, args.chain))
-    return domain.chain_id, domain.verifying_contract
+    chain = connect_from_settings(settings, args.chain)
+    domain = claim_domain(chain)
+    return domain.chain_id, domain.verifying_contract, chain.block_timestamp()
 
 
 def _model(args: argparse.Namespace, settings: Settings) -> tuple[str, Any]:
@@ -171,7 +174,7 @@ def _new(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     node = _address(args.node, keys)
-    chain_id, contract = _domain(args, settings)
+    chain_id, contract, now = _domain(args, settings)
     from ogkit.order import new_order
 
     order = new_order(
@@ -187,6 +190,7 @@ def _new(args: argparse.Namespace, settings: Settings) -> int:
         ttl=parse_duration(args.deadline),
         nonce=args.nonce,
         max_rows=args.max_rows,
+        now=now,
     )
     signed = None if args.unsigned else order.sign(signer)
     save_order(signed or order, out)

@@ -121,7 +121,9 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
     if args.target == "status":
         records = [r.to_dict() for r in journal.all()]
         for r in records:
-            r["progress"] = settlement_progress(chain, r["batch_id"], r["artifact_id"]).to_dict()
+            r["progress"] = settlement_progress(
+                chain, r["batch_id"], r["artifact_id"], store=ContentStore(settings.store)
+            ).to_dict()
         if args.json:
             print_json(
                 {
