@@ -17,7 +17,11 @@ definitions of the typed data (:mod:`ogkit.order`, :mod:`ogkit.attest`,
   :meth:`Game.vote`;
 - the chain: :meth:`Game.advance` (time travel), :meth:`Game.isolated` (a snapshot put
   back afterwards), :meth:`Game.expect_revert` (asserts the decoded custom error and its
-  arguments) and :meth:`Game.in_one_block` (several transactions mined together).
+  arguments) and :meth:`Game.in_one_block` (several transactions mined together);
+- ogkit itself: :meth:`Game.client` (a :class:`~ogkit.chain.client.ChainClient` on the
+  same chain, for the ``ogkit.settle`` and ``ogkit.verdict`` functions that read it);
+- money: :meth:`Game.balance`, :meth:`Game.burned` (what slashes sent to the settlement's
+  ``BURN_ADDRESS``).
 
 ``finalize`` has taken two forms: ``Verdict`` structs sorted by verifier, and EIP-2098
 compact pass signatures whose signers the contract recovers. :meth:`Game.finalize_fn`
@@ -45,6 +49,7 @@ from web3.logs import DISCARD
 
 from ogkit.attest import BatchClaim, ClaimDomain, execution_hash
 from ogkit.chain.bindings import OPG
+from ogkit.chain.client import ChainClient
 from ogkit.chain.deployments import Deployment, DeployParams, deploy_contracts
 from ogkit.chain.records import OnChainBatch, from_event
 from ogkit.chain.rpc import decode_revert
@@ -358,6 +363,18 @@ class Game:
     def domain(self) -> ClaimDomain:
         return ClaimDomain(self.d.chain_id, self.d.settlement.address)
 
+    def client(self) -> ChainClient:
+        """An ogkit :class:`~ogkit.chain.client.ChainClient` on this chain and deployment
+        (as ``ogkit.chain.connection.connect`` makes one for the embedded chain)."""
+        return ChainClient(
+            self.w3,
+            self.d,
+            name="embedded",
+            kind="embedded",
+            tester=self.tester,
+            first_block=self.d.block_number,
+        )
+
     # -- chain -------------------------------------------------------------------------
 
     def now(self) -> int:
@@ -438,6 +455,15 @@ class Game:
     def balance(self, who: Player | str) -> int:
         address = who.address if isinstance(who, Player) else who
         return int(self.d.token.functions.balanceOf(address).call())
+
+    @property
+    def burn_address(self) -> str:
+        """Where the settlement sends slashed stake that nobody may receive."""
+        return str(self.d.settlement.functions.BURN_ADDRESS().call())
+
+    def burned(self) -> int:
+        """OPG held at :attr:`burn_address` (no key holds it: burned)."""
+        return self.balance(self.burn_address)
 
     def fund(self, who: Player, amount: int) -> None:
         self.send(self.d.token.functions.transfer(who.address, amount), self.deployer)
