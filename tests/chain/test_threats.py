@@ -494,6 +494,31 @@ def test_unbonding_cannot_escape_a_slash(world: World) -> None:
     assert s.exposure(x.address).call() == 0
 
 
+def test_unstaking_after_the_commit_does_not_cancel_the_challengers_reward(world: World) -> None:
+    """A cheating node that unstakes all its own stake right after committing would, if the
+    reward came only from its *active* own stake, leave the first challenger unrewarded. The
+    reward is a share of the slash target instead; the node's unbonding stake pays it."""
+    w, g = world, world.g
+    reg = g.d.node_registry.functions
+    x = w.attacker
+    fraud = attacker_batch(w, job="unstake-after-commit")
+    g.commit(fraud, x)
+    g.send(reg.unstake(NODE_STAKE), x)  # all of its own stake: active own stake is now 0
+    assert reg.stakeOf(x.address, x.address).call() == 0
+    pool = reg.slashableStake(x.address).call()
+    dispute = g.challenge(fraud, w.challenger)
+    before = g.balance(w.challenger)  # the bond is posted
+    _, v2, v3 = w.verifiers
+    g.vote(dispute, fraud, v2, True)
+    receipt = g.vote(dispute, fraud, v3, True)
+    (upheld,) = g.events(g.d.settlement, "ChallengeUpheld", receipt)
+    target = max(P.min_slash, collateral(5))
+    assert upheld.args.slashed == pool  # nothing active to scale by: the whole pool
+    assert upheld.args.challengerReward == target * P.challenger_reward_bps // 10_000 > 0
+    bond = g.d.settlement.functions.challengeBond().call()
+    assert g.balance(w.challenger) - before == bond + upheld.args.challengerReward
+
+
 # --------------------------------------------------------------------------- 6
 
 

@@ -843,14 +843,15 @@ contract InferenceSettlement is EIP712 {
         (uint256 payment, uint256 nodeFee, uint256 verifierFee) = _split(r.price, r.rowCount);
         uint256 collateral = _collateral(payment + nodeFee + verifierFee);
         _accounts[r.node].exposure -= uint120(collateral);
-        (uint256 slashed, uint256 fromOwn) = nodes.slashOwn(
-            r.node, collateral > minSlash ? collateral : minSlash, address(this)
-        );
-        // The challenger's reward comes out of the operator's own stake only, and the rest of
-        // the slash is burned: no key the operator holds (requester, challenger) can turn its
-        // delegators' stake into its own. The verifier fee goes to the verifiers who proved
-        // right (claimDisputeReward); the rest of the escrow back to the requester.
-        uint256 reward = (fromOwn * challengerRewardBps) / BPS;
+        uint256 target = collateral > minSlash ? collateral : minSlash;
+        (uint256 slashed,) = nodes.slashOwn(r.node, target, address(this));
+        // The operator's own stake (active or unbonding) loses at least `target`; the
+        // challenger's reward is a share of that, and the rest of the slash is burned: no key
+        // the operator holds (requester, challenger) can turn its delegators' stake into its
+        // own, and unstaking after the commit does not cancel the reward. The verifier fee
+        // goes to the verifiers who proved right (claimDisputeReward); the rest of the escrow
+        // back to the requester.
+        uint256 reward = ((target < slashed ? target : slashed) * challengerRewardBps) / BPS;
         d.rewardLeft = verifierFee;
         uint256 toRequester = payment + nodeFee;
         emit ChallengeUpheld(batchId, disputeId, r.node, d.challenger, slashed, reward, toRequester);
