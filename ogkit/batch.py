@@ -49,6 +49,7 @@ __all__ = [
     "execution_spec",
     "load_batch",
     "parse_document",
+    "read_partition_file",
     "read_records",
     "records_to_parquet",
     "safe_records_path",
@@ -435,19 +436,7 @@ class AttestedBatch:
 
     # -- records ------------------------------------------------------------------------------
     def partition_bytes(self, index: int, *, check: bool = True) -> bytes:
-        part = self.partitions[index]
-        if not safe_records_path(part.path, self.batch_id):
-            raise ArtifactError(
-                f"partition {index} of batch {self.batch_id} names records at {part.path!r:.80}, "
-                "outside the store's batches/<batch id>/ folders"
-            )
-        data = self.store.read_bytes(part.path)
-        if check and hashlib.sha256(data).hexdigest() != part.sha256:
-            raise ArtifactIntegrityError(
-                f"records file {part.path} of batch {self.batch_id} was altered after it "
-                "was attested (sha256 differs from the manifest)"
-            )
-        return data
+        return read_partition_file(self.store, self.batch_id, self.partitions[index], check=check)
 
     def records(self, index: int) -> PartitionRecords:
         return read_records(self.partition_bytes(index), self.tensor_specs())
@@ -524,6 +513,25 @@ class AttestedBatch:
 
 
 # -- records on disk -----------------------------------------------------------------------
+def read_partition_file(
+    store: ContentStore, batch_id: str, part: PartitionMeta, *, check: bool = True
+) -> bytes:
+    """A partition's records file, from its own batch folder only; with ``check`` its
+    sha256 must be the manifest's. Workers call this to read records themselves."""
+    if not safe_records_path(part.path, batch_id):
+        raise ArtifactError(
+            f"partition {part.index} of batch {batch_id} names records at {part.path!r:.80}, "
+            "outside the store's batches/<batch id>/ folders"
+        )
+    data = store.read_bytes(part.path)
+    if check and hashlib.sha256(data).hexdigest() != part.sha256:
+        raise ArtifactIntegrityError(
+            f"records file {part.path} of batch {batch_id} was altered after it "
+            "was attested (sha256 differs from the manifest)"
+        )
+    return data
+
+
 def _hash_column(rows: np.ndarray) -> pa.Array:
     return pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(32), len(rows), [None, pa.py_buffer(np.ascontiguousarray(rows))]
@@ -668,9 +676,10 @@ class PartitionResult:
     rows: int
     root: str
     sha256: str
-    records: bytes = field(repr=False)
+    records: bytes | None = field(repr=False)  # None: the worker wrote them to the store
     seconds: dict[str, float] = field(default_factory=dict)
     worker: str = ""
+    output_shapes: dict[str, list[int]] = field(default_factory=dict)
 
     def meta(self, path: str) -> dict[str, Any]:
         return {
@@ -682,6 +691,7 @@ class PartitionResult:
             "sha256": self.sha256,
             "seconds": self.seconds,
             "worker": self.worker,
+            "output_shapes": self.output_shapes,
         }
 
 
@@ -689,9 +699,12 @@ class PartitionResult:
 class BatchStaging:
     """The batch's folder in the store: job parameters, then partitions as they finish."""
 
-    def __init__(self, store: ContentStore, batch_id: str) -> None:
+    def __init__(self, store: ContentStore, batch_id: str, *, clean: bool = True) -> None:
+        """``clean=False`` on workers: only the run's own process tidies the folder."""
         self.store = store
         self.prefix = f"batches/{batch_id}"
+        if not clean:
+            return
         # A run killed mid-write leaves only temporary files (writes are write-then-move).
         for name in store.listdir(self.prefix):
             if name.startswith(".tmp-"):
@@ -731,9 +744,13 @@ class BatchStaging:
         return meta
 
     def write(self, result: PartitionResult) -> dict[str, Any]:
+        """Write a partition's records, then its meta; returns the meta. A result whose
+        records a worker already wrote (``records is None``) only gives its meta."""
         path = self.records_path(result.index)
-        self.store.write_bytes(path, result.records)
         meta = result.meta(path)
+        if result.records is None:
+            return meta
+        self.store.write_bytes(path, result.records)
         # The meta file is written last: its presence marks the partition finished.
         self.store.write_bytes(self._meta_path(result.index), json.dumps(meta).encode())
         return meta

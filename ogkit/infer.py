@@ -3,8 +3,9 @@
 :func:`run_verified_inference` is the composition the CLI and notebooks call. Each
 partition runs :func:`run_partition` (on a Dask worker, or in-process when no
 client is given): read rows, run the model (loaded once per worker), hash, build
-the partition tree, serialise records. The caller's process writes each finished
-partition to the store as it arrives, so an interrupted run loses nothing: running
+the partition tree, serialise records and write them (then a small meta file that
+marks the partition done) straight into the store; only metadata comes back to the
+caller, which never holds a row's bytes. An interrupted run loses nothing: running
 the same job again skips finished partitions and gives the same batch root.
 """
 
@@ -45,7 +46,7 @@ from ogkit.batch import (
     store_batch,
 )
 from ogkit.checks import DataCheckPolicy, InputSuite
-from ogkit.crypto.merkle import MerkleTree
+from ogkit.crypto.merkle import MerkleTree, input_leaf_hashes
 from ogkit.dataset import (
     DatasetCommitment,
     DataSource,
@@ -53,7 +54,6 @@ from ogkit.dataset import (
     Partition,
     bind_features,
     commit_inputs,
-    input_root,
     open_source,
     plan_inputs,
     split_partitions,
@@ -92,8 +92,18 @@ class PartitionTask:
     input_hashes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
-def run_partition(task: PartitionTask, payload: ModelPayload) -> PartitionResult:
-    """Infer and attest one partition. Runs on a worker; touches no store."""
+def run_partition(
+    task: PartitionTask,
+    payload: ModelPayload,
+    store: ContentStore | None = None,
+    input_hashes: np.ndarray | None = None,
+) -> PartitionResult:
+    """Infer and attest one partition (on a worker).
+
+    With ``store`` the worker writes the partition's records and then its meta file into
+    the batch's staging folder itself and returns only the metadata (root, counts,
+    sha256, timings): no row's bytes travel back to the caller. ``input_hashes`` (else
+    ``task.input_hashes``) are the rows' input hashes from the dataset commitment."""
     t0 = time.perf_counter()
     model = worker_model(payload)
     if model.runtime_id != task.runtime_id:
@@ -113,21 +123,26 @@ def run_partition(task: PartitionTask, payload: ModelPayload) -> PartitionResult
         offset=part.offset,
         feeds=feeds,
         outputs=outputs,
-        input_hashes=task.input_hashes,
+        input_hashes=input_hashes if input_hashes is not None else task.input_hashes,
     )
     t3 = time.perf_counter()
     records = records_to_parquet(att, feeds, outputs)
-    t4 = time.perf_counter()
-    return PartitionResult(
+    result = PartitionResult(
         index=part.index,
         offset=part.offset,
         rows=part.rows,
         root="0x" + att.root.hex(),
         sha256=hashlib.sha256(records).hexdigest(),
         records=records,
-        seconds={"read": t1 - t0, "infer": t2 - t1, "attest": t3 - t2, "write": t4 - t3},
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        output_shapes={k: list(v.shape[1:]) for k, v in outputs.items()},
     )
+    if store is not None:
+        BatchStaging(store, task.batch_id, clean=False).write(result)
+        result.records = None
+    t4 = time.perf_counter()
+    result.seconds = {"read": t1 - t0, "infer": t2 - t1, "attest": t3 - t2, "write": t4 - t3}
+    return result
 
 
 def partition_input_hashes(source: DataSource, plan: InputPlan, offset: int, rows: int):
@@ -137,40 +152,67 @@ def partition_input_hashes(source: DataSource, plan: InputPlan, offset: int, row
     return tensor_row_hashes(plan.feeds(source, offset, rows))
 
 
+def _commit_partition(
+    source: DataSource, plan: InputPlan, offset: int, rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``offset ..``'s input hashes and their input-root leaves (runs on a worker)."""
+    hashes = partition_input_hashes(source, plan, offset, rows)
+    return hashes, input_leaf_hashes(np.arange(offset, offset + rows, dtype=np.uint64), hashes)
+
+
+def _tree_root(leaves: Sequence[np.ndarray]) -> str:
+    """The root of one tree over every partition's leaves, in order (runs on a worker)."""
+    return "0x" + MerkleTree.from_leaf_hashes(np.concatenate(leaves)).root.hex()
+
+
 def _commit(
     source: DataSource, plan: InputPlan, partition_rows: int, dask: DaskClient | None
-) -> tuple[DatasetCommitment, np.ndarray]:
+) -> tuple[DatasetCommitment, Any]:
     """The dataset commitment of ``source`` and every row's input hash (reused when the
-    partitions are attested): in this process, or partition by partition on the Dask
-    workers (only 32 bytes a row come back), which read files themselves."""
+    partitions are attested). In this process: the hashes as one array. On Dask (files):
+    the workers read and hash their partitions, one worker builds the input root, and the
+    hashes stay on the cluster — a list of futures, one per partition — so this process
+    never holds a row's bytes."""
     if dask is None or source.paths == ():
         return commit_inputs(source, plan)
+    from operator import getitem
+
     parts = split_partitions(source.n_rows, partition_rows)
-    futures = [
+    tag = source.dataset_id[2:10]
+    both = [
         dask.submit(
-            partition_input_hashes,
+            _commit_partition,
             source,
             plan,
             p.offset,
             p.rows,
-            key=f"commit-inputs-{source.dataset_id[2:10]}-{p.index:05d}",
+            key=f"commit-inputs-{tag}-{p.index:05d}",
             pure=False,
         )
         for p in parts
     ]
+    hashes = [
+        dask.submit(getitem, f, 0, key=f"input-hashes-{tag}-{i:05d}", pure=False)
+        for i, f in enumerate(both)
+    ]
+    leaves = [
+        dask.submit(getitem, f, 1, key=f"input-leaves-{tag}-{i:05d}", pure=False)
+        for i, f in enumerate(both)
+    ]
+    root = dask.submit(_tree_root, leaves, key=f"input-root-{tag}", pure=False)
     try:
-        hashes = np.concatenate([f.result() for f in futures])
+        value = root.result()
     except OgkitError:
+        dask.cancel(hashes)
         raise
     except Exception as exc:
+        dask.cancel(hashes)
         raise InferenceError(
             f"hashing the inputs of {source.describe()} failed before any inference: {exc}; "
             "check the data file (nothing was written)"
         ) from exc
-    finally:
-        for f in futures:
-            f.cancel()
-    return DatasetCommitment(input_root(hashes), source.n_rows), hashes
+    # ``both`` and ``leaves`` are released when this returns; ``hashes`` stay on the cluster
+    return DatasetCommitment(value, source.n_rows), hashes
 
 
 def _default_partition_rows(plan: InputPlan) -> int:
@@ -179,22 +221,31 @@ def _default_partition_rows(plan: InputPlan) -> int:
 
 
 def _run_tasks(
-    tasks: Sequence[PartitionTask], payload: ModelPayload, client: DaskClient | None
+    tasks: Sequence[PartitionTask],
+    payload: ModelPayload,
+    client: DaskClient | None,
+    store: ContentStore,
+    hash_futures: Sequence[Any] | None = None,
 ) -> Iterator[PartitionResult]:
-    """Yield results as partitions finish, on Dask or in-process."""
+    """Yield results as partitions finish, on Dask or in-process. Each partition's
+    records go straight from its worker to ``store`` (unless the store lives in this
+    process's memory: then they come back to be written here)."""
     if client is None:
         for task in tasks:
-            yield run_partition(task, payload)
+            yield run_partition(task, payload, store)
         return
     from dask.distributed import as_completed
 
     payload_future = client.scatter(payload, broadcast=True, hash=False)
+    worker_store = store if store.shared else None
     # In-memory rows go to the cluster as data, not inside the task graph.
     futures = [
         client.submit(
             run_partition,
             client.scatter(task, hash=False) if task.source.paths == () else task,
             payload_future,
+            worker_store,
+            hash_futures[task.partition.index] if hash_futures is not None else None,
             key=f"infer-attest-{task.batch_id[2:10]}-{task.partition.index:05d}",
             pure=False,
             retries=0,
@@ -272,6 +323,9 @@ def run_verified_inference(
     partition_rows = partition_rows or _default_partition_rows(plan)
     batch_size = loaded.fixed_batch or batch_size  # the mini-batch the rows really run in
     computed, input_hashes = _commit(source, plan, partition_rows, dask)
+    # On Dask the hashes are futures, one per partition, held by the workers.
+    hash_futures = input_hashes if isinstance(input_hashes, list) else None
+    # (Dask releases them when this function's references go.)
     if commitment is not None and commitment != computed:
         raise ConfigError(
             f"the data does not match the requester's commitment (input root "
@@ -332,7 +386,9 @@ def run_verified_inference(
             source_offset=0 if source.paths == () else p.offset,
             plan=plan,
             batch_size=batch_size,
-            input_hashes=input_hashes[p.offset : p.offset + p.rows],
+            input_hashes=(
+                None if hash_futures is not None else input_hashes[p.offset : p.offset + p.rows]
+            ),
         )
         for p in partitions
         if p.index not in metas
@@ -346,7 +402,7 @@ def run_verified_inference(
         disable=not progress,
     )
     try:
-        for result in _run_tasks(tasks, payload, dask):
+        for result in _run_tasks(tasks, payload, dask, store, hash_futures):
             metas[result.index] = staging.write(result)
             bar.update(1)
     except OgkitError:
@@ -443,6 +499,8 @@ def _output_row_shape(store: ContentStore, meta: dict[str, Any], name: str, spec
     shape = spec.shape[1:]
     if all(isinstance(d, int) for d in shape):
         return list(shape)
+    if name in meta.get("output_shapes", {}):  # the worker read it off its outputs
+        return list(meta["output_shapes"][name])
     import io
 
     import pyarrow.parquet as pq

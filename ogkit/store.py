@@ -16,6 +16,7 @@ from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.implementations.memory import MemoryFileSystem
 
 from ogkit.crypto.keccak import keccak256
 from ogkit.errors import ArtifactError, ArtifactIntegrityError, ConfigError
@@ -44,6 +45,12 @@ class ContentStore:
             ) from exc
         self.root = root.rstrip("/")
         self.is_local = isinstance(self.fs, LocalFileSystem)
+
+    @property
+    def shared(self) -> bool:
+        """True when other processes (Dask workers) see the same files: every fsspec
+        filesystem but ``memory://``, which lives inside one process."""
+        return not isinstance(self.fs, MemoryFileSystem)
 
     def __repr__(self) -> str:
         return f"ContentStore({self.url!r})"

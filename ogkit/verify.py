@@ -34,7 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +53,21 @@ from ogkit.batch import (
     PartitionMeta,
     PartitionRecords,
     load_batch,
+    read_partition_file,
     read_records,
     safe_records_path,
 )
 from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.keccak import keccak256
-from ogkit.crypto.merkle import LEAF_TYPES, MerkleTree, leaf_hash, leaf_hashes, process_proof
-from ogkit.dataset import DatasetCommitment, DataSource, InputPlan, input_root
+from ogkit.crypto.merkle import (
+    LEAF_TYPES,
+    MerkleTree,
+    input_leaf_hashes,
+    leaf_hash,
+    leaf_hashes,
+    process_proof,
+)
+from ogkit.dataset import DatasetCommitment, DataSource, InputPlan
 from ogkit.errors import (
     ArtifactError,
     ConfigError,
@@ -361,7 +369,9 @@ class _PartitionCheck:
 class _Outcome:
     findings: list[Finding]
     rows: int = 0  # rows whose records were checked
-    input_hashes: np.ndarray | None = None  # the verifier's own, for the input root
+    # the input-root leaves of the verifier's own input hashes (dropped once the input
+    # root is built, on the worker that builds it)
+    input_leaves: np.ndarray | None = None
     sampled: list[int] = field(default_factory=list)
     reexecuted: list[int] = field(default_factory=list)
     max_err: float = 0.0
@@ -377,13 +387,22 @@ def _named_rows(findings: list[Finding], reason: str, detail: str, rows: np.ndar
 
 
 def check_partition(
-    check: _PartitionCheck, data: bytes | None, payload: ModelPayload | None
+    check: _PartitionCheck,
+    data: bytes | None,
+    payload: ModelPayload | None,
+    store: ContentStore | None = None,
 ) -> _Outcome:
     """Recompute one partition and re-execute its sampled rows. Never raises on what the
-    records hold: every problem is a finding."""
+    records hold: every problem is a finding. With ``store`` (and no ``data``) the
+    records are read from it here, on the worker."""
     meta = check.meta
     index = meta.index
     out = _Outcome([])
+    if data is None and store is not None:
+        try:
+            data = read_partition_file(store, check.batch_id, meta, check=False)
+        except (ArtifactError, OSError, ValueError):
+            data = None
     if data is None:
         out.findings.append(Finding("records-unreadable", f"{meta.path} is missing", None, index))
         return out
@@ -439,7 +458,7 @@ def check_partition(
     except (ConfigError, ValueError, TypeError) as exc:
         out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
         return out
-    out.input_hashes = in_h
+    out.input_leaves = input_leaf_hashes(expected, in_h)
     bad_in = (in_h != rec.input_hashes).any(axis=1)
     if inputs is not rec.inputs:
         # The stored copies must agree too: challengers and reports re-run from them.
@@ -717,32 +736,27 @@ def verify_batch(
         )
         for part in batch.partitions
     ]
-    outcomes = list(_run_checks(batch, checks, payload, dask, progress))
+    outcomes, inputs_root = _run_checks(batch, checks, payload, dask, progress)
 
     rows_checked = 0
     max_err = 0.0
     sampled: list[int] = []
     reexecuted: list[int] = []
-    hashes: list[np.ndarray] = []
     for outcome in outcomes:
         findings.extend(outcome.findings)
         rows_checked += outcome.rows
         max_err = max(max_err, outcome.max_err)
         sampled.extend(outcome.sampled)
         reexecuted.extend(outcome.reexecuted)
-        if outcome.input_hashes is not None:
-            hashes.append(outcome.input_hashes)
     complete = tiled and rows_checked == m.row_count and m.row_count > 0
 
-    if complete and len(hashes) == len(outcomes):
-        root = input_root(np.concatenate(hashes))
-        if root != m.dataset_id.lower():
-            findings.append(
-                Finding(
-                    "input-root-mismatch",
-                    f"the inputs give input root {root}; the batch commits to {m.dataset_id}",
-                )
+    if complete and inputs_root is not None and inputs_root != m.dataset_id.lower():
+        findings.append(
+            Finding(
+                "input-root-mismatch",
+                f"the inputs give input root {inputs_root}; the batch commits to {m.dataset_id}",
             )
+        )
     if complete and payload is not None:
         # Every row the key draws must have been re-executed (none silently dropped).
         missed = set(sampled) - set(reexecuted)
@@ -1092,46 +1106,84 @@ def _read_or_none(batch: AttestedBatch, index: int) -> bytes | None:
         return None
 
 
+def _outcomes_root(outcomes: list[_Outcome]) -> str | None:
+    """The input root over every partition's input leaves, in order, or None when a
+    partition gave none (it has findings of its own)."""
+    if not outcomes or any(o.input_leaves is None for o in outcomes):
+        return None
+    return (
+        "0x"
+        + MerkleTree.from_leaf_hashes(np.concatenate([o.input_leaves for o in outcomes])).root.hex()
+    )
+
+
+def _without_leaves(outcome: _Outcome) -> _Outcome:
+    """A copy without the leaves (never mutated: the input-root task may still need them)."""
+    return replace(outcome, input_leaves=None)
+
+
 def _run_checks(
     batch: AttestedBatch,
     checks: list[_PartitionCheck],
     payload: ModelPayload | None,
     dask: DaskClient | None,
     progress: bool,
-):
-    """Yield each partition's outcome in partition order, in-process or on Dask."""
+) -> tuple[list[_Outcome], str | None]:
+    """Every partition's outcome in partition order, and the input root of the inputs the
+    verifier hashed (None if a partition could not give its hashes).
+
+    On Dask each worker reads its partition's records from the store itself (unless the
+    store lives in this process's memory) and one worker builds the input root: only
+    findings and counts come back to this process, never a row's bytes."""
     bar = tqdm(
         total=len(checks), desc=f"verify {batch.batch_id[:10]}", unit="part", disable=not progress
     )
+    outcomes: list[_Outcome] = []
     try:
         if dask is None:
             for i, check in enumerate(checks):
                 try:
-                    yield check_partition(check, _read_or_none(batch, i), payload)
+                    outcomes.append(check_partition(check, _read_or_none(batch, i), payload))
                 except Exception as exc:  # e.g. out of memory: this partition's finding
-                    yield _crashed(check, exc)
+                    outcomes.append(_crashed(check, exc))
                 bar.update(1)
-            return
+            root = _outcomes_root(outcomes)
+            return [_without_leaves(o) for o in outcomes], root
         payload_future = dask.scatter(payload, broadcast=True, hash=False) if payload else None
+        worker_store = batch.store if batch.store.shared else None
+        tag = batch.batch_id[2:10]
         futures = []
         for i, check in enumerate(checks):
-            data = _read_or_none(batch, i)
+            data = None if worker_store is not None else _read_or_none(batch, i)
             futures.append(
                 dask.submit(
                     check_partition,
                     check,
                     dask.scatter(data, hash=False) if data is not None else None,
                     payload_future,
-                    key=f"verify-{batch.batch_id[2:10]}-{i:05d}",
+                    worker_store,
+                    key=f"verify-{tag}-{i:05d}",
                     pure=False,
                 )
             )
-        for check, future in zip(checks, futures, strict=True):
+        root_future = dask.submit(
+            _outcomes_root, futures, key=f"verify-input-root-{tag}", pure=False
+        )
+        slim = [
+            dask.submit(_without_leaves, f, key=f"verify-outcome-{tag}-{i:05d}", pure=False)
+            for i, f in enumerate(futures)
+        ]
+        for check, future in zip(checks, slim, strict=True):
             try:
-                yield future.result()
+                outcomes.append(future.result())
             except Exception as exc:  # a worker died or ran out of memory: a finding
-                yield _crashed(check, exc)
+                outcomes.append(_crashed(check, exc))
             bar.update(1)
+        try:
+            root = root_future.result()
+        except Exception:  # a partition crashed: its finding is already there
+            root = None
+        return outcomes, root
     finally:
         bar.close()
 
