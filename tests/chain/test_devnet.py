@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_utils import keccak
@@ -24,11 +25,11 @@ from ogkit.chain.devnet import Devnet
 from ogkit.chain.transactions import RetryPolicy
 from ogkit.errors import ChainError
 from ogkit.settings import Settings
+from ogkit.settle import registration_typed_data
 
 from .conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-NO_HASH = b"\0" * 32
 
 
 def alive(pid: int) -> bool:
@@ -71,17 +72,43 @@ def devnet(tmp_path: Path) -> Iterator[Tracked]:
                     devnet_module._reap(pid)
 
 
-def register(client: ChainClient, tag: str) -> bytes:
+def registration(client: ChainClient, tag: str, price: int = 10) -> tuple[bytes, Any]:
+    """A model id for ``tag`` and the ``registerModel`` call that registers it under the
+    deployer, signed by it as its owner (the EIP-712 ``ModelRegistration``)."""
     mid = keccak(f"test_devnet {tag}".encode())
     registry = client.contract("ModelRegistry")
+    owner = client.deployer
+    assert owner is not None
+    deadline = 2**40
+    manifest_hash = "0x" + keccak(f"manifest {tag}".encode()).hex()
+    typed = registration_typed_data(
+        client, "0x" + mid.hex(), owner.address, price, manifest_hash, deadline
+    )
+    signature = bytes.fromhex(owner.sign_typed_data(typed).removeprefix("0x"))
+    reg = (
+        mid,
+        owner.address,
+        price,
+        bytes.fromhex(manifest_hash[2:]),
+        deadline,
+        tag,
+        "1",
+        "ogkit://" + tag,
+    )
+    return mid, registry.functions.registerModel(reg, signature)
+
+
+def register(client: ChainClient, tag: str) -> bytes:
+    mid, fn = registration(client, tag)
     assert client.deployer is not None
-    fn = registry.functions.registerModel(mid, 10, tag, "1", NO_HASH, "ogkit://" + tag)
     assert client.transact(fn, client.deployer)["status"] == 1
     return mid
 
 
 def exists(client: ChainClient, mid: bytes) -> bool:
-    return bool(client.call(client.contract("ModelRegistry").functions.exists(mid)))
+    assert client.deployer is not None
+    registry = client.contract("ModelRegistry")
+    return bool(client.call(registry.functions.exists(mid, client.deployer.address)))
 
 
 @pytest.mark.anvil
@@ -239,7 +266,6 @@ def test_dropped_and_stuck_transactions_are_resent(devnet: Tracked) -> None:
         poll_interval=0.05,
         drop_check_interval=0.3,
     )
-    registry = client.contract("ModelRegistry")
     eth = client.w3.eth
 
     def pending() -> list[dict]:
@@ -251,8 +277,7 @@ def test_dropped_and_stuck_transactions_are_resent(devnet: Tracked) -> None:
         return lambda: any(int(tx["maxFeePerGas"], 16) > fee for tx in pending())
 
     for case in ("dropped", "stuck"):
-        mid = keccak(f"test_devnet {case}".encode())
-        fn = registry.functions.registerModel(mid, 1, case, "1", NO_HASH, "ogkit://" + case)
+        mid, fn = registration(client, case, price=1)
         nonce = eth.get_transaction_count(deployer.address)
         rpc(client, "evm_setAutomine", False)
         with ThreadPoolExecutor(max_workers=1) as pool:
