@@ -882,7 +882,11 @@ def attest_batch(
     )
     where = store_verdict(batch.store, verdict)
     record.attestations[verifier.address] = where
-    if publish:
+    already = publish and any(
+        v.verifier.lower() == verifier.address.lower() and v.passed == passed
+        for v in chain_verdicts(chain, batch.batch_id)
+    )
+    if publish and not already:  # a re-run does not publish (and pay for) the same verdict
         settlement = chain.contract("InferenceSettlement")
         receipt = chain.transact(
             settlement.functions.publishVerdict(
