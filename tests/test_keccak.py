@@ -203,3 +203,34 @@ def test_threads_share_the_kernel(path: str) -> None:
         results = list(pool.map(keccak256_rows, chunks))
     for chunk, out in zip(chunks, results, strict=True):
         assert [r.tobytes() for r in out] == _reference(chunk)
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 32, 33, 64, 135, 136, 137, 192, 272, 300])
+def test_rows_twice_is_keccak_of_keccak(path: str, length: int) -> None:
+    """The fused leaf kernel gives keccak256(keccak256(row)), byte for byte."""
+    rng = np.random.default_rng(length)
+    rows = rng.integers(0, 256, size=(17, length), dtype=np.uint8)
+    got = kmod.keccak256_rows_twice(rows)
+    assert got.shape == (17, 32)
+    for i in range(17):
+        assert got[i].tobytes() == eth_keccak(eth_keccak(rows[i].tobytes()))
+    assert kmod.keccak256_rows_twice(rows[:0]).shape == (0, 32)
+    assert np.array_equal(
+        kmod.keccak256_rows_twice(rows[:, ::-1]),
+        kmod.keccak256_rows_twice(np.ascontiguousarray(rows[:, ::-1])),
+    )
+
+
+def test_sorted_pairs_is_oz_hash_pair(path: str) -> None:
+    """Each pair is hashed smaller node first (bytewise), ties and late differences too."""
+    rng = np.random.default_rng(3)
+    pairs = rng.integers(0, 256, size=(300, 64), dtype=np.uint8)
+    pairs[:100, :31] = pairs[:100, 32:63]  # nodes that differ only in the last byte
+    pairs[100:120, 32:] = pairs[100:120, :32]  # equal nodes
+    out = np.full((300, 32), 7, dtype=np.uint8)
+    assert kmod.keccak256_sorted_pairs(pairs, out=out) is out
+    for i in range(300):
+        a, b = pairs[i, :32].tobytes(), pairs[i, 32:].tobytes()
+        assert out[i].tobytes() == eth_keccak(min(a, b) + max(a, b))
+    with pytest.raises(ConfigError):
+        kmod.keccak256_sorted_pairs(pairs[:, :63])

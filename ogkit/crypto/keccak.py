@@ -24,7 +24,15 @@ import numpy as np
 
 from ogkit.errors import ConfigError
 
-__all__ = ["RATE", "keccak256", "keccak256_rows", "numba_enabled", "warm_up"]
+__all__ = [
+    "RATE",
+    "keccak256",
+    "keccak256_rows",
+    "keccak256_rows_twice",
+    "keccak256_sorted_pairs",
+    "numba_enabled",
+    "warm_up",
+]
 
 log = logging.getLogger(__name__)
 
@@ -241,24 +249,107 @@ def _rows_kernel_py(messages: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rehash_digest_py(state: np.ndarray) -> None:
+    """keccak256 of the 32-byte digest in ``state[0:4]``, in place: a 32-byte message is
+    one block (four lanes, pad ``0x01`` at byte 32 and ``0x80`` at byte 135)."""
+    for k in range(_DIGEST_LANES, 25):
+        state[k] = 0
+    state[4] = np.uint64(0x01)
+    state[_RATE_LANES - 1] = np.uint64(0x80) << np.uint64(56)
+    _keccak_f(state)
+
+
+def _rows_twice_kernel_py(messages: np.ndarray) -> np.ndarray:
+    """keccak256(keccak256(row)) of each row (an OpenZeppelin leaf), in one pass: the
+    inner digest never leaves the state."""
+    n, length = messages.shape
+    out = np.empty((n, _DIGEST_LANES), dtype=np.uint64)
+    state = np.zeros(25, dtype=np.uint64)
+    block = np.zeros(RATE, dtype=np.uint8)
+    lanes = block.view(np.uint64)
+    n_full = length // RATE
+    tail = length - n_full * RATE
+    for i in range(n):
+        row = messages[i]
+        for k in range(25):
+            state[k] = 0
+        for b in range(n_full):
+            block[:] = row[b * RATE : (b + 1) * RATE]
+            for k in range(_RATE_LANES):
+                state[k] ^= lanes[k]
+            _keccak_f(state)
+        block[:] = 0
+        block[:tail] = row[n_full * RATE :]
+        block[tail] ^= 0x01
+        block[RATE - 1] ^= 0x80
+        for k in range(_RATE_LANES):
+            state[k] ^= lanes[k]
+        _keccak_f(state)
+        _rehash_digest(state)
+        for k in range(_DIGEST_LANES):
+            out[i, k] = state[k]
+    return out
+
+
+def _sorted_pairs_kernel_py(pairs: np.ndarray, out: np.ndarray) -> None:
+    """OpenZeppelin ``hashPair`` of each row of an ``(m, 64)`` uint8 array (two 32-byte
+    nodes): keccak256 of the smaller node (bytewise) followed by the larger, into the
+    ``(m, 32)`` uint8 ``out``. A 64-byte message is one block."""
+    m = pairs.shape[0]
+    words = pairs.view(np.uint64)  # (m, 8) native lanes: the bytes in message order
+    digest = out.view(np.uint64)
+    state = np.zeros(25, dtype=np.uint64)
+    for i in range(m):
+        swap = False
+        for b in range(32):
+            x, y = pairs[i, b], pairs[i, 32 + b]
+            if x != y:
+                swap = y < x
+                break
+        for k in range(25):
+            state[k] = 0
+        if swap:
+            for k in range(4):
+                state[k] = words[i, 4 + k]
+                state[4 + k] = words[i, k]
+        else:
+            for k in range(8):
+                state[k] = words[i, k]
+        state[8] = np.uint64(0x01)
+        state[_RATE_LANES - 1] = np.uint64(0x80) << np.uint64(56)
+        _keccak_f(state)
+        for k in range(_DIGEST_LANES):
+            digest[i, k] = state[k]
+
+
 if _HAVE_NUMBA:
     # inline="always" at numba-IR level: the rotation must fold to one rotate instruction
     _rol = _jit(_rol_py, inline="always")
     _keccak_f = _jit(_keccak_f_py)
     _rows_kernel = _jit(_rows_kernel_py)
+    _rehash_digest = _jit(_rehash_digest_py, inline="always")
+    _rows_twice_kernel = _jit(_rows_twice_kernel_py)
+    _sorted_pairs_kernel = _jit(_sorted_pairs_kernel_py)
 else:  # pragma: no cover - depends on the environment
     _rol = _rol_py
     _keccak_f = _keccak_f_py
     _rows_kernel = None
+    _rehash_digest = _rehash_digest_py
+    _rows_twice_kernel = None
+    _sorted_pairs_kernel = None
 
 
 def _rebuild_uncached() -> None:
     """Recompile the kernel without the on-disk cache (after a cache I/O failure)."""
-    global _rol, _keccak_f, _rows_kernel
+    global _rol, _keccak_f, _rows_kernel, _rehash_digest, _rows_twice_kernel
+    global _sorted_pairs_kernel
     # rebuilt inner-first: the outer functions resolve these globals when they compile
     _rol = numba.njit(nogil=True, inline="always")(_rol_py)
     _keccak_f = numba.njit(nogil=True)(_keccak_f_py)
     _rows_kernel = numba.njit(nogil=True)(_rows_kernel_py)
+    _rehash_digest = numba.njit(nogil=True, inline="always")(_rehash_digest_py)
+    _rows_twice_kernel = numba.njit(nogil=True)(_rows_twice_kernel_py)
+    _sorted_pairs_kernel = numba.njit(nogil=True)(_sorted_pairs_kernel_py)
 
 
 def numba_enabled() -> bool:
@@ -267,15 +358,65 @@ def numba_enabled() -> bool:
     return _HAVE_NUMBA and os.environ.get("OGKIT_NO_NUMBA", "") != "1" and sys.byteorder == "little"
 
 
-def _run_kernel(messages: np.ndarray) -> np.ndarray:
+def _call(kernel_name: str, *args: Any) -> Any:
     try:
-        digests = _rows_kernel(messages)
+        return globals()[kernel_name](*args)
     except OSError as exc:
         # numba found a cache dir at import but could not write to it at compile time
         log.warning("numba cache write failed (%s); recompiling without cache", exc)
         _rebuild_uncached()
-        digests = _rows_kernel(messages)
-    return digests.view(np.uint8)
+        return globals()[kernel_name](*args)
+
+
+def _run_kernel(messages: np.ndarray) -> np.ndarray:
+    return _call("_rows_kernel", messages).view(np.uint8)
+
+
+def _check_rows(messages: Any, what: str) -> np.ndarray:
+    if not isinstance(messages, np.ndarray) or messages.dtype != np.uint8 or messages.ndim != 2:
+        raise ConfigError(
+            f"{what} expects a 2-D uint8 numpy array of shape (n, L), got "
+            f"{type(messages).__name__} {getattr(messages, 'dtype', '')}"
+            f"{getattr(messages, 'shape', '')}"
+        )
+    if not (messages.flags.c_contiguous and messages.flags.writeable):
+        messages = np.array(messages, dtype=np.uint8, order="C", copy=True)
+    return messages
+
+
+def keccak256_rows_twice(messages: np.ndarray) -> np.ndarray:
+    """``keccak256(keccak256(row))`` of every row of an ``(n, L)`` uint8 array, ``(n, 32)``:
+    OpenZeppelin's standard leaf in one kernel pass (same bytes as two
+    :func:`keccak256_rows` calls)."""
+    messages = _check_rows(messages, "keccak256_rows_twice")
+    if messages.shape[0] == 0:
+        return np.empty((0, 32), dtype=np.uint8)
+    if not numba_enabled():
+        return keccak256_rows(keccak256_rows(messages))
+    return _call("_rows_twice_kernel", messages).view(np.uint8)
+
+
+def keccak256_sorted_pairs(pairs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """OpenZeppelin ``hashPair`` of every row of an ``(m, 64)`` uint8 array of two 32-byte
+    nodes: keccak256 of the bytewise smaller node followed by the larger. Writes into
+    ``out`` (``(m, 32)`` uint8, C-contiguous) when given; returns it."""
+    pairs = _check_rows(pairs, "keccak256_sorted_pairs")
+    if pairs.shape[1] != 64:
+        raise ConfigError(f"pairs must have 64 bytes a row, got {pairs.shape[1]}")
+    m = pairs.shape[0]
+    if out is None:
+        out = np.empty((m, 32), dtype=np.uint8)
+    if m == 0:
+        return out
+    if not numba_enabled():
+        left, right = pairs[:, :32], pairs[:, 32:]
+        swap = np.array([bytes(r) < bytes(lf) for lf, r in zip(left, right, strict=True)])
+        msg = pairs.copy()
+        msg[swap, :32], msg[swap, 32:] = right[swap], left[swap]
+        out[:] = keccak256_rows(msg)
+        return out
+    _call("_sorted_pairs_kernel", pairs, out)
+    return out
 
 
 def _keccak256_rows_python(messages: np.ndarray) -> np.ndarray:
@@ -315,4 +456,6 @@ def warm_up() -> float:
     t0 = time.perf_counter()
     if numba_enabled():
         _run_kernel(np.zeros((1, 1), dtype=np.uint8))
+        keccak256_rows_twice(np.zeros((1, 1), dtype=np.uint8))
+        keccak256_sorted_pairs(np.zeros((1, 64), dtype=np.uint8))
     return time.perf_counter() - t0

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ogkit.crypto.keccak import keccak256, keccak256_rows
+from ogkit.crypto.keccak import keccak256, keccak256_rows_twice, keccak256_sorted_pairs
 from ogkit.errors import ConfigError, ReceiptError
 
 __all__ = [
@@ -130,7 +130,7 @@ def leaf_hashes(
     msg[:, 120:128] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
     msg[:, 128:160] = inputs
     msg[:, 160:192] = outputs
-    return keccak256_rows(keccak256_rows(msg))
+    return keccak256_rows_twice(msg)
 
 
 def input_leaf_hashes(row_index: np.ndarray, input_hashes: np.ndarray) -> np.ndarray:
@@ -142,7 +142,7 @@ def input_leaf_hashes(row_index: np.ndarray, input_hashes: np.ndarray) -> np.nda
     msg = np.zeros((n, 64), dtype=np.uint8)
     msg[:, 24:32] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
     msg[:, 32:64] = inputs
-    return keccak256_rows(keccak256_rows(msg))
+    return keccak256_rows_twice(msg)
 
 
 # --------------------------------------------------------------------------------------
@@ -203,16 +203,6 @@ def _be_words(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows).view(">u8").astype(np.uint64)
 
 
-def _rows_less(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise ``a < b`` as unsigned big-endian integers, i.e. bytewise lexicographic."""
-    less = np.zeros(a.shape[0], dtype=bool)
-    equal = np.ones(a.shape[0], dtype=bool)
-    for k in range(a.shape[1]):
-        less |= equal & (a[:, k] < b[:, k])
-        equal &= a[:, k] == b[:, k]
-    return less
-
-
 def _sort_order(leaves: np.ndarray) -> np.ndarray:
     """Stable ascending byte order of the leaf hashes (JS ``Array.sort`` is stable too)."""
     words = _be_words(leaves)
@@ -263,12 +253,7 @@ class MerkleTree:
         while lo > 0:
             new_lo = lo // 2
             pairs = nodes[2 * new_lo + 1 : 2 * lo + 1].reshape(lo - new_lo, 64)
-            words = _be_words(pairs)
-            swap = _rows_less(words[:, 4:], words[:, :4])  # right < left: hash right first
-            msg = pairs.copy()
-            msg[swap, :32] = pairs[swap, 32:]
-            msg[swap, 32:] = pairs[swap, :32]
-            nodes[new_lo:lo] = keccak256_rows(msg)
+            keccak256_sorted_pairs(pairs, out=nodes[new_lo:lo])  # sorts each pair itself
             lo = new_lo
         return cls(nodes, order)
 
