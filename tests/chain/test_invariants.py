@@ -494,6 +494,7 @@ class Reveal:
     claimed: bytes
     salt: bytes
     proof: list[bytes]
+    challenger: str = ZERO
 
     @property
     def commitment(self) -> bytes:
@@ -503,8 +504,6 @@ class Reveal:
                 [self.challenger, self.batch.batch_id, self.row, self.claimed, self.salt],
             )
         )
-
-    challenger: str = ZERO
 
 
 class SettlementGame(RuleBasedStateMachine):
@@ -1858,8 +1857,8 @@ class SettlementGame(RuleBasedStateMachine):
 
 
 GAME_SETTINGS = settings(
-    max_examples=int(os.environ.get("OGKIT_GAME_EXAMPLES", "16")),
-    stateful_step_count=int(os.environ.get("OGKIT_GAME_STEPS", "40")),
+    max_examples=int(os.environ.get("OGKIT_GAME_EXAMPLES", "13")),
+    stateful_step_count=int(os.environ.get("OGKIT_GAME_STEPS", "60")),
     deadline=None,
     derandomize=True,
     database=None,
