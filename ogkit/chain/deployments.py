@@ -139,6 +139,13 @@ class DeployParams:
                 f"twice the challenge window ({self.challenge_window} s), so that stake counted "
                 "for a batch is still slashable when its dispute resolves"
             )
+        if self.min_node_stake < self.min_slash:
+            raise ConfigError(
+                f"DeployParams.min_node_stake ({self.min_node_stake}) must be at least "
+                f"min_slash ({self.min_slash}): the own stake a node commits with must cover "
+                "the least an upheld challenge takes from it, or the challenger's reward could "
+                "come out of its delegators' stake"
+            )
         for m in self.initial_measurements:
             if len(m) != 32:
                 raise ConfigError(f"initial measurement must be 32 bytes, got {len(m)}")

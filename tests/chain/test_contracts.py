@@ -2087,6 +2087,7 @@ def test_artifacts_and_params() -> None:
         {"initial_measurements": (b"\x01" * 31,)},
         {"initial_measurements": (RUNTIME_ID,), "initial_kinds": (1, 2)},
         {"initial_measurements": (RUNTIME_ID,), "initial_kinds": (5,)},
+        {"min_node_stake": 999 * OPG, "min_slash": 1_000 * OPG},
     ):
         with pytest.raises(ConfigError):
             DeployParams(**bad)
