@@ -40,6 +40,7 @@ from ogkit.keys import Signer, recover_typed_data
 __all__ = [
     "ATTESTERS",
     "CLAIM_TYPES",
+    "EIP712_DOMAIN_TYPE",
     "Attester",
     "BatchClaim",
     "ClaimDomain",
@@ -60,13 +61,17 @@ __all__ = [
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 DEVNET_CHAIN_ID = 31337
 
+EIP712_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+"""The EIP712Domain fields every ogkit typed-data message uses (name, version, chain id,
+verifying contract)."""
+
 CLAIM_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
+    "EIP712Domain": EIP712_DOMAIN_TYPE,
     "BatchClaim": [
         {"name": "batchId", "type": "bytes32"},
         {"name": "modelId", "type": "bytes32"},

@@ -42,7 +42,7 @@ from typing import Any
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
-from ogkit.attest import ClaimDomain, derive_batch_id, is_address, is_hex32
+from ogkit.attest import EIP712_DOMAIN_TYPE, ClaimDomain, derive_batch_id, is_address, is_hex32
 from ogkit.crypto.keccak import keccak256
 from ogkit.dataset import DatasetCommitment
 from ogkit.errors import OrderError, SignatureError
@@ -69,12 +69,7 @@ MAX_ORDER_FILE_BYTES = 64 * 1024
 MAX_JOB_CHARS = 1024
 
 ORDER_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
+    "EIP712Domain": EIP712_DOMAIN_TYPE,
     "JobOrder": [
         {"name": "requester", "type": "address"},
         {"name": "modelId", "type": "bytes32"},

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_account.messages import encode_typed_data
 
-from ogkit.attest import ClaimDomain, execution_hash
+from ogkit.attest import EIP712_DOMAIN_TYPE, ClaimDomain, execution_hash
 from ogkit.batch import AttestedBatch
 from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.records import OnChainBatch, onchain_batch
@@ -100,12 +100,7 @@ def registration_typed_data(
     registry = chain.contract("ModelRegistry")
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_TYPE,
             "ModelRegistration": [
                 {"name": "modelId", "type": "bytes32"},
                 {"name": "owner", "type": "address"},
@@ -196,12 +191,7 @@ def attester_binding_typed_data(
         raise SettlementError(f"measurement must be 32 bytes, got {len(m)}")
     return {
         "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "version", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
+            "EIP712Domain": EIP712_DOMAIN_TYPE,
             "AttesterBinding": [
                 {"name": "node", "type": "address"},
                 {"name": "attester", "type": "address"},

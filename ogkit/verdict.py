@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
-from ogkit.attest import ClaimDomain, is_address, is_hex32
+from ogkit.attest import EIP712_DOMAIN_TYPE, ClaimDomain, is_address, is_hex32
 from ogkit.errors import ArtifactError, SignatureError
 from ogkit.keys import Signer, parse_signature, recover_typed_data
 
@@ -42,12 +42,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VERDICT_TYPES = {
-    "EIP712Domain": [
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ],
+    "EIP712Domain": EIP712_DOMAIN_TYPE,
     "Verdict": [
         {"name": "batchId", "type": "bytes32"},
         {"name": "claimDigest", "type": "bytes32"},
