@@ -3,15 +3,21 @@ pragma solidity 0.8.37;
 
 import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 import {ERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/ERC20Permit.sol";
+import {ERC3009} from "@openzeppelin/contracts/token/ERC20/extensions/draft-ERC3009.sol";
 
 /// @title OPGToken
-/// @notice The OpenGradient Token (ERC-20, 18 decimals) with ERC-2612 `permit`.
+/// @notice The OpenGradient Token (ERC-20, 18 decimals) with ERC-2612 `permit` and ERC-3009
+///         `transferWithAuthorization` / `receiveWithAuthorization` / `cancelAuthorization`.
 /// @dev The whole fixed supply of 1,000,000,000 OPG is minted once, in the constructor, to the
 ///      allocation recipients it is given (beneficiaries for the parts liquid at launch,
 ///      `OPGVesting` wallets for the vested parts; `ogkit/chain/tokenomics.py` plans both).
 ///      There is no mint or burn function afterwards. The ERC-2612 domain is the EIP-712
-///      domain ("OpenGradient Token", "1", chainId, token address).
-contract OPGToken is ERC20, ERC20Permit {
+///      domain ("OpenGradient Token", "1", chainId, token address); ERC-3009 authorisations
+///      are signed in the same domain. ERC-3009 nonces are random 32-byte values, one use
+///      each per authoriser (OpenZeppelin's `ERC3009`), as x402's `exact` scheme on EVM
+///      signs them: a payer pays an x402 price without holding ETH, and a facilitator
+///      submits the signed `TransferWithAuthorization`.
+contract OPGToken is ERC20, ERC20Permit, ERC3009 {
     /// @notice The fixed total supply: one billion OPG with 18 decimals.
     uint256 public constant TOTAL_SUPPLY = 1_000_000_000 * 10 ** 18;
 
