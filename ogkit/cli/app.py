@@ -22,6 +22,7 @@ from ogkit.cli import (
     batch,
     chain,
     demo,
+    governance,
     hub,
     infer,
     jobs,
@@ -37,7 +38,21 @@ from ogkit.errors import OgkitError
 __all__ = ["build_parser", "main"]
 
 # In the order `ogkit --help` lists them.
-COMMAND_MODULES = (keys, hub, infer, order, batch, verify, demo, chain, settle, audit, stake, jobs)
+COMMAND_MODULES = (
+    keys,
+    hub,
+    infer,
+    order,
+    batch,
+    verify,
+    demo,
+    chain,
+    settle,
+    audit,
+    stake,
+    governance,
+    jobs,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from ogkit.cli.common import add_command, chain_option, parse_amount, print_json
+from ogkit.cli.common import (
+    add_command,
+    chain_option,
+    parse_amount,
+    parse_measurement,
+    print_json,
+)
 from ogkit.errors import ConfigError, SettlementError
 from ogkit.settings import Settings
 
@@ -65,7 +71,7 @@ def _approve_measurement(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.chain.connection import connect_from_settings
     from ogkit.settle import bootstrap_measurement, governance_hint, measurement_approved
 
-    measurement = _measurement(args.measurement)
+    measurement = parse_measurement(args.measurement)
     chain = connect_from_settings(settings, args.chain)
     already = measurement_approved(chain, measurement)
     if not already:
@@ -90,17 +96,6 @@ def _approve_measurement(args: argparse.Namespace, settings: Settings) -> int:
         state = "already approved" if already else "approved by the deployer"
         print(f"measurement {measurement} {state} on {chain.name}")
     return 0
-
-
-def _measurement(text: str) -> str:
-    raw = text.strip().lower()
-    body = raw.removeprefix("0x")
-    if len(body) != 64 or any(c not in "0123456789abcdef" for c in body):
-        raise ConfigError(
-            f"measurement {text!r} is not a 32-byte hex id: give the runtime id "
-            "(`ogkit infer --json` prints it as runtime_id)"
-        )
-    return "0x" + body
 
 
 def _chain(args: argparse.Namespace, settings: Settings) -> int:

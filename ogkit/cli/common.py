@@ -218,3 +218,23 @@ def _silence_logging() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)
+
+
+def logged(contract: Any, event: str, receipt: Any) -> list[Any]:
+    """The ``event`` logs ``contract`` emitted in a transaction receipt (other contracts'
+    logs in the same receipt are skipped, not warned about)."""
+    from web3.logs import DISCARD
+
+    return list(contract.events[event]().process_receipt(receipt, errors=DISCARD))
+
+
+def parse_measurement(text: str) -> str:
+    """A 32-byte measurement (runtime id) as 0x + 64 lower-case hex digits."""
+    raw = text.strip().lower()
+    body = raw.removeprefix("0x")
+    if len(body) != 64 or any(c not in "0123456789abcdef" for c in body):
+        raise ConfigError(
+            f"measurement {text!r} is not a 32-byte hex id: give the runtime id "
+            "(`ogkit infer --json` prints it as runtime_id)"
+        )
+    return "0x" + body
