@@ -146,7 +146,7 @@ class Hub:
         is written and the error propagates, so a retry publishes the version afresh.
         """
         ModelRef.parse(name)  # validates the name
-        semver = SemVer.parse(version)
+        SemVer.parse(version)
         if int(price) < 0:
             raise ConfigError(f"price must be >= 0 OPG base units, got {price}")
         path = Path(path)
@@ -164,7 +164,45 @@ class Hub:
             ) from None
         inputs, outputs = extract_signature(model)
         features = _features(features, model, inputs, path)
+        return self.publish_blob(
+            data,
+            name=name,
+            version=version,
+            price=price,
+            signer=signer,
+            inputs=inputs,
+            outputs=outputs,
+            description=description,
+            tags=tags,
+            license=license,
+            features=features,
+            before_write=before_write,
+        )
 
+    def publish_blob(
+        self,
+        data: bytes,
+        *,
+        name: str,
+        version: str,
+        price: int,
+        signer: Signer,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        description: str = "",
+        tags: list[str] | tuple[str, ...] = (),
+        license: str = "",
+        features: Mapping[str, Sequence[str]] | None = None,
+        before_write: Callable[[ModelManifest], object] | None = None,
+    ) -> ModelManifest:
+        """Publish ``data`` as it is, with the signature given: the version and owner checks
+        and the writes of :meth:`publish`, for artefacts that are not one ONNX file (a
+        language model's bundle, ``ogkit.llm.bundle``). The caller checks the bytes."""
+        ModelRef.parse(name)
+        semver = SemVer.parse(version)
+        if int(price) < 0:
+            raise ConfigError(f"price must be >= 0 OPG base units, got {price}")
+        features = {k: tuple(v) for k, v in (features or {}).items()}
         existing = self.index.versions(name)
         if any(e.manifest.version == version for e in existing):
             raise VersionError(
