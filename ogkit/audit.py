@@ -28,6 +28,7 @@ from ogkit.chain.records import from_event
 from ogkit.dataset import DatasetCommitment
 from ogkit.errors import ArtifactError, ArtifactIntegrityError, HubError, OgkitError
 from ogkit.hub.hub import Hub
+from ogkit.llm.batch import is_chat_artifact, load_chat_batch
 from ogkit.settle import compare_with_chain
 from ogkit.store import ContentStore
 from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
@@ -350,7 +351,10 @@ def audit(
         # The artefact, by the content id the chain committed to.
         batch: AttestedBatch | None = None
         try:
-            batch = load_batch(row["artifact_id"], store)
+            if is_chat_artifact(row["artifact_id"], store):  # chat calls (docs/spec.md §11)
+                batch = load_chat_batch(row["artifact_id"], store)
+            else:
+                batch = load_batch(row["artifact_id"], store)
         except ArtifactIntegrityError as exc:
             add("artifact-mismatch", str(exc))
         except ArtifactError as exc:

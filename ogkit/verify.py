@@ -78,6 +78,7 @@ from ogkit.errors import (
 )
 from ogkit.hub.hub import MODELS, Hub
 from ogkit.hub.manifest import canonical_json
+from ogkit.llm.reasons import CHAT_REASONS
 from ogkit.load import ModelPayload, SessionConfig, reexecute, worker_model
 from ogkit.store import ContentStore
 from ogkit.tee.claims import HARDWARE_KINDS
@@ -138,6 +139,7 @@ REASONS = {
     "model-mismatch": "the manifest's model reference names another model than its id",
     "sample-not-reexecuted": "a row drawn for re-execution was not re-executed",
     **TEE_REASONS,
+    **CHAT_REASONS,
 }
 
 MAX_CLOCK_SKEW_S = 300
@@ -636,6 +638,15 @@ def verify_batch(
     """
     started = time.perf_counter()
     policy = policy or VerifyPolicy()
+    from ogkit.llm.batch import is_chat_artifact
+
+    if is_chat_artifact(artifact, store, hub):  # chat calls re-decode (docs/spec.md §11)
+        from ogkit.llm.verify import verify_chat_batch
+
+        return verify_chat_batch(
+            artifact, policy, store=store, hub=hub, requests=dataset, commitment=commitment,
+            requester=requester, job=job, model=model, progress=progress,
+        )  # fmt: skip
     if isinstance(artifact, AttestedBatch):
         batch = artifact
     else:
@@ -809,6 +820,20 @@ def verify_batch(
     )
     log.info("%s", verdict.summary())
     return verdict
+
+
+def unreadable_verdict(artifact: str, detail: str, started: float) -> Verdict:
+    """The failing verdict of an artefact that cannot be read (``manifest-malformed``)."""
+    return _unreadable(artifact, detail, VerifyPolicy(), started)
+
+
+def check_claim(
+    batch: Any, policy: VerifyPolicy, findings: list[Finding], notices: list[str]
+) -> dict[str, Any] | None:
+    """The claim checks every batch kind shares (signature, allowlist, evidence, fields
+    stated twice, runtime id, batch id); ``batch.manifest`` needs the manifest fields
+    they read. Appends findings; returns the hardware evidence's check, if any."""
+    return _check_claim(batch, policy, findings, notices)
 
 
 def _unreadable(artifact: str, detail: str, policy: VerifyPolicy, started: float) -> Verdict:

@@ -1,0 +1,360 @@
+"""A deterministic, random-weight, Llama-shaped language model for tests and CI.
+
+``build_tiny_llm(folder)`` writes an onnxruntime-genai model folder (``model.onnx``,
+``genai_config.json``, ``tokenizer.json``, ``tokenizer_config.json``) in a fraction of a
+second, from nothing but a seed: two builds give the same bytes. The graph uses standard
+ONNX ops only (RMSNorm, rotary embeddings, causal multi-head attention over a key/value
+cache, a SiLU-gated MLP); the tokenizer is a byte-level BPE over the 256 bytes plus three
+special tokens and a ChatML-style chat template. Its answers are noise, but every step a
+real model takes (template, tokenizer, prefill, cached decoding, stop token) is there.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+__all__ = ["TINY_TEMPLATE", "TinyConfig", "build_tiny_llm", "byte_symbols"]
+
+SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+# ChatML-style turns; the model's only template, rendered by ogkit.llm.template.
+TINY_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    seed: int = 16
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 4
+    intermediate: int = 128
+    context: int = 512
+    rope_theta: float = 10000.0
+    eps: float = 1e-5
+    scale: float = 0.08  # weight standard deviation: large enough for peaked logits
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def vocab(self) -> int:
+        return len(SPECIALS) + 256
+
+
+def byte_symbols() -> list[str]:
+    """The byte-level BPE alphabet: byte ``b`` is written as one printable character
+    (printable Latin-1 bytes as themselves, the others shifted past U+0100), in byte order."""
+    keep = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    out: dict[int, str] = {b: chr(b) for b in keep}
+    extra = 0
+    for b in range(256):
+        if b not in out:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return [out[b] for b in range(256)]
+
+
+def _tokenizer(cfg: TinyConfig) -> tuple[dict, dict]:
+    vocab = {s: i for i, s in enumerate(SPECIALS)}
+    for b, sym in enumerate(byte_symbols()):
+        vocab[sym] = len(SPECIALS) + b
+    added = [
+        {
+            "id": i,
+            "content": s,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for i, s in enumerate(SPECIALS)
+    ]
+    byte_level = {"add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    tokenizer = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", **byte_level},
+        "post_processor": {"type": "ByteLevel", **byte_level},
+        "decoder": {"type": "ByteLevel", **byte_level},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": [],
+        },
+    }
+    config = {
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": {
+            str(a["id"]): {k: v for k, v in a.items() if k != "id"} for a in added
+        },
+        "bos_token": "<|im_start|>",
+        "chat_template": TINY_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": "<|im_end|>",
+        "model_max_length": cfg.context,
+        "pad_token": "<|endoftext|>",
+        "tokenizer_class": "GPT2Tokenizer",
+        "unk_token": "<|endoftext|>",
+    }
+    return tokenizer, config
+
+
+def _genai_config(cfg: TinyConfig) -> dict:
+    return {
+        "model": {
+            "bos_token_id": 1,
+            "context_length": cfg.context,
+            "decoder": {
+                "session_options": {
+                    "log_id": "onnxruntime-genai",
+                    "intra_op_num_threads": 1,
+                    "inter_op_num_threads": 1,
+                    "provider_options": [],
+                },
+                "filename": "model.onnx",
+                "head_size": cfg.head_size,
+                "hidden_size": cfg.hidden,
+                "inputs": {
+                    "input_ids": "input_ids",
+                    "attention_mask": "attention_mask",
+                    "position_ids": "position_ids",
+                    "past_key_names": "past_key_values.%d.key",
+                    "past_value_names": "past_key_values.%d.value",
+                },
+                "outputs": {
+                    "logits": "logits",
+                    "present_key_names": "present.%d.key",
+                    "present_value_names": "present.%d.value",
+                },
+                "num_attention_heads": cfg.heads,
+                "num_hidden_layers": cfg.layers,
+                "num_key_value_heads": cfg.heads,
+            },
+            "eos_token_id": 2,
+            "pad_token_id": 0,
+            "type": "llama",
+            "vocab_size": cfg.vocab,
+        },
+        "search": {
+            "diversity_penalty": 0.0,
+            "do_sample": False,
+            "early_stopping": True,
+            "length_penalty": 1.0,
+            "max_length": cfg.context,
+            "min_length": 0,
+            "no_repeat_ngram_size": 0,
+            "num_beams": 1,
+            "num_return_sequences": 1,
+            "past_present_share_buffer": False,
+            "repetition_penalty": 1.0,
+            "temperature": 1.0,
+            "top_k": 1,
+            "top_p": 1.0,
+        },
+    }
+
+
+class _Graph:
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.n = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def op(self, op: str, *inputs: str, **attrs) -> str:
+        self.n += 1
+        out = f"{op.lower()}_{self.n}"
+        self.nodes.append(helper.make_node(op, list(inputs), [out], name=f"n{self.n}", **attrs))
+        return out
+
+
+def _model(cfg: TinyConfig) -> onnx.ModelProto:
+    rng = np.random.default_rng(cfg.seed)
+    H, D, L, V = cfg.heads, cfg.head_size, cfg.layers, cfg.vocab
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * cfg.scale).astype(np.float32)
+
+    g = _Graph()
+    i64 = lambda name, v: g.const(name, np.array(v, np.int64))  # noqa: E731
+    f32 = lambda name, v: g.const(name, np.array(v, np.float32))  # noqa: E731
+    eps, half, neg = f32("eps", cfg.eps), f32("half_pow", 2.0), f32("neg_inf", -1e9)
+    one_f, zero_f = f32("one_f", 1.0), f32("zero_f", 0.0)
+    ax_last, ax0, ax1, ax2 = i64("ax_last", [-1]), i64("ax0", [0]), i64("ax1", [1]), i64("ax2", [2])
+    heads_shape = i64("heads_shape", [0, 0, H, D])
+    merge_shape = i64("merge_shape", [0, 0, cfg.hidden])
+    inv_freq = f32("inv_freq", 1.0 / cfg.rope_theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
+    scale = f32("attn_scale", 1.0 / np.sqrt(D))
+
+    def rms(x: str, weight: str) -> str:
+        var = g.op("ReduceMean", g.op("Pow", x, half), ax_last, keepdims=1)
+        return g.op(
+            "Mul", g.op("Mul", x, g.op("Reciprocal", g.op("Sqrt", g.op("Add", var, eps)))), weight
+        )
+
+    embed = g.const("embed", w(V, cfg.hidden))
+    x = g.op("Gather", embed, "input_ids", axis=0)  # [B, S, hidden]
+
+    # Rotary angles from position_ids: [B, S, 1, D/2]
+    pos = g.op("Unsqueeze", g.op("Cast", "position_ids", to=TensorProto.FLOAT), ax_last)
+    freqs = g.op("Unsqueeze", g.op("Mul", pos, inv_freq), ax2)
+    cos, sin = g.op("Cos", freqs), g.op("Sin", freqs)
+
+    def rope(t: str) -> str:  # t: [B, S, H, D], rotate the two halves
+        first = g.op("Slice", t, i64(f"s0_{g.n}", [0]), i64(f"e0_{g.n}", [D // 2]), ax_last)
+        second = g.op("Slice", t, i64(f"s1_{g.n}", [D // 2]), i64(f"e1_{g.n}", [D]), ax_last)
+        r1 = g.op("Sub", g.op("Mul", first, cos), g.op("Mul", second, sin))
+        r2 = g.op("Add", g.op("Mul", second, cos), g.op("Mul", first, sin))
+        return g.op("Concat", r1, r2, axis=-1)
+
+    # Causal mask [1, 1, S, T] plus padding from attention_mask [B, 1, 1, T].
+    s_len = g.op("Gather", g.op("Shape", "input_ids"), ax1, axis=0)
+    t_len = g.op("Gather", g.op("Shape", "attention_mask"), ax1, axis=0)
+    zero = i64("zero_i", 0)
+    one = i64("one_i", 1)
+    t_scalar = g.op("Squeeze", t_len, ax0)
+    s_scalar = g.op("Squeeze", s_len, ax0)
+    q_pos = g.op("Range", g.op("Sub", t_scalar, s_scalar), t_scalar, one)
+    k_pos = g.op("Range", zero, t_scalar, one)
+    allowed = g.op(
+        "LessOrEqual", g.op("Unsqueeze", k_pos, ax0), g.op("Unsqueeze", q_pos, ax1)
+    )  # [S, T]
+    causal = g.op("Where", allowed, zero_f, neg)
+    pad = g.op(
+        "Mul",
+        g.op("Sub", one_f, g.op("Cast", "attention_mask", to=TensorProto.FLOAT)),
+        neg,
+    )
+    mask = g.op(
+        "Add",
+        g.op("Unsqueeze", causal, i64("ax01", [0, 1])),
+        g.op("Unsqueeze", pad, i64("ax12", [1, 2])),
+    )
+
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "total"]),
+        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]),
+    ]
+    outputs = []
+    for layer in range(L):
+        for kind in ("key", "value"):
+            inputs.append(
+                helper.make_tensor_value_info(
+                    f"past_key_values.{layer}.{kind}", TensorProto.FLOAT, ["batch", H, "past", D]
+                )
+            )
+    for layer in range(L):
+        p = f"l{layer}."
+        h = rms(x, g.const(p + "attn_norm", np.ones(cfg.hidden, np.float32)))
+        q = rope(
+            g.op(
+                "Reshape",
+                g.op("MatMul", h, g.const(p + "wq", w(cfg.hidden, cfg.hidden))),
+                heads_shape,
+            )
+        )
+        k = rope(
+            g.op(
+                "Reshape",
+                g.op("MatMul", h, g.const(p + "wk", w(cfg.hidden, cfg.hidden))),
+                heads_shape,
+            )
+        )
+        v = g.op(
+            "Reshape", g.op("MatMul", h, g.const(p + "wv", w(cfg.hidden, cfg.hidden))), heads_shape
+        )
+        q, k, v = (g.op("Transpose", t, perm=[0, 2, 1, 3]) for t in (q, k, v))  # [B, H, S, D]
+        k_all = g.op("Concat", f"past_key_values.{layer}.key", k, axis=2)
+        v_all = g.op("Concat", f"past_key_values.{layer}.value", v, axis=2)
+        g.nodes.append(helper.make_node("Identity", [k_all], [f"present.{layer}.key"]))
+        g.nodes.append(helper.make_node("Identity", [v_all], [f"present.{layer}.value"]))
+        for kind in ("key", "value"):
+            outputs.append(
+                helper.make_tensor_value_info(
+                    f"present.{layer}.{kind}", TensorProto.FLOAT, ["batch", H, "total", D]
+                )
+            )
+        scores = g.op(
+            "Add",
+            g.op("Mul", g.op("MatMul", q, g.op("Transpose", k_all, perm=[0, 1, 3, 2])), scale),
+            mask,
+        )
+        attn = g.op("MatMul", g.op("Softmax", scores, axis=-1), v_all)  # [B, H, S, D]
+        merged = g.op("Reshape", g.op("Transpose", attn, perm=[0, 2, 1, 3]), merge_shape)
+        x = g.op("Add", x, g.op("MatMul", merged, g.const(p + "wo", w(cfg.hidden, cfg.hidden))))
+        h = rms(x, g.const(p + "mlp_norm", np.ones(cfg.hidden, np.float32)))
+        gate = g.op("MatMul", h, g.const(p + "w_gate", w(cfg.hidden, cfg.intermediate)))
+        up = g.op("MatMul", h, g.const(p + "w_up", w(cfg.hidden, cfg.intermediate)))
+        act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
+        x = g.op(
+            "Add", x, g.op("MatMul", act, g.const(p + "w_down", w(cfg.intermediate, cfg.hidden)))
+        )
+    x = rms(x, g.const("final_norm", np.ones(cfg.hidden, np.float32)))
+    g.nodes.append(
+        helper.make_node("MatMul", [x, g.const("lm_head", w(cfg.hidden, V))], ["logits"])
+    )
+    outputs.insert(
+        0, helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", V])
+    )
+    graph = helper.make_graph(g.nodes, "ogkit_tiny_llm", inputs, outputs, g.inits)
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 18)],
+        producer_name="ogkit.llm.tiny",
+        producer_version="1",
+    )
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    return model
+
+
+def _json_bytes(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def build_tiny_llm(folder: str | Path, config: TinyConfig | None = None) -> Path:
+    """Write the tiny model's onnxruntime-genai folder to ``folder`` (created; existing
+    files of the same names are replaced atomically) and return it."""
+    cfg = config or TinyConfig()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer, tokenizer_config = _tokenizer(cfg)
+    files = {
+        "model.onnx": _model(cfg).SerializeToString(deterministic=True),
+        "genai_config.json": _json_bytes(_genai_config(cfg)),
+        "tokenizer.json": _json_bytes(tokenizer),
+        "tokenizer_config.json": _json_bytes(tokenizer_config),
+    }
+    for name, data in files.items():
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(data)
+        tmp.replace(folder / name)
+    return folder
