@@ -1,0 +1,198 @@
+"""A Python client for an ogkit inference node (``ogkit node serve``), over httpx.
+
+::
+
+    from ogkit.client import Node
+    with Node("http://127.0.0.1:8400", timeout=30) as node:
+        node.health()
+        node.quote(rows=3)
+        answer = node.infer([{"f0": 0.1, ...}, ...], payer=signer)   # 402 → sign → retry
+        job = node.submit_job(signed_order, "datasets/mine.parquet")
+        node.wait_job(job["job_id"], until="finalized", timeout=600)
+
+Every call has a timeout (``timeout`` seconds for each request, ``wait_job``'s own for
+the whole wait). A refusal raises :class:`~ogkit.errors.NodeError` with the HTTP status
+and the node's JSON (``error``, ``reason``); a node that cannot be reached raises
+:class:`~ogkit.errors.NodeUnavailable`. Only a payment for exactly the quoted price, to
+the payee, in the token and on the network the node's 402 names, is ever signed — and
+only when the price is at most ``max_amount`` if one is given.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ogkit.errors import NodeError, NodeUnavailable, PaymentError
+
+if TYPE_CHECKING:
+    from ogkit.keys import Signer
+    from ogkit.order import SignedOrder
+
+__all__ = ["Node"]
+
+_FINAL = {"finalized", "failed"}
+_ORDER = {"queued": 0, "running": 1, "committed": 2, "finalized": 3}
+
+
+class Node:
+    """An inference node at ``url``."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self._http = httpx.Client(base_url=self.url, timeout=httpx.Timeout(self.timeout))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Node({self.url!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise NodeUnavailable(
+                f"the node at {self.url} did not answer {method} {path} within "
+                f"{self.timeout:g} s; raise timeout= or check the node's log"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise NodeUnavailable(
+                f"cannot reach the node at {self.url} ({type(exc).__name__}: {exc}); is it "
+                "running (`ogkit node serve`)?"
+            ) from None
+
+    @staticmethod
+    def _json(response: Any, ok: tuple[int, ...] = (200,)) -> Any:
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = None
+        if response.status_code not in ok:
+            error = doc.get("error") if isinstance(doc, Mapping) else response.text[:200]
+            raise NodeError(
+                f"the node answered HTTP {response.status_code}: {error}",
+                status=response.status_code,
+                detail=doc,
+            )
+        if doc is None:
+            raise NodeError(f"the node's answer is not JSON (HTTP {response.status_code})")
+        return doc
+
+    # -- reads ------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._json(self._request("GET", "/health"))
+
+    def metrics(self) -> str:
+        response = self._request("GET", "/metrics")
+        if response.status_code != 200:
+            raise NodeError(f"GET /metrics answered HTTP {response.status_code}")
+        return response.text
+
+    def quote(self, rows: int = 1) -> dict[str, Any]:
+        """The price of ``rows`` rows and the x402 payment requirements for them."""
+        return self._json(self._request("GET", "/v1/price", params={"rows": int(rows)}))
+
+    # -- paid inference -----------------------------------------------------------------------
+    def infer(
+        self,
+        rows: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        payer: Signer,
+        inputs: Mapping[str, Any] | None = None,
+        max_amount: int | None = None,
+        now: int | None = None,
+    ) -> dict[str, Any]:
+        """Run ``rows`` (one ``{column: number}`` per row) or ``inputs`` (tensors keyed by
+        model input) and pay for them: the node's 402 names the price, ``payer`` signs an
+        x402 ``exact`` payment of it, and the request is sent again with ``X-PAYMENT``.
+        Returns the node's answer (outputs, ``receipts``, ``payment``)."""
+        from ogkit.x402.exact import sign_exact_payment
+        from ogkit.x402.types import (
+            PAYMENT_HEADER,
+            SCHEME_EXACT,
+            PaymentRequirements,
+            encode_payment_header,
+        )
+
+        if (rows is None) == (inputs is None):
+            raise NodeError("give rows= or inputs=, not both")
+        body = {"rows": list(rows)} if rows is not None else {"inputs": _plain(inputs)}
+        first = self._request("POST", "/v1/infer", json=body)
+        if first.status_code != 402:
+            return self._json(first)
+        doc = self._json(first, ok=(402,))
+        accepts = [a for a in doc.get("accepts") or [] if isinstance(a, Mapping)]
+        exact = [a for a in accepts if a.get("scheme") == SCHEME_EXACT]
+        if not exact:
+            raise PaymentError(
+                f"the node accepts no payment scheme this client signs ({SCHEME_EXACT})",
+                reason="unsupported-scheme",
+            )
+        requirements = PaymentRequirements.from_dict(exact[0])
+        if max_amount is not None and requirements.max_amount_required > max_amount:
+            raise PaymentError(
+                f"the node asks {requirements.max_amount_required} base units, more than "
+                f"max_amount {max_amount}",
+                reason="over-budget",
+            )
+        payment = sign_exact_payment(requirements, payer, now=now)
+        second = self._request(
+            "POST", "/v1/infer", json=body, headers={PAYMENT_HEADER: encode_payment_header(payment)}
+        )
+        return self._json(second)
+
+    # -- batch jobs -------------------------------------------------------------------------
+    def submit_job(self, order: SignedOrder | Mapping[str, Any], dataset: str) -> dict[str, Any]:
+        """Submit a signed JobOrder (the object or the document ``ogkit order`` writes) and
+        the dataset's path in the node's store; returns ``{"job_id", "state", "new"}``."""
+        doc = order.to_dict() if hasattr(order, "to_dict") else dict(order)
+        body = {"order": doc, "dataset": dataset}
+        return self._json(self._request("POST", "/v1/jobs", json=body), ok=(200, 202))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json(self._request("GET", f"/v1/jobs/{job_id}"))
+
+    def wait_job(
+        self, job_id: str, *, until: str = "finalized", timeout: float = 600.0, poll: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll the job until it reaches ``until`` (``committed`` or ``finalized``) or
+        fails; NodeError if it fails, NodeUnavailable if ``timeout`` passes first."""
+        if until not in ("running", "committed", "finalized"):
+            raise NodeError(f"until must be running, committed or finalized, not {until!r}")
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.job(job_id)
+            state = record.get("state")
+            if state == "failed":
+                raise NodeError(f"job {job_id} failed: {record.get('error')}", detail=record)
+            if _ORDER.get(state, -1) >= _ORDER[until]:
+                return record
+            if time.monotonic() > deadline:
+                raise NodeUnavailable(
+                    f"job {job_id} is still {state} after {timeout:g} s (waiting for {until}"
+                    + (f"; {record['waiting_for']}" if record.get("waiting_for") else "")
+                    + ")"
+                )
+            time.sleep(poll)
+
+
+def _plain(value: Any) -> Any:
+    """NumPy arrays as nested lists, for JSON."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    tolist = getattr(value, "tolist", None)
+    return tolist() if callable(tolist) else value

@@ -1,0 +1,362 @@
+"""Per-request inference behind x402: a few rows in, outputs and one receipt per row out.
+
+The order of a paid call, and why:
+
+1. **Parse and check the request** (JSON shape, row count, every value, the model's input
+   signature through :func:`~ogkit.dataset.plan_inputs`). A request that cannot run is
+   refused with a 4xx *before* any payment is asked for or taken.
+2. **Quote**: rows × the model's ModelRegistry price (:mod:`ogkit.node.pricing`). Without
+   an ``X-PAYMENT`` header the answer is 402 with the x402 payment requirements.
+3. **Check the payment** offline (:func:`~ogkit.x402.exact.check_exact_payment`: scheme,
+   network, payee, exact amount, validity window, the payer's EIP-712 signature), then
+   ask the facilitator to verify it (nonce unused, funds) and to settle it. Every refusal
+   is a 402 with the x402 ``error`` and a stable ``reason``; nothing is charged.
+4. **Run and attest** the rows with the verified pipeline
+   (:func:`~ogkit.infer.run_verified_inference`) as a batch of their own whose job is
+   ``x402:<payment transaction hash>`` and whose requester is the payer. The job is
+   hashed into the batch id, the batch id into every leaf and into the claim the
+   attester signs: each receipt is bound to the payment transaction that paid for it
+   (docs/spec.md, "Per-request receipts"). The batch is stored like any other, so
+   verifiers can re-execute paid calls too.
+
+The payment is settled before the rows run, so the transaction hash exists to bind; a
+request that passed step 1 does not fail afterwards except on a node fault, which is
+logged with the transaction and counted (``paid_failed``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ogkit.errors import OgkitError, PaymentError, SchemaMismatchError
+from ogkit.x402.exact import check_exact_payment
+from ogkit.x402.types import (
+    PAYMENT_RESPONSE_HEADER,
+    X402_VERSION,
+    PaymentRequirements,
+    decode_payment_header,
+    encode_response_header,
+    network_id,
+)
+
+if TYPE_CHECKING:
+    from ogkit.attest import Attester
+    from ogkit.chain.client import ChainClient
+    from ogkit.hub import Hub
+    from ogkit.load import LoadedModel
+    from ogkit.node.pricing import RegistryPrice
+    from ogkit.store import ContentStore
+
+__all__ = ["INFER_SCHEMA", "Answer", "PaidInference", "RequestRefused", "parse_rows"]
+
+log = logging.getLogger(__name__)
+
+INFER_SCHEMA = "ogkit.node.infer.v1"
+JOB_PREFIX = "x402:"
+
+
+class RequestRefused(OgkitError):
+    """A request the node refuses before any payment: ``status`` and ``reason`` go out."""
+
+    def __init__(self, message: str, *, status: int = 400, reason: str = "bad-request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_rows(doc: Any, model: LoadedModel, max_rows: int) -> Any:
+    """The request's rows as what :func:`~ogkit.dataset.open_source` takes: a polars frame
+    for ``{"rows": [{column: number, ...}, ...]}``, a dict of arrays for ``{"inputs":
+    {input: nested lists}}``. RequestRefused (400/413/422) names what is wrong."""
+    import polars as pl
+
+    if not isinstance(doc, Mapping):
+        raise RequestRefused("the body must be a JSON object with 'rows' or 'inputs'")
+    unknown = sorted(set(doc) - {"rows", "inputs"})
+    if unknown or ("rows" in doc) == ("inputs" in doc):
+        raise RequestRefused(
+            "the body must have exactly one of 'rows' (a list of objects, one per row) or "
+            f"'inputs' (tensors keyed by model input){'; unknown keys ' if unknown else ''}"
+            + ", ".join(unknown[:5])
+        )
+    if "rows" in doc:
+        rows = doc["rows"]
+        if not isinstance(rows, list) or not rows:
+            raise RequestRefused("'rows' must be a non-empty list of objects")
+        if len(rows) > max_rows:
+            raise RequestRefused(
+                f"{len(rows)} rows is more than the {max_rows} one call takes; split the "
+                "request, or submit a batch job (POST /v1/jobs)",
+                status=413,
+                reason="too-many-rows",
+            )
+        first = rows[0]
+        if not isinstance(first, Mapping) or not first:
+            raise RequestRefused("each row must be a non-empty object of column: number")
+        columns = list(first)
+        if len(columns) > 4096:
+            raise RequestRefused("a row has more than 4096 columns")
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping) or list(row) != columns:
+                raise RequestRefused(f"row {i} does not have the columns of row 0, in order")
+            bad = [k for k, v in row.items() if not _finite_number(v)]
+            if bad:
+                raise RequestRefused(
+                    f"row {i}: {', '.join(map(str, bad[:5]))} must be finite numbers",
+                    status=422,
+                    reason="bad-value",
+                )
+        data = {c: [row[c] for row in rows] for c in columns}
+        return pl.DataFrame(data, strict=False)
+    inputs = doc["inputs"]
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise RequestRefused("'inputs' must be an object of input name: nested list")
+    specs = {spec.name: spec for spec in model.inputs}
+    strange = sorted(set(inputs) - set(specs))
+    if strange:
+        raise RequestRefused(
+            f"the model has no input {', '.join(map(repr, strange[:5]))}; its inputs are "
+            + ", ".join(specs),
+            status=422,
+            reason="schema",
+        )
+    arrays = {}
+    for name, value in inputs.items():
+        try:
+            array = np.asarray(value, dtype=np.dtype(specs[name].dtype))
+        except (ValueError, TypeError, OverflowError):
+            raise RequestRefused(
+                f"input {name!r} is not a rectangular array of {specs[name].dtype}",
+                status=422,
+                reason="schema",
+            ) from None
+        if array.ndim == 0 or array.shape[0] == 0:
+            raise RequestRefused(f"input {name!r} has no rows", status=422, reason="schema")
+        if array.shape[0] > max_rows:
+            raise RequestRefused(
+                f"{array.shape[0]} rows is more than the {max_rows} one call takes",
+                status=413,
+                reason="too-many-rows",
+            )
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise RequestRefused(
+                f"input {name!r} holds NaN or infinity", status=422, reason="bad-value"
+            )
+        arrays[name] = array
+    return arrays
+
+
+class PaidInference:
+    """The node's ``POST /v1/infer``: see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        model: LoadedModel,
+        hub: Hub,
+        store: ContentStore,
+        attester: Attester,
+        chain: ChainClient,
+        facilitator: Any,
+        price: RegistryPrice,
+        pay_to: str,
+        max_rows: int = 256,
+        max_timeout_seconds: int = 120,
+    ) -> None:
+        from ogkit.settle import claim_domain
+
+        self.model = model
+        self.hub = hub
+        self.store = store
+        self.attester = attester
+        self.chain = chain
+        self.facilitator = facilitator
+        self.price = price
+        self.pay_to = pay_to
+        self.max_rows = max_rows
+        self.max_timeout_seconds = max_timeout_seconds
+        self.network = network_id(chain.chain_id)
+        self.domain = claim_domain(chain)
+        token = chain.contract("OPGToken")
+        self.asset = token.address
+        eip712 = chain.call(token.functions.eip712Domain())
+        self.token_name, self.token_version = str(eip712[1]), str(eip712[2])
+        self.counters: Counter[str] = Counter()
+        self.latencies: list[float] = []
+        self._run_lock = threading.Lock()  # onnxruntime is pinned to one thread: one at a time
+
+    # -- quoting ---------------------------------------------------------------------------
+    def requirements(self, rows: int, resource: str) -> PaymentRequirements:
+        per_row = self.price.per_row()
+        return PaymentRequirements(
+            network=self.network,
+            max_amount_required=rows * per_row,
+            resource=resource,
+            pay_to=self.pay_to,
+            asset=self.asset,
+            description=f"{rows} inference(s) of {self.model.manifest.ref} with receipts",
+            mime_type="application/json",
+            max_timeout_seconds=self.max_timeout_seconds,
+            extra={
+                "name": self.token_name,
+                "version": self.token_version,
+                "modelId": self.model.model_id,
+                "rows": rows,
+                "pricePerRow": str(per_row),
+            },
+        )
+
+    def _required(
+        self, req: PaymentRequirements, error: str, reason: str = "payment-required"
+    ) -> Answer:
+        self.counters[f"refused_{reason}"] += 1
+        return Answer(
+            402,
+            {
+                "x402Version": X402_VERSION,
+                "error": error,
+                "reason": reason,
+                "accepts": [req.to_dict()],
+            },
+        )
+
+    # -- one call ----------------------------------------------------------------------------
+    def check_request(self, body: bytes) -> Any:
+        """The rows of ``body``, checked against the model; RequestRefused otherwise."""
+        from ogkit.dataset import bind_features, open_source, plan_inputs
+
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestRefused("the body is not JSON", reason="bad-json") from None
+        data = parse_rows(doc, self.model, self.max_rows)
+        try:
+            source = open_source(data)
+            plan_inputs(source, self.model.inputs, bind_features(self.model, None))
+        except SchemaMismatchError as exc:
+            raise RequestRefused(str(exc), status=422, reason="schema") from None
+        except OgkitError as exc:
+            raise RequestRefused(str(exc), status=422, reason="schema") from None
+        return data, source.n_rows
+
+    def handle(self, body: bytes, payment_header: str | None, resource: str) -> Answer:
+        started = time.perf_counter()
+        try:
+            data, rows = self.check_request(body)
+        except RequestRefused as exc:
+            self.counters[f"refused_{exc.reason}"] += 1
+            return Answer(exc.status, {"error": str(exc), "reason": exc.reason})
+        req = self.requirements(rows, resource)
+        if payment_header is None:
+            return self._required(req, "X-PAYMENT header is required", "payment-required")
+        try:
+            payment = decode_payment_header(payment_header)
+            check_exact_payment(
+                payment,
+                req,
+                now=self.chain.block_timestamp(),
+                token_name=self.token_name,
+                token_version=self.token_version,
+            )
+        except PaymentError as exc:
+            return self._required(req, str(exc), exc.reason)
+        verdict = self.facilitator.verify(payment, req)
+        if not verdict.is_valid:
+            return self._required(
+                req, verdict.message or "the facilitator refused the payment",
+                verdict.invalid_reason or "invalid",
+            )  # fmt: skip
+        settled = self.facilitator.settle(payment, req)
+        if not settled.success:
+            return self._required(
+                req, settled.message or "the payment could not be settled",
+                settled.error_reason or "settle-failed",
+            )  # fmt: skip
+        self.counters["paid"] += 1
+        self.counters["paid_rows"] += rows
+        self.counters["paid_base_units"] += payment.authorization.value
+        try:
+            doc = self._run(data, payment, req, settled)
+        except Exception as exc:  # a node fault after payment: say so, with the transaction
+            self.counters["paid_failed"] += 1
+            log.exception("paid call %s failed after payment", settled.transaction)
+            return Answer(
+                500,
+                {
+                    "error": f"the node failed after the payment was settled ({exc}); the "
+                    f"payment transaction is {settled.transaction}",
+                    "reason": "node-fault",
+                    "payment": settled.to_dict(),
+                },
+                {PAYMENT_RESPONSE_HEADER: encode_response_header(settled)},
+            )
+        elapsed = time.perf_counter() - started
+        self.latencies.append(elapsed)
+        del self.latencies[:-10_000]
+        return Answer(200, doc, {PAYMENT_RESPONSE_HEADER: encode_response_header(settled)})
+
+    def _run(self, data: Any, payment: Any, req: PaymentRequirements, settled: Any) -> dict:
+        from ogkit.attest import execution_hash
+        from ogkit.infer import run_verified_inference
+
+        job = JOB_PREFIX + settled.transaction
+        with self._run_lock:
+            batch = run_verified_inference(
+                self.model,
+                data,
+                attester=self.attester,
+                requester=payment.payer,
+                hub=self.hub,
+                store=self.store,
+                job=job,
+                domain=self.domain,
+                progress=False,
+            )
+        frame = batch.outputs_frame().drop("output_hash")
+        outputs = frame.drop("row_index").to_dicts()
+        receipts = batch.receipts(list(range(batch.row_count)))
+        auth = payment.authorization
+        return {
+            "schema": INFER_SCHEMA,
+            "model_id": batch.model_id,
+            "model": self.model.manifest.ref,
+            "rows": batch.row_count,
+            "outputs": outputs,
+            "receipts": receipts,
+            "artifact_id": batch.artifact_id,
+            "batch_id": batch.batch_id,
+            "binding": {
+                "job": job,
+                "dataset_id": batch.manifest.dataset_id,
+                "execution_hash": execution_hash(batch.manifest.execution()),
+            },
+            "payment": {
+                **settled.to_dict(),
+                "asset": req.asset,
+                "payTo": auth.to,
+                "value": str(auth.value),
+                "pricePerRow": req.extra["pricePerRow"],
+                "nonce": auth.nonce,
+            },
+        }

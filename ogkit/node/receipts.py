@@ -1,0 +1,167 @@
+"""Checking a paid call's answer: its receipts, and that the payment is bound into them.
+
+A paid call's rows form a batch whose job is ``x402:<payment transaction hash>`` and whose
+requester is the payer (:mod:`ogkit.node.paid`). :func:`verify_paid_call` checks, with
+nothing but the answer, the verifier's allowlist and (optionally) the chain:
+
+1. every receipt with :func:`ogkit.verify.verify_receipt` (leaf, proof, root, claim
+   signature by an approved attester and measurement);
+2. all receipts are of one claim, one per row, for the rows the answer lists;
+3. the claim's requester is the payer, and the batch id recomputes
+   (:func:`ogkit.attest.derive_batch_id`) from the model, the answer's ``binding``
+   (dataset id, execution hash), the payer, the claim domain and the job
+   ``x402:<transaction>`` — so the signed claim commits to that transaction;
+4. with ``chain``: the transaction is mined, succeeded, and moved exactly the payment's
+   value of the OPG token from the payer to the payee, consuming the payment's EIP-3009
+   nonce; with ``price_per_row``, the value is rows × that price.
+
+Never raises on a hostile answer: problems are listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ogkit.errors import OgkitError
+
+if TYPE_CHECKING:
+    from ogkit.chain.client import ChainClient
+    from ogkit.verify import Allowlist
+
+__all__ = ["PaidCallCheck", "verify_paid_call"]
+
+_TRANSFER = "Transfer(address,address,uint256)"
+_AUTH_USED = "AuthorizationUsed(address,bytes32)"
+
+
+@dataclass(frozen=True)
+class PaidCallCheck:
+    ok: bool
+    problems: tuple[str, ...]
+    payer: str | None = None
+    transaction: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "payer": self.payer,
+            "transaction": self.transaction,
+        }
+
+
+def _topic(signature: str) -> bytes:
+    from ogkit.crypto.keccak import keccak256
+
+    return keccak256(signature.encode())
+
+
+def verify_paid_call(
+    answer: Any,
+    allowlist: Allowlist | None = None,
+    *,
+    chain: ChainClient | None = None,
+    price_per_row: int | None = None,
+) -> PaidCallCheck:
+    """Check a ``POST /v1/infer`` answer; see the module docstring."""
+    from ogkit.attest import BatchClaim, derive_batch_id
+    from ogkit.verify import verify_receipt
+
+    problems: list[str] = []
+    payer = tx = None
+    try:
+        if not isinstance(answer, Mapping):
+            raise ValueError("the answer is not a JSON object")
+        payment = answer["payment"]
+        binding = answer["binding"]
+        receipts = answer["receipts"]
+        payer = str(payment["payer"])
+        tx = str(payment["transaction"])
+        if not isinstance(receipts, list) or not receipts:
+            raise ValueError("the answer has no receipts")
+        if len(receipts) != int(answer["rows"]) or len(answer["outputs"]) != len(receipts):
+            problems.append("the answer's rows, outputs and receipts differ in number")
+        for i, receipt in enumerate(receipts):
+            check = verify_receipt(receipt, allowlist)
+            problems += [f"receipt {i}: {p}" for p in check.problems]
+        claims = {repr(sorted(r["claim"].items())) for r in receipts}
+        if len(claims) != 1:
+            problems.append("the receipts are not all of one claim")
+        rows = sorted(int(r["leaf_values"]["rowIndex"]) for r in receipts)
+        claim = BatchClaim.from_dict(receipts[0]["claim"])
+        if rows != list(range(claim.row_count)):
+            problems.append(f"the receipts cover rows {rows[:10]}, not 0..{claim.row_count - 1}")
+        if claim.requester.lower() != payer.lower():
+            problems.append(f"the claim's requester {claim.requester} is not the payer {payer}")
+        job = str(binding["job"])
+        if job != "x402:" + tx:
+            problems.append(f"the batch's job {job!r} is not the payment x402:{tx}")
+        domain = receipts[0]["domain"]
+        derived = derive_batch_id(
+            model_id=claim.model_id,
+            dataset_id=str(binding["dataset_id"]),
+            requester=claim.requester,
+            chain_id=int(domain["chain_id"]),
+            verifying_contract=str(domain["verifying_contract"]),
+            job=job,
+            execution=str(binding["execution_hash"]),
+        )
+        if derived.lower() != claim.batch_id.lower():
+            problems.append(
+                "the batch id does not derive from the payment's job and the binding given: "
+                "the receipts are not bound to this payment"
+            )
+        value = int(payment["value"])
+        if price_per_row is not None and value != claim.row_count * int(price_per_row):
+            problems.append(f"the payment {value} is not {claim.row_count} rows × {price_per_row}")
+        if chain is not None:
+            problems += _check_on_chain(chain, payment, payer, tx, value, int(domain["chain_id"]))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OgkitError) as exc:
+        problems.append(f"the answer is malformed: {exc}")
+    return PaidCallCheck(not problems, tuple(problems), payer, tx)
+
+
+def _check_on_chain(
+    chain: ChainClient, payment: Mapping[str, Any], payer: str, tx: str, value: int, chain_id: int
+) -> list[str]:
+    from eth_utils import to_checksum_address
+
+    if chain_id != chain.chain_id:
+        return [f"the receipts are for chain {chain_id}, not {chain.chain_id}"]
+    try:
+        receipt = chain.w3.eth.get_transaction_receipt(tx)
+    except Exception as exc:  # web3 raises TransactionNotFound and friends
+        return [f"the payment transaction {tx} is not on chain {chain.name}: {exc}"]
+    if int(receipt["status"]) != 1:
+        return [f"the payment transaction {tx} reverted"]
+    token = chain.contract("OPGToken").address.lower()
+    if str(payment.get("asset", token)).lower() != token:
+        return [f"the payment's asset {payment.get('asset')} is not the OPG token {token}"]
+    pay_to = to_checksum_address(str(payment["payTo"]))
+    nonce = str(payment["nonce"]).lower()
+    moved = authorised = False
+    for log in receipt["logs"]:
+        if str(log["address"]).lower() != token or not log["topics"]:
+            continue
+        topics = [bytes(t) for t in log["topics"]]
+        if topics[0] == _topic(_TRANSFER) and len(topics) == 3:
+            sender = "0x" + topics[1][-20:].hex()
+            to = "0x" + topics[2][-20:].hex()
+            amount = int.from_bytes(bytes(log["data"]), "big")
+            if sender == payer.lower() and to == pay_to.lower() and amount == value:
+                moved = True
+        if (
+            topics[0] == _topic(_AUTH_USED)
+            and len(topics) == 3
+            and "0x" + topics[1][-20:].hex() == payer.lower()
+            and "0x" + topics[2].hex() == nonce
+        ):
+            authorised = True
+    problems = []
+    if not moved:
+        problems.append(f"transaction {tx} did not move {value} OPG units {payer} -> {pay_to}")
+    if not authorised:
+        problems.append(f"transaction {tx} did not consume authorization {nonce} of {payer}")
+    return problems

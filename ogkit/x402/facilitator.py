@@ -1,0 +1,287 @@
+"""A local x402 facilitator for ``exact`` payments in OPG (EIP-3009), and its HTTP client.
+
+:class:`Facilitator` verifies a payment against its requirements (offline checks of
+:func:`~ogkit.x402.exact.check_exact_payment`, then the chain: the asset is the OPG token
+of this deployment, the nonce is unused, the payer holds the amount) and settles it by
+submitting ``transferWithAuthorization`` from its own key: the payer spends no ETH.
+
+What a facilitator must never do, and how this one avoids it:
+
+- **settle what it did not check**: :meth:`Facilitator.settle` verifies everything again
+  itself; an earlier ``/verify`` is never trusted (nor required).
+- **settle one authorization twice**: a (payer, nonce) being settled is held in memory
+  while its transaction is in flight, so a concurrent identical request is refused at
+  once (``in-flight``); afterwards the token itself refuses the used nonce (``replayed``).
+- **be told the domain**: the token's EIP-712 name and version are read from the token
+  (ERC-5267 ``eip712Domain``), never from the request.
+
+:func:`ogkit.x402.server.create_app` serves it over HTTP (FastAPI), as the x402
+facilitator API does: ``POST /verify`` and ``POST /settle`` with ``{"x402Version", "paymentPayload",
+"paymentRequirements"}``, ``GET /supported``; :class:`FacilitatorClient` calls any
+facilitator URL with timeouts. A well-formed request with a bad payment gets 200 and
+``isValid: false`` / ``success: false`` with the reason; a malformed request gets 400.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from eth_utils import to_checksum_address
+
+from ogkit.errors import ChainError, NodeUnavailable, PaymentError, SettlementError
+from ogkit.keys import Signer
+from ogkit.x402.exact import check_exact_payment
+from ogkit.x402.types import (
+    SCHEME_EXACT,
+    X402_VERSION,
+    PaymentPayload,
+    PaymentRequirements,
+    SettleResponse,
+    VerifyResponse,
+    network_id,
+)
+
+if TYPE_CHECKING:
+    from ogkit.chain.client import ChainClient
+
+__all__ = ["Facilitator", "FacilitatorClient", "parse_request"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16_384
+
+
+class Facilitator:
+    """Verify and settle x402 ``exact`` payments in the OPG token of ``chain``, paying the
+    gas from ``signer``."""
+
+    def __init__(self, chain: ChainClient, signer: Signer) -> None:
+        self.chain = chain
+        self.signer = signer
+        self.network = network_id(chain.chain_id)
+        self.token = chain.contract("OPGToken")
+        domain = chain.call(self.token.functions.eip712Domain())
+        self.token_name, self.token_version = str(domain[1]), str(domain[2])
+        self._lock = threading.Lock()
+        self._in_flight: set[tuple[str, str]] = set()
+        self.counters: Counter[str] = Counter()
+
+    def supported(self) -> dict[str, Any]:
+        return {
+            "kinds": [
+                {"x402Version": X402_VERSION, "scheme": SCHEME_EXACT, "network": self.network}
+            ]
+        }
+
+    def _check(self, payment: PaymentPayload, requirements: PaymentRequirements) -> str:
+        """Every check, offline and on chain; the payer, or PaymentError."""
+        if requirements.network != self.network:
+            raise PaymentError(
+                f"this facilitator settles on {self.network}, not {requirements.network}",
+                reason="wrong-network",
+            )
+        if requirements.asset.lower() != self.token.address.lower():
+            raise PaymentError(
+                f"asset {requirements.asset} is not the OPG token {self.token.address} of "
+                f"this chain",
+                reason="wrong-asset",
+            )
+        payer = check_exact_payment(
+            payment,
+            requirements,
+            now=self.chain.block_timestamp(),
+            token_name=self.token_name,
+            token_version=self.token_version,
+        )
+        auth = payment.authorization
+        nonce = bytes.fromhex(auth.nonce[2:])
+        if self.chain.call(self.token.functions.authorizationState(payer, nonce)):
+            raise PaymentError(
+                f"authorization {auth.nonce} of {payer} was already used: sign a new payment",
+                reason="replayed",
+            )
+        balance = int(self.chain.call(self.token.functions.balanceOf(payer)))
+        if balance < auth.value:
+            raise PaymentError(
+                f"{payer} holds {balance} OPG base units, less than the {auth.value} it authorised",
+                reason="insufficient-funds",
+            )
+        return payer
+
+    def verify(self, payment: PaymentPayload, requirements: PaymentRequirements) -> VerifyResponse:
+        try:
+            payer = self._check(payment, requirements)
+        except PaymentError as exc:
+            self.counters[f"verify_refused_{exc.reason}"] += 1
+            return VerifyResponse(False, payment.payer, exc.reason, str(exc))
+        self.counters["verify_valid"] += 1
+        return VerifyResponse(True, payer)
+
+    def settle(self, payment: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
+        """Check the payment again and submit it; never raises on a bad payment."""
+        key = (payment.payer.lower(), payment.authorization.nonce.lower())
+        with self._lock:
+            if key in self._in_flight:
+                self.counters["settle_refused_in-flight"] += 1
+                return SettleResponse(
+                    False,
+                    self.network,
+                    payer=payment.payer,
+                    error_reason="in-flight",
+                    message=f"authorization {key[1]} of {key[0]} is being settled already",
+                )
+            self._in_flight.add(key)
+        try:
+            return self._settle(payment, requirements)
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
+
+    def _settle(self, payment: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
+        try:
+            payer = self._check(payment, requirements)
+        except PaymentError as exc:
+            self.counters[f"settle_refused_{exc.reason}"] += 1
+            return SettleResponse(
+                False, self.network, payer=payment.payer, error_reason=exc.reason, message=str(exc)
+            )
+        auth = payment.authorization
+        sig = bytes.fromhex(payment.signature[2:])
+        fn = self.token.functions.transferWithAuthorization(
+            to_checksum_address(auth.from_),
+            to_checksum_address(auth.to),
+            auth.value,
+            auth.valid_after,
+            auth.valid_before,
+            bytes.fromhex(auth.nonce[2:]),
+            sig[64],
+            sig[:32],
+            sig[32:64],
+        )
+        started = time.perf_counter()
+        try:
+            receipt = self.chain.transact(fn, self.signer)
+        except SettlementError as exc:
+            reason = "replayed" if "UsedAuthorization" in (exc.reason or "") else "settle-failed"
+            self.counters[f"settle_refused_{reason}"] += 1
+            log.warning("settling a payment of %s failed: %s", payer, exc.reason or exc)
+            return SettleResponse(
+                False,
+                self.network,
+                payer=payer,
+                error_reason=reason,
+                message=f"the payment was not settled: {exc.reason or exc}",
+            )
+        except ChainError as exc:
+            self.counters["settle_failed_chain"] += 1
+            return SettleResponse(
+                False, self.network, payer=payer, error_reason="chain-unavailable", message=str(exc)
+            )
+        tx = "0x" + bytes(receipt["transactionHash"]).hex()
+        self.counters["settle_success"] += 1
+        log.info(
+            "settled %s base units %s -> %s in %s (%.3f s)",
+            auth.value,
+            payer,
+            auth.to,
+            tx,
+            time.perf_counter() - started,
+        )
+        return SettleResponse(
+            True,
+            self.network,
+            transaction=tx,
+            payer=payer,
+            block_number=int(receipt["blockNumber"]),
+        )
+
+
+def parse_request(body: bytes) -> tuple[PaymentPayload, PaymentRequirements]:
+    """A ``/verify`` or ``/settle`` body; PaymentError (``malformed``) otherwise."""
+    if len(body) > MAX_BODY:
+        raise PaymentError(f"request body over {MAX_BODY} bytes", reason="malformed")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise PaymentError("request body is not JSON", reason="malformed") from None
+    if not isinstance(doc, Mapping):
+        raise PaymentError("request body must be a JSON object", reason="malformed")
+    return (
+        PaymentPayload.from_dict(doc.get("paymentPayload")),
+        PaymentRequirements.from_dict(doc.get("paymentRequirements")),
+    )
+
+
+class FacilitatorClient:
+    """Any x402 facilitator over HTTP (``url`` is its base, e.g. ``http://127.0.0.1:8402``)."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, path: str, payment: PaymentPayload, req: PaymentRequirements) -> Any:
+        import httpx
+
+        body = {
+            "x402Version": X402_VERSION,
+            "paymentPayload": payment.to_dict(),
+            "paymentRequirements": req.to_dict(),
+        }
+        try:
+            response = self._http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise NodeUnavailable(
+                f"the x402 facilitator at {self.url} did not answer {path} ({exc}); is it "
+                "running (`ogkit facilitator serve`)?"
+            ) from None
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = None
+        if response.status_code == 400 and isinstance(doc, Mapping):
+            raise PaymentError(str(doc.get("error")), reason=str(doc.get("reason", "malformed")))
+        if response.status_code != 200 or not isinstance(doc, Mapping):
+            raise NodeUnavailable(
+                f"the x402 facilitator at {self.url} answered {path} with HTTP "
+                f"{response.status_code}"
+            )
+        return doc
+
+    def verify(self, payment: PaymentPayload, requirements: PaymentRequirements) -> VerifyResponse:
+        try:
+            return VerifyResponse.from_dict(self._post("/verify", payment, requirements))
+        except PaymentError as exc:
+            return VerifyResponse(False, payment.payer, exc.reason, str(exc))
+
+    def settle(self, payment: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
+        try:
+            return SettleResponse.from_dict(self._post("/settle", payment, requirements))
+        except PaymentError as exc:
+            return SettleResponse(
+                False,
+                requirements.network,
+                payer=payment.payer,
+                error_reason=exc.reason,
+                message=str(exc),
+            )
+
+    def supported(self) -> dict[str, Any]:
+        import httpx
+
+        try:
+            return self._http.get("/supported").json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise NodeUnavailable(
+                f"the x402 facilitator at {self.url} is unreachable: {exc}"
+            ) from None

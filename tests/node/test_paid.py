@@ -1,0 +1,277 @@
+"""Paid per-request inference against real processes: the node and the facilitator as
+``ogkit ... serve`` subprocesses on anvil. A payer holding only OPG gets 402, pays with an
+EIP-3009 authorization and gets outputs with receipts bound to the payment transaction;
+every attack an x402 client or a hostile payee could try is refused with a 4xx and
+charges nothing; malformed requests never stop the node."""
+
+from __future__ import annotations
+
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from ogkit.client import Node
+from ogkit.errors import NodeError
+from ogkit.node.receipts import verify_paid_call
+from ogkit.samples import make_tabular
+from ogkit.x402 import (
+    PAYMENT_HEADER,
+    PAYMENT_RESPONSE_HEADER,
+    PaymentRequirements,
+    decode_response_header,
+    encode_payment_header,
+    sign_exact_payment,
+)
+
+from .conftest import PRICE
+
+pytestmark = pytest.mark.anvil
+
+
+def _rows(n: int, seed: int = 1) -> list[dict]:
+    return make_tabular(n, seed=seed).drop("label").to_dicts()
+
+
+def _quote(net, rows: list[dict]) -> PaymentRequirements:
+    r = httpx.post(f"{net.node.url}/v1/infer", json={"rows": rows}, timeout=30)
+    assert r.status_code == 402, r.text
+    doc = r.json()
+    assert doc["x402Version"] == 1 and doc["reason"] == "payment-required"
+    return PaymentRequirements.from_dict(doc["accepts"][0])
+
+
+def _pay(net, rows, header: str) -> httpx.Response:
+    return httpx.post(
+        f"{net.node.url}/v1/infer", json={"rows": rows}, headers={PAYMENT_HEADER: header},
+        timeout=60,
+    )  # fmt: skip
+
+
+def test_paid_call_gets_402_then_200_with_receipts_bound_to_the_payment(net, chain_now):
+    rows = _rows(3)
+    req = _quote(net, rows)
+    node_address = net.keys["node"].address
+    assert req.max_amount_required == 3 * PRICE  # rows x the ModelRegistry price
+    assert req.pay_to == node_address and req.network == f"eip155:{net.chain.chain_id}"
+    assert req.asset == net.chain.contract("OPGToken").address
+    payer_before, node_before = net.balance("payer"), net.balance("node")
+    eth_before = net.chain.w3.eth.get_balance(net.keys["payer"].address)
+
+    with Node(net.node.url, timeout=30) as node:
+        answer = node.infer(rows, payer=net.keys["payer"], now=chain_now)
+    assert answer["rows"] == 3 and len(answer["outputs"]) == 3 and len(answer["receipts"]) == 3
+    check = verify_paid_call(answer, net.allowlist, chain=net.chain, price_per_row=PRICE)
+    assert check.ok, check.problems
+    assert check.payer == net.keys["payer"].address
+    # Exactly the price moved, payer to node, and the payer spent no ETH (the facilitator
+    # submitted the authorization).
+    assert net.balance("payer") == payer_before - 3 * PRICE
+    assert net.balance("node") == node_before + 3 * PRICE
+    assert net.chain.w3.eth.get_balance(net.keys["payer"].address) == eth_before == 0
+    # The outputs are the model's: the same rows run locally give the same labels.
+    from ogkit.load import load_model
+
+    model = load_model("tab", hub=net.hub)
+    import numpy as np
+
+    features = np.array([[r[f"f{i}"] for i in range(8)] for r in rows], dtype=np.float32)
+    local = model.run({"features": features})
+    assert [o["label"] for o in answer["outputs"]] == [int(x) for x in local["label"]]
+
+    # A receipt moved to another payment no longer verifies: the job binds the transaction.
+    forged = json.loads(json.dumps(answer))
+    forged["payment"]["transaction"] = "0x" + "ab" * 32
+    forged["binding"]["job"] = "x402:" + "0x" + "ab" * 32
+    bad = verify_paid_call(forged, net.allowlist)
+    assert not bad.ok and any("not bound to this payment" in p for p in bad.problems)
+    # A claimed payer other than the signed requester is caught.
+    other = json.loads(json.dumps(answer))
+    other["payment"]["payer"] = net.keys["payer-2"].address
+    assert not verify_paid_call(other, net.allowlist).ok
+    # A receipt whose output was changed fails its leaf.
+    changed = json.loads(json.dumps(answer))
+    changed["receipts"][0]["leaf_values"]["outputHash"] = "0x" + "00" * 32
+    assert not verify_paid_call(changed, net.allowlist).ok
+
+
+def test_refused_payments_charge_nothing(net, chain_now):
+    rows = _rows(2, seed=2)
+    req = _quote(net, rows)
+    payer = net.keys["payer"]
+    before = {n: net.balance(n) for n in ("payer", "payer-2", "node")}
+
+    def refused(header: str, reason: str) -> None:
+        r = _pay(net, rows, header)
+        assert r.status_code == 402, r.text
+        doc = r.json()
+        assert doc["reason"] == reason, doc
+        assert doc["error"] and doc["accepts"]  # a clear message and how to pay
+
+    # Replay: a payment that was settled once is refused the second time.
+    good = encode_payment_header(sign_exact_payment(req, payer, now=chain_now))
+    assert _pay(net, rows, good).status_code == 200
+    paid_once = {n: net.balance(n) for n in before}
+    assert paid_once["payer"] == before["payer"] - 2 * PRICE
+    refused(good, "replayed")
+    # Under-paid by one base unit; over-paid too (exact means exact).
+    refused(
+        encode_payment_header(sign_exact_payment(req, payer, now=chain_now, value=2 * PRICE - 1)),
+        "underpaid",
+    )
+    refused(
+        encode_payment_header(sign_exact_payment(req, payer, now=chain_now, value=2 * PRICE + 1)),
+        "overpaid",
+    )
+    # A payment to another payee (the payer signed it for someone else's resource).
+    elsewhere = PaymentRequirements(**{**req.__dict__, "pay_to": net.keys["payer-2"].address})
+    refused(
+        encode_payment_header(sign_exact_payment(elsewhere, payer, now=chain_now)), "wrong-payee"
+    )
+    # Another chain, another token.
+    refused(
+        encode_payment_header(
+            sign_exact_payment(PaymentRequirements(**{**req.__dict__, "network": "eip155:1"}),
+                               payer, now=chain_now)
+        ),
+        "wrong-network",
+    )  # fmt: skip
+    # An expired authorization (valid for 10 s, an hour ago).
+    refused(
+        encode_payment_header(sign_exact_payment(req, payer, now=chain_now - 3600, valid_for=10)),
+        "expired",
+    )
+    # An authorization that is not valid yet.
+    future = sign_exact_payment(req, payer, now=chain_now + 3600)
+    refused(encode_payment_header(future), "not-yet-valid")
+    # Signed by someone else in the payer's name.
+    forged = sign_exact_payment(req, net.keys["payer-2"], now=chain_now)
+    forged = type(forged)(
+        network=forged.network,
+        signature=forged.signature,
+        authorization=type(forged.authorization)(
+            **{**forged.authorization.__dict__, "from_": payer.address}
+        ),
+    )
+    refused(encode_payment_header(forged), "bad-signature")
+    # A payer without the funds: verifier-1 gives all its (unstaked) OPG away first.
+    token = net.chain.contract("OPGToken")
+    poor = net.keys["verifier-1"]
+    held = int(net.chain.call(token.functions.balanceOf(poor.address)))
+    net.chain.transact(token.functions.transfer(net.keys["owner"].address, held), poor)
+    refused(
+        encode_payment_header(sign_exact_payment(req, poor, now=chain_now)), "insufficient-funds"
+    )
+    # Malformed headers: not base64, base64 of junk, the wrong JSON, far too long.
+    for header in (
+        "not base64!",
+        base64.b64encode(b"\xff\xfe").decode(),
+        base64.b64encode(b'{"x402Version": 1}').decode(),
+        base64.b64encode(json.dumps({"x402Version": "1", "payload": []}).encode()).decode(),
+        "A" * 10_000,
+    ):
+        refused(header, "malformed")
+    after = {n: net.balance(n) for n in before}
+    # Nothing but the one good payment moved (verifier-1's own transfer aside).
+    assert after["payer"] == paid_once["payer"] and after["node"] == paid_once["node"]
+    assert after["payer-2"] == before["payer-2"]
+
+
+def test_the_same_payment_sent_concurrently_is_charged_once(net, chain_now):
+    rows = _rows(1, seed=3)
+    req = _quote(net, rows)
+    header = encode_payment_header(sign_exact_payment(req, net.keys["payer-2"], now=chain_now))
+    before = net.balance("payer-2")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: _pay(net, rows, header), range(8)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] + [402] * 7, [r.text[:200] for r in answers]
+    reasons = {r.json()["reason"] for r in answers if r.status_code == 402}
+    assert reasons <= {"in-flight", "replayed"}, reasons
+    assert net.balance("payer-2") == before - PRICE
+    paid = next(r for r in answers if r.status_code == 200)
+    settled = decode_response_header(paid.headers[PAYMENT_RESPONSE_HEADER])
+    assert settled.success and settled.transaction == paid.json()["payment"]["transaction"]
+
+
+def test_malformed_requests_get_clear_4xx_and_the_node_keeps_serving(net):
+    url = f"{net.node.url}/v1/infer"
+    cases = [
+        (dict(content=b"{not json"), 400, "bad-json"),
+        (dict(json=[1, 2, 3]), 400, "bad-request"),
+        (dict(json={"rows": "many"}), 400, "bad-request"),
+        (dict(json={"rows": []}), 400, "bad-request"),
+        (dict(json={"rows": [{"f0": 1}], "extra": 1}), 400, "bad-request"),
+        (dict(json={"rows": [{"a": 1.0, "b": 2.0}]}), 422, "schema"),
+        (dict(json={"rows": [{"f0": 1.0}, {"f1": 2.0}]}), 400, "bad-request"),
+        (dict(json={"rows": [dict.fromkeys([f"f{i}" for i in range(8)], "x")]}), 422, "bad-value"),
+        (dict(content=b'{"rows": [{"f0": NaN}]}'), 422, "bad-value"),
+        (dict(json={"inputs": {"pixels": [[1.0]]}}), 422, "schema"),
+        (dict(json={"inputs": {"features": [[1.0, 2.0], [3.0]]}}), 422, "schema"),
+        (dict(json={"rows": _rows(65)}), 413, "too-many-rows"),
+        (dict(content=b"[" + b"0," * 600_000 + b"0]"), 413, "too-large"),
+    ]
+    for kwargs, status, reason in cases:
+        r = httpx.post(url, timeout=30, **kwargs)
+        assert r.status_code == status, (kwargs.keys(), r.text[:300])
+        assert r.json()["reason"] == reason and r.json()["error"]
+    # A tensor request of the right shape is quoted like rows.
+    r = httpx.post(url, json={"inputs": {"features": [[0.5] * 8, [0.1] * 8]}}, timeout=30)
+    assert r.status_code == 402 and r.json()["accepts"][0]["maxAmountRequired"] == str(2 * PRICE)
+    # Unknown jobs and routes are 404s; the node still answers everything else.
+    assert httpx.get(f"{net.node.url}/v1/jobs/0x{'00' * 32}", timeout=10).status_code == 404
+    assert httpx.get(f"{net.node.url}/v1/jobs/nonsense", timeout=10).status_code == 404
+    assert httpx.get(f"{net.node.url}/v1/price?rows=0", timeout=10).status_code == 400
+    with Node(net.node.url, timeout=10) as node:
+        health = node.health()
+        assert health["status"] == "ok" and health["model_id"] == net.manifest.model_id
+        assert health["chain_id"] == net.chain.chain_id
+        assert health["node"] == net.keys["node"].address
+        assert node.quote(4)["amount"] == str(4 * PRICE)
+        metrics = node.metrics()
+        assert 'ogkit_node_events_total{event="http_413"}' in metrics
+        with pytest.raises(NodeError) as refused:
+            node.infer([{"f0": 1.0}], payer=net.keys["payer"])
+        assert refused.value.status == 422
+    assert httpx.get(f"{net.node.url}/docs", timeout=10).status_code == 200
+    assert "/v1/infer" in httpx.get(f"{net.node.url}/openapi.json", timeout=10).text
+
+
+def test_the_facilitator_checks_everything_itself(net, chain_now):
+    """A facilitator asked to settle a payment it never verified (or one another party
+    altered) checks it again; malformed requests are 400s."""
+    fac = net.facilitator.url
+    supported = httpx.get(f"{fac}/supported", timeout=10).json()
+    assert supported["kinds"] == [
+        {"x402Version": 1, "scheme": "exact", "network": f"eip155:{net.chain.chain_id}"}
+    ]
+    req = _quote(net, _rows(1, seed=4))
+    payment = sign_exact_payment(req, net.keys["payer"], now=chain_now)
+    # A hostile resource server swaps the payee in the requirements it forwards.
+    swapped = PaymentRequirements(**{**req.__dict__, "pay_to": net.keys["payer-2"].address})
+    before = net.balance("payer")
+    for path in ("/verify", "/settle"):
+        body = {"x402Version": 1, "paymentPayload": payment.to_dict(),
+                "paymentRequirements": swapped.to_dict()}  # fmt: skip
+        doc = httpx.post(f"{fac}{path}", json=body, timeout=30).json()
+        assert doc.get("isValid", doc.get("success")) is False
+        assert doc.get("invalidReason", doc.get("errorReason")) == "wrong-payee"
+    # Asked to settle with a different asset (a token the payer never signed for).
+    other_asset = PaymentRequirements(**{**req.__dict__, "asset": net.keys["node"].address})
+    body = {"x402Version": 1, "paymentPayload": payment.to_dict(),
+            "paymentRequirements": other_asset.to_dict()}  # fmt: skip
+    assert httpx.post(f"{fac}/settle", json=body, timeout=30).json()["errorReason"] == "wrong-asset"
+    for junk in (b"", b"[]", b"{}", b'{"paymentPayload": 1}', b"x" * 20_000):
+        r = httpx.post(f"{fac}/settle", content=junk, timeout=10)
+        assert r.status_code == 400 and r.json()["reason"] == "malformed"
+    assert net.balance("payer") == before
+    # Settling directly, without any verify first, works for a good payment, once.
+    body = {"x402Version": 1, "paymentPayload": payment.to_dict(),
+            "paymentRequirements": req.to_dict()}  # fmt: skip
+    first = httpx.post(f"{fac}/settle", json=body, timeout=30).json()
+    second = httpx.post(f"{fac}/settle", json=body, timeout=30).json()
+    assert first["success"] is True and second == {**second, "success": False}
+    assert second["errorReason"] == "replayed"
+    assert net.balance("payer") == before - PRICE
