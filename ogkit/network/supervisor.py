@@ -1,0 +1,394 @@
+"""``ogkit network up | down | status``: the whole network on localhost, one command.
+
+``up`` starts the devnet (anvil), sets up the settlement game on it for dev keys (the
+sample model published and registered, the inference node staked with its enclave key
+bound, three verifiers staked, a requester funded with its allowance), then starts, each
+as its own process in its own process group:
+
+- the x402 facilitator (``ogkit facilitator serve``),
+- the inference node on a Dask LocalCluster (``ogkit node serve``),
+- three verifier daemons (``ogkit verifier run``).
+
+Everything is under ``<home>/network/``: ``logs/<name>.log``, ``pids/<name>.json`` (pid,
+command, URL), ``network.json`` (the URLs a client needs). ``down`` stops every process
+group it started (SIGTERM, then SIGKILL after a timeout) and the devnet; ``status`` reads
+the pid files, the daemons' state files and the node's ``/health``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ogkit.errors import ConfigError, OgkitError
+
+__all__ = ["NetworkPlan", "ProcessStatus", "network_down", "network_status", "network_up"]
+
+log = logging.getLogger(__name__)
+
+OPG = 10**18
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 15.0
+_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """What ``network up`` starts. Key names are dev keys in the home (created if absent)."""
+
+    model: str = "tab@1.0.0"
+    verifiers: int = 3
+    node_workers: int = 1
+    sample_rate: float = 0.05
+    poll: float = 1.0
+    node_key: str = "node"
+    attester_key: str = "enclave"
+    owner_key: str = "owner"
+    requester_key: str = "requester"
+    facilitator_key: str = "facilitator"
+    data_roots: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)  # the processes' environment
+
+    def verifier_keys(self) -> list[str]:
+        return [f"verifier-{i}" for i in range(1, self.verifiers + 1)]
+
+
+@dataclass
+class ProcessStatus:
+    name: str
+    pid: int | None
+    running: bool
+    url: str | None = None
+    log: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _dirs(home: Path) -> tuple[Path, Path, Path]:
+    root = Path(home) / "network"
+    return root, root / "logs", root / "pids"
+
+
+def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(dict(doc), indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not running
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _ours(pid: int, command: list[str]) -> bool:
+    """Whether ``pid`` still runs the command we started (not a recycled pid)."""
+    if not _alive(pid):
+        return False
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the pid file
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a] == command
+
+
+def _start(
+    name: str, args: list[str], home: Path, env: Mapping[str, str], wait_url: bool
+) -> ProcessStatus:
+    """Start ``ogkit ARGS`` in its own session; with ``wait_url`` wait for its ready line."""
+    _, logs, pids = _dirs(home)
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}.log"
+    pid_path = pids / f"{name}.json"
+    if pid_path.exists():
+        old = json.loads(pid_path.read_text())
+        if _ours(int(old["pid"]), old["command"]):
+            return ProcessStatus(name, int(old["pid"]), True, old.get("url"), str(log_path))
+    command = [sys.executable, "-m", "ogkit.cli", *args]
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            command,
+            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    doc: dict[str, Any] = {"pid": proc.pid, "command": command, "started": time.time()}
+    _write_json(pid_path, doc)
+    url = None
+    if wait_url:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while url is None:
+            with open(log_path, "rb") as handle:
+                handle.seek(offset)
+                found = _LISTENING.search(handle.read().decode(errors="replace"))
+            if found:
+                url = found.group(1)
+            elif proc.poll() is not None or time.monotonic() > deadline:
+                why = "exited" if proc.poll() is not None else "did not get ready in time"
+                _stop_pid(proc.pid, command)
+                pid_path.unlink(missing_ok=True)
+                raise OgkitError(
+                    f"{name} {why}; see {log_path} (then `ogkit network down` and up again)"
+                )
+            else:
+                time.sleep(0.2)
+        doc["url"] = url
+        _write_json(pid_path, doc)
+    log.info("started %s (pid %d)%s", name, proc.pid, f" on {url}" if url else "")
+    return ProcessStatus(name, proc.pid, True, url, str(log_path))
+
+
+def _stop_pid(pid: int, command: list[str], timeout: float = STOP_TIMEOUT) -> bool:
+    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout``; True if it ran."""
+    if not _ours(pid, command):
+        return False
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not _group_alive(pid):
+            return True
+        time.sleep(0.1)
+    log.warning("process group %d did not stop on SIGTERM; killing it", pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _reap(pid)
+    return True
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies of the group leader still count for killpg: look at the leader itself.
+    return _alive(pgid) or _group_has_members(pgid)
+
+
+def _group_has_members(pgid: int) -> bool:
+    proc = Path("/proc")
+    if not proc.exists():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def network_up(home: Path, plan: NetworkPlan, *, devnet_port: int | None = None) -> dict[str, Any]:
+    """Start the network of ``home`` (idempotent: what already runs is kept). Returns what
+    ``network.json`` holds: the chain, node and facilitator URLs and the processes."""
+    from ogkit.chain.devnet import Devnet
+    from ogkit.hub import Hub
+    from ogkit.jobs.steps import ensure_published
+    from ogkit.keys import KeyStore
+    from ogkit.load import load_model
+    from ogkit.samples import data_dir, sample_model_path
+    from ogkit.settle import prepare_dev_settlement
+
+    if plan.verifiers < 1:
+        raise ConfigError("a network needs at least one verifier")
+    root, _, _ = _dirs(home)
+    devnet = Devnet(home, port=devnet_port)
+    devnet.up()
+    chain = devnet.client()
+    keys = KeyStore(home)
+    names = [plan.node_key, plan.attester_key, plan.owner_key, plan.requester_key,
+             plan.facilitator_key, *plan.verifier_keys()]  # fmt: skip
+    signers = {n: keys.ensure_dev_key(n) for n in names}
+    devnet.fund_dev_accounts([s.address for s in signers.values()], eth=10**20, opg=1_000_000 * OPG)
+    hub = Hub(home=home)
+    name, _, version = plan.model.partition("@")
+    if name == "tab" and version in ("", "1.0.0"):
+        ensure_published(
+            hub, sample_model_path("tabular"), name="tab", version="1.0.0", price=1000,
+            signer=signers[plan.owner_key],
+        )  # fmt: skip
+    manifest = hub.manifest(plan.model)
+    prepare_dev_settlement(
+        chain,
+        deployer=devnet.deployer(),
+        manifest=manifest,
+        runtime_id=load_model(plan.model, hub=hub).runtime_id,
+        owner=signers[plan.owner_key],
+        node=signers[plan.node_key],
+        attester=signers[plan.attester_key],
+        requester=signers[plan.requester_key],
+        verifiers=[signers[v] for v in plan.verifier_keys()],
+        verifier_stakes=tuple((2_000 + 1_000 * i) * OPG for i in range(plan.verifiers)),
+    )
+    env = {**plan.env, "OGKIT_HOME": str(home), "OGKIT_DEVNET_PORT": str(devnet.port)}
+    processes = []
+    facilitator = _start(
+        "facilitator",
+        ["facilitator", "serve", "--key", plan.facilitator_key, "--port", "0"],
+        home,
+        env,
+        wait_url=True,
+    )
+    processes.append(facilitator)
+    roots = [*plan.data_roots, str(data_dir())]
+    node_args = ["node", "serve", "--key", plan.node_key, "--attester-key", plan.attester_key,
+                 "--model", plan.model, "--port", "0", "--workers", str(plan.node_workers),
+                 "--facilitator", str(facilitator.url)]  # fmt: skip
+    for r in roots:
+        node_args += ["--data-root", r]
+    processes.append(_start("node", node_args, home, env, wait_url=True))
+    for v in plan.verifier_keys():
+        args = ["verifier", "run", "--key", v, "--sample-rate", str(plan.sample_rate),
+                "--poll", str(plan.poll)]  # fmt: skip
+        processes.append(_start(v, args, home, env, wait_url=False))
+    doc = {
+        "schema": "ogkit.network.v1",
+        "chain": devnet.url,
+        "chain_id": chain.chain_id,
+        "settlement": chain.contract("InferenceSettlement").address,
+        "node": processes[1].url,
+        "facilitator": facilitator.url,
+        "model": plan.model,
+        "keys": {n: s.address for n, s in signers.items()},
+        "processes": [p.to_dict() for p in processes],
+    }
+    _write_json(root / "network.json", doc)
+    return doc
+
+
+def network_down(
+    home: Path, *, keep_chain: bool = False, devnet_port: int | None = None
+) -> list[str]:
+    """Stop every process ``network up`` started for ``home`` (daemons first, then the node
+    and the facilitator), then the devnet unless ``keep_chain``. Returns what was stopped."""
+    from ogkit.chain.devnet import Devnet
+
+    root, _, pids = _dirs(home)
+    order = sorted(
+        pids.glob("*.json") if pids.exists() else [],
+        key=lambda p: (p.stem in ("node", "facilitator"), p.stem == "facilitator", p.stem),
+    )
+    stopped = []
+    for path in order:
+        try:
+            doc = json.loads(path.read_text())
+            pid, command = int(doc["pid"]), list(doc["command"])
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable pid file %s", path)
+            path.unlink(missing_ok=True)
+            continue
+        if _stop_pid(pid, command):
+            stopped.append(path.stem)
+        path.unlink(missing_ok=True)
+    if not keep_chain:
+        devnet = Devnet(home, port=devnet_port)
+        if devnet.status().running:
+            devnet.down()
+            stopped.append("devnet")
+    (root / "network.json").unlink(missing_ok=True)
+    return stopped
+
+
+def network_status(home: Path, *, devnet_port: int | None = None) -> dict[str, Any]:
+    """Each process of the network (running, pid, URL, log), each daemon's progress (last
+    block, batches verified and failed, votes, last error, seconds since its last poll),
+    the node's ``/health`` and the devnet."""
+    from ogkit.chain.devnet import Devnet
+    from ogkit.network.cursor import load_state
+
+    root, _, pids = _dirs(home)
+    devnet = Devnet(home, port=devnet_port).status()
+    processes = []
+    for path in sorted(pids.glob("*.json")) if pids.exists() else []:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        pid = int(doc.get("pid", 0))
+        running = _ours(pid, list(doc.get("command", [])))
+        status = ProcessStatus(path.stem, pid, running, doc.get("url"),
+                               str(root / "logs" / f"{path.stem}.log"))  # fmt: skip
+        if path.stem == "node" and running and status.url:
+            status.detail["health"] = _health(status.url)
+        processes.append(status)
+    daemons = []
+    for role in ("verifier", "challenger"):
+        for path in sorted((root / role).glob("*.json")) if (root / role).exists() else []:
+            try:
+                state = load_state(path)
+            except OgkitError as exc:
+                daemons.append({"role": role, "file": str(path), "last_error": str(exc)})
+                continue
+            if state is None:
+                continue
+            d = state.to_dict()
+            daemons.append(
+                {
+                    "role": role,
+                    "address": state.address,
+                    "running": state.pid is not None and _alive(state.pid),
+                    "next_block": state.next_block,
+                    "last_block": state.last_block,
+                    "batches_verified": state.batches_verified,
+                    "batches_failed": state.batches_failed,
+                    "challenges": state.challenges,
+                    "votes": state.votes,
+                    "done": len(d["done"]),
+                    "last_error": state.last_error,
+                    "seconds_since_poll": round(time.time() - state.updated_at, 1),
+                }
+            )
+    return {
+        "schema": "ogkit.network.status.v1",
+        "devnet": {"running": devnet.running, "url": devnet.url, "block": devnet.block},
+        "processes": [p.to_dict() for p in processes],
+        "daemons": daemons,
+    }
+
+
+def _health(url: str) -> Any:
+    import httpx
+
+    try:
+        response = httpx.get(f"{url}/health", timeout=2.0)
+        return response.json() if response.status_code == 200 else f"HTTP {response.status_code}"
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"unreachable: {exc}"

@@ -1,0 +1,357 @@
+"""The verifier daemon (``ogkit verifier run``): watch commits, verify, attest, vote.
+
+For every ``BatchCommitted`` of the settlement contract it follows, the daemon
+
+1. checks the event's record against the hash the contract stores (a log that is not the
+   chain's record of the batch is dropped) and that the batch is still pending;
+2. skips the batch if this verifier's verdict is already on chain (a restart after a
+   crash between publishing and writing the cursor attests nothing twice);
+3. fetches the artefact by the content id the chain committed and verifies it with
+   :func:`ogkit.verify.verify_batch` against the chain's own record: the attester bound to
+   the node and the approved measurement at the commit block, the requester's dataset
+   commitment from its order, the requester and the model, and a sample drawn with its own
+   key-derived secret (:func:`~ogkit.network.daemon.sample_secret`);
+4. signs the verdict over the committed claim and publishes it
+   (:func:`ogkit.settle.attest_batch`): a pass, or a fail naming what it found.
+
+An artefact that is absent is waited for (``missing_polls`` polls), then failed; one that
+cannot be read or verified is failed at once; nothing in an artefact can stop the daemon.
+
+On a ``ChallengeOpened`` for a batch, it re-executes the challenged row from the artefact
+and votes: upheld when its own output hash differs from the committed one (or the node's
+records cannot give the committed row at all), rejected when it matches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ogkit.chain.bindings import BatchStatus
+from ogkit.chain.records import from_event, record_hash
+from ogkit.errors import ArtifactError, ChainError
+from ogkit.network.daemon import Transient, WatchConfig, Watcher, sample_secret, store_unavailable
+
+if TYPE_CHECKING:
+    from ogkit.batch import AttestedBatch
+    from ogkit.chain.client import ChainClient
+    from ogkit.chain.records import OnChainBatch
+    from ogkit.hub import Hub
+    from ogkit.keys import Signer
+    from ogkit.store import ContentStore
+    from ogkit.verify import Allowlist
+
+__all__ = ["VerifierConfig", "VerifierDaemon", "chain_allowlist", "judge_row", "sign_fail"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """What a verifier daemon checks and does, beyond polling (:class:`WatchConfig`)."""
+
+    sample_rate: float = 0.05
+    max_ulp: int = 0
+    publish: bool = True  # publish verdicts on chain (else only in the store)
+    vote: bool = True  # vote on disputes opened on batches
+    missing_polls: int = 3  # polls an absent artefact is waited for before a fail verdict
+
+
+class VerifierDaemon(Watcher):
+    """One verifier: ``signer`` is its staked verifier key; ``store`` is where nodes put
+    their artefacts; ``hub`` (optional) is asked for models a batch's store lacks; ``dask``
+    (optional) checks partitions in parallel."""
+
+    role = "verifier"
+
+    def __init__(
+        self,
+        connect: Callable[[], ChainClient],
+        signer: Signer,
+        home: Path,
+        store: ContentStore,
+        *,
+        config: VerifierConfig | None = None,
+        watch: WatchConfig | None = None,
+        hub: Hub | None = None,
+        dask: Any = None,
+    ) -> None:
+        super().__init__(connect, signer, home, watch)
+        self.store = store
+        self.hub = hub
+        self.dask = dask
+        self.verifier = config or VerifierConfig()
+        self._secret = b""
+
+    def _connected(self, chain: ChainClient) -> None:
+        settlement = chain.contract("InferenceSettlement").address
+        self._secret = sample_secret(self.signer, chain.chain_id, settlement, "verifier sample")
+
+    # -- commits -----------------------------------------------------------------------------
+    def on_commit(self, batch_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
+        from ogkit.batch import ARTIFACTS, load_batch
+        from ogkit.settle import SettlementJournal, attest_batch
+        from ogkit.verdict import chain_verdicts
+
+        chain, state = self.chain, self.state
+        assert chain is not None and state is not None
+        found = _checked(chain, event)
+        if found is None:
+            log.warning("batch %s: its event is not the chain's record of it; dropped", batch_id)
+            return {"outcome": "not the chain's record"}
+        status = _status(chain, batch_id)
+        if status not in (BatchStatus.PENDING, BatchStatus.DISPUTED):
+            return {"outcome": f"skipped: {status.name.lower()}"}
+        mine = [
+            v
+            for v in chain_verdicts(chain, batch_id)
+            if v.verifier.lower() == self.signer.address.lower()
+        ]
+        if mine:
+            log.info(
+                "batch %s: already attested (%s)", batch_id, "pass" if mine[0].passed else "fail"
+            )
+            return {"outcome": "already attested", "passed": mine[0].passed}
+        artifact = found.details["artifactId"]
+        log.info("verifying batch %s (artefact %s)", batch_id, artifact)
+        try:
+            batch = load_batch(artifact, self.store)
+        except ArtifactError as exc:
+            if self.store.has(ARTIFACTS, artifact.lower()):
+                return self._fail_unreadable(found, f"artefact {artifact} is unreadable: {exc}")
+            tries = state.attempts.get(batch_id, 0) + 1
+            if tries < self.verifier.missing_polls:
+                state.attempts[batch_id] = tries
+                log.warning("batch %s: artefact %s not in the store yet", batch_id, artifact)
+                return None
+            return self._fail_unreadable(found, f"artefact {artifact} is not in the store")
+        except Exception as exc:
+            if store_unavailable(exc):
+                raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
+            return self._fail_unreadable(found, f"artefact {artifact} cannot be loaded: {exc}")
+        verdict = self._verify(batch, found)
+        if verdict is None:
+            return self._fail_unreadable(found, "verification could not run on the artefact")
+        journal = SettlementJournal(chain.chain_id, self.home)
+        signed = attest_batch(
+            chain,
+            batch,
+            passed=verdict.passed,
+            verifier=self.signer,
+            journal=journal,
+            reason=verdict.summary()[:500],
+            publish=self.verifier.publish,
+        )
+        if signed.passed:
+            state.batches_verified += 1
+        else:
+            state.batches_failed += 1
+        log.info(
+            "batch %s: %s (%d rows re-executed)",
+            batch_id,
+            "pass" if signed.passed else "FAIL",
+            verdict.sample_size,
+        )
+        return {
+            "outcome": "attested",
+            "passed": signed.passed,
+            "sampled": verdict.sample_size,
+            "failing_rows": verdict.failing_rows()[:20],
+        }
+
+    def _verify(self, batch: AttestedBatch, found: OnChainBatch) -> Any:
+        from ogkit.dataset import DatasetCommitment
+        from ogkit.settle import claim_domain
+        from ogkit.verify import VerifyPolicy, verify_batch
+
+        assert self.chain is not None
+        policy = VerifyPolicy(
+            sample_rate=self.verifier.sample_rate,
+            max_ulp=self.verifier.max_ulp,
+            allowlist=chain_allowlist(self.chain, found),
+            verifier_secret=self._secret,
+            expected_domain=claim_domain(self.chain),
+        )
+        try:
+            return verify_batch(
+                batch,
+                policy,
+                hub=self.hub,
+                dask=self.dask,
+                commitment=DatasetCommitment(
+                    found.details["datasetId"], int(found.record["rowCount"])
+                ),
+                requester=found.record["requester"],
+                model=found.record["modelId"],
+                progress=False,
+            )
+        except (ChainError, Transient):
+            raise
+        except Exception as exc:  # hostile input must never stop the daemon
+            if store_unavailable(exc):
+                raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
+            log.warning(
+                "batch %s: verification raised %s: %s", found.batch_id, type(exc).__name__, exc
+            )
+            return None
+
+    def _fail_unreadable(self, found: OnChainBatch, reason: str) -> dict[str, Any]:
+        """Sign (and publish) a fail verdict on a batch whose artefact cannot be checked."""
+        assert self.chain is not None and self.state is not None
+        verdict = sign_fail(
+            self.chain, found, self.signer, reason, self.store, self.verifier.publish
+        )
+        self.state.batches_failed += 1
+        log.warning("batch %s: FAIL: %s", found.batch_id, reason)
+        return {
+            "outcome": "attested",
+            "passed": False,
+            "reason": reason[:300],
+            "signature": verdict,
+        }
+
+    # -- disputes ----------------------------------------------------------------------------
+    def on_challenge(
+        self, batch_id: str, dispute_id: int, event: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        from ogkit.batch import load_batch
+        from ogkit.chain.records import onchain_batch
+        from ogkit.settle import vote_dispute
+
+        chain = self.chain
+        assert chain is not None
+        if not self.verifier.vote:
+            return {"outcome": "not voting"}
+        if _status(chain, batch_id) != BatchStatus.DISPUTED:
+            return {"outcome": "dispute closed"}
+        settlement = chain.contract("InferenceSettlement")
+        _, open_id, _ = chain.call(settlement.functions.stateOf(bytes.fromhex(batch_id[2:])))
+        if int(open_id) != dispute_id:
+            return {"outcome": "dispute closed"}
+        found = onchain_batch(chain, batch_id)
+        if found is None:  # pragma: no cover - a disputed batch is committed
+            return {"outcome": "batch unknown"}
+        args = event["args"]
+        row = int(args["rowIndex"])
+        try:
+            batch = load_batch(found.details["artifactId"], self.store)
+            upheld, why = judge_row(batch, row, args["inputHash"], args["outputHash"])
+        except Exception as exc:
+            if store_unavailable(exc):
+                raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
+            upheld, why = True, f"the node's artefact cannot give row {row}: {exc}"
+        log.info("dispute %d on %s row %d: voting %s (%s)", dispute_id, batch_id, row,
+                 "upheld" if upheld else "rejected", why)  # fmt: skip
+        vote_dispute(chain, batch_id, upheld=upheld, verifier=self.signer)
+        assert self.state is not None
+        self.state.votes += 1
+        return {"outcome": "voted", "upheld": upheld, "row": row, "why": why[:300]}
+
+
+def judge_row(
+    batch: AttestedBatch, row: int, input_hash: bytes, output_hash: bytes
+) -> tuple[bool, str]:
+    """Whether a challenge of ``row`` should be upheld: the node's stored inputs must hash to
+    the committed input hash, and re-executing them must give the committed output hash."""
+    from ogkit.crypto.encoding import tensor_row_hashes
+    from ogkit.load import load_model_bytes, reexecute
+
+    receipt = batch.receipt(row)
+    part = batch.records(int(receipt["partition"]["index"]))
+    i = int(list(part.row_index).index(row))
+    stored_in = bytes(tensor_row_hashes({k: v[i : i + 1] for k, v in part.inputs.items()})[0])
+    if stored_in != bytes(input_hash):
+        return True, "the stored inputs do not hash to the committed input hash"
+    model = load_model_bytes(batch.store.get("models", batch.model_id))
+    fresh = bytes(
+        tensor_row_hashes(reexecute(model, part.inputs, [i], batch_size=batch.batch_size))[0]
+    )
+    if fresh != bytes(output_hash):
+        return (
+            True,
+            f"re-execution gives 0x{fresh.hex()}, the node committed 0x{bytes(output_hash).hex()}",
+        )
+    return False, "re-execution gives the committed output"
+
+
+def sign_fail(
+    chain: ChainClient,
+    found: OnChainBatch,
+    signer: Signer,
+    reason: str,
+    store: ContentStore,
+    publish: bool,
+) -> str:
+    """A fail verdict over the committed claim, stored beside the batch and (with
+    ``publish``) published on chain once; returns its signature."""
+    from ogkit.settle import claim_domain
+    from ogkit.verdict import chain_verdicts, sign_verdict, store_verdict
+
+    verdict = sign_verdict(
+        signer, claim_domain(chain), found.batch_id, found.record["claimDigest"], False,
+        reason=reason[:500],
+    )  # fmt: skip
+    store_verdict(store, verdict)
+    already = any(
+        v.verifier.lower() == signer.address.lower() for v in chain_verdicts(chain, found.batch_id)
+    )
+    if publish and not already:
+        settlement = chain.contract("InferenceSettlement")
+        chain.transact(
+            settlement.functions.publishVerdict(
+                bytes.fromhex(found.batch_id[2:]),
+                found.as_tuple,
+                False,
+                bytes.fromhex(verdict.signature[2:]),
+            ),
+            signer,
+        )
+    return verdict.signature
+
+
+def chain_allowlist(chain: ChainClient, found: OnChainBatch) -> Allowlist:
+    """The attester and measurement the registry approved for the batch's node, read as of
+    the commit block (the current state where the node cannot serve history): the
+    verifier trusts the registry, not the node's manifest."""
+    from ogkit.verify import Allowlist
+
+    registry = chain.contract("NodeRegistry")
+    fn = registry.functions.commitInfo(found.record["node"])
+    try:
+        _, attester, measurement, _, kind = chain.is_contract_call_at(fn, found.block)
+    except ChainError as exc:
+        if "lost the connection" in str(exc):
+            raise
+        _, attester, measurement, _, kind = chain.call(fn)
+    runtime_id = found.record["runtimeId"].lower()
+    measurement = "0x" + bytes(measurement).hex()
+    kind = int(kind)
+    if kind == 1:
+        # A software enclave's measurement is its runtime id (as the audit reads it).
+        measurement = runtime_id
+        kind = int(chain.call(registry.functions.measurementKind(bytes.fromhex(runtime_id[2:]))))
+    measurements = {runtime_id, measurement} if kind else set()
+    kinds = {measurement: kind} if kind else {}
+    return Allowlist(frozenset({str(attester).lower()}), frozenset(measurements), kinds)
+
+
+def _checked(chain: ChainClient, event: dict[str, Any]) -> OnChainBatch | None:
+    """The event's batch if its record is the one the contract stores, else None."""
+    try:
+        found = from_event(event)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("malformed BatchCommitted log: %s", exc)
+        return None
+    settlement = chain.contract("InferenceSettlement")
+    stored = bytes(chain.call(settlement.functions.commitmentOf(bytes.fromhex(found.batch_id[2:]))))
+    if stored == b"\x00" * 32 or record_hash(found.record) != stored:
+        return None
+    return found
+
+
+def _status(chain: ChainClient, batch_id: str) -> BatchStatus:
+    settlement = chain.contract("InferenceSettlement")
+    return BatchStatus(int(chain.call(settlement.functions.statusOf(bytes.fromhex(batch_id[2:])))))
