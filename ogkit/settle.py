@@ -890,6 +890,10 @@ def attest_batch(
     return verdict
 
 
+CHALLENGE_GAS = 1_000_000
+"""Gas limit of a challenge's reveal, sent without an estimate (see :func:`challenge_row`)."""
+
+
 def challenge_row(
     chain: ChainClient,
     batch: AttestedBatch,
@@ -934,6 +938,9 @@ def challenge_row(
             [_b32(p) for p in receipt["proof"]],
         ),
         challenger,
+        # No estimate: a node estimates against its latest block, the one the commit is in,
+        # where the reveal must revert (ChallengeNotCommitted); it is mined in a later one.
+        gas=CHALLENGE_GAS,
     )
     log.info(
         "challenged row %d of %s in tx %s",

@@ -1,0 +1,110 @@
+"""A node that cheats on rows is challenged by ``ogkit challenge --watch`` (a real process)
+and slashed once staked verifiers vote from the CLI; ``ogkit dispute show | vote | claim``;
+a challenge of an honest row is refused before any bond is posted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ogkit.attest import make_attester
+from ogkit.cli import main
+
+from .conftest import World, wait_for
+
+pytestmark = pytest.mark.anvil
+
+BAD_ROWS = set(range(7, 2000, 50))  # 40 of 2,000 rows: a 25% sample misses all ~1e-5
+
+
+@pytest.fixture
+def cli_env(net: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    for key in [k for k in list(__import__("os").environ) if k.startswith("OGKIT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("OGKIT_HOME", str(net.home))
+    monkeypatch.setenv("OGKIT_DEVNET_PORT", net.env["OGKIT_DEVNET_PORT"])
+    return net
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main([*argv, "--json"]) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def opened(world: World, batch_id: str) -> list[dict]:
+    return world.client().events(
+        "InferenceSettlement",
+        "ChallengeOpened",
+        argument_filters={"batchId": bytes.fromhex(batch_id[2:])},
+    )
+
+
+def test_watcher_challenges_a_cheating_node_and_cli_votes_slash_it(
+    cli_env: World, forge_batch, capsys: pytest.CaptureFixture[str]
+):
+    net = cli_env
+    cheat = make_attester("software", signer=net.keys["enclave"])
+    batch, _ = net.batch("cheater", forge=lambda b: forge_batch(b, BAD_ROWS, cheat))
+    chain = net.client()
+    token = chain.contract("OPGToken")
+    challenger = net.keys["challenger"].address
+    before = chain.call(token.functions.balanceOf(challenger))
+
+    net.spawn(
+        "challenge", "--watch", "--key", "challenger", "--sample-rate", "0.25", "--poll", "0.3",
+        log="challenger",
+    )  # fmt: skip
+    (event,) = wait_for("the watcher's challenge", lambda: opened(net, batch.batch_id), timeout=90)
+    row = int(event["args"]["rowIndex"])
+    assert row in BAD_ROWS and event["args"]["challenger"] == challenger
+    shown = run_json(capsys, "dispute", "show", batch.batch_id)
+    assert shown["status"] == "disputed" and shown["row"] == row and shown["outcome"] == "open"
+
+    # Votes from the CLI: 3,000 + 5,000 of 10,000 verifier stake uphold it (quorum 66.67%).
+    run_json(capsys, "dispute", "vote", batch.batch_id, "--upheld", "--key", "verifier-2")
+    after_vote = run_json(capsys, "dispute", "show", batch.batch_id)
+    assert after_vote["status"] == "disputed" and after_vote["upheld_stake"] == 3_000 * 10**18
+    final = run_json(capsys, "dispute", "vote", batch.batch_id, "--upheld", "--key", "verifier-3")
+    assert final["status"] == "slashed" and final["outcome"] == "upheld"
+    assert [v["verifier"] for v in final["votes"]] == [
+        net.keys["verifier-2"].address,
+        net.keys["verifier-3"].address,
+    ]
+    (upheld,) = chain.events(
+        "InferenceSettlement",
+        "ChallengeUpheld",
+        argument_filters={"batchId": bytes.fromhex(batch.batch_id[2:])},
+    )
+    assert upheld["args"]["slashed"] > 0 and upheld["args"]["challenger"] == challenger
+    # The challenger got its bond back and its reward.
+    gained = chain.call(token.functions.balanceOf(challenger)) - before
+    assert gained == upheld["args"]["challengerReward"] > 0
+
+    # A late vote is refused with the chain's reason; a voter claims its share of the fee.
+    assert main(["dispute", "vote", batch.batch_id, "--rejected", "--key", "verifier-1"]) == 1
+    assert "no open dispute" in capsys.readouterr().err
+    claim = run_json(capsys, "dispute", "claim", batch.batch_id, "--key", "verifier-3")
+    assert claim["claimed"] > 0
+    assert main(["dispute", "claim", batch.batch_id, "--key", "verifier-3"]) == 1
+    assert "AlreadyClaimed" in capsys.readouterr().err
+    # verifier-1 neither voted upheld nor signed a fail verdict: nothing to claim.
+    assert main(["dispute", "claim", batch.batch_id, "--key", "verifier-1"]) == 1
+    assert "no reward to claim" in capsys.readouterr().err
+
+
+def test_challenging_an_honest_row_is_refused_before_any_bond(
+    cli_env: World, capsys: pytest.CaptureFixture[str]
+):
+    net = cli_env
+    batch, _ = net.batch("honest-row")
+    chain = net.client()
+    block = chain.block_number()
+    code = main(["challenge", batch.artifact_id, "3", "--key", "challenger"])
+    assert code == 1
+    assert "nothing to challenge" in capsys.readouterr().err
+    assert main(["challenge", batch.artifact_id, "5000", "--key", "challenger"]) == 1
+    assert "outside batch" in capsys.readouterr().err
+    commits = chain.events("InferenceSettlement", "ChallengeCommitted", block + 1)
+    assert commits == []  # no transaction was sent
+    assert run_json(capsys, "dispute", "show", batch.batch_id)["dispute_id"] == 0
