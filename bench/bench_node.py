@@ -209,6 +209,18 @@ def main() -> int:
 
         before = {p.address: int(chain.call(token.functions.balanceOf(p.address))) for p in payers}
         node_before = int(chain.call(token.functions.balanceOf(s["node"].address)))
+        # One paid call at a time: the latency of a call on an idle node.
+        from ogkit.client import Node
+
+        idle = []
+        with Node(url, timeout=60) as client:
+            for body in bodies[:20]:
+                t = time.perf_counter()
+                client.infer(body["rows"], payer=payers[-1], now=chain.block_timestamp())
+                idle.append(time.perf_counter() - t)
+        before = {p.address: int(chain.call(token.functions.balanceOf(p.address))) for p in payers}
+        node_before = int(chain.call(token.functions.balanceOf(s["node"].address)))
+
         t = time.perf_counter()
         results = asyncio.run(_paid(url, bodies, payers, chain.block_timestamp()))
         paid_wall = time.perf_counter() - t
@@ -235,6 +247,11 @@ def main() -> int:
             problems.append(f"{len(unexplained)} requests refused without a reason")
 
         paid_lat = [r["seconds"] for r in ok]
+        phases = [
+            line
+            for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines()
+            if line.startswith("ogkit_node_phase_seconds_total")
+        ]
         print(
             f"unpaid baseline (402 quotes): {args.requests / unpaid_wall:8.1f} req/s   "
             f"p50 {_pct(unpaid_lat, 0.5) * 1e3:7.1f} ms  p99 {_pct(unpaid_lat, 0.99) * 1e3:7.1f} ms"
@@ -243,6 +260,10 @@ def main() -> int:
         print(
             "compute baseline (verified pipeline per call, in-process): "
             f"{1 / compute_per_call:8.1f} calls/s  {compute_per_call * 1e3:.1f} ms/call"
+        )
+        print(
+            f"paid, one at a time (20):     {1 / np.mean(idle):8.1f} req/s   "
+            f"p50 {_pct(idle, 0.5) * 1e3:7.1f} ms  p99 {_pct(idle, 0.99) * 1e3:7.1f} ms"
         )
         print(
             f"paid (402 -> sign -> 200):    {len(ok) / paid_wall:8.1f} req/s   "
@@ -256,6 +277,9 @@ def main() -> int:
             f"  paid per-call time / compute per call "
             f"{(paid_wall / max(len(ok), 1)) / compute_per_call:.2f}x"
         )
+        print("node time per phase (summed over calls): " + "; ".join(
+            p.split("phase=")[1].replace('"}', "=") + " s" for p in phases
+        ))  # fmt: skip
         print(f"double charges: {problems or 'none'}")
         print(f"charged {node_gain / OPG:.4f} OPG for {len(ok)} calls; payers spent no ETH")
         return 0 if not problems else 1

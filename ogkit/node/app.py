@@ -116,6 +116,9 @@ def create_app(service: NodeService, *, max_body: int = MAX_BODY) -> FastAPI:
         for q in (0.5, 0.9, 0.99):
             lines.append(f'ogkit_node_paid_seconds{{quantile="{q}"}} {_quantile(latencies, q):.6f}')
         lines.append(f"ogkit_node_paid_seconds_count {len(latencies)}")
+        lines.append("# TYPE ogkit_node_phase_seconds_total counter")
+        for phase, seconds in sorted(paid.seconds.items()):
+            lines.append(f'ogkit_node_phase_seconds_total{{phase="{phase}"}} {seconds:.3f}')
         lines.append(f"ogkit_node_uptime_seconds {time.time() - started:.1f}")
         return "\n".join(lines) + "\n"
 

@@ -9,7 +9,8 @@ The order of a paid call, and why:
    an ``X-PAYMENT`` header the answer is 402 with the x402 payment requirements.
 3. **Check the payment** offline (:func:`~ogkit.x402.exact.check_exact_payment`: scheme,
    network, payee, exact amount, validity window, the payer's EIP-712 signature), then
-   ask the facilitator to verify it (nonce unused, funds) and to settle it. Every refusal
+   ask the facilitator to settle it (it checks all of that again, the nonce unused and
+   the funds, before it sends ``transferWithAuthorization``). Every refusal
    is a 402 with the x402 ``error`` and a stable ``reason``; nothing is charged.
 4. **Run and attest** the rows with the verified pipeline
    (:func:`~ogkit.infer.run_verified_inference`) as a batch of their own whose job is
@@ -202,8 +203,12 @@ class PaidInference:
         self.asset = token.address
         eip712 = chain.call(token.functions.eip712Domain())
         self.token_name, self.token_version = str(eip712[1]), str(eip712[2])
+        from ogkit.x402.facilitator import ChainClock
+
+        self.clock = ChainClock(chain)
         self.counters: Counter[str] = Counter()
         self.latencies: list[float] = []
+        self.seconds: Counter[str] = Counter()  # time spent per phase of paid calls
         self._run_lock = threading.Lock()  # onnxruntime is pinned to one thread: one at a time
 
     # -- quoting ---------------------------------------------------------------------------
@@ -275,19 +280,17 @@ class PaidInference:
             check_exact_payment(
                 payment,
                 req,
-                now=self.chain.block_timestamp(),
+                now=self.clock.now(),
                 token_name=self.token_name,
                 token_version=self.token_version,
             )
         except PaymentError as exc:
             return self._required(req, str(exc), exc.reason)
-        verdict = self.facilitator.verify(payment, req)
-        if not verdict.is_valid:
-            return self._required(
-                req, verdict.message or "the facilitator refused the payment",
-                verdict.invalid_reason or "invalid",
-            )  # fmt: skip
+        # The facilitator's /settle checks everything /verify does (and more) before it
+        # sends: with the settlement ahead of the work, a separate /verify adds nothing.
+        settle_started = time.perf_counter()
         settled = self.facilitator.settle(payment, req)
+        self.seconds["settle"] += time.perf_counter() - settle_started
         if not settled.success:
             return self._required(
                 req, settled.message or "the payment could not be settled",
@@ -297,7 +300,9 @@ class PaidInference:
         self.counters["paid_rows"] += rows
         self.counters["paid_base_units"] += payment.authorization.value
         try:
+            run_started = time.perf_counter()
             doc = self._run(data, payment, req, settled)
+            self.seconds["run"] += time.perf_counter() - run_started
         except Exception as exc:  # a node fault after payment: say so, with the transaction
             self.counters["paid_failed"] += 1
             log.exception("paid call %s failed after payment", settled.transaction)
@@ -321,7 +326,9 @@ class PaidInference:
         from ogkit.infer import run_verified_inference
 
         job = JOB_PREFIX + settled.transaction
+        waited = time.perf_counter()
         with self._run_lock:
+            self.seconds["run_lock_wait"] += time.perf_counter() - waited
             batch = run_verified_inference(
                 self.model,
                 data,

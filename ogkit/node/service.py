@@ -94,8 +94,9 @@ def open_node(
     from ogkit.node.jobs import JobBook, JobRunner
     from ogkit.node.paid import PaidInference
     from ogkit.node.pricing import RegistryPrice, registry_price
-    from ogkit.x402.facilitator import Facilitator, FacilitatorClient
+    from ogkit.x402.facilitator import Facilitator, FacilitatorClient, poll_fast_on_dev_chains
 
+    poll_fast_on_dev_chains(chain)
     model = load_model(model_ref, hub=hub)
     if model.manifest is None:
         from ogkit.errors import ConfigError

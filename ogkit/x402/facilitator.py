@@ -50,11 +50,58 @@ from ogkit.x402.types import (
 if TYPE_CHECKING:
     from ogkit.chain.client import ChainClient
 
-__all__ = ["Facilitator", "FacilitatorClient", "parse_request"]
+__all__ = [
+    "ChainClock",
+    "Facilitator",
+    "FacilitatorClient",
+    "parse_request",
+    "poll_fast_on_dev_chains",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16_384
+SETTLE_GAS = 150_000
+"""Gas limit of a ``transferWithAuthorization`` (about 66k are used); it is sent only after
+an ``eth_call`` of the same transaction succeeded, so no estimate is needed."""
+_REVERT_REASONS = {
+    "ERC3009UsedAuthorization": "replayed",
+    "ERC3009InvalidAuthorizationTime": "expired",
+    "ERC3009InvalidSignature": "bad-signature",
+    "ERC20InsufficientBalance": "insufficient-funds",
+}
+
+
+class ChainClock:
+    """The chain's latest block time, read at most once per ``ttl`` seconds (checks that
+    use it are repeated by the contract at execution)."""
+
+    def __init__(self, chain: ChainClient, ttl: float = 1.0) -> None:
+        self.chain, self.ttl = chain, ttl
+        self._lock = threading.Lock()
+        self._value, self._read_at = 0, -1e9
+
+    def now(self) -> int:
+        with self._lock:
+            if time.monotonic() - self._read_at > self.ttl:
+                self._value = self.chain.block_timestamp()
+                self._read_at = time.monotonic()
+            return self._value
+
+
+def poll_fast_on_dev_chains(chain: ChainClient) -> None:
+    """On an anvil or hardhat node (instant mining) poll for receipts as the devnet client
+    does, every 20 ms, not every second: a paid call waits for its settlement."""
+    from ogkit.chain.transactions import RetryPolicy
+
+    if chain.kind != "rpc":
+        return
+    try:
+        version = str(chain.w3.client_version).lower()
+    except Exception:  # an endpoint without web3_clientVersion keeps the defaults
+        return
+    if version.startswith(("anvil", "hardhat")):
+        chain.retry = RetryPolicy.local()
 
 
 class Facilitator:
@@ -64,6 +111,8 @@ class Facilitator:
     def __init__(self, chain: ChainClient, signer: Signer) -> None:
         self.chain = chain
         self.signer = signer
+        poll_fast_on_dev_chains(chain)
+        self.clock = ChainClock(chain)
         self.network = network_id(chain.chain_id)
         self.token = chain.contract("OPGToken")
         domain = chain.call(self.token.functions.eip712Domain())
@@ -79,8 +128,11 @@ class Facilitator:
             ]
         }
 
-    def _check(self, payment: PaymentPayload, requirements: PaymentRequirements) -> str:
-        """Every check, offline and on chain; the payer, or PaymentError."""
+    def _check(
+        self, payment: PaymentPayload, requirements: PaymentRequirements, *, reads: bool = True
+    ) -> str:
+        """Every check, offline and (with ``reads``) the chain's nonce and balance state;
+        the payer, or PaymentError."""
         if requirements.network != self.network:
             raise PaymentError(
                 f"this facilitator settles on {self.network}, not {requirements.network}",
@@ -95,10 +147,12 @@ class Facilitator:
         payer = check_exact_payment(
             payment,
             requirements,
-            now=self.chain.block_timestamp(),
+            now=self.clock.now(),
             token_name=self.token_name,
             token_version=self.token_version,
         )
+        if not reads:
+            return payer
         auth = payment.authorization
         nonce = bytes.fromhex(auth.nonce[2:])
         if self.chain.call(self.token.functions.authorizationState(payer, nonce)):
@@ -144,13 +198,6 @@ class Facilitator:
                 self._in_flight.discard(key)
 
     def _settle(self, payment: PaymentPayload, requirements: PaymentRequirements) -> SettleResponse:
-        try:
-            payer = self._check(payment, requirements)
-        except PaymentError as exc:
-            self.counters[f"settle_refused_{exc.reason}"] += 1
-            return SettleResponse(
-                False, self.network, payer=payment.payer, error_reason=exc.reason, message=str(exc)
-            )
         auth = payment.authorization
         sig = bytes.fromhex(payment.signature[2:])
         fn = self.token.functions.transferWithAuthorization(
@@ -164,11 +211,21 @@ class Facilitator:
             sig[:32],
             sig[32:64],
         )
+        try:
+            # Offline checks, then the very transaction as an eth_call: the token's own
+            # checks (nonce unused, time window, signature, balance) on the latest state.
+            payer = self._check(payment, requirements, reads=False)
+            self._simulate(fn, auth.nonce, payment.payer)
+        except PaymentError as exc:
+            self.counters[f"settle_refused_{exc.reason}"] += 1
+            return SettleResponse(
+                False, self.network, payer=payment.payer, error_reason=exc.reason, message=str(exc)
+            )
         started = time.perf_counter()
         try:
-            receipt = self.chain.transact(fn, self.signer)
+            receipt = self.chain.transact(fn, self.signer, gas=SETTLE_GAS)
         except SettlementError as exc:
-            reason = "replayed" if "UsedAuthorization" in (exc.reason or "") else "settle-failed"
+            reason = _reason_of(exc.reason) or "settle-failed"
             self.counters[f"settle_refused_{reason}"] += 1
             log.warning("settling a payment of %s failed: %s", payer, exc.reason or exc)
             return SettleResponse(
@@ -200,6 +257,24 @@ class Facilitator:
             payer=payer,
             block_number=int(receipt["blockNumber"]),
         )
+
+    def _simulate(self, fn: Any, nonce: str, payer: str) -> None:
+        try:
+            self.chain.call(fn)
+        except SettlementError as exc:
+            reason = _reason_of(exc.reason) or "rejected"
+            raise PaymentError(
+                f"the token refuses authorization {nonce} of {payer}: {exc.reason}"
+                + ("; sign a new payment" if reason == "replayed" else ""),
+                reason=reason,
+            ) from None
+
+
+def _reason_of(revert: str | None) -> str | None:
+    for name, reason in _REVERT_REASONS.items():
+        if revert and revert.startswith(name):
+            return reason
+    return None
 
 
 def parse_request(body: bytes) -> tuple[PaymentPayload, PaymentRequirements]:
