@@ -209,14 +209,15 @@ class ChatSession:
         if not self.pending or self.attester is None:
             return None
         calls = [c for c, _ in self.pending]
-        job = self.job or f"chat-{time.time_ns()}"
+        # The job is part of the batch id: batches of other calls under one job name differ
+        # by their commitment; without a name each batch gets a unique one.
         batch = attest_calls(
             calls,
             model=self.model,
             attester=self.attester,
             requester=self.requester,
             store=self.store,
-            job=job if self.job is None else f"{self.job}#{len(self.batches)}",
+            job=self.job or f"chat-{time.time_ns()}",
             domain=self.domain,
         )
         for i, (_, response) in enumerate(self.pending):
