@@ -40,9 +40,10 @@ CONTRACT_NAMES: tuple[str, ...] = (
     "NodeRegistry",
     "InferenceSettlement",
 )
-COMPILED_NAMES: tuple[str, ...] = (*CONTRACT_NAMES, "OPGVesting")
+COMPILED_NAMES: tuple[str, ...] = (*CONTRACT_NAMES, "OPGVesting", "ZkJudge")
 """Every compiled contract: the four deployed ones and the vesting wallet of the OPG
-allocations (one per vested allocation, ``ogkit.chain.tokenomics``)."""
+allocations (one per vested allocation, ``ogkit.chain.tokenomics``), and the ZkJudge
+(deployed with the settlement, which holds its address: ``zkJudge()``)."""
 OPG = 10**18
 """One OPG in base units (18 decimals)."""
 

@@ -249,6 +249,7 @@ def deploy_contracts(w3: Web3, deployer: Any, params: DeployParams | None = None
         [bytes(m) for m in params.initial_measurements],
         params.kinds,
     )
+    judge, gas["ZkJudge"] = _deploy(w3, "ZkJudge", deployer)
     settlement, gas["InferenceSettlement"] = _deploy(
         w3,
         "InferenceSettlement",
@@ -268,7 +269,10 @@ def deploy_contracts(w3: Web3, deployer: Any, params: DeployParams | None = None
             params.verifier_slash_bps,
             params.claim_max_age,
         ),
+        judge.address,
     )
+    receipt = transact(w3, judge.functions.setSettlement(settlement.address), deployer)
+    gas["ZkJudge.setSettlement"] = int(receipt["gasUsed"])
     receipt = transact(w3, nodes.functions.setSettlement(settlement.address), deployer)
     gas["setSettlement"] = int(receipt["gasUsed"])
     return Deployment(

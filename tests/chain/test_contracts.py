@@ -904,7 +904,9 @@ def test_constructors_refuse_bad_parameters(
     ):
         params = list(settlement_params())
         params[index] = value
-        reason = deploy_revert(w3, "InferenceSettlement", a.deployer, *linked, tuple(params))
+        reason = deploy_revert(
+            w3, "InferenceSettlement", a.deployer, *linked, tuple(params), ZERO_ADDRESS
+        )
         assert invalid_parameter(reason) == name, reason
 
 

@@ -179,7 +179,7 @@ def settlement_fn(g: Game, registry: str, window: int) -> Any:
         g, "InferenceSettlement", g.d.token.address, g.d.model_registry.address, registry,
         (window, P.quorum_bps, P.node_fee_bps, P.verifier_fee_bps, P.challenge_bond,
          P.collateral_bps, P.min_slash, P.challenger_reward_bps, P.verifier_slash_bps,
-         P.claim_max_age),
+         P.claim_max_age), g.d.settlement.functions.zkJudge().call(),
     )  # fmt: skip
 
 

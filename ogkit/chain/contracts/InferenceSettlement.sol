@@ -213,13 +213,13 @@ contract InferenceSettlement is EIP712 {
     bytes32 public constant VERDICT_TYPEHASH =
         keccak256("Verdict(bytes32 batchId,bytes32 claimDigest,bool pass)");
 
-    uint8 public constant ROLE_INFERENCE = 1;
-    uint8 public constant ROLE_VERIFIER = 2;
-    uint8 public constant KIND_SOFTWARE = 1;
-    uint8 public constant OUTCOME_OPEN = 0;
-    uint8 public constant OUTCOME_UPHELD = 1;
-    uint8 public constant OUTCOME_REJECTED = 2;
-    uint8 public constant OUTCOME_VOIDED = 3;
+    uint8 internal constant ROLE_INFERENCE = 1;
+    uint8 internal constant ROLE_VERIFIER = 2;
+    uint8 internal constant KIND_SOFTWARE = 1;
+    uint8 internal constant OUTCOME_OPEN = 0;
+    uint8 internal constant OUTCOME_UPHELD = 1;
+    uint8 internal constant OUTCOME_REJECTED = 2;
+    uint8 internal constant OUTCOME_VOIDED = 3;
     /// @notice A claim may be timestamped at most this far in the future of the commit block.
     uint64 public constant CLAIM_MAX_SKEW = 5 minutes;
     /// @notice Where slashed stake beyond a challenger's reward goes: an address no key holds.
@@ -235,18 +235,21 @@ contract InferenceSettlement is EIP712 {
     uint64 public immutable challengeWindow;
     uint16 public immutable quorumBps;
     uint16 public immutable nodeFeeBps;
-    uint16 public immutable verifierFeeBps;
+    uint16 internal immutable verifierFeeBps;
     uint256 public immutable challengeBond;
     /// @notice Collateral per batch, as a multiple (in bps) of its escrow: a node's active stake
     ///         must cover the sum over its open batches, and an upheld challenge slashes it.
     uint32 public immutable collateralBps;
     /// @notice The least an upheld challenge slashes (capped at the pool), even for a free model.
     uint256 public immutable minSlash;
-    uint16 public immutable challengerRewardBps;
+    uint16 internal immutable challengerRewardBps;
     /// @notice Share of a pass-attester's pool slashed when it attested pass on an upheld fraud.
     uint16 public immutable verifierSlashBps;
     /// @notice A claim's timestamp may be at most this old at commit.
     uint64 public immutable claimMaxAge;
+    /// @notice The ZkJudge that may resolve a dispute at once on a verified ZK proof of the
+    ///         challenged row (zero: none).
+    address public immutable zkJudge;
 
     /// @dev keccak256(abi.encode(record)) with its low byte replaced by the batch's Status:
     ///      one slot per batch holds what was committed and where it stands.
@@ -403,9 +406,13 @@ contract InferenceSettlement is EIP712 {
     /// @param p the game's parameters; see docs/contracts.md for their meaning and defaults.
     ///        The NodeRegistry's unbonding period must be at least twice the challenge window,
     ///        so that stake counted for a batch is still slashable when its dispute resolves.
-    constructor(IERC20 token_, IModelPricing models_, INodeStaking nodes_, Params memory p)
-        EIP712("ogkit", "1")
-    {
+    constructor(
+        IERC20 token_,
+        IModelPricing models_,
+        INodeStaking nodes_,
+        Params memory p,
+        address zkJudge_
+    ) EIP712("ogkit", "1") {
         if (address(token_) == address(0)) revert InvalidParameter("token");
         if (address(models_) == address(0)) revert InvalidParameter("models");
         if (address(nodes_) == address(0)) revert InvalidParameter("nodes");
@@ -433,6 +440,7 @@ contract InferenceSettlement is EIP712 {
         challengerRewardBps = p.challengerRewardBps;
         verifierSlashBps = p.verifierSlashBps;
         claimMaxAge = p.claimMaxAge;
+        zkJudge = zkJudge_;
         // Fees paid into stake pools are pulled by the registry (NodeRegistry.reward).
         token_.forceApprove(address(nodes_), type(uint256).max);
     }
@@ -832,6 +840,16 @@ contract InferenceSettlement is EIP712 {
             emit ChallengeVoided(batchId, disputeId, d.challenger);
             if (challengeBond != 0) token.safeTransfer(d.challenger, challengeBond);
         }
+    }
+
+    /// @notice Resolve an open dispute at once: only `zkJudge`, after it checked `r` against
+    ///         the dispute's batch and verified a ZK proof of the challenged row and its
+    ///         binding to the receipt (ZkJudge.resolve).
+    function resolveByProof(uint256 disputeId, Record calldata r, bool upheld) external {
+        if (msg.sender != zkJudge) revert InvalidProof();
+        Dispute storage d = _openDispute(disputeId);
+        if (upheld) _uphold(disputeId, d, r);
+        else _reject(disputeId, d, r);
     }
 
     function _uphold(uint256 disputeId, Dispute storage d, Record calldata r) private {

@@ -1,0 +1,1 @@
+"""Zero-knowledge proofs of inference with EZKL (docs/zk.md)."""

@@ -1,0 +1,275 @@
+"""The EVM side of ZK proofs: the EZKL Solidity verifier, the ZkJudge, disputes.
+
+* :func:`ensure_verifier` asks ezkl for the Halo2 verifier of a profile's verifying key
+  (``create_evm_verifier``; ezkl then tries to download a compiler, which is not needed:
+  the ``.sol`` file is written first), compiles it with the repository's pinned solc-js
+  (``compile_verifier.mjs``, optimizer runs 1) and caches the build artefact in the store
+  under ``zk/verifiers/<keys id>.json``. A verifier above EIP-170's 24,576 bytes is
+  refused unless ``allow_oversize`` (a devnet started with a larger code-size limit).
+* :func:`deploy_verifier`, :func:`register_profile` (the model owner) and
+  :func:`approve_profile` (the ZkJudge's governor) put a profile on chain.
+* :func:`check_row_onchain` runs ``ZkJudge.checkRow`` as a call; :func:`resolve_with_proof`
+  sends ``ZkJudge.resolve``, which closes an open dispute at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from ogkit.errors import ArtifactError, ChainError, ZkError, ZkUnsupportedError
+from ogkit.store import ContentStore
+from ogkit.zk.keys import ZK_KEYS, ZK_SRS, ZkKeys, materialise
+from ogkit.zk.profile import ZK_SETTINGS, ZkProfile
+from ogkit.zk.prove import ZkProof
+from ogkit.zk.verify import RowEvidence
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EIP170_LIMIT",
+    "approve_profile",
+    "check_row_onchain",
+    "compile_verifier",
+    "deploy_verifier",
+    "ensure_verifier",
+    "judge_contract",
+    "layout_args",
+    "register_profile",
+    "resolve_with_proof",
+    "row_proof_args",
+]
+
+EIP170_LIMIT = 24_576
+_COMPILER = Path(__file__).resolve().parent / "compile_verifier.mjs"
+
+
+def _run_async(coro_factory: Any) -> Any:
+    """Run an ezkl coroutine whether or not this thread already has an event loop."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro_factory())
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=target, name="ezkl-async")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def verifier_source(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> str:
+    import ezkl
+
+    vk = materialise(store, ZK_KEYS, keys.vk_id)
+    settings = materialise(store, ZK_SETTINGS, profile.settings_hash)
+    srs = materialise(store, ZK_SRS, keys.srs_id)
+    with tempfile.TemporaryDirectory(prefix="ogkit-zk-evm-") as tmp:
+        sol, abi = Path(tmp) / "Verifier.sol", Path(tmp) / "abi.json"
+
+        async def make() -> Any:
+            return await ezkl.create_evm_verifier(
+                str(vk), str(settings), str(sol), str(abi), str(srs), False
+            )
+
+        try:
+            _run_async(make)
+        except Exception as exc:
+            if not sol.is_file():
+                raise ZkError(f"ezkl could not write the Solidity verifier: {exc}") from exc
+            log.debug("ezkl stopped after writing the verifier (%s); compiling it here", exc)
+        return sol.read_text()
+
+
+def compile_verifier(source: str, *, node: str = "node") -> dict[str, Any]:
+    """Compile a verifier source with the pinned solc-js; the build artefact."""
+    try:
+        proc = subprocess.run(
+            [node, str(_COMPILER)],
+            input=json.dumps({"source": source, "contract": "Halo2Verifier", "runs": 1}),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ZkError(f"cannot run {node} to compile the verifier: {exc}; install Node 20") from exc
+    if proc.returncode != 0:
+        raise ZkError(f"solc-js failed on the verifier: {proc.stderr.strip()[:2000]}")
+    return json.loads(proc.stdout)
+
+
+def verifier_path(keys: ZkKeys) -> str:
+    return f"zk/verifiers/{keys.keys_id}.json"
+
+
+def ensure_verifier(
+    store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, allow_oversize: bool = False
+) -> dict[str, Any]:
+    """The compiled verifier of ``keys`` (generated and compiled once, then cached)."""
+    path = verifier_path(keys)
+    try:
+        art = json.loads(store.read_bytes(path))
+    except ArtifactError:
+        source = verifier_source(store, profile, keys)
+        art = compile_verifier(source)
+        art["source_id"] = store.put("zk-sources", source.encode())
+        art["keys_id"] = keys.keys_id
+        store.write_bytes(path, json.dumps(art, sort_keys=True).encode())
+    size = (len(art["deployedBytecode"]) - 2) // 2
+    art["code_size"] = size
+    if size > EIP170_LIMIT and not allow_oversize:
+        raise ZkUnsupportedError(
+            f"the verifier is {size:,} bytes, over EIP-170's {EIP170_LIMIT:,}: use a smaller "
+            "chunk N, or, on a devnet only, a chain started with a larger code-size limit "
+            "(allow_oversize)",
+            problems=[f"verifier code {size} bytes"],
+        )
+    return art
+
+
+def judge_contract(chain: Any) -> Any:
+    from ogkit.chain.bindings import load_compiled
+
+    settlement = chain.contract("InferenceSettlement")
+    address = chain.call(settlement.functions.zkJudge())
+    if int(address, 16) == 0:
+        raise ChainError(f"the settlement on {chain.name} has no ZkJudge; redeploy it")
+    return chain.w3.eth.contract(address=address, abi=load_compiled("ZkJudge")["abi"])
+
+
+def deploy_verifier(chain: Any, signer: Any, art: dict[str, Any]) -> tuple[str, int]:
+    """Deploy a compiled verifier; its address and the deployment gas."""
+    from ogkit.chain.transactions import transact
+
+    factory = chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    receipt = transact(chain.w3, factory.constructor(), signer, chain_id=chain.chain_id)
+    address = receipt.get("contractAddress")
+    if not address:
+        raise ChainError("deploying the ZK verifier failed")
+    log.info("deployed the Halo2 verifier at %s (gas %s)", address, receipt["gasUsed"])
+    return str(address), int(receipt["gasUsed"])
+
+
+def _canonical(layouts: tuple) -> list:
+    return [t.abi_tuple() for t in sorted(layouts, key=lambda t: t.name.encode("utf-8"))]
+
+
+def layout_args(profile: ZkProfile) -> tuple[list, list]:
+    """``(inputs, outputs)`` as ``ZkJudge.Tensor[]``, in canonical (name-sorted) order."""
+    return _canonical(profile.inputs), _canonical(profile.outputs)
+
+
+def _b32(h: str | bytes) -> bytes:
+    return bytes(h) if isinstance(h, bytes | bytearray) else bytes.fromhex(h.removeprefix("0x"))
+
+
+def register_profile(
+    chain: Any, owner: Any, profile: ZkProfile, keys: ZkKeys, verifier: str
+) -> None:
+    judge = judge_contract(chain)
+    inputs, outputs = layout_args(profile)
+    chain.transact(
+        judge.functions.registerProfile(
+            _b32(profile.model_id), verifier, profile.chunk, _b32(keys.keys_id), inputs, outputs
+        ),
+        owner,
+    )
+
+
+def approve_profile(chain: Any, governor: Any, model_id: str, owner: str, keys_id: str) -> None:
+    judge = judge_contract(chain)
+    chain.transact(judge.functions.approveProfile(_b32(model_id), owner, _b32(keys_id)), governor)
+
+
+def row_proof_args(
+    proof: ZkProof, ev: RowEvidence, merkle_proof: list[bytes] | None = None
+) -> tuple:
+    """``ZkJudge.RowProof`` for row ``ev.row`` of ``proof``."""
+    return (
+        int(ev.row),
+        proof.position(ev.row),
+        bytes(ev.input_message),
+        bytes(ev.output_message),
+        [_b32(p) for p in (merkle_proof or [])],
+        bytes(proof.proof),
+        [int(i) for i in proof.instances],
+    )
+
+
+def check_row_onchain(
+    chain: Any, profile: ZkProfile, proof: ZkProof, ev: RowEvidence, owner: str
+) -> bool:
+    """``ZkJudge.checkRow`` as a call: True within tolerance, False beyond; a revert
+    (proof rejected, input not bound, profile not approved) raises SettlementError."""
+    from ogkit.chain.rpc import decode_revert
+    from ogkit.errors import SettlementError
+
+    judge = judge_contract(chain)
+    inputs, outputs = layout_args(profile)
+    fn = judge.functions.checkRow(
+        _b32(profile.model_id), owner, row_proof_args(proof, ev), inputs, outputs
+    )
+    try:
+        return bool(fn.call({"gas": 30_000_000}))
+    except Exception as exc:
+        raise SettlementError(f"ZkJudge.checkRow reverted: {decode_revert(exc)}") from exc
+
+
+def check_row_gas(
+    chain: Any, profile: ZkProfile, proof: ZkProof, ev: RowEvidence, owner: str
+) -> int:
+    judge = judge_contract(chain)
+    inputs, outputs = layout_args(profile)
+    return int(
+        judge.functions.checkRow(
+            _b32(profile.model_id), owner, row_proof_args(proof, ev), inputs, outputs
+        ).estimate_gas({"gas": 30_000_000})
+    )
+
+
+def resolve_with_proof(
+    chain: Any,
+    signer: Any,
+    batch_id: str,
+    profile: ZkProfile,
+    proof: ZkProof,
+    ev: RowEvidence,
+    merkle_proof: list[bytes],
+) -> dict[str, Any]:
+    """Close the open dispute on ``batch_id`` with ``proof`` (anyone: the challenger or
+    the node); returns ``{"dispute", "upheld", "gas"}``."""
+    from ogkit.chain.records import onchain_batch
+
+    settlement = chain.contract("InferenceSettlement")
+    found = onchain_batch(chain, batch_id)
+    if found is None:
+        raise ChainError(f"batch {batch_id} is not committed on {chain.name}")
+    _, dispute_id, _ = chain.call(settlement.functions.stateOf(_b32(batch_id)))
+    judge = judge_contract(chain)
+    inputs, outputs = layout_args(profile)
+    receipt = chain.transact(
+        judge.functions.resolve(
+            int(dispute_id),
+            _b32(batch_id),
+            found.as_tuple,
+            row_proof_args(proof, ev, merkle_proof),
+            inputs,
+            outputs,
+        ),
+        signer,
+        gas=8_000_000,
+    )
+    events = judge.events.ResolvedByProof().process_receipt(receipt)
+    upheld = bool(events[0]["args"]["upheld"]) if events else False
+    return {"dispute": int(dispute_id), "upheld": upheld, "gas": int(receipt["gasUsed"])}
