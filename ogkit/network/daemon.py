@@ -149,7 +149,7 @@ class Watcher:
         polls = 0
         while not self.stop_event.is_set():
             try:
-                self._ensure_connected()
+                self.ensure_connected()
                 self.poll_once()
                 self._backoff.reset()
                 delay = self.config.poll
@@ -173,7 +173,7 @@ class Watcher:
         log.info("%s %s stopped", self.role, self.signer.address)
         return self.state
 
-    def _ensure_connected(self) -> None:
+    def ensure_connected(self) -> None:
         if self.chain is not None:
             return
         chain = self._connect()
@@ -242,7 +242,7 @@ class Watcher:
                 if self.stop_event.is_set():
                     break
                 try:
-                    self._handle(item)
+                    self.handle(item)
                 except (Transient, ChainError, OSError):
                     state.next_block = int(item["blockNumber"])  # not past unfinished work
                     save_state(self.path, state)
@@ -270,7 +270,7 @@ class Watcher:
         items.sort(key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
         return items
 
-    def _handle(self, event: dict[str, Any]) -> None:
+    def handle(self, event: dict[str, Any]) -> None:
         assert self.state is not None
         args = event["args"]
         batch_id = "0x" + bytes(args["batchId"]).hex()

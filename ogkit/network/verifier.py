@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ogkit.chain.bindings import BatchStatus
-from ogkit.chain.records import from_event, record_hash
-from ogkit.errors import ArtifactError, ChainError
+from ogkit.chain.records import from_event
+from ogkit.errors import ArtifactError, ChainError, SettlementError
 from ogkit.network.daemon import Transient, WatchConfig, Watcher, sample_secret, store_unavailable
 
 if TYPE_CHECKING:
@@ -339,15 +339,21 @@ def chain_allowlist(chain: ChainClient, found: OnChainBatch) -> Allowlist:
 
 
 def _checked(chain: ChainClient, event: dict[str, Any]) -> OnChainBatch | None:
-    """The event's batch if its record is the one the contract stores, else None."""
+    """The event's batch if it is the chain's own record of it: its record hashes to what
+    the contract stores and the whole log (record, commit details, block, transaction) is
+    the ``BatchCommitted`` the chain returns for that batch id; else None."""
+    from ogkit.chain.records import onchain_batch
+
     try:
         found = from_event(event)
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("malformed BatchCommitted log: %s", exc)
         return None
-    settlement = chain.contract("InferenceSettlement")
-    stored = bytes(chain.call(settlement.functions.commitmentOf(bytes.fromhex(found.batch_id[2:]))))
-    if stored == b"\x00" * 32 or record_hash(found.record) != stored:
+    try:
+        canonical = onchain_batch(chain, found.batch_id)
+    except SettlementError:
+        return None
+    if canonical is None or canonical.to_dict() != found.to_dict():
         return None
     return found
 

@@ -1,0 +1,123 @@
+"""A verifier daemon against a node that controls its artefacts and a feed that lies: a
+committed artefact that is missing, that is a parser bomb, or whose records point outside
+the store each get a fail verdict (the daemon goes on); an event delivered twice is handled
+once; a log whose record is not the chain's is dropped without a verdict."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ogkit.batch import ARTIFACTS, AttestedBatch
+from ogkit.hub.manifest import canonical_json
+from ogkit.network.daemon import WatchConfig, rpc_connector
+from ogkit.network.verifier import VerifierConfig, VerifierDaemon
+from ogkit.settle import settle
+from ogkit.store import ContentStore
+
+from .conftest import World
+
+pytestmark = pytest.mark.anvil
+
+
+def commit_block(world: World, batch_id: str) -> tuple[int, dict]:
+    chain = world.client()
+    (event,) = chain.events(
+        "InferenceSettlement",
+        "BatchCommitted",
+        argument_filters={"batchId": bytes.fromhex(batch_id[2:])},
+    )
+    return int(event["blockNumber"]), event
+
+
+def daemon_from(world: World, block: int, name: str = "verifier-1") -> VerifierDaemon:
+    return VerifierDaemon(
+        rpc_connector("devnet", world.home, world.devnet.port),
+        world.keys[name],
+        world.home,
+        ContentStore(world.home / "store"),
+        config=VerifierConfig(missing_polls=2),
+        watch=WatchConfig(poll=0.05, backoff_start=0.05, backoff_cap=0.1, from_block=block),
+    )
+
+
+def verdicts_of(world: World, batch_id: str, name: str = "verifier-1") -> list[bool]:
+    address = world.keys[name].address
+    return [
+        bool(e["args"]["pass"])
+        for e in world.client().events(
+            "InferenceSettlement",
+            "VerdictPublished",
+            argument_filters={"batchId": bytes.fromhex(batch_id[2:])},
+        )
+        if e["args"]["verifier"] == address
+    ]
+
+
+def commit_as(world: World, batch: AttestedBatch, order, doc: dict | bytes) -> AttestedBatch:
+    """Commit ``batch``'s claim with the artefact id of ``doc`` (stored as given)."""
+    data = doc if isinstance(doc, bytes) else canonical_json(doc)
+    artifact_id = batch.store.put(ARTIFACTS, data)
+    fake = AttestedBatch(batch.manifest, artifact_id, batch.store)
+    settle(fake, world.client(), node=world.keys["node"], order=order, finalize=False)
+    return fake
+
+
+def test_missing_bomb_and_escaping_artefacts_get_fail_verdicts(net: World):
+    # 1. Committed, then the artefact vanishes from the store.
+    missing, _ = net.batch("hostile-missing")
+    fs = missing.store.fs
+    fs.rm(missing.store.object_path(ARTIFACTS, missing.artifact_id))
+    # 2. A parser bomb: 200,000 nested arrays under the committed artefact id.
+    honest, order = net.batch("hostile-bomb", commit=False)
+    bomb = commit_as(net, honest, order, b"[" * 200_000 + b"]" * 200_000)
+    # 3. Records that point outside the batch's folder (and the store).
+    honest2, order2 = net.batch("hostile-escape", commit=False)
+    doc = copy.deepcopy(honest2.manifest.to_dict())
+    doc["partitions"][0]["path"] = "../../../../../../etc/passwd"
+    escape = commit_as(net, honest2, order2, doc)
+
+    start, _ = commit_block(net, missing.batch_id)
+    daemon = daemon_from(net, start)
+    state = daemon.run(max_polls=12)
+    assert state is not None
+    for batch in (missing, bomb, escape):
+        assert verdicts_of(net, batch.batch_id) == [False], batch.batch_id
+        assert state.done[batch.batch_id]["passed"] is False
+    assert "not in the store" in state.done[missing.batch_id]["reason"]
+    assert "unreadable" in state.done[bomb.batch_id]["reason"]
+    assert state.batches_failed >= 3
+
+
+def test_replayed_and_forged_events_attest_nothing_twice(net: World):
+    batch, _ = net.batch("replayed-event")
+    block, event = commit_block(net, batch.batch_id)
+    daemon = daemon_from(net, block, name="verifier-3")
+    daemon.ensure_connected()
+
+    # A log whose record is not the one the contract stores (a lying RPC, another
+    # contract's event copied in): dropped, no verdict.
+    forged = copy.deepcopy(event)
+    details = forged["args"]["details"]
+    if isinstance(details, dict):
+        forged["args"]["details"] = {**details, "artifactId": b"\x11" * 32}
+    else:  # the ABI tuple: artifactId is its sixth field
+        forged["args"]["details"] = (*details[:5], b"\x11" * 32, *details[6:])
+    daemon.handle(forged)
+    assert verdicts_of(net, batch.batch_id, "verifier-3") == []
+    assert daemon.state.done[batch.batch_id]["outcome"] == "not the chain's record"
+
+    # The real event, delivered twice after the forged one was recorded: the done-set is
+    # keyed by batch id, so a fresh daemon state handles it once.
+    daemon.state.done.clear()
+    daemon.handle(event)
+    daemon.handle(event)
+    assert verdicts_of(net, batch.batch_id, "verifier-3") == [True]
+    # A fresh daemon (cursor lost) sees its own verdict on chain and attests nothing more.
+    assert daemon.path is not None
+    daemon.path.unlink()
+    again = daemon_from(net, block, name="verifier-3")
+    state = again.run(max_polls=2)
+    assert state is not None and state.done[batch.batch_id]["outcome"] == "already attested"
+    assert verdicts_of(net, batch.batch_id, "verifier-3") == [True]
