@@ -351,7 +351,7 @@ def audit(
         # The artefact, by the content id the chain committed to.
         batch: AttestedBatch | None = None
         try:
-            if is_chat_artifact(row["artifact_id"], store):  # chat calls (docs/spec.md §11)
+            if is_chat_artifact(row["artifact_id"], store):  # chat calls (docs/spec.md §12)
                 batch = load_chat_batch(row["artifact_id"], store)
             else:
                 batch = load_batch(row["artifact_id"], store)

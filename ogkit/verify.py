@@ -640,7 +640,7 @@ def verify_batch(
     policy = policy or VerifyPolicy()
     from ogkit.llm.batch import is_chat_artifact
 
-    if is_chat_artifact(artifact, store, hub):  # chat calls re-decode (docs/spec.md §11)
+    if is_chat_artifact(artifact, store, hub):  # chat calls re-decode (docs/spec.md §12)
         from ogkit.llm.verify import verify_chat_batch
 
         return verify_chat_batch(

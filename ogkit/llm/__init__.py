@@ -1,4 +1,4 @@
-"""Verifiable chat over a local language model (docs/llm.md, docs/spec.md §11).
+"""Verifiable chat over a local language model (docs/llm.md, docs/spec.md §12).
 
 ``load_chat_model`` gets a model bundle from the hub (or a folder) and loads it with
 onnxruntime-genai; ``chat`` answers OpenAI-style with a receipt; ``ChatSession`` puts

@@ -1,9 +1,9 @@
 """Chat calls as a batch: leaves in the same format as tabular rows, one signed claim,
 a stored artefact, receipts, and the requester's commitment to its requests.
 
-A chat batch (schema ``ogkit.chat.v1``, docs/spec.md §11) is one tree over its calls'
+A chat batch (schema ``ogkit.chat.v1``, docs/spec.md §12) is one tree over its calls'
 leaves (spec §3.1, with ``rowIndex`` the call's index, ``inputHash`` and ``outputHash``
-as §11.3 defines). Its manifest holds every call inline (the canonical request, prompt
+as §12.3 defines). Its manifest holds every call inline (the canonical request, prompt
 and completion token ids, usage, finish reason), so the artefact id covers all of it.
 It offers the attributes :func:`ogkit.settle.settle`, :func:`ogkit.settle.attest_batch`
 and the audit read from a tabular batch (``batch_id``, ``claim``, ``signature``,
@@ -72,7 +72,7 @@ def input_root(input_hashes: Sequence[bytes]) -> str:
 def commit_requests(requests: Sequence[ChatRequest], model: Any) -> DatasetCommitment:
     """The requester's commitment to its chat requests: each request rendered with the
     model's template and tokenized (``model`` a :class:`~ogkit.llm.model.ChatModel`),
-    hashed as the leaf's input hash, then the input root over them (spec §4.1, §11.3)."""
+    hashed as the leaf's input hash, then the input root over them (spec §4.1, §12.3)."""
     from ogkit.llm.calls import input_hash
 
     if not requests:

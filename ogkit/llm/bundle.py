@@ -3,7 +3,7 @@
 An onnxruntime-genai model is a folder (``model.onnx`` and maybe its external data,
 ``genai_config.json``, the tokenizer files and the chat template). The hub stores
 single blobs addressed by keccak256, so the folder is packed into one canonical byte
-string (docs/spec.md §11.1)::
+string (docs/spec.md §12.1)::
 
     b"ogkit.bundle.v1\\n" || u32be(count)
     || for each file, names sorted by their UTF-8 bytes:

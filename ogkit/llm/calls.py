@@ -1,4 +1,4 @@
-"""What a chat call commits to (docs/spec.md §11): the canonical request, token-id hashes,
+"""What a chat call commits to (docs/spec.md §12): the canonical request, token-id hashes,
 the leaf's input and output hashes, and the sampler a seeded call is re-executed with.
 
 Receipts hash token ids, never decoded text: two tokenizers may decode the same ids
@@ -177,7 +177,7 @@ def output_hash(
 
 
 def sample_token(logits: np.ndarray, temperature: float, seed: int, step: int) -> int:
-    """The sampler of a seeded call (spec §11.4): softmax of ``logits / temperature`` in
+    """The sampler of a seeded call (spec §12.4): softmax of ``logits / temperature`` in
     float64, then the first token whose running sum exceeds ``u`` times the total, where
     ``u = (u64be(keccak256("ogkit.sample.v1" || u64be(seed) || u32be(step))[:8]) >> 11)
     / 2**53``."""

@@ -2,7 +2,7 @@
 on it with pinned options, its chat template, tokenizer and stop tokens, and the one
 decoding loop that nodes and verifiers share.
 
-Decoding (docs/spec.md §11.4): greedy is the arg-max of each step's logits (the runtime's
+Decoding (docs/spec.md §12.4): greedy is the arg-max of each step's logits (the runtime's
 top-1 search with every logits processor off: no repetition penalty, no n-gram ban, no
 minimum length); a sampled call (temperature > 0) draws each token with
 :func:`~ogkit.llm.calls.sample_token` from its seed and step. A completion ends with the

@@ -33,7 +33,7 @@ def publish_llm(
     license: str = "",
     before_write: Callable[[Any], object] | None = None,
 ) -> Any:
-    """Bundle the onnxruntime-genai ``folder`` (docs/spec.md §11.1), check it (config,
+    """Bundle the onnxruntime-genai ``folder`` (docs/spec.md §12.1), check it (config,
     tokenizer, chat template, a valid ONNX decoder) and publish it as ``name@version``;
     the model id is keccak256 of the bundle. Returns the signed
     :class:`~ogkit.hub.manifest.ModelManifest` (tagged ``llm``)."""

@@ -1,5 +1,5 @@
 """Verifying a chat batch: every call's structure, prompt, hashes and leaf; the roots;
-and a secret sample of calls decoded again, token for token (docs/spec.md §11.5).
+and a secret sample of calls decoded again, token for token (docs/spec.md §12.5).
 
 The node is the adversary (spec §10): it holds its attester key and writes whatever the
 manifest allows. A completion it did not decode, tokens padded after a stop token, a

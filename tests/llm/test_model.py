@@ -173,3 +173,32 @@ def test_token_hashes_are_over_ids_not_text():
     assert token_ids_hash(b"completion", []) != token_ids_hash(b"completion", [0])
     with pytest.raises(ConfigError):
         token_ids_hash(b"completion", [-1])
+
+
+def test_spec_vectors():
+    """docs/spec.md §12.3 and §12.4: the hashes and the sampler, byte for byte."""
+    import numpy as np
+
+    from ogkit.hub.manifest import canonical_json
+    from ogkit.llm.calls import input_hash, request_hash, sample_token
+
+    r = ChatRequest.make("Hi", max_tokens=4)
+    assert canonical_json(r.to_dict()) == (
+        b'{"max_tokens":4,"messages":[{"content":"Hi","role":"user"}],"seed":null,'
+        b'"temperature":0.0}'
+    )
+    assert request_hash(r).hex() == (
+        "55377d2c80d52895b4bba3f4f8e737b8e292d1ecadf6d0468d9f39f27f0493f8"
+    )
+    assert token_ids_hash(b"prompt", [1, 2, 3]).hex() == (
+        "1efc4c64b5b03c3f8b6dbdba372f131ecb44ea5770d4f535d37dc306a176e7bd"
+    )
+    assert input_hash(r, [1, 2, 3]).hex() == (
+        "d2aef8e5077c4cc7e87d8fb7e661ba1fa134be5d7dd35a6f92ce294792c79221"
+    )
+    usage = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
+    assert output_hash([5, 6, 2], usage, "stop").hex() == (
+        "7f55e0e7d3e37a51ac6de60e823b24c21a8baf53beb23aa70eef68383ae56d18"
+    )
+    assert output_hash([5, 6, 2], usage, "length") != output_hash([5, 6, 2], usage, "stop")
+    assert sample_token(np.array([0.0, 1.0, 2.0], np.float32), 1.0, 42, 0) == 1
