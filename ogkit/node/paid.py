@@ -9,8 +9,11 @@ The order of a paid call, and why:
    an ``X-PAYMENT`` header the answer is 402 with the x402 payment requirements.
 3. **Check the payment** offline (:func:`~ogkit.x402.exact.check_exact_payment`: scheme,
    network, payee, exact amount, validity window, the payer's EIP-712 signature), then
-   ask the facilitator to settle it (it checks all of that again, the nonce unused and
-   the funds, before it sends ``transferWithAuthorization``). Every refusal
+   claim the (payer, nonce) in the node's :class:`~ogkit.node.ledger.PaymentLedger` (a
+   payment is served at most once, a concurrent duplicate loses here) and ask the
+   facilitator to settle it (it checks all of that again, the nonce unused and the
+   funds, before it sends ``transferWithAuthorization``). A payment somebody else
+   submitted first that paid exactly this call to this node is served once too. Every refusal
    is a 402 with the x402 ``error`` and a stable ``reason``; nothing is charged.
 4. **Run and attest** the rows with the verified pipeline
    (:func:`~ogkit.infer.run_verified_inference`) as a batch of their own whose job is
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
     from ogkit.chain.client import ChainClient
     from ogkit.hub import Hub
     from ogkit.load import LoadedModel
+    from ogkit.node.ledger import PaymentLedger
     from ogkit.node.pricing import RegistryPrice
     from ogkit.store import ContentStore
 
@@ -182,6 +186,7 @@ class PaidInference:
         facilitator: Any,
         price: RegistryPrice,
         pay_to: str,
+        ledger: PaymentLedger,
         max_rows: int = 256,
         max_timeout_seconds: int = 120,
     ) -> None:
@@ -195,6 +200,7 @@ class PaidInference:
         self.facilitator = facilitator
         self.price = price
         self.pay_to = pay_to
+        self.ledger = ledger
         self.max_rows = max_rows
         self.max_timeout_seconds = max_timeout_seconds
         self.network = network_id(chain.chain_id)
@@ -286,16 +292,40 @@ class PaidInference:
             )
         except PaymentError as exc:
             return self._required(req, str(exc), exc.reason)
+        auth = payment.authorization
+        if not self.ledger.claim(payment.payer, auth.nonce, auth.value):
+            state = self.ledger.state(payment.payer, auth.nonce)
+            return self._required(
+                req,
+                f"payment {auth.nonce} of {payment.payer} was "
+                + ("already used for a call" if state and state[0] != "claimed" else
+                   "sent twice at once; it is being settled")
+                + ": sign a new payment",
+                "replayed" if state and state[0] != "claimed" else "in-flight",
+            )  # fmt: skip
         # The facilitator's /settle checks everything /verify does (and more) before it
         # sends: with the settlement ahead of the work, a separate /verify adds nothing.
         settle_started = time.perf_counter()
         settled = self.facilitator.settle(payment, req)
         self.seconds["settle"] += time.perf_counter() - settle_started
+        if not settled.success and settled.error_reason == "replayed" and settled.transaction:
+            # Somebody submitted this authorization before us, and it paid exactly this
+            # call to this node; the ledger says the call was never served: serve it once.
+            self.counters["paid_front_run"] += 1
+            settled = type(settled)(
+                True,
+                settled.network,
+                transaction=settled.transaction,
+                payer=settled.payer,
+                message="settled by another submitter first",
+            )
         if not settled.success:
+            self.ledger.release(payment.payer, auth.nonce)
             return self._required(
                 req, settled.message or "the payment could not be settled",
                 settled.error_reason or "settle-failed",
             )  # fmt: skip
+        self.ledger.record(payment.payer, auth.nonce, "settled", settled.transaction)
         self.counters["paid"] += 1
         self.counters["paid_rows"] += rows
         self.counters["paid_base_units"] += payment.authorization.value
@@ -303,6 +333,7 @@ class PaidInference:
             run_started = time.perf_counter()
             doc = self._run(data, payment, req, settled)
             self.seconds["run"] += time.perf_counter() - run_started
+            self.ledger.record(payment.payer, auth.nonce, "served")
         except Exception as exc:  # a node fault after payment: say so, with the transaction
             self.counters["paid_failed"] += 1
             log.exception("paid call %s failed after payment", settled.transaction)

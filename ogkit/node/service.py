@@ -65,6 +65,7 @@ class NodeService:
 
     def close(self) -> None:
         self.runner.stop()
+        self.paid.ledger.close()
         close = getattr(self.paid.facilitator, "close", None)
         if close is not None:
             close()
@@ -92,6 +93,7 @@ def open_node(
     from ogkit.attest import make_attester
     from ogkit.load import load_model
     from ogkit.node.jobs import JobBook, JobRunner
+    from ogkit.node.ledger import PaymentLedger
     from ogkit.node.paid import PaidInference
     from ogkit.node.pricing import RegistryPrice, registry_price
     from ogkit.x402.facilitator import Facilitator, FacilitatorClient, poll_fast_on_dev_chains
@@ -116,6 +118,7 @@ def open_node(
         facilitator=facilitator,
         price=RegistryPrice(chain, model.manifest),
         pay_to=node.address,
+        ledger=PaymentLedger(Path(home) / "node" / "payments.sqlite"),
         max_rows=max_rows,
     )
     runner = JobRunner(

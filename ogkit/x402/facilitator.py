@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
+from web3.logs import DISCARD
 
 from ogkit.errors import ChainError, NodeUnavailable, PaymentError, SettlementError
 from ogkit.keys import Signer
@@ -218,8 +219,15 @@ class Facilitator:
             self._simulate(fn, auth.nonce, payment.payer)
         except PaymentError as exc:
             self.counters[f"settle_refused_{exc.reason}"] += 1
+            earlier = self.settled_by(payment, requirements) if exc.reason == "replayed" else None
             return SettleResponse(
-                False, self.network, payer=payment.payer, error_reason=exc.reason, message=str(exc)
+                False,
+                self.network,
+                transaction=earlier,
+                payer=payment.payer,
+                error_reason=exc.reason,
+                message=str(exc)
+                + (f" (it was settled in {earlier}, which paid exactly this)" if earlier else ""),
             )
         started = time.perf_counter()
         try:
@@ -257,6 +265,36 @@ class Facilitator:
             payer=payer,
             block_number=int(receipt["blockNumber"]),
         )
+
+    def settled_by(self, payment: PaymentPayload, requirements: PaymentRequirements) -> str | None:
+        """The transaction that consumed ``payment``'s authorization, if it moved exactly
+        the authorised value from the payer to the requirements' payee in this token (it
+        was front-run: anyone may submit a signed authorization); None otherwise."""
+        auth = payment.authorization
+        try:
+            used = self.chain.events(
+                "OPGToken",
+                "AuthorizationUsed",
+                argument_filters={
+                    "authorizer": to_checksum_address(auth.from_),
+                    "nonce": bytes.fromhex(auth.nonce[2:]),
+                },
+            )
+            for event in used:
+                receipt = self.chain.w3.eth.get_transaction_receipt(event["transactionHash"])
+                transfers = self.token.events.Transfer().process_receipt(receipt, errors=DISCARD)
+                for t in transfers:
+                    if (
+                        t["address"].lower() == self.token.address.lower()
+                        and t["args"]["from"].lower() == auth.from_.lower()
+                        and t["args"]["to"].lower() == requirements.pay_to.lower()
+                        and int(t["args"]["value"]) == auth.value
+                        and auth.value == requirements.max_amount_required
+                    ):
+                        return str(event["transactionHash"])
+        except (ChainError, ValueError, KeyError) as exc:
+            log.warning("looking up authorization %s of %s: %s", auth.nonce, auth.from_, exc)
+        return None
 
     def _simulate(self, fn: Any, nonce: str, payer: str) -> None:
         try:

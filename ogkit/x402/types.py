@@ -293,7 +293,7 @@ class SettleResponse:
         if not isinstance(d, Mapping) or not isinstance(d.get("success"), bool):
             raise _bad("the settle response has no boolean success")
         tx = d.get("transaction")
-        if d["success"]:
+        if d["success"] or tx is not None:
             _pattern(tx, _HEX32, "settle response transaction")
         block = d.get("blockNumber")
         return cls(

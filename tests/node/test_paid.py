@@ -274,4 +274,33 @@ def test_the_facilitator_checks_everything_itself(net, chain_now):
     second = httpx.post(f"{fac}/settle", json=body, timeout=30).json()
     assert first["success"] is True and second == {**second, "success": False}
     assert second["errorReason"] == "replayed"
+    assert second["transaction"] == first["transaction"]  # who consumed it, for the payee
     assert net.balance("payer") == before - PRICE
+
+
+def test_a_front_run_payment_is_served_once_and_charged_once(net, chain_now):
+    """Whoever sees an X-PAYMENT header can submit its authorization first. The money
+    still goes only to the node; the node then serves that call once, bound to the
+    front-runner's transaction, and refuses the header ever after."""
+    rows = _rows(1, seed=5)
+    req = _quote(net, rows)
+    payment = sign_exact_payment(req, net.keys["payer"], now=chain_now)
+    auth, sig = payment.authorization, bytes.fromhex(payment.signature[2:])
+    token = net.chain.contract("OPGToken")
+    before, node_before = net.balance("payer"), net.balance("node")
+    front = net.chain.transact(
+        token.functions.transferWithAuthorization(
+            auth.from_, auth.to, auth.value, auth.valid_after, auth.valid_before,
+            bytes.fromhex(auth.nonce[2:]), sig[64], sig[:32], sig[32:64],
+        ),
+        net.keys["owner"],
+    )  # fmt: skip
+    header = encode_payment_header(payment)
+    r = _pay(net, rows, header)
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["payment"]["transaction"] == "0x" + bytes(front["transactionHash"]).hex()
+    assert verify_paid_call(answer, net.allowlist, chain=net.chain, price_per_row=PRICE).ok
+    again = _pay(net, rows, header)
+    assert again.status_code == 402 and again.json()["reason"] == "replayed"
+    assert net.balance("payer") == before - PRICE and net.balance("node") == node_before + PRICE

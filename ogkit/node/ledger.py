@@ -1,0 +1,71 @@
+"""The node's ledger of x402 payments: each (payer, nonce) is served at most once.
+
+The token already refuses a used EIP-3009 nonce, but a node must also never serve twice
+for one payment, and must serve once a payment somebody else submitted first (an
+authorization is a bearer instrument: whoever sees the ``X-PAYMENT`` header may send it to
+the chain; the money still goes only to the payee). So before settling, the node *claims*
+the (payer, nonce) in this SQLite table (an atomic insert: concurrent identical payments
+lose here, before any chain work); a refusal that consumed nothing releases it; a
+settlement, or a front-run one the facilitator reports, is recorded with its transaction
+and the call is then served. Rows outlive restarts (``<home>/node/payments.sqlite``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["PaymentLedger"]
+
+
+class PaymentLedger:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS payments (payer TEXT NOT NULL, nonce TEXT NOT NULL, "
+            "value TEXT NOT NULL, state TEXT NOT NULL, tx TEXT, at REAL NOT NULL, "
+            "PRIMARY KEY (payer, nonce))"
+        )
+
+    def claim(self, payer: str, nonce: str, value: int) -> bool:
+        """True if this (payer, nonce) was never claimed; the caller then owns it."""
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO payments VALUES (?, ?, ?, 'claimed', NULL, ?)",
+                (payer.lower(), nonce.lower(), str(value), time.time()),
+            )
+            return cur.rowcount == 1
+
+    def release(self, payer: str, nonce: str) -> None:
+        """Forget a claim whose payment was refused before anything was charged."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM payments WHERE payer = ? AND nonce = ? AND state = 'claimed'",
+                (payer.lower(), nonce.lower()),
+            )
+
+    def record(self, payer: str, nonce: str, state: str, tx: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE payments SET state = ?, tx = COALESCE(?, tx), at = ? "
+                "WHERE payer = ? AND nonce = ?",
+                (state, tx, time.time(), payer.lower(), nonce.lower()),
+            )
+
+    def state(self, payer: str, nonce: str) -> tuple[str, str | None] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state, tx FROM payments WHERE payer = ? AND nonce = ?",
+                (payer.lower(), nonce.lower()),
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
