@@ -10,6 +10,9 @@ import pytest
 
 from ogkit.attest import make_attester
 from ogkit.cli import main
+from ogkit.network.daemon import WatchConfig, rpc_connector
+from ogkit.network.verifier import VerifierDaemon
+from ogkit.store import ContentStore
 
 from .conftest import World, wait_for
 
@@ -61,15 +64,24 @@ def test_watcher_challenges_a_cheating_node_and_cli_votes_slash_it(
     shown = run_json(capsys, "dispute", "show", batch.batch_id)
     assert shown["status"] == "disputed" and shown["row"] == row and shown["outcome"] == "open"
 
-    # Votes from the CLI: 3,000 + 5,000 of 10,000 verifier stake uphold it (quorum 66.67%).
+    # verifier-1's daemon re-executes the challenged row itself and votes upheld (2,000 of
+    # 10,000 verifier stake); then votes from the CLI: 2,000 + 3,000 + 5,000 uphold it.
+    daemon = VerifierDaemon(
+        rpc_connector("devnet", net.home, net.devnet.port),
+        net.keys["verifier-1"],
+        net.home,
+        ContentStore(net.home / "store"),
+        watch=WatchConfig(poll=0.05, from_block=int(event["blockNumber"])),
+    )
+    state = daemon.run(max_polls=2)
+    assert state is not None and state.done[f"dispute:{event['args']['disputeId']}"]["upheld"]
     run_json(capsys, "dispute", "vote", batch.batch_id, "--upheld", "--key", "verifier-2")
     after_vote = run_json(capsys, "dispute", "show", batch.batch_id)
-    assert after_vote["status"] == "disputed" and after_vote["upheld_stake"] == 3_000 * 10**18
+    assert after_vote["status"] == "disputed" and after_vote["upheld_stake"] == 5_000 * 10**18
     final = run_json(capsys, "dispute", "vote", batch.batch_id, "--upheld", "--key", "verifier-3")
     assert final["status"] == "slashed" and final["outcome"] == "upheld"
     assert [v["verifier"] for v in final["votes"]] == [
-        net.keys["verifier-2"].address,
-        net.keys["verifier-3"].address,
+        net.keys[f"verifier-{i}"].address for i in (1, 2, 3)
     ]
     (upheld,) = chain.events(
         "InferenceSettlement",
@@ -88,8 +100,9 @@ def test_watcher_challenges_a_cheating_node_and_cli_votes_slash_it(
     assert claim["claimed"] > 0
     assert main(["dispute", "claim", batch.batch_id, "--key", "verifier-3"]) == 1
     assert "AlreadyClaimed" in capsys.readouterr().err
-    # verifier-1 neither voted upheld nor signed a fail verdict: nothing to claim.
-    assert main(["dispute", "claim", batch.batch_id, "--key", "verifier-1"]) == 1
+    assert run_json(capsys, "dispute", "claim", batch.batch_id, "--key", "verifier-1")["claimed"]
+    # A key that neither voted upheld nor signed a fail verdict has nothing to claim.
+    assert main(["dispute", "claim", batch.batch_id, "--key", "challenger"]) == 1
     assert "no reward to claim" in capsys.readouterr().err
 
 
