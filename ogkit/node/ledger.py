@@ -7,7 +7,8 @@ the chain; the money still goes only to the payee). So before settling, the node
 the (payer, nonce) in this SQLite table (an atomic insert: concurrent identical payments
 lose here, before any chain work); a refusal that consumed nothing releases it; a
 settlement, or a front-run one the facilitator reports, is recorded with its transaction
-and the call is then served. Rows outlive restarts (``<home>/node/payments.sqlite``).
+and the call is then served. Rows outlive restarts (``<home>/node/payments.sqlite``);
+claims a crashed process left unfinished are dropped at start-up.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class PaymentLedger:
             "value TEXT NOT NULL, state TEXT NOT NULL, tx TEXT, at REAL NOT NULL, "
             "PRIMARY KEY (payer, nonce))"
         )
+        # A claim left by a process that died while settling: forget it. The chain says
+        # whether that settlement happened (a retry then finds the nonce used by a
+        # transaction that paid this node, and is served once).
+        self._db.execute("DELETE FROM payments WHERE state = 'claimed'")
 
     def claim(self, payer: str, nonce: str, value: int) -> bool:
         """True if this (payer, nonce) was never claimed; the caller then owns it."""

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ogkit.errors import OgkitError, PaymentError, SchemaMismatchError
+from ogkit.errors import NodeUnavailable, OgkitError, PaymentError, SchemaMismatchError
 from ogkit.x402.exact import check_exact_payment
 from ogkit.x402.types import (
     PAYMENT_RESPONSE_HEADER,
@@ -306,7 +306,20 @@ class PaidInference:
         # The facilitator's /settle checks everything /verify does (and more) before it
         # sends: with the settlement ahead of the work, a separate /verify adds nothing.
         settle_started = time.perf_counter()
-        settled = self.facilitator.settle(payment, req)
+        try:
+            settled = self.facilitator.settle(payment, req)
+        except NodeUnavailable as exc:
+            # Whether it settled is for the chain to say: the same payment sent again is
+            # then found used by a transaction that paid this node, and served once.
+            self.ledger.release(payment.payer, auth.nonce)
+            self.counters["refused_facilitator-unavailable"] += 1
+            return Answer(
+                503,
+                {
+                    "error": f"{exc}; send the same payment again in a moment",
+                    "reason": "facilitator-unavailable",
+                },
+            )
         self.seconds["settle"] += time.perf_counter() - settle_started
         if not settled.success and settled.error_reason == "replayed" and settled.transaction:
             # Somebody submitted this authorization before us, and it paid exactly this

@@ -157,6 +157,12 @@ class Net:
             "0.5",
         ]
 
+    def restart_facilitator(self) -> None:
+        """Start the facilitator again on its port (after a test stopped it)."""
+        self.facilitator = Service(
+            self.facilitator.args, self.env, self.home / "facilitator.log", "listening on"
+        ).start()
+
     def restart_node(self) -> int:
         code = self.node.stop()
         self.node = Service(self.node_args(), self.env, self.home / "node.log", "listening on")
@@ -206,7 +212,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Any:
         env["OGKIT_HOME"] = str(home)
         fac = Service(
             ["--home", str(home), "facilitator", "serve", "--key", "facilitator", "--rpc",
-             devnet.url],
+             devnet.url, "--port", str(free_port())],
             env,
             home / "facilitator.log",
             "listening on",
@@ -226,7 +232,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Any:
         )
         net.node = Service(net.node_args(), env, home / "node.log", "listening on").start()
         yield net
-        codes = {"node": net.node.stop(), "facilitator": fac.stop()}
+        codes = {"node": net.node.stop(), "facilitator": net.facilitator.stop()}
         assert codes == {"node": 0, "facilitator": 0}, (
             codes,
             (home / "node.log").read_text()[-3000:],

@@ -304,3 +304,22 @@ def test_a_front_run_payment_is_served_once_and_charged_once(net, chain_now):
     again = _pay(net, rows, header)
     assert again.status_code == 402 and again.json()["reason"] == "replayed"
     assert net.balance("payer") == before - PRICE and net.balance("node") == node_before + PRICE
+
+
+def test_a_facilitator_outage_charges_nothing_and_the_payment_can_be_sent_again(net, chain_now):
+    rows = _rows(1, seed=6)
+    req = _quote(net, rows)
+    header = encode_payment_header(sign_exact_payment(req, net.keys["payer"], now=chain_now))
+    before = net.balance("payer")
+    assert net.facilitator.stop() == 0
+    try:
+        r = _pay(net, rows, header)
+        assert r.status_code == 503 and r.json()["reason"] == "facilitator-unavailable"
+        assert net.balance("payer") == before
+        assert httpx.get(f"{net.node.url}/health", timeout=10).status_code == 200
+    finally:
+        net.restart_facilitator()
+    r = _pay(net, rows, header)
+    assert r.status_code == 200, r.text
+    assert verify_paid_call(r.json(), net.allowlist, chain=net.chain, price_per_row=PRICE).ok
+    assert net.balance("payer") == before - PRICE
