@@ -31,33 +31,17 @@ def _hub(settings: Settings):
 
 
 def _publish(args: argparse.Namespace, settings: Settings, folder: Path, name: str) -> int:
-    from ogkit.errors import VersionError
     from ogkit.keys import KeyStore
-    from ogkit.llm.publish import publish_llm
+    from ogkit.llm.publish import ensure_llm_published, publish_llm
 
     hub = _hub(settings)
-    signer = KeyStore(settings.home).ensure_dev_key(args.key) if args.dev_key else None
-    if signer is None:
-        signer = KeyStore(settings.home).load(args.key)
-    try:
-        manifest = publish_llm(
-            hub,
-            folder,
-            name=name,
-            version=args.version,
-            price=parse_amount(args.price),
-            signer=signer,
-            description=args.description,
-        )
-    except VersionError:
-        if args.model != "build-tiny":
-            raise
-        from ogkit.llm.bundle import pack_folder
-        from ogkit.store import content_id
-
-        manifest = hub.manifest(f"{name}@{args.version}")
-        if manifest.model_id != content_id(pack_folder(folder)):
-            raise
+    keys = KeyStore(settings.home)
+    signer = keys.ensure_dev_key(args.key) if args.dev_key else keys.load(args.key)
+    options = {"name": name, "version": args.version, "price": parse_amount(args.price)}
+    if args.model == "build-tiny":  # the same bytes every time: publishing again is a no-op
+        manifest = ensure_llm_published(hub, folder, signer=signer, **options)
+    else:
+        manifest = publish_llm(hub, folder, signer=signer, description=args.description, **options)
     if args.json:
         print_json({"ref": manifest.ref, "model_id": manifest.model_id, "owner": manifest.owner})
     else:

@@ -13,7 +13,7 @@ from ogkit.errors import InvalidModelError
 from ogkit.llm.bundle import pack_folder, unpack
 from ogkit.llm.model import check_bundle
 
-__all__ = ["LLM_TAG", "publish_llm"]
+__all__ = ["LLM_TAG", "ensure_llm_published", "publish_llm"]
 
 log = logging.getLogger(__name__)
 
@@ -68,4 +68,25 @@ def publish_llm(
     log.info(
         "published language model %s as %s (%d bytes)", manifest.ref, manifest.model_id, len(data)
     )
+    return manifest
+
+
+def ensure_llm_published(
+    hub: Any, folder: str | Path, *, name: str, version: str, price: int, signer: Any
+) -> Any:
+    """``name@version`` from the hub if it already holds exactly this folder's bundle,
+    else :func:`publish_llm` it (a version holding other bytes stays an error: versions
+    are immutable)."""
+    from ogkit.errors import ModelNotFoundError, VersionError
+    from ogkit.store import content_id
+
+    try:
+        manifest = hub.manifest(f"{name}@{version}")
+    except ModelNotFoundError:
+        return publish_llm(hub, folder, name=name, version=version, price=price, signer=signer)
+    if manifest.model_id != content_id(pack_folder(folder)):
+        raise VersionError(
+            f"{manifest.ref} is already published with other bytes ({manifest.model_id}); "
+            "publish a greater version"
+        )
     return manifest

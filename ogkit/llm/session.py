@@ -26,6 +26,7 @@ __all__ = [
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatSession",
+    "calls_frame",
     "chat",
     "settle_chat",
 ]
@@ -296,3 +297,27 @@ def settle_chat(
     for response in responses:
         response.tx_hash = record.commit_tx
     return record
+
+
+def calls_frame(responses: Sequence[ChatCompletion]) -> Any:
+    """One row per response, for notebooks and reports: the question, the answer, token
+    counts, the finish reason, the call's leaf and its batch."""
+    import polars as pl
+
+    rows = []
+    for r in responses:
+        receipt = r.receipt or {}
+        values = receipt.get("leaf_values", {})
+        rows.append(
+            {
+                "call": int(values["rowIndex"]) if values else None,
+                "answer": r.choices[0].message.content,
+                "prompt_tokens": r.usage.prompt_tokens,
+                "completion_tokens": r.usage.completion_tokens,
+                "finish_reason": r.choices[0].finish_reason,
+                "leaf": receipt.get("leaf"),
+                "batch_id": r.batch.batch_id if r.batch is not None else None,
+                "tx_hash": r.tx_hash,
+            }
+        )
+    return pl.DataFrame(rows)
