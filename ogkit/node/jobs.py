@@ -259,7 +259,9 @@ class JobRunner:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop taking work; a job still running is left as it is on disk (it resumes at
+        the next start: the pipeline's staging keeps every finished partition)."""
         self._stop.set()
         self._queue.put(None)
         for thread in self._threads:
@@ -275,10 +277,14 @@ class JobRunner:
                 continue
             try:
                 self._run(record)
-            except (OgkitError, ValueError, OSError) as exc:
-                self._fail(record, exc)
             except Exception as exc:  # a job must never take the runner down with it
-                log.exception("job %s crashed", record.job_id)
+                if self._stop.is_set():
+                    # Stopping (the Dask client closes under the job): the job stays
+                    # queued/running on disk and resumes when the node starts again.
+                    log.info("job %s interrupted by the node stopping", record.job_id)
+                    return
+                if not isinstance(exc, OgkitError | ValueError | OSError):
+                    log.exception("job %s crashed", record.job_id)
                 self._fail(record, exc)
 
     def _fail(self, record: JobRecord, exc: BaseException) -> None:

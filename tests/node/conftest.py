@@ -164,7 +164,7 @@ class Net:
         ).start()
 
     def restart_node(self) -> int:
-        code = self.node.stop()
+        code = self.node.stop() if self.node.proc and self.node.proc.poll() is None else 0
         self.node = Service(self.node_args(), self.env, self.home / "node.log", "listening on")
         self.node.start()
         return code

@@ -88,6 +88,33 @@ def test_batch_job_over_http_is_committed_finalised_and_survives_a_restart(net):
         assert record["state"] == "finalized" and record["finalize_tx"] == final["finalize_tx"]
 
 
+def test_a_job_interrupted_by_a_restart_resumes_and_commits_once(net):
+    """SIGTERM while the job runs: the node exits 0 leaving the job running on disk; the
+    restarted node resumes it (finished partitions kept) and commits it exactly once."""
+    from ogkit.node.jobs import JobBook
+
+    store = net.hub.store
+    data = store.local_path("datasets/big.parquet")
+    data.parent.mkdir(parents=True, exist_ok=True)
+    make_tabular(500_000, seed=21).write_parquet(data)
+    order = _order(net, data, "restart-job")
+    with Node(net.node.url, timeout=30) as node:
+        job_id = node.submit_job(order, "datasets/big.parquet")["job_id"]
+        wait_for(lambda: node.job(job_id)["state"] == "running", 60, poll=0.05)
+    assert net.node.stop() == 0
+    on_disk = JobBook(net.home / "node" / "jobs").get(job_id)
+    assert on_disk is not None and on_disk.state == "running", on_disk
+    net.restart_node()
+    with Node(net.node.url, timeout=30) as node:
+        record = node.wait_job(job_id, until="committed", timeout=180)
+    commits = net.chain.events(
+        "InferenceSettlement",
+        "BatchCommitted",
+        argument_filters={"batchId": bytes.fromhex(record["batch_id"][2:])},
+    )
+    assert len(commits) == 1 and record["rows"] == 500_000
+
+
 def test_hostile_job_submissions_are_refused(net):
     store = net.hub.store
     data = store.local_path("datasets/small.parquet")
