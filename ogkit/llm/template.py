@@ -77,6 +77,11 @@ class ChatTemplate:
             )
         except _TemplateRaised as exc:
             raise ConfigError(f"the model's chat template refuses these messages: {exc}") from None
+        except Exception as exc:  # the template is the model's: its failures are ours to name
+            raise ConfigError(
+                f"the model's chat template fails on these messages ({type(exc).__name__}: "
+                f"{exc})"
+            ) from None
 
 
 def _token(value: Any) -> str:

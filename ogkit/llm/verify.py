@@ -352,7 +352,7 @@ def _load_model(batch: ChatBatch, hub: Any, cache: str | Path | None) -> Any:
     threads = batch.manifest.fingerprint.get("intra_op_num_threads", 1)
     threads = (
         threads
-        if isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= 256
+        if isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= 64
         else 1
     )
     try:
