@@ -174,22 +174,30 @@ def _b32(h: str | bytes) -> bytes:
     return bytes(h) if isinstance(h, bytes | bytearray) else bytes.fromhex(h.removeprefix("0x"))
 
 
+def _send(chain: Any, fn: Any, signer: Any, what: str) -> Any:
+    from ogkit.errors import SettlementError
+
+    try:
+        return chain.transact(fn, signer)
+    except SettlementError as exc:
+        raise SettlementError(f"{what} reverted: {_judge_revert(exc)}") from exc
+
+
 def register_profile(
     chain: Any, owner: Any, profile: ZkProfile, keys: ZkKeys, verifier: str
 ) -> None:
     judge = judge_contract(chain)
     inputs, outputs = layout_args(profile)
-    chain.transact(
-        judge.functions.registerProfile(
-            _b32(profile.model_id), verifier, profile.chunk, _b32(keys.keys_id), inputs, outputs
-        ),
-        owner,
+    fn = judge.functions.registerProfile(
+        _b32(profile.model_id), verifier, profile.chunk, _b32(keys.keys_id), inputs, outputs
     )
+    _send(chain, fn, owner, "ZkJudge.registerProfile")
 
 
 def approve_profile(chain: Any, governor: Any, model_id: str, owner: str, keys_id: str) -> None:
     judge = judge_contract(chain)
-    chain.transact(judge.functions.approveProfile(_b32(model_id), owner, _b32(keys_id)), governor)
+    fn = judge.functions.approveProfile(_b32(model_id), owner, _b32(keys_id))
+    _send(chain, fn, governor, "ZkJudge.approveProfile")
 
 
 def row_proof_args(
@@ -207,12 +215,40 @@ def row_proof_args(
     )
 
 
+def _judge_revert(exc: BaseException) -> str:
+    """A ZkJudge custom error by name (with its arguments), else the generic decoding."""
+    import re
+
+    from eth_abi import decode
+    from eth_utils import keccak
+
+    from ogkit.chain.bindings import load_compiled
+    from ogkit.chain.rpc import decode_revert
+
+    text = " ".join(str(a) for a in exc.args) + " " + str(exc)
+    found = re.search(r"data (0x[0-9a-fA-F]{8,})", text) or re.search(r"(0x[0-9a-fA-F]{8,})", text)
+    data = getattr(exc, "data", None)
+    raw = data if isinstance(data, str) else (found.group(1) if found else "")
+    if raw.startswith("0x") and len(raw) >= 10:
+        for item in load_compiled("ZkJudge")["abi"]:
+            if item.get("type") != "error":
+                continue
+            types = [i["type"] for i in item["inputs"]]
+            selector = keccak(text=f"{item['name']}({','.join(types)})")[:4].hex()
+            if raw[2:10].lower() == selector:
+                try:
+                    args = decode(types, bytes.fromhex(raw[10:])) if types else ()
+                except Exception:
+                    args = ()
+                return f"{item['name']}({', '.join(str(a) for a in args)})"
+    return decode_revert(exc) or str(exc)
+
+
 def check_row_onchain(
     chain: Any, profile: ZkProfile, proof: ZkProof, ev: RowEvidence, owner: str
 ) -> bool:
     """``ZkJudge.checkRow`` as a call: True within tolerance, False beyond; a revert
     (proof rejected, input not bound, profile not approved) raises SettlementError."""
-    from ogkit.chain.rpc import decode_revert
     from ogkit.errors import SettlementError
 
     judge = judge_contract(chain)
@@ -223,7 +259,7 @@ def check_row_onchain(
     try:
         return bool(fn.call({"gas": 30_000_000}))
     except Exception as exc:
-        raise SettlementError(f"ZkJudge.checkRow reverted: {decode_revert(exc)}") from exc
+        raise SettlementError(f"ZkJudge.checkRow reverted: {_judge_revert(exc)}") from exc
 
 
 def check_row_gas(
@@ -250,6 +286,7 @@ def resolve_with_proof(
     """Close the open dispute on ``batch_id`` with ``proof`` (anyone: the challenger or
     the node); returns ``{"dispute", "upheld", "gas"}``."""
     from ogkit.chain.records import onchain_batch
+    from ogkit.errors import SettlementError
 
     settlement = chain.contract("InferenceSettlement")
     found = onchain_batch(chain, batch_id)
@@ -258,6 +295,18 @@ def resolve_with_proof(
     _, dispute_id, _ = chain.call(settlement.functions.stateOf(_b32(batch_id)))
     judge = judge_contract(chain)
     inputs, outputs = layout_args(profile)
+    fn = judge.functions.resolve(
+        int(dispute_id),
+        _b32(batch_id),
+        found.as_tuple,
+        row_proof_args(proof, ev, merkle_proof),
+        inputs,
+        outputs,
+    )
+    try:
+        fn.call({"from": signer.address, "gas": 8_000_000})
+    except Exception as exc:
+        raise SettlementError(f"ZkJudge.resolve reverts: {_judge_revert(exc)}") from exc
     receipt = chain.transact(
         judge.functions.resolve(
             int(dispute_id),

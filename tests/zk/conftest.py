@@ -67,3 +67,22 @@ def zk(tmp_path_factory: pytest.TempPathFactory, tabular_path: Path) -> Zk:
     keys = setup_keys(store, profile)
     (proof,) = prove_rows(store, profile, keys, {"features": x}, [5], progress=False)
     return Zk(store, data, profile, keys, x, proof)
+
+
+@pytest.fixture(scope="session")
+def zk_other(zk: Zk, tmp_path_factory: pytest.TempPathFactory) -> tuple[ZkProfile, ZkProof]:
+    """What a node that picks a convenient scale has: its own profile (scale 7), its own
+    keys and a valid proof of row 5 under them."""
+    store = ContentStore(tmp_path_factory.mktemp("zk-node-store"))
+    other, _, _ = export_model(
+        zk.data,
+        chunk=1,
+        input_scale=7,
+        tolerance=0.05,
+        lookup_margin=1.0,
+        calibration={"features": zk.x},
+        store=store,
+    )
+    keys = setup_keys(store, other)
+    (theirs,) = prove_rows(store, other, keys, {"features": zk.x}, [5], progress=False)
+    return other, theirs

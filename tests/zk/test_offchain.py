@@ -95,18 +95,10 @@ def test_receipt_beyond_tolerance_is_a_mismatch(zk) -> None:
     ) == {"zk-output-mismatch"}
 
 
-def test_proof_under_other_settings_is_rejected(zk, tmp_path) -> None:
+def test_proof_under_other_settings_is_rejected(zk, zk_other) -> None:
     # A node picks a convenient scale: its own profile, keys and a valid proof under them.
-    from ogkit.store import ContentStore
-
-    store = ContentStore(tmp_path / "node-store")
-    other, _, _ = export_model(
-        zk.data, chunk=1, input_scale=7, tolerance=0.05, lookup_margin=1.0,
-        calibration={"features": zk.x}, store=store,
-    )  # fmt: skip
+    other, theirs = zk_other
     assert other.settings_hash != zk.profile.settings_hash
-    keys = setup_keys(store, other)
-    (theirs,) = prove_rows(store, other, keys, {"features": zk.x}, [5], progress=False)
     assert _reasons(zk, [theirs], {5: zk.evidence(5)}) == {"zk-wrong-profile"}
     # Claiming our keys id does not help: our verifier rejects it.
     claimed = dataclasses.replace(theirs, keys_id=zk.keys.keys_id, profile_id=zk.profile.profile_id)

@@ -1,0 +1,319 @@
+"""The EZKL verifier and the ZkJudge on a real anvil devnet: honest proofs verify, forged
+ones revert, and a challenge with a proof slashes a cheating node (or is rejected by an
+honest node's proof) at once, without a vote."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ogkit.attest import make_attester
+from ogkit.chain.bindings import BatchStatus
+from ogkit.chain.devnet import Devnet
+from ogkit.chain.records import onchain_batch
+from ogkit.errors import SettlementError
+from ogkit.hub import Hub
+from ogkit.infer import run_verified_inference
+from ogkit.keys import KeyStore
+from ogkit.order import new_order
+from ogkit.samples import TABULAR_FEATURES, make_tabular
+from ogkit.settle import (
+    SettlementJournal,
+    challenge_row,
+    claim_domain,
+    ensure_allowance,
+    prepare_dev_settlement,
+    settle,
+)
+from ogkit.zk.evm import (
+    EIP170_LIMIT,
+    approve_profile,
+    check_row_gas,
+    check_row_onchain,
+    deploy_verifier,
+    ensure_verifier,
+    judge_contract,
+    register_profile,
+    resolve_with_proof,
+)
+from ogkit.zk.fixed import row_message
+from ogkit.zk.prove import prove_rows
+from ogkit.zk.verify import RowEvidence
+
+pytestmark = pytest.mark.anvil
+OPG = 10**18
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ZkWorld:
+    def __init__(self, home: Path, zk, tabular_path: Path) -> None:
+        self.zk = zk
+        self.devnet = Devnet(home, port=_free_port())
+        self.devnet.up()
+        self.chain = self.devnet.client()
+        self.journal = SettlementJournal(self.chain.chain_id, home)
+        keys = KeyStore(home)
+        names = ["owner", "enclave", "requester", "node", "v1", "v2", "v3", "challenger"]
+        self.s = {n: keys.ensure_dev_key(n) for n in names}
+        for signer in self.s.values():
+            self.chain.fund(signer.address, eth=10**19, opg=100_000 * OPG)
+        self.hub = Hub(home=home)
+        self.hub.publish(
+            tabular_path, name="tab", version="1.0.0", price=10, signer=self.s["owner"]
+        )
+        self.manifest = self.hub.manifest("tab")
+        self.enclave = make_attester("software", signer=self.s["enclave"])
+        self.frame = make_tabular(64, seed=3)
+        self.x = self.frame.select(TABULAR_FEATURES).to_numpy().astype(np.float32)
+        first = self.batch("setup")
+        prepare_dev_settlement(
+            self.chain,
+            deployer=self.chain.deployer,
+            manifest=self.manifest,
+            runtime_id=first.runtime_id,
+            owner=self.s["owner"],
+            node=self.s["node"],
+            attester=self.s["enclave"],
+            requester=self.s["requester"],
+            verifiers=[self.s["v1"], self.s["v2"], self.s["v3"]],
+        )
+        # The model owner's ZK profile, its verifier, approved by the judge's governor.
+        self.art = ensure_verifier(zk.store, zk.profile, zk.keys)
+        self.verifier, self.verifier_gas = deploy_verifier(self.chain, self.s["owner"], self.art)
+        register_profile(self.chain, self.s["owner"], zk.profile, zk.keys, self.verifier)
+        approve_profile(
+            self.chain,
+            self.chain.deployer,
+            zk.profile.model_id,
+            self.s["owner"].address,
+            zk.keys.keys_id,
+        )
+
+    def batch(self, job: str):
+        return run_verified_inference(
+            "tab",
+            self.frame,
+            attester=self.enclave,
+            requester=self.s["requester"].address,
+            hub=self.hub,
+            domain=claim_domain(self.chain),
+            job=job,
+            progress=False,
+        )
+
+    def commit(self, batch) -> None:
+        order = new_order(
+            requester=self.s["requester"].address,
+            model_id=batch.model_id,
+            model_owner=self.manifest.owner,
+            commitment=(batch.manifest.dataset_id, batch.row_count),
+            job=batch.manifest.job,
+            node=self.s["node"].address,
+            max_price_per_row=10,
+            chain_id=self.chain.chain_id,
+            verifying_contract=claim_domain(self.chain).verifying_contract,
+            now=self.chain.block_timestamp(),
+        ).sign(self.s["requester"])
+        record = settle(
+            batch, self.chain, node=self.s["node"], order=order, journal=self.journal,
+            finalize=False,
+        )  # fmt: skip
+        assert record.status == "pending"
+
+    def evidence(self, batch, row: int) -> tuple[RowEvidence, list[str]]:
+        """The row's receipt as the chain sees it: its canonical input bytes (from the
+        requester's data) and output bytes (the node's records), and its Merkle proof."""
+        receipt = batch.receipt(row)
+        rec = batch.records(int(receipt["partition"]["index"]))
+        i = int(list(rec.row_index).index(row))
+        outs = {k: v[i] for k, v in rec.outputs.items()}
+        values = receipt["leaf_values"]
+        ev = RowEvidence(
+            row=row,
+            input_hash=bytes.fromhex(values["inputHash"][2:]),
+            output_hash=bytes.fromhex(values["outputHash"][2:]),
+            input_message=row_message(self.zk.profile.inputs, {"features": self.x[row]}),
+            output_message=row_message(self.zk.profile.outputs, outs),
+        )
+        return ev, receipt["proof"]
+
+    def status(self, batch) -> BatchStatus:
+        settlement = self.chain.contract("InferenceSettlement")
+        key = bytes.fromhex(batch.batch_id[2:])
+        return BatchStatus(self.chain.call(settlement.functions.stateOf(key))[0])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, zk, tabular_path):
+    home = tmp_path_factory.mktemp("zk-chain-home")
+    w = ZkWorld(home, zk, tabular_path)
+    try:
+        yield w
+    finally:
+        w.devnet.down()
+
+
+def test_verifier_fits_eip170_and_is_compiled_by_the_pinned_solc(world) -> None:
+    assert world.art["code_size"] <= EIP170_LIMIT
+    assert world.art["compiler"].startswith("0.8.")
+    assert world.art["settings"]["optimizer"] == {"enabled": True, "runs": 1}
+    prof = world.chain.call(
+        judge_contract(world.chain).functions.profileOf(
+            bytes.fromhex(world.zk.profile.model_id[2:]), world.s["owner"].address
+        )
+    )
+    assert prof[0] == world.verifier and prof[3] is True  # verifier, approved
+
+
+def _honest_ev(world):
+    return world.zk.evidence(5)
+
+
+def test_honest_proof_verifies_on_chain(world) -> None:
+    zk = world.zk
+    ev = _honest_ev(world)
+    assert check_row_onchain(world.chain, zk.profile, zk.proof, ev, world.s["owner"].address)
+    gas = check_row_gas(world.chain, zk.profile, zk.proof, ev, world.s["owner"].address)
+    assert 300_000 < gas < 2_000_000
+
+
+def _reverts(world, proof, ev, owner=None) -> str:
+    with pytest.raises(SettlementError) as info:
+        check_row_onchain(
+            world.chain, world.zk.profile, proof, ev, owner or world.s["owner"].address
+        )
+    return str(info.value)
+
+
+def test_forged_proofs_revert_on_chain(world, zk_other) -> None:
+    zk, ev = world.zk, _honest_ev(world)
+    b = bytearray(zk.proof.proof)
+    b[len(b) // 2] ^= 0x01
+    assert "ProofRejected" in _reverts(world, dataclasses.replace(zk.proof, proof=bytes(b)), ev)
+    inst = list(zk.proof.instances)
+    inst[-1] += 1
+    assert "ProofRejected" in _reverts(
+        world, dataclasses.replace(zk.proof, instances=tuple(inst)), ev
+    )
+    # a valid proof of row 5 offered for row 9
+    assert "InputNotBound" in _reverts(
+        world, dataclasses.replace(zk.proof, rows=(9,)), zk.evidence(9)
+    )
+    # a valid proof under the node's own scale: its public inputs are the row at scale 7,
+    # not the profile's 8, so the binding fails before the verifier runs
+    _, theirs = zk_other
+    assert "InputNotBound(0)" in _reverts(world, theirs, ev)
+    # an unregistered (or unapproved) owner's profile judges nothing
+    assert "ProfileNotApproved" in _reverts(world, zk.proof, ev, world.s["node"].address)
+
+
+def test_receipt_beyond_tolerance_is_false_on_chain(world) -> None:
+    zk = world.zk
+    outs = zk.outputs(5)
+    far = outs["probabilities"].copy()
+    far[0] += np.float32(0.05)
+    ev = zk.evidence(5, {"label": outs["label"], "probabilities": far})
+    owner = world.s["owner"].address
+    assert check_row_onchain(world.chain, zk.profile, zk.proof, ev, owner) is False
+    near = outs["probabilities"].copy()
+    near[0] += np.float32(0.004)
+    ev = zk.evidence(5, {"label": outs["label"], "probabilities": near})
+    assert check_row_onchain(world.chain, zk.profile, zk.proof, ev, owner) is True
+
+
+def test_only_the_governor_approves_and_only_the_judge_resolves(world) -> None:
+    judge = judge_contract(world.chain)
+    zk = world.zk
+    with pytest.raises(SettlementError, match="NotGovernor"):
+        approve_profile(
+            world.chain, world.s["node"], zk.profile.model_id, world.s["node"].address,
+            zk.keys.keys_id,
+        )  # fmt: skip
+    settlement = world.chain.contract("InferenceSettlement")
+    found_zero = (world.s["node"].address,) * 3 + (1, 0, 0) + (b"\0" * 32,) * 4 + (0,)
+    with pytest.raises(SettlementError, match="InvalidProof"):
+        world.chain.transact(
+            settlement.functions.resolveByProof(1, found_zero, True), world.s["node"]
+        )
+    assert world.chain.call(settlement.functions.zkJudge()) == judge.address
+
+
+def test_challenge_with_a_proof_slashes_a_cheating_node_without_a_vote(world, forge_batch):
+    zk = world.zk
+    honest = world.batch("zk-fraud")
+    forged = forge_batch(honest, {7}, world.enclave)
+    world.commit(forged)
+    snapshot = world.chain.snapshot()
+    try:
+        challenge_row(world.chain, forged, 7, challenger=world.s["challenger"])
+        assert world.status(forged) == BatchStatus.DISPUTED
+        (proof,) = prove_rows(zk.store, zk.profile, zk.keys, {"features": world.x}, [7])
+        ev, merkle = world.evidence(forged, 7)
+        # A proof of another row does not resolve this dispute.
+        other = dataclasses.replace(zk.proof, rows=(7,))
+        with pytest.raises(SettlementError, match="InputNotBound"):
+            resolve_with_proof(world.chain, world.s["node"], forged.batch_id, zk.profile,
+                               other, ev, merkle)  # fmt: skip
+        token = world.chain.contract("OPGToken")
+        before = world.chain.call(token.functions.balanceOf(world.s["challenger"].address))
+        out = resolve_with_proof(
+            world.chain, world.s["challenger"], forged.batch_id, zk.profile, proof, ev, merkle
+        )
+        assert out["upheld"] is True
+        assert world.status(forged) == BatchStatus.SLASHED
+        after = world.chain.call(token.functions.balanceOf(world.s["challenger"].address))
+        assert after > before  # bond back plus its reward
+        settlement = world.chain.contract("InferenceSettlement")
+        d = world.chain.call(settlement.functions.getDispute(out["dispute"]))
+        assert d[4] == 1 and d[6] == 0 and d[7] == 0  # upheld, no stake voted either way
+    finally:
+        world.chain.revert(snapshot)
+
+
+def test_honest_node_answers_a_false_challenge_with_a_proof(world) -> None:
+    zk = world.zk
+    batch = world.batch("zk-honest")
+    world.commit(batch)
+    # A challenger claims row 3 is wrong (any other output hash).
+    settlement = world.chain.contract("InferenceSettlement")
+    found = onchain_batch(world.chain, batch.batch_id)
+    receipt = batch.receipt(3)
+    values = receipt["leaf_values"]
+    bogus, salt = secrets.token_bytes(32), secrets.token_bytes(32)
+    key = bytes.fromhex(batch.batch_id[2:])
+    c = world.s["challenger"]
+    ensure_allowance(world.chain, c, settlement.address, 10**24)
+    commitment = world.chain.call(
+        settlement.functions.challengeCommitment(c.address, key, 3, bogus, salt)
+    )
+    tx = world.chain.transact(settlement.functions.commitChallenge(commitment), c)
+    assert tx["status"] == 1
+    world.chain.increase_time(1)  # the reveal must come in a later block
+    world.chain.transact(
+        settlement.functions.challenge(
+            key,
+            found.as_tuple,
+            (3, bytes.fromhex(values["inputHash"][2:]),
+             bytes.fromhex(values["outputHash"][2:]), bogus, salt),
+            [bytes.fromhex(p[2:]) for p in receipt["proof"]],
+        ),
+        c,
+    )  # fmt: skip
+    assert world.status(batch) == BatchStatus.DISPUTED
+    (proof,) = prove_rows(zk.store, zk.profile, zk.keys, {"features": world.x}, [3])
+    ev, merkle = world.evidence(batch, 3)
+    out = resolve_with_proof(
+        world.chain, world.s["node"], batch.batch_id, zk.profile, proof, ev, merkle
+    )
+    assert out["upheld"] is False
+    assert world.status(batch) == BatchStatus.PENDING
