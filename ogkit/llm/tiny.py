@@ -12,6 +12,7 @@ real model takes (template, tokenizer, prefill, cached decoding, stop token) is 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["TINY_TEMPLATE", "TinyConfig", "build_tiny_llm", "byte_symbols"]
+__all__ = [
+    "TINY_TEMPLATE",
+    "TinyConfig",
+    "build_tiny_llm",
+    "byte_symbols",
+    "genai_config",
+    "llama_decoder",
+    "random_weights",
+]
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
@@ -34,6 +43,10 @@ TINY_TEMPLATE = (
 
 @dataclass(frozen=True)
 class TinyConfig:
+    """The decoder's shape (and, for random weights, their seed and scale). ``kv_heads``
+    below ``heads`` shares each key/value head among ``heads // kv_heads`` query heads;
+    ``rope_interleaved`` rotates adjacent pairs (GGUF's layout) instead of halves."""
+
     seed: int = 16
     hidden: int = 64
     layers: int = 2
@@ -43,6 +56,9 @@ class TinyConfig:
     rope_theta: float = 10000.0
     eps: float = 1e-5
     scale: float = 0.08  # weight standard deviation: large enough for peaked logits
+    kv_heads: int | None = None  # None: as many as heads
+    rope_interleaved: bool = False
+    vocab_size: int | None = None  # None: the tiny tokenizer's
 
     @property
     def head_size(self) -> int:
@@ -50,7 +66,11 @@ class TinyConfig:
 
     @property
     def vocab(self) -> int:
-        return len(SPECIALS) + 256
+        return self.vocab_size or len(SPECIALS) + 256
+
+    @property
+    def kv(self) -> int:
+        return self.kv_heads or self.heads
 
 
 def byte_symbols() -> list[str]:
@@ -123,7 +143,7 @@ def _tokenizer(cfg: TinyConfig) -> tuple[dict, dict]:
     return tokenizer, config
 
 
-def _genai_config(cfg: TinyConfig) -> dict:
+def genai_config(cfg: TinyConfig) -> dict:
     return {
         "model": {
             "bos_token_id": 1,
@@ -152,7 +172,7 @@ def _genai_config(cfg: TinyConfig) -> dict:
                 },
                 "num_attention_heads": cfg.heads,
                 "num_hidden_layers": cfg.layers,
-                "num_key_value_heads": cfg.heads,
+                "num_key_value_heads": cfg.kv,
             },
             "eos_token_id": 2,
             "pad_token_id": 0,
@@ -195,12 +215,33 @@ class _Graph:
         return out
 
 
-def _model(cfg: TinyConfig) -> onnx.ModelProto:
-    rng = np.random.default_rng(cfg.seed)
-    H, D, L, V = cfg.heads, cfg.head_size, cfg.layers, cfg.vocab
+Weights = Callable[[str, tuple[int, ...]], np.ndarray]
 
-    def w(*shape: int) -> np.ndarray:
+
+def random_weights(cfg: TinyConfig) -> Weights:
+    """Seeded normal weights (norm scales of one), drawn in the graph's order."""
+    rng = np.random.default_rng(cfg.seed)
+
+    def weight(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        if name.endswith("norm"):
+            return np.ones(shape, np.float32)
         return (rng.standard_normal(shape) * cfg.scale).astype(np.float32)
+
+    return weight
+
+
+def llama_decoder(cfg: TinyConfig, weight: Weights | None = None) -> onnx.ModelProto:
+    """A Llama-shaped decoder graph for onnxruntime-genai in standard ONNX ops; ``weight``
+    gives each named tensor (``embed``, ``l<i>.wq`` … as ``(in, out)`` matrices,
+    ``lm_head``, norms), random ones by default."""
+    weight = weight or random_weights(cfg)
+    H, D, L, V, KV = cfg.heads, cfg.head_size, cfg.layers, cfg.vocab, cfg.kv
+
+    def w(name: str, *shape: int) -> str:
+        value = np.ascontiguousarray(weight(name, shape), dtype=np.float32)
+        if value.shape != shape:
+            raise ValueError(f"weight {name} has shape {value.shape}, not {shape}")
+        return g.const(name, value)
 
     g = _Graph()
     i64 = lambda name, v: g.const(name, np.array(v, np.int64))  # noqa: E731
@@ -209,6 +250,7 @@ def _model(cfg: TinyConfig) -> onnx.ModelProto:
     one_f, zero_f = f32("one_f", 1.0), f32("zero_f", 0.0)
     ax_last, ax0, ax1, ax2 = i64("ax_last", [-1]), i64("ax0", [0]), i64("ax1", [1]), i64("ax2", [2])
     heads_shape = i64("heads_shape", [0, 0, H, D])
+    kv_shape = heads_shape if KV == H else i64("kv_shape", [0, 0, KV, D])
     merge_shape = i64("merge_shape", [0, 0, cfg.hidden])
     inv_freq = f32("inv_freq", 1.0 / cfg.rope_theta ** (np.arange(0, D, 2, dtype=np.float64) / D))
     scale = f32("attn_scale", 1.0 / np.sqrt(D))
@@ -219,7 +261,7 @@ def _model(cfg: TinyConfig) -> onnx.ModelProto:
             "Mul", g.op("Mul", x, g.op("Reciprocal", g.op("Sqrt", g.op("Add", var, eps)))), weight
         )
 
-    embed = g.const("embed", w(V, cfg.hidden))
+    embed = w("embed", V, cfg.hidden)
     x = g.op("Gather", embed, "input_ids", axis=0)  # [B, S, hidden]
 
     # Rotary angles from position_ids: [B, S, 1, D/2]
@@ -227,7 +269,19 @@ def _model(cfg: TinyConfig) -> onnx.ModelProto:
     freqs = g.op("Unsqueeze", g.op("Mul", pos, inv_freq), ax2)
     cos, sin = g.op("Cos", freqs), g.op("Sin", freqs)
 
-    def rope(t: str) -> str:  # t: [B, S, H, D], rotate the two halves
+    def rope(t: str) -> str:  # t: [B, S, H, D]
+        if cfg.rope_interleaved:  # adjacent pairs (x0, x1), (x2, x3), ...
+            pairs = g.op("Reshape", t, i64(f"pairs_{g.n}", [0, 0, 0, D // 2, 2]))
+            even = g.op("Squeeze", g.op("Slice", pairs, i64(f"p0_{g.n}", [0]),
+                        i64(f"p1_{g.n}", [1]), ax_last), ax_last)  # fmt: skip
+            odd = g.op("Squeeze", g.op("Slice", pairs, i64(f"p2_{g.n}", [1]),
+                       i64(f"p3_{g.n}", [2]), ax_last), ax_last)  # fmt: skip
+            r0 = g.op("Sub", g.op("Mul", even, cos), g.op("Mul", odd, sin))
+            r1 = g.op("Add", g.op("Mul", even, sin), g.op("Mul", odd, cos))
+            both = g.op("Concat", g.op("Unsqueeze", r0, ax_last), g.op("Unsqueeze", r1, ax_last),
+                        axis=-1)  # fmt: skip
+            return g.op("Reshape", both, i64(f"unpair_{g.n}", [0, 0, 0, D]))
+        # the two halves
         first = g.op("Slice", t, i64(f"s0_{g.n}", [0]), i64(f"e0_{g.n}", [D // 2]), ax_last)
         second = g.op("Slice", t, i64(f"s1_{g.n}", [D // 2]), i64(f"e1_{g.n}", [D]), ax_last)
         r1 = g.op("Sub", g.op("Mul", first, cos), g.op("Mul", second, sin))
@@ -268,29 +322,27 @@ def _model(cfg: TinyConfig) -> onnx.ModelProto:
         for kind in ("key", "value"):
             inputs.append(
                 helper.make_tensor_value_info(
-                    f"past_key_values.{layer}.{kind}", TensorProto.FLOAT, ["batch", H, "past", D]
+                    f"past_key_values.{layer}.{kind}", TensorProto.FLOAT, ["batch", KV, "past", D]
                 )
             )
     for layer in range(L):
         p = f"l{layer}."
-        h = rms(x, g.const(p + "attn_norm", np.ones(cfg.hidden, np.float32)))
+        h = rms(x, w(p + "attn_norm", cfg.hidden))
         q = rope(
             g.op(
                 "Reshape",
-                g.op("MatMul", h, g.const(p + "wq", w(cfg.hidden, cfg.hidden))),
+                g.op("MatMul", h, w(p + "wq", cfg.hidden, H * D)),
                 heads_shape,
             )
         )
         k = rope(
             g.op(
                 "Reshape",
-                g.op("MatMul", h, g.const(p + "wk", w(cfg.hidden, cfg.hidden))),
-                heads_shape,
+                g.op("MatMul", h, w(p + "wk", cfg.hidden, KV * D)),
+                kv_shape,
             )
         )
-        v = g.op(
-            "Reshape", g.op("MatMul", h, g.const(p + "wv", w(cfg.hidden, cfg.hidden))), heads_shape
-        )
+        v = g.op("Reshape", g.op("MatMul", h, w(p + "wv", cfg.hidden, KV * D)), kv_shape)
         q, k, v = (g.op("Transpose", t, perm=[0, 2, 1, 3]) for t in (q, k, v))  # [B, H, S, D]
         k_all = g.op("Concat", f"past_key_values.{layer}.key", k, axis=2)
         v_all = g.op("Concat", f"past_key_values.{layer}.value", v, axis=2)
@@ -299,8 +351,15 @@ def _model(cfg: TinyConfig) -> onnx.ModelProto:
         for kind in ("key", "value"):
             outputs.append(
                 helper.make_tensor_value_info(
-                    f"present.{layer}.{kind}", TensorProto.FLOAT, ["batch", H, "total", D]
+                    f"present.{layer}.{kind}", TensorProto.FLOAT, ["batch", KV, "total", D]
                 )
+            )
+        if KV != H:  # each key/value head serves H // KV query heads
+            repeat = i64(f"repeat_{layer}", [1, 1, H // KV, 1, 1])
+            shape = i64(f"rep_shape_{layer}", [0, H, -1, D])
+            k_all, v_all = (
+                g.op("Reshape", g.op("Tile", g.op("Unsqueeze", t, ax2), repeat), shape)
+                for t in (k_all, v_all)
             )
         scores = g.op(
             "Add",
@@ -309,18 +368,14 @@ def _model(cfg: TinyConfig) -> onnx.ModelProto:
         )
         attn = g.op("MatMul", g.op("Softmax", scores, axis=-1), v_all)  # [B, H, S, D]
         merged = g.op("Reshape", g.op("Transpose", attn, perm=[0, 2, 1, 3]), merge_shape)
-        x = g.op("Add", x, g.op("MatMul", merged, g.const(p + "wo", w(cfg.hidden, cfg.hidden))))
-        h = rms(x, g.const(p + "mlp_norm", np.ones(cfg.hidden, np.float32)))
-        gate = g.op("MatMul", h, g.const(p + "w_gate", w(cfg.hidden, cfg.intermediate)))
-        up = g.op("MatMul", h, g.const(p + "w_up", w(cfg.hidden, cfg.intermediate)))
+        x = g.op("Add", x, g.op("MatMul", merged, w(p + "wo", H * D, cfg.hidden)))
+        h = rms(x, w(p + "mlp_norm", cfg.hidden))
+        gate = g.op("MatMul", h, w(p + "w_gate", cfg.hidden, cfg.intermediate))
+        up = g.op("MatMul", h, w(p + "w_up", cfg.hidden, cfg.intermediate))
         act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
-        x = g.op(
-            "Add", x, g.op("MatMul", act, g.const(p + "w_down", w(cfg.intermediate, cfg.hidden)))
-        )
-    x = rms(x, g.const("final_norm", np.ones(cfg.hidden, np.float32)))
-    g.nodes.append(
-        helper.make_node("MatMul", [x, g.const("lm_head", w(cfg.hidden, V))], ["logits"])
-    )
+        x = g.op("Add", x, g.op("MatMul", act, w(p + "w_down", cfg.intermediate, cfg.hidden)))
+    x = rms(x, w("final_norm", cfg.hidden))
+    g.nodes.append(helper.make_node("MatMul", [x, w("lm_head", cfg.hidden, V)], ["logits"]))
     outputs.insert(
         0, helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", V])
     )
@@ -348,8 +403,8 @@ def build_tiny_llm(folder: str | Path, config: TinyConfig | None = None) -> Path
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer, tokenizer_config = _tokenizer(cfg)
     files = {
-        "model.onnx": _model(cfg).SerializeToString(deterministic=True),
-        "genai_config.json": _json_bytes(_genai_config(cfg)),
+        "model.onnx": llama_decoder(cfg).SerializeToString(deterministic=True),
+        "genai_config.json": _json_bytes(genai_config(cfg)),
         "tokenizer.json": _json_bytes(tokenizer),
         "tokenizer_config.json": _json_bytes(tokenizer_config),
     }
