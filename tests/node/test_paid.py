@@ -323,3 +323,30 @@ def test_a_facilitator_outage_charges_nothing_and_the_payment_can_be_sent_again(
     assert r.status_code == 200, r.text
     assert verify_paid_call(r.json(), net.allowlist, chain=net.chain, price_per_row=PRICE).ok
     assert net.balance("payer") == before - PRICE
+
+
+def test_the_payee_cannot_charge_a_payment_twice(net, chain_now):
+    """The node (payee) holds the signed authorization after serving; sending it to the
+    chain again, or to the facilitator, moves nothing."""
+    from ogkit.errors import SettlementError
+
+    rows = _rows(1, seed=7)
+    req = _quote(net, rows)
+    payment = sign_exact_payment(req, net.keys["payer-2"], now=chain_now)
+    assert _pay(net, rows, encode_payment_header(payment)).status_code == 200
+    after_call = net.balance("payer-2")
+    auth, sig = payment.authorization, bytes.fromhex(payment.signature[2:])
+    token = net.chain.contract("OPGToken")
+    with pytest.raises(SettlementError, match="ERC3009UsedAuthorization"):
+        net.chain.transact(
+            token.functions.transferWithAuthorization(
+                auth.from_, auth.to, auth.value, auth.valid_after, auth.valid_before,
+                bytes.fromhex(auth.nonce[2:]), sig[64], sig[:32], sig[32:64],
+            ),
+            net.keys["node"],
+        )  # fmt: skip
+    body = {"x402Version": 1, "paymentPayload": payment.to_dict(),
+            "paymentRequirements": req.to_dict()}  # fmt: skip
+    doc = httpx.post(f"{net.facilitator.url}/settle", json=body, timeout=30).json()
+    assert doc["success"] is False and doc["errorReason"] == "replayed"
+    assert net.balance("payer-2") == after_call
