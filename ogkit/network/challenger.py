@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ogkit.chain.bindings import BatchStatus
-from ogkit.errors import ArtifactError, ChainError, ConfigError, SettlementError
+from ogkit.errors import ArtifactError, ConfigError, SettlementError
 from ogkit.network.daemon import Transient, WatchConfig, Watcher, sample_secret, store_unavailable
-from ogkit.network.verifier import chain_allowlist, judge_row
+from ogkit.network.sandbox import VerifyWorker
+from ogkit.network.verifier import VerifierConfig, judge_row, verify_task
 
 if TYPE_CHECKING:
     from ogkit.batch import AttestedBatch
@@ -105,6 +106,7 @@ class ChallengerDaemon(Watcher):
         sample_rate: float = 0.05,
         watch: WatchConfig | None = None,
         hub: Any = None,
+        timeout: float = 1800.0,
     ) -> None:
         super().__init__(connect, signer, home, watch)
         if not 0.0 < sample_rate <= 1.0:
@@ -112,7 +114,14 @@ class ChallengerDaemon(Watcher):
         self.store = store
         self.hub = hub
         self.sample_rate = sample_rate
+        self.timeout = timeout
         self._secret = b""
+        self._worker: VerifyWorker | None = None
+
+    def _closing(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     def _connected(self, chain: ChainClient) -> None:
         settlement = chain.contract("InferenceSettlement").address
@@ -121,9 +130,6 @@ class ChallengerDaemon(Watcher):
     def on_commit(self, batch_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
         from ogkit.batch import load_batch
         from ogkit.chain.records import from_event, onchain_batch
-        from ogkit.dataset import DatasetCommitment
-        from ogkit.settle import claim_domain
-        from ogkit.verify import VerifyPolicy, verify_batch
 
         chain, state = self.chain, self.state
         assert chain is not None and state is not None
@@ -142,26 +148,17 @@ class ChallengerDaemon(Watcher):
             if store_unavailable(exc):
                 raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
             return {"outcome": "artefact unreadable", "reason": str(exc)[:300]}
-        policy = VerifyPolicy(
-            sample_rate=self.sample_rate,
-            allowlist=chain_allowlist(chain, found),
-            verifier_secret=self._secret,
-            expected_domain=claim_domain(chain),
+        _, task = verify_task(
+            chain, batch, found, self._secret, VerifierConfig(sample_rate=self.sample_rate), None
         )
-        try:
-            verdict = verify_batch(
-                batch,
-                policy,
-                hub=self.hub,
-                commitment=DatasetCommitment(
-                    found.details["datasetId"], int(found.record["rowCount"])
-                ),
-                progress=False,
-            )
-        except (ChainError, Transient):
-            raise
-        except Exception as exc:  # a hostile artefact: nothing provable on chain
-            return {"outcome": "verification raised", "reason": f"{type(exc).__name__}: {exc}"}
+        if self._worker is None:
+            self._worker = VerifyWorker(timeout=self.timeout, stop=self.stop_event)
+        outcome = self._worker.verify(task)
+        if outcome.kind in ("unavailable", "stopped"):
+            raise Transient(f"verification of {batch_id}: {outcome.detail}")
+        if outcome.kind != "verdict":  # a hostile artefact: nothing provable on chain
+            return {"outcome": f"verification {outcome.kind}", "reason": outcome.detail[:300]}
+        verdict = outcome.verdict
         rows = sorted(
             {
                 f.row_index

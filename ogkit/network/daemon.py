@@ -167,6 +167,7 @@ class Watcher:
             if max_polls is not None and polls >= max_polls:
                 break
             self.stop_event.wait(delay)
+        self._closing()
         if self.state is not None and self.path is not None:
             self.state.pid = None
             save_state(self.path, self.state)
@@ -216,6 +217,9 @@ class Watcher:
 
     def _connected(self, chain: ChainClient) -> None:
         """Called once per (re)connection, before the first poll."""
+
+    def _closing(self) -> None:
+        """Called once when the loop ends (release workers)."""
 
     def _note_error(self, text: str) -> None:
         if self.state is None:

@@ -34,6 +34,7 @@ from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.records import from_event
 from ogkit.errors import ArtifactError, ChainError, SettlementError
 from ogkit.network.daemon import Transient, WatchConfig, Watcher, sample_secret, store_unavailable
+from ogkit.network.sandbox import VerifyTask, VerifyWorker
 
 if TYPE_CHECKING:
     from ogkit.batch import AttestedBatch
@@ -44,7 +45,14 @@ if TYPE_CHECKING:
     from ogkit.store import ContentStore
     from ogkit.verify import Allowlist
 
-__all__ = ["VerifierConfig", "VerifierDaemon", "chain_allowlist", "judge_row", "sign_fail"]
+__all__ = [
+    "VerifierConfig",
+    "VerifierDaemon",
+    "chain_allowlist",
+    "judge_row",
+    "sign_fail",
+    "verify_task",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,9 @@ class VerifierConfig:
     publish: bool = True  # publish verdicts on chain (else only in the store)
     vote: bool = True  # vote on disputes opened on batches
     missing_polls: int = 3  # polls an absent artefact is waited for before a fail verdict
+    timeout: float = 1800.0  # seconds one batch's verification may take (then: fail)
+    memory_bytes: int | None = None  # address-space limit of the verification worker
+    isolate: bool = True  # verify in a worker process (ignored with a Dask client)
 
 
 class VerifierDaemon(Watcher):
@@ -85,6 +96,7 @@ class VerifierDaemon(Watcher):
         self.dask = dask
         self.verifier = config or VerifierConfig()
         self._secret = b""
+        self._worker: VerifyWorker | None = None
 
     def _connected(self, chain: ChainClient) -> None:
         settlement = chain.contract("InferenceSettlement").address
@@ -132,9 +144,9 @@ class VerifierDaemon(Watcher):
             if store_unavailable(exc):
                 raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
             return self._fail_unreadable(found, f"artefact {artifact} cannot be loaded: {exc}")
-        verdict = self._verify(batch, found)
+        verdict, why = self._verify(batch, found)
         if verdict is None:
-            return self._fail_unreadable(found, "verification could not run on the artefact")
+            return self._fail_unreadable(found, f"artefact {artifact}: {why}")
         journal = SettlementJournal(chain.chain_id, self.home)
         signed = attest_batch(
             chain,
@@ -162,41 +174,48 @@ class VerifierDaemon(Watcher):
             "failing_rows": verdict.failing_rows()[:20],
         }
 
-    def _verify(self, batch: AttestedBatch, found: OnChainBatch) -> Any:
-        from ogkit.dataset import DatasetCommitment
-        from ogkit.settle import claim_domain
-        from ogkit.verify import VerifyPolicy, verify_batch
-
+    def _verify(self, batch: AttestedBatch, found: OnChainBatch) -> tuple[Any, str]:
+        """The verdict on ``batch`` (None, and why, when the verification gave none)."""
         assert self.chain is not None
-        policy = VerifyPolicy(
-            sample_rate=self.verifier.sample_rate,
-            max_ulp=self.verifier.max_ulp,
-            allowlist=chain_allowlist(self.chain, found),
-            verifier_secret=self._secret,
-            expected_domain=claim_domain(self.chain),
-        )
+        policy, task = verify_task(self.chain, batch, found, self._secret, self.verifier, self.hub)
+        if self.verifier.isolate and self.dask is None:
+            if self._worker is None:
+                self._worker = VerifyWorker(
+                    timeout=self.verifier.timeout,
+                    memory_bytes=self.verifier.memory_bytes,
+                    stop=self.stop_event,
+                )
+            outcome = self._worker.verify(task)
+            if outcome.kind in ("unavailable", "stopped"):
+                raise Transient(f"verification of {found.batch_id}: {outcome.detail}")
+            if outcome.kind != "verdict":
+                return None, f"verification {outcome.kind}: {outcome.detail}"
+            return outcome.verdict, ""
+        from ogkit.dataset import DatasetCommitment
+        from ogkit.verify import verify_batch
+
         try:
             return verify_batch(
                 batch,
                 policy,
                 hub=self.hub,
                 dask=self.dask,
-                commitment=DatasetCommitment(
-                    found.details["datasetId"], int(found.record["rowCount"])
-                ),
-                requester=found.record["requester"],
-                model=found.record["modelId"],
+                commitment=DatasetCommitment(task.dataset_id, task.row_count),
+                requester=task.requester,
+                model=task.model,
                 progress=False,
-            )
+            ), ""
         except (ChainError, Transient):
             raise
         except Exception as exc:  # hostile input must never stop the daemon
             if store_unavailable(exc):
                 raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
-            log.warning(
-                "batch %s: verification raised %s: %s", found.batch_id, type(exc).__name__, exc
-            )
-            return None
+            return None, f"verification raised {type(exc).__name__}: {exc}"
+
+    def _closing(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     def _fail_unreadable(self, found: OnChainBatch, reason: str) -> dict[str, Any]:
         """Sign (and publish) a fail verdict on a batch whose artefact cannot be checked."""
@@ -249,6 +268,42 @@ class VerifierDaemon(Watcher):
         assert self.state is not None
         self.state.votes += 1
         return {"outcome": "voted", "upheld": upheld, "row": row, "why": why[:300]}
+
+
+def verify_task(
+    chain: ChainClient,
+    batch: AttestedBatch,
+    found: OnChainBatch,
+    secret: bytes,
+    config: VerifierConfig,
+    hub: Hub | None,
+) -> tuple[Any, VerifyTask]:
+    """The policy a daemon verifies ``batch`` with, bound to what the chain committed (the
+    registry's attester and measurement, this chain and contract, its own secret), and the
+    task a worker process runs."""
+    from ogkit.settle import claim_domain
+    from ogkit.verify import VerifyPolicy
+
+    policy = VerifyPolicy(
+        sample_rate=config.sample_rate,
+        max_ulp=config.max_ulp,
+        allowlist=chain_allowlist(chain, found),
+        verifier_secret=secret,
+        expected_domain=claim_domain(chain),
+    )
+    task = VerifyTask(
+        manifest=batch.manifest.to_dict(),
+        artifact_id=batch.artifact_id,
+        store_url=str(batch.store.url),
+        policy=policy,
+        dataset_id=found.details["datasetId"],
+        row_count=int(found.record["rowCount"]),
+        requester=found.record["requester"],
+        model=found.record["modelId"],
+        hub_home=str(hub.home) if hub is not None else None,
+        hub_store=str(hub.store.url) if hub is not None else None,
+    )
+    return policy, task
 
 
 def judge_row(

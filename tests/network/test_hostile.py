@@ -1,22 +1,28 @@
 """A verifier daemon against a node that controls its artefacts and a feed that lies: a
 committed artefact that is missing, that is a parser bomb, or whose records point outside
 the store each get a fail verdict (the daemon goes on); an event delivered twice is handled
-once; a log whose record is not the chain's is dropped without a verdict."""
+once; a log whose record is not the chain's is dropped without a verdict; a verification
+over its time limit is stopped and failed; a crashed verification worker is replaced."""
 
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import threading
 
 import pytest
 
 from ogkit.batch import ARTIFACTS, AttestedBatch
+from ogkit.chain.records import onchain_batch
 from ogkit.hub.manifest import canonical_json
 from ogkit.network.daemon import WatchConfig, rpc_connector
-from ogkit.network.verifier import VerifierConfig, VerifierDaemon
+from ogkit.network.sandbox import VerifyWorker
+from ogkit.network.verifier import VerifierConfig, VerifierDaemon, verify_task
 from ogkit.settle import settle
 from ogkit.store import ContentStore
 
-from .conftest import World
+from .conftest import World, wait_for
 
 pytestmark = pytest.mark.anvil
 
@@ -121,3 +127,40 @@ def test_replayed_and_forged_events_attest_nothing_twice(net: World):
     state = again.run(max_polls=2)
     assert state is not None and state.done[batch.batch_id]["outcome"] == "already attested"
     assert verdicts_of(net, batch.batch_id, "verifier-3") == [True]
+
+
+def test_a_verification_over_its_time_limit_is_stopped_and_failed(net: World):
+    batch, _ = net.batch("too-slow")
+    block, _ = commit_block(net, batch.batch_id)
+    daemon = VerifierDaemon(
+        rpc_connector("devnet", net.home, net.devnet.port),
+        net.keys["verifier-2"],
+        net.home,
+        ContentStore(net.home / "store"),
+        config=VerifierConfig(sample_rate=1.0, timeout=0.3),
+        watch=WatchConfig(poll=0.05, from_block=block),
+    )
+    state = daemon.run(max_polls=2)
+    assert state is not None
+    outcome = state.done[batch.batch_id]
+    assert outcome["passed"] is False and "did not finish within 0.3 s" in outcome["reason"]
+    assert verdicts_of(net, batch.batch_id, "verifier-2") == [False]
+
+
+def test_a_crashed_verification_worker_is_an_outcome_not_the_daemons_end(net: World):
+    batch, _ = net.batch("worker-crash")
+    chain = net.client()
+    found = onchain_batch(chain, batch.batch_id)
+    _, task = verify_task(chain, batch, found, b"s" * 32, VerifierConfig(sample_rate=1.0), None)
+    worker = VerifyWorker(timeout=120)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("o", worker.verify(task)))
+    thread.start()
+    pid = wait_for("the worker process", lambda: worker.pid, timeout=30, every=0.01)
+    os.kill(pid, signal.SIGSEGV)  # what a native crash in the runtime looks like
+    thread.join(60)
+    assert result["o"].kind == "crashed" and "signal 11" in result["o"].detail
+    # The next task gets a fresh worker and a verdict.
+    again = worker.verify(task)
+    assert again.kind == "verdict" and again.verdict.passed
+    worker.close()
