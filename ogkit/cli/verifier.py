@@ -38,6 +38,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             publish=not args.no_publish,
             vote=not args.no_vote,
             missing_polls=args.missing_polls,
+            timeout=args.timeout,
+            memory_bytes=args.memory_mb * 2**20 if args.memory_mb else None,
         ),
         watch=WatchConfig(poll=args.poll, backoff_cap=args.backoff_cap, from_block=args.from_block),
         hub=Hub(settings.store, home=settings.home),
@@ -77,6 +79,15 @@ def register(groups) -> None:
         type=int,
         default=3,
         help="polls an absent artefact is waited for before a fail verdict (default 3)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=1800.0,
+        help="seconds one batch's verification may take before it fails (default 1800)",
+    )
+    p.add_argument(
+        "--memory-mb", type=int, default=None, help="memory limit of the verification worker"
     )
     p.add_argument("--no-publish", action="store_true", help="keep verdicts in the store only")
     p.add_argument("--no-vote", action="store_true", help="do not vote on disputes")
