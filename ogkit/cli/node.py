@@ -56,6 +56,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             max_rows=args.max_rows,
             data_roots=[Path(p) for p in args.data_root],
             poll=args.poll,
+            state_dir=Path(args.state) if args.state else None,
         )
         serve_app(
             create_app(service),
@@ -101,3 +102,6 @@ def register(groups) -> None:
         help="a folder jobs may read datasets from (besides the store); repeatable",
     )
     s.add_argument("--poll", type=float, default=2.0, help="finaliser period in seconds")
+    s.add_argument(
+        "--state", help="folder for job records and the payment ledger (default <home>/node)"
+    )

@@ -41,6 +41,7 @@ class NodeService:
     runner: JobRunner
     facilitator_url: str | None = None
     counters: Counter[str] = field(default_factory=Counter)
+    lock: Any = None  # the state folder's lock file, held while the node runs
 
     def health(self) -> dict[str, Any]:
         try:
@@ -66,6 +67,8 @@ class NodeService:
     def close(self) -> None:
         self.runner.stop()
         self.paid.ledger.close()
+        if self.lock is not None:
+            self.lock.close()
         close = getattr(self.paid.facilitator, "close", None)
         if close is not None:
             close()
@@ -86,10 +89,13 @@ def open_node(
     data_roots: list[Path] | None = None,
     poll: float = 2.0,
     start: bool = True,
+    state_dir: Path | None = None,
 ) -> NodeService:
-    """A node serving ``model_ref`` from ``hub`` with ``node``'s key on ``chain``; its jobs
-    are kept under ``<home>/node/jobs``. The model must be registered in the chain's
-    ModelRegistry (its price is read from there); ConfigError says how otherwise."""
+    """A node serving ``model_ref`` from ``hub`` with ``node``'s key on ``chain``. Its
+    jobs and its payment ledger are kept in ``state_dir`` (default ``<home>/node``), which
+    one node at a time may use (a lock file; ConfigError otherwise). The model must be
+    registered in the chain's ModelRegistry (its price is read from there); ConfigError
+    says how otherwise."""
     from ogkit.attest import make_attester
     from ogkit.load import load_model
     from ogkit.node.jobs import JobBook, JobRunner
@@ -98,6 +104,8 @@ def open_node(
     from ogkit.node.pricing import RegistryPrice, registry_price
     from ogkit.x402.facilitator import Facilitator, FacilitatorClient, poll_fast_on_dev_chains
 
+    state = Path(state_dir) if state_dir is not None else Path(home) / "node"
+    lock = _lock_state(state)
     poll_fast_on_dev_chains(chain)
     model = load_model(model_ref, hub=hub)
     if model.manifest is None:
@@ -118,11 +126,11 @@ def open_node(
         facilitator=facilitator,
         price=RegistryPrice(chain, model.manifest),
         pay_to=node.address,
-        ledger=PaymentLedger(Path(home) / "node" / "payments.sqlite"),
+        ledger=PaymentLedger(state / "payments.sqlite"),
         max_rows=max_rows,
     )
     runner = JobRunner(
-        book=JobBook(Path(home) / "node" / "jobs"),
+        book=JobBook(state / "jobs"),
         model=model,
         hub=hub,
         store=store,
@@ -143,4 +151,25 @@ def open_node(
         model.model_id,
         chain.chain_id,
     )
-    return NodeService(model, node, attester, chain, paid, runner, facilitator_url)
+    service = NodeService(model, node, attester, chain, paid, runner, facilitator_url)
+    service.lock = lock
+    return service
+
+
+def _lock_state(state: Path) -> Any:
+    """An exclusive lock on ``state``'s lock file, held while the node runs."""
+    import fcntl
+
+    from ogkit.errors import ConfigError
+
+    state.mkdir(parents=True, exist_ok=True)
+    handle = open(state / "node.lock", "a+")  # noqa: SIM115 - held for the node's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(
+            f"another node runs with the state folder {state}; stop it, or give this one "
+            "its own with --state DIR"
+        ) from None
+    return handle

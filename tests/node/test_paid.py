@@ -350,3 +350,27 @@ def test_the_payee_cannot_charge_a_payment_twice(net, chain_now):
     doc = httpx.post(f"{net.facilitator.url}/settle", json=body, timeout=30).json()
     assert doc["success"] is False and doc["errorReason"] == "replayed"
     assert net.balance("payer-2") == after_call
+
+
+def test_a_node_without_a_facilitator_settles_in_process(net, chain_now):
+    from .conftest import Service
+
+    args = net.node_args()
+    cut = args.index("--facilitator")
+    del args[cut : cut + 2]
+    # The shared home's node state is locked by the running node: a second one is refused.
+    refused = Service(args, net.env, net.home / "node-refused.log", "listening on")
+    with pytest.raises(AssertionError, match="another node runs"):
+        refused.start(timeout=60)
+    refused.proc.wait(10)
+    args += ["--state", str(net.home / "node-solo")]
+    solo = Service(args, net.env, net.home / "node-solo.log", "listening on").start()
+    try:
+        with Node(solo.url, timeout=30) as node:
+            assert node.health()["facilitator"] == "in-process"
+            before = net.balance("payer")
+            answer = node.infer(_rows(2, seed=8), payer=net.keys["payer"], now=chain_now)
+        assert verify_paid_call(answer, net.allowlist, chain=net.chain, price_per_row=PRICE).ok
+        assert net.balance("payer") == before - 2 * PRICE
+    finally:
+        assert solo.stop() == 0
