@@ -59,11 +59,14 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32, help="calls per batch in (c)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--model", default=None, help="hub ref of a language model")
+    p.add_argument("--folder", default=None, help="an onnxruntime-genai folder instead")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ogkit-bench-chat-"))
-    if args.model:
+    if args.folder:
+        model = load_chat_model(Path(args.folder), cache=tmp / "cache", threads=args.threads)
+    elif args.model:
         from ogkit.settings import Settings
 
         settings = Settings.from_env()

@@ -59,6 +59,7 @@ class TinyConfig:
     kv_heads: int | None = None  # None: as many as heads
     rope_interleaved: bool = False
     vocab_size: int | None = None  # None: the tiny tokenizer's
+    tie_embeddings: bool = False  # the output projection is the embedding, transposed
 
     @property
     def head_size(self) -> int:
@@ -375,7 +376,9 @@ def llama_decoder(cfg: TinyConfig, weight: Weights | None = None) -> onnx.ModelP
         act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
         x = g.op("Add", x, g.op("MatMul", act, w(p + "w_down", cfg.intermediate, cfg.hidden)))
     x = rms(x, w("final_norm", cfg.hidden))
-    g.nodes.append(helper.make_node("MatMul", [x, w("lm_head", cfg.hidden, V)], ["logits"]))
+    head = g.op("Transpose", embed, perm=[1, 0]) if cfg.tie_embeddings else None
+    head = head or w("lm_head", cfg.hidden, V)
+    g.nodes.append(helper.make_node("MatMul", [x, head], ["logits"]))
     outputs.insert(
         0, helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", V])
     )
