@@ -28,6 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -89,6 +90,13 @@ def create_app(service: NodeService, *, max_body: int = MAX_BODY) -> FastAPI:
     def refuse(status: int, error: str, reason: str) -> JSONResponse:
         service.counters[f"http_{status}"] += 1
         return JSONResponse({"error": error, "reason": reason}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return refuse(422, f"the request is not valid: {problems}", "bad-request")
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:

@@ -224,6 +224,9 @@ def test_malformed_requests_get_clear_4xx_and_the_node_keeps_serving(net):
     assert httpx.get(f"{net.node.url}/v1/jobs/0x{'00' * 32}", timeout=10).status_code == 404
     assert httpx.get(f"{net.node.url}/v1/jobs/nonsense", timeout=10).status_code == 404
     assert httpx.get(f"{net.node.url}/v1/price?rows=0", timeout=10).status_code == 400
+    bad = httpx.get(f"{net.node.url}/v1/price?rows=many", timeout=10)
+    assert bad.status_code == 422 and bad.json()["reason"] == "bad-request"
+    assert "rows" in bad.json()["error"]
     with Node(net.node.url, timeout=10) as node:
         health = node.health()
         assert health["status"] == "ok" and health["model_id"] == net.manifest.model_id
