@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,7 @@ from ogkit.store import ContentStore
 from ogkit.tee.claims import HARDWARE_KINDS
 from ogkit.tee.evidence import TEE_REASONS
 from ogkit.tee.policy import EvidencePolicy
+from ogkit.zk.verify import ZK_REASONS
 
 if TYPE_CHECKING:
     from distributed import Client as DaskClient
@@ -140,6 +141,7 @@ REASONS = {
     "sample-not-reexecuted": "a row drawn for re-execution was not re-executed",
     **TEE_REASONS,
     **CHAT_REASONS,
+    **ZK_REASONS,
 }
 
 MAX_CLOCK_SKEW_S = 300
@@ -619,6 +621,8 @@ def verify_batch(
     job: str | None = None,
     model: str | None = None,
     progress: bool = True,
+    methods: Sequence[str] = ("reexecute",),
+    zk_chunk: int = 1,
 ) -> Verdict:
     """Verify a stored batch; the verdict names every failing row and why.
 
@@ -635,6 +639,10 @@ def verify_batch(
     same rows billed twice) or of another model fails.
     With a Dask client (``dask``) partitions are checked in parallel. Hostile input
     never raises: it gives findings.
+    ``methods`` adds ``"zk"``: the batch's stored ZK proofs (N = ``zk_chunk``) are
+    verified with the verifier's own profile and keys in the store, and bound to the
+    receipts (docs/spec.md §13; ``zk-*`` findings; ``dataset`` as arrays gives the inputs
+    when the records hold none).
     """
     started = time.perf_counter()
     policy = policy or VerifyPolicy()
@@ -799,6 +807,12 @@ def verify_batch(
             findings.append(Finding("inputs-unbound", unbound))
         else:
             notices.append(unbound)
+    if "zk" in methods:  # ZK proofs of rows and their binding (docs/spec.md §13)
+        from ogkit.zk.batch import zk_findings
+
+        arrays = dataset if isinstance(dataset, Mapping) else None
+        for f in zk_findings(batch, batch.store, chunk=zk_chunk, inputs=arrays):
+            findings.append(Finding(f.reason, f.detail, f.row))
     q = policy.sample_rate if payload is not None else 0.0
     verdict = Verdict(
         passed=not findings,

@@ -83,6 +83,8 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             job=args.job,
             model=model,
             progress=not args.json,
+            methods=("reexecute", "zk") if args.zk else ("reexecute",),
+            zk_chunk=args.zk_chunk,
         )
     attest_tx = None
     signed = None
@@ -238,6 +240,12 @@ def register(groups) -> None:
     )
     p.add_argument("--requester", help="the address that ordered the job: any other fails")
     p.add_argument("--job", help="the job name ordered: any other fails")
+    p.add_argument(
+        "--zk",
+        action="store_true",
+        help="also verify the batch's stored ZK proofs and their binding (ogkit zk prove)",
+    )
+    p.add_argument("--zk-chunk", type=int, default=1, help="N of the ZK profile (default 1)")
     p.add_argument("--model", help="the model ordered (name@version or 0x id): any other fails")
     p.add_argument("--chain-id", type=int, help="the chain this verifier serves")
     p.add_argument("--contract", help="the settlement contract this verifier serves")

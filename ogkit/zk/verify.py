@@ -34,16 +34,23 @@ from ogkit.zk.prove import ZkProof
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RowEvidence", "ZkFinding", "check_row", "verify_proof", "verify_rows"]
+__all__ = [
+    "ZK_REASONS",
+    "RowEvidence",
+    "ZkFinding",
+    "check_row",
+    "verify_proof",
+    "verify_rows",
+]
 
-ZK_REASONS = (
-    "zk-wrong-profile",
-    "zk-proof-invalid",
-    "zk-input-unbound",
-    "zk-output-unbound",
-    "zk-output-mismatch",
-    "zk-row-unproven",
-)
+ZK_REASONS = {
+    "zk-wrong-profile": "a ZK proof is for other keys (model, scale, N or SRS), or none are set up",
+    "zk-proof-invalid": "the verifier rejects a ZK proof with its public values",
+    "zk-input-unbound": "a ZK proof's public inputs are not the receipted row's inputs",
+    "zk-output-unbound": "the receipted output bytes do not hash to the receipt's outputHash",
+    "zk-output-mismatch": "the receipted outputs differ from the proven ones beyond tolerance",
+    "zk-row-unproven": "a row has no valid ZK proof",
+}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""``ogkit zk export | setup | prove | verify``: ZK proofs of inference with EZKL."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ogkit.cli.common import add_command, print_json
+from ogkit.errors import ConfigError
+from ogkit.settings import Settings
+
+__all__ = ["register"]
+
+
+def _model_bytes(ref: str, settings: Settings) -> bytes:
+    if ref.endswith(".onnx"):
+        path = Path(ref)
+        if not path.is_file():
+            raise ConfigError(f"model file {path} does not exist")
+        return path.read_bytes()
+    from ogkit.hub import Hub
+
+    if ref.startswith("0x"):
+        return Hub(settings.store, home=settings.home).blob(ref)
+    return Hub(settings.store, home=settings.home).model_bytes(ref)[1]
+
+
+def _arrays(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    import numpy as np
+
+    p = Path(path)
+    if p.suffix != ".npz" or not p.is_file():
+        raise ConfigError(f"{p} is not an .npz file of arrays named by model input")
+    with np.load(p, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _rows(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        rows = [int(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--rows takes row indices separated by commas, not {text!r}") from None
+    if not rows or any(r < 0 for r in rows):
+        raise ConfigError("--rows needs at least one row index >= 0")
+    return rows
+
+
+def _store(settings: Settings) -> Any:
+    from ogkit.store import ContentStore
+
+    return ContentStore(settings.store)
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.zk.export import export_model
+
+    profile, _, _ = export_model(
+        _model_bytes(args.model, settings),
+        chunk=args.chunk,
+        store=_store(settings),
+        calibration=_arrays(args.calibration),
+        input_scale=args.scale,
+        tolerance=args.tolerance,
+        max_logrows=args.max_logrows,
+        max_memory_bytes=int(args.max_memory_gib * 2**30),
+    )
+    doc = {"schema": "ogkit.zk.export.v1", "profile_id": profile.profile_id, **profile.to_dict()}
+    if args.json:
+        print_json(doc)
+    else:
+        print(
+            f"exported {profile.model_id} for N={profile.chunk}: scale {profile.input_scale}, "
+            f"2^{profile.logrows} rows, tolerance {profile.tolerances}, measured error "
+            f"{profile.measured_error}; profile {profile.profile_id}"
+        )
+    return 0
+
+
+def _setup(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.store import content_id
+    from ogkit.zk.keys import setup_keys
+    from ogkit.zk.profile import load_profile
+
+    store = _store(settings)
+    model_id = content_id(_model_bytes(args.model, settings))
+    profile = load_profile(store, model_id, args.chunk)
+    keys = setup_keys(store, profile, srs_file=args.srs, force=args.force)
+    doc: dict[str, Any] = {"schema": "ogkit.zk.setup.v1", **keys.to_dict()}
+    if args.evm:
+        from ogkit.zk.evm import ensure_verifier
+
+        art = ensure_verifier(store, profile, keys, allow_oversize=args.allow_oversize)
+        doc["verifier"] = {"code_size": art["code_size"], "compiler": art["compiler"]}
+    if args.json:
+        print_json(doc)
+    else:
+        kind = "DEVELOPMENT-ONLY SRS" if keys.srs_kind == "development" else "SRS from file"
+        print(f"keys {keys.keys_id} for {model_id} N={keys.chunk} ({kind})")
+        if "verifier" in doc:
+            print(f"EVM verifier: {doc['verifier']['code_size']:,} bytes")
+    return 0
+
+
+def _prove(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.batch import load_batch
+    from ogkit.zk.batch import prove_batch_rows
+
+    store = _store(settings)
+    batch = load_batch(args.artifact, store)
+    rows = _rows(args.rows) or []
+    proofs = prove_batch_rows(
+        batch, store, rows, chunk=args.chunk, inputs=_arrays(args.inputs), progress=not args.json
+    )
+    if args.json:
+        print_json(
+            {
+                "schema": "ogkit.zk.prove.v1",
+                "batch_id": batch.batch_id,
+                "rows": rows,
+                "proofs": len(proofs),
+                "seconds": [round(p.seconds, 3) for p in proofs],
+            }
+        )
+    else:
+        print(f"proved rows {rows} of {batch.batch_id} in {len(proofs)} proof(s)")
+    return 0
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.batch import load_batch
+    from ogkit.zk.batch import zk_findings
+
+    store = _store(settings)
+    batch = load_batch(args.artifact, store)
+    findings = zk_findings(
+        batch, store, chunk=args.chunk, inputs=_arrays(args.inputs), rows=_rows(args.rows)
+    )
+    passed = not findings
+    if args.json:
+        print_json(
+            {
+                "schema": "ogkit.zk.verify.v1",
+                "batch_id": batch.batch_id,
+                "passed": passed,
+                "findings": [
+                    {"reason": f.reason, "row_index": f.row, "detail": f.detail} for f in findings
+                ],
+            }
+        )
+    else:
+        print(("PASS" if passed else "FAIL") + f" ZK proofs of {batch.batch_id}")
+        for f in findings:
+            print(f"  {f.reason} row {f.row}: {f.detail}")
+    return 0 if passed else 1
+
+
+def register(groups) -> None:
+    zk = groups.add_parser("zk", help="ZK proofs of inference (EZKL)").add_subparsers(
+        dest="command", required=True
+    )
+    p = add_command(zk, "export", _export, "rewrite a model for ezkl and fix its ZK profile")
+    p.add_argument("model", help="hub reference (name@version, 0x id) or .onnx path")
+    p.add_argument("--chunk", type=int, default=1, help="rows per proof, N (default 1)")
+    p.add_argument("--scale", type=int, default=10, help="fixed-point scale: 2^scale")
+    p.add_argument(
+        "--tolerance", type=float, default=0.01, help="stated |proof - receipt| per float output"
+    )
+    p.add_argument("--calibration", help=".npz of model inputs (default: seeded normal rows)")
+    p.add_argument("--max-logrows", type=int, default=20, help="largest circuit, 2^rows")
+    p.add_argument(
+        "--max-memory-gib", type=float, default=16.0, help="refuse circuits needing more"
+    )
+    p = add_command(zk, "setup", _setup, "proving and verifying keys (and the EVM verifier)")
+    p.add_argument("model", help="hub reference (name@version, 0x id) or .onnx path")
+    p.add_argument("--chunk", type=int, default=1)
+    p.add_argument(
+        "--srs", help="SRS file of a public ceremony (default: a DEVELOPMENT-ONLY gen_srs)"
+    )
+    p.add_argument("--force", action="store_true", help="make new keys even if cached")
+    p.add_argument("--evm", action="store_true", help="also generate and compile the verifier")
+    p.add_argument(
+        "--allow-oversize",
+        action="store_true",
+        help="accept a verifier above 24,576 bytes (devnets with a raised code-size limit)",
+    )
+    p = add_command(zk, "prove", _prove, "prove rows of a stored batch")
+    p.add_argument("artifact", help="artefact id (0x…) or manifest path")
+    p.add_argument("--rows", required=True, help="row indices, comma-separated")
+    p.add_argument("--chunk", type=int, default=1)
+    p.add_argument("--inputs", help=".npz of the requester's inputs (if records hold none)")
+    p = add_command(zk, "verify", _verify, "verify a batch's ZK proofs and their binding")
+    p.add_argument("artifact", help="artefact id (0x…) or manifest path")
+    p.add_argument("--rows", help="rows that must be proven (default: those proofs name)")
+    p.add_argument("--chunk", type=int, default=1)
+    p.add_argument("--inputs", help=".npz of the requester's inputs (if records hold none)")
