@@ -321,7 +321,12 @@ class PaidInference:
                 },
             )
         self.seconds["settle"] += time.perf_counter() - settle_started
-        if not settled.success and settled.error_reason == "replayed" and settled.transaction:
+        if (
+            not settled.success
+            and settled.error_reason == "replayed"
+            and settled.transaction
+            and self._paid_by(settled.transaction, payment, req)
+        ):
             # Somebody submitted this authorization before us, and it paid exactly this
             # call to this node; the ledger says the call was never served: serve it once.
             self.counters["paid_front_run"] += 1
@@ -364,6 +369,24 @@ class PaidInference:
         self.latencies.append(elapsed)
         del self.latencies[:-10_000]
         return Answer(200, doc, {PAYMENT_RESPONSE_HEADER: encode_response_header(settled)})
+
+    def _paid_by(self, tx: str, payment: Any, req: PaymentRequirements) -> bool:
+        """The node's own look at a transaction the facilitator says consumed ``payment``:
+        it succeeded and moved exactly the price from the payer to this node."""
+        from ogkit.node.receipts import check_payment_transaction
+
+        auth = payment.authorization
+        problems = check_payment_transaction(
+            self.chain,
+            {"asset": req.asset, "payTo": req.pay_to, "nonce": auth.nonce},
+            payment.payer,
+            tx,
+            req.max_amount_required,
+            self.chain.chain_id,
+        )
+        if problems:
+            log.warning("not serving replayed payment %s: %s", auth.nonce, "; ".join(problems))
+        return not problems and auth.value == req.max_amount_required
 
     def _run(self, data: Any, payment: Any, req: PaymentRequirements, settled: Any) -> dict:
         from ogkit.attest import execution_hash

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from ogkit.chain.client import ChainClient
     from ogkit.verify import Allowlist
 
-__all__ = ["PaidCallCheck", "verify_paid_call"]
+__all__ = ["PaidCallCheck", "check_payment_transaction", "verify_paid_call"]
 
 _TRANSFER = "Transfer(address,address,uint256)"
 _AUTH_USED = "AuthorizationUsed(address,bytes32)"
@@ -117,15 +117,20 @@ def verify_paid_call(
         if price_per_row is not None and value != claim.row_count * int(price_per_row):
             problems.append(f"the payment {value} is not {claim.row_count} rows × {price_per_row}")
         if chain is not None:
-            problems += _check_on_chain(chain, payment, payer, tx, value, int(domain["chain_id"]))
+            problems += check_payment_transaction(
+                chain, payment, payer, tx, value, int(domain["chain_id"])
+            )
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OgkitError) as exc:
         problems.append(f"the answer is malformed: {exc}")
     return PaidCallCheck(not problems, tuple(problems), payer, tx)
 
 
-def _check_on_chain(
+def check_payment_transaction(
     chain: ChainClient, payment: Mapping[str, Any], payer: str, tx: str, value: int, chain_id: int
 ) -> list[str]:
+    """Problems with ``tx`` as the settlement of ``payment`` (``asset``, ``payTo``,
+    ``nonce``) of ``value`` by ``payer``: it must have succeeded and, in the OPG token,
+    consumed the payer's nonce and moved exactly ``value`` to ``payTo``."""
     from eth_utils import to_checksum_address
 
     if chain_id != chain.chain_id:
