@@ -124,11 +124,10 @@ def _matches(folder: Path, files: Mapping[str, bytes]) -> bool:
 def materialize(data: bytes, cache: str | Path, *, model_id: str | None = None) -> Path:
     """The folder ``<cache>/<model id>`` holding the bundle's files, written once
     (to a temporary folder, then renamed) and compared with the bundle on every call, so
-    a file changed on disk is replaced, never loaded."""
+    a file changed on disk is replaced, never loaded. ``model_id`` is the bundle's id when
+    the caller has just hashed it (it is not hashed again)."""
     files = unpack(data)
-    model_id = model_id or content_id(data)
-    if content_id(data) != model_id:
-        raise InvalidModelError(f"the bundle does not hash to {model_id}")
+    model_id = model_id or content_id(data)  # given: the caller hashed these bytes
     cache = Path(cache)
     folder = cache / model_id
     if folder.is_dir() and _matches(folder, files):

@@ -104,9 +104,10 @@ class ChatModel:
         model_id: str | None = None,
     ) -> None:
         og = _og()
-        self.model_id = model_id or content_id(bundle)
-        if content_id(bundle) != self.model_id:
-            raise InvalidModelError(f"the model bundle does not hash to {self.model_id}")
+        actual = content_id(bundle)  # hashed once: a real model's bundle is hundreds of MB
+        if model_id is not None and actual != model_id:
+            raise InvalidModelError(f"the model bundle does not hash to {model_id}")
+        self.model_id = actual
         files = unpack(bundle)
         self.bundle = bundle
         self.genai_config = check_bundle(files)

@@ -79,8 +79,7 @@ class ChatTemplate:
             raise ConfigError(f"the model's chat template refuses these messages: {exc}") from None
         except Exception as exc:  # the template is the model's: its failures are ours to name
             raise ConfigError(
-                f"the model's chat template fails on these messages ({type(exc).__name__}: "
-                f"{exc})"
+                f"the model's chat template fails on these messages ({type(exc).__name__}: {exc})"
             ) from None
 
 

@@ -333,10 +333,21 @@ def _first_difference(a: Sequence[int], b: Sequence[int]) -> str:
     return "(one is a prefix of the other)" if len(a) != len(b) else ""
 
 
+_LOADED: dict[tuple[str, str, int], Any] = {}  # the last models verified, by id and options
+
+
 def _load_model(batch: ChatBatch, hub: Any, cache: str | Path | None) -> Any:
+    """The model named by the batch's id (from its store or the hub, hash-checked), kept
+    for the next batch of the same model: a real model takes seconds to load."""
     from ogkit.llm.model import ChatModel
 
     model_id = batch.model_id
+    threads = batch.manifest.fingerprint.get("intra_op_num_threads", 1)
+    if not (isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= 64):
+        threads = 1
+    key = (model_id, str(cache), threads)
+    if key in _LOADED:
+        return _LOADED[key]
     if batch.store.has("models", model_id):
         data = batch.store.get("models", model_id)
     elif hub is not None:
@@ -349,15 +360,12 @@ def _load_model(batch: ChatBatch, hub: Any, cache: str | Path | None) -> Any:
         cache = (
             Path(hub.home) / "llm" if hub is not None else Path(tempfile.gettempdir()) / "ogkit-llm"
         )
-    threads = batch.manifest.fingerprint.get("intra_op_num_threads", 1)
-    threads = (
-        threads
-        if isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= 64
-        else 1
-    )
     try:
-        return ChatModel(data, cache=cache, threads=threads, model_id=model_id)
+        model = ChatModel(data, cache=cache, threads=threads, model_id=model_id)
     except OgkitError as exc:
         raise ArtifactError(
             f"model {model_id} is not a language model ogkit can load: {exc}"
         ) from None
+    _LOADED.clear()  # one model at a time: a real one holds hundreds of MB
+    _LOADED[key] = model
+    return model
