@@ -43,7 +43,14 @@ def _publish(args: argparse.Namespace, settings: Settings, folder: Path, name: s
     else:
         manifest = publish_llm(hub, folder, signer=signer, description=args.description, **options)
     if args.json:
-        print_json({"ref": manifest.ref, "model_id": manifest.model_id, "owner": manifest.owner})
+        print_json(
+            {
+                "schema": "ogkit.chat.publish.v1",
+                "ref": manifest.ref,
+                "model_id": manifest.model_id,
+                "owner": manifest.owner,
+            }
+        )
     else:
         print(f"published {manifest.ref} as {manifest.model_id}")
     return 0
@@ -102,7 +109,7 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
         tmp.write_text(json.dumps(response.receipt, indent=2, sort_keys=True) + "\n")
         tmp.replace(args.receipt)
     if args.json:
-        print_json(response.to_dict())
+        print_json({"schema": "ogkit.chat.completion.v1", **response.to_dict()})
         return 0
     if not args.stream:
         print(response.choices[0].message.content)

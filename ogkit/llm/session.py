@@ -76,6 +76,7 @@ class ChatCompletion:
         d = asdict(self)
         d.pop("batch")
         d["artifact_id"] = self.batch.artifact_id if self.batch is not None else None
+        d["batch_id"] = self.batch.batch_id if self.batch is not None else None
         return d
 
 

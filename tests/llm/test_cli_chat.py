@@ -17,6 +17,7 @@ def _json(capsys) -> dict:
 def test_build_tiny_chat_and_verify(home, capsys, tmp_path):
     assert main(["chat", "build-tiny", "--dev-key", "--json"]) == 0
     first = _json(capsys)
+    assert first["schema"] == "ogkit.chat.publish.v1" and first["ref"] == "tiny-chat@1.0.0"
     assert main(["chat", "build-tiny", "--dev-key", "--json"]) == 0  # same bytes: a no-op
     assert _json(capsys)["model_id"] == first["model_id"]
     keys = KeyStore(home)
@@ -27,7 +28,10 @@ def test_build_tiny_chat_and_verify(home, capsys, tmp_path):
     argv = ["chat", "tiny-chat", "Hello there", "--max-tokens", "6", "--json"]
     assert main([*argv, "--receipt", str(receipt_file)]) == 0
     out = _json(capsys)
-    assert out["object"] == "chat.completion" and out["model"] == "tiny-chat@1.0.0"
+    assert out["schema"] == "ogkit.chat.completion.v1" and out["object"] == "chat.completion"
+    assert (
+        out["model"] == "tiny-chat@1.0.0" and out["batch_id"] == out["receipt"]["claim"]["batch_id"]
+    )
     assert out["usage"]["completion_tokens"] == len(out["completion_ids"]) == 6
     assert isinstance(out["choices"][0]["message"]["content"], str)
     assert json.loads(receipt_file.read_text()) == out["receipt"]
