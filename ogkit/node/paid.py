@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ogkit.errors import NodeUnavailable, OgkitError, PaymentError, SchemaMismatchError
+from ogkit.errors import NodeUnavailable, OgkitError, PaymentError
 from ogkit.x402.exact import check_exact_payment
 from ogkit.x402.types import (
     PAYMENT_RESPONSE_HEADER,
@@ -265,9 +265,7 @@ class PaidInference:
         try:
             source = open_source(data)
             plan_inputs(source, self.model.inputs, bind_features(self.model, None))
-        except SchemaMismatchError as exc:
-            raise RequestRefused(str(exc), status=422, reason="schema") from None
-        except OgkitError as exc:
+        except OgkitError as exc:  # SchemaMismatchError lists every problem at once
             raise RequestRefused(str(exc), status=422, reason="schema") from None
         return data, source.n_rows
 
