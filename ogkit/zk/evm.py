@@ -41,6 +41,7 @@ __all__ = [
     "ensure_verifier",
     "judge_contract",
     "layout_args",
+    "measure_verify_gas",
     "register_profile",
     "resolve_with_proof",
     "row_proof_args",
@@ -322,3 +323,52 @@ def resolve_with_proof(
     events = judge.events.ResolvedByProof().process_receipt(receipt)
     upheld = bool(events[0]["args"]["upheld"]) if events else False
     return {"dispute": int(dispute_id), "upheld": upheld, "gas": int(receipt["gasUsed"])}
+
+
+def measure_verify_gas(
+    verifiers: dict[Any, tuple[dict[str, Any], dict[str, Any]]], *, anvil: str | None = None
+) -> dict[Any, int]:
+    """Gas of ``verifyProof`` for each ``(verifier artefact, proof document)``, each
+    verifier deployed on a throwaway anvil on 127.0.0.1 (a free port) whose code-size limit
+    is raised, so verifiers above EIP-170 can be measured too. For measurement only."""
+    import socket
+    import time
+
+    from web3 import Web3
+
+    from ogkit.chain.devnet import anvil_command
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = subprocess.Popen(
+        [*anvil_command(anvil), "--port", str(port), "--code-size-limit", "200000", "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 60}))
+        for _ in range(200):
+            if w3.is_connected():
+                break
+            time.sleep(0.05)
+        else:
+            raise ChainError("the throwaway anvil for gas measurement did not start")
+        sender = w3.eth.accounts[0]
+        out: dict[Any, int] = {}
+        for key, (art, doc) in verifiers.items():
+            factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+            tx = factory.constructor().transact({"from": sender, "gas": 29_000_000})
+            address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+            verifier = w3.eth.contract(address=address, abi=art["abi"])
+            fn = verifier.functions.verifyProof(
+                bytes.fromhex(str(doc["proof"]).removeprefix("0x")),
+                [int(str(i), 16) for i in doc["instances"]],
+            )
+            if not fn.call({"from": sender, "gas": 29_000_000}):
+                raise ZkError(f"the verifier rejects the proof of {key}")
+            out[key] = int(fn.estimate_gas({"from": sender}))
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(10)

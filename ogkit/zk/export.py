@@ -61,7 +61,7 @@ REWRITABLE_ML_OPS = frozenset({"Scaler", "ArrayFeatureExtractor"})
 #: Proving-key bytes per circuit row (2^logrows rows), measured on ezkl 23.0.5 (49 MB at
 #: logrows 12, 196 MB at 14, 392 MB at 15); the prover peaks near 3x the key.
 PK_BYTES_PER_ROW = 12_000
-_DTYPES = {1: "float32", 6: "int32", 7: "int64"}
+DTYPES = {1: "float32", 6: "int32", 7: "int64"}
 ORIGINAL_OPSET = 17
 
 
@@ -97,7 +97,7 @@ def _unsupported(model: Any) -> list[str]:
             problems.append(f"op {key[0]}.{node.op_type} (custom domain) is not supported")
     for vi in list(model.graph.input) + list(model.graph.output):
         code = vi.type.tensor_type.elem_type
-        if code not in _DTYPES:
+        if code not in DTYPES:
             problems.append(
                 f"tensor {vi.name!r} has ONNX type {code}; a ZK binding decodes float32, "
                 "int32 and int64 only"
@@ -256,7 +256,7 @@ def _default_calibration(specs: list[tuple[str, int, tuple[int, ...]]], rows: in
     out = {}
     for name, code, shape in specs:
         a = rng.standard_normal((rows, *shape))
-        out[name] = a.astype(np.float32) if code == 1 else np.rint(a).astype(_DTYPES[code])
+        out[name] = a.astype(np.float32) if code == 1 else np.rint(a).astype(DTYPES[code])
     return out
 
 
@@ -301,7 +301,7 @@ def export_model(
     missing = [n for n in names if n not in calibration]
     if missing:
         raise ZkUnsupportedError(f"calibration data lacks the model inputs {missing}")
-    cal = {n: np.asarray(calibration[n]).astype(_DTYPES[c], copy=False) for n, c, _ in in_specs}
+    cal = {n: np.asarray(calibration[n]).astype(DTYPES[c], copy=False) for n, c, _ in in_specs}
     rows = min(len(v) for v in cal.values())
     if rows == 0:
         raise ZkUnsupportedError("calibration data has no rows")

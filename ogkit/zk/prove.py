@@ -22,7 +22,7 @@ import numpy as np
 
 from ogkit.errors import ZkError
 from ogkit.store import ContentStore
-from ogkit.zk.export import _DTYPES, ezkl_input_json
+from ogkit.zk.export import DTYPES, ezkl_input_json
 from ogkit.zk.keys import ZK_CIRCUITS, ZK_KEYS, ZK_SRS, ZkKeys, materialise
 from ogkit.zk.profile import ZkProfile
 
@@ -171,7 +171,7 @@ def prove_rows(
         padded = part + [part[-1]] * (profile.chunk - len(part))
         idx = np.asarray(padded)
         feeds = {
-            t.name: np.asarray(inputs[t.name])[idx].astype(_DTYPES[t.dtype_code], copy=False)
+            t.name: np.asarray(inputs[t.name])[idx].astype(DTYPES[t.dtype_code], copy=False)
             for t in profile.inputs
         }
         marked = part + [-1] * (profile.chunk - len(part))

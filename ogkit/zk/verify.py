@@ -39,6 +39,7 @@ __all__ = [
     "RowEvidence",
     "ZkFinding",
     "check_row",
+    "evidence_from_values",
     "verify_proof",
     "verify_rows",
 ]
@@ -69,6 +70,26 @@ class RowEvidence:
     output_hash: bytes
     input_message: bytes
     output_message: bytes
+
+
+def evidence_from_values(
+    profile: ZkProfile,
+    row: int,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+) -> RowEvidence:
+    """A row's evidence from its values (one row of each tensor, no row dimension): the
+    canonical bytes and their row hashes, as a receipt of these values holds them."""
+    from ogkit.crypto.encoding import tensor_row_hash
+    from ogkit.zk.fixed import row_message
+
+    return RowEvidence(
+        row=int(row),
+        input_hash=tensor_row_hash(dict(inputs)),
+        output_hash=tensor_row_hash(dict(outputs)),
+        input_message=row_message(profile.inputs, dict(inputs)),
+        output_message=row_message(profile.outputs, dict(outputs)),
+    )
 
 
 def _document(proof: ZkProof) -> dict[str, Any]:
