@@ -81,6 +81,8 @@ def _worker_main(conn: Any, memory_bytes: int | None) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    import ogkit.verify  # noqa: F401 - imported while idle, not when the first batch waits
+
     while True:
         try:
             task = conn.recv()
@@ -139,14 +141,18 @@ class VerifyWorker:
             self._conn.close()
         self._proc = self._conn = None
 
+    def warm(self) -> None:
+        """Start the worker now (it imports the verifier while the daemon waits for work)."""
+        if self._proc is None or not self._proc.is_alive():
+            self._kill()
+            self._start()
+
     def close(self) -> None:
         """Stop the worker (it also exits by itself when this process dies)."""
         self._kill()
 
     def verify(self, task: VerifyTask) -> Outcome:
-        if self._proc is None or not self._proc.is_alive():
-            self._kill()
-            self._start()
+        self.warm()
         assert self._conn is not None
         try:
             self._conn.send(task)

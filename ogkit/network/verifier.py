@@ -101,6 +101,17 @@ class VerifierDaemon(Watcher):
     def _connected(self, chain: ChainClient) -> None:
         settlement = chain.contract("InferenceSettlement").address
         self._secret = sample_secret(self.signer, chain.chain_id, settlement, "verifier sample")
+        if self.verifier.isolate and self.dask is None:
+            self._isolated().warm()
+
+    def _isolated(self) -> VerifyWorker:
+        if self._worker is None:
+            self._worker = VerifyWorker(
+                timeout=self.verifier.timeout,
+                memory_bytes=self.verifier.memory_bytes,
+                stop=self.stop_event,
+            )
+        return self._worker
 
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, batch_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -179,13 +190,7 @@ class VerifierDaemon(Watcher):
         assert self.chain is not None
         policy, task = verify_task(self.chain, batch, found, self._secret, self.verifier, self.hub)
         if self.verifier.isolate and self.dask is None:
-            if self._worker is None:
-                self._worker = VerifyWorker(
-                    timeout=self.verifier.timeout,
-                    memory_bytes=self.verifier.memory_bytes,
-                    stop=self.stop_event,
-                )
-            outcome = self._worker.verify(task)
+            outcome = self._isolated().verify(task)
             if outcome.kind in ("unavailable", "stopped"):
                 raise Transient(f"verification of {found.batch_id}: {outcome.detail}")
             if outcome.kind != "verdict":
