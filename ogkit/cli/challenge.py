@@ -60,7 +60,9 @@ def _watch(args: argparse.Namespace, settings: Settings, signer, store) -> int:
         settings.home,
         store,
         sample_rate=args.sample_rate,
-        watch=WatchConfig(poll=args.poll, from_block=args.from_block),
+        watch=WatchConfig(
+            poll=args.poll, from_block=args.from_block, confirmations=args.confirmations
+        ),
         hub=Hub(settings.store, home=settings.home),
     )
     stop = lambda *_: daemon.stop()  # noqa: E731 - a signal handler
@@ -90,5 +92,11 @@ def register(groups) -> None:
     )
     p.add_argument("--poll", type=float, default=1.0, help="with --watch: seconds between polls")
     p.add_argument("--from-block", type=int, default=None, help="with --watch: start here")
+    p.add_argument(
+        "--confirmations",
+        type=int,
+        default=0,
+        help="stay this many blocks behind the head (chains that reorganise; default 0)",
+    )
     p.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
     chain_option(p)

@@ -73,9 +73,11 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{p['name']:<12} {state:<8} pid {p['pid']:<8} {p['url'] or ''}{extra}")
     for v in doc["daemons"]:
         error = f"  last error: {v['last_error']}" if v.get("last_error") else ""
+        read = (v.get("next_block") or 1) - 1
         print(
-            f"{v['role']:<10} {v.get('address', '?')}  {'up' if v.get('running') else 'down'}  "
-            f"block {v.get('next_block')}/{v.get('last_block')}  verified "
+            f"{v['role']:<10} {v.get('name') or v.get('address', '?')}  "
+            f"{'up' if v.get('running') else 'down'}  read to block {read} of "
+            f"{v.get('last_block')}  verified "
             f"{v.get('batches_verified', 0)}  failed {v.get('batches_failed', 0)}  votes "
             f"{v.get('votes', 0)}  polled {v.get('seconds_since_poll')} s ago{error}"
         )

@@ -41,7 +41,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             timeout=args.timeout,
             memory_bytes=args.memory_mb * 2**20 if args.memory_mb else None,
         ),
-        watch=WatchConfig(poll=args.poll, backoff_cap=args.backoff_cap, from_block=args.from_block),
+        watch=WatchConfig(
+            poll=args.poll,
+            backoff_cap=args.backoff_cap,
+            from_block=args.from_block,
+            confirmations=args.confirmations,
+        ),
         hub=Hub(settings.store, home=settings.home),
     )
     stop = lambda *_: daemon.stop()  # noqa: E731 - a signal handler
@@ -91,5 +96,11 @@ def register(groups) -> None:
     )
     p.add_argument("--no-publish", action="store_true", help="keep verdicts in the store only")
     p.add_argument("--no-vote", action="store_true", help="do not vote on disputes")
+    p.add_argument(
+        "--confirmations",
+        type=int,
+        default=0,
+        help="stay this many blocks behind the head (chains that reorganise; default 0)",
+    )
     p.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
     chain_option(p)

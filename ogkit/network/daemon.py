@@ -53,13 +53,16 @@ class Transient(Exception):
 @dataclass(frozen=True)
 class WatchConfig:
     """How a daemon polls and backs off. ``from_block`` moves the cursor there at start
-    (the done-set stays: nothing is handled twice); ``max_blocks`` bounds one log query."""
+    (the done-set stays: nothing is handled twice); ``max_blocks`` bounds one log query;
+    ``confirmations`` keeps the daemon that many blocks behind the head on chains that
+    reorganise."""
 
     poll: float = 1.0
     backoff_start: float = 0.5
     backoff_cap: float = 30.0
     from_block: int | None = None
     max_blocks: int = 2_000
+    confirmations: int = 0  # read only blocks this deep (0 on the devnet: it never reorgs)
 
     def __post_init__(self) -> None:
         from ogkit.errors import ConfigError
@@ -68,6 +71,8 @@ class WatchConfig:
             raise ConfigError(
                 "poll and back-off must be > 0 seconds, with the cap at least the first pause"
             )
+        if self.confirmations < 0:
+            raise ConfigError(f"confirmations must be >= 0, got {self.confirmations}")
         if self.from_block is not None and self.from_block < 0:
             raise ConfigError(f"--from-block must be >= 0, got {self.from_block}")
 
@@ -236,8 +241,8 @@ class Watcher:
         (the cursor then stays at the block that could not be finished)."""
         assert self.chain is not None and self.state is not None and self.path is not None
         chain, state = self.chain, self.state
-        latest = chain.block_number()
-        state.last_block = latest
+        state.last_block = chain.block_number()
+        latest = state.last_block - self.config.confirmations
         handled = 0
         while state.next_block <= latest and not self.stop_event.is_set():
             end = min(latest, state.next_block + self.config.max_blocks - 1)

@@ -115,7 +115,12 @@ def _ours(pid: int, command: list[str]) -> bool:
 
 
 def _start(
-    name: str, args: list[str], home: Path, env: Mapping[str, str], wait_url: bool
+    name: str,
+    args: list[str],
+    home: Path,
+    env: Mapping[str, str],
+    wait_url: bool,
+    address: str | None = None,
 ) -> ProcessStatus:
     """Start ``ogkit ARGS`` in its own session; with ``wait_url`` wait for its ready line."""
     _, logs, pids = _dirs(home)
@@ -138,6 +143,8 @@ def _start(
             start_new_session=True,
         )
     doc: dict[str, Any] = {"pid": proc.pid, "command": command, "started": time.time()}
+    if address:
+        doc["address"] = address
     _write_json(pid_path, doc)
     url = None
     if wait_url:
@@ -278,7 +285,7 @@ def network_up(home: Path, plan: NetworkPlan, *, devnet_port: int | None = None)
     for v in plan.verifier_keys():
         args = ["verifier", "run", "--key", v, "--sample-rate", str(plan.sample_rate),
                 "--poll", str(plan.poll)]  # fmt: skip
-        processes.append(_start(v, args, home, env, wait_url=False))
+        processes.append(_start(v, args, home, env, wait_url=False, address=signers[v].address))
     doc = {
         "schema": "ogkit.network.v1",
         "chain": devnet.url,
@@ -337,11 +344,14 @@ def network_status(home: Path, *, devnet_port: int | None = None) -> dict[str, A
     root, _, pids = _dirs(home)
     devnet = Devnet(home, port=devnet_port).status()
     processes = []
+    names: dict[str, str] = {}
     for path in sorted(pids.glob("*.json")) if pids.exists() else []:
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if doc.get("address"):
+            names[str(doc["address"]).lower()] = path.stem
         pid = int(doc.get("pid", 0))
         running = _ours(pid, list(doc.get("command", [])))
         status = ProcessStatus(path.stem, pid, running, doc.get("url"),
@@ -363,6 +373,7 @@ def network_status(home: Path, *, devnet_port: int | None = None) -> dict[str, A
             daemons.append(
                 {
                     "role": role,
+                    "name": names.get(state.address.lower(), ""),
                     "address": state.address,
                     "running": state.pid is not None and _alive(state.pid),
                     "next_block": state.next_block,
