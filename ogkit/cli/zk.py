@@ -87,8 +87,21 @@ def _setup(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.zk.profile import load_profile
 
     store = _store(settings)
-    model_id = content_id(_model_bytes(args.model, settings))
-    profile = load_profile(store, model_id, args.chunk)
+    model = _model_bytes(args.model, settings)
+    profile = load_profile(store, content_id(model), args.chunk)
+    if args.check:
+        from ogkit.zk.keys import check_keys, load_keys
+
+        keys = load_keys(store, profile)
+        problems = check_keys(store, profile, keys, model)
+        if args.json:
+            print_json({"schema": "ogkit.zk.check.v1", "keys_id": keys.keys_id,
+                        "ok": not problems, "problems": problems})  # fmt: skip
+        else:
+            print(("OK" if not problems else "FAIL") + f" keys {keys.keys_id}")
+            for p in problems:
+                print(f"  {p}")
+        return 0 if not problems else 1
     keys = setup_keys(store, profile, srs_file=args.srs, force=args.force)
     doc: dict[str, Any] = {"schema": "ogkit.zk.setup.v1", **keys.to_dict()}
     if args.evm:
@@ -100,7 +113,7 @@ def _setup(args: argparse.Namespace, settings: Settings) -> int:
         print_json(doc)
     else:
         kind = "DEVELOPMENT-ONLY SRS" if keys.srs_kind == "development" else "SRS from file"
-        print(f"keys {keys.keys_id} for {model_id} N={keys.chunk} ({kind})")
+        print(f"keys {keys.keys_id} for {profile.model_id} N={keys.chunk} ({kind})")
         if "verifier" in doc:
             print(f"EVM verifier: {doc['verifier']['code_size']:,} bytes")
     return 0
@@ -182,6 +195,11 @@ def register(groups) -> None:
         "--srs", help="SRS file of a public ceremony (default: a DEVELOPMENT-ONLY gen_srs)"
     )
     p.add_argument("--force", action="store_true", help="make new keys even if cached")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="re-derive the rewritten model and the verifying key and compare (exit 1 if not)",
+    )
     p.add_argument("--evm", action="store_true", help="also generate and compile the verifier")
     p.add_argument(
         "--allow-oversize",

@@ -45,6 +45,7 @@ __all__ = [
     "register_profile",
     "resolve_with_proof",
     "row_proof_args",
+    "verifier_matches",
 ]
 
 EIP170_LIMIT = 24_576
@@ -137,6 +138,12 @@ def ensure_verifier(
             problems=[f"verifier code {size} bytes"],
         )
     return art
+
+
+def verifier_matches(chain: Any, address: str, art: dict[str, Any]) -> bool:
+    """Whether the code at ``address`` is exactly the verifier compiled from the keys."""
+    code = bytes(chain.w3.eth.get_code(address))
+    return code == bytes.fromhex(str(art["deployedBytecode"]).removeprefix("0x"))
 
 
 def judge_contract(chain: Any) -> Any:

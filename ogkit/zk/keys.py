@@ -34,6 +34,7 @@ __all__ = [
     "SRS_DEVELOPMENT",
     "SRS_FILE",
     "ZkKeys",
+    "check_keys",
     "ensure_srs",
     "load_keys",
     "materialise",
@@ -220,3 +221,56 @@ def setup_keys(
     )
     store.write_bytes(path, json.dumps(keys.to_dict(), sort_keys=True, indent=2).encode())
     return keys
+
+
+def check_keys(store: ContentStore, profile: ZkProfile, keys: ZkKeys, model: bytes) -> list[str]:
+    """Re-derive what a profile and its keys claim, from the model bytes, the settings file
+    and the SRS, and list every difference (empty: they hold). What a governor runs before
+    approving a profile on chain: the rewritten model is reproduced from the model, the
+    settings must state the profile's scale, decomposition, size and visibility, and a
+    fresh ``ezkl.setup`` must give the same verifying key (set-up is deterministic)."""
+    import ezkl
+
+    from ogkit.zk.export import rewrite_for_ezkl
+
+    problems = []
+    if _cid(model) != profile.model_id:
+        problems.append(f"the model bytes are {_cid(model)}, not the profile's {profile.model_id}")
+    rewritten, _ = rewrite_for_ezkl(model, profile.chunk)
+    if _cid(rewritten) != profile.zk_model_id:
+        problems.append("the rewritten model is not the one the profile names")
+    if keys.profile_id != profile.profile_id:
+        problems.append("the keys were made for another profile")
+    try:
+        settings = json.loads(store.get(ZK_SETTINGS, profile.settings_hash))
+        ra = settings["run_args"]
+        stated = {
+            "input_scale": profile.input_scale,
+            "param_scale": profile.param_scale,
+            "decomp_base": profile.decomp_base,
+            "decomp_legs": profile.decomp_legs,
+            "logrows": profile.logrows,
+            "input_visibility": "Public",
+            "output_visibility": "Public",
+            "param_visibility": "Fixed",
+        }
+        for key, want in stated.items():
+            if ra.get(key) != want:
+                problems.append(f"settings {key} is {ra.get(key)!r}, the profile says {want!r}")
+    except (ArtifactError, ValueError, KeyError, TypeError) as exc:
+        problems.append(f"the settings file is missing or unreadable: {exc}")
+        return problems
+    if problems:
+        return problems
+    with tempfile.TemporaryDirectory(prefix="ogkit-zk-check-") as tmp:
+        d = Path(tmp)
+        (d / "model.onnx").write_bytes(rewritten)
+        settings_path = materialise(store, ZK_SETTINGS, profile.settings_hash)
+        if not ezkl.compile_circuit(str(d / "model.onnx"), str(d / "c"), str(settings_path)):
+            return [*problems, "ezkl could not compile the circuit"]
+        srs = materialise(store, ZK_SRS, keys.srs_id)
+        ezkl.setup(str(d / "c"), str(d / "vk"), str(d / "pk"), str(srs), None, False)
+        vk_id = _cid((d / "vk").read_bytes())
+    if vk_id != keys.vk_id:
+        problems.append(f"a fresh set-up gives the verifying key {vk_id}, not {keys.vk_id}")
+    return problems

@@ -86,3 +86,32 @@ def zk_other(zk: Zk, tmp_path_factory: pytest.TempPathFactory) -> tuple[ZkProfil
     keys = setup_keys(store, other)
     (theirs,) = prove_rows(store, other, keys, {"features": zk.x}, [5], progress=False)
     return other, theirs
+
+
+@pytest.fixture(scope="session")
+def zk_other_model(zk: Zk, tmp_path_factory: pytest.TempPathFactory):
+    """What a node that proves a different model has: the sample model with its output
+    layer's weights scaled by 1.05, exported under the same settings (scale 8), its own
+    keys and a valid proof of row 5; its public inputs are the row's, bit for bit."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load_from_string(zk.data)
+    for i, init in enumerate(m.graph.initializer):
+        if init.name == "coefficient1":
+            w = numpy_helper.to_array(init) * np.float32(1.05)
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(w, init.name))
+    data = m.SerializeToString()
+    store = ContentStore(tmp_path_factory.mktemp("zk-other-model"))
+    profile, _, _ = export_model(
+        data,
+        chunk=1,
+        input_scale=SCALE,
+        tolerance=0.05,
+        lookup_margin=1.0,
+        calibration={"features": zk.x},
+        store=store,
+    )
+    keys = setup_keys(store, profile)
+    (proof,) = prove_rows(store, profile, keys, {"features": zk.x}, [5], progress=False)
+    return data, profile, keys, proof

@@ -42,10 +42,13 @@ def stored(zk, tmp_path_factory, tabular_path):
     return home, hub, enclave, batch
 
 
-def test_verify_batch_with_zk_passes_an_honest_batch(zk, stored) -> None:
+def test_verify_batch_with_zk_passes_an_honest_batch(zk, stored, dask_client) -> None:
     _, _, enclave, batch = stored
     inputs = {"features": zk.x}
-    proofs = prove_batch_rows(batch, zk.store, [2, 11], inputs=inputs, progress=False)
+    # two chunks of N = 1, one Dask task each, named zk-prove-<first row>-…
+    proofs = prove_batch_rows(
+        batch, zk.store, [2, 11], inputs=inputs, dask=dask_client, progress=False
+    )
     assert [p.rows for p in proofs] == [(2,), (11,)]
     assert zk_findings(batch, zk.store, inputs=inputs) == []
     verdict = _verify(batch, enclave)

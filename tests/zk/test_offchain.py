@@ -11,7 +11,7 @@ from onnx import TensorProto, helper
 
 from ogkit.errors import ZkError, ZkUnsupportedError
 from ogkit.zk.export import export_model, rewrite_for_ezkl
-from ogkit.zk.keys import load_keys, setup_keys
+from ogkit.zk.keys import check_keys, load_keys, setup_keys
 from ogkit.zk.profile import load_profile
 from ogkit.zk.prove import ZkProof, chunk_rows, prove_rows
 from ogkit.zk.verify import check_row, verify_proof, verify_rows
@@ -103,6 +103,27 @@ def test_proof_under_other_settings_is_rejected(zk, zk_other) -> None:
     # Claiming our keys id does not help: our verifier rejects it.
     claimed = dataclasses.replace(theirs, keys_id=zk.keys.keys_id, profile_id=zk.profile.profile_id)
     assert _reasons(zk, [claimed], {5: zk.evidence(5)}) == {"zk-proof-invalid"}
+
+
+def test_proof_of_a_different_model_is_rejected(zk, zk_other_model) -> None:
+    # Same settings, same public inputs, other weights: only the verifying key tells.
+    _, other, _, theirs = zk_other_model
+    assert other.model_id != zk.profile.model_id and other.input_scale == zk.profile.input_scale
+    assert theirs.instances[:8] == zk.proof.instances[:8]  # the row's inputs, bit for bit
+    assert _reasons(zk, [theirs], {5: zk.evidence(5)}) == {"zk-wrong-profile"}
+    claimed = dataclasses.replace(theirs, keys_id=zk.keys.keys_id, profile_id=zk.profile.profile_id)
+    assert _reasons(zk, [claimed], {5: zk.evidence(5)}) == {"zk-proof-invalid"}
+
+
+def test_governor_check_re_derives_the_keys(zk, zk_other_model) -> None:
+    assert check_keys(zk.store, zk.profile, zk.keys, zk.data) == []
+    # The owner registers the keys of another model's circuit under this model's profile.
+    other_data, _, other_keys, _ = zk_other_model
+    problems = check_keys(zk.store, zk.profile, zk.keys, other_data)
+    assert any("rewritten model" in p for p in problems), problems
+    forged = dataclasses.replace(zk.keys, vk_id=other_keys.vk_id)
+    problems = check_keys(zk.store, zk.profile, forged, zk.data)
+    assert any("verifying key" in p for p in problems), problems
 
 
 def test_row_without_proof_is_unproven(zk) -> None:

@@ -40,6 +40,7 @@ from ogkit.zk.evm import (
     judge_contract,
     register_profile,
     resolve_with_proof,
+    verifier_matches,
 )
 from ogkit.zk.fixed import row_message
 from ogkit.zk.prove import prove_rows
@@ -173,6 +174,7 @@ def test_verifier_fits_eip170_and_is_compiled_by_the_pinned_solc(world) -> None:
         )
     )
     assert prof[0] == world.verifier and prof[3] is True  # verifier, approved
+    assert verifier_matches(world.chain, world.verifier, world.art)  # the governor's check
 
 
 def _honest_ev(world):
@@ -195,7 +197,7 @@ def _reverts(world, proof, ev, owner=None) -> str:
     return str(info.value)
 
 
-def test_forged_proofs_revert_on_chain(world, zk_other) -> None:
+def test_forged_proofs_revert_on_chain(world, zk_other, zk_other_model) -> None:
     zk, ev = world.zk, _honest_ev(world)
     b = bytearray(zk.proof.proof)
     b[len(b) // 2] ^= 0x01
@@ -213,6 +215,9 @@ def test_forged_proofs_revert_on_chain(world, zk_other) -> None:
     # not the profile's 8, so the binding fails before the verifier runs
     _, theirs = zk_other
     assert "InputNotBound(0)" in _reverts(world, theirs, ev)
+    # a valid proof of another model (other weights, same settings and public inputs)
+    *_, other_model_proof = zk_other_model
+    assert "ProofRejected" in _reverts(world, other_model_proof, ev)
     # an unregistered (or unapproved) owner's profile judges nothing
     assert "ProfileNotApproved" in _reverts(world, zk.proof, ev, world.s["node"].address)
 
