@@ -44,6 +44,7 @@ __all__ = [
     "measure_verify_gas",
     "register_profile",
     "resolve_with_proof",
+    "review_profile",
     "row_proof_args",
     "verifier_matches",
 ]
@@ -206,6 +207,43 @@ def approve_profile(chain: Any, governor: Any, model_id: str, owner: str, keys_i
     judge = judge_contract(chain)
     fn = judge.functions.approveProfile(_b32(model_id), owner, _b32(keys_id))
     _send(chain, fn, governor, "ZkJudge.approveProfile")
+
+
+def review_profile(
+    chain: Any,
+    store: ContentStore,
+    profile: ZkProfile,
+    keys: ZkKeys,
+    model: bytes,
+    owner: str,
+) -> list[str]:
+    """What a governor checks before ``approve_profile``; every difference (empty: approve).
+    The keys are re-derived from the model, settings and SRS (:func:`check_keys`), and the
+    owner's registration on chain must name exactly these keys, this N, this layout and a
+    verifier whose code is the one compiled from the verifying key."""
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    from ogkit.zk.keys import check_keys
+
+    problems = check_keys(store, profile, keys, model)
+    judge = judge_contract(chain)
+    reg = chain.call(judge.functions.profileOf(_b32(profile.model_id), owner))
+    verifier, chunk, _count, _approved, keys_id, layout_hash = reg
+    if int(verifier, 16) == 0:
+        return [*problems, f"{owner} registered no ZK profile for {profile.model_id}"]
+    if bytes(keys_id) != _b32(keys.keys_id):
+        problems.append("the registration names other keys")
+    if int(chunk) != profile.chunk:
+        problems.append(f"the registration says N={chunk}, the profile {profile.chunk}")
+    inputs, outputs = layout_args(profile)
+    tensor = "(bytes,uint8,uint32,uint8,uint32,uint64)[]"
+    if bytes(layout_hash) != keccak(encode([tensor, tensor], [inputs, outputs])):
+        problems.append("the registered layout is not the profile's")
+    art = ensure_verifier(store, profile, keys, allow_oversize=True)
+    if not verifier_matches(chain, verifier, art):
+        problems.append(f"the code at {verifier} is not the verifier of these keys")
+    return problems
 
 
 def row_proof_args(

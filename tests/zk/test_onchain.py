@@ -40,6 +40,7 @@ from ogkit.zk.evm import (
     judge_contract,
     register_profile,
     resolve_with_proof,
+    review_profile,
     verifier_matches,
 )
 from ogkit.zk.fixed import row_message
@@ -165,6 +166,7 @@ def world(tmp_path_factory, zk, tabular_path):
 
 
 def test_verifier_fits_eip170_and_is_compiled_by_the_pinned_solc(world) -> None:
+    zk = world.zk
     assert world.art["code_size"] <= EIP170_LIMIT
     assert world.art["compiler"].startswith("0.8.")
     assert world.art["settings"]["optimizer"] == {"enabled": True, "runs": 1}
@@ -174,7 +176,19 @@ def test_verifier_fits_eip170_and_is_compiled_by_the_pinned_solc(world) -> None:
         )
     )
     assert prof[0] == world.verifier and prof[3] is True  # verifier, approved
-    assert verifier_matches(world.chain, world.verifier, world.art)  # the governor's check
+    assert verifier_matches(world.chain, world.verifier, world.art)
+    owner = world.s["owner"].address
+    assert review_profile(world.chain, zk.store, zk.profile, zk.keys, zk.data, owner) == []
+
+
+def test_review_names_a_registration_that_does_not_match(world, zk_other_model) -> None:
+    # The node registers, under its own address, this model's id with another model's
+    # verifier and keys: the governor's review lists what does not match.
+    zk, node = world.zk, world.s["node"]
+    _, _, other_keys, _ = zk_other_model
+    register_profile(world.chain, node, zk.profile, other_keys, world.verifier)
+    problems = review_profile(world.chain, zk.store, zk.profile, zk.keys, zk.data, node.address)
+    assert problems == ["the registration names other keys"], problems
 
 
 def _honest_ev(world):
