@@ -280,7 +280,11 @@ class Watcher:
         return items
 
     def handle(self, event: dict[str, Any]) -> None:
-        assert self.state is not None
+        assert self.state is not None and self.chain is not None
+        here = self.chain.contract("InferenceSettlement").address.lower()
+        if str(event.get("address", "")).lower() != here:
+            log.warning("ignoring a log from %s: not the settlement %s", event.get("address"), here)
+            return
         args = event["args"]
         batch_id = "0x" + bytes(args["batchId"]).hex()
         if event["event"] == "BatchCommitted":

@@ -1,6 +1,7 @@
 """A node that cheats on rows is challenged by ``ogkit challenge --watch`` (a real process)
 and slashed once staked verifiers vote from the CLI; ``ogkit dispute show | vote | claim``;
-a challenge of an honest row is refused before any bond is posted."""
+a challenge of an honest row is refused before any bond is posted, and one opened anyway
+(a made-up output hash) is rejected by the daemons' votes."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import json
 import pytest
 
 from ogkit.attest import make_attester
+from ogkit.chain.records import onchain_batch
 from ogkit.cli import main
 from ogkit.network.daemon import WatchConfig, rpc_connector
 from ogkit.network.verifier import VerifierDaemon
+from ogkit.settle import ensure_allowance
 from ogkit.store import ContentStore
 
 from .conftest import World, wait_for
@@ -121,3 +124,63 @@ def test_challenging_an_honest_row_is_refused_before_any_bond(
     commits = chain.events("InferenceSettlement", "ChallengeCommitted", block + 1)
     assert commits == []  # no transaction was sent
     assert run_json(capsys, "dispute", "show", batch.batch_id)["dispute_id"] == 0
+
+
+def test_a_griefing_challenge_of_an_honest_row_is_rejected_by_the_daemons(
+    cli_env: World, capsys: pytest.CaptureFixture[str]
+):
+    """The contract only checks that the claimed output differs from the receipt's, so
+    anyone can dispute an honest batch with a made-up hash: the daemons re-execute the row,
+    vote rejected, and the griefer's bond goes to the node."""
+    net = cli_env
+    batch, _ = net.batch("griefed")
+    chain = net.client()
+    settlement = chain.contract("InferenceSettlement")
+    griefer = net.keys["challenger"]
+    row = 11
+    receipt = batch.receipt(row)
+    values = receipt["leaf_values"]
+    found = onchain_batch(chain, batch.batch_id)
+    key = bytes.fromhex(batch.batch_id[2:])
+    made_up, salt = b"\x42" * 32, b"\x07" * 32
+    ensure_allowance(
+        chain, griefer, settlement.address, chain.call(settlement.functions.challengeBond())
+    )
+    chain.transact(
+        settlement.functions.commitChallenge(
+            chain.call(
+                settlement.functions.challengeCommitment(griefer.address, key, row, made_up, salt)
+            )
+        ),
+        griefer,
+    )
+    tx = chain.transact(
+        settlement.functions.challenge(
+            key,
+            found.as_tuple,
+            (row, bytes.fromhex(values["inputHash"][2:]), bytes.fromhex(values["outputHash"][2:]),
+             made_up, salt),
+            [bytes.fromhex(p[2:]) for p in receipt["proof"]],
+        ),
+        griefer,
+        gas=1_000_000,
+    )  # fmt: skip
+    opened_dispute = run_json(capsys, "dispute", "show", batch.batch_id)
+    assert opened_dispute["status"] == "disputed"
+    token = chain.contract("OPGToken")
+    node_before = chain.call(token.functions.balanceOf(net.keys["node"].address))
+    for name in ("verifier-2", "verifier-3"):  # 3,000 + 5,000 of 10,000: the quorum
+        daemon = VerifierDaemon(
+            rpc_connector("devnet", net.home, net.devnet.port),
+            net.keys[name],
+            net.home,
+            ContentStore(net.home / "store"),
+            watch=WatchConfig(poll=0.05, from_block=int(tx["blockNumber"])),
+        )
+        state = daemon.run(max_polls=2)
+        vote = state.done[f"dispute:{opened_dispute['dispute_id']}"]
+        assert vote["upheld"] is False and "committed output" in vote["why"]
+    shown = run_json(capsys, "dispute", "show", batch.batch_id)
+    assert shown["outcome"] == "rejected" and shown["status"] == "pending"
+    bond = chain.call(settlement.functions.challengeBond())
+    assert chain.call(token.functions.balanceOf(net.keys["node"].address)) - node_before == bond

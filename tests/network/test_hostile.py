@@ -114,6 +114,13 @@ def test_replayed_and_forged_events_attest_nothing_twice(net: World):
     assert verdicts_of(net, batch.batch_id, "verifier-3") == []
     assert daemon.state.done[batch.batch_id]["outcome"] == "not the chain's record"
 
+    # A log from another contract (another deployment's BatchCommitted): not even looked at.
+    elsewhere = copy.deepcopy(event)
+    elsewhere["address"] = "0x" + "ab" * 20
+    elsewhere["args"]["batchId"] = b"\x99" * 32
+    daemon.handle(elsewhere)
+    assert "0x" + "99" * 32 not in daemon.state.done
+
     # The real event, delivered twice after the forged one was recorded: the done-set is
     # keyed by batch id, so a fresh daemon state handles it once.
     daemon.state.done.clear()
