@@ -82,8 +82,9 @@ def register(groups) -> None:
     p.add_argument(
         "--missing-polls",
         type=int,
-        default=3,
-        help="polls an absent artefact is waited for before a fail verdict (default 3)",
+        default=8,
+        help="polls an absent artefact is waited for before a fail verdict (default 8: "
+        "about a minute with the back-off)",
     )
     p.add_argument(
         "--timeout",

@@ -65,7 +65,7 @@ class VerifierConfig:
     max_ulp: int = 0
     publish: bool = True  # publish verdicts on chain (else only in the store)
     vote: bool = True  # vote on disputes opened on batches
-    missing_polls: int = 3  # polls an absent artefact is waited for before a fail verdict
+    missing_polls: int = 8  # polls an absent artefact is waited for (~1 min), then: fail
     timeout: float = 1800.0  # seconds one batch's verification may take (then: fail)
     memory_bytes: int | None = None  # address-space limit of the verification worker
     isolate: bool = True  # verify in a worker process (ignored with a Dask client)
