@@ -28,7 +28,7 @@ from ogkit.chain.records import from_event
 from ogkit.dataset import DatasetCommitment
 from ogkit.errors import ArtifactError, ArtifactIntegrityError, HubError, OgkitError
 from ogkit.hub.hub import Hub
-from ogkit.llm.batch import is_chat_artifact, load_chat_batch
+from ogkit.llm.batch import ChatBatch, is_chat_artifact, load_chat_batch
 from ogkit.settle import compare_with_chain
 from ogkit.store import ContentStore
 from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
@@ -543,6 +543,11 @@ def _reexecution_confirms(batch: AttestedBatch, row: int) -> bool:
     """True if re-running ``row`` gives a different output hash than the attested one."""
     from ogkit.crypto.encoding import tensor_row_hashes
     from ogkit.load import load_model_bytes, reexecute
+
+    if isinstance(batch, ChatBatch):  # a chat call is decoded again (docs/spec.md §12)
+        from ogkit.llm.challenge import redecode_confirms
+
+        return redecode_confirms(batch, row)
 
     try:
         for part in batch.partitions:

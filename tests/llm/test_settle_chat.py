@@ -1,22 +1,35 @@
 """Chat calls settle like tabular rows: committed through the requester's signed order,
 verified by three verifiers that re-decode, finalised, paid, and audited from the chain
-and the store alone (the embedded chain)."""
+and the store alone; a node that receipts a completion it did not decode is challenged
+with a re-decoded call, slashed by the verifiers' votes, and the audit confirms it (the
+embedded chain)."""
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+
 import pytest
 
+from ogkit.attest import make_attester
 from ogkit.audit import audit
 from ogkit.chain.connection import connect
+from ogkit.chain.records import onchain_batch
 from ogkit.keys import KeyStore
-from ogkit.llm.batch import commit_requests
-from ogkit.llm.calls import ChatRequest
+from ogkit.llm.batch import attest_calls, commit_requests, store_chat_batch
+from ogkit.llm.calls import ChatCall, ChatRequest
+from ogkit.llm.challenge import challenge_call, redecode_confirms
 from ogkit.llm.session import ChatSession, settle_chat
-from ogkit.settle import attest_batch, claim_domain, prepare_dev_settlement, settle
+from ogkit.settle import attest_batch, claim_domain, prepare_dev_settlement, settle, vote_dispute
 from ogkit.verify import VerifyPolicy, verify_batch
 
 OPG = 10**18
 WINDOW = 3600
+REQUESTS = [
+    ChatRequest.make("Where is my parcel?", max_tokens=10),
+    ChatRequest.make("Refund please", max_tokens=6, temperature=0.7, seed=11),
+    ChatRequest.make("Thanks!", max_tokens=4),
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +38,14 @@ def module_chain():
 
 
 @pytest.fixture
-def chain(module_chain):
-    snapshot = module_chain.snapshot()
-    yield module_chain
-    module_chain.revert(snapshot)
-
-
-def test_chat_calls_settle_verify_and_audit(chain, home, llm_hub, model, policy, owner):
+def world(module_chain, home, llm_hub, model, owner):
+    chain = module_chain
+    snapshot = chain.snapshot()
     keys = KeyStore(home)
-    a = {n: keys.ensure_dev_key(n) for n in ("enclave", "requester", "node", "v1", "v2", "v3")}
-    for s in [*a.values(), owner]:
-        chain.fund(s.address, eth=10**19, opg=100_000 * OPG)
+    names = ("enclave", "requester", "node", "v1", "v2", "v3", "challenger")
+    s = {n: keys.ensure_dev_key(n) for n in names}
+    for signer in [*s.values(), owner]:
+        chain.fund(signer.address, eth=10**19, opg=100_000 * OPG)
     manifest = llm_hub.manifest("tiny-chat")
     prepare_dev_settlement(
         chain,
@@ -43,32 +53,35 @@ def test_chat_calls_settle_verify_and_audit(chain, home, llm_hub, model, policy,
         manifest=manifest,
         runtime_id=model.runtime_id,
         owner=owner,
-        node=a["node"],
-        attester=a["enclave"],
-        requester=a["requester"],
-        verifiers=[a["v1"], a["v2"], a["v3"]],
+        node=s["node"],
+        attester=s["enclave"],
+        requester=s["requester"],
+        verifiers=[s["v1"], s["v2"], s["v3"]],
     )
-    from ogkit.attest import make_attester
-
     session = ChatSession(
         model,
-        attester=make_attester("software", signer=a["enclave"]),
-        requester=a["requester"].address,
+        attester=make_attester("software", signer=s["enclave"]),
+        requester=s["requester"].address,
         store=llm_hub.store,
         domain=claim_domain(chain),
         job="support-bot",
     )
-    requests = [
-        ChatRequest.make("Where is my parcel?", max_tokens=10),
-        ChatRequest.make("Refund please", max_tokens=6, temperature=0.7, seed=11),
-        ChatRequest.make("Thanks!", max_tokens=4),
-    ]
-    responses = [
+    yield SimpleNamespace(chain=chain, s=s, manifest=manifest, session=session)
+    chain.revert(snapshot)
+
+
+def _ask(session):
+    return [
         session.chat(r.message_dicts(), max_tokens=r.max_tokens, temperature=r.temperature,
                      seed=r.seed)
-        for r in requests
+        for r in REQUESTS
     ]  # fmt: skip
-    batch = session.seal()
+
+
+def test_chat_calls_settle_verify_and_audit(world, llm_hub, model):
+    chain, a, manifest = world.chain, world.s, world.manifest
+    responses = _ask(world.session)
+    batch = world.session.seal()
     assert all(r.receipt is not None and r.batch is batch for r in responses)
     record = settle_chat(
         batch,
@@ -84,8 +97,6 @@ def test_chat_calls_settle_verify_and_audit(chain, home, llm_hub, model, policy,
     # The contract checks the receipt of a call against the committed record.
     receipt = responses[1].receipt
     settlement = chain.contract("InferenceSettlement")
-    from ogkit.chain.records import onchain_batch
-
     found = onchain_batch(chain, batch.batch_id)
     status = chain.call(
         settlement.functions.verifyReceipt(
@@ -99,8 +110,8 @@ def test_chat_calls_settle_verify_and_audit(chain, home, llm_hub, model, policy,
     )
     assert list(status) == [True, 1]  # included, and the batch is pending
 
-    commitment = commit_requests(requests, model)
-    allow = policy.allowlist.with_([a["enclave"].address], [])
+    commitment = commit_requests(REQUESTS, model)
+    allow = VerifyPolicy().allowlist.with_([a["enclave"].address], [model.runtime_id])
     for name in ("v1", "v2", "v3"):
         verdict = verify_batch(
             batch,
@@ -123,3 +134,62 @@ def test_chat_calls_settle_verify_and_audit(chain, home, llm_hub, model, policy,
     assert report.batches.height == 1
     row = report.batches.row(0, named=True)
     assert row["verdict"] == "pass" and row["status"] == "finalized"
+
+
+def test_a_node_that_receipts_what_it_did_not_decode_is_challenged_and_slashed(
+    world, llm_hub, model
+):
+    chain, a, manifest = world.chain, world.s, world.manifest
+    _ask(world.session)
+    honest = world.session.seal()
+    # The node swaps call 0's completion for another answer, then re-hashes and re-signs.
+    calls = list(honest.calls)
+    c = calls[0]
+    calls[0] = ChatCall(c.request, c.prompt_ids, [*c.completion_ids[:-1], 7], "length")
+    forged = attest_calls(
+        calls,
+        model=model,
+        attester=world.session.attester,
+        requester=a["requester"].address,
+        store=llm_hub.store,
+        job="support-bot",
+        domain=claim_domain(chain),
+    )
+    settle_chat(
+        forged,
+        chain,
+        node=a["node"],
+        requester=a["requester"],
+        model_owner=manifest.owner,
+        max_price_per_row=manifest.price_per_inference,
+    )
+    assert redecode_confirms(forged, 0, model=model)
+    assert not redecode_confirms(forged, 1, model=model)  # the honest calls re-decode alike
+    challenge_call(chain, forged, 0, challenger=a["challenger"], model=model)
+    for v in ("v2", "v3"):  # 3,000 + 5,000 of 10,000 verifier stake: the 2/3 quorum
+        vote_dispute(chain, forged.batch_id, upheld=True, verifier=a[v])
+    assert settle(forged, chain, node=a["node"]).status == "slashed"
+
+    report = audit(chain, llm_hub.store, hub=llm_hub, sample_rate=1.0)
+    findings = report.findings.filter(report.findings["batch_id"] == forged.batch_id)
+    slashed = findings.filter(findings["reason"] == "batch-slashed").row(0, named=True)
+    assert slashed["row_index"] == 0 and "confirms the wrong output" in slashed["detail"]
+    assert "status-mismatch" not in findings["reason"].to_list()
+    # The audit's own re-verification (every call re-decoded) names the forged call.
+    failed = findings.filter(findings["reason"] == "verification-failed")["detail"].to_list()
+    assert any(d.startswith("reexecution-mismatch") for d in failed), failed
+
+
+def test_verifiers_keep_the_tampered_claim_apart(world, llm_hub, model):
+    """A batch edited after signing (the chain committed the original) fails attestation:
+    the artefact differs from what the chain holds."""
+    chain, a, manifest = world.chain, world.s, world.manifest
+    _ask(world.session)
+    batch = world.session.seal()
+    price = manifest.price_per_inference
+    settle_chat(batch, chain, node=a["node"], requester=a["requester"],
+                model_owner=manifest.owner, max_price_per_row=price)  # fmt: skip
+    other = dataclasses.replace(batch.manifest, job="another job")
+    edited = store_chat_batch(other, batch.store)
+    verdict = attest_batch(chain, edited, passed=True, verifier=a["v1"])
+    assert not verdict.passed and "artefact id" in verdict.reason
