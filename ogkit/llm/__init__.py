@@ -30,6 +30,8 @@ _WHERE = {
     "publish_llm": "publish",
     "build_tiny_llm": "tiny",
     "verify_chat_batch": "verify",
+    "challenge_call": "challenge",
+    "chat_router": "api",
 }
 
 __all__ = sorted(_WHERE)
