@@ -202,3 +202,20 @@ def test_spec_vectors():
     )
     assert output_hash([5, 6, 2], usage, "length") != output_hash([5, 6, 2], usage, "stop")
     assert sample_token(np.array([0.0, 1.0, 2.0], np.float32), 1.0, 42, 0) == 1
+
+
+def test_public_names_and_light_imports():
+    import subprocess
+    import sys
+
+    import ogkit.llm
+
+    for name in ogkit.llm.__all__:
+        assert getattr(ogkit.llm, name) is not None, name
+    # ogkit.verify knows chat batches without loading the runtime or the model builder.
+    code = (
+        "import sys, ogkit.verify, ogkit.llm; "
+        "print('onnxruntime_genai' in sys.modules, 'ogkit.llm.tiny' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
