@@ -49,6 +49,7 @@ __all__ = [
     "commit_requests",
     "input_root",
     "is_chat_artifact",
+    "load_any_batch",
     "load_chat_batch",
     "store_chat_batch",
 ]
@@ -418,3 +419,14 @@ def load_chat_batch(artifact: str | Path, store: ContentStore) -> ChatBatch:
     except ArtifactError as exc:
         raise ArtifactError(f"artefact {artifact_id}: {exc}") from None
     return ChatBatch(manifest, artifact_id, store)
+
+
+def load_any_batch(artifact: str | Path, store: ContentStore) -> Any:
+    """A stored batch of either kind: a :class:`ChatBatch` for a chat artefact, else the
+    tabular :class:`~ogkit.batch.AttestedBatch` (what ``settle``, ``attest_batch`` and the
+    CLI commands that load an artefact take)."""
+    from ogkit.batch import load_batch
+
+    if is_chat_artifact(artifact, store):
+        return load_chat_batch(artifact, store)
+    return load_batch(artifact, store)

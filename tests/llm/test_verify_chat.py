@@ -257,3 +257,11 @@ def test_other_keys_and_hostile_artefacts(honest, model, policy, home, llm_hub):
         v = verify_batch(store.put(ARTIFACTS, canonical_json(bad)), policy, store=store)
         assert reasons(v) == {"manifest-malformed"} and not v.passed
     assert load_chat_batch(honest.artifact_id, store).calls == honest.calls
+
+
+def test_load_any_batch_tells_the_kinds_apart(honest, llm_hub):
+    from ogkit.llm.batch import load_any_batch
+
+    assert isinstance(load_any_batch(honest.artifact_id, llm_hub.store), ChatBatch)
+    with pytest.raises(Exception, match="not in the store"):
+        load_any_batch("0x" + "00" * 32, llm_hub.store)
