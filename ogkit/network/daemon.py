@@ -159,8 +159,6 @@ class Watcher:
                 self._backoff.reset()
                 delay = self.config.poll
             except (Transient, ChainError, OSError) as exc:
-                if isinstance(exc, SettlementError):
-                    raise  # a revert outside an item: a bug, not an outage
                 delay = self._backoff.next()
                 self._note_error(f"{type(exc).__name__}: {exc}")
                 log.warning(
