@@ -143,6 +143,7 @@ class Watcher:
         self.path: Path | None = None
         self.stop_event = threading.Event()
         self._backoff = Backoff(self.config.backoff_start, self.config.backoff_cap)
+        self._lock_file: Any = None
 
     # -- life cycle --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -170,10 +171,10 @@ class Watcher:
             if max_polls is not None and polls >= max_polls:
                 break
             self.stop_event.wait(delay)
-        self._closing()
         if self.state is not None and self.path is not None:
             self.state.pid = None
             save_state(self.path, self.state)
+        self.close()
         log.info("%s %s stopped", self.role, self.signer.address)
         return self.state
 
@@ -183,6 +184,7 @@ class Watcher:
         chain = self._connect()
         settlement = chain.contract("InferenceSettlement").address
         path = state_path(self.home, self.role, self.signer.address, chain.chain_id)
+        self._hold_lock(path)
         state = load_state(path)
         if state is not None and state.contract.lower() != settlement.lower():
             log.warning(
@@ -217,6 +219,38 @@ class Watcher:
             chain.chain_id,
             state.next_block,
         )
+
+    def _hold_lock(self, path: Path) -> None:
+        """One daemon per key and chain: an exclusive lock beside the state file, held for
+        the daemon's life (the kernel drops it when the process dies, even by SIGKILL)."""
+        if self._lock_file is not None:
+            return
+        from ogkit.errors import ConfigError
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_suffix(".lock"), "a+")  # noqa: SIM115 - held until close()
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - no flock (Windows): one daemon is on trust
+            pass
+        except OSError:
+            handle.close()
+            other = load_state(path)
+            pid = f" (pid {other.pid})" if other is not None and other.pid else ""
+            raise ConfigError(
+                f"another {self.role} daemon for {self.signer.address} runs on this chain{pid}; "
+                "stop it first (two daemons with one key would attest twice)"
+            ) from None
+        self._lock_file = handle
+
+    def close(self) -> None:
+        """Release the daemon's lock and workers (what :meth:`run` does when it ends)."""
+        self._closing()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     def _connected(self, chain: ChainClient) -> None:
         """Called once per (re)connection, before the first poll."""

@@ -15,6 +15,7 @@ import pytest
 
 from ogkit.batch import ARTIFACTS, AttestedBatch
 from ogkit.chain.records import onchain_batch
+from ogkit.errors import ConfigError
 from ogkit.hub.manifest import canonical_json
 from ogkit.network.daemon import WatchConfig, rpc_connector
 from ogkit.network.sandbox import VerifyWorker
@@ -130,6 +131,10 @@ def test_replayed_and_forged_events_attest_nothing_twice(net: World):
     # A fresh daemon (cursor lost) sees its own verdict on chain and attests nothing more.
     assert daemon.path is not None
     daemon.path.unlink()
+    # While the first daemon holds its key's lock, a second one for the same key refuses.
+    with pytest.raises(ConfigError, match="another verifier daemon"):
+        daemon_from(net, block, name="verifier-3").ensure_connected()
+    daemon.close()
     again = daemon_from(net, block, name="verifier-3")
     state = again.run(max_polls=2)
     assert state is not None and state.done[batch.batch_id]["outcome"] == "already attested"
