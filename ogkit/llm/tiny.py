@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 __all__ = [
     "TINY_TEMPLATE",
+    "Quantized",
     "TinyConfig",
     "build_tiny_llm",
     "byte_symbols",
@@ -231,12 +232,39 @@ def random_weights(cfg: TinyConfig) -> Weights:
     return weight
 
 
-def llama_decoder(cfg: TinyConfig, weight: Weights | None = None) -> onnx.ModelProto:
+Quantized = Callable[[str], "tuple[np.ndarray, np.ndarray, np.ndarray] | None"]
+
+
+def llama_decoder(
+    cfg: TinyConfig, weight: Weights | None = None, quantized: Quantized | None = None
+) -> onnx.ModelProto:
     """A Llama-shaped decoder graph for onnxruntime-genai in standard ONNX ops; ``weight``
     gives each named tensor (``embed``, ``l<i>.wq`` … as ``(in, out)`` matrices,
-    ``lm_head``, norms), random ones by default."""
+    ``lm_head``, norms), random ones by default. ``quantized(name)`` may give a layer's
+    matrix as 4-bit blocks of 32 instead — ``(packed (out, in/32, 16) uint8, float32
+    scales, zero points)``, the zero points float32 or packed uint8 (two a byte), run by
+    onnxruntime's ``com.microsoft.MatMulNBits``."""
     weight = weight or random_weights(cfg)
     H, D, L, V, KV = cfg.heads, cfg.head_size, cfg.layers, cfg.vocab, cfg.kv
+
+    uses_nbits = False
+
+    def mm(x: str, name: str, k: int, n: int) -> str:
+        nonlocal uses_nbits
+        q = quantized(name) if quantized is not None else None
+        if q is None:
+            return g.op("MatMul", x, w(name, k, n))
+        packed, scales, zeros = q
+        if packed.shape != (n, k // 32, 16) or scales.shape != (n * (k // 32),):
+            raise ValueError(f"quantized {name} has shape {packed.shape}, not {(n, k // 32, 16)}")
+        uses_nbits = True
+        inputs = [g.const(name + ".q4", packed), g.const(name + ".scales", scales),
+                  g.const(name + ".zeros", zeros)]  # fmt: skip
+        # Integer zero points take onnxruntime's fast kernel, with int8 activations
+        # (accuracy level 4); float ones its exact but slow path.
+        level = 4 if zeros.dtype == np.uint8 else 0
+        return g.op("MatMulNBits", x, *inputs, domain="com.microsoft", K=k, N=n, bits=4,
+                    block_size=32, accuracy_level=level)  # fmt: skip
 
     def w(name: str, *shape: int) -> str:
         value = np.ascontiguousarray(weight(name, shape), dtype=np.float32)
@@ -332,18 +360,18 @@ def llama_decoder(cfg: TinyConfig, weight: Weights | None = None) -> onnx.ModelP
         q = rope(
             g.op(
                 "Reshape",
-                g.op("MatMul", h, w(p + "wq", cfg.hidden, H * D)),
+                mm(h, p + "wq", cfg.hidden, H * D),
                 heads_shape,
             )
         )
         k = rope(
             g.op(
                 "Reshape",
-                g.op("MatMul", h, w(p + "wk", cfg.hidden, KV * D)),
+                mm(h, p + "wk", cfg.hidden, KV * D),
                 kv_shape,
             )
         )
-        v = g.op("Reshape", g.op("MatMul", h, w(p + "wv", cfg.hidden, KV * D)), kv_shape)
+        v = g.op("Reshape", mm(h, p + "wv", cfg.hidden, KV * D), kv_shape)
         q, k, v = (g.op("Transpose", t, perm=[0, 2, 1, 3]) for t in (q, k, v))  # [B, H, S, D]
         k_all = g.op("Concat", f"past_key_values.{layer}.key", k, axis=2)
         v_all = g.op("Concat", f"past_key_values.{layer}.value", v, axis=2)
@@ -369,12 +397,12 @@ def llama_decoder(cfg: TinyConfig, weight: Weights | None = None) -> onnx.ModelP
         )
         attn = g.op("MatMul", g.op("Softmax", scores, axis=-1), v_all)  # [B, H, S, D]
         merged = g.op("Reshape", g.op("Transpose", attn, perm=[0, 2, 1, 3]), merge_shape)
-        x = g.op("Add", x, g.op("MatMul", merged, w(p + "wo", H * D, cfg.hidden)))
+        x = g.op("Add", x, mm(merged, p + "wo", H * D, cfg.hidden))
         h = rms(x, w(p + "mlp_norm", cfg.hidden))
-        gate = g.op("MatMul", h, w(p + "w_gate", cfg.hidden, cfg.intermediate))
-        up = g.op("MatMul", h, w(p + "w_up", cfg.hidden, cfg.intermediate))
+        gate = mm(h, p + "w_gate", cfg.hidden, cfg.intermediate)
+        up = mm(h, p + "w_up", cfg.hidden, cfg.intermediate)
         act = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), up)
-        x = g.op("Add", x, g.op("MatMul", act, w(p + "w_down", cfg.intermediate, cfg.hidden)))
+        x = g.op("Add", x, mm(act, p + "w_down", cfg.intermediate, cfg.hidden))
     x = rms(x, w("final_norm", cfg.hidden))
     head = g.op("Transpose", embed, perm=[1, 0]) if cfg.tie_embeddings else None
     head = head or w("lm_head", cfg.hidden, V)
@@ -385,7 +413,8 @@ def llama_decoder(cfg: TinyConfig, weight: Weights | None = None) -> onnx.ModelP
     graph = helper.make_graph(g.nodes, "ogkit_tiny_llm", inputs, outputs, g.inits)
     model = helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", 18)],
+        opset_imports=[helper.make_opsetid("", 18)]
+        + ([helper.make_opsetid("com.microsoft", 1)] if uses_nbits else []),
         producer_name="ogkit.llm.tiny",
         producer_version="1",
     )
