@@ -82,6 +82,18 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": args.prompt})
+    options = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed}
+    if args.commitment_only:  # the requester's side: what its order commits to
+        from ogkit.llm.batch import commit_requests
+        from ogkit.llm.calls import ChatRequest
+
+        c = commit_requests([ChatRequest.make(messages, **options)], model)
+        text = f"{c.input_root}:{c.row_count}"
+        if args.json:
+            print_json({"schema": "ogkit.commitment.v1", **c.to_dict(), "text": text})
+        else:
+            print(text)
+        return 0
     requester = (
         args.requester if args.requester.startswith("0x") else keys.load(args.requester).address
     )
@@ -92,7 +104,6 @@ def _chat(args: argparse.Namespace, settings: Settings) -> int:
         store=hub.store,
         job=args.job,
     )
-    options = {"max_tokens": args.max_tokens, "temperature": args.temperature, "seed": args.seed}
     if args.stream and not args.json:
         response = None
         for chunk in session.chat(messages, stream=True, **options):
@@ -143,6 +154,12 @@ def register(groups) -> None:
     p.add_argument("--attester-key", default="enclave", help="software enclave key name")
     p.add_argument("--requester", default="requester", help="requester address or key name")
     p.add_argument("--receipt", type=Path, default=None, help="also write the receipt here")
+    p.add_argument(
+        "--commitment-only",
+        action="store_true",
+        help="print the requester's commitment (INPUT_ROOT:1) for this request, for "
+        "`ogkit order new --commitment`, without decoding",
+    )
     group = p.add_argument_group("build-tiny and publish")
     group.add_argument("--name", default=None, help=f"hub name (build-tiny: {TINY_NAME})")
     group.add_argument("--version", default="1.0.0")

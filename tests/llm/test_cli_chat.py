@@ -47,6 +47,18 @@ def test_build_tiny_chat_and_verify(home, capsys, tmp_path):
     verdict = _json(capsys)
     assert verdict["passed"] and verdict["sample_size"] == 1, verdict["findings"]
 
+    # The requester's commitment for the same request is the batch's dataset commitment.
+    assert main([*argv[:5], "--commitment-only", "--json"]) == 0
+    commitment = _json(capsys)
+    from ogkit.llm.batch import load_chat_batch
+    from ogkit.store import ContentStore
+
+    batch = load_chat_batch(out["artifact_id"], ContentStore(home / "store"))
+    assert commitment["text"] == f"{batch.manifest.dataset_id}:1"
+    verify_bound = ["verify", out["artifact_id"], "--commitment", commitment["text"], "--json"]
+    assert main(verify_bound) == 0
+    assert _json(capsys)["inputs_bound"] is True
+
     # Streaming prints the tokens; the summary goes to stderr.
     assert main(["chat", "tiny-chat", "Hi", "--max-tokens", "3", "--stream"]) == 0
     assert "3 completion tokens" in capsys.readouterr().err
