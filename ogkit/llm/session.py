@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ogkit.attest import Attester, ClaimDomain
@@ -73,8 +73,11 @@ class ChatCompletion:
     object: str = "chat.completion"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("batch")
+        # Field by field: asdict would deep-copy the batch (its store and manifest).
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "batch"}
+        d["choices"] = [asdict(c) for c in self.choices]
+        d["usage"] = asdict(self.usage)
+        d["prompt_ids"], d["completion_ids"] = list(self.prompt_ids), list(self.completion_ids)
         d["artifact_id"] = self.batch.artifact_id if self.batch is not None else None
         d["batch_id"] = self.batch.batch_id if self.batch is not None else None
         return d
