@@ -28,7 +28,12 @@ Messages name the thing that was wrong and what to do about it.
     ├── ChainError                           the chain is unreachable or misconfigured
     │   └── SettlementError                  a transaction reverted or a settlement step failed
     ├── AuditError                           an audit could not be carried out at all
-    └── AuditFailed                          an audit ran and did not pass (e.g. too few batches)
+    ├── PaymentError                         an x402 payment refused (``reason`` says why)
+    ├── NodeError                            an inference node refused or failed a request
+    │   └── NodeUnavailable                  the node (or facilitator) cannot be reached
+    ├── AuditFailed                          an audit ran and did not pass (e.g. too few batches)
+    └── ZkError                              a ZK export, key set-up or proof step failed
+        └── ZkUnsupportedError (ValueError)  a model or setting out of reach of the prover
 """
 
 from __future__ import annotations
@@ -50,15 +55,20 @@ __all__ = [
     "ManifestSignatureError",
     "ModelIntegrityError",
     "ModelNotFoundError",
+    "NodeError",
+    "NodeUnavailable",
     "NotebookFailed",
     "OgkitError",
     "OrderError",
+    "PaymentError",
     "ReceiptError",
     "SchemaMismatchError",
     "SettlementError",
     "SignatureError",
     "VerificationFailed",
     "VersionError",
+    "ZkError",
+    "ZkUnsupportedError",
 ]
 
 
@@ -225,3 +235,40 @@ class OrderError(ConfigError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), str(self), {"field": self.field, "problems": self.problems}))
+
+
+class PaymentError(OgkitError):
+    """An x402 payment was refused: ``reason`` is a stable code (``replayed``,
+    ``underpaid``, ``wrong-payee``, ``expired``, ``malformed``, ...), the message says
+    what to do."""
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NodeError(OgkitError):
+    """An inference node refused or failed a request: ``status`` is the HTTP status and
+    ``detail`` the node's JSON answer (its ``error`` and ``reason``)."""
+
+    def __init__(self, message: str, *, status: int | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+class NodeUnavailable(NodeError):
+    """The node or facilitator could not be reached, or did not answer in time."""
+
+
+class ZkError(OgkitError):
+    """A ZK step (export, keys, proving, verifier generation) failed."""
+
+
+class ZkUnsupportedError(ZkError, ValueError):
+    """A model (its ops, its circuit size) or a ZK setting is out of reach; ``problems``
+    lists every reason at once."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])

@@ -21,16 +21,24 @@ from ogkit.cli import (
     audit,
     batch,
     chain,
+    challenge,
+    chat,
     demo,
+    dispute,
+    facilitator,
     governance,
     hub,
     infer,
     jobs,
     keys,
+    network,
+    node,
     order,
     settle,
     stake,
+    verifier,
     verify,
+    zk,
 )
 from ogkit.cli.common import read_settings
 from ogkit.errors import OgkitError
@@ -42,6 +50,7 @@ COMMAND_MODULES = (
     keys,
     hub,
     infer,
+    chat,
     order,
     batch,
     verify,
@@ -51,7 +60,14 @@ COMMAND_MODULES = (
     audit,
     stake,
     governance,
+    node,
+    facilitator,
+    verifier,
+    challenge,
+    dispute,
+    network,
     jobs,
+    zk,
 )
 
 
