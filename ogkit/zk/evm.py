@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "EIP170_LIMIT",
+    "answer_with_proof",
     "approve_profile",
+    "challenge_with_proof",
     "check_row_onchain",
     "compile_verifier",
     "deploy_verifier",
@@ -417,3 +419,90 @@ def measure_verify_gas(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def challenge_with_proof(
+    chain: Any,
+    batch: Any,
+    row: int,
+    *,
+    challenger: Any,
+    store: ContentStore,
+    chunk: int = 1,
+    inputs: Any = None,
+) -> dict[str, Any]:
+    """Challenge row ``row`` of a committed batch and settle it with a ZK proof of the
+    row's correct output: the challenge (commit, then reveal, with the bond), the proof,
+    then ``ZkJudge.resolve`` — upheld at once when the receipt is beyond tolerance, no
+    vote. Returns ``{"dispute", "upheld", "gas"}``."""
+    from ogkit.settle import challenge_row
+    from ogkit.zk.batch import batch_evidence
+    from ogkit.zk.keys import load_keys
+    from ogkit.zk.profile import load_profile
+    from ogkit.zk.prove import prove_rows, store_proof
+
+    profile = load_profile(store, batch.model_id, chunk)
+    keys = load_keys(store, profile)
+    evidence, merkle = batch_evidence(batch, profile, [row], inputs)
+    proof = _prove_one(store, profile, keys, batch, row, inputs, prove_rows)
+    store_proof(store, batch.batch_id, proof)
+    challenge_row(chain, batch, row, challenger=challenger)
+    return resolve_with_proof(
+        chain, challenger, batch.batch_id, profile, proof, evidence[row], merkle[row]
+    )
+
+
+def answer_with_proof(
+    chain: Any,
+    batch: Any,
+    *,
+    node: Any,
+    store: ContentStore,
+    chunk: int = 1,
+    inputs: Any = None,
+) -> dict[str, Any]:
+    """The node's answer to the open dispute on ``batch``: a ZK proof of the challenged
+    row's receipted output, which rejects the challenge when it is within tolerance."""
+    from ogkit.zk.batch import batch_evidence
+    from ogkit.zk.keys import load_keys
+    from ogkit.zk.profile import load_profile
+    from ogkit.zk.prove import prove_rows, store_proof
+
+    settlement = chain.contract("InferenceSettlement")
+    _, dispute_id, _ = chain.call(settlement.functions.stateOf(_b32(batch.batch_id)))
+    if int(dispute_id) == 0:
+        raise ChainError(f"batch {batch.batch_id} has no dispute on {chain.name}")
+    row = int(chain.call(settlement.functions.getDispute(int(dispute_id)))[9])
+    profile = load_profile(store, batch.model_id, chunk)
+    keys = load_keys(store, profile)
+    evidence, merkle = batch_evidence(batch, profile, [row], inputs)
+    proof = _prove_one(store, profile, keys, batch, row, inputs, prove_rows)
+    store_proof(store, batch.batch_id, proof)
+    return resolve_with_proof(
+        chain, node, batch.batch_id, profile, proof, evidence[row], merkle[row]
+    )
+
+
+def _prove_one(
+    store: ContentStore,
+    profile: ZkProfile,
+    keys: ZkKeys,
+    batch: Any,
+    row: int,
+    inputs: Any,
+    prove_rows: Any,
+) -> ZkProof:
+    from ogkit.zk.batch import batch_inputs
+
+    values = batch_inputs(batch, profile, [row], inputs)[row]
+    arrays = {name: v[None, ...] for name, v in values.items()}
+    (proof,) = prove_rows(store, profile, keys, arrays, [0], progress=False)
+    return ZkProof(
+        profile_id=proof.profile_id,
+        keys_id=proof.keys_id,
+        rows=tuple(row if r == 0 else r for r in proof.rows),
+        instances=proof.instances,
+        proof=proof.proof,
+        document=proof.document,
+        seconds=proof.seconds,
+    )

@@ -24,7 +24,6 @@ from ogkit.order import new_order
 from ogkit.samples import TABULAR_FEATURES, make_tabular
 from ogkit.settle import (
     SettlementJournal,
-    challenge_row,
     claim_domain,
     ensure_allowance,
     prepare_dev_settlement,
@@ -32,7 +31,9 @@ from ogkit.settle import (
 )
 from ogkit.zk.evm import (
     EIP170_LIMIT,
+    answer_with_proof,
     approve_profile,
+    challenge_with_proof,
     check_row_gas,
     check_row_onchain,
     deploy_verifier,
@@ -44,7 +45,6 @@ from ogkit.zk.evm import (
     verifier_matches,
 )
 from ogkit.zk.fixed import row_message
-from ogkit.zk.prove import prove_rows
 from ogkit.zk.verify import RowEvidence
 
 pytestmark = pytest.mark.anvil
@@ -274,20 +274,12 @@ def test_challenge_with_a_proof_slashes_a_cheating_node_without_a_vote(world, fo
     world.commit(forged)
     snapshot = world.chain.snapshot()
     try:
-        challenge_row(world.chain, forged, 7, challenger=world.s["challenger"])
-        assert world.status(forged) == BatchStatus.DISPUTED
-        (proof,) = prove_rows(zk.store, zk.profile, zk.keys, {"features": world.x}, [7])
-        ev, merkle = world.evidence(forged, 7)
-        # A proof of another row does not resolve this dispute.
-        other = dataclasses.replace(zk.proof, rows=(7,))
-        with pytest.raises(SettlementError, match="InputNotBound"):
-            resolve_with_proof(world.chain, world.s["node"], forged.batch_id, zk.profile,
-                               other, ev, merkle)  # fmt: skip
         token = world.chain.contract("OPGToken")
         before = world.chain.call(token.functions.balanceOf(world.s["challenger"].address))
-        out = resolve_with_proof(
-            world.chain, world.s["challenger"], forged.batch_id, zk.profile, proof, ev, merkle
-        )
+        out = challenge_with_proof(
+            world.chain, forged, 7, challenger=world.s["challenger"], store=zk.store,
+            inputs={"features": world.x},
+        )  # fmt: skip
         assert out["upheld"] is True
         assert world.status(forged) == BatchStatus.SLASHED
         after = world.chain.call(token.functions.balanceOf(world.s["challenger"].address))
@@ -329,10 +321,13 @@ def test_honest_node_answers_a_false_challenge_with_a_proof(world) -> None:
         c,
     )  # fmt: skip
     assert world.status(batch) == BatchStatus.DISPUTED
-    (proof,) = prove_rows(zk.store, zk.profile, zk.keys, {"features": world.x}, [3])
+    # The node's valid proof of another row (5) does not answer a dispute on row 3.
     ev, merkle = world.evidence(batch, 3)
-    out = resolve_with_proof(
-        world.chain, world.s["node"], batch.batch_id, zk.profile, proof, ev, merkle
+    with pytest.raises(SettlementError, match="InputNotBound"):
+        resolve_with_proof(world.chain, world.s["node"], batch.batch_id, zk.profile,
+                           dataclasses.replace(zk.proof, rows=(3,)), ev, merkle)  # fmt: skip
+    out = answer_with_proof(
+        world.chain, batch, node=world.s["node"], store=zk.store, inputs={"features": world.x}
     )
     assert out["upheld"] is False
     assert world.status(batch) == BatchStatus.PENDING
