@@ -51,6 +51,12 @@ EXPECTED_SUMMARY = {
         "settlement_status": "finalized",
         "receipts_valid": True,
     },
+    "verifiable_chat": {
+        "calls": 3,
+        "verdicts_passed": 3,
+        "settlement_status": "finalized",
+        "receipts_valid": True,
+    },
 }
 PNG = "data:image/png;base64,"
 
