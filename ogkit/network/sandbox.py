@@ -82,6 +82,9 @@ def _worker_main(conn: Any, memory_bytes: int | None) -> None:
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     import ogkit.verify  # noqa: F401 - imported while idle, not when the first batch waits
+    from ogkit.crypto.keccak import warm_up
+
+    warm_up()  # the hashing kernel compiled (or loaded from cache) while idle too
 
     while True:
         try:
@@ -148,7 +151,13 @@ class VerifyWorker:
             self._start()
 
     def close(self) -> None:
-        """Stop the worker (it also exits by itself when this process dies)."""
+        """Stop the worker: closing its pipe ends its loop (it also exits by itself when
+        this process dies); killed if it does not exit within 5 s."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._proc is not None:
+            self._proc.join(5)
         self._kill()
 
     def verify(self, task: VerifyTask) -> Outcome:

@@ -117,7 +117,6 @@ class VerifierDaemon(Watcher):
     def on_commit(self, batch_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
         from ogkit.batch import ARTIFACTS, load_batch
         from ogkit.settle import SettlementJournal, attest_batch
-        from ogkit.verdict import chain_verdicts
 
         chain, state = self.chain, self.state
         assert chain is not None and state is not None
@@ -129,15 +128,18 @@ class VerifierDaemon(Watcher):
         if status not in (BatchStatus.PENDING, BatchStatus.DISPUTED):
             return {"outcome": f"skipped: {status.name.lower()}"}
         mine = [
-            v
-            for v in chain_verdicts(chain, batch_id)
-            if v.verifier.lower() == self.signer.address.lower()
+            bool(e["args"]["pass"])
+            for e in chain.events(
+                "InferenceSettlement",
+                "VerdictPublished",
+                found.block,
+                argument_filters={"batchId": bytes.fromhex(batch_id[2:])},
+            )
+            if str(e["args"]["verifier"]).lower() == self.signer.address.lower()
         ]
         if mine:
-            log.info(
-                "batch %s: already attested (%s)", batch_id, "pass" if mine[0].passed else "fail"
-            )
-            return {"outcome": "already attested", "passed": mine[0].passed}
+            log.info("batch %s: already attested (%s)", batch_id, "pass" if mine[0] else "fail")
+            return {"outcome": "already attested", "passed": mine[0]}
         artifact = found.details["artifactId"]
         log.info("verifying batch %s (artefact %s)", batch_id, artifact)
         try:
