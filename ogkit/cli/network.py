@@ -4,6 +4,7 @@ and three verifier daemons as separate processes on localhost (docs/network.md).
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ogkit.cli.common import add_command, print_json
 from ogkit.settings import Settings
@@ -27,6 +28,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
             env=env,
         ),
         devnet_port=settings.devnet_port,
+        on_step=lambda text: print(f"  {text}", file=sys.stderr, flush=True),
     )
     if args.json:
         print_json(doc)

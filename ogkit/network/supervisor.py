@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,9 +223,22 @@ def _group_has_members(pgid: int) -> bool:
     return False
 
 
-def network_up(home: Path, plan: NetworkPlan, *, devnet_port: int | None = None) -> dict[str, Any]:
+def network_up(
+    home: Path,
+    plan: NetworkPlan,
+    *,
+    devnet_port: int | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Start the network of ``home`` (idempotent: what already runs is kept). Returns what
-    ``network.json`` holds: the chain, node and facilitator URLs and the processes."""
+    ``network.json`` holds: the chain, node and facilitator URLs and the processes.
+    ``on_step`` is told each step as it is done (the CLI prints them)."""
+
+    def step(text: str) -> None:
+        log.info("network up: %s", text)
+        if on_step is not None:
+            on_step(text)
+
     from ogkit.chain.devnet import Devnet
     from ogkit.hub import Hub
     from ogkit.jobs.steps import ensure_published
@@ -240,6 +253,7 @@ def network_up(home: Path, plan: NetworkPlan, *, devnet_port: int | None = None)
     devnet = Devnet(home, port=devnet_port)
     devnet.up()
     chain = devnet.client()
+    step(f"devnet on {devnet.url}")
     keys = KeyStore(home)
     names = [plan.node_key, plan.attester_key, plan.owner_key, plan.requester_key,
              plan.facilitator_key, *plan.verifier_keys()]  # fmt: skip
@@ -265,6 +279,7 @@ def network_up(home: Path, plan: NetworkPlan, *, devnet_port: int | None = None)
         verifiers=[signers[v] for v in plan.verifier_keys()],
         verifier_stakes=tuple((2_000 + 1_000 * i) * OPG for i in range(plan.verifiers)),
     )
+    step(f"{plan.model} registered; node, {plan.verifiers} verifiers staked; requester funded")
     env = {**plan.env, "OGKIT_HOME": str(home), "OGKIT_DEVNET_PORT": str(devnet.port)}
     processes = []
     facilitator = _start(
@@ -275,6 +290,7 @@ def network_up(home: Path, plan: NetworkPlan, *, devnet_port: int | None = None)
         wait_url=True,
     )
     processes.append(facilitator)
+    step(f"facilitator on {facilitator.url}")
     roots = [*plan.data_roots, str(data_dir())]
     node_args = ["node", "serve", "--key", plan.node_key, "--attester-key", plan.attester_key,
                  "--model", plan.model, "--port", "0", "--workers", str(plan.node_workers),
@@ -282,10 +298,12 @@ def network_up(home: Path, plan: NetworkPlan, *, devnet_port: int | None = None)
     for r in roots:
         node_args += ["--data-root", r]
     processes.append(_start("node", node_args, home, env, wait_url=True))
+    step(f"inference node on {processes[-1].url}")
     for v in plan.verifier_keys():
         args = ["verifier", "run", "--key", v, "--sample-rate", str(plan.sample_rate),
                 "--poll", str(plan.poll)]  # fmt: skip
         processes.append(_start(v, args, home, env, wait_url=False, address=signers[v].address))
+        step(f"{v} daemon (pid {processes[-1].pid})")
     doc = {
         "schema": "ogkit.network.v1",
         "chain": devnet.url,
