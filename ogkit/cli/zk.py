@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ogkit.cli.common import add_command, print_json
+from ogkit.cli.common import add_command, chain_option, print_json
 from ogkit.errors import ConfigError
 from ogkit.settings import Settings
 
@@ -95,8 +95,14 @@ def _setup(args: argparse.Namespace, settings: Settings) -> int:
         keys = load_keys(store, profile)
         problems = check_keys(store, profile, keys, model)
         if args.json:
-            print_json({"schema": "ogkit.zk.check.v1", "keys_id": keys.keys_id,
-                        "ok": not problems, "problems": problems})  # fmt: skip
+            print_json(
+                {
+                    "schema": "ogkit.zk.check.v1",
+                    "keys_id": keys.keys_id,
+                    "ok": not problems,
+                    "problems": problems,
+                }
+            )
         else:
             print(("OK" if not problems else "FAIL") + f" keys {keys.keys_id}")
             for p in problems:
@@ -172,6 +178,108 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if passed else 1
 
 
+def _chain_and_key(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]:
+    from ogkit.chain.connection import connect_from_settings
+    from ogkit.keys import KeyStore
+
+    signer = KeyStore(settings.home).load(args.key)
+    return connect_from_settings(settings, args.chain), signer
+
+
+def _profile_and_keys(store: Any, model: bytes, chunk: int) -> tuple[Any, Any]:
+    from ogkit.store import content_id
+    from ogkit.zk.keys import load_keys
+    from ogkit.zk.profile import load_profile
+
+    profile = load_profile(store, content_id(model), chunk)
+    return profile, load_keys(store, profile)
+
+
+def _deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.zk.evm import deploy_verifier, ensure_verifier, register_profile
+
+    store = _store(settings)
+    profile, keys = _profile_and_keys(store, _model_bytes(args.model, settings), args.chunk)
+    chain, owner = _chain_and_key(args, settings)
+    art = ensure_verifier(store, profile, keys)
+    address, gas = deploy_verifier(chain, owner, art)
+    register_profile(chain, owner, profile, keys, address)
+    doc = {
+        "schema": "ogkit.zk.deploy.v1",
+        "verifier": address,
+        "deploy_gas": gas,
+        "owner": owner.address,
+        "keys_id": keys.keys_id,
+        "model_id": profile.model_id,
+    }
+    if args.json:
+        print_json(doc)
+    else:
+        print(
+            f"verifier {address} ({art['code_size']:,} bytes) registered for "
+            f"{profile.model_id} by {owner.address}; awaiting the governor's approval"
+        )
+    return 0
+
+
+def _approve(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.zk.evm import approve_profile, review_profile
+
+    store = _store(settings)
+    model = _model_bytes(args.model, settings)
+    profile, keys = _profile_and_keys(store, model, args.chunk)
+    if args.key:
+        chain, governor = _chain_and_key(args, settings)
+    else:  # a dev chain: the deployer is the ZkJudge's governor
+        from ogkit.chain.connection import connect_from_settings
+
+        chain = connect_from_settings(settings, args.chain)
+        governor = chain.deployer
+        if governor is None:
+            raise ConfigError(f"on {chain.name} pass --key: the ZkJudge's governor's key")
+    problems = review_profile(chain, store, profile, keys, model, args.owner)
+    if not problems:
+        approve_profile(chain, governor, profile.model_id, args.owner, keys.keys_id)
+    if args.json:
+        print_json(
+            {
+                "schema": "ogkit.zk.approve.v1",
+                "approved": not problems,
+                "problems": problems,
+                "keys_id": keys.keys_id,
+            }
+        )
+    else:
+        print(("approved" if not problems else "NOT approved") + f" keys {keys.keys_id}")
+        for p in problems:
+            print(f"  {p}")
+    return 0 if not problems else 1
+
+
+def _dispute(args: argparse.Namespace, settings: Settings) -> int:
+    from ogkit.batch import load_batch
+    from ogkit.zk.evm import answer_with_proof, challenge_with_proof
+
+    store = _store(settings)
+    batch = load_batch(args.artifact, store)
+    chain, signer = _chain_and_key(args, settings)
+    inputs = _arrays(args.inputs)
+    if args.command == "challenge":
+        out = challenge_with_proof(
+            chain, batch, args.row, challenger=signer, store=store, chunk=args.chunk, inputs=inputs
+        )
+    else:
+        out = answer_with_proof(
+            chain, batch, node=signer, store=store, chunk=args.chunk, inputs=inputs
+        )
+    if args.json:
+        print_json({"schema": "ogkit.zk.dispute.v1", "batch_id": batch.batch_id, **out})
+    else:
+        verdict = "upheld: the node is slashed" if out["upheld"] else "rejected"
+        print(f"dispute {out['dispute']} on {batch.batch_id} {verdict} ({out['gas']:,} gas)")
+    return 0
+
+
 def register(groups) -> None:
     zk = groups.add_parser("zk", help="ZK proofs of inference (EZKL)").add_subparsers(
         dest="command", required=True
@@ -216,3 +324,27 @@ def register(groups) -> None:
     p.add_argument("--rows", help="rows that must be proven (default: those proofs name)")
     p.add_argument("--chunk", type=int, default=1)
     p.add_argument("--inputs", help=".npz of the requester's inputs (if records hold none)")
+    p = add_command(zk, "deploy", _deploy, "deploy the EVM verifier and register the profile")
+    p.add_argument("model", help="hub reference (name@version, 0x id) or .onnx path")
+    p.add_argument("--chunk", type=int, default=1)
+    p.add_argument("--key", default="owner", help="the model owner's key (default owner)")
+    chain_option(p)
+    p = add_command(zk, "approve", _approve, "review a registered profile and approve it")
+    p.add_argument("model", help="hub reference (name@version, 0x id) or .onnx path")
+    p.add_argument("--owner", required=True, help="the address that registered the profile")
+    p.add_argument("--chunk", type=int, default=1)
+    p.add_argument("--key", help="the ZkJudge's governor (default: a dev chain's deployer)")
+    chain_option(p)
+    p = add_command(zk, "challenge", _dispute, "challenge a row and settle it with a proof")
+    p.add_argument("artifact", help="artefact id (0x…) or manifest path")
+    p.add_argument("row", type=int, help="the row to challenge")
+    p.add_argument("--chunk", type=int, default=1)
+    p.add_argument("--inputs", help=".npz of the requester's inputs (if records hold none)")
+    p.add_argument("--key", default="challenger", help="the challenger's key")
+    chain_option(p)
+    p = add_command(zk, "answer", _dispute, "answer a batch's open dispute with a proof")
+    p.add_argument("artifact", help="artefact id (0x…) or manifest path")
+    p.add_argument("--chunk", type=int, default=1)
+    p.add_argument("--inputs", help=".npz of the requester's inputs (if records hold none)")
+    p.add_argument("--key", default="node", help="the node's key")
+    chain_option(p)

@@ -5,6 +5,7 @@ honest node's proof) at once, without a vote."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import socket
 from pathlib import Path
@@ -16,6 +17,7 @@ from ogkit.attest import make_attester
 from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.devnet import Devnet
 from ogkit.chain.records import onchain_batch
+from ogkit.cli import main
 from ogkit.errors import SettlementError
 from ogkit.hub import Hub
 from ogkit.infer import run_verified_inference
@@ -69,11 +71,13 @@ class ZkWorld:
         self.s = {n: keys.ensure_dev_key(n) for n in names}
         for signer in self.s.values():
             self.chain.fund(signer.address, eth=10**19, opg=100_000 * OPG)
-        self.hub = Hub(home=home)
+        # The ZK profile's store holds the hub and the batches too, as for a node's CLI.
+        self.home = home
+        self.hub = Hub(zk.store, home=home)
         self.hub.publish(
-            tabular_path, name="tab", version="1.0.0", price=10, signer=self.s["owner"]
+            tabular_path, name="tabzk", version="1.0.0", price=10, signer=self.s["owner"]
         )
-        self.manifest = self.hub.manifest("tab")
+        self.manifest = self.hub.manifest("tabzk")
         self.enclave = make_attester("software", signer=self.s["enclave"])
         self.frame = make_tabular(64, seed=3)
         self.x = self.frame.select(TABULAR_FEATURES).to_numpy().astype(np.float32)
@@ -103,7 +107,7 @@ class ZkWorld:
 
     def batch(self, job: str):
         return run_verified_inference(
-            "tab",
+            "tabzk",
             self.frame,
             attester=self.enclave,
             requester=self.s["requester"].address,
@@ -331,3 +335,22 @@ def test_honest_node_answers_a_false_challenge_with_a_proof(world) -> None:
     )
     assert out["upheld"] is False
     assert world.status(batch) == BatchStatus.PENDING
+
+
+def test_cli_zk_challenge_slashes_without_a_vote(world, forge_batch, capsys, monkeypatch):
+    zk = world.zk
+    monkeypatch.setenv("OGKIT_DEVNET_PORT", str(world.devnet.port))
+    forged = forge_batch(world.batch("zk-cli"), {9}, world.enclave)
+    world.commit(forged)
+    snapshot = world.chain.snapshot()
+    try:
+        base = ["--home", str(world.home), "--store", zk.store.url]
+        code = main([*base, "zk", "challenge", forged.artifact_id, "9", "--chain", "devnet",
+                     "--json"])  # fmt: skip
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        doc = json.loads(out.out)
+        assert doc["upheld"] is True and doc["batch_id"] == forged.batch_id
+        assert world.status(forged) == BatchStatus.SLASHED
+    finally:
+        world.chain.revert(snapshot)
