@@ -110,9 +110,9 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
             "--key and --amount belong to `ogkit settle allow` (the inference node's key "
             "is --node-key)"
         )
-    from ogkit.batch import load_batch
     from ogkit.chain.connection import connect_from_settings
     from ogkit.keys import KeyStore
+    from ogkit.llm.batch import load_any_batch
     from ogkit.settle import SettlementJournal, format_opg, settle, settlement_progress
     from ogkit.store import ContentStore
 
@@ -146,7 +146,7 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     from ogkit.order import SignedOrder, load_order
 
-    batch = load_batch(args.target, ContentStore(settings.store))
+    batch = load_any_batch(args.target, ContentStore(settings.store))  # tabular or chat
     keys = KeyStore(settings.home)
     node = keys.load(args.node_key)
     order = None

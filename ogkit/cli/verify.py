@@ -49,14 +49,15 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     if args.attest:
         # Verify what the chain committed: the requester signed the dataset commitment in its
         # order, so the inputs are bound to it without the verifier holding the data.
-        from ogkit.batch import load_batch
         from ogkit.chain.connection import connect_from_settings
         from ogkit.chain.records import onchain_batch
         from ogkit.dataset import DatasetCommitment
         from ogkit.errors import SettlementError
+        from ogkit.llm.batch import load_any_batch
 
         chain = connect_from_settings(settings, args.chain)
-        committed = load_batch(args.artifact, ContentStore(args.out or hub.store.url))
+        # A tabular or a chat artefact: both commit and attest the same way.
+        committed = load_any_batch(args.artifact, ContentStore(args.out or hub.store.url))
         found = onchain_batch(chain, committed.batch_id)
         if found is None:
             raise SettlementError(

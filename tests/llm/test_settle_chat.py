@@ -193,3 +193,35 @@ def test_verifiers_keep_the_tampered_claim_apart(world, llm_hub, model):
     edited = store_chat_batch(other, batch.store)
     verdict = attest_batch(chain, edited, passed=True, verifier=a["v1"])
     assert not verdict.passed and "artefact id" in verdict.reason
+
+
+def test_chat_batches_attest_and_finalise_from_the_cli(world, llm_hub, model, monkeypatch, capsys):
+    """`ogkit verify ARTIFACT --attest` and `ogkit settle ARTIFACT` take a chat artefact as
+    they take a tabular one: the verifiers re-decode and sign, the node finalises."""
+    import json
+
+    import ogkit.chain.connection as connection
+    from ogkit.cli import main
+
+    chain, a, manifest = world.chain, world.s, world.manifest
+    monkeypatch.setattr(connection, "connect_from_settings", lambda *args, **kw: chain)
+    _ask(world.session)
+    batch = world.session.seal()
+    price = manifest.price_per_inference
+    settle_chat(batch, chain, node=a["node"], requester=a["requester"],
+                model_owner=manifest.owner, max_price_per_row=price)  # fmt: skip
+    store = ["--store", llm_hub.store.url]
+    allow = ["--allow-attester", a["enclave"].address, "--allow-measurement", model.runtime_id]
+    for name in ("v1", "v2", "v3"):
+        argv = [*store, "verify", batch.artifact_id, "--attest", "--key", name, *allow]
+        code = main([*argv, "--sample-rate", "1", "--workers", "0", "--json"])
+        out = capsys.readouterr().out
+        assert code == 0, json.loads(out)["findings"][:3]
+        doc = json.loads(out)
+        assert doc["passed"] and doc["signed_verdict"]["passed"], doc
+    chain.increase_time(WINDOW + 1)
+    assert main([*store, "settle", batch.artifact_id, "--node-key", "node", "--json"]) == 0, (
+        capsys.readouterr().err
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["status"] == "finalized", doc
