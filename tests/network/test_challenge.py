@@ -14,7 +14,7 @@ from ogkit.chain.records import onchain_batch
 from ogkit.cli import main
 from ogkit.network.daemon import WatchConfig, rpc_connector
 from ogkit.network.verifier import VerifierDaemon
-from ogkit.settle import ensure_allowance
+from ogkit.settle import attest_batch, ensure_allowance
 from ogkit.store import ContentStore
 
 from .conftest import World, wait_for
@@ -136,35 +136,7 @@ def test_a_griefing_challenge_of_an_honest_row_is_rejected_by_the_daemons(
     batch, _ = net.batch("griefed")
     chain = net.client()
     settlement = chain.contract("InferenceSettlement")
-    griefer = net.keys["challenger"]
-    row = 11
-    receipt = batch.receipt(row)
-    values = receipt["leaf_values"]
-    found = onchain_batch(chain, batch.batch_id)
-    key = bytes.fromhex(batch.batch_id[2:])
-    made_up, salt = b"\x42" * 32, b"\x07" * 32
-    ensure_allowance(
-        chain, griefer, settlement.address, chain.call(settlement.functions.challengeBond())
-    )
-    chain.transact(
-        settlement.functions.commitChallenge(
-            chain.call(
-                settlement.functions.challengeCommitment(griefer.address, key, row, made_up, salt)
-            )
-        ),
-        griefer,
-    )
-    tx = chain.transact(
-        settlement.functions.challenge(
-            key,
-            found.as_tuple,
-            (row, bytes.fromhex(values["inputHash"][2:]), bytes.fromhex(values["outputHash"][2:]),
-             made_up, salt),
-            [bytes.fromhex(p[2:]) for p in receipt["proof"]],
-        ),
-        griefer,
-        gas=1_000_000,
-    )  # fmt: skip
+    tx = grief(net, batch, row=11)
     opened_dispute = run_json(capsys, "dispute", "show", batch.batch_id)
     assert opened_dispute["status"] == "disputed"
     token = chain.contract("OPGToken")
@@ -184,3 +156,56 @@ def test_a_griefing_challenge_of_an_honest_row_is_rejected_by_the_daemons(
     assert shown["outcome"] == "rejected" and shown["status"] == "pending"
     bond = chain.call(settlement.functions.challengeBond())
     assert chain.call(token.functions.balanceOf(net.keys["node"].address)) - node_before == bond
+
+
+def grief(net: World, batch, row: int) -> dict:
+    """Open a dispute on ``row`` of committed ``batch`` with a made-up output hash, as any
+    key can (commit, then reveal in a later block); returns the reveal's receipt."""
+    chain = net.client()
+    settlement = chain.contract("InferenceSettlement")
+    griefer = net.keys["challenger"]
+    receipt = batch.receipt(row)
+    values = receipt["leaf_values"]
+    found = onchain_batch(chain, batch.batch_id)
+    key = bytes.fromhex(batch.batch_id[2:])
+    made_up, salt = b"\x42" * 32, b"\x07" * 32
+    ensure_allowance(
+        chain, griefer, settlement.address, chain.call(settlement.functions.challengeBond())
+    )
+    chain.transact(
+        settlement.functions.commitChallenge(
+            chain.call(
+                settlement.functions.challengeCommitment(griefer.address, key, row, made_up, salt)
+            )
+        ),
+        griefer,
+    )
+    return chain.transact(
+        settlement.functions.challenge(
+            key,
+            found.as_tuple,
+            (row, bytes.fromhex(values["inputHash"][2:]), bytes.fromhex(values["outputHash"][2:]),
+             made_up, salt),
+            [bytes.fromhex(p[2:]) for p in receipt["proof"]],
+        ),
+        griefer,
+        gas=1_000_000,
+    )  # fmt: skip
+
+
+def test_dispute_resolve_falls_back_to_the_signed_verdicts(
+    cli_env: World, capsys: pytest.CaptureFixture[str]
+):
+    """Nobody votes: after the voting time `ogkit dispute resolve` closes the dispute with
+    the batch's published verdicts (three passes: rejected, the batch pending again)."""
+    net = cli_env
+    batch, _ = net.batch("resolved-by-verdicts")
+    chain = net.client()
+    for i in (1, 2, 3):
+        attest_batch(chain, batch, passed=True, verifier=net.keys[f"verifier-{i}"], publish=True)
+    grief(net, batch, row=5)
+    assert main(["dispute", "resolve", batch.batch_id, "--key", "node"]) == 1
+    assert "VotingOpen" in capsys.readouterr().err  # not before the voting time is over
+    chain.increase_time(chain.deployment.params.challenge_window + 1)
+    doc = run_json(capsys, "dispute", "resolve", batch.batch_id, "--key", "node")
+    assert doc["resolved"] == "rejected" and doc["status"] == "pending" and doc["votes"] == []
