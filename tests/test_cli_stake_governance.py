@@ -160,3 +160,10 @@ def test_governance_approves_a_measurement_by_stake_vote(chain, keys, capsys):
     assert "no governance proposal 99" in err and "ogkit governance list" in err
     err = _fails(capsys, ["governance", "propose", "0x12", "--kind", "tdx", "--key", "node"])
     assert "not a 32-byte hex id" in err
+
+
+def test_the_cli_names_the_registry_kinds_as_the_tee_code_does():
+    from ogkit.cli.common import MEASUREMENT_KINDS
+    from ogkit.tee.claims import MEASUREMENT_KINDS as TEE_KINDS
+
+    assert MEASUREMENT_KINDS == TEE_KINDS

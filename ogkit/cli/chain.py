@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ogkit.cli.common import (
+    MEASUREMENT_KINDS,
     add_command,
     chain_option,
     parse_amount,
@@ -64,7 +65,7 @@ def _fund(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-KINDS = {"software": 1, "tdx": 2, "sgx": 3, "nitro": 4}
+KINDS = MEASUREMENT_KINDS
 
 
 def _approve_measurement(args: argparse.Namespace, settings: Settings) -> int:

@@ -238,3 +238,8 @@ def parse_measurement(text: str) -> str:
             "(`ogkit infer --json` prints it as runtime_id)"
         )
     return "0x" + body
+
+
+# The NodeRegistry's measurement kinds by name (ogkit.tee.claims.MEASUREMENT_KINDS, kept
+# here so that parsing a command's arguments imports no TEE code).
+MEASUREMENT_KINDS = {"software": 1, "tdx": 2, "sgx": 3, "nitro": 4}

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ogkit.cli.chain import KINDS
+from ogkit.cli.common import (
+    MEASUREMENT_KINDS as KINDS,
+)
 from ogkit.cli.common import (
     add_command,
     chain_option,
