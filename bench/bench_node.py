@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -91,7 +92,7 @@ async def _unpaid(url: str, bodies: list[dict]) -> tuple[list[float], Counter]:
 
 async def _paid(url: str, bodies: list[dict], payers: list, now: int) -> list[dict]:
     from ogkit.x402 import PAYMENT_HEADER, PaymentRequirements, encode_payment_header
-    from ogkit.x402.exact import sign_exact_payment
+    from ogkit.x402.exact import request_nonce, sign_exact_payment
 
     limits = httpx.Limits(max_connections=len(bodies))
     async with httpx.AsyncClient(timeout=300, limits=limits) as http:
@@ -99,13 +100,17 @@ async def _paid(url: str, bodies: list[dict], payers: list, now: int) -> list[di
         async def one(i: int, body: dict) -> dict:
             payer = payers[i % len(payers)]
             t = time.perf_counter()
+            # The payment's nonce commits to the exact bytes sent (docs/spec.md 11.3).
+            raw = json.dumps({**body, "salt": f"0x{i:x}"}, separators=(",", ":")).encode()
+            plain = {"content-type": "application/json"}
             try:
-                first = await http.post(f"{url}/v1/infer", json=body)
+                first = await http.post(f"{url}/v1/infer", content=raw, headers=plain)
                 if first.status_code != 402:
                     return {"payer": payer, "status": first.status_code, "seconds": 0.0}
                 req = PaymentRequirements.from_dict(first.json()["accepts"][0])
-                header = encode_payment_header(sign_exact_payment(req, payer, now=now))
-                r = await http.post(f"{url}/v1/infer", json=body, headers={PAYMENT_HEADER: header})
+                payment = sign_exact_payment(req, payer, now=now, nonce=request_nonce(req, raw))
+                headers = {**plain, PAYMENT_HEADER: encode_payment_header(payment)}
+                r = await http.post(f"{url}/v1/infer", content=raw, headers=headers)
                 doc = r.json()
             except httpx.HTTPError as exc:
                 return {"payer": payer, "status": 0, "reason": str(exc), "seconds": 0.0}

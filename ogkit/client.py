@@ -77,9 +77,11 @@ class Node:
 
     @staticmethod
     def _json(response: Any, ok: tuple[int, ...] = (200,)) -> Any:
+        from ogkit.x402.types import loads_bounded
+
         try:
-            doc = response.json()
-        except ValueError:
+            doc = loads_bounded(response.content)
+        except (ValueError, UnicodeDecodeError):  # not JSON, or nested to crash a parser
             doc = None
         if response.status_code not in ok:
             error = doc.get("error") if isinstance(doc, Mapping) else response.text[:200]
@@ -120,7 +122,10 @@ class Node:
         model input) and pay for them: the node's 402 names the price, ``payer`` signs an
         x402 ``exact`` payment of it, and the request is sent again with ``X-PAYMENT``.
         Returns the node's answer (outputs, ``receipts``, ``payment``)."""
-        from ogkit.x402.exact import sign_exact_payment
+        import json
+        import secrets
+
+        from ogkit.x402.exact import REQUEST_BINDING, request_nonce, sign_exact_payment
         from ogkit.x402.types import (
             PAYMENT_HEADER,
             SCHEME_EXACT,
@@ -130,8 +135,15 @@ class Node:
 
         if (rows is None) == (inputs is None):
             raise NodeError("give rows= or inputs=, not both")
-        body = {"rows": list(rows)} if rows is not None else {"inputs": _plain(inputs)}
-        first = self._request("POST", "/v1/infer", json=body)
+        doc_in: dict[str, Any] = (
+            {"rows": list(rows)} if rows is not None else {"inputs": _plain(inputs)}
+        )
+        # A random salt: the payment's nonce commits to these exact bytes (two identical
+        # calls are two payments), and they are sent byte for byte both times.
+        doc_in["salt"] = "0x" + secrets.token_bytes(16).hex()
+        body = json.dumps(doc_in, separators=(",", ":"), allow_nan=False).encode()
+        send = {"content": body, "headers": {"content-type": "application/json"}}
+        first = self._request("POST", "/v1/infer", **send)
         if first.status_code != 402:
             return self._json(first)
         doc = self._json(first, ok=(402,))
@@ -149,10 +161,11 @@ class Node:
                 f"max_amount {max_amount}",
                 reason="over-budget",
             )
-        payment = sign_exact_payment(requirements, payer, now=now)
-        second = self._request(
-            "POST", "/v1/infer", json=body, headers={PAYMENT_HEADER: encode_payment_header(payment)}
-        )
+        bound = requirements.extra.get("binding") == REQUEST_BINDING
+        nonce = request_nonce(requirements, body) if bound else None
+        payment = sign_exact_payment(requirements, payer, now=now, nonce=nonce)
+        header = {**send["headers"], PAYMENT_HEADER: encode_payment_header(payment)}
+        second = self._request("POST", "/v1/infer", content=body, headers=header)
         return self._json(second)
 
     # -- batch jobs -------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             state_dir=Path(args.state) if args.state else None,
         )
         serve_app(
-            create_app(service),
+            create_app(service, read_timeout=args.read_timeout),
             sock,
             on_ready=lambda url: print(f"ogkit node listening on {url}", flush=True),
         )
@@ -102,6 +102,12 @@ def register(groups) -> None:
         help="a folder jobs may read datasets from (besides the store); repeatable",
     )
     s.add_argument("--poll", type=float, default=2.0, help="finaliser period in seconds")
+    s.add_argument(
+        "--read-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a request body may take to arrive (slower: 408)",
+    )
     s.add_argument(
         "--state", help="folder for job records and the payment ledger (default <home>/node)"
     )

@@ -16,23 +16,26 @@
 ==========================  ===============================================================
 
 Every refusal is JSON ``{"error": ..., "reason": ...}`` with a 4xx status; a request body
-over ``max_body`` bytes is refused (413) before it is read whole. Nothing a client sends
+over ``max_body`` bytes is refused (413) before it is read whole, and one that does not
+arrive whole within ``read_timeout`` seconds (a slow-loris client holding a connection)
+is refused with 408. Nothing a client sends
 stops the node: an unexpected fault answers 500 and is logged.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ogkit.errors import ConfigError, OgkitError, OrderError, SignatureError
+from ogkit.node.paid import RequestRefused, strict_json
 from ogkit.x402.types import PAYMENT_HEADER
 
 if TYPE_CHECKING:
@@ -46,11 +49,26 @@ MAX_BODY = 1 << 20
 """The largest request body the node reads (1 MiB)."""
 
 
+READ_TIMEOUT = 10.0
+"""Seconds a request body may take to arrive."""
+
+
 class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Any, limit: int) -> bytes:
+class _TooSlow(Exception):
+    pass
+
+
+async def _read_body(request: Any, limit: int, timeout: float = READ_TIMEOUT) -> bytes:
+    try:
+        return await asyncio.wait_for(_read_all(request, limit), timeout)
+    except TimeoutError:
+        raise _TooSlow from None
+
+
+async def _read_all(request: Any, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -74,7 +92,9 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def create_app(service: NodeService, *, max_body: int = MAX_BODY) -> FastAPI:
+def create_app(
+    service: NodeService, *, max_body: int = MAX_BODY, read_timeout: float = READ_TIMEOUT
+) -> FastAPI:
     app = FastAPI(
         title="ogkit inference node",
         description=(
@@ -148,25 +168,34 @@ def create_app(service: NodeService, *, max_body: int = MAX_BODY) -> FastAPI:
     @app.post("/v1/infer", name="infer")
     async def infer(request: Request) -> Any:
         try:
-            body = await _read_body(request, max_body)
+            body = await _read_body(request, max_body, read_timeout)
         except _TooLarge:
             return refuse(413, f"the body is larger than {max_body} bytes", "too-large")
-        header = request.headers.get(PAYMENT_HEADER)
-        resource = str(request.url)
-        answer = await run_in_threadpool(paid.handle, body, header, resource)
+        except _TooSlow:
+            return refuse(408, f"the body did not arrive within {read_timeout:g} s", "too-slow")
+        headers = request.headers.getlist(PAYMENT_HEADER)
+        resource = str(request.url_for("infer"))
+        answer = await run_in_threadpool(paid.handle, body, headers or None, resource)
         service.counters[f"http_{answer.status}"] += 1
+        if answer.raw is not None:
+            return Response(
+                answer.raw, status_code=answer.status, headers=answer.headers,
+                media_type="application/json",
+            )  # fmt: skip
         return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     @app.post("/v1/jobs")
     async def submit_job(request: Request) -> Any:
         try:
-            body = await _read_body(request, max_body)
+            body = await _read_body(request, max_body, read_timeout)
         except _TooLarge:
             return refuse(413, f"the body is larger than {max_body} bytes", "too-large")
+        except _TooSlow:
+            return refuse(408, f"the body did not arrive within {read_timeout:g} s", "too-slow")
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return refuse(400, "the body is not JSON", "bad-json")
+            doc = strict_json(body)
+        except RequestRefused as exc:
+            return refuse(exc.status, str(exc), exc.reason)
         try:
             record, new = await run_in_threadpool(service.runner.submit, doc)
         except (OrderError, SignatureError) as exc:

@@ -9,6 +9,13 @@ lose here, before any chain work); a refusal that consumed nothing releases it; 
 settlement, or a front-run one the facilitator reports, is recorded with its transaction
 and the call is then served. Rows outlive restarts (``<home>/node/payments.sqlite``);
 claims a crashed process left unfinished are dropped at start-up.
+
+A payment that was settled but never answered (the run failed, or the process died
+between the settlement and the answer: the row says ``settled``, or ``unserved``) stays
+the payer's: the same payment sent again :meth:`resumes <PaymentLedger.resume>` it, served
+once with the recorded transaction and charged nothing more. Every state change is one
+SQLite statement in autocommit (WAL, ``synchronous=FULL``): a ``kill -9`` leaves the
+table at one of these states, never between two.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ class PaymentLedger:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS payments (payer TEXT NOT NULL, nonce TEXT NOT NULL, "
             "value TEXT NOT NULL, state TEXT NOT NULL, tx TEXT, at REAL NOT NULL, "
@@ -37,6 +45,8 @@ class PaymentLedger:
         # whether that settlement happened (a retry then finds the nonce used by a
         # transaction that paid this node, and is served once).
         self._db.execute("DELETE FROM payments WHERE state = 'claimed'")
+        # Settled and never answered: the process died while running the call.
+        self._db.execute("UPDATE payments SET state = 'unserved' WHERE state = 'settled'")
 
     def claim(self, payer: str, nonce: str, value: int) -> bool:
         """True if this (payer, nonce) was never claimed; the caller then owns it."""
@@ -46,6 +56,23 @@ class PaymentLedger:
                 (payer.lower(), nonce.lower(), str(value), time.time()),
             )
             return cur.rowcount == 1
+
+    def resume(self, payer: str, nonce: str, value: int) -> str | None:
+        """The transaction of a payment that was settled but never served, now owned by
+        the caller (its row says ``settled`` again); None if there is none to resume."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE payments SET state = 'settled', at = ? WHERE payer = ? AND nonce = ? "
+                "AND value = ? AND state = 'unserved' AND tx IS NOT NULL",
+                (time.time(), payer.lower(), nonce.lower(), str(value)),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = self._db.execute(
+                "SELECT tx FROM payments WHERE payer = ? AND nonce = ?",
+                (payer.lower(), nonce.lower()),
+            ).fetchone()
+        return str(row[0])
 
     def release(self, payer: str, nonce: str) -> None:
         """Forget a claim whose payment was refused before anything was charged."""

@@ -43,13 +43,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ogkit.errors import NodeUnavailable, OgkitError, PaymentError
-from ogkit.x402.exact import check_exact_payment
+from ogkit.x402.exact import REQUEST_BINDING, check_exact_payment, request_nonce
 from ogkit.x402.types import (
     PAYMENT_RESPONSE_HEADER,
     X402_VERSION,
     PaymentRequirements,
+    SettleResponse,
     decode_payment_header,
     encode_response_header,
+    loads_bounded,
     network_id,
 )
 
@@ -84,10 +86,48 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # ``body`` already encoded (paid answers)
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number every model input dtype takes: finite, and within float32's range
+    (1e39 is finite in JSON and infinite in a float32 tensor; 10**30 has no integer
+    dtype). Integers beyond 2**53 are not exact as floats: refused too."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**53) <= value <= 2**53
+    return isinstance(value, float) and math.isfinite(value) and abs(value) <= _FLOAT32_MAX
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise RequestRefused(
+            f"the body repeats the key {next(k for k in keys if keys.count(k) > 1)[:40]!r}: "
+            "a JSON object names each key once",
+            reason="bad-json",
+        )
+    return dict(pairs)
+
+
+def strict_json(body: bytes) -> Any:
+    """``body`` as JSON, refusing what parsers disagree on: repeated keys, NaN and
+    Infinity literals, nesting deeper than Python's stack; RequestRefused otherwise."""
+
+    def constant(name: str) -> Any:
+        raise RequestRefused(f"{name} is not JSON", status=422, reason="bad-value")
+
+    try:
+        return loads_bounded(body, object_pairs_hook=_no_duplicates, parse_constant=constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestRefused(
+            "the body is not JSON" + (f" ({exc})" if "brackets" in str(exc) else ""),
+            reason="bad-json",
+        ) from None
 
 
 def parse_rows(doc: Any, model: LoadedModel, max_rows: int) -> Any:
@@ -98,13 +138,16 @@ def parse_rows(doc: Any, model: LoadedModel, max_rows: int) -> Any:
 
     if not isinstance(doc, Mapping):
         raise RequestRefused("the body must be a JSON object with 'rows' or 'inputs'")
-    unknown = sorted(set(doc) - {"rows", "inputs"})
+    unknown = sorted(set(doc) - {"rows", "inputs", "salt"})
     if unknown or ("rows" in doc) == ("inputs" in doc):
         raise RequestRefused(
             "the body must have exactly one of 'rows' (a list of objects, one per row) or "
             f"'inputs' (tensors keyed by model input){'; unknown keys ' if unknown else ''}"
             + ", ".join(unknown[:5])
         )
+    salt = doc.get("salt")
+    if salt is not None and (not isinstance(salt, str) or len(salt) > 130):
+        raise RequestRefused("'salt' must be a string of at most 130 characters")
     if "rows" in doc:
         rows = doc["rows"]
         if not isinstance(rows, list) or not rows:
@@ -166,6 +209,16 @@ def parse_rows(doc: Any, model: LoadedModel, max_rows: int) -> Any:
             )
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise RequestRefused(
+                f"input {name!r} holds NaN, infinity or a number beyond {array.dtype}'s range",
+                status=422,
+                reason="bad-value",
+            )
+        if (
+            array.dtype.kind in "iu"
+            and array.size
+            and (np.abs(array.astype(np.float64)).max() > 2**53)
+        ):
+            raise RequestRefused(
                 f"input {name!r} holds NaN or infinity", status=422, reason="bad-value"
             )
         arrays[name] = array
@@ -187,6 +240,7 @@ class PaidInference:
         price: RegistryPrice,
         pay_to: str,
         ledger: PaymentLedger,
+        instance: str = "0x" + "00" * 32,
         max_rows: int = 256,
         max_timeout_seconds: int = 120,
     ) -> None:
@@ -201,6 +255,7 @@ class PaidInference:
         self.price = price
         self.pay_to = pay_to
         self.ledger = ledger
+        self.instance = instance
         self.max_rows = max_rows
         self.max_timeout_seconds = max_timeout_seconds
         self.network = network_id(chain.chain_id)
@@ -235,6 +290,8 @@ class PaidInference:
                 "modelId": self.model.model_id,
                 "rows": rows,
                 "pricePerRow": str(per_row),
+                "binding": REQUEST_BINDING,
+                "instance": self.instance,
             },
         )
 
@@ -257,19 +314,26 @@ class PaidInference:
         """The rows of ``body``, checked against the model; RequestRefused otherwise."""
         from ogkit.dataset import bind_features, open_source, plan_inputs
 
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise RequestRefused("the body is not JSON", reason="bad-json") from None
+        doc = strict_json(body)
         data = parse_rows(doc, self.model, self.max_rows)
         try:
             source = open_source(data)
             plan_inputs(source, self.model.inputs, bind_features(self.model, None))
         except OgkitError as exc:  # SchemaMismatchError lists every problem at once
             raise RequestRefused(str(exc), status=422, reason="schema") from None
+        except Exception as exc:  # polars/numpy on values the model cannot take
+            raise RequestRefused(
+                f"the rows do not convert to the model's inputs: {type(exc).__name__}: "
+                f"{str(exc)[:200]}",
+                status=422,
+                reason="schema",
+            ) from None
         return data, source.n_rows
 
-    def handle(self, body: bytes, payment_header: str | None, resource: str) -> Answer:
+    def handle(self, body: bytes, payment_header: str | list[str] | None, resource: str) -> Answer:
+        """One ``POST /v1/infer``: ``payment_header`` is the ``X-PAYMENT`` value (a list
+        of the values when the request carried several: refused, as a proxy may pick
+        another one than the node)."""
         started = time.perf_counter()
         try:
             data, rows = self.check_request(body)
@@ -277,6 +341,14 @@ class PaidInference:
             self.counters[f"refused_{exc.reason}"] += 1
             return Answer(exc.status, {"error": str(exc), "reason": exc.reason})
         req = self.requirements(rows, resource)
+        if isinstance(payment_header, list):
+            if len(payment_header) != 1:
+                return self._required(
+                    req,
+                    f"the request carries {len(payment_header)} X-PAYMENT headers; send one",
+                    "malformed" if payment_header else "payment-required",
+                )
+            payment_header = payment_header[0]
         if payment_header is None:
             return self._required(req, "X-PAYMENT header is required", "payment-required")
         try:
@@ -288,10 +360,27 @@ class PaidInference:
                 token_name=self.token_name,
                 token_version=self.token_version,
             )
+            if payment.authorization.nonce != request_nonce(req, body):
+                raise PaymentError(
+                    "the payment's nonce does not commit to this request at this node "
+                    f"({REQUEST_BINDING}: the body, the model and the node instance); it "
+                    "was signed for another request, model or node: sign this one",
+                    reason="unbound",
+                )
         except PaymentError as exc:
             return self._required(req, str(exc), exc.reason)
         auth = payment.authorization
         if not self.ledger.claim(payment.payer, auth.nonce, auth.value):
+            resumed = self.ledger.resume(payment.payer, auth.nonce, auth.value)
+            if resumed is not None:
+                # Paid earlier, never answered (a node fault or a crash after the
+                # settlement): serve it now, once, bound to the transaction that paid.
+                self.counters["paid_resumed"] += 1
+                settled = SettleResponse(
+                    True, self.network, transaction=resumed, payer=payment.payer,
+                    message="paid earlier; served now",
+                )  # fmt: skip
+                return self._serve(data, rows, payment, req, settled, started)
             state = self.ledger.state(payment.payer, auth.nonce)
             return self._required(
                 req,
@@ -327,6 +416,8 @@ class PaidInference:
         ):
             # Somebody submitted this authorization before us, and it paid exactly this
             # call to this node; the ledger says the call was never served: serve it once.
+            # (Its nonce commits to this body at this node instance: no other request,
+            # and no other node sharing the payee, can have been served with it.)
             self.counters["paid_front_run"] += 1
             settled = type(settled)(
                 True,
@@ -335,29 +426,60 @@ class PaidInference:
                 payer=settled.payer,
                 message="settled by another submitter first",
             )
-        if not settled.success:
+        if not settled.success or not settled.transaction:
             self.ledger.release(payment.payer, auth.nonce)
             return self._required(
                 req, settled.message or "the payment could not be settled",
                 settled.error_reason or "settle-failed",
             )  # fmt: skip
+        if not self._paid_by(settled.transaction, payment, req):
+            # A facilitator that says "settled" for a transaction that did not pay this
+            # node this price: nothing is served for it.
+            self.ledger.release(payment.payer, auth.nonce)
+            self.counters["refused_facilitator-lied"] += 1
+            return Answer(
+                502,
+                {
+                    "error": f"the facilitator reported {settled.transaction} as the "
+                    "settlement, but that transaction did not pay this call to this node",
+                    "reason": "settle-unconfirmed",
+                },
+            )
         self.ledger.record(payment.payer, auth.nonce, "settled", settled.transaction)
         self.counters["paid"] += 1
         self.counters["paid_rows"] += rows
         self.counters["paid_base_units"] += payment.authorization.value
+        return self._serve(data, rows, payment, req, settled, started)
+
+    def _serve(
+        self,
+        data: Any,
+        rows: int,
+        payment: Any,
+        req: PaymentRequirements,
+        settled: SettleResponse,
+        started: float,
+    ) -> Answer:
+        """Run a paid call and answer it; the ledger says ``settled`` while it runs."""
+        auth = payment.authorization
         try:
             run_started = time.perf_counter()
             doc = self._run(data, payment, req, settled)
             self.seconds["run"] += time.perf_counter() - run_started
+            body = json.dumps(doc, allow_nan=False).encode()  # an answer must be JSON
             self.ledger.record(payment.payer, auth.nonce, "served")
         except Exception as exc:  # a node fault after payment: say so, with the transaction
+            # The payment stays the payer's: the same X-PAYMENT sent again is served
+            # (once) with this transaction, without paying again.
+            self.ledger.record(payment.payer, auth.nonce, "unserved")
             self.counters["paid_failed"] += 1
             log.exception("paid call %s failed after payment", settled.transaction)
             return Answer(
                 500,
                 {
                     "error": f"the node failed after the payment was settled ({exc}); the "
-                    f"payment transaction is {settled.transaction}",
+                    f"payment transaction is {settled.transaction}; the call is still "
+                    "paid: send the same request with the same X-PAYMENT again",
                     "reason": "node-fault",
                     "payment": settled.to_dict(),
                 },
@@ -366,7 +488,9 @@ class PaidInference:
         elapsed = time.perf_counter() - started
         self.latencies.append(elapsed)
         del self.latencies[:-10_000]
-        return Answer(200, doc, {PAYMENT_RESPONSE_HEADER: encode_response_header(settled)})
+        return Answer(
+            200, doc, {PAYMENT_RESPONSE_HEADER: encode_response_header(settled)}, raw=body
+        )
 
     def _paid_by(self, tx: str, payment: Any, req: PaymentRequirements) -> bool:
         """The node's own look at a transaction the facilitator says consumed ``payment``:
@@ -415,6 +539,7 @@ class PaidInference:
             "model": self.model.manifest.ref,
             "rows": batch.row_count,
             "outputs": outputs,
+            "output_dtypes": {t.name: t.dtype for t in batch.manifest.outputs},
             "receipts": receipts,
             "artifact_id": batch.artifact_id,
             "batch_id": batch.batch_id,

@@ -6,14 +6,20 @@ nothing but the answer, the verifier's allowlist and (optionally) the chain:
 
 1. every receipt with :func:`ogkit.verify.verify_receipt` (leaf, proof, root, claim
    signature by an approved attester and measurement);
-2. all receipts are of one claim, one per row, for the rows the answer lists;
+2. all receipts are of one claim, one per row, for the rows the answer lists, and each
+   returned output hashes (docs/spec.md section 2, in the dtype ``output_dtypes`` names)
+   to its receipt's ``outputHash``: an answer whose outputs are not what was attested
+   fails, whatever the node says the dtypes are (the dtype is in the hash);
 3. the claim's requester is the payer, and the batch id recomputes
    (:func:`ogkit.attest.derive_batch_id`) from the model, the answer's ``binding``
    (dataset id, execution hash), the payer, the claim domain and the job
    ``x402:<transaction>`` — so the signed claim commits to that transaction;
 4. with ``chain``: the transaction is mined, succeeded, and moved exactly the payment's
    value of the OPG token from the payer to the payee, consuming the payment's EIP-3009
-   nonce; with ``price_per_row``, the value is rows × that price.
+   nonce; with ``price_per_row``, the value is rows × that price; the claim's domain is
+   this chain's settlement contract; and the claim's attester is the one the
+   NodeRegistry binds to the payee node (``nodeOfAttester``), so an approved attester of
+   some other node cannot sign for this one.
 
 Never raises on a hostile answer: problems are listed.
 """
@@ -86,6 +92,7 @@ def verify_paid_call(
         for i, receipt in enumerate(receipts):
             check = verify_receipt(receipt, allowlist)
             problems += [f"receipt {i}: {p}" for p in check.problems]
+        problems += _output_problems(answer, receipts)
         claims = {repr(sorted(r["claim"].items())) for r in receipts}
         if len(claims) != 1:
             problems.append("the receipts are not all of one claim")
@@ -120,9 +127,73 @@ def verify_paid_call(
             problems += check_payment_transaction(
                 chain, payment, payer, tx, value, int(domain["chain_id"])
             )
+            problems += _chain_binding_problems(chain, claim.attester, payment, domain)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OgkitError) as exc:
         problems.append(f"the answer is malformed: {exc}")
     return PaidCallCheck(not problems, tuple(problems), payer, tx)
+
+
+def _output_problems(answer: Mapping[str, Any], receipts: list[Any]) -> list[str]:
+    """Each returned output against the output hash its receipt commits to."""
+    import numpy as np
+
+    from ogkit.crypto.encoding import tensor_row_hashes
+
+    outputs, dtypes = answer.get("outputs"), answer.get("output_dtypes")
+    if not isinstance(outputs, list) or not isinstance(dtypes, Mapping) or not dtypes:
+        return ["the answer lacks its outputs or their output_dtypes: its outputs cannot be "
+                "checked against the receipts"]  # fmt: skip
+    by_row = {}
+    for receipt in receipts:
+        by_row[int(receipt["leaf_values"]["rowIndex"])] = str(
+            receipt["leaf_values"]["outputHash"]
+        ).lower()
+    problems = []
+    for i, output in enumerate(outputs):
+        if not isinstance(output, Mapping) or set(output) != set(dtypes):
+            problems.append(f"output {i} does not have the outputs {sorted(dtypes)}")
+            continue
+        try:
+            tensors = {
+                str(name): np.asarray([output[name]], dtype=np.dtype(str(dtype)))
+                for name, dtype in dtypes.items()
+            }
+            digest = "0x" + bytes(tensor_row_hashes(tensors)[0]).hex()
+        except (TypeError, ValueError, OverflowError, OgkitError) as exc:
+            problems.append(f"output {i} is not a tensor of its dtype: {exc}")
+            continue
+        if digest != by_row.get(i):
+            problems.append(
+                f"output {i} is not the output its receipt attests (hash {digest[:18]}…, "
+                f"the receipt says {str(by_row.get(i))[:18]}…)"
+            )
+    return problems
+
+
+def _chain_binding_problems(
+    chain: ChainClient, attester: str, payment: Mapping[str, Any], domain: Mapping[str, Any]
+) -> list[str]:
+    """The claim's attester is the payee node's, per the chain; the claim is of this
+    chain's settlement contract."""
+    from eth_utils import to_checksum_address
+
+    from ogkit.settle import claim_domain
+
+    problems = []
+    expected = claim_domain(chain)
+    if str(domain["verifying_contract"]).lower() != expected.verifying_contract.lower():
+        problems.append(
+            f"the claim is for contract {domain['verifying_contract']}, not this chain's "
+            f"settlement {expected.verifying_contract}"
+        )
+    registry = chain.contract("NodeRegistry")
+    node = str(chain.call(registry.functions.nodeOfAttester(to_checksum_address(attester))))
+    if node.lower() != str(payment["payTo"]).lower():
+        problems.append(
+            f"attester {attester} is bound on chain to node {node}, not to the payee "
+            f"{payment['payTo']}: it cannot sign for this node"
+        )
+    return problems
 
 
 def check_payment_transaction(

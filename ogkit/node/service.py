@@ -61,6 +61,7 @@ class NodeService:
             "asset": self.paid.asset,
             "price_per_row": str(price) if price is not None else None,
             "max_rows": self.paid.max_rows,
+            "instance": self.paid.instance,
             "facilitator": self.facilitator_url or "in-process",
         }
 
@@ -115,7 +116,9 @@ def open_node(
     registry_price(chain, model.manifest)  # refuse to start for an unregistered model
     attester = make_attester("software", signer=attester_signer)
     facilitator = (
-        FacilitatorClient(facilitator_url) if facilitator_url else Facilitator(chain, node)
+        FacilitatorClient(facilitator_url)
+        if facilitator_url
+        else Facilitator(chain, node, in_process=True)
     )
     paid = PaidInference(
         model=model,
@@ -127,6 +130,7 @@ def open_node(
         price=RegistryPrice(chain, model.manifest),
         pay_to=node.address,
         ledger=PaymentLedger(state / "payments.sqlite"),
+        instance=_instance_id(state),
         max_rows=max_rows,
     )
     runner = JobRunner(
@@ -154,6 +158,29 @@ def open_node(
     service = NodeService(model, node, attester, chain, paid, runner, facilitator_url)
     service.lock = lock
     return service
+
+
+def _instance_id(state: Path) -> str:
+    """This node's instance id: 32 random bytes made once per state folder (written
+    atomically). Paid calls' nonces commit to it, so a payment one node served cannot be
+    served again by another node sharing the payee (each has its own ledger)."""
+    import os
+    import re
+    import secrets
+
+    path = state / "instance"
+    if path.exists():
+        text = path.read_text().strip()
+        if re.fullmatch(r"0x[0-9a-f]{64}", text):
+            return text
+        from ogkit.errors import ConfigError
+
+        raise ConfigError(f"{path} is not a node instance id; remove it to make a new one")
+    text = "0x" + secrets.token_bytes(32).hex()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+    return text
 
 
 def _lock_state(state: Path) -> Any:

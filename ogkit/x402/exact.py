@@ -31,9 +31,11 @@ from ogkit.x402.types import (
 )
 
 __all__ = [
+    "REQUEST_BINDING",
     "TRANSFER_WITH_AUTHORIZATION_TYPES",
     "authorization_typed_data",
     "check_exact_payment",
+    "request_nonce",
     "sign_exact_payment",
 ]
 
@@ -56,8 +58,54 @@ CLOCK_SKEW = 6
 mined before ``validBefore``)."""
 
 
+REQUEST_BINDING = "ogkit.x402.request.v1"
+"""``extra.binding`` of a requirement whose nonce must commit to the request (see
+:func:`request_nonce`)."""
+
+
 def _chain_id(network: str) -> int:
     return int(network.split(":", 1)[1])
+
+
+def request_nonce(requirements: PaymentRequirements, body: bytes) -> str:
+    """The EIP-3009 nonce that binds a payment to one request of one node (ogkit's
+    profile of x402 ``exact``, docs/spec.md 11.3)::
+
+        keccak256(utf8("ogkit.x402.request.v1") || uint256(chain id) || payTo (20 bytes)
+                  || extra.instance (32 bytes) || extra.modelId (32 bytes)
+                  || keccak256(request body bytes))
+
+    A payment so signed pays for exactly this body (these rows, this salt) at exactly
+    this node instance and model: sent with another body, to another node sharing the
+    payee, or for another model, its nonce no longer matches and it is refused before
+    anything is charged. The body carries a random ``salt`` so that two identical calls
+    get two nonces. PaymentError (``malformed``) if the requirement lacks the fields."""
+    from ogkit.crypto.keccak import keccak256
+
+    extra = requirements.extra
+    try:
+        instance = bytes.fromhex(str(extra["instance"])[2:])
+        model_id = bytes.fromhex(str(extra["modelId"])[2:])
+        pay_to = bytes.fromhex(requirements.pay_to[2:])
+    except (KeyError, ValueError):
+        raise PaymentError(
+            "the payment requirements lack extra.instance / extra.modelId of the "
+            f"{REQUEST_BINDING} binding",
+            reason="malformed",
+        ) from None
+    if len(instance) != 32 or len(model_id) != 32 or len(pay_to) != 20:
+        raise PaymentError(
+            "the binding's instance, model id or payee is malformed", reason="malformed"
+        )
+    message = (
+        REQUEST_BINDING.encode()
+        + _chain_id(requirements.network).to_bytes(32, "big")
+        + pay_to
+        + instance
+        + model_id
+        + keccak256(bytes(body))
+    )
+    return "0x" + keccak256(message).hex()
 
 
 def authorization_typed_data(

@@ -12,6 +12,9 @@ What a facilitator must never do, and how this one avoids it:
 - **settle one authorization twice**: a (payer, nonce) being settled is held in memory
   while its transaction is in flight, so a concurrent identical request is refused at
   once (``in-flight``); afterwards the token itself refuses the used nonce (``replayed``).
+- **pay itself**: a payment to the facilitator's own address (or the payer's, or the
+  token's) is refused (``wrong-payee``), as is one valid for longer than the requirement's
+  ``maxTimeoutSeconds`` allows (``too-long``: at most a day, whatever it is told).
 - **be told the domain**: the token's EIP-712 name and version are read from the token
   (ERC-5267 ``eip712Domain``), never from the request.
 
@@ -24,7 +27,6 @@ facilitator URL with timeouts. A well-formed request with a bad payment gets 200
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -45,6 +47,7 @@ from ogkit.x402.types import (
     PaymentRequirements,
     SettleResponse,
     VerifyResponse,
+    loads_bounded,
     network_id,
 )
 
@@ -109,9 +112,12 @@ class Facilitator:
     """Verify and settle x402 ``exact`` payments in the OPG token of ``chain``, paying the
     gas from ``signer``."""
 
-    def __init__(self, chain: ChainClient, signer: Signer) -> None:
+    def __init__(self, chain: ChainClient, signer: Signer, *, in_process: bool = False) -> None:
+        """``in_process``: this facilitator is the resource server's own (a node settling
+        its payments itself), whose key is the payee: payments to it are then allowed."""
         self.chain = chain
         self.signer = signer
+        self.in_process = in_process
         poll_fast_on_dev_chains(chain)
         self.clock = ChainClock(chain)
         self.network = network_id(chain.chain_id)
@@ -144,6 +150,18 @@ class Facilitator:
                 f"asset {requirements.asset} is not the OPG token {self.token.address} of "
                 f"this chain",
                 reason="wrong-asset",
+            )
+        to = payment.authorization.to.lower()
+        refused = {payment.payer.lower(), self.token.address.lower()}
+        if not self.in_process:
+            refused.add(self.signer.address.lower())
+        if to in refused:
+            # A facilitator never settles money to itself (it would be paid by what it is
+            # trusted to check), a payer to itself, or tokens into the token contract.
+            raise PaymentError(
+                f"the payment goes to {payment.authorization.to}, which is this facilitator, "
+                "the payer or the token itself: this facilitator settles payments to a payee",
+                reason="wrong-payee",
             )
         payer = check_exact_payment(
             payment,
@@ -320,7 +338,7 @@ def parse_request(body: bytes) -> tuple[PaymentPayload, PaymentRequirements]:
     if len(body) > MAX_BODY:
         raise PaymentError(f"request body over {MAX_BODY} bytes", reason="malformed")
     try:
-        doc = json.loads(body)
+        doc = loads_bounded(body)
     except (ValueError, UnicodeDecodeError):
         raise PaymentError("request body is not JSON", reason="malformed") from None
     if not isinstance(doc, Mapping):
@@ -359,8 +377,8 @@ class FacilitatorClient:
                 "running (`ogkit facilitator serve`)?"
             ) from None
         try:
-            doc = response.json()
-        except ValueError:
+            doc = loads_bounded(response.content)
+        except (ValueError, UnicodeDecodeError):
             doc = None
         if response.status_code == 400 and isinstance(doc, Mapping):
             raise PaymentError(str(doc.get("error")), reason=str(doc.get("reason", "malformed")))
@@ -393,7 +411,7 @@ class FacilitatorClient:
         import httpx
 
         try:
-            return self._http.get("/supported").json()
+            return loads_bounded(self._http.get("/supported").content)
         except (httpx.HTTPError, ValueError) as exc:
             raise NodeUnavailable(
                 f"the x402 facilitator at {self.url} is unreachable: {exc}"

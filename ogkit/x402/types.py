@@ -51,6 +51,7 @@ __all__ = [
     "decode_response_header",
     "encode_payment_header",
     "encode_response_header",
+    "loads_bounded",
     "network_id",
 ]
 
@@ -66,6 +67,30 @@ _HEX32 = re.compile(r"0x[0-9a-fA-F]{64}")
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 _NETWORK = re.compile(r"eip155:[1-9][0-9]{0,19}")
 _UINT = re.compile(r"0|[1-9][0-9]{0,77}")
+
+
+MAX_JSON_BRACKETS = 20_000
+"""At most this many ``[`` and ``{`` in a JSON document parsed from the network: a bound
+on its nesting. Python's C JSON parser recurses once per level, and ogkit's processes run
+with a recursion limit of 100 000 (``py_ecc`` raises it at import), so about 100 000
+levels overflow the C stack and kill the process instead of raising RecursionError."""
+
+
+def loads_bounded(raw: bytes | str, **kwargs: Any) -> Any:
+    """``json.loads`` of a document from the network, refusing (ValueError) one with more
+    than :data:`MAX_JSON_BRACKETS` brackets before it is parsed."""
+    if isinstance(raw, str):
+        brackets = raw.count("[") + raw.count("{")
+    else:
+        brackets = bytes(raw).count(b"[") + bytes(raw).count(b"{")
+    if brackets > MAX_JSON_BRACKETS:
+        raise ValueError(
+            f"the JSON document holds {brackets} brackets, more than {MAX_JSON_BRACKETS}"
+        )
+    try:
+        return json.loads(raw, **kwargs)
+    except RecursionError:
+        raise ValueError("the JSON document is nested too deeply") from None
 
 
 def network_id(chain_id: int) -> str:
@@ -319,7 +344,7 @@ def _json_b64(header: str | None, what: str) -> Any:
         raise _bad(f"the {what} header is longer than {MAX_HEADER_BYTES} bytes")
     try:
         raw = base64.b64decode(header.strip(), validate=True)
-        return json.loads(raw.decode("utf-8"))
+        return loads_bounded(raw.decode("utf-8"))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise _bad(f"the {what} header is not base64 of a JSON object") from None
 

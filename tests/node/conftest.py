@@ -155,6 +155,8 @@ class Net:
             "64",
             "--poll",
             "0.5",
+            "--read-timeout",
+            "2",
         ]
 
     def restart_facilitator(self) -> None:

@@ -25,6 +25,7 @@ from ogkit.x402 import (
     encode_payment_header,
     sign_exact_payment,
 )
+from ogkit.x402.exact import request_nonce
 
 from .conftest import PRICE
 
@@ -43,10 +44,20 @@ def _quote(net, rows: list[dict]) -> PaymentRequirements:
     return PaymentRequirements.from_dict(doc["accepts"][0])
 
 
+def _body(rows: list[dict]) -> bytes:
+    """The exact bytes a paid call sends (the payment's nonce commits to them)."""
+    return json.dumps({"rows": rows}, separators=(",", ":")).encode()
+
+
+def _sign(req: PaymentRequirements, rows: list[dict], payer, **kw):
+    """A payment for exactly ``_body(rows)`` at this node (docs/spec.md 11.3)."""
+    return sign_exact_payment(req, payer, nonce=request_nonce(req, _body(rows)), **kw)
+
+
 def _pay(net, rows, header: str) -> httpx.Response:
     return httpx.post(
-        f"{net.node.url}/v1/infer", json={"rows": rows}, headers={PAYMENT_HEADER: header},
-        timeout=60,
+        f"{net.node.url}/v1/infer", content=_body(rows),
+        headers={PAYMENT_HEADER: header, "content-type": "application/json"}, timeout=60,
     )  # fmt: skip
 
 
@@ -111,18 +122,18 @@ def test_refused_payments_charge_nothing(net, chain_now):
         assert doc["error"] and doc["accepts"]  # a clear message and how to pay
 
     # Replay: a payment that was settled once is refused the second time.
-    good = encode_payment_header(sign_exact_payment(req, payer, now=chain_now))
+    good = encode_payment_header(_sign(req, rows, payer, now=chain_now))
     assert _pay(net, rows, good).status_code == 200
     paid_once = {n: net.balance(n) for n in before}
     assert paid_once["payer"] == before["payer"] - 2 * PRICE
     refused(good, "replayed")
     # Under-paid by one base unit; over-paid too (exact means exact).
     refused(
-        encode_payment_header(sign_exact_payment(req, payer, now=chain_now, value=2 * PRICE - 1)),
+        encode_payment_header(_sign(req, rows, payer, now=chain_now, value=2 * PRICE - 1)),
         "underpaid",
     )
     refused(
-        encode_payment_header(sign_exact_payment(req, payer, now=chain_now, value=2 * PRICE + 1)),
+        encode_payment_header(_sign(req, rows, payer, now=chain_now, value=2 * PRICE + 1)),
         "overpaid",
     )
     # A payment to another payee (the payer signed it for someone else's resource).
@@ -140,14 +151,14 @@ def test_refused_payments_charge_nothing(net, chain_now):
     )  # fmt: skip
     # An expired authorization (valid for 10 s, an hour ago).
     refused(
-        encode_payment_header(sign_exact_payment(req, payer, now=chain_now - 3600, valid_for=10)),
+        encode_payment_header(_sign(req, rows, payer, now=chain_now - 3600, valid_for=10)),
         "expired",
     )
     # An authorization that is not valid yet.
-    future = sign_exact_payment(req, payer, now=chain_now + 3600)
+    future = _sign(req, rows, payer, now=chain_now + 3600)
     refused(encode_payment_header(future), "not-yet-valid")
     # Signed by someone else in the payer's name.
-    forged = sign_exact_payment(req, net.keys["payer-2"], now=chain_now)
+    forged = _sign(req, rows, net.keys["payer-2"], now=chain_now)
     forged = type(forged)(
         network=forged.network,
         signature=forged.signature,
@@ -161,9 +172,7 @@ def test_refused_payments_charge_nothing(net, chain_now):
     poor = net.keys["verifier-1"]
     held = int(net.chain.call(token.functions.balanceOf(poor.address)))
     net.chain.transact(token.functions.transfer(net.keys["owner"].address, held), poor)
-    refused(
-        encode_payment_header(sign_exact_payment(req, poor, now=chain_now)), "insufficient-funds"
-    )
+    refused(encode_payment_header(_sign(req, rows, poor, now=chain_now)), "insufficient-funds")
     # Malformed headers: not base64, base64 of junk, the wrong JSON, far too long.
     for header in (
         "not base64!",
@@ -182,7 +191,7 @@ def test_refused_payments_charge_nothing(net, chain_now):
 def test_the_same_payment_sent_concurrently_is_charged_once(net, chain_now):
     rows = _rows(1, seed=3)
     req = _quote(net, rows)
-    header = encode_payment_header(sign_exact_payment(req, net.keys["payer-2"], now=chain_now))
+    header = encode_payment_header(_sign(req, rows, net.keys["payer-2"], now=chain_now))
     before = net.balance("payer-2")
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: _pay(net, rows, header), range(8)))
@@ -287,7 +296,7 @@ def test_a_front_run_payment_is_served_once_and_charged_once(net, chain_now):
     front-runner's transaction, and refuses the header ever after."""
     rows = _rows(1, seed=5)
     req = _quote(net, rows)
-    payment = sign_exact_payment(req, net.keys["payer"], now=chain_now)
+    payment = _sign(req, rows, net.keys["payer"], now=chain_now)
     auth, sig = payment.authorization, bytes.fromhex(payment.signature[2:])
     token = net.chain.contract("OPGToken")
     before, node_before = net.balance("payer"), net.balance("node")
@@ -312,7 +321,7 @@ def test_a_front_run_payment_is_served_once_and_charged_once(net, chain_now):
 def test_a_facilitator_outage_charges_nothing_and_the_payment_can_be_sent_again(net, chain_now):
     rows = _rows(1, seed=6)
     req = _quote(net, rows)
-    header = encode_payment_header(sign_exact_payment(req, net.keys["payer"], now=chain_now))
+    header = encode_payment_header(_sign(req, rows, net.keys["payer"], now=chain_now))
     before = net.balance("payer")
     assert net.facilitator.stop() == 0
     try:
@@ -335,7 +344,7 @@ def test_the_payee_cannot_charge_a_payment_twice(net, chain_now):
 
     rows = _rows(1, seed=7)
     req = _quote(net, rows)
-    payment = sign_exact_payment(req, net.keys["payer-2"], now=chain_now)
+    payment = _sign(req, rows, net.keys["payer-2"], now=chain_now)
     assert _pay(net, rows, encode_payment_header(payment)).status_code == 200
     after_call = net.balance("payer-2")
     auth, sig = payment.authorization, bytes.fromhex(payment.signature[2:])
