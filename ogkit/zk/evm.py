@@ -367,7 +367,9 @@ def resolve_with_proof(
         signer,
         gas=8_000_000,
     )
-    events = judge.events.ResolvedByProof().process_receipt(receipt)
+    from web3.logs import DISCARD
+
+    events = judge.events.ResolvedByProof().process_receipt(receipt, errors=DISCARD)
     upheld = bool(events[0]["args"]["upheld"]) if events else False
     return {"dispute": int(dispute_id), "upheld": upheld, "gas": int(receipt["gasUsed"])}
 
