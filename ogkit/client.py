@@ -7,6 +7,7 @@
         node.health()
         node.quote(rows=3)
         answer = node.infer([{"f0": 0.1, ...}, ...], payer=signer)   # 402 → sign → retry
+        reply = node.chat("Hello", payer=signer, max_tokens=32)       # a chat model's node
         job = node.submit_job(signed_order, "datasets/mine.parquet")
         node.wait_job(job["job_id"], until="finalized", timeout=600)
 
@@ -167,6 +168,128 @@ class Node:
         header = {**send["headers"], PAYMENT_HEADER: encode_payment_header(payment)}
         second = self._request("POST", "/v1/infer", content=body, headers=header)
         return self._json(second)
+
+    # -- paid chat (a node serving a language model) ------------------------------------------
+    def models(self) -> dict[str, Any]:
+        """OpenAI's model list of a chat node (``GET /v1/models``)."""
+        return self._json(self._request("GET", "/v1/models"))
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]] | str,
+        *,
+        payer: Signer,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        model: str | None = None,
+        stream: bool = False,
+        max_amount: int | None = None,
+        now: int | None = None,
+    ) -> Any:
+        """One paid chat completion from a node serving a language model (OpenAI's
+        ``POST /v1/chat/completions``): ``messages`` is OpenAI's list of ``{"role",
+        "content"}`` (or one user string), ``model`` the served model (default: the one
+        ``/v1/models`` lists). The 402 names one call's price, ``payer`` signs it, the
+        request goes again with ``X-PAYMENT``. Returns OpenAI's ``chat.completion`` plus
+        ``receipt`` and ``payment``; with ``stream=True`` an iterator of the
+        ``chat.completion.chunk`` documents (the last one carries the receipt and the
+        payment; :func:`ogkit.node.chat.stream_answer` adds them up)."""
+        import json
+        import secrets
+
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        if model is None:
+            if getattr(self, "_served_model", None) is None:
+                listed = self.models().get("data") or [{}]
+                self._served_model = str(listed[0].get("id"))
+            model = self._served_model
+        doc_in: dict[str, Any] = {
+            "model": model,
+            "messages": [dict(m) for m in messages],
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "seed": seed,
+            "stream": bool(stream),
+            "salt": "0x" + secrets.token_bytes(16).hex(),  # two equal calls, two payments
+        }
+        body = json.dumps(doc_in, separators=(",", ":"), allow_nan=False).encode()
+        headers = {"content-type": "application/json"}
+        path = "/v1/chat/completions"
+        first = self._request("POST", path, content=body, headers=headers)
+        if first.status_code != 402:
+            return self._json(first)
+        paid = {**headers, **self._payment_header(first, body, payer, max_amount, now)}
+        if not stream:
+            return self._json(self._request("POST", path, content=body, headers=paid))
+        return self._stream(path, body, paid)
+
+    def _payment_header(
+        self, first: Any, body: bytes, payer: Signer, max_amount: int | None, now: int | None
+    ) -> dict[str, str]:
+        """The ``X-PAYMENT`` header paying the 402 ``first`` for the request ``body``."""
+        from ogkit.x402.exact import REQUEST_BINDING, request_nonce, sign_exact_payment
+        from ogkit.x402.types import (
+            PAYMENT_HEADER,
+            SCHEME_EXACT,
+            PaymentRequirements,
+            encode_payment_header,
+        )
+
+        doc = self._json(first, ok=(402,))
+        accepts = [a for a in doc.get("accepts") or [] if isinstance(a, Mapping)]
+        exact = [a for a in accepts if a.get("scheme") == SCHEME_EXACT]
+        if not exact:
+            raise PaymentError(
+                f"the node accepts no payment scheme this client signs ({SCHEME_EXACT})",
+                reason="unsupported-scheme",
+            )
+        requirements = PaymentRequirements.from_dict(exact[0])
+        if max_amount is not None and requirements.max_amount_required > max_amount:
+            raise PaymentError(
+                f"the node asks {requirements.max_amount_required} base units, more than "
+                f"max_amount {max_amount}",
+                reason="over-budget",
+            )
+        bound = requirements.extra.get("binding") == REQUEST_BINDING
+        nonce = request_nonce(requirements, body) if bound else None
+        payment = sign_exact_payment(requirements, payer, now=now, nonce=nonce)
+        return {PAYMENT_HEADER: encode_payment_header(payment)}
+
+    def _stream(self, path: str, body: bytes, headers: dict[str, str]) -> Any:
+        """The server-sent events of a paid streamed call, as documents."""
+        import httpx
+
+        from ogkit.x402.types import loads_bounded
+
+        try:
+            with self._http.stream("POST", path, content=body, headers=headers) as response:
+                if response.status_code != 200:
+                    response.read()
+                    self._json(response)  # raises NodeError with the node's refusal
+                for line in response.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    data = line[len("data: ") :]
+                    if data == "[DONE]":
+                        return
+                    doc = loads_bounded(data.encode())
+                    if isinstance(doc, Mapping) and "error" in doc:
+                        error = doc["error"]
+                        message = error.get("message") if isinstance(error, Mapping) else error
+                        raise NodeError(f"the node's stream failed: {message}", detail=doc)
+                    yield doc
+        except httpx.TimeoutException:
+            raise NodeUnavailable(
+                f"the node at {self.url} stopped streaming {path} for {self.timeout:g} s; "
+                "raise timeout= or check the node's log"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise NodeUnavailable(
+                f"the stream from {self.url}{path} broke ({type(exc).__name__}: {exc})"
+            ) from None
+        raise NodeError(f"the node's stream of {path} ended without data: [DONE]")
 
     # -- batch jobs -------------------------------------------------------------------------
     def submit_job(self, order: SignedOrder | Mapping[str, Any], dataset: str) -> dict[str, Any]:

@@ -1,6 +1,10 @@
 """``ogkit node serve``: the inference node over HTTP (x402-paid inference with a receipt
 per row, batch jobs from signed orders, health and metrics), until SIGTERM or SIGINT.
 
+A language model (a hub bundle tagged ``llm``, ``ogkit chat build-tiny``) is served as
+OpenAI's ``POST /v1/chat/completions`` behind the same x402 payments, one call at the
+model's price per row.
+
 Once it accepts connections it prints ``ogkit node listening on http://HOST:PORT`` (port
 0 picks a free port); logs go to stderr. On SIGTERM/SIGINT it answers the requests in
 flight, stops its job threads and its Dask LocalCluster, and exits 0. See docs/node.md.
@@ -57,6 +61,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             data_roots=[Path(p) for p in args.data_root],
             poll=args.poll,
             state_dir=Path(args.state) if args.state else None,
+            max_tokens=args.max_tokens,
         )
         serve_app(
             create_app(service, read_timeout=args.read_timeout),
@@ -95,6 +100,12 @@ def register(groups) -> None:
         "--facilitator", help="x402 facilitator URL (default: settle in-process, node pays gas)"
     )
     s.add_argument("--max-rows", type=int, default=256, help="rows one paid call may hold")
+    s.add_argument(
+        "--max-tokens",
+        type=int,
+        default=256,
+        help="a chat model's limit on max_tokens of one paid call (POST /v1/chat/completions)",
+    )
     s.add_argument(
         "--data-root",
         action="append",

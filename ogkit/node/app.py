@@ -13,6 +13,9 @@
                             node's store>}`` → ``{"job_id", "state"}`` (202, or 200 when the
                             order was submitted before)
 ``GET /v1/jobs/{id}``       the job: state, batch id, artefact, transactions, error
+``GET /v1/models``          a node serving a language model: OpenAI's model list
+``POST /v1/chat/completions``  x402-paid chat (:mod:`ogkit.node.chat`): OpenAI's answer plus
+                            its receipt and the payment, or server-sent events
 ==========================  ===============================================================
 
 Every refusal is JSON ``{"error": ..., "reason": ...}`` with a 4xx status; a request body
@@ -216,5 +219,18 @@ def create_app(
         if record is None:
             return refuse(404, f"no job {job_id[:80]!r} on this node", "unknown-job")
         return record.to_dict()
+
+    if getattr(paid, "chat", None) is not None:  # a language model: paid chat (node.chat)
+        from ogkit.node.chat import add_chat_routes
+
+        async def read_chat_body(request: Request) -> Any:
+            try:
+                return await _read_body(request, max_body, read_timeout)
+            except _TooLarge:
+                return refuse(413, f"the body is larger than {max_body} bytes", "too-large")
+            except _TooSlow:
+                return refuse(408, f"the body did not arrive within {read_timeout:g} s", "too-slow")
+
+        add_chat_routes(app, service, read_body=read_chat_body)
 
     return app

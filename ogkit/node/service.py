@@ -91,12 +91,14 @@ def open_node(
     poll: float = 2.0,
     start: bool = True,
     state_dir: Path | None = None,
+    max_tokens: int = 256,
 ) -> NodeService:
     """A node serving ``model_ref`` from ``hub`` with ``node``'s key on ``chain``. Its
     jobs and its payment ledger are kept in ``state_dir`` (default ``<home>/node``), which
     one node at a time may use (a lock file; ConfigError otherwise). The model must be
     registered in the chain's ModelRegistry (its price is read from there); ConfigError
-    says how otherwise."""
+    says how otherwise. A language model (a hub bundle tagged ``llm``) is served as paid
+    chat (:func:`ogkit.node.chat.open_chat_node`; ``max_tokens`` caps one call)."""
     from ogkit.attest import make_attester
     from ogkit.load import load_model
     from ogkit.node.jobs import JobBook, JobRunner
@@ -108,6 +110,15 @@ def open_node(
     state = Path(state_dir) if state_dir is not None else Path(home) / "node"
     lock = _lock_state(state)
     poll_fast_on_dev_chains(chain)
+    from ogkit.node.chat import is_chat_model, open_chat_node
+
+    if is_chat_model(hub, model_ref):
+        return open_chat_node(
+            home=home, hub=hub, store=store, model_ref=model_ref, node=node,
+            attester_signer=attester_signer, chain=chain, dask=dask,
+            facilitator_url=facilitator_url, data_roots=data_roots, poll=poll, start=start,
+            state=state, lock=lock, instance=_instance_id(state), max_tokens=max_tokens,
+        )  # fmt: skip
     model = load_model(model_ref, hub=hub)
     if model.manifest is None:
         from ogkit.errors import ConfigError
