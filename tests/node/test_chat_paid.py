@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -324,3 +325,30 @@ def test_a_streamed_chat_call_is_paid_before_its_first_token_and_receipted(chat_
     last = json.loads(lines[-2][len("data: ") :])
     assert last["payment"]["transaction"] == settled.transaction
     assert last["binding"]["job"] == f"x402:{settled.transaction}"
+
+
+def test_a_client_that_leaves_a_paid_stream_is_charged_once_and_the_node_serves_on(chat_net):
+    net = chat_net
+    body = _body({"model": "tiny-chat", "messages": ASK, "max_tokens": CAP, "stream": True})
+    header = _header_for(net, _quote(net, body), body)
+    before = net.balance("payer")
+    with httpx.stream(
+        "POST", net.node.url + CHAT, content=body, timeout=60,
+        headers={PAYMENT_HEADER: header, "content-type": "application/json"},
+    ) as r:  # fmt: skip
+        assert r.status_code == 200
+        # Gone after the headers: the call is paid, decoded and attested all the same.
+    again = _paid_post(net, body, header)
+    assert again.status_code == 402 and again.json()["reason"] in ("replayed", "in-flight")
+    assert net.balance("payer") == before - PRICE
+    # Concurrent paid calls are each decoded, answered and charged once.
+    with Node(net.node.url, timeout=60) as node, ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda i: node.chat(f"question {i}", payer=net.keys["payer"], max_tokens=6),
+                range(4),
+            )
+        )
+    assert len({a["payment"]["transaction"] for a in answers}) == 4
+    assert all(verify_paid_chat(a, net.allowlist, price=PRICE).ok for a in answers)
+    assert net.balance("payer") == before - 5 * PRICE
