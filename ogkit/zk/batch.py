@@ -32,6 +32,13 @@ def _b(h: str) -> bytes:
     return bytes.fromhex(h.removeprefix("0x"))
 
 
+def _position(rec: Any, row: int) -> int:
+    found = np.flatnonzero(np.asarray(rec.row_index) == row)
+    if found.size != 1:
+        raise ZkError(f"the records hold row {row} {found.size} times, not once")
+    return int(found[0])
+
+
 def batch_inputs(
     batch: Any, profile: ZkProfile, rows: Sequence[int], inputs: Mapping[str, Any] | None
 ) -> dict[int, dict[str, np.ndarray]]:
@@ -51,7 +58,7 @@ def batch_inputs(
             raise ZkError(
                 f"the records of {batch.batch_id} hold no inputs; pass the requester's data"
             )
-        i = int(np.flatnonzero(rec.row_index == row)[0])
+        i = _position(rec, row)
         out[row] = {n: rec.inputs[n][i] for n in names}
     return out
 
@@ -69,7 +76,7 @@ def batch_evidence(
     for row in rows:
         receipt = batch.receipt(row)
         rec = batch.records(int(receipt["partition"]["index"]))
-        i = int(np.flatnonzero(rec.row_index == row)[0])
+        i = _position(rec, row)
         leaf = receipt["leaf_values"]
         try:
             out_msg = row_message(profile.outputs, {k: v[i] for k, v in rec.outputs.items()})
@@ -147,6 +154,6 @@ def zk_findings(
     findings = [ZkFinding("zk-row-unproven", r, "row outside the batch") for r in bad]
     try:
         evidence, _ = batch_evidence(batch, profile, [r for r in wanted if r not in bad], inputs)
-    except (ZkError, ArtifactError) as exc:
-        return [*findings, ZkFinding("zk-input-unbound", None, str(exc))]
+    except (ZkError, ArtifactError, KeyError, IndexError, ValueError, TypeError) as exc:
+        return [*findings, ZkFinding("zk-input-unbound", None, f"row evidence: {exc}")]
     return findings + verify_rows(store, profile, keys, proofs, evidence)

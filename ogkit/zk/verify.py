@@ -27,7 +27,7 @@ from typing import Any
 from ogkit.crypto.keccak import keccak256
 from ogkit.errors import ZkError
 from ogkit.store import ContentStore
-from ogkit.zk.fixed import BindingError, check_inputs_bound, compare_outputs
+from ogkit.zk.fixed import FIELD_MODULUS, BindingError, check_inputs_bound, compare_outputs
 from ogkit.zk.keys import ZK_KEYS, ZK_SRS, ZkKeys, materialise
 from ogkit.zk.profile import ZK_SETTINGS, ZkProfile
 from ogkit.zk.prove import ZkProof
@@ -110,6 +110,8 @@ def verify_proof(store: ContentStore, profile: ZkProfile, keys: ZkKeys, proof: Z
         return False
     if len(proof.instances) != profile.instance_count:
         return False
+    if not all(0 <= i < FIELD_MODULUS for i in proof.instances):
+        return False  # not field elements: no verifier accepts them
     settings = materialise(store, ZK_SETTINGS, profile.settings_hash)
     vk = materialise(store, ZK_KEYS, keys.vk_id)
     srs = materialise(store, ZK_SRS, keys.srs_id)

@@ -163,6 +163,18 @@ def test_circuit_too_large_is_refused_before_keys(zk) -> None:
                      calibration={"features": zk.x})  # fmt: skip
 
 
+def test_hostile_public_values_are_findings_not_crashes(zk) -> None:
+    for bad in (-1, 2**256, 2**300):
+        inst = list(zk.proof.instances)
+        inst[0] = bad
+        forged = dataclasses.replace(zk.proof, instances=tuple(inst))
+        assert _reasons(zk, [forged], {5: zk.evidence(5)}) == {"zk-proof-invalid"}
+    short = dataclasses.replace(zk.proof, instances=zk.proof.instances[:-1])
+    assert _reasons(zk, [short], {5: zk.evidence(5)}) == {"zk-proof-invalid"}
+    garbage = dataclasses.replace(zk.proof, proof=b"\x00" * 7)
+    assert _reasons(zk, [garbage], {5: zk.evidence(5)}) == {"zk-proof-invalid"}
+
+
 def test_malformed_proof_documents_are_errors_not_crashes(zk) -> None:
     with pytest.raises(ZkError):
         ZkProof.from_dict({"schema": "nope"})
