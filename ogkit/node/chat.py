@@ -229,7 +229,7 @@ class PaidChat(PaidInference):
                     status=422,
                     reason="bad-request",
                 )
-        max_tokens = doc.get("max_tokens", 64)
+        max_tokens = doc.get("max_tokens", min(64, self.max_tokens))
         if (
             isinstance(max_tokens, int)
             and not isinstance(max_tokens, bool)

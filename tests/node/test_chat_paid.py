@@ -186,9 +186,11 @@ def test_a_paid_chat_call_gets_402_then_an_openai_answer_whose_receipt_is_bound_
             seconds.append(time.perf_counter() - started)
             assert again["completion_ids"] == answer["completion_ids"]
             assert again["payment"]["transaction"] != answer["payment"]["transaction"]
+        phases = [line for line in node.metrics().splitlines() if "phase_seconds" in line]
     print(
         f"paid chat call, 12 tokens (402, sign, settle, decode, attest): median "
-        f"{statistics.median(seconds) * 1000:.0f} ms, max {max(seconds) * 1000:.0f} ms"
+        f"{statistics.median(seconds) * 1000:.0f} ms, max {max(seconds) * 1000:.0f} ms; "
+        + "; ".join(phases)
     )
     assert answer["object"] == "chat.completion" and answer["model"] == "tiny-chat@1.0.0"
     message = answer["choices"][0]["message"]
