@@ -269,6 +269,9 @@ def test_a_replayed_or_rebound_chat_payment_is_refused_and_charged_once(chat_net
         (_body({"model": "tiny-chat", "messages": [{**ASK[1], "name": "x"}]}), 422),
         (_body({"model": "tiny-chat", "messages": ASK, "stream": "yes"}), 400),
         (_body({"model": "tiny-chat", "messages": LONG, "max_tokens": CAP}), 422),  # context
+        (b'{"model":"tiny-chat","messages":[{"role":"user","content":"\\ud800"}]}', 422),
+        (b'{"model":"tiny-chat","messages":[{"role":"user","content":"a"}],"seed":NaN}', 422),
+        (_body({"model": "tiny-chat", "messages": ASK, "max_tokens": True}), 422),
     ],
 )
 def test_malformed_chat_requests_are_refused_before_any_charge(chat_net, body, status):
