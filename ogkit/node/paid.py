@@ -330,6 +330,34 @@ class PaidInference:
             ) from None
         return data, source.n_rows
 
+    def preflight(self, data: Any) -> None:
+        """Run the model on the rows before the payment is settled, and refuse (422
+        ``non-finite-output``) rows whose outputs JSON cannot carry: ``3e38`` is a finite
+        float32, but the sample model turns it into NaN probabilities, and an answer that
+        cannot be written after the payment settled would be paid for and never served.
+        (The verified run afterwards is the same runtime on the same feeds.) Only the
+        requests :meth:`check_request` makes (a frame or a dict of arrays) are run."""
+        import polars as pl
+
+        from ogkit.dataset import bind_features, open_source, plan_inputs
+
+        if not isinstance(data, pl.DataFrame | dict):
+            return
+        source = open_source(data)
+        plan = plan_inputs(source, self.model.inputs, bind_features(self.model, None))
+        feeds = plan.feeds(source, 0, source.n_rows)
+        with self._run_lock:
+            outputs = self.model.run(feeds)
+        for name, values in outputs.items():
+            array = np.asarray(values)
+            if array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise RequestRefused(
+                    f"the model's output {name!r} is NaN or infinite for these rows, which a "
+                    "JSON answer cannot carry; nothing was charged: send other values",
+                    status=422,
+                    reason="non-finite-output",
+                )
+
     def handle(self, body: bytes, payment_header: str | list[str] | None, resource: str) -> Answer:
         """One ``POST /v1/infer``: ``payment_header`` is the ``X-PAYMENT`` value (a list
         of the values when the request carried several: refused, as a proxy may pick
@@ -369,6 +397,11 @@ class PaidInference:
                 )
         except PaymentError as exc:
             return self._required(req, str(exc), exc.reason)
+        try:
+            self.preflight(data)
+        except RequestRefused as exc:
+            self.counters[f"refused_{exc.reason}"] += 1
+            return Answer(exc.status, {"error": str(exc), "reason": exc.reason})
         auth = payment.authorization
         if not self.ledger.claim(payment.payer, auth.nonce, auth.value):
             resumed = self.ledger.resume(payment.payer, auth.nonce, auth.value)

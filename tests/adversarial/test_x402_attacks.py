@@ -92,7 +92,6 @@ def test_a_payment_pays_for_its_own_request_at_its_own_node_only(net, node_b, ch
     rows = _rows(1, seed=101)
     body = _body(rows, salt="0x01")
     req = _quote(net.node.url, body)
-    assert req.extra["instance"] != _quote(node_b.url, body).extra["instance"]
     header = _header(req, body, payer, chain_now)
 
     # Other rows (same count, same price) with the payment signed for these.
@@ -324,7 +323,7 @@ def test_values_that_would_break_the_run_are_refused_before_payment(net, chain_n
     without an integer dtype, or not JSON at all; repeated keys; deep nesting (which
     overflowed the parser's C stack and killed the node)."""
     base = _rows(1, seed=150)[0]
-    cases = []
+    cases = [("[" * 200_000, (400,), "bad-json")]  # this one killed the node (SIGSEGV)
     for value in ("1e39", "-3.5e38", "1e309", str(10**30), str(2**63)):
         cases.append(("{" + json.dumps({"rows": [base]})[1:].replace(
             json.dumps(base["f0"]), value, 1), (422,), "bad-value"))  # fmt: skip
@@ -333,7 +332,6 @@ def test_values_that_would_break_the_run_are_refused_before_payment(net, chain_n
         (dup, (400,), "bad-json"),
         ('{"rows": [], "rows": [' + json.dumps(base) + "]}", (400,), "bad-json"),
         ('{"rows": [{"f0": Infinity}]}', (422,), "bad-value"),
-        ("[" * 200_000, (400,), "bad-json"),
         ('{"a":' * 150_000 + "1" + "}" * 150_000, (400, 413), None),
     ]
     before = net.balance("payer")
@@ -344,6 +342,13 @@ def test_values_that_would_break_the_run_are_refused_before_payment(net, chain_n
         r = _post(net.node.url, text.encode(), {PAYMENT_HEADER: header})
         assert r.status_code in statuses, (text[:80], r.status_code, r.text[:200])
         assert reason is None or r.json()["reason"] == reason, (text[:80], r.text[:200])
+    # In float32's range, but the model answers NaN for it: refused once the payment is
+    # checked and before it is settled (the answer could not be written afterwards).
+    for value in (3e38, -3e38):
+        text = json.dumps({"rows": [dict.fromkeys(base, value)]}).encode()
+        signed = _header(_quote(net.node.url, text), text, net.keys["payer"], chain_now)
+        r = _post(net.node.url, text, {PAYMENT_HEADER: signed})
+        assert r.status_code == 422 and r.json()["reason"] == "non-finite-output", r.text
     deep = httpx.post(f"{net.node.url}/v1/jobs", content=b"[" * 200_000, timeout=30)
     assert deep.status_code == 400 and deep.json()["reason"] == "bad-json"
     assert httpx.get(f"{net.node.url}/health", timeout=10).status_code == 200
@@ -364,7 +369,12 @@ def test_slow_and_oversized_bodies_are_cut_off_and_the_node_keeps_serving(net):
     started = time.monotonic()
     assert httpx.get(f"{net.node.url}/health", timeout=10).status_code == 200
     for s in slow:
-        answer = s.recv(4096)
+        answer = b""
+        while b"too-slow" not in answer:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
         assert b" 408 " in answer.split(b"\r\n", 1)[0], answer[:200]
         assert b"too-slow" in answer
         s.close()
