@@ -230,6 +230,11 @@ def test_a_paid_chat_call_gets_402_then_an_openai_answer_whose_receipt_is_bound_
     forged = json.loads(json.dumps(answer))
     forged["payment"]["transaction"] = "0x" + "ab" * 32
     assert not verify_paid_chat(forged, net.allowlist).ok
+    # The receipt of one paid call offered for another payment (same question, same
+    # completion): the batch is bound to the first transaction only.
+    forged = {**again, "receipt": answer["receipt"], "binding": answer["binding"]}
+    assert verify_paid_chat(again, net.allowlist, chain=net.chain, price=PRICE).ok
+    assert not verify_paid_chat(forged, net.allowlist, chain=net.chain, price=PRICE).ok
 
 
 def test_a_replayed_or_rebound_chat_payment_is_refused_and_charged_once(chat_net):
