@@ -103,15 +103,51 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _ours(pid: int, command: list[str]) -> bool:
-    """Whether ``pid`` still runs the command we started (not a recycled pid)."""
+def _start_ticks(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22); None
+    without ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _ours(pid: int, command: list[str], ticks: int | None = None) -> bool:
+    """Whether ``pid`` is still the process we started: it runs an ``ogkit`` command, the
+    one in its pid file, as the leader of its own process group, and (where ``/proc``
+    tells) it started when the pid file says. A recycled pid, or a pid file pointing at
+    any other process, is not ours: nothing else is ever signalled."""
+    if pid <= 1 or pid == os.getpid() or command[1:3] != ["-m", "ogkit.cli"]:
+        return False
     if not _alive(pid):
+        return False
+    try:
+        if os.getpgid(pid) != pid:
+            return False  # every process we start leads its own session and group
+    except ProcessLookupError:
         return False
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return True  # no /proc (macOS): trust the pid file
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a] == command
+        return True  # no /proc (macOS): the pid file and the group are all there is
+    if [a.decode(errors="replace") for a in raw.split(b"\0") if a] != command:
+        return False
+    return ticks is not None and _start_ticks(pid) == ticks
+
+
+def _pid_doc(doc: Any) -> tuple[int, list[str], int | None]:
+    """The pid, command and start time of a pid file's document (ValueError if malformed)."""
+    if not isinstance(doc, dict):
+        raise ValueError("not a pid file")
+    pid, command, ticks = doc.get("pid"), doc.get("command"), doc.get("start_ticks")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not isinstance(command, list):
+        raise ValueError("no pid or command")
+    if not all(isinstance(a, str) for a in command):
+        raise ValueError("a malformed command")
+    if ticks is not None and (isinstance(ticks, bool) or not isinstance(ticks, int)):
+        raise ValueError("a malformed start time")
+    return pid, command, ticks
 
 
 def _start(
@@ -128,9 +164,12 @@ def _start(
     log_path = logs / f"{name}.log"
     pid_path = pids / f"{name}.json"
     if pid_path.exists():
-        old = json.loads(pid_path.read_text())
-        if _ours(int(old["pid"]), old["command"]):
-            return ProcessStatus(name, int(old["pid"]), True, old.get("url"), str(log_path))
+        try:
+            old = json.loads(pid_path.read_text())
+            if _ours(*_pid_doc(old)):
+                return ProcessStatus(name, int(old["pid"]), True, old.get("url"), str(log_path))
+        except (OSError, ValueError):
+            log.warning("replacing unreadable pid file %s", pid_path)
     command = [sys.executable, "-m", "ogkit.cli", *args]
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as out:
@@ -142,7 +181,13 @@ def _start(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    doc: dict[str, Any] = {"pid": proc.pid, "command": command, "started": time.time()}
+    ticks = _start_ticks(proc.pid)
+    doc: dict[str, Any] = {
+        "pid": proc.pid,
+        "command": command,
+        "started": time.time(),
+        "start_ticks": ticks,
+    }
     if address:
         doc["address"] = address
     _write_json(pid_path, doc)
@@ -157,7 +202,7 @@ def _start(
                 url = found.group(1)
             elif proc.poll() is not None or time.monotonic() > deadline:
                 why = "exited" if proc.poll() is not None else "did not get ready in time"
-                _stop_pid(proc.pid, command)
+                _stop_pid(proc.pid, command, ticks)
                 pid_path.unlink(missing_ok=True)
                 raise OgkitError(
                     f"{name} {why}; see {log_path} (then `ogkit network down` and up again)"
@@ -170,9 +215,14 @@ def _start(
     return ProcessStatus(name, proc.pid, True, url, str(log_path))
 
 
-def _stop_pid(pid: int, command: list[str], timeout: float = STOP_TIMEOUT) -> bool:
-    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout``; True if it ran."""
-    if not _ours(pid, command):
+def _stop_pid(
+    pid: int, command: list[str], ticks: int | None, timeout: float = STOP_TIMEOUT
+) -> bool:
+    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout``; True if it ran.
+    A pid that is not the process we started (see :func:`_ours`) is left alone."""
+    if not _ours(pid, command, ticks):
+        if _alive(pid):
+            log.warning("pid %d is not a process ogkit started (pid reused?): left alone", pid)
         return False
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -334,13 +384,12 @@ def network_down(
     stopped = []
     for path in order:
         try:
-            doc = json.loads(path.read_text())
-            pid, command = int(doc["pid"]), list(doc["command"])
-        except (OSError, ValueError, KeyError, TypeError):
+            pid, command, ticks = _pid_doc(json.loads(path.read_text()))
+        except (OSError, ValueError):
             log.warning("ignoring unreadable pid file %s", path)
             path.unlink(missing_ok=True)
             continue
-        if _stop_pid(pid, command):
+        if _stop_pid(pid, command, ticks):
             stopped.append(path.stem)
         path.unlink(missing_ok=True)
     if not keep_chain:
@@ -366,12 +415,12 @@ def network_status(home: Path, *, devnet_port: int | None = None) -> dict[str, A
     for path in sorted(pids.glob("*.json")) if pids.exists() else []:
         try:
             doc = json.loads(path.read_text())
+            pid, command, ticks = _pid_doc(doc)
         except (OSError, ValueError):
             continue
         if doc.get("address"):
             names[str(doc["address"]).lower()] = path.stem
-        pid = int(doc.get("pid", 0))
-        running = _ours(pid, list(doc.get("command", [])))
+        running = _ours(pid, command, ticks)
         status = ProcessStatus(path.stem, pid, running, doc.get("url"),
                                str(root / "logs" / f"{path.stem}.log"))  # fmt: skip
         if path.stem == "node" and running and status.url:
