@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ogkit.errors import NodeUnavailable, OgkitError, PaymentError
-from ogkit.x402.exact import REQUEST_BINDING, check_exact_payment, request_nonce
+from ogkit.x402.exact import CLOCK_SKEW, REQUEST_BINDING, check_exact_payment, request_nonce
 from ogkit.x402.types import (
     PAYMENT_RESPONSE_HEADER,
     X402_VERSION,
@@ -330,6 +330,25 @@ class PaidInference:
             ) from None
         return data, source.n_rows
 
+    def _check_payment(self, payment: Any, req: PaymentRequirements) -> None:
+        """:func:`check_exact_payment` now; for a payment this node settled and never
+        answered (``unserved`` in the ledger), at a moment inside its validity window
+        instead: it was valid when it paid, and expiring while the node was down or
+        failing does not take the call from the payer (the signature, payee, amount and
+        binding are still checked; nothing is settled again)."""
+        auth = payment.authorization
+        now = self.clock.now()
+        state = self.ledger.state(payment.payer, auth.nonce)
+        if (
+            state is not None
+            and state[0] == "unserved"
+            and auth.valid_after + 1 < auth.valid_before - CLOCK_SKEW - 1
+        ):
+            now = min(max(now, auth.valid_after + 1), auth.valid_before - CLOCK_SKEW - 1)
+        check_exact_payment(
+            payment, req, now=now, token_name=self.token_name, token_version=self.token_version
+        )
+
     def preflight(self, data: Any) -> None:
         """Run the model on the rows before the payment is settled, and refuse (422
         ``non-finite-output``) rows whose outputs JSON cannot carry: ``3e38`` is a finite
@@ -381,13 +400,7 @@ class PaidInference:
             return self._required(req, "X-PAYMENT header is required", "payment-required")
         try:
             payment = decode_payment_header(payment_header)
-            check_exact_payment(
-                payment,
-                req,
-                now=self.clock.now(),
-                token_name=self.token_name,
-                token_version=self.token_version,
-            )
+            self._check_payment(payment, req)
             if payment.authorization.nonce != request_nonce(req, body):
                 raise PaymentError(
                     "the payment's nonce does not commit to this request at this node "

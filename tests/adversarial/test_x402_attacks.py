@@ -404,12 +404,14 @@ def test_slow_and_oversized_bodies_are_cut_off_and_the_node_keeps_serving(net):
 
 def test_a_fault_after_payment_keeps_the_call_paid_and_serves_it_once(net, chain_now):
     """The node's store breaks after the payment settled: a clear 500 with the payment
-    transaction; once it is fixed, the same X-PAYMENT is served once, not charged again."""
+    transaction; once it is fixed, the same X-PAYMENT is served once, not charged again,
+    even after the authorization expired meanwhile."""
     payer = net.keys["payer-2"]
     before = net.balance("payer-2")
     body = _body(_rows(2, seed=160), salt="0x60")
     header = _header(_quote(net.node.url, body), body, payer, chain_now)
     batches = net.home / "store" / "batches"
+    batches.mkdir(parents=True, exist_ok=True)
     aside = batches.with_name("batches.aside")
     os.rename(batches, aside)
     batches.write_text("not a folder")  # every write under it fails, even for root
@@ -422,12 +424,18 @@ def test_a_fault_after_payment_keeps_the_call_paid_and_serves_it_once(net, chain
     doc = r.json()
     assert doc["reason"] == "node-fault" and doc["payment"]["transaction"] in doc["error"]
     assert net.balance("payer-2") == before - 2 * PRICE
+    net.chain.increase_time(300)  # the 120 s authorization is now expired
+    time.sleep(1.2)  # the node reads the chain's clock at most once a second
+    other = _body(_rows(2, seed=160), salt="0x61")  # an unpaid call, signed as long ago
+    stale = _header(_quote(net.node.url, other), other, payer, chain_now)
+    expired = _post(net.node.url, other, {PAYMENT_HEADER: stale})
+    assert expired.status_code == 402 and expired.json()["reason"] == "expired"
     again = _post(net.node.url, body, {PAYMENT_HEADER: header})
     assert again.status_code == 200, again.text
     assert again.json()["payment"]["transaction"] == doc["payment"]["transaction"]
     assert verify_paid_call(again.json(), net.allowlist, chain=net.chain, price_per_row=PRICE).ok
     third = _post(net.node.url, body, {PAYMENT_HEADER: header})
-    assert third.status_code == 402 and third.json()["reason"] == "replayed"
+    assert third.status_code == 402 and third.json()["reason"] in ("replayed", "expired")
     assert net.balance("payer-2") == before - 2 * PRICE
 
 
@@ -481,3 +489,50 @@ def test_kill_9_during_paid_calls_serves_each_payment_at_most_once(net, chain_no
         assert served.get(i, 0) == (1 if used else 0), (i, used, served)
     assert charged == len(bodies)  # every one was paid in the end (retries settle them)
     assert net.balance("payer") == before - charged * PRICE
+
+
+def test_a_facilitator_that_reports_a_settlement_it_did_not_make_gets_nothing_served(
+    net, chain_now
+):
+    """A lying facilitator: it answers /settle with success and the hash of a real
+    transaction that did not pay this call (here, the payer's own OPG moving elsewhere).
+    The node reads that transaction's logs itself, serves nothing, and says why."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from ogkit.node.server import bind
+
+    token = net.chain.contract("OPGToken")
+    decoy = net.chain.transact(
+        token.functions.transfer(net.keys["requester"].address, PRICE), net.keys["owner"]
+    )
+    decoy_tx = "0x" + bytes(decoy["transactionHash"]).hex()
+    liar = FastAPI()
+
+    @liar.post("/settle")
+    def settle(doc: dict) -> dict:
+        payer = doc["paymentPayload"]["payload"]["authorization"]["from"]
+        return {"success": True, "transaction": decoy_tx, "network": doc["paymentPayload"][
+            "network"], "payer": payer}  # fmt: skip
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(liar, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    args = net.node_args()
+    at = args.index("--facilitator")
+    args[at + 1] = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    args += ["--state", str(net.home / "node-liar")]
+    node = Service(args, net.env, net.home / "node-liar.log", "listening on").start()
+    try:
+        body = _body(_rows(1, seed=180), salt="0x80")
+        header = _header(_quote(node.url, body), body, net.keys["payer"], chain_now)
+        before = net.balance("payer")
+        r = _post(node.url, body, {PAYMENT_HEADER: header})
+        assert r.status_code == 502 and r.json()["reason"] == "settle-unconfirmed", r.text
+        assert "outputs" not in r.json() and net.balance("payer") == before
+    finally:
+        assert node.stop() == 0
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
