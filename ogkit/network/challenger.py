@@ -135,7 +135,16 @@ class ChallengerDaemon(Watcher):
         assert chain is not None and state is not None
         found = onchain_batch(chain, batch_id)
         if found is None or found.to_dict() != from_event(event).to_dict():
-            return {"outcome": "not the chain's record"}
+            return {"outcome": "not the chain's record", "drop": True}
+        mine = chain.events(
+            "InferenceSettlement",
+            "ChallengeOpened",
+            found.block,
+            argument_filters={"batchId": _b32(batch_id), "challenger": self.signer.address},
+        )
+        if mine:  # a lost or rewound cursor: never a second bond on the same batch
+            first = int(mine[0]["args"]["disputeId"])
+            return {"outcome": "already challenged", "dispute_id": first}
         settlement = chain.contract("InferenceSettlement")
         status = BatchStatus(int(chain.call(settlement.functions.statusOf(_b32(batch_id)))))
         if status != BatchStatus.PENDING:

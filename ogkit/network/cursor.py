@@ -41,6 +41,9 @@ class DaemonState:
     next_block: int = 0  # the first block not read yet
     done: dict[str, dict[str, Any]] = field(default_factory=dict)  # batch id -> outcome
     attempts: dict[str, int] = field(default_factory=dict)  # batch id -> failed tries
+    # batch id -> {"event", "block", "due"}: work put off (an artefact not in the store
+    # yet) that the cursor has moved past; retried when due, kept across restarts
+    deferred: dict[str, dict[str, Any]] = field(default_factory=dict)
     batches_verified: int = 0
     batches_failed: int = 0
     challenges: int = 0
@@ -64,9 +67,33 @@ class DaemonState:
             state = cls(**known)
         except TypeError as exc:
             raise ConfigError(f"{where} is incomplete ({exc}); move it away") from None
-        if not isinstance(state.done, dict) or not isinstance(state.next_block, int):
+        if (
+            not isinstance(state.done, dict)
+            or not isinstance(state.attempts, dict)
+            or not isinstance(state.deferred, dict)
+            or isinstance(state.next_block, bool)
+            or not isinstance(state.next_block, int)
+            or not all(isinstance(v, dict) for v in state.done.values())
+            or not all(isinstance(v, dict) for v in state.deferred.values())
+        ):
             raise ConfigError(f"{where} has a malformed cursor; move it away")
         return state
+
+    def prune(self, margin: int) -> int:
+        """Forget done entries from blocks more than ``margin`` blocks behind the cursor
+        (the chain stays the source of truth: a daemon that reads such a block again finds
+        its own verdict or vote there); returns how many were dropped."""
+        horizon = self.next_block - margin
+        old = [k for k, v in self.done.items() if _block(v) < horizon and k not in self.deferred]
+        for key in old:
+            del self.done[key]
+            self.attempts.pop(key, None)
+        return len(old)
+
+
+def _block(outcome: dict[str, Any]) -> int:
+    block = outcome.get("block")
+    return block if isinstance(block, int) and not isinstance(block, bool) else 1 << 62
 
 
 def state_path(home: Path, role: str, address: str, chain_id: int) -> Path:

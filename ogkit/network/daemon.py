@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ogkit.errors import ArtifactError, ChainError, SettlementError
+from ogkit.errors import ArtifactError, ChainError, ConfigError, SettlementError
 from ogkit.network.cursor import DaemonState, load_state, save_state, state_path
 
 if TYPE_CHECKING:
@@ -63,10 +63,11 @@ class WatchConfig:
     from_block: int | None = None
     max_blocks: int = 2_000
     confirmations: int = 0  # read only blocks this deep (0 on the devnet: it never reorgs)
+    keep_blocks: int = 100_000  # done entries this far behind the cursor are forgotten
 
     def __post_init__(self) -> None:
-        from ogkit.errors import ConfigError
-
+        if self.keep_blocks < 0:
+            raise ConfigError(f"keep_blocks must be >= 0, got {self.keep_blocks}")
         if self.poll <= 0 or self.backoff_start <= 0 or self.backoff_cap < self.backoff_start:
             raise ConfigError(
                 "poll and back-off must be > 0 seconds, with the cap at least the first pause"
@@ -185,7 +186,16 @@ class Watcher:
         settlement = chain.contract("InferenceSettlement").address
         path = state_path(self.home, self.role, self.signer.address, chain.chain_id)
         self._hold_lock(path)
-        state = load_state(path)
+        try:
+            state = load_state(path)
+        except ConfigError as exc:
+            # A damaged state file (truncated, edited, not JSON): keep it for inspection and
+            # read the chain again from the deployment; what this key already attested or
+            # voted is on chain, and every handler checks there before it acts.
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            path.rename(aside)
+            log.error("%s; moved to %s, reading again from the deployment block", exc, aside)
+            state = None
         if state is not None and state.contract.lower() != settlement.lower():
             log.warning(
                 "%s: the settlement contract changed (%s, was %s; chain reset?): starting a "
@@ -204,8 +214,11 @@ class Watcher:
                 settlement,
                 next_block=max(chain.first_block, chain.deployment.block_number or 0),
             )
-        if self.state is None and self.config.from_block is not None:
-            state.next_block = self.config.from_block
+        if self.state is None:
+            if self.config.from_block is not None:
+                state.next_block = self.config.from_block
+            for item in state.deferred.values():  # a (re)start looks again at once
+                item["due"] = 0.0
         state.pid = os.getpid()
         state.started_at = state.started_at if self.state is not None else time.time()
         self.chain, self.state, self.path = chain, state, path
@@ -275,7 +288,7 @@ class Watcher:
         chain, state = self.chain, self.state
         state.last_block = chain.block_number()
         latest = state.last_block - self.config.confirmations
-        handled = 0
+        handled = self._retry_deferred()
         while state.next_block <= latest and not self.stop_event.is_set():
             end = min(latest, state.next_block + self.config.max_blocks - 1)
             items = self._events(state.next_block, end)
@@ -294,9 +307,57 @@ class Watcher:
                 break
             state.next_block = end + 1
             save_state(self.path, state)
-        if handled == 0:
+        pruned = state.prune(self.config.keep_blocks)
+        if pruned:
+            log.debug("forgot %d done entries older than block %d", pruned,
+                      state.next_block - self.config.keep_blocks)  # fmt: skip
+        if handled == 0 or pruned:
             save_state(self.path, state)  # the heartbeat: updated_at and last_block
         return handled
+
+    def _retry_deferred(self) -> int:
+        """Handle again the deferred items that are due (oldest block first); an outage
+        raises as in the main loop (they stay deferred)."""
+        assert self.chain is not None and self.state is not None and self.path is not None
+        state, now, handled = self.state, time.time(), 0
+        due = sorted(
+            (item["block"], key)
+            for key, item in state.deferred.items()
+            if float(item.get("due", 0.0)) <= now
+        )
+        for block, key in due:
+            if self.stop_event.is_set():
+                break
+            item = state.deferred[key]
+            if item.get("event") == "ChallengeOpened":
+                filters: dict[str, Any] = {"disputeId": int(key.split(":", 1)[1])}
+            else:
+                filters = {"batchId": bytes.fromhex(key[2:])}
+            name = str(item.get("event", "BatchCommitted"))
+            events = self.chain.events("InferenceSettlement", name, block, block,
+                                       argument_filters=filters)  # fmt: skip
+            if not events:  # pragma: no cover - only a reorganised chain loses a log
+                log.warning("%s: its %s log is gone from block %d; dropped", key, name, block)
+                state.deferred.pop(key, None)
+                continue
+            for event in events:
+                self.handle(event)
+            handled += 1
+            save_state(self.path, state)
+        return handled
+
+    def _defer(self, key: str, event: dict[str, Any]) -> None:
+        """Put ``key`` off: retried after a pause that doubles with its tries (as the
+        daemon's own back-off), while the cursor goes on to later blocks."""
+        assert self.state is not None
+        tries = max(0, self.state.attempts.get(key, 1) - 1)
+        pause = min(self.config.backoff_cap, self.config.backoff_start * (2**tries))
+        self.state.deferred[key] = {
+            "event": str(event["event"]),
+            "block": int(event["blockNumber"]),
+            "due": time.time() + pause,
+        }
+        log.info("%s put off for %.1f s", key, pause)
 
     def _events(self, start: int, end: int) -> list[dict[str, Any]]:
         assert self.chain is not None
@@ -345,8 +406,13 @@ class Watcher:
             if tries < MAX_ERROR_ATTEMPTS:
                 raise Transient(f"{key}: {type(exc).__name__}: {exc}") from exc
             outcome = {"outcome": "error", "reason": f"{type(exc).__name__}: {exc}"[:300]}
-        if outcome is None:  # the subclass wants it retried at the next poll
-            raise Transient(f"{key} is not ready yet")
+        if outcome is None:  # the subclass wants it retried later: the cursor goes on
+            self._defer(key, event)
+            return
+        self.state.deferred.pop(key, None)
+        if outcome.pop("drop", False):  # not the chain's record: never marks the id done
+            log.warning("%s: %s; dropped", key, outcome.get("outcome"))
+            return
         outcome.setdefault("block", int(event["blockNumber"]))
         outcome["at"] = time.time()
         self.state.done[key] = outcome

@@ -123,7 +123,7 @@ class VerifierDaemon(Watcher):
         found = _checked(chain, event)
         if found is None:
             log.warning("batch %s: its event is not the chain's record of it; dropped", batch_id)
-            return {"outcome": "not the chain's record"}
+            return {"outcome": "not the chain's record", "drop": True}
         status = _status(chain, batch_id)
         if status not in (BatchStatus.PENDING, BatchStatus.DISPUTED):
             return {"outcome": f"skipped: {status.name.lower()}"}
@@ -157,6 +157,9 @@ class VerifierDaemon(Watcher):
             if store_unavailable(exc):
                 raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
             return self._fail_unreadable(found, f"artefact {artifact} cannot be loaded: {exc}")
+        mismatch = _not_committed(batch, found)
+        if mismatch:  # nothing the artefact holds can make this batch pass: say so on chain
+            return self._fail_unreadable(found, f"artefact {artifact} {mismatch}")
         verdict, why = self._verify(batch, found)
         if verdict is None:
             return self._fail_unreadable(found, f"artefact {artifact}: {why}")
@@ -257,6 +260,11 @@ class VerifierDaemon(Watcher):
         _, open_id, _ = chain.call(settlement.functions.stateOf(bytes.fromhex(batch_id[2:])))
         if int(open_id) != dispute_id:
             return {"outcome": "dispute closed"}
+        voted, was_upheld, _ = chain.call(
+            settlement.functions.voteOf(dispute_id, self.signer.address)
+        )
+        if voted:  # a restart, a lost or rewound cursor: the chain has this vote already
+            return {"outcome": "already voted", "upheld": bool(was_upheld)}
         found = onchain_batch(chain, batch_id)
         if found is None:  # pragma: no cover - a disputed batch is committed
             return {"outcome": "batch unknown"}
@@ -375,9 +383,12 @@ def sign_fail(
 
 
 def chain_allowlist(chain: ChainClient, found: OnChainBatch) -> Allowlist:
-    """The attester and measurement the registry approved for the batch's node, read as of
-    the commit block (the current state where the node cannot serve history): the
-    verifier trusts the registry, not the node's manifest."""
+    """The attester and measurement the registry approved for the batch's node at its
+    commit: the attester is the one the commit named, which the contract checked against
+    the node's binding in that very transaction (a rebinding later, even later in the same
+    block, changes nothing); the measurement is read as of the commit block (the current
+    state where the node cannot serve history). The verifier trusts the chain, not the
+    node's manifest."""
     from ogkit.verify import Allowlist
 
     registry = chain.contract("NodeRegistry")
@@ -388,6 +399,13 @@ def chain_allowlist(chain: ChainClient, found: OnChainBatch) -> Allowlist:
         if "lost the connection" in str(exc):
             raise
         _, attester, measurement, _, kind = chain.call(fn)
+    committed = str(found.details["attester"]).lower()
+    if str(attester).lower() != committed:
+        log.info(
+            "batch %s: node %s rebound its attester in its commit block (%s, committed %s)",
+            found.batch_id, found.record["node"], attester, committed,
+        )  # fmt: skip
+    attester = committed
     runtime_id = found.record["runtimeId"].lower()
     measurement = "0x" + bytes(measurement).hex()
     kind = int(kind)
@@ -418,6 +436,20 @@ def _checked(chain: ChainClient, event: dict[str, Any]) -> OnChainBatch | None:
     if canonical is None or canonical.to_dict() != found.to_dict():
         return None
     return found
+
+
+def _not_committed(batch: AttestedBatch, found: OnChainBatch) -> str:
+    """Why ``batch`` (the artefact behind the committed id) is not what the chain
+    committed as ``found``, in words; empty when every on-chain field matches."""
+    from ogkit.settle import compare_with_chain
+
+    try:
+        if batch.batch_id.lower() != found.batch_id.lower():
+            return f"is batch {batch.batch_id}, not the committed {found.batch_id}"
+        differences = compare_with_chain(batch, found)
+    except Exception as exc:  # a manifest that cannot even be compared
+        return f"cannot be compared with the chain: {type(exc).__name__}: {exc}"
+    return "differs from the chain's record: " + "; ".join(differences) if differences else ""
 
 
 def _status(chain: ChainClient, batch_id: str) -> BatchStatus:

@@ -1,0 +1,230 @@
+"""A node that controls its key, its artefacts in the store, its registry binding and its
+timing, against the verifier daemon (real anvil devnet, real store, the daemon's real
+verification worker):
+
+- it commits one batch's claim under the artefact of another batch: a fail verdict (not
+  silence) over the committed claim;
+- it swaps objects in the store after the daemon fetched the manifest: the verdict binds
+  what was committed, and fails;
+- it commits a flood of batches whose artefacts are missing ahead of honest ones: the honest
+  ones are verified at once, the missing ones are retried later and failed, none skipped,
+  none lost over a restart;
+- it rebinds its attester after a commit: the batch is judged by the commit's binding;
+- the daemon's state file is truncated: no crash, nothing attested or voted twice, and the
+  done-set can be pruned without attesting again;
+- the sample secret cannot be computed from public data.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ogkit.batch import ARTIFACTS
+from ogkit.chain.records import onchain_batch
+from ogkit.crypto.keccak import keccak256
+from ogkit.keys import KeyStore, Signer
+from ogkit.network.daemon import WatchConfig, rpc_connector, sample_secret
+from ogkit.network.verifier import VerifierConfig, VerifierDaemon
+from ogkit.settle import ensure_staked
+from ogkit.store import ContentStore
+from ogkit.verdict import chain_verdicts
+
+from .conftest import OPG, World
+from .test_challenge import grief
+from .test_hostile import commit_as, commit_block, verdicts_of
+
+pytestmark = pytest.mark.anvil
+
+
+def daemon(world: World, block: int, name: str, **watch) -> VerifierDaemon:
+    options = {"poll": 0.05, "backoff_start": 0.05, "backoff_cap": 0.1, "from_block": block}
+    return VerifierDaemon(
+        rpc_connector("devnet", world.home, world.devnet.port),
+        world.keys[name],
+        world.home,
+        ContentStore(world.home / "store"),
+        config=VerifierConfig(missing_polls=2, sample_rate=0.02, isolate=False),
+        watch=WatchConfig(**{**options, **watch}),
+    )
+
+
+def test_an_artefact_that_is_not_the_committed_batch_gets_a_fail_verdict(net: World):
+    # The chain gets batch X's claim (root, digest, rows, dataset) with the artefact id of
+    # another honest batch Y: Y verifies on its own, but it is not what was committed.
+    x, order = net.batch("forge-x", commit=False)
+    y, _ = net.batch("forge-y", commit=False)
+    commit_as(net, x, order, y.manifest.to_dict())
+    # The same batch id as committed, but a manifest that claims other rows and dataset.
+    z, order_z = net.batch("forge-z", commit=False)
+    doc = copy.deepcopy(z.manifest.to_dict())
+    doc["row_count"] = int(doc["row_count"]) - 1
+    doc["dataset_id"] = "0x" + "ab" * 32
+    commit_as(net, z, order_z, doc)
+
+    block, _ = commit_block(net, x.batch_id)
+    state = daemon(net, block, "verifier-1").run(max_polls=3)
+    assert state is not None
+    assert verdicts_of(net, x.batch_id) == [False]
+    assert (
+        f"is batch {y.batch_id}, not the committed {x.batch_id}"
+        in (state.done[x.batch_id]["reason"])
+    )
+    assert verdicts_of(net, z.batch_id) == [False]
+    chain = net.client()
+    for batch in (x, z):  # each verdict is over the claim the chain committed
+        found = onchain_batch(chain, batch.batch_id)
+        assert found is not None
+        (verdict,) = chain_verdicts(chain, batch.batch_id)
+        assert verdict.claim_digest.lower() == found.record["claimDigest"].lower()
+        assert verdict.valid()
+
+
+def test_store_objects_swapped_after_the_manifest_was_read_fail_the_batch(net: World):
+    batch, _ = net.batch("swap-records")
+    assert len(batch.partitions) >= 2
+    block, _ = commit_block(net, batch.batch_id)
+    d = daemon(net, block, "verifier-2")
+    d.ensure_connected()
+    # The daemon has the committed manifest (content-addressed, checked on read) in hand;
+    # now the node replaces partition 0's records with partition 1's (valid records, the
+    # wrong rows) and overwrites the manifest object itself with another document.
+    store = batch.store
+    first, second = batch.partitions[0], batch.partitions[1]
+    store.write_bytes(first.path, store.read_bytes(second.path))
+    state = d.run(max_polls=3)
+    assert state is not None
+    assert verdicts_of(net, batch.batch_id, "verifier-2") == [False]
+    assert state.done[batch.batch_id]["passed"] is False
+
+    other, _ = net.batch("swap-manifest")
+    block, _ = commit_block(net, other.batch_id)
+    store.fs.pipe_file(store.object_path(ARTIFACTS, other.artifact_id), b'{"schema":"x"}')
+    state = daemon(net, block, "verifier-2").run(max_polls=3)
+    assert state is not None
+    assert verdicts_of(net, other.batch_id, "verifier-2") == [False]
+    assert "corrupt" in state.done[other.batch_id]["reason"]
+
+
+def test_a_flood_of_missing_artefacts_does_not_hold_back_honest_batches(net: World):
+    missing = []
+    for i in range(2):
+        b, _ = net.batch(f"flood-missing-{i}")
+        b.store.fs.rm(b.store.object_path(ARTIFACTS, b.artifact_id))
+        missing.append(b)
+    honest = [net.batch(f"flood-honest-{i}")[0] for i in range(1)]
+    start, _ = commit_block(net, missing[0].batch_id)
+
+    # One poll: the honest batches (committed after the missing ones) are attested at
+    # once; the missing ones are put off (a long pause), the cursor past all of them.
+    first = daemon(net, start, "verifier-3", backoff_start=30.0, backoff_cap=30.0)
+    state = first.run(max_polls=1)
+    assert state is not None
+    for b in honest:
+        assert verdicts_of(net, b.batch_id, "verifier-3") == [True], b.batch_id
+    for b in missing:
+        assert verdicts_of(net, b.batch_id, "verifier-3") == []
+        assert b.batch_id in state.deferred
+    last, _ = commit_block(net, honest[-1].batch_id)
+    assert state.next_block > last
+
+    # A restart: the put-off batches are in the state file, retried and failed; nothing
+    # is verified twice and nothing is missed.
+    state = daemon(net, state.next_block, "verifier-3").run(max_polls=8)
+    assert state is not None and not state.deferred
+    for b in missing:
+        assert verdicts_of(net, b.batch_id, "verifier-3") == [False], b.batch_id
+        assert "not in the store" in state.done[b.batch_id]["reason"]
+    for b in honest:
+        assert verdicts_of(net, b.batch_id, "verifier-3") == [True]
+
+
+def test_a_truncated_state_file_neither_crashes_nor_acts_twice(net: World):
+    batch, _ = net.batch("truncated-state")
+    block, _ = commit_block(net, batch.batch_id)
+    first = daemon(net, block, "verifier-1")
+    state = first.run(max_polls=2)
+    assert state is not None and state.done[batch.batch_id]["outcome"] == "attested"
+    receipt = grief(net, batch, 3)
+    dispute_block = int(receipt["blockNumber"])
+    state = daemon(net, dispute_block, "verifier-1").run(max_polls=2)
+    assert state is not None
+    (vote,) = [v for k, v in state.done.items() if k.startswith("dispute:")]
+    assert vote["outcome"] == "voted" and vote["upheld"] is False
+
+    # The state file cut short (a full disk, a copy in progress, a hand edit).
+    assert first.path is not None
+    text = first.path.read_text()
+    first.path.write_text(text[: len(text) // 2])
+    again = daemon(net, block, "verifier-1")
+    state = again.run(max_polls=3)
+    assert state is not None, "the daemon crashed on its own state file"
+    assert list(first.path.parent.glob(f"{first.path.name}.corrupt-*"))
+    assert state.done[batch.batch_id]["outcome"] == "already attested"
+    (vote,) = [v for k, v in state.done.items() if k.startswith("dispute:")]
+    assert vote["outcome"] == "already voted"
+    assert verdicts_of(net, batch.batch_id) == [True]
+    chain = net.client()
+    votes = chain.events(
+        "InferenceSettlement",
+        "DisputeVoted",
+        dispute_block,
+        argument_filters={"verifier": net.keys["verifier-1"].address},
+    )
+    assert len(votes) == 1
+
+    # A done-set pruned to nothing (keep_blocks=0) re-reads the same blocks and still
+    # acts on nothing twice: the chain is the source of truth.
+    state = daemon(net, block, "verifier-1", keep_blocks=0).run(max_polls=2)
+    assert state is not None and state.done == {}
+    state = daemon(net, block, "verifier-1", keep_blocks=0).run(max_polls=2)
+    assert verdicts_of(net, batch.batch_id) == [True]
+    again = chain.events("InferenceSettlement", "DisputeVoted", dispute_block,
+                         argument_filters={"verifier": net.keys["verifier-1"].address})  # fmt: skip
+    assert len(again) == 1
+
+
+def test_a_rebinding_after_the_commit_does_not_change_the_verdict(net: World):
+    batch, _ = net.batch("rebound")
+    block, _ = commit_block(net, batch.batch_id)
+    chain = net.client()
+    registry = chain.contract("NodeRegistry")
+    node: Signer = net.keys["node"]
+    measurement = "0x" + bytes(chain.call(registry.functions.getNode(node.address))[2]).hex()
+    fresh = KeyStore(net.home).ensure_dev_key("enclave-2")
+    try:
+        ensure_staked(chain, node, role=1, stake=OPG, attester=fresh, measurement=measurement)
+        bound = chain.call(registry.functions.getNode(node.address))[1]
+        assert bound.lower() == fresh.address.lower()
+        state = daemon(net, block, "verifier-2").run(max_polls=2)
+        assert state is not None
+        assert verdicts_of(net, batch.batch_id, "verifier-2") == [True]
+    finally:
+        ensure_staked(
+            chain, node, role=1, stake=OPG, attester=net.keys["enclave"], measurement=measurement
+        )
+
+
+def test_the_sample_secret_is_not_computable_from_public_data(net: World):
+    chain = net.client()
+    contract = chain.contract("InferenceSettlement").address
+    keys = [net.keys[f"verifier-{i}"] for i in (1, 2, 3)]
+    secrets = [sample_secret(k, chain.chain_id, contract, "verifier sample") for k in keys]
+    assert len(set(secrets)) == 3
+    # Stable for one key (a restart draws the same rows) and different per role.
+    assert secrets[0] == sample_secret(keys[0], chain.chain_id, contract, "verifier sample")
+    assert secrets[0] != sample_secret(keys[0], chain.chain_id, contract, "challenger sample")
+    # Nothing a node can read (the address, chain id, contract) gives it.
+    for k, secret in zip(keys, secrets, strict=True):
+        public = [
+            bytes.fromhex(k.address[2:]),
+            bytes.fromhex(contract[2:]),
+            chain.chain_id.to_bytes(32, "big"),
+            bytes.fromhex(k.address[2:]) + bytes.fromhex(contract[2:]),
+        ]
+        assert secret not in {keccak256(p) for p in public} | set(public)
+        # It is the hash of a signature only the key can make: a fresh key with the
+        # same address is impossible, another key gets another secret.
+    stranger = KeyStore(net.home).ensure_dev_key("stranger")
+    assert sample_secret(stranger, chain.chain_id, contract, "verifier sample") not in secrets
