@@ -67,6 +67,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             create_app(service, read_timeout=args.read_timeout),
             sock,
             on_ready=lambda url: print(f"ogkit node listening on {url}", flush=True),
+            header_timeout=args.read_timeout,
         )
     finally:
         if service is not None:
@@ -117,7 +118,8 @@ def register(groups) -> None:
         "--read-timeout",
         type=float,
         default=10.0,
-        help="seconds a request body may take to arrive (slower: 408)",
+        help="seconds a request's headers, and then its body, may take to arrive (slower: "
+        "the connection is closed, or 408)",
     )
     s.add_argument(
         "--state", help="folder for job records and the payment ledger (default <home>/node)"

@@ -1,5 +1,11 @@
 """Running an ASGI app with uvicorn on a socket this process binds (port 0: a free one),
-until SIGTERM or SIGINT; shared by ``ogkit node serve`` and ``ogkit facilitator serve``."""
+until SIGTERM or SIGINT; shared by ``ogkit node serve`` and ``ogkit facilitator serve``.
+
+uvicorn times out idle keep-alive connections, but not a new connection whose request
+headers never finish: slow-loris clients trickling header bytes would hold connections
+until ``limit_concurrency`` is reached and every other client gets 503. Here a connection
+whose first request's headers have not arrived within ``header_timeout`` seconds is
+closed (request bodies have their own deadline in the app)."""
 
 from __future__ import annotations
 
@@ -35,12 +41,36 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _protocol(header_timeout: float) -> type:
+    """uvicorn's h11 protocol with a deadline on the first request's headers."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class _Protocol(H11Protocol):
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._headers_deadline = self.loop.call_later(header_timeout, self._headers_late)
+
+        def _headers_late(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():
+                log.info("closing a connection whose request headers took over %gs", header_timeout)
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            deadline = getattr(self, "_headers_deadline", None)
+            if deadline is not None:
+                deadline.cancel()
+            super().connection_lost(exc)
+
+    return _Protocol
+
+
 def serve_app(
     app: Any,
     sock: socket.socket,
     *,
     on_ready: Callable[[str], None] | None = None,
     log_level: str = "warning",
+    header_timeout: float = 10.0,
 ) -> None:
     """Serve ``app`` on ``sock`` until SIGTERM/SIGINT (uvicorn's graceful shutdown: the
     requests in flight are answered first). ``on_ready`` gets the URL once it accepts."""
@@ -73,6 +103,7 @@ def serve_app(
 
     config = uvicorn.Config(
         app,
+        http=_protocol(header_timeout),
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -380,6 +380,23 @@ def test_slow_and_oversized_bodies_are_cut_off_and_the_node_keeps_serving(net):
         s.close()
     assert time.monotonic() - started < 15  # --read-timeout 2 in the fixture
 
+    # Slow-loris on the headers: a byte of a header line every 0.3 s, never the blank
+    # line. The connection is closed after --read-timeout (2 s), not held.
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.sendall(b"POST /v1/infer HTTP/1.1\r\nHost: x\r\n")
+    started, closed = time.monotonic(), False
+    while time.monotonic() - started < 8 and not closed:
+        try:
+            s.sendall(b"X")
+            s.settimeout(0.3)
+            closed = s.recv(1024) == b""
+        except TimeoutError:
+            continue
+        except OSError:  # reset by the server
+            closed = True
+    s.close()
+    assert closed and time.monotonic() - started < 6, time.monotonic() - started
+
     # Over 1 MiB without a Content-Length (chunked): refused while it streams.
     def chunks():
         yield b'{"rows": ['
