@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,32 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from ogkit.errors import PaymentError
-from ogkit.x402.facilitator import Facilitator, parse_request
+from ogkit.x402.facilitator import MAX_BODY, Facilitator, parse_request
+
+READ_TIMEOUT = 10.0
+"""Seconds a request body may take to arrive."""
+
+
+async def _body(request: Request, limit: int = MAX_BODY, timeout: float = READ_TIMEOUT) -> bytes:
+    """The request body, refused (PaymentError ``malformed``) past ``limit`` bytes, read
+    chunk by chunk (never whole), or after ``timeout`` seconds."""
+
+    async def read() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PaymentError(f"request body over {limit} bytes", reason="malformed")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        raise PaymentError(
+            f"the request body did not arrive within {timeout:g} s", reason="malformed"
+        ) from None
+
 
 __all__ = ["create_app"]
 
@@ -51,7 +77,7 @@ def create_app(facilitator: Facilitator) -> FastAPI:
     @app.post("/verify")
     async def verify(request: Request) -> Any:
         try:
-            payment, requirements = parse_request(await request.body())
+            payment, requirements = parse_request(await _body(request))
         except PaymentError as exc:
             return _bad(exc)
         result = await run_in_threadpool(facilitator.verify, payment, requirements)
@@ -60,7 +86,7 @@ def create_app(facilitator: Facilitator) -> FastAPI:
     @app.post("/settle")
     async def settle(request: Request) -> Any:
         try:
-            payment, requirements = parse_request(await request.body())
+            payment, requirements = parse_request(await _body(request))
         except PaymentError as exc:
             return _bad(exc)
         result = await run_in_threadpool(facilitator.settle, payment, requirements)

@@ -288,6 +288,26 @@ def test_the_facilitator_refuses_long_lived_and_self_paying_authorizations(net, 
         settle(sign_exact_payment(to_token, payer, now=chain_now), to_token)["errorReason"]
         == "wrong-payee"
     )
+
+    # A body streamed without a Content-Length, far over the 16 KiB a request may hold:
+    # refused once 16 KiB are in, never held whole (the facilitator's peak memory).
+    def peak_kib() -> int:
+        status = Path(f"/proc/{net.facilitator.proc.pid}/status").read_text()
+        return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmHWM")))
+
+    peak = peak_kib()
+
+    def flood():
+        for _ in range(2048):  # 128 MiB
+            yield b"x" * 65_536
+
+    try:
+        r = httpx.post(f"{fac}/settle", content=flood(), timeout=60)
+        assert r.status_code == 400 and r.json()["reason"] == "malformed"
+    except (httpx.WriteError, httpx.RemoteProtocolError, httpx.ReadError):
+        pass  # the server closed the connection: refused as well
+    assert peak_kib() - peak < 48 * 1024, (peak, peak_kib())
+    assert httpx.get(f"{fac}/health", timeout=10).status_code == 200
     assert net.balance("payer") == before
 
 
