@@ -573,3 +573,50 @@ def test_a_facilitator_that_reports_a_settlement_it_did_not_make_gets_nothing_se
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def test_a_hostile_node_cannot_crash_the_client_with_deep_json(net, tmp_path):
+    """The client parses whatever the node sends. JSON nested 200 000 deep overflowed
+    the C parser's stack in any ogkit process (py_ecc raises the recursion limit) and
+    killed the client; now it is a NodeError. The client runs in its own process here."""
+    import subprocess
+
+    import uvicorn
+    from fastapi import FastAPI
+    from fastapi.responses import Response
+
+    from ogkit.node.server import bind
+
+    hostile = FastAPI()
+
+    @hostile.post("/v1/infer")
+    def infer() -> Response:
+        return Response(b"[" * 200_000, status_code=402, media_type="application/json")
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(hostile, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    script = (
+        "import sys\n"
+        "from ogkit.client import Node\n"
+        "from ogkit.errors import NodeError\n"
+        "from ogkit.keys import KeyStore\n"
+        f"payer = KeyStore({str(net.home)!r}).load('payer')\n"
+        "try:\n"
+        f"    Node('http://127.0.0.1:{sock.getsockname()[1]}', timeout=20).infer("
+        "[{'f0': 1.0}], payer=payer)\n"
+        "except NodeError as exc:\n"
+        "    print('refused:', str(exc)[:200])\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+            env=net.env,
+        )  # fmt: skip
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "refused: the node's answer is not JSON" in done.stdout, done.stdout
