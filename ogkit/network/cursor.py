@@ -75,6 +75,8 @@ class DaemonState:
             or not isinstance(state.next_block, int)
             or not all(isinstance(v, dict) for v in state.done.values())
             or not all(isinstance(v, dict) for v in state.deferred.values())
+            or not all(_count(v) for v in state.attempts.values())
+            or not all(_count(v.get("block")) for v in state.deferred.values())
         ):
             raise ConfigError(f"{where} has a malformed cursor; move it away")
         return state
@@ -89,6 +91,10 @@ class DaemonState:
             del self.done[key]
             self.attempts.pop(key, None)
         return len(old)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _block(outcome: dict[str, Any]) -> int:

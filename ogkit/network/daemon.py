@@ -192,7 +192,7 @@ class Watcher:
             # A damaged state file (truncated, edited, not JSON): keep it for inspection and
             # read the chain again from the deployment; what this key already attested or
             # voted is on chain, and every handler checks there before it acts.
-            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}")
             path.rename(aside)
             log.error("%s; moved to %s, reading again from the deployment block", exc, aside)
             state = None

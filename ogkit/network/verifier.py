@@ -270,6 +270,10 @@ class VerifierDaemon(Watcher):
             return {"outcome": "batch unknown"}
         args = event["args"]
         row = int(args["rowIndex"])
+        dispute = chain.call(settlement.functions.getDispute(dispute_id))
+        if "0x" + bytes(dispute[0]).hex() != batch_id.lower() or int(dispute[9]) != row:
+            log.warning("dispute %d: the log is not the chain's dispute; dropped", dispute_id)
+            return {"outcome": "not the chain's dispute", "drop": True}
         try:
             batch = load_batch(found.details["artifactId"], self.store)
             upheld, why = judge_row(batch, row, args["inputHash"], args["outputHash"])

@@ -18,6 +18,7 @@ verification worker):
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -183,6 +184,15 @@ def test_a_truncated_state_file_neither_crashes_nor_acts_twice(net: World):
     again = chain.events("InferenceSettlement", "DisputeVoted", dispute_block,
                          argument_filters={"verifier": net.keys["verifier-1"].address})  # fmt: skip
     assert len(again) == 1
+
+    # Valid JSON with the wrong types inside (a hand edit): refused as a whole, moved aside.
+    doc = json.loads(first.path.read_text())
+    doc["attempts"] = {batch.batch_id: "many"}
+    first.path.write_text(json.dumps(doc))
+    state = daemon(net, block, "verifier-1").run(max_polls=1)
+    assert state is not None and state.attempts == {}
+    assert len(list(first.path.parent.glob(f"{first.path.name}.corrupt-*"))) >= 2
+    assert verdicts_of(net, batch.batch_id) == [True]
 
 
 def test_a_rebinding_after_the_commit_does_not_change_the_verdict(net: World):
