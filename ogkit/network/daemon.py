@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ogkit.keys import Signer
 
 __all__ = [
+    "NOT_AN_OUTAGE",
     "Backoff",
     "Transient",
     "WatchConfig",
@@ -428,10 +429,16 @@ class Watcher:
         return {"outcome": "ignored"}
 
 
+NOT_AN_OUTAGE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+"""Errors reading the store that say something about the object, which the node controls
+(absent, a directory or a file nobody may read where its records should be): findings about
+the batch, never a reason to hold the cursor."""
+
+
 def store_unavailable(exc: BaseException) -> bool:
     """Whether an exception reading the store means the store is away (retry), not that the
     object is missing or bad (a finding)."""
-    return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | ArtifactError)
+    return isinstance(exc, OSError) and not isinstance(exc, (*NOT_AN_OUTAGE, ArtifactError))
 
 
 def rpc_connector(

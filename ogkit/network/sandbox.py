@@ -96,11 +96,9 @@ def _worker_main(conn: Any, memory_bytes: int | None) -> None:
         except MemoryError:
             conn.send(("raised", "the verification ran out of memory"))
         except Exception as exc:
-            kind = (
-                "unavailable"
-                if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)
-                else "raised"
-            )
+            from ogkit.network.daemon import store_unavailable
+
+            kind = "unavailable" if store_unavailable(exc) else "raised"
             conn.send((kind, f"{type(exc).__name__}: {str(exc)[:500]}"))
 
 

@@ -39,14 +39,16 @@ from .test_hostile import commit_as, commit_block, verdicts_of
 pytestmark = pytest.mark.anvil
 
 
-def daemon(world: World, block: int, name: str, **watch) -> VerifierDaemon:
+def daemon(
+    world: World, block: int, name: str, *, isolate: bool = False, **watch
+) -> VerifierDaemon:
     options = {"poll": 0.05, "backoff_start": 0.05, "backoff_cap": 0.1, "from_block": block}
     return VerifierDaemon(
         rpc_connector("devnet", world.home, world.devnet.port),
         world.keys[name],
         world.home,
         ContentStore(world.home / "store"),
-        config=VerifierConfig(missing_polls=2, sample_rate=0.02, isolate=False),
+        config=VerifierConfig(missing_polls=2, sample_rate=0.02, isolate=isolate),
         watch=WatchConfig(**{**options, **watch}),
     )
 
@@ -238,3 +240,26 @@ def test_the_sample_secret_is_not_computable_from_public_data(net: World):
         # same address is impossible, another key gets another secret.
     stranger = KeyStore(net.home).ensure_dev_key("stranger")
     assert sample_secret(stranger, chain.chain_id, contract, "verifier sample") not in secrets
+
+
+def test_store_objects_turned_into_directories_or_unreadable_files_do_not_stall(net: World):
+    # The node owns its store folder: it can make what the daemon reads a directory or a
+    # file nobody may read. Those are findings about the batch, not a store outage that
+    # would hold the cursor (and every later batch) forever.
+    bad_records, _ = net.batch("dir-records")
+    bad_manifest, _ = net.batch("dir-manifest")
+    honest, _ = net.batch("after-dirs")
+    fs = bad_records.store.fs
+    records = bad_records.store.path(bad_records.partitions[0].path)
+    fs.rm(records)
+    fs.makedirs(records)
+    manifest = bad_manifest.store.object_path(ARTIFACTS, bad_manifest.artifact_id)
+    fs.rm(manifest)
+    fs.makedirs(manifest)
+    start, _ = commit_block(net, bad_records.batch_id)
+    # In the verification worker, as the daemon runs by default.
+    state = daemon(net, start, "verifier-3", isolate=True).run(max_polls=4)
+    assert state is not None
+    assert verdicts_of(net, honest.batch_id, "verifier-3") == [True]
+    assert verdicts_of(net, bad_records.batch_id, "verifier-3") == [False]
+    assert verdicts_of(net, bad_manifest.batch_id, "verifier-3") == [False]
