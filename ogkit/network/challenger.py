@@ -22,7 +22,7 @@ from ogkit.chain.bindings import BatchStatus
 from ogkit.errors import ArtifactError, ConfigError, SettlementError
 from ogkit.network.daemon import Transient, WatchConfig, Watcher, sample_secret, store_unavailable
 from ogkit.network.sandbox import VerifyWorker
-from ogkit.network.verifier import VerifierConfig, judge_row, verify_task
+from ogkit.network.verifier import VerifierConfig, judge_row, load_committed, verify_task
 
 if TYPE_CHECKING:
     from ogkit.batch import AttestedBatch
@@ -128,7 +128,6 @@ class ChallengerDaemon(Watcher):
         self._secret = sample_secret(self.signer, chain.chain_id, settlement, "challenger sample")
 
     def on_commit(self, batch_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
-        from ogkit.batch import load_batch
         from ogkit.chain.records import from_event, onchain_batch
 
         chain, state = self.chain, self.state
@@ -150,7 +149,7 @@ class ChallengerDaemon(Watcher):
         if status != BatchStatus.PENDING:
             return {"outcome": f"skipped: {status.name.lower()}"}  # disputed: someone was first
         try:
-            batch = load_batch(found.details["artifactId"], self.store)
+            batch = load_committed(self.store, found.details["artifactId"])
         except ArtifactError as exc:
             return {"outcome": "artefact unavailable", "reason": str(exc)[:300]}
         except Exception as exc:

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Outcome", "VerifyTask", "VerifyWorker"]
+__all__ = ["Outcome", "VerifyTask", "VerifyWorker", "check_records_files"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def _run_task(task: VerifyTask) -> Any:
 
     store = ContentStore(task.store_url)
     hub = Hub(task.hub_store, home=Path(task.hub_home)) if task.hub_home else None
+    check_records_files(store, task.manifest)
     return verify_batch(
         AttestedBatch(task.manifest, task.artifact_id, store),
         task.policy,
@@ -71,6 +72,22 @@ def _run_task(task: VerifyTask) -> Any:
         model=task.model,
         progress=False,
     )
+
+
+def check_records_files(store: Any, manifest: dict[str, Any]) -> None:
+    """Each partition's records must be a regular file before anything reads it (a FIFO
+    the node put there would hold the worker until its time limit)."""
+    from ogkit.network.verifier import regular_file
+
+    for part in manifest.get("partitions") or []:
+        path = part.get("path") if isinstance(part, dict) else None
+        if not isinstance(path, str) or ".." in path.split("/"):
+            continue  # verify_batch reports it
+        try:
+            info = store.fs.info(store.path(path))
+        except FileNotFoundError:
+            continue  # verify_batch reports it
+        regular_file(info, f"records file {path}")
 
 
 def _worker_main(conn: Any, memory_bytes: int | None) -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "VerifierDaemon",
     "chain_allowlist",
     "judge_row",
+    "load_committed",
     "sign_fail",
     "verify_task",
 ]
@@ -115,7 +116,7 @@ class VerifierDaemon(Watcher):
 
     # -- commits -----------------------------------------------------------------------------
     def on_commit(self, batch_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
-        from ogkit.batch import ARTIFACTS, load_batch
+        from ogkit.batch import ARTIFACTS
         from ogkit.settle import SettlementJournal, attest_batch
 
         chain, state = self.chain, self.state
@@ -143,7 +144,7 @@ class VerifierDaemon(Watcher):
         artifact = found.details["artifactId"]
         log.info("verifying batch %s (artefact %s)", batch_id, artifact)
         try:
-            batch = load_batch(artifact, self.store)
+            batch = load_committed(self.store, artifact)
         except ArtifactError as exc:
             if self.store.has(ARTIFACTS, artifact.lower()):
                 return self._fail_unreadable(found, f"artefact {artifact} is unreadable: {exc}")
@@ -202,9 +203,11 @@ class VerifierDaemon(Watcher):
                 return None, f"verification {outcome.kind}: {outcome.detail}"
             return outcome.verdict, ""
         from ogkit.dataset import DatasetCommitment
+        from ogkit.network.sandbox import check_records_files
         from ogkit.verify import verify_batch
 
         try:
+            check_records_files(self.store, task.manifest)
             return verify_batch(
                 batch,
                 policy,
@@ -246,7 +249,6 @@ class VerifierDaemon(Watcher):
     def on_challenge(
         self, batch_id: str, dispute_id: int, event: dict[str, Any]
     ) -> dict[str, Any] | None:
-        from ogkit.batch import load_batch
         from ogkit.chain.records import onchain_batch
         from ogkit.settle import vote_dispute
 
@@ -275,7 +277,7 @@ class VerifierDaemon(Watcher):
             log.warning("dispute %d: the log is not the chain's dispute; dropped", dispute_id)
             return {"outcome": "not the chain's dispute", "drop": True}
         try:
-            batch = load_batch(found.details["artifactId"], self.store)
+            batch = load_committed(self.store, found.details["artifactId"])
             upheld, why = judge_row(batch, row, args["inputHash"], args["outputHash"])
         except Exception as exc:
             if store_unavailable(exc):
@@ -323,6 +325,33 @@ def verify_task(
         hub_store=str(hub.store.url) if hub is not None else None,
     )
     return policy, task
+
+
+def load_committed(store: ContentStore, artifact: str) -> AttestedBatch:
+    """:func:`ogkit.batch.load_batch` of a committed artefact id, once the store says the
+    object is a regular file no larger than ogkit reads: a node owns its store, and a FIFO
+    under the id would block the daemon's read forever, a huge file exhaust its memory."""
+    from ogkit.batch import ARTIFACTS, MAX_DOCUMENT_BYTES, load_batch
+
+    artifact = str(artifact).lower()
+    path = store.object_path(ARTIFACTS, artifact)
+    try:
+        info = store.fs.info(path)
+    except FileNotFoundError:
+        raise ArtifactError(f"artefact {artifact} is not in the store {store.url}") from None
+    regular_file(info, f"artefact {artifact}", MAX_DOCUMENT_BYTES)
+    return load_batch(artifact, store)
+
+
+def regular_file(info: dict[str, Any], what: str, limit: int | None = None) -> None:
+    """Raise :class:`~ogkit.errors.ArtifactError` unless ``info`` (an fsspec ``info``)
+    is a regular file of at most ``limit`` bytes."""
+    kind = info.get("type")
+    if kind != "file":
+        raise ArtifactError(f"{what} is not a regular file in the store (it is a {kind})")
+    size = info.get("size")
+    if limit is not None and isinstance(size, int) and size > limit:
+        raise ArtifactError(f"{what} is {size:,} bytes, more than ogkit reads ({limit:,})")
 
 
 def judge_row(

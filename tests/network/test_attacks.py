@@ -17,8 +17,11 @@ verification worker):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+import threading
 
 import pytest
 
@@ -263,3 +266,34 @@ def test_store_objects_turned_into_directories_or_unreadable_files_do_not_stall(
     assert verdicts_of(net, honest.batch_id, "verifier-3") == [True]
     assert verdicts_of(net, bad_records.batch_id, "verifier-3") == [False]
     assert verdicts_of(net, bad_manifest.batch_id, "verifier-3") == [False]
+
+
+def test_fifos_in_the_store_neither_hang_the_daemon_nor_its_worker(net: World):
+    # A FIFO under the committed artefact id would block the daemon's own read forever; a
+    # FIFO as a records file would hold the verification worker until its time limit.
+    fifo_manifest, _ = net.batch("fifo-manifest")
+    fifo_records, _ = net.batch("fifo-records")
+    store = fifo_manifest.store
+    manifest = store.object_path(ARTIFACTS, fifo_manifest.artifact_id)
+    records = store.path(fifo_records.partitions[1].path)
+    for path in (manifest, records):
+        os.unlink(path)
+        os.mkfifo(path)
+    start, _ = commit_block(net, fifo_manifest.batch_id)
+    d = daemon(net, start, "verifier-1", isolate=True)
+    runner = threading.Thread(target=d.run, kwargs={"max_polls": 4}, daemon=True)
+    runner.start()
+    runner.join(60)
+    hung = runner.is_alive()
+    if hung:  # unblock the reader so the test ends either way
+        for path in (manifest, records):
+            with contextlib.suppress(OSError):
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        d.stop()
+        runner.join(30)
+    assert not hung, "the daemon hung on a FIFO in the store"
+    assert verdicts_of(net, fifo_manifest.batch_id) == [False]
+    assert verdicts_of(net, fifo_records.batch_id) == [False]
+    assert d.state is not None
+    assert "not a regular file" in d.state.done[fifo_manifest.batch_id]["reason"]
+    assert "not a regular file" in d.state.done[fifo_records.batch_id]["reason"]
