@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ogkit import errors as _errors
+from ogkit import recursion as _recursion  # noqa: F401  (clamps the recursion limit first)
 from ogkit.errors import *  # noqa: F403  (the error tree is part of the public API)
 from ogkit.version import __version__ as __version__
 
