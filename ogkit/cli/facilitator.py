@@ -8,6 +8,7 @@ Once it accepts connections it prints ``ogkit facilitator listening on http://HO
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ogkit.settings import Settings
@@ -29,12 +30,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         serve_app(
             create_app(Facilitator(chain, signer)),
             sock,
-            on_ready=lambda url: print(f"ogkit facilitator listening on {url}", flush=True),
+            on_ready=lambda url: _ready(url, args.json),
         )
     finally:
         sock.close()
     print("ogkit facilitator stopped", file=sys.stderr)
     return 0
+
+
+def _ready(url: str, as_json: bool) -> None:
+    """The one stdout line a supervisor waits for: text, or with ``--json`` a document."""
+    if as_json:
+        print(json.dumps({"schema": "ogkit.facilitator.listening.v1", "url": url}), flush=True)
+    else:
+        print(f"ogkit facilitator listening on {url}", flush=True)
 
 
 def register(groups) -> None:
@@ -46,6 +55,7 @@ def register(groups) -> None:
         description=__doc__.split("\n\n")[0],
     )
     s.set_defaults(handler=_serve)
+    s.add_argument("--json", action="store_true", help="the ready line as a JSON document")
     s.add_argument("--key", required=True, help="the key that submits payments (pays gas)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free port)")

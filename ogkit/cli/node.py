@@ -13,6 +13,7 @@ flight, stops its job threads and its Dask LocalCluster, and exits 0. See docs/n
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         serve_app(
             create_app(service, read_timeout=args.read_timeout),
             sock,
-            on_ready=lambda url: print(f"ogkit node listening on {url}", flush=True),
+            on_ready=lambda url: _ready(url, args.json),
             header_timeout=args.read_timeout,
         )
     finally:
@@ -79,6 +80,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ready(url: str, as_json: bool) -> None:
+    """The one stdout line a supervisor waits for: text, or with ``--json`` a document."""
+    if as_json:
+        print(json.dumps({"schema": "ogkit.node.listening.v1", "url": url}), flush=True)
+    else:
+        print(f"ogkit node listening on {url}", flush=True)
+
+
 def register(groups) -> None:
     p = groups.add_parser("node", help="run an inference node (x402-paid HTTP API, batch jobs)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -88,6 +97,7 @@ def register(groups) -> None:
         description=__doc__.split("\n\n")[0],
     )
     s.set_defaults(handler=_serve)
+    s.add_argument("--json", action="store_true", help="the ready line as a JSON document")
     s.add_argument("--key", required=True, help="the node's key (payee, commits jobs)")
     s.add_argument("--model", required=True, help="the hub model to serve (name@version or id)")
     s.add_argument("--attester-key", help="the key that signs claims (default: --key)")

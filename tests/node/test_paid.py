@@ -386,3 +386,33 @@ def test_a_node_without_a_facilitator_settles_in_process(net, chain_now):
         assert net.balance("payer") == before - 2 * PRICE
     finally:
         assert solo.stop() == 0
+
+
+def test_serve_json_prints_its_ready_line_as_a_document(net):
+    """`ogkit facilitator serve --json` (as `node serve --json`): the one ready line on
+    stdout is a document with the URL, which then answers."""
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import free_port
+
+    argv = ["--home", str(net.home), "facilitator", "serve", "--key", "facilitator"]
+    argv += ["--rpc", net.devnet.url, "--port", str(free_port()), "--json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ogkit.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=net.env,
+    )
+    try:
+        assert proc.stdout is not None
+        doc = json.loads(proc.stdout.readline())
+        assert doc["schema"] == "ogkit.facilitator.listening.v1"
+        assert doc["url"].startswith("http://127.0.0.1:")
+        supported = httpx.get(doc["url"] + "/supported", timeout=10).json()
+        assert supported["kinds"][0]["scheme"] == "exact"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
