@@ -79,7 +79,10 @@ def challenge(
             f"the artefact's batch root {receipt['batch_root']} is not the committed "
             f"{found.record['batchRoot']}: this is not the artefact the chain committed"
         )
-    wrong, why = judge_row(batch, row, _b32(values["inputHash"]), _b32(values["outputHash"]))
+    wrong, why = judge_row(
+        batch, row, _b32(values["inputHash"]), _b32(values["outputHash"]),
+        model_id=found.record["modelId"],
+    )  # fmt: skip
     if not wrong:
         raise ConfigError(
             f"row {row} of {batch.batch_id} re-executes to its receipted output: there is "

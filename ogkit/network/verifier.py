@@ -278,7 +278,14 @@ class VerifierDaemon(Watcher):
             return {"outcome": "not the chain's dispute", "drop": True}
         try:
             batch = load_committed(self.store, found.details["artifactId"])
-            upheld, why = judge_row(batch, row, args["inputHash"], args["outputHash"])
+            mismatch = _not_committed(batch, found)
+            if mismatch:  # its records are not the committed batch's: they prove nothing
+                upheld, why = True, f"the node's artefact {mismatch}"
+            else:
+                upheld, why = judge_row(
+                    batch, row, args["inputHash"], args["outputHash"],
+                    model_id=found.record["modelId"],
+                )  # fmt: skip
         except Exception as exc:
             if store_unavailable(exc):
                 raise Transient(f"the store {self.store.url} is unavailable: {exc}") from exc
@@ -355,10 +362,17 @@ def regular_file(info: dict[str, Any], what: str, limit: int | None = None) -> N
 
 
 def judge_row(
-    batch: AttestedBatch, row: int, input_hash: bytes, output_hash: bytes
+    batch: AttestedBatch,
+    row: int,
+    input_hash: bytes,
+    output_hash: bytes,
+    *,
+    model_id: str | None = None,
 ) -> tuple[bool, str]:
     """Whether a challenge of ``row`` should be upheld: the node's stored inputs must hash to
-    the committed input hash, and re-executing them must give the committed output hash."""
+    the committed input hash, and re-executing them with the committed model (``model_id``,
+    the chain's; never the one the node's manifest names) must give the committed output
+    hash."""
     from ogkit.crypto.encoding import tensor_row_hashes
     from ogkit.load import load_model_bytes, reexecute
 
@@ -368,7 +382,7 @@ def judge_row(
     stored_in = bytes(tensor_row_hashes({k: v[i : i + 1] for k, v in part.inputs.items()})[0])
     if stored_in != bytes(input_hash):
         return True, "the stored inputs do not hash to the committed input hash"
-    model = load_model_bytes(batch.store.get("models", batch.model_id))
+    model = load_model_bytes(batch.store.get("models", (model_id or batch.model_id).lower()))
     fresh = bytes(
         tensor_row_hashes(reexecute(model, part.inputs, [i], batch_size=batch.batch_size))[0]
     )

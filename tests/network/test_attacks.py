@@ -297,3 +297,18 @@ def test_fifos_in_the_store_neither_hang_the_daemon_nor_its_worker(net: World):
     assert d.state is not None
     assert "not a regular file" in d.state.done[fifo_manifest.batch_id]["reason"]
     assert "not a regular file" in d.state.done[fifo_records.batch_id]["reason"]
+
+
+def test_a_dispute_is_judged_on_the_committed_batch_not_on_what_the_node_serves(net: World):
+    # The node committed batch X's claim but serves batch Y's artefact under the committed
+    # id (the same data, another job): Y's records would "confirm" X's row. They are not
+    # the committed batch's records, so they prove nothing: the daemon votes upheld.
+    x, order = net.batch("vote-x", commit=False)
+    y, _ = net.batch("vote-y", commit=False)
+    commit_as(net, x, order, y.manifest.to_dict())
+    receipt = grief(net, x, 5)
+    state = daemon(net, int(receipt["blockNumber"]), "verifier-2").run(max_polls=2)
+    assert state is not None
+    (vote,) = [v for k, v in state.done.items() if k.startswith("dispute:")]
+    assert vote["outcome"] == "voted" and vote["upheld"] is True, vote
+    assert "not the committed" in vote["why"]
