@@ -35,7 +35,7 @@ from ogkit.settle import ensure_staked
 from ogkit.store import ContentStore
 from ogkit.verdict import chain_verdicts
 
-from .conftest import OPG, World
+from .conftest import OPG, World, wait_for
 from .test_challenge import grief
 from .test_hostile import commit_as, commit_block, verdicts_of
 
@@ -312,3 +312,64 @@ def test_a_dispute_is_judged_on_the_committed_batch_not_on_what_the_node_serves(
     (vote,) = [v for k, v in state.done.items() if k.startswith("dispute:")]
     assert vote["outcome"] == "voted" and vote["upheld"] is True, vote
     assert "not the committed" in vote["why"]
+
+
+def test_a_rebinding_later_in_the_commit_block_does_not_change_the_verdict(net: World):
+    # The commit and a rebinding of the node's attester mined in one block: the registry's
+    # state "as of the commit block" is the one after the rebinding, but the contract
+    # checked the commit against the binding before it. The verdict must follow the latter.
+    from ogkit.settle import settle
+
+    batch, order = net.batch("same-block-rebind", commit=False)
+    chain = net.client()
+    registry = chain.contract("NodeRegistry")
+    node: Signer = net.keys["node"]
+    measurement = "0x" + bytes(chain.call(registry.functions.getNode(node.address))[2]).hex()
+    fresh = KeyStore(net.home).ensure_dev_key("enclave-3")
+    w3 = chain.w3
+
+    def pending() -> int:
+        return int(w3.eth.get_transaction_count(node.address, "pending"))
+
+    mined = pending()
+    errors: list[BaseException] = []
+
+    def run(fn, *args, **kwargs) -> threading.Thread:
+        def target() -> None:
+            try:
+                fn(*args, **kwargs)
+            except BaseException as exc:  # reported by the test thread
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread
+
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        commit = run(settle, batch, net.client(), node=node, order=order, finalize=False)
+        wait_for("the commit in the mempool", lambda: pending() > mined or errors, 30, 0.05)
+        rebind = run(ensure_staked, net.client(), node, role=1, stake=OPG, attester=fresh,
+                     measurement=measurement)  # fmt: skip
+        wait_for("the rebinding in the mempool", lambda: pending() > mined + 1 or errors, 30, 0.05)
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+    commit.join(30)
+    rebind.join(30)
+    assert not errors, errors
+    try:
+        block, _ = commit_block(net, batch.batch_id)
+        bound = chain.call(
+            registry.functions.getNode(node.address),
+        )[1]
+        assert bound.lower() == fresh.address.lower()
+        receipts = w3.eth.get_block(block)["transactions"]
+        assert len(receipts) == 2  # the commit and the rebinding in one block
+        state = daemon(net, block, "verifier-3").run(max_polls=2)
+        assert state is not None
+        assert verdicts_of(net, batch.batch_id, "verifier-3") == [True], state.done
+    finally:
+        ensure_staked(
+            chain, node, role=1, stake=OPG, attester=net.keys["enclave"], measurement=measurement
+        )
