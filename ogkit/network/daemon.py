@@ -429,9 +429,16 @@ class Watcher:
         return {"outcome": "ignored"}
 
 
-NOT_AN_OUTAGE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+NOT_AN_OUTAGE = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 """Errors reading the store that say something about the object, which the node controls
-(absent, a directory or a file nobody may read where its records should be): findings about
+(absent, a directory or a file nobody may read where its records should be, a file
+where a folder should be): findings about
 the batch, never a reason to hold the cursor."""
 
 

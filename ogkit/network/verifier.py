@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ogkit.hub import Hub
     from ogkit.keys import Signer
     from ogkit.store import ContentStore
+    from ogkit.verdict import SignedVerdict
     from ogkit.verify import Allowlist
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "chain_allowlist",
     "judge_row",
     "load_committed",
+    "publish_verdict",
     "sign_fail",
     "verify_task",
 ]
@@ -165,15 +167,25 @@ class VerifierDaemon(Watcher):
         if verdict is None:
             return self._fail_unreadable(found, f"artefact {artifact}: {why}")
         journal = SettlementJournal(chain.chain_id, self.home)
-        signed = attest_batch(
-            chain,
-            batch,
-            passed=verdict.passed,
-            verifier=self.signer,
-            journal=journal,
-            reason=verdict.summary()[:500],
-            publish=self.verifier.publish,
-        )
+        try:
+            signed = attest_batch(
+                chain,
+                batch,
+                passed=verdict.passed,
+                verifier=self.signer,
+                journal=journal,
+                reason=verdict.summary()[:500],
+                publish=self.verifier.publish,
+            )
+        except OSError as exc:
+            if store_unavailable(exc):
+                raise
+            # The node's store refused the verdict's copy (a file where its folder goes):
+            # the verdict is the chain's business, not the store's.
+            log.warning("batch %s: the verdict cannot be stored (%s); on chain only", batch_id, exc)
+            signed = publish_verdict(chain, found, self.signer, verdict.passed,
+                                     verdict.summary()[:500], self.store,
+                                     self.verifier.publish)  # fmt: skip
         if signed.passed:
             state.batches_verified += 1
         else:
@@ -404,14 +416,35 @@ def sign_fail(
 ) -> str:
     """A fail verdict over the committed claim, stored beside the batch and (with
     ``publish``) published on chain once; returns its signature."""
+    return publish_verdict(chain, found, signer, False, reason, store, publish).signature
+
+
+def publish_verdict(
+    chain: ChainClient,
+    found: OnChainBatch,
+    signer: Signer,
+    passed: bool,
+    reason: str,
+    store: ContentStore,
+    publish: bool,
+) -> SignedVerdict:
+    """A verdict over the committed claim, stored beside the batch when the store takes it
+    (a node can block its own verdict folder; the chain is where the verdict counts) and
+    (with ``publish``) published on chain once."""
+    from ogkit.network.daemon import store_unavailable
     from ogkit.settle import claim_domain
     from ogkit.verdict import chain_verdicts, sign_verdict, store_verdict
 
     verdict = sign_verdict(
-        signer, claim_domain(chain), found.batch_id, found.record["claimDigest"], False,
+        signer, claim_domain(chain), found.batch_id, found.record["claimDigest"], passed,
         reason=reason[:500],
     )  # fmt: skip
-    store_verdict(store, verdict)
+    try:
+        store_verdict(store, verdict)
+    except OSError as exc:
+        if store_unavailable(exc):
+            raise
+        log.warning("batch %s: the verdict cannot be stored (%s)", found.batch_id, exc)
     already = any(
         v.verifier.lower() == signer.address.lower() for v in chain_verdicts(chain, found.batch_id)
     )
@@ -421,12 +454,12 @@ def sign_fail(
             settlement.functions.publishVerdict(
                 bytes.fromhex(found.batch_id[2:]),
                 found.as_tuple,
-                False,
+                passed,
                 bytes.fromhex(verdict.signature[2:]),
             ),
             signer,
         )
-    return verdict.signature
+    return verdict
 
 
 def chain_allowlist(chain: ChainClient, found: OnChainBatch) -> Allowlist:

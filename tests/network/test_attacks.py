@@ -373,3 +373,25 @@ def test_a_rebinding_later_in_the_commit_block_does_not_change_the_verdict(net: 
         ensure_staked(
             chain, node, role=1, stake=OPG, attester=net.keys["enclave"], measurement=measurement
         )
+
+
+def test_a_verdict_folder_the_node_blocked_does_not_stop_the_verdict(net: World):
+    # Verdicts are also written beside the batch in the node's store; the node can put a
+    # file where the batch's verdict folder goes. The verdict is still published on chain
+    # and the daemon goes on (no store outage: the cursor is not held).
+    from ogkit.verdict import _folder
+
+    blocked, _ = net.batch("blocked-verdicts")
+    failing, _ = net.batch("blocked-verdicts-missing")
+    honest, _ = net.batch("after-blocked")
+    store = blocked.store
+    store.fs.makedirs(store.path("verdicts"), exist_ok=True)
+    for b in (blocked, failing):
+        store.fs.pipe_file(store.path(_folder(b.batch_id)), b"not a folder")
+    store.fs.rm(store.object_path(ARTIFACTS, failing.artifact_id))
+    start, _ = commit_block(net, blocked.batch_id)
+    state = daemon(net, start, "verifier-2").run(max_polls=6)
+    assert state is not None
+    assert verdicts_of(net, blocked.batch_id, "verifier-2") == [True]
+    assert verdicts_of(net, failing.batch_id, "verifier-2") == [False]
+    assert verdicts_of(net, honest.batch_id, "verifier-2") == [True]
