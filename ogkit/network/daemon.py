@@ -12,6 +12,7 @@ once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -386,6 +387,7 @@ class Watcher:
         else:
             key = f"dispute:{int(args['disputeId'])}"
         if key in self.state.done:
+            self.state.deferred.pop(key, None)
             log.debug("%s already handled (%s)", key, self.state.done[key].get("outcome"))
             return
         try:
@@ -397,9 +399,14 @@ class Watcher:
             # The chain refused what we sent (window over, already voted, …): final.
             outcome = {"outcome": "refused by the chain", "reason": str(exc)[:300]}
             log.warning("%s %s: %s", self.role, key, exc)
-        except (Transient, ChainError, OSError):
-            self.state.attempts[key] = self.state.attempts.get(key, 0) + 1
-            raise
+        except (Transient, ChainError, OSError) as exc:
+            tries = self.state.attempts.get(key, 0) + 1
+            self.state.attempts[key] = tries
+            if isinstance(exc, ChainError) or tries < MAX_HELD or self.stop_event.is_set():
+                raise
+            log.warning("%s: %s (%d tries); put off, the cursor goes on", key, exc, tries)
+            self._defer(key, event)
+            return
         except Exception as exc:  # a bug or an input nobody foresaw: never the daemon's end
             tries = self.state.attempts.get(key, 0) + 1
             self.state.attempts[key] = tries
@@ -442,10 +449,24 @@ where a folder should be): findings about
 the batch, never a reason to hold the cursor."""
 
 
+FINDING_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL})
+"""Errors a node causes with the names it writes (a file name too long, a symbolic link
+loop, a name the file system refuses): findings too."""
+
+MAX_HELD = 3
+"""An item that met an outage this many times in a row is put off (retried later, with the
+item's own back-off) so the cursor goes on: whatever made it fail cannot hold every later
+batch. An unreachable chain holds the cursor (every item needs it)."""
+
+
 def store_unavailable(exc: BaseException) -> bool:
     """Whether an exception reading the store means the store is away (retry), not that the
     object is missing or bad (a finding)."""
-    return isinstance(exc, OSError) and not isinstance(exc, (*NOT_AN_OUTAGE, ArtifactError))
+    return (
+        isinstance(exc, OSError)
+        and not isinstance(exc, (*NOT_AN_OUTAGE, ArtifactError))
+        and exc.errno not in FINDING_ERRNOS
+    )
 
 
 def rpc_connector(

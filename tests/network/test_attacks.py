@@ -395,3 +395,23 @@ def test_a_verdict_folder_the_node_blocked_does_not_stop_the_verdict(net: World)
     assert verdicts_of(net, blocked.batch_id, "verifier-2") == [True]
     assert verdicts_of(net, failing.batch_id, "verifier-2") == [False]
     assert verdicts_of(net, honest.batch_id, "verifier-2") == [True]
+
+
+def test_names_the_file_system_refuses_are_findings_not_outages(net: World):
+    # Records named with a 300-character file name, and records that are a symbolic link
+    # loop: the node wrote those names; the daemon fails the batches and goes on.
+    long_name, order = net.batch("long-name", commit=False)
+    doc = copy.deepcopy(long_name.manifest.to_dict())
+    doc["partitions"][0]["path"] = f"batches/{long_name.batch_id}/{'a' * 300}.parquet"
+    commit_as(net, long_name, order, doc)
+    loop, _ = net.batch("symlink-loop")
+    honest, _ = net.batch("after-names")
+    records = loop.store.path(loop.partitions[0].path)
+    os.unlink(records)
+    os.symlink(records, records)
+    start, _ = commit_block(net, long_name.batch_id)
+    state = daemon(net, start, "verifier-1", isolate=True).run(max_polls=4)
+    assert state is not None
+    assert verdicts_of(net, honest.batch_id) == [True]
+    assert verdicts_of(net, long_name.batch_id) == [False]
+    assert verdicts_of(net, loop.batch_id) == [False]
