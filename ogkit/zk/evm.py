@@ -53,6 +53,9 @@ __all__ = [
 
 EIP170_LIMIT = 24_576
 _COMPILER = Path(__file__).resolve().parent / "compile_verifier.mjs"
+#: The largest output tolerance (in the output's own units) a governor's review accepts:
+#: a tolerance is what a dishonest output may be off by and still pass.
+MAX_TOLERANCE = 0.05
 
 
 def _run_async(coro_factory: Any) -> Any:
@@ -205,9 +208,37 @@ def register_profile(
     _send(chain, fn, owner, "ZkJudge.registerProfile")
 
 
-def approve_profile(chain: Any, governor: Any, model_id: str, owner: str, keys_id: str) -> None:
+def layout_hash(profile: ZkProfile) -> bytes:
+    """The ``layoutHash`` ``ZkJudge.registerProfile`` stores for this profile's layout
+    (scales, instance positions, tolerances)."""
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    inputs, outputs = layout_args(profile)
+    tensor = "(bytes,uint8,uint32,uint8,uint32,uint64)[]"
+    return bytes(keccak(encode([tensor, tensor], [inputs, outputs])))
+
+
+def approve_profile(
+    chain: Any,
+    governor: Any,
+    model_id: str,
+    owner: str,
+    keys_id: str,
+    *,
+    layout: bytes | None = None,
+    verifier: str | None = None,
+) -> None:
+    """Approve the registration with these keys, this layout hash and this verifier (the
+    ones :func:`review_profile` checked: pass them, so that an owner that re-registers
+    after the review makes the approval revert). Without them, the registration's own
+    layout hash and verifier as read now are approved."""
     judge = judge_contract(chain)
-    fn = judge.functions.approveProfile(_b32(model_id), owner, _b32(keys_id))
+    if layout is None or verifier is None:
+        reg = chain.call(judge.functions.profileOf(_b32(model_id), owner))
+        layout = bytes(reg[5]) if layout is None else layout
+        verifier = reg[0] if verifier is None else verifier
+    fn = judge.functions.approveProfile(_b32(model_id), owner, _b32(keys_id), layout, verifier)
     _send(chain, fn, governor, "ZkJudge.approveProfile")
 
 
@@ -218,30 +249,33 @@ def review_profile(
     keys: ZkKeys,
     model: bytes,
     owner: str,
+    *,
+    max_tolerance: float = MAX_TOLERANCE,
 ) -> list[str]:
     """What a governor checks before ``approve_profile``; every difference (empty: approve).
     The keys are re-derived from the model, settings and SRS (:func:`check_keys`), and the
     owner's registration on chain must name exactly these keys, this N, this layout and a
     verifier whose code is the one compiled from the verifying key."""
-    from eth_abi import encode
-    from eth_utils import keccak
-
     from ogkit.zk.keys import check_keys
 
     problems = check_keys(store, profile, keys, model)
     judge = judge_contract(chain)
     reg = chain.call(judge.functions.profileOf(_b32(profile.model_id), owner))
-    verifier, chunk, _count, _approved, keys_id, layout_hash = reg
+    verifier, chunk, _count, _approved, keys_id, registered_layout = reg
     if int(verifier, 16) == 0:
         return [*problems, f"{owner} registered no ZK profile for {profile.model_id}"]
     if bytes(keys_id) != _b32(keys.keys_id):
         problems.append("the registration names other keys")
     if int(chunk) != profile.chunk:
         problems.append(f"the registration says N={chunk}, the profile {profile.chunk}")
-    inputs, outputs = layout_args(profile)
-    tensor = "(bytes,uint8,uint32,uint8,uint32,uint64)[]"
-    if bytes(layout_hash) != keccak(encode([tensor, tensor], [inputs, outputs])):
+    if bytes(registered_layout) != layout_hash(profile):
         problems.append("the registered layout is not the profile's")
+    for t in profile.outputs:
+        if t.tolerance > max_tolerance * (1 << t.scale):
+            problems.append(
+                f"output {t.name!r} has tolerance {t.tolerance / (1 << t.scale):g}, above "
+                f"{max_tolerance:g}: outputs that far off would pass as honest"
+            )
     art = ensure_verifier(store, profile, keys, allow_oversize=True)
     if not verifier_matches(chain, verifier, art):
         problems.append(f"the code at {verifier} is not the verifier of these keys")

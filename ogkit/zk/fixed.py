@@ -24,6 +24,7 @@ from ogkit.crypto.encoding import DOMAIN_TAG
 
 __all__ = [
     "FIELD_MODULUS",
+    "MAX_SCALE",
     "BindingError",
     "TensorLayout",
     "compare_outputs",
@@ -37,6 +38,9 @@ __all__ = [
 
 #: The BN254 scalar field modulus (the field of EZKL's Halo2 circuits).
 FIELD_MODULUS = 0x30644E72E131A029B85045B68181585D2833E84879B9709143E1F593F0000001
+
+#: The largest fixed-point scale of a tensor (as ``ZkJudge.MAX_SCALE``).
+MAX_SCALE = 64
 
 _FLOAT32 = 1
 _INT32 = 6
@@ -77,6 +81,8 @@ def fixed_point(value: Any, dtype_code: int, scale: int) -> int:
         bits = int(np.asarray(value, dtype="<f4").reshape(()).view("<u4"))
         return fixed_point_f32_bits(bits, scale)
     if dtype_code in (_INT32, _INT64):
+        if not 0 <= scale <= MAX_SCALE:
+            raise BindingError(f"scale {scale} is outside 0..64")
         return int(value) << scale
     raise BindingError(f"dtype code {dtype_code} has no fixed-point binding")
 
@@ -106,6 +112,18 @@ class TensorLayout:
     scale: int
     base: int
     tolerance: int = 0
+
+    def __post_init__(self) -> None:
+        # What ZkJudge.registerProfile accepts: float32/int32/int64, scale 0..64 (so every
+        # fixed-point value stays below 2^192, far inside the field), at least one element.
+        if self.dtype_code not in ELEMENT_SIZES:
+            raise BindingError(f"tensor {self.name!r}: dtype code {self.dtype_code} unsupported")
+        if not 0 <= self.scale <= MAX_SCALE:
+            raise BindingError(f"tensor {self.name!r}: scale {self.scale} is outside 0..64")
+        if any(d < 1 for d in self.row_shape) or not 0 <= self.base < 2**32:
+            raise BindingError(f"tensor {self.name!r}: empty shape or base out of range")
+        if not 0 <= self.tolerance < 2**64:
+            raise BindingError(f"tensor {self.name!r}: tolerance out of 0..2^64-1")
 
     @property
     def count(self) -> int:
@@ -210,6 +228,8 @@ def check_inputs_bound(
 ) -> None:
     """Raise :class:`BindingError` unless the proof's instances for chunk row ``j`` are
     exactly the row's inputs in fixed point."""
+    if j < 0:
+        raise BindingError(f"chunk position {j} is negative")
     expected = instances_for_row(layouts, message)
     for t in layouts:
         start = t.base + j * t.count
@@ -227,6 +247,8 @@ def compare_outputs(
     """Whether the receipted outputs are within tolerance of the proof's outputs for chunk
     row ``j``; also the largest difference seen, in fixed-point units. NaN or infinity in a
     receipted float output is beyond any tolerance."""
+    if j < 0:
+        raise BindingError(f"chunk position {j} is negative")
     raw = parse_row(layouts, message)
     worst = 0
     within = True

@@ -131,6 +131,14 @@ def check_row(profile: ZkProfile, proof: ZkProof, ev: RowEvidence) -> ZkFinding 
         j = proof.position(ev.row)
     except ZkError as exc:
         return ZkFinding("zk-row-unproven", ev.row, str(exc))
+    if len(proof.rows) != profile.chunk:
+        # A position past the chunk would read another tensor's instances (as the judge,
+        # which refuses a position >= N).
+        return ZkFinding(
+            "zk-row-unproven",
+            ev.row,
+            f"the proof lists {len(proof.rows)} rows, the profile's chunk is {profile.chunk}",
+        )
     if keccak256(ev.input_message) != bytes(ev.input_hash):
         return ZkFinding("zk-input-unbound", ev.row, "input bytes do not hash to inputHash")
     if keccak256(ev.output_message) != bytes(ev.output_hash):

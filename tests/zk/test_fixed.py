@@ -74,3 +74,42 @@ def test_row_message_is_the_canonical_row_hash() -> None:
     other = (TensorLayout("probabilities", 1, (3,), 8, 1), TensorLayout("labels", 7, (), 0, 0))
     with pytest.raises(BindingError):
         parse_row(other, msg)
+
+
+def test_layouts_the_judge_would_refuse_are_refused() -> None:
+    # ZkJudge.registerProfile refuses these too: an unknown dtype (the judge would read it
+    # as float32), a scale past 64 (shifts in uint256 would wrap), an empty tensor.
+    for bad in (
+        dict(dtype_code=2, row_shape=(3,), scale=8),
+        dict(dtype_code=1, row_shape=(3,), scale=65),
+        dict(dtype_code=7, row_shape=(0,), scale=0),
+    ):
+        with pytest.raises(BindingError):
+            TensorLayout("x", base=0, **bad)
+    with pytest.raises(BindingError):
+        fixed_point(np.int64(1), 7, 65)
+
+
+def test_largest_values_stay_far_inside_the_field() -> None:
+    # At the largest scale the largest float32 and int64 stay below 2^192: a negative value
+    # never meets a positive one modulo the field, and P/2 is never reached.
+    big = fixed_point(np.float32(3.4028235e38), 1, 64)
+    assert big == (0xFFFFFF << (254 - 150 + 64)) and big < 2**192
+    assert fixed_point(np.float32(-3.4028235e38), 1, 64) == -big
+    assert int_to_field(-big) != int_to_field(big)
+    assert fixed_point(np.int64(-(2**63)), 7, 64) == -(2**127)
+
+
+def test_negative_chunk_position_is_refused() -> None:
+    from ogkit.zk.fixed import check_inputs_bound, compare_outputs
+
+    layouts = (TensorLayout("x", 1, (1,), 0, 0),)
+    msg = row_message(layouts, {"x": np.array([1.0], np.float32)})
+    # instance -1 (Python's last element) is the row's value: a negative position would
+    # bind it if it were not refused.
+    instances = [0, 1]
+    with pytest.raises(BindingError):
+        check_inputs_bound(layouts, msg, instances, -1)
+    with pytest.raises(BindingError):
+        compare_outputs(layouts, msg, instances, -1)
+    check_inputs_bound(layouts, msg, instances, 1)

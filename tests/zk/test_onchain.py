@@ -18,6 +18,7 @@ from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.devnet import Devnet
 from ogkit.chain.records import onchain_batch
 from ogkit.cli import main
+from ogkit.crypto.keccak import keccak256
 from ogkit.errors import SettlementError
 from ogkit.hub import Hub
 from ogkit.infer import run_verified_inference
@@ -41,12 +42,22 @@ from ogkit.zk.evm import (
     deploy_verifier,
     ensure_verifier,
     judge_contract,
+    layout_args,
+    layout_hash,
     register_profile,
     resolve_with_proof,
     review_profile,
     verifier_matches,
 )
-from ogkit.zk.fixed import row_message
+from ogkit.zk.fixed import (
+    FIELD_MODULUS,
+    BindingError,
+    compare_outputs,
+    fixed_point_f32_bits,
+    int_to_field,
+    row_message,
+)
+from ogkit.zk.prove import load_proofs
 from ogkit.zk.verify import RowEvidence
 
 pytestmark = pytest.mark.anvil
@@ -103,6 +114,8 @@ class ZkWorld:
             zk.profile.model_id,
             self.s["owner"].address,
             zk.keys.keys_id,
+            layout=layout_hash(zk.profile),
+            verifier=self.verifier,
         )
 
     def batch(self, job: str):
@@ -335,6 +348,12 @@ def test_honest_node_answers_a_false_challenge_with_a_proof(world) -> None:
     )
     assert out["upheld"] is False
     assert world.status(batch) == BatchStatus.PENDING
+    # The same (valid) proof again: the dispute is closed, nothing is paid twice.
+    (proof,) = load_proofs(zk.store, batch.batch_id)
+    ev, merkle = world.evidence(batch, 3)
+    with pytest.raises(SettlementError, match=r"DisputeClosed|UnknownDispute|NotTheDisputedRow"):
+        resolve_with_proof(world.chain, world.s["node"], batch.batch_id, zk.profile, proof, ev,
+                           merkle)  # fmt: skip
 
 
 def test_cli_zk_challenge_slashes_without_a_vote(world, forge_batch, capsys, monkeypatch):
@@ -352,5 +371,134 @@ def test_cli_zk_challenge_slashes_without_a_vote(world, forge_batch, capsys, mon
         doc = json.loads(out.out)
         assert doc["upheld"] is True and doc["batch_id"] == forged.batch_id
         assert world.status(forged) == BatchStatus.SLASHED
+    finally:
+        world.chain.revert(snapshot)
+
+
+def _python_fixed(raw: int, dtype: int, scale: int) -> tuple[bool, int, int]:
+    if dtype == 1:
+        try:
+            v = fixed_point_f32_bits(raw, scale)
+        except BindingError:
+            return False, 0, 0
+    else:
+        bits = 32 if dtype == 6 else 64
+        v = (raw - (1 << bits) if raw >> (bits - 1) else raw) << scale
+    return True, v, int_to_field(v)
+
+
+def _f32(x: float) -> int:
+    return int(np.array([x], "<f4").view("<u4")[0])
+
+
+def test_fixed_point_is_the_same_in_python_and_in_the_judge(world) -> None:
+    """A differential table: the same element bits through ogkit's binding and through
+    ZkJudge's (the code checkRow runs), for subnormals, -0.0, .5 ties, the largest
+    magnitudes, NaN and infinities, int32/int64 extremes, at scales 0..64."""
+    judge = judge_contract(world.chain)
+    rng = np.random.default_rng(12)
+    floats = [0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x807FFFFF, 0x00800000, 0x7F7FFFFF,
+              0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFFFFFFFF,
+              _f32(0.5), _f32(-0.5), _f32(2.5), _f32(-2.5), _f32(1.5)]  # fmt: skip
+    floats += [int(b) for b in rng.integers(0, 2**32, 24, dtype=np.uint64)]
+    table = []
+    for scale in (0, 1, 8, 13, 64):
+        # x * 2^scale = k + 1/2 exactly: a tie, rounded away from zero on both sides.
+        ties = [_f32(s * (2 * k + 1) / 2 ** (scale + 1)) for k in (0, 1, 7, 1000) for s in (1, -1)]
+        table += [(b, 1, scale) for b in floats + ties]
+        table += [(v % 2**32, 6, scale) for v in (0, 1, -1, 2**31 - 1, -(2**31))]
+        table += [(v % 2**64, 7, scale) for v in (0, -1, 2**63 - 1, -(2**63))]
+    for raw, dtype, scale in table:
+        ok, v, f = world.chain.call(judge.functions.fixedPoint(raw, dtype, scale))
+        want = _python_fixed(raw, dtype, scale)
+        assert (ok, v if ok else 0, f if ok else 0) == want, (hex(raw), dtype, scale)
+        if ok:
+            assert 0 <= f < FIELD_MODULUS and abs(v) < 2**192
+    assert world.chain.call(judge.functions.fixedPoint(_f32(2.5), 1, 0))[1] == 3
+    assert world.chain.call(judge.functions.fixedPoint(_f32(-2.5), 1, 0))[1] == -3
+    assert list(world.chain.call(judge.functions.fixedPoint(0x80000000, 1, 8))[1:]) == [0, 0]
+
+
+def test_non_finite_or_wrong_receipted_outputs_fail_the_same_on_and_off_chain(world) -> None:
+    zk = world.zk
+    owner = world.s["owner"].address
+    outs = zk.outputs(5)
+    nan = np.full_like(outs["probabilities"], np.nan)
+    other_label = (outs["label"] + 1) % 2
+    for bad in ({"label": outs["label"], "probabilities": nan},
+                {"label": other_label, "probabilities": outs["probabilities"]}):  # fmt: skip
+        ev = zk.evidence(5, bad)
+        assert compare_outputs(zk.profile.outputs, ev.output_message, list(zk.proof.instances),
+                               0)[0] is False  # fmt: skip
+        assert check_row_onchain(world.chain, zk.profile, zk.proof, ev, owner) is False
+
+
+def test_registration_refuses_layouts_the_binding_cannot_read(world) -> None:
+    judge = judge_contract(world.chain)
+    zk, v3 = world.zk, world.s["v3"]
+    inputs, outputs = layout_args(zk.profile)
+    model = bytes.fromhex(zk.profile.model_id[2:])
+    keys_id = bytes.fromhex(zk.keys.keys_id.removeprefix("0x"))
+    selector = keccak256(b"BadLayout(string)")[:4].hex()
+    # scale past 64, dtype 2, no elements
+    for i, value, why in ((3, 65, b"scale"), (1, 2, b"dtype"), (2, 0, b"count")):
+        bad = [tuple(value if k == i else x for k, x in enumerate(t)) for t in inputs]
+        fn = judge.functions.registerProfile(model, world.verifier, 1, keys_id, bad, outputs)
+        with pytest.raises(SettlementError, match=selector) as exc:
+            world.chain.transact(fn, v3)
+        assert why.hex() in str(exc.value)
+
+
+def test_approval_binds_the_reviewed_layout_and_verifier(world) -> None:
+    """An owner re-registers between the governor's review and its approval, with the same
+    keys: first a tolerance that lets any output pass, then a verifier that is not the
+    reviewed one. The approval of what was reviewed reverts; the reviewed one passes."""
+    judge = judge_contract(world.chain)
+    zk, owner, gov = world.zk, world.s["v3"], world.chain.deployer
+    snapshot = world.chain.snapshot()
+    try:
+        register_profile(world.chain, owner, zk.profile, zk.keys, world.verifier)
+        assert review_profile(world.chain, zk.store, zk.profile, zk.keys, zk.data,
+                              owner.address) == []  # fmt: skip
+        reviewed = dict(layout=layout_hash(zk.profile), verifier=world.verifier)
+        inputs, outputs = layout_args(zk.profile)
+        loose = [(*t[:5], 2**60) for t in outputs]
+        model = bytes.fromhex(zk.profile.model_id[2:])
+        keys_id = bytes.fromhex(zk.keys.keys_id.removeprefix("0x"))
+        world.chain.transact(
+            judge.functions.registerProfile(model, world.verifier, 1, keys_id, inputs, loose),
+            owner,
+        )
+        with pytest.raises(SettlementError, match="LayoutMismatch"):
+            approve_profile(world.chain, gov, zk.profile.model_id, owner.address,
+                            zk.keys.keys_id, **reviewed)  # fmt: skip
+        anything = world.chain.contract("OPGToken").address  # code, but not the verifier
+        register_profile(world.chain, owner, zk.profile, zk.keys, anything)
+        with pytest.raises(SettlementError, match="LayoutMismatch"):
+            approve_profile(world.chain, gov, zk.profile.model_id, owner.address,
+                            zk.keys.keys_id, **reviewed)  # fmt: skip
+        register_profile(world.chain, owner, zk.profile, zk.keys, world.verifier)
+        approve_profile(world.chain, gov, zk.profile.model_id, owner.address, zk.keys.keys_id,
+                        **reviewed)  # fmt: skip
+        prof = world.chain.call(judge.functions.profileOf(model, owner.address))
+        assert prof[3] is True
+    finally:
+        world.chain.revert(snapshot)
+
+
+def test_review_refuses_a_tolerance_that_lets_cheating_outputs_pass(world) -> None:
+    zk, owner = world.zk, world.s["v3"]
+    loose = dataclasses.replace(
+        zk.profile,
+        outputs=tuple(
+            dataclasses.replace(t, tolerance=1 << t.scale) if t.dtype_code == 1 else t
+            for t in zk.profile.outputs
+        ),
+    )
+    snapshot = world.chain.snapshot()
+    try:
+        register_profile(world.chain, owner, loose, zk.keys, world.verifier)
+        problems = review_profile(world.chain, zk.store, loose, zk.keys, zk.data, owner.address)
+        assert any("tolerance 1, above 0.05" in p for p in problems), problems
     finally:
         world.chain.revert(snapshot)

@@ -58,6 +58,8 @@ contract ZkJudge {
     /// @notice BN254 scalar field modulus.
     uint256 public constant FIELD =
         0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001;
+    /// @notice The largest fixed-point scale a tensor may have (as ogkit's binding).
+    uint8 public constant MAX_SCALE = 64;
     bytes16 private constant DOMAIN_TAG = "ogkit.tensors.v1";
 
     address public immutable governor;
@@ -122,8 +124,8 @@ contract ZkJudge {
         if (chunk == 0) revert BadLayout("chunk");
         if (inputs.length == 0 || outputs.length == 0) revert BadLayout("tensors");
         uint256 total;
-        for (uint256 i = 0; i < inputs.length; ++i) total += inputs[i].count;
-        for (uint256 i = 0; i < outputs.length; ++i) total += outputs[i].count;
+        for (uint256 i = 0; i < inputs.length; ++i) total += _checkTensor(inputs[i]);
+        for (uint256 i = 0; i < outputs.length; ++i) total += _checkTensor(outputs[i]);
         total *= chunk;
         if (total > type(uint32).max) revert BadLayout("count");
         bytes32 layoutHash = keccak256(abi.encode(inputs, outputs));
@@ -132,11 +134,21 @@ contract ZkJudge {
         emit ProfileRegistered(modelId, msg.sender, verifier, chunk, keysId, layoutHash);
     }
 
-    /// @notice The governor approves the profile registered with exactly `keysId`.
-    function approveProfile(bytes32 modelId, address owner, bytes32 keysId) external {
+    /// @notice The governor approves the profile registered with exactly the keys, layout
+    ///         (scales, instance positions and tolerances) and verifier it reviewed: an owner
+    ///         that re-registers between the review and the approval (a huge tolerance, a
+    ///         verifier that accepts anything) makes the approval revert.
+    function approveProfile(
+        bytes32 modelId,
+        address owner,
+        bytes32 keysId,
+        bytes32 layoutHash,
+        address verifier
+    ) external {
         if (msg.sender != governor) revert NotGovernor(msg.sender);
         Profile storage p = _profiles[modelId][owner];
         if (p.keysId != keysId || p.verifier == address(0)) revert KeysMismatch(p.keysId, keysId);
+        if (p.layoutHash != layoutHash || p.verifier != verifier) revert LayoutMismatch();
         p.approved = true;
         emit ProfileApproved(modelId, owner, keysId);
     }
@@ -205,7 +217,31 @@ contract ZkJudge {
         settlement.resolveByProof(disputeId, r, upheld);
     }
 
+    /// @notice The fixed-point value of one element's little-endian bits `raw` (what
+    ///         `checkRow` compares), and its field element; `ok` false for NaN or infinity.
+    function fixedPoint(uint256 raw, uint8 dtype, uint8 scale)
+        external
+        pure
+        returns (bool ok, int256 value, uint256 field)
+    {
+        if (scale > MAX_SCALE || (dtype != 1 && dtype != 6 && dtype != 7)) {
+            revert BadLayout("tensor");
+        }
+        (ok, value) = _fixed(raw, dtype, scale);
+        if (ok) field = _toField(value);
+    }
+
     // ------------------------------------------------------------------ binding
+
+    /// @dev A tensor the binding can read: float32, int32 or int64, at least one element,
+    ///      a scale of at most 64 (every fixed-point value then stays below 2^192, far
+    ///      inside the field, so no negative and positive value meet modulo it).
+    function _checkTensor(Tensor calldata x) private pure returns (uint256) {
+        if (x.dtype != 1 && x.dtype != 6 && x.dtype != 7) revert BadLayout("dtype");
+        if (x.scale > MAX_SCALE) revert BadLayout("scale");
+        if (x.count == 0) revert BadLayout("count");
+        return x.count;
+    }
 
     function _bindInputs(
         Tensor[] calldata ts,
@@ -244,7 +280,10 @@ contract ZkJudge {
             for (uint256 k = 0; k < x.count; ++k) {
                 (bool ok, int256 v) = _fixed(_le(m, pos, size), x.dtype, x.scale);
                 pos += size;
-                if (!ok) return false; // NaN or infinity is beyond any tolerance
+                if (!ok) {
+                    within = false; // NaN or infinity is beyond any tolerance
+                    continue; // (the rest of the bytes are still checked, as off chain)
+                }
                 int256 d = v - _fromField(inst[first + k]);
                 if (d < 0) d = -d;
                 if (uint256(d) > x.tolerance) within = false;
