@@ -242,6 +242,28 @@ def approve_profile(
     _send(chain, fn, governor, "ZkJudge.approveProfile")
 
 
+def review_and_approve(
+    chain: Any,
+    governor: Any,
+    store: ContentStore,
+    profile: ZkProfile,
+    keys: ZkKeys,
+    model: bytes,
+    owner: str,
+    *,
+    max_tolerance: float = MAX_TOLERANCE,
+) -> list[str]:
+    """:func:`review_profile`, then, when nothing is wrong, the approval of exactly the
+    layout hash and verifier reviewed (a re-registration in between makes it revert)."""
+    problems, verifier = _review(chain, store, profile, keys, model, owner, max_tolerance)
+    if not problems:
+        approve_profile(
+            chain, governor, profile.model_id, owner, keys.keys_id,
+            layout=layout_hash(profile), verifier=verifier,
+        )  # fmt: skip
+    return problems
+
+
 def review_profile(
     chain: Any,
     store: ContentStore,
@@ -256,6 +278,18 @@ def review_profile(
     The keys are re-derived from the model, settings and SRS (:func:`check_keys`), and the
     owner's registration on chain must name exactly these keys, this N, this layout and a
     verifier whose code is the one compiled from the verifying key."""
+    return _review(chain, store, profile, keys, model, owner, max_tolerance)[0]
+
+
+def _review(
+    chain: Any,
+    store: ContentStore,
+    profile: ZkProfile,
+    keys: ZkKeys,
+    model: bytes,
+    owner: str,
+    max_tolerance: float,
+) -> tuple[list[str], str]:
     from ogkit.zk.keys import check_keys
 
     problems = check_keys(store, profile, keys, model)
@@ -263,7 +297,7 @@ def review_profile(
     reg = chain.call(judge.functions.profileOf(_b32(profile.model_id), owner))
     verifier, chunk, _count, _approved, keys_id, registered_layout = reg
     if int(verifier, 16) == 0:
-        return [*problems, f"{owner} registered no ZK profile for {profile.model_id}"]
+        return [*problems, f"{owner} registered no ZK profile for {profile.model_id}"], verifier
     if bytes(keys_id) != _b32(keys.keys_id):
         problems.append("the registration names other keys")
     if int(chunk) != profile.chunk:
@@ -279,7 +313,7 @@ def review_profile(
     art = ensure_verifier(store, profile, keys, allow_oversize=True)
     if not verifier_matches(chain, verifier, art):
         problems.append(f"the code at {verifier} is not the verifier of these keys")
-    return problems
+    return problems, verifier
 
 
 def row_proof_args(

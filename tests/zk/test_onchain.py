@@ -46,6 +46,7 @@ from ogkit.zk.evm import (
     layout_hash,
     register_profile,
     resolve_with_proof,
+    review_and_approve,
     review_profile,
     verifier_matches,
 )
@@ -478,8 +479,8 @@ def test_approval_binds_the_reviewed_layout_and_verifier(world) -> None:
             approve_profile(world.chain, gov, zk.profile.model_id, owner.address,
                             zk.keys.keys_id, **reviewed)  # fmt: skip
         register_profile(world.chain, owner, zk.profile, zk.keys, world.verifier)
-        approve_profile(world.chain, gov, zk.profile.model_id, owner.address, zk.keys.keys_id,
-                        **reviewed)  # fmt: skip
+        assert review_and_approve(world.chain, gov, zk.store, zk.profile, zk.keys, zk.data,
+                                  owner.address) == []  # fmt: skip
         prof = world.chain.call(judge.functions.profileOf(model, owner.address))
         assert prof[3] is True
     finally:
