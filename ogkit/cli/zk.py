@@ -223,7 +223,7 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _approve(args: argparse.Namespace, settings: Settings) -> int:
-    from ogkit.zk.evm import approve_profile, review_profile
+    from ogkit.zk.evm import review_and_approve
 
     store = _store(settings)
     model = _model_bytes(args.model, settings)
@@ -237,9 +237,9 @@ def _approve(args: argparse.Namespace, settings: Settings) -> int:
         governor = chain.deployer
         if governor is None:
             raise ConfigError(f"on {chain.name} pass --key: the ZkJudge's governor's key")
-    problems = review_profile(chain, store, profile, keys, model, args.owner)
-    if not problems:
-        approve_profile(chain, governor, profile.model_id, args.owner, keys.keys_id)
+    # The approval names the layout hash and verifier the review read: an owner that
+    # re-registers in between makes it revert instead of getting its new profile approved.
+    problems = review_and_approve(chain, governor, store, profile, keys, model, args.owner)
     if args.json:
         print_json(
             {
