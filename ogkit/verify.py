@@ -607,6 +607,43 @@ def _matches(
 
 
 # -- the batch -------------------------------------------------------------------------------
+def check_order(
+    m: Any,
+    hub: Hub | None,
+    findings: list[Finding],
+    *,
+    requester: str | None,
+    job: str | None,
+    model: str | None,
+) -> None:
+    """What the requester ordered against the manifest ``m`` (tabular or chat): requester,
+    job and model (a hub reference resolved to its id), and the manifest's own model
+    reference against its model id; ``job-order`` / ``model-mismatch`` findings."""
+    ordered_model = model
+    if model is not None and not model.startswith("0x") and hub is not None:
+        try:
+            ordered_model = hub.manifest(model).model_id
+        except OgkitError as exc:
+            findings.append(Finding("job-order", f"the model ordered, {model}, is unknown: {exc}"))
+            ordered_model = None
+    for what, wanted, got in (
+        ("requester", requester, m.requester),
+        ("job", job, m.job),
+        ("model", ordered_model, m.model_id),
+    ):
+        if wanted is not None and wanted.lower() != got.lower():
+            findings.append(Finding("job-order", f"the {what} ordered is {wanted}, not {got}"))
+    if m.model_ref is not None and hub is not None:
+        try:
+            ref_id = hub.manifest(m.model_ref).model_id
+        except OgkitError as exc:
+            ref_id = f"unknown ({exc})"
+        if ref_id != m.model_id:
+            findings.append(
+                Finding("model-mismatch", f"{m.model_ref} is {ref_id:.80}, not {m.model_id}")
+            )
+
+
 def verify_batch(
     artifact: str | Path | AttestedBatch,
     policy: VerifyPolicy | None = None,
@@ -670,29 +707,7 @@ def verify_batch(
     m = batch.manifest
     claim = m.claim
     hardware = _check_claim(batch, policy, findings, notices)
-    ordered_model = model
-    if model is not None and not model.startswith("0x") and hub is not None:
-        try:
-            ordered_model = hub.manifest(model).model_id
-        except OgkitError as exc:
-            findings.append(Finding("job-order", f"the model ordered, {model}, is unknown: {exc}"))
-            ordered_model = None
-    for what, wanted, got in (
-        ("requester", requester, m.requester),
-        ("job", job, m.job),
-        ("model", ordered_model, m.model_id),
-    ):
-        if wanted is not None and wanted.lower() != got.lower():
-            findings.append(Finding("job-order", f"the {what} ordered is {wanted}, not {got}"))
-    if m.model_ref is not None and hub is not None:
-        try:
-            ref_id = hub.manifest(m.model_ref).model_id
-        except OgkitError as exc:
-            ref_id = f"unknown ({exc})"
-        if ref_id != m.model_id:
-            findings.append(
-                Finding("model-mismatch", f"{m.model_ref} is {ref_id:.80}, not {m.model_id}")
-            )
+    check_order(m, hub, findings, requester=requester, job=job, model=model)
 
     # -- the model: its signature must be what the manifest says ----------------------------
     payload = None

@@ -30,6 +30,7 @@ from ogkit.verify import (
     Verdict,
     VerifyPolicy,
     check_claim,
+    check_order,
     detection_probability,
     sample_mask,
     unreadable_verdict,
@@ -139,29 +140,7 @@ def verify_chat_batch(
     hardware = check_claim(batch, policy, findings, notices)
 
     # -- what the requester ordered --------------------------------------------------------
-    ordered_model = model
-    if model is not None and not model.startswith("0x") and hub is not None:
-        try:
-            ordered_model = hub.manifest(model).model_id
-        except OgkitError as exc:
-            findings.append(Finding("job-order", f"the model ordered, {model}, is unknown: {exc}"))
-            ordered_model = None
-    for what, wanted, got in (
-        ("requester", requester, m.requester),
-        ("job", job, m.job),
-        ("model", ordered_model, m.model_id),
-    ):
-        if wanted is not None and wanted.lower() != got.lower():
-            findings.append(Finding("job-order", f"the {what} ordered is {wanted}, not {got}"))
-    if m.model_ref is not None and hub is not None:
-        try:
-            ref_id = hub.manifest(m.model_ref).model_id
-        except OgkitError as exc:
-            ref_id = f"unknown ({exc})"
-        if ref_id != m.model_id:
-            findings.append(
-                Finding("model-mismatch", f"{m.model_ref} is {ref_id:.80}, not {m.model_id}")
-            )
+    check_order(m, hub, findings, requester=requester, job=job, model=model)
 
     # -- the model (by the batch's id: a swapped id gives another model or none) -----------
     chat_model = None
