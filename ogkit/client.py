@@ -126,14 +126,6 @@ class Node:
         import json
         import secrets
 
-        from ogkit.x402.exact import REQUEST_BINDING, request_nonce, sign_exact_payment
-        from ogkit.x402.types import (
-            PAYMENT_HEADER,
-            SCHEME_EXACT,
-            PaymentRequirements,
-            encode_payment_header,
-        )
-
         if (rows is None) == (inputs is None):
             raise NodeError("give rows= or inputs=, not both")
         doc_in: dict[str, Any] = (
@@ -147,25 +139,7 @@ class Node:
         first = self._request("POST", "/v1/infer", **send)
         if first.status_code != 402:
             return self._json(first)
-        doc = self._json(first, ok=(402,))
-        accepts = [a for a in doc.get("accepts") or [] if isinstance(a, Mapping)]
-        exact = [a for a in accepts if a.get("scheme") == SCHEME_EXACT]
-        if not exact:
-            raise PaymentError(
-                f"the node accepts no payment scheme this client signs ({SCHEME_EXACT})",
-                reason="unsupported-scheme",
-            )
-        requirements = PaymentRequirements.from_dict(exact[0])
-        if max_amount is not None and requirements.max_amount_required > max_amount:
-            raise PaymentError(
-                f"the node asks {requirements.max_amount_required} base units, more than "
-                f"max_amount {max_amount}",
-                reason="over-budget",
-            )
-        bound = requirements.extra.get("binding") == REQUEST_BINDING
-        nonce = request_nonce(requirements, body) if bound else None
-        payment = sign_exact_payment(requirements, payer, now=now, nonce=nonce)
-        header = {**send["headers"], PAYMENT_HEADER: encode_payment_header(payment)}
+        header = {**send["headers"], **self._payment_header(first, body, payer, max_amount, now)}
         second = self._request("POST", "/v1/infer", content=body, headers=header)
         return self._json(second)
 

@@ -618,10 +618,10 @@ def verify_paid_chat(
        :func:`ogkit.llm.verify_chat_batch` on ``artifact_id``.)
 
     Never raises on a hostile answer: problems are listed."""
-    from ogkit.attest import BatchClaim, derive_batch_id
+    from ogkit.attest import BatchClaim
     from ogkit.llm.batch import input_root
     from ogkit.llm.calls import ChatRequest, input_hash, output_hash
-    from ogkit.node.receipts import check_payment_transaction
+    from ogkit.node.receipts import check_payment_binding, check_payment_transaction
     from ogkit.verify import verify_receipt
 
     problems: list[str] = []
@@ -667,26 +667,8 @@ def verify_paid_chat(
             problems.append("the binding's dataset id is not the input root of this one call")
         if str(answer.get("model_id", claim.model_id)).lower() != claim.model_id.lower():
             problems.append(f"the answer names model {answer.get('model_id')}, the claim another")
-        if claim.requester.lower() != payer.lower():
-            problems.append(f"the claim's requester {claim.requester} is not the payer {payer}")
-        job = str(binding["job"])
-        if job != JOB_PREFIX + tx:
-            problems.append(f"the batch's job {job!r} is not the payment {JOB_PREFIX}{tx}")
         domain = receipt["domain"]
-        derived = derive_batch_id(
-            model_id=claim.model_id,
-            dataset_id=str(binding["dataset_id"]),
-            requester=claim.requester,
-            chain_id=int(domain["chain_id"]),
-            verifying_contract=str(domain["verifying_contract"]),
-            job=job,
-            execution=str(binding["execution_hash"]),
-        )
-        if derived.lower() != claim.batch_id.lower():
-            problems.append(
-                "the batch id does not derive from the payment's job and the binding given: "
-                "the receipt is not bound to this payment"
-            )
+        problems += check_payment_binding(claim, binding, domain, payer, tx)
         value = int(payment["value"])
         if price is not None and value != int(price):
             problems.append(f"the payment {value} is not one call's price {price}")

@@ -36,7 +36,12 @@ if TYPE_CHECKING:
     from ogkit.chain.client import ChainClient
     from ogkit.verify import Allowlist
 
-__all__ = ["PaidCallCheck", "check_payment_transaction", "verify_paid_call"]
+__all__ = [
+    "PaidCallCheck",
+    "check_payment_binding",
+    "check_payment_transaction",
+    "verify_paid_call",
+]
 
 _TRANSFER = "Transfer(address,address,uint256)"
 _AUTH_USED = "AuthorizationUsed(address,bytes32)"
@@ -72,7 +77,7 @@ def verify_paid_call(
     price_per_row: int | None = None,
 ) -> PaidCallCheck:
     """Check a ``POST /v1/infer`` answer; see the module docstring."""
-    from ogkit.attest import BatchClaim, derive_batch_id
+    from ogkit.attest import BatchClaim
     from ogkit.verify import verify_receipt
 
     problems: list[str] = []
@@ -100,26 +105,8 @@ def verify_paid_call(
         claim = BatchClaim.from_dict(receipts[0]["claim"])
         if rows != list(range(claim.row_count)):
             problems.append(f"the receipts cover rows {rows[:10]}, not 0..{claim.row_count - 1}")
-        if claim.requester.lower() != payer.lower():
-            problems.append(f"the claim's requester {claim.requester} is not the payer {payer}")
-        job = str(binding["job"])
-        if job != "x402:" + tx:
-            problems.append(f"the batch's job {job!r} is not the payment x402:{tx}")
         domain = receipts[0]["domain"]
-        derived = derive_batch_id(
-            model_id=claim.model_id,
-            dataset_id=str(binding["dataset_id"]),
-            requester=claim.requester,
-            chain_id=int(domain["chain_id"]),
-            verifying_contract=str(domain["verifying_contract"]),
-            job=job,
-            execution=str(binding["execution_hash"]),
-        )
-        if derived.lower() != claim.batch_id.lower():
-            problems.append(
-                "the batch id does not derive from the payment's job and the binding given: "
-                "the receipts are not bound to this payment"
-            )
+        problems += check_payment_binding(claim, binding, domain, payer, tx)
         value = int(payment["value"])
         if price_per_row is not None and value != claim.row_count * int(price_per_row):
             problems.append(f"the payment {value} is not {claim.row_count} rows × {price_per_row}")
@@ -192,6 +179,37 @@ def _chain_binding_problems(
         problems.append(
             f"attester {attester} is bound on chain to node {node}, not to the payee "
             f"{payment['payTo']}: it cannot sign for this node"
+        )
+    return problems
+
+
+def check_payment_binding(
+    claim: Any, binding: Mapping[str, Any], domain: Mapping[str, Any], payer: str, tx: str
+) -> list[str]:
+    """Item 3 above, for a paid call of any kind: the claim's requester is the payer, the
+    job is ``x402:<tx>``, and the batch id derives from the model, the ``binding``
+    (dataset id, execution hash), the payer, the claim ``domain`` and that job."""
+    from ogkit.attest import derive_batch_id
+
+    problems = []
+    if claim.requester.lower() != payer.lower():
+        problems.append(f"the claim's requester {claim.requester} is not the payer {payer}")
+    job = str(binding["job"])
+    if job != "x402:" + tx:
+        problems.append(f"the batch's job {job!r} is not the payment x402:{tx}")
+    derived = derive_batch_id(
+        model_id=claim.model_id,
+        dataset_id=str(binding["dataset_id"]),
+        requester=claim.requester,
+        chain_id=int(domain["chain_id"]),
+        verifying_contract=str(domain["verifying_contract"]),
+        job=job,
+        execution=str(binding["execution_hash"]),
+    )
+    if derived.lower() != claim.batch_id.lower():
+        problems.append(
+            "the batch id does not derive from the payment's job and the binding given: "
+            "the receipts are not bound to this payment"
         )
     return problems
 
