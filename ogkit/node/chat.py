@@ -47,7 +47,14 @@ from fastapi import Request
 
 from ogkit.errors import ConfigError, OgkitError
 from ogkit.node.jobs import JobRunner
-from ogkit.node.paid import JOB_PREFIX, Answer, PaidInference, RequestRefused, strict_json
+from ogkit.node.paid import (
+    ANSWERS,
+    JOB_PREFIX,
+    Answer,
+    PaidInference,
+    RequestRefused,
+    strict_json,
+)
 from ogkit.x402.types import PAYMENT_RESPONSE_HEADER, encode_response_header
 
 if TYPE_CHECKING:
@@ -379,6 +386,7 @@ class PaidChat(PaidInference):
         last chunk, ``unserved`` if decoding failed."""
         auth = payment.authorization
         r = data.request
+        sent: list[bytes] = []
         try:
             session = self._session(payment, settled)
             with self._run_lock:
@@ -394,8 +402,13 @@ class PaidChat(PaidInference):
                         full = self._answer(chunk.completion, data, payment, req, settled)
                         for key in ("schema", "model_id", "request", "binding", "payment"):
                             doc[key] = full[key]
-                    events.put(_sse(doc))
-            self.ledger.record(payment.payer, auth.nonce, "served")
+                    sent.append(_sse(doc))
+                    events.put(sent[-1])
+            sent.append(b"data: [DONE]\n\n")
+            # Kept before the ledger says "served": the same payment sent again gets
+            # the same events (PaidInference._redeliver).
+            answer_id = self.store.put(ANSWERS, b"".join(sent))
+            self.ledger.served(payment.payer, auth.nonce, f"sse:{answer_id}")
             self.latencies.append(time.perf_counter() - started)
             del self.latencies[:-10_000]
         except Exception as exc:  # a node fault after payment: the payment stays the payer's
@@ -417,9 +430,14 @@ class PaidChat(PaidInference):
                 )
             )
         else:
-            events.put(b"data: [DONE]\n\n")
+            events.put(sent[-1])
         finally:
             events.put(None)
+
+    def _stored_answer(self, kind: str, raw: bytes, headers: dict[str, str]) -> Answer:
+        if kind != "sse":
+            return super()._stored_answer(kind, raw, headers)
+        return StreamAnswer(200, {}, headers, events=iter([raw]))
 
 
 # -- HTTP ------------------------------------------------------------------------------------

@@ -13,9 +13,14 @@ claims a crashed process left unfinished are dropped at start-up.
 A payment that was settled but never answered (the run failed, or the process died
 between the settlement and the answer: the row says ``settled``, or ``unserved``) stays
 the payer's: the same payment sent again :meth:`resumes <PaymentLedger.resume>` it, served
-once with the recorded transaction and charged nothing more. Every state change is one
-SQLite statement in autocommit (WAL, ``synchronous=FULL``): a ``kill -9`` leaves the
-table at one of these states, never between two.
+once with the recorded transaction and charged nothing more. A payment that was served
+keeps the content id of the answer it was served with (the answer's bytes are in the
+node's store before the row says ``served``): the same payment and request sent again get
+that answer again, byte for byte, and nothing is run or charged (:meth:`answer_of`), so a
+payer whose connection or node died between the answer and its arrival still gets what it
+paid for. Every state change is one SQLite statement in autocommit (WAL,
+``synchronous=FULL``): a ``kill -9`` leaves the table at one of these states, never
+between two.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ class PaymentLedger:
             "value TEXT NOT NULL, state TEXT NOT NULL, tx TEXT, at REAL NOT NULL, "
             "PRIMARY KEY (payer, nonce))"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(payments)")}
+        if "answer" not in columns:  # a ledger written before answers were kept
+            self._db.execute("ALTER TABLE payments ADD COLUMN answer TEXT")
         # A claim left by a process that died while settling: forget it. The chain says
         # whether that settlement happened (a retry then finds the nonce used by a
         # transaction that paid this node, and is served once).
@@ -52,7 +60,8 @@ class PaymentLedger:
         """True if this (payer, nonce) was never claimed; the caller then owns it."""
         with self._lock:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO payments VALUES (?, ?, ?, 'claimed', NULL, ?)",
+                "INSERT OR IGNORE INTO payments (payer, nonce, value, state, tx, at) "
+                "VALUES (?, ?, ?, 'claimed', NULL, ?)",
                 (payer.lower(), nonce.lower(), str(value), time.time()),
             )
             return cur.rowcount == 1
@@ -89,6 +98,25 @@ class PaymentLedger:
                 "WHERE payer = ? AND nonce = ?",
                 (state, tx, time.time(), payer.lower(), nonce.lower()),
             )
+
+    def served(self, payer: str, nonce: str, answer: str) -> None:
+        """The call was answered with the stored answer ``answer`` (a content id)."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE payments SET state = 'served', answer = ?, at = ? "
+                "WHERE payer = ? AND nonce = ?",
+                (answer, time.time(), payer.lower(), nonce.lower()),
+            )
+
+    def answer_of(self, payer: str, nonce: str) -> tuple[str, str] | None:
+        """(transaction, answer id) of a payment that was served with a stored answer."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT tx, answer FROM payments WHERE payer = ? AND nonce = ? "
+                "AND state = 'served' AND tx IS NOT NULL AND answer IS NOT NULL",
+                (payer.lower(), nonce.lower()),
+            ).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
 
     def state(self, payer: str, nonce: str) -> tuple[str, str | None] | None:
         with self._lock:

@@ -26,6 +26,13 @@ The order of a paid call, and why:
 The payment is settled before the rows run, so the transaction hash exists to bind; a
 request that passed step 1 does not fail afterwards except on a node fault, which is
 logged with the transaction and counted (``paid_failed``).
+
+5. **Keep the answer**: its bytes go into the node's store (``answers``) before the ledger
+   says ``served``. The same payment and the same request sent again (a connection that
+   dropped, a node killed before the answer left it) get those bytes again with the
+   settlement header, and nothing is run or charged (``paid_redelivered``). A payment is
+   a bearer instrument and its nonce binds the request body: only a party holding both
+   the payer's signed authorization and the exact request can ask for the answer again.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ log = logging.getLogger(__name__)
 
 INFER_SCHEMA = "ogkit.node.infer.v1"
 JOB_PREFIX = "x402:"
+ANSWERS = "answers"  # the store kind of paid answers, kept for a payer who asks again
 
 
 class RequestRefused(OgkitError):
@@ -331,17 +339,18 @@ class PaidInference:
         return data, source.n_rows
 
     def _check_payment(self, payment: Any, req: PaymentRequirements) -> None:
-        """:func:`check_exact_payment` now; for a payment this node settled and never
-        answered (``unserved`` in the ledger), at a moment inside its validity window
-        instead: it was valid when it paid, and expiring while the node was down or
-        failing does not take the call from the payer (the signature, payee, amount and
-        binding are still checked; nothing is settled again)."""
+        """:func:`check_exact_payment` now; for a payment this node settled (``unserved``
+        in the ledger, or ``served`` and asked for its answer again), at a moment inside
+        its validity window instead: it was valid when it paid, and expiring while the
+        node was down or failing does not take the call from the payer (the signature,
+        payee, amount and binding are still checked; nothing is settled again)."""
         auth = payment.authorization
         now = self.clock.now()
         state = self.ledger.state(payment.payer, auth.nonce)
         if (
             state is not None
-            and state[0] == "unserved"
+            and state[0] in ("unserved", "served")
+            and state[1] is not None
             and auth.valid_after + 1 < auth.valid_before - CLOCK_SKEW - 1
         ):
             now = min(max(now, auth.valid_after + 1), auth.valid_before - CLOCK_SKEW - 1)
@@ -427,14 +436,19 @@ class PaidInference:
                     message="paid earlier; served now",
                 )  # fmt: skip
                 return self._serve(data, rows, payment, req, settled, started)
+            again = self.ledger.answer_of(payment.payer, auth.nonce)
+            if again is not None:
+                # Served earlier: the same payment and the same request (its nonce binds
+                # the body) get the stored answer again; nothing is run or charged.
+                return self._redeliver(payment, *again)
             state = self.ledger.state(payment.payer, auth.nonce)
+            busy = state is None or state[0] in ("claimed", "settled")
             return self._required(
                 req,
-                f"payment {auth.nonce} of {payment.payer} was "
-                + ("already used for a call" if state and state[0] != "claimed" else
-                   "sent twice at once; it is being settled")
-                + ": sign a new payment",
-                "replayed" if state and state[0] != "claimed" else "in-flight",
+                f"payment {auth.nonce} of {payment.payer} "
+                + ("is being settled and served now: send it again in a moment" if busy else
+                   "was already used for a call: sign a new payment"),
+                "in-flight" if busy else "replayed",
             )  # fmt: skip
         # The facilitator's /settle checks everything /verify does (and more) before it
         # sends: with the settlement ahead of the work, a separate /verify adds nothing.
@@ -513,7 +527,10 @@ class PaidInference:
             doc = self._run(data, payment, req, settled)
             self.seconds["run"] += time.perf_counter() - run_started
             body = json.dumps(doc, allow_nan=False).encode()  # an answer must be JSON
-            self.ledger.record(payment.payer, auth.nonce, "served")
+            # Kept before the ledger says "served": a payer whose answer got lost on the
+            # way sends the same payment again and gets these bytes (see _redeliver).
+            answer_id = self.store.put(ANSWERS, body)
+            self.ledger.served(payment.payer, auth.nonce, f"json:{answer_id}")
         except Exception as exc:  # a node fault after payment: say so, with the transaction
             # The payment stays the payer's: the same X-PAYMENT sent again is served
             # (once) with this transaction, without paying again.
@@ -537,6 +554,34 @@ class PaidInference:
         return Answer(
             200, doc, {PAYMENT_RESPONSE_HEADER: encode_response_header(settled)}, raw=body
         )
+
+    def _redeliver(self, payment: Any, tx: str, answer: str) -> Answer:
+        """The answer a served payment got, again, byte for byte, with its settlement."""
+        settled = SettleResponse(
+            True, self.network, transaction=tx, payer=payment.payer,
+            message="served earlier; the same answer again",
+        )  # fmt: skip
+        headers = {PAYMENT_RESPONSE_HEADER: encode_response_header(settled)}
+        kind, _, answer_id = answer.partition(":")
+        try:
+            raw = self.store.get(ANSWERS, answer_id)
+        except OgkitError as exc:
+            log.error("stored answer %s of payment %s: %s", answer_id, tx, exc)
+            return Answer(
+                500,
+                {
+                    "error": f"the answer this payment was served with ({answer_id}) cannot "
+                    f"be read from the node's store ({exc}); the payment transaction is {tx}",
+                    "reason": "answer-lost",
+                    "payment": settled.to_dict(),
+                },
+                headers,
+            )
+        self.counters["paid_redelivered"] += 1
+        return self._stored_answer(kind, raw, headers)
+
+    def _stored_answer(self, kind: str, raw: bytes, headers: dict[str, str]) -> Answer:
+        return Answer(200, {}, headers, raw=raw)
 
     def _paid_by(self, tx: str, payment: Any, req: PaymentRequirements) -> bool:
         """The node's own look at a transaction the facilitator says consumed ``payment``:

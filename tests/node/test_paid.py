@@ -21,6 +21,7 @@ from ogkit.x402 import (
     PAYMENT_HEADER,
     PAYMENT_RESPONSE_HEADER,
     PaymentRequirements,
+    decode_payment_header,
     decode_response_header,
     encode_payment_header,
     sign_exact_payment,
@@ -114,19 +115,35 @@ def test_refused_payments_charge_nothing(net, chain_now):
     payer = net.keys["payer"]
     before = {n: net.balance(n) for n in ("payer", "payer-2", "node")}
 
-    def refused(header: str, reason: str) -> None:
+    def refused(header: str, reason: str, rows: list[dict] = rows) -> None:
         r = _pay(net, rows, header)
         assert r.status_code == 402, r.text
         doc = r.json()
         assert doc["reason"] == reason, doc
         assert doc["error"] and doc["accepts"]  # a clear message and how to pay
 
-    # Replay: a payment that was settled once is refused the second time.
+    # Replay: a payment that was settled once is never run or charged again; the same
+    # payment with the same request gets the answer it was served with, byte for byte.
     good = encode_payment_header(_sign(req, rows, payer, now=chain_now))
-    assert _pay(net, rows, good).status_code == 200
+    first = _pay(net, rows, good)
+    assert first.status_code == 200
     paid_once = {n: net.balance(n) for n in before}
     assert paid_once["payer"] == before["payer"] - 2 * PRICE
-    refused(good, "replayed")
+    again = _pay(net, rows, good)
+    assert again.status_code == 200 and again.content == first.content
+    assert again.headers[PAYMENT_RESPONSE_HEADER]
+    assert (
+        decode_response_header(again.headers[PAYMENT_RESPONSE_HEADER]).transaction
+        == (first.json()["payment"]["transaction"])
+    )
+    assert {n: net.balance(n) for n in before} == paid_once
+    # ... and with other rows, the payment pays for nothing (its nonce binds the body).
+    other_rows = _rows(2, seed=22)
+    r = httpx.post(
+        f"{net.node.url}/v1/infer", content=_body(other_rows),
+        headers={PAYMENT_HEADER: good, "content-type": "application/json"}, timeout=60,
+    )  # fmt: skip
+    assert r.status_code == 402 and r.json()["reason"] != "replayed", r.text
     # Under-paid by one base unit; over-paid too (exact means exact).
     refused(
         encode_payment_header(_sign(req, rows, payer, now=chain_now, value=2 * PRICE - 1)),
@@ -149,14 +166,18 @@ def test_refused_payments_charge_nothing(net, chain_now):
         ),
         "wrong-network",
     )  # fmt: skip
-    # An expired authorization (valid for 10 s, an hour ago).
+    # An expired authorization (valid for 10 s, an hour ago), for rows not paid yet (the
+    # nonce binds the request: for the rows served above, the payer's own signature on
+    # the same nonce asks for that answer again, whatever its validity window).
+    fresh = _rows(2, seed=23)
     refused(
-        encode_payment_header(_sign(req, rows, payer, now=chain_now - 3600, valid_for=10)),
+        encode_payment_header(_sign(req, fresh, payer, now=chain_now - 3600, valid_for=10)),
         "expired",
+        fresh,
     )
     # An authorization that is not valid yet.
-    future = _sign(req, rows, payer, now=chain_now + 3600)
-    refused(encode_payment_header(future), "not-yet-valid")
+    future = _sign(req, fresh, payer, now=chain_now + 3600)
+    refused(encode_payment_header(future), "not-yet-valid", fresh)
     # Signed by someone else in the payer's name.
     forged = _sign(req, rows, net.keys["payer-2"], now=chain_now)
     forged = type(forged)(
@@ -195,12 +216,15 @@ def test_the_same_payment_sent_concurrently_is_charged_once(net, chain_now):
     before = net.balance("payer-2")
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: _pay(net, rows, header), range(8)))
-    codes = sorted(r.status_code for r in answers)
-    assert codes == [200] + [402] * 7, [r.text[:200] for r in answers]
+    # One is run; the others lose the race (in flight) or, once it was served, get its
+    # answer again: every 200 is the same bytes, and the payment is charged once.
+    ok = [r for r in answers if r.status_code == 200]
+    assert ok and {r.content for r in ok} == {ok[0].content}, [r.text[:200] for r in answers]
+    assert all(r.status_code in (200, 402) for r in answers)
     reasons = {r.json()["reason"] for r in answers if r.status_code == 402}
-    assert reasons <= {"in-flight", "replayed"}, reasons
+    assert reasons <= {"in-flight"}, reasons
     assert net.balance("payer-2") == before - PRICE
-    paid = next(r for r in answers if r.status_code == 200)
+    paid = ok[0]
     settled = decode_response_header(paid.headers[PAYMENT_RESPONSE_HEADER])
     assert settled.success and settled.transaction == paid.json()["payment"]["transaction"]
 
@@ -314,7 +338,7 @@ def test_a_front_run_payment_is_served_once_and_charged_once(net, chain_now):
     assert answer["payment"]["transaction"] == "0x" + bytes(front["transactionHash"]).hex()
     assert verify_paid_call(answer, net.allowlist, chain=net.chain, price_per_row=PRICE).ok
     again = _pay(net, rows, header)
-    assert again.status_code == 402 and again.json()["reason"] == "replayed"
+    assert again.status_code == 200 and again.content == r.content  # its answer again
     assert net.balance("payer") == before - PRICE and net.balance("node") == node_before + PRICE
 
 
@@ -416,3 +440,35 @@ def test_serve_json_prints_its_ready_line_as_a_document(net):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+
+
+def test_a_served_answer_is_kept_and_a_corrupt_copy_is_never_sent(net, chain_now):
+    """The answer's bytes are in the node's store before the ledger says ``served``; sent
+    again the payment gets them, also after a restart. A stored answer whose bytes no
+    longer hash to its id is never sent: the payer is told, and charged nothing more."""
+    import sqlite3
+
+    from ogkit.store import ContentStore
+
+    rows = _rows(1, seed=24)
+    header = encode_payment_header(_sign(_quote(net, rows), rows, net.keys["payer"], now=chain_now))
+    before = net.balance("payer")
+    first = _pay(net, rows, header)
+    assert first.status_code == 200, first.text
+    net.restart_node()
+    again = _pay(net, rows, header)
+    assert again.status_code == 200 and again.content == first.content
+    nonce = decode_payment_header(header).authorization.nonce.lower()
+    db = sqlite3.connect(net.home / "node" / "payments.sqlite")
+    (answer,) = db.execute("SELECT answer FROM payments WHERE nonce = ?", (nonce,)).fetchone()
+    db.close()
+    kind, _, answer_id = answer.partition(":")
+    assert kind == "json"
+    store = ContentStore(net.home / "store")
+    assert store.get("answers", answer_id) == first.content
+    path = store.local_path(store.object_path("answers", answer_id)[len(store.root) + 1 :])
+    path.write_bytes(first.content.replace(b'"label": ', b'"label": 1', 1))
+    lost = _pay(net, rows, header)
+    assert lost.status_code == 500 and lost.json()["reason"] == "answer-lost", lost.text
+    assert answer_id in lost.json()["error"] and "corrupt" in lost.json()["error"]
+    assert net.balance("payer") == before - PRICE
