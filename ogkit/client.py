@@ -21,6 +21,7 @@ only when the price is at most ``max_amount`` if one is given.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from ogkit.order import SignedOrder
 
 __all__ = ["Node"]
+
+log = logging.getLogger(__name__)
 
 _FINAL = {"finalized", "failed"}
 _ORDER = {"queued": 0, "running": 1, "committed": 2, "finalized": 3}
@@ -118,11 +121,14 @@ class Node:
         inputs: Mapping[str, Any] | None = None,
         max_amount: int | None = None,
         now: int | None = None,
+        retries: int = 3,
     ) -> dict[str, Any]:
         """Run ``rows`` (one ``{column: number}`` per row) or ``inputs`` (tensors keyed by
         model input) and pay for them: the node's 402 names the price, ``payer`` signs an
         x402 ``exact`` payment of it, and the request is sent again with ``X-PAYMENT``.
-        Returns the node's answer (outputs, ``receipts``, ``payment``)."""
+        Returns the node's answer (outputs, ``receipts``, ``payment``). An answer lost on
+        the way is asked for again with the same payment (``retries`` times): the node
+        sends the answer it kept and charges nothing more."""
         import json
         import secrets
 
@@ -140,8 +146,7 @@ class Node:
         if first.status_code != 402:
             return self._json(first)
         header = {**send["headers"], **self._payment_header(first, body, payer, max_amount, now)}
-        second = self._request("POST", "/v1/infer", content=body, headers=header)
-        return self._json(second)
+        return self._json(self._send_paid("/v1/infer", body, header, retries))
 
     # -- paid chat (a node serving a language model) ------------------------------------------
     def models(self) -> dict[str, Any]:
@@ -160,6 +165,7 @@ class Node:
         stream: bool = False,
         max_amount: int | None = None,
         now: int | None = None,
+        retries: int = 3,
     ) -> Any:
         """One paid chat completion from a node serving a language model (OpenAI's
         ``POST /v1/chat/completions``): ``messages`` is OpenAI's list of ``{"role",
@@ -196,8 +202,26 @@ class Node:
             return self._json(first)
         paid = {**headers, **self._payment_header(first, body, payer, max_amount, now)}
         if not stream:
-            return self._json(self._request("POST", path, content=body, headers=paid))
+            return self._json(self._send_paid(path, body, paid, retries))
         return self._stream(path, body, paid)
+
+    def _send_paid(self, path: str, body: bytes, headers: dict[str, str], retries: int) -> Any:
+        """POST a paid request; a lost answer (the connection broke, or timed out) or one
+        still in flight is asked for again with the same payment, which the node answers
+        with the answer it kept, never charging twice. ``retries`` more tries at most."""
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                response = self._request("POST", path, content=body, headers=headers)
+            except NodeUnavailable:
+                if last:
+                    raise
+                log.warning("paid call to %s%s: no answer; asking again", self.url, path)
+            else:
+                if last or not _in_flight(response):
+                    return response
+            time.sleep(min(0.5 * 2**attempt, 8.0))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _payment_header(
         self, first: Any, body: bytes, payer: Signer, max_amount: int | None, now: int | None
@@ -298,6 +322,19 @@ class Node:
                     + ")"
                 )
             time.sleep(poll)
+
+
+def _in_flight(response: Any) -> bool:
+    """A 402 saying the same payment is being settled and run right now."""
+    if response.status_code != 402:
+        return False
+    from ogkit.x402.types import loads_bounded
+
+    try:
+        doc = loads_bounded(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(doc, Mapping) and doc.get("reason") == "in-flight"
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from ogkit.client import Node
-from ogkit.errors import NodeError
+from ogkit.errors import NodeError, NodeUnavailable
 from ogkit.node.receipts import verify_paid_call
 from ogkit.samples import make_tabular
 from ogkit.x402 import (
@@ -472,3 +472,93 @@ def test_a_served_answer_is_kept_and_a_corrupt_copy_is_never_sent(net, chain_now
     assert lost.status_code == 500 and lost.json()["reason"] == "answer-lost", lost.text
     assert answer_id in lost.json()["error"] and "corrupt" in lost.json()["error"]
     assert net.balance("payer") == before - PRICE
+
+
+class _DroppingProxy:
+    """A TCP proxy on 127.0.0.1 in front of the node, one request per connection: for the
+    first ``drops`` requests that carry a payment it reads the node's whole answer and
+    closes the client's connection without sending it (an answer lost on the way)."""
+
+    def __init__(self, upstream: str, drops: int) -> None:
+        import socket
+        import threading
+        from urllib.parse import urlsplit
+
+        up = urlsplit(upstream)
+        self.upstream = (up.hostname, up.port)
+        self.drops, self.dropped = drops, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @staticmethod
+    def _read_message(conn) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += conn.recv(65536)
+        return head + b"\r\n\r\n" + body
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                request = self._read_message(conn)
+                if not request:
+                    continue
+                with socket.create_connection(self.upstream) as up:
+                    up.sendall(request)
+                    response = self._read_message(up)
+                if b"\r\nx-payment:" in request.lower() and self.dropped < self.drops:
+                    self.dropped += 1
+                    continue  # the node answered; the client never sees it
+                conn.sendall(response)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_client_asks_again_for_an_answer_lost_on_the_way_and_pays_once(net, chain_now):
+    proxy = _DroppingProxy(net.node.url, drops=1)
+    before = net.balance("payer")
+    redelivered = _metric(net, "paid_redelivered")
+    try:
+        with Node(proxy.url, timeout=30) as node:
+            answer = node.infer(_rows(2, seed=25), payer=net.keys["payer"], now=chain_now)
+    finally:
+        proxy.close()
+    assert proxy.dropped == 1
+    assert verify_paid_call(answer, net.allowlist, chain=net.chain, price_per_row=PRICE).ok
+    assert net.balance("payer") == before - 2 * PRICE
+    assert _metric(net, "paid_redelivered") == redelivered + 1
+    # Without retries the lost answer is an error naming the node, and still paid once.
+    proxy = _DroppingProxy(net.node.url, drops=1)
+    try:
+        with Node(proxy.url, timeout=30) as node, pytest.raises(NodeUnavailable):
+            node.infer(_rows(1, seed=26), payer=net.keys["payer"], now=chain_now, retries=0)
+    finally:
+        proxy.close()
+    assert net.balance("payer") == before - 3 * PRICE
+
+
+def _metric(net, event: str) -> int:
+    text = httpx.get(f"{net.node.url}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(f'ogkit_node_events_total{{event="{event}"}}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
