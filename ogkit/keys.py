@@ -25,7 +25,7 @@ from eth_utils import to_checksum_address
 from ogkit.errors import ConfigError, KeyStoreError, SignatureError
 from ogkit.settings import ogkit_home
 
-__all__ = ["KeyInfo", "KeyStore", "Signer", "parse_signature", "recover_typed_data"]
+__all__ = ["KeyInfo", "KeyStore", "Signer", "key_env_var", "parse_signature", "recover_typed_data"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,11 @@ class KeyInfo:
     source: str  # "keystore" or "env"
 
 
+def key_env_var(name: str) -> str:
+    """The environment variable that may hold key ``name`` directly: ``OGKIT_KEY_<NAME>``."""
+    return "OGKIT_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
 class KeyStore:
     """Named keys under ``<home>/keys``."""
 
@@ -134,7 +139,7 @@ class KeyStore:
 
     @staticmethod
     def _env_var(name: str) -> str:
-        return "OGKIT_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+        return key_env_var(name)
 
     def create(self, name: str, password: str | None = None, *, dev: bool = False) -> KeyInfo:
         """Create a new random key ``name``; refuses to overwrite an existing one."""

@@ -78,3 +78,40 @@ def test_new_key_without_password_refused(home, capsys):
     assert main(["keys", "new", "real"]) == 1
     assert "OGKIT_KEY_PASSWORD" in capsys.readouterr().err
     assert not (home / "keys" / "real.json").exists()
+
+
+def test_each_network_role_process_gets_only_its_own_keys():
+    """``ogkit network up`` starts each role in its own process: a verifier's environment
+    holds no other role's ``OGKIT_KEY_<NAME>``, the node holds its own and its attester's."""
+    from ogkit.keys import key_env_var
+    from ogkit.network.supervisor import child_environment
+
+    parent = {
+        "PATH": "/usr/bin",
+        "OGKIT_KEY_PASSWORD": "pw",
+        key_env_var("node"): "0x" + "11" * 32,
+        key_env_var("attester"): "0x" + "22" * 32,
+        key_env_var("verifier-1"): "0x" + "33" * 32,
+        key_env_var("verifier-2"): "0x" + "44" * 32,
+    }
+    verifier = child_environment(
+        parent, {"OGKIT_HOME": "/h"}, ["verifier", "run", "--key", "verifier-1"]
+    )
+    assert {k for k in verifier if k.startswith("OGKIT_KEY_")} == {
+        "OGKIT_KEY_PASSWORD",
+        "OGKIT_KEY_VERIFIER_1",
+    }
+    assert verifier["PATH"] == "/usr/bin" and verifier["OGKIT_HOME"] == "/h"
+    node = child_environment(
+        parent, {}, ["node", "serve", "--key", "node", "--attester-key", "attester", "--port", "0"]
+    )
+    assert {k for k in node if k.startswith("OGKIT_KEY_")} == {
+        "OGKIT_KEY_PASSWORD",
+        "OGKIT_KEY_NODE",
+        "OGKIT_KEY_ATTESTER",
+    }
+    assert not {
+        k
+        for k in child_environment(parent, {}, ["chain", "up"])
+        if k.startswith("OGKIT_KEY_") and k != "OGKIT_KEY_PASSWORD"
+    }

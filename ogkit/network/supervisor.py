@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,28 @@ def _pid_doc(doc: Any) -> tuple[int, list[str], int | None]:
     return pid, command, ticks
 
 
+def child_environment(
+    parent: Mapping[str, str], extra: Mapping[str, str], args: Sequence[str]
+) -> dict[str, str]:
+    """The environment of one role's process: this process's and ``extra``, without any
+    private key given as ``OGKIT_KEY_<NAME>`` but the ones the role's own command line
+    names (``--key``, ``--attester-key``): a verifier never holds the node's key, nor the
+    node a verifier's."""
+    from ogkit.keys import key_env_var
+
+    own = {
+        key_env_var(args[i + 1])
+        for i, a in enumerate(args[:-1])
+        if a in ("--key", "--attester-key")
+    }
+    merged = {**parent, **extra, "PYTHONUNBUFFERED": "1"}
+    return {
+        k: v
+        for k, v in merged.items()
+        if not k.startswith("OGKIT_KEY_") or k == "OGKIT_KEY_PASSWORD" or k in own
+    }
+
+
 def _start(
     name: str,
     args: list[str],
@@ -175,7 +197,7 @@ def _start(
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
             command,
-            env={**os.environ, **env, "PYTHONUNBUFFERED": "1"},
+            env=child_environment(os.environ, env, args),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
