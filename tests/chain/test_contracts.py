@@ -1052,12 +1052,6 @@ def test_commit_through_an_order(w3: Any, world: Deployment, actors: Actors) -> 
     payment, node_fee, verifier_fee = split(PRICE, rows)
     escrow = payment + node_fee + verifier_fee
     assert escrow == 5_750_000_000_000_000_000
-    assert s.quote(MODEL_ID, a.model_owner, rows).call() == [
-        payment,
-        node_fee,
-        verifier_fee,
-        escrow,
-    ]
     b = make_batch(w3, d, a, rows=rows, nonce=42)
     assert s.nonceUsed(a.requester, 42).call() is False
     before = balances(d, a.requester, d.settlement.address)
@@ -1283,9 +1277,6 @@ def test_commit_refuses_a_batch_twice_and_deprecated_models(
     send(w3, d.model_registry.functions.deprecate(MODEL_ID), a.model_owner)
     deprecated = make_batch(w3, d, a, tag=b"after", nonce=3)
     expect_revert(w3, commit_fn(d, deprecated), a.node, "ModelIsDeprecated")
-    expect_call_revert(
-        d.settlement.functions.quote(keccak(b"?"), a.model_owner, 1), "ModelNotFound"
-    )
 
 
 def test_commit_with_permit(w3: Any, world: Deployment, actors: Actors) -> None:
@@ -1770,19 +1761,26 @@ def test_rejected_challenge_gives_the_bond_to_the_node(
     assert balance(d, a.challenger) == ch0 - BOND
     assert balance(d, a.node) == node0 + BOND  # to the node's address, not its pool
     assert d.node_registry.functions.totalStake(a.node).call() == POOL
-    assert d.node_registry.functions.withdrawLocks(a.node).call() == 0
+    # the lock stays while the batch is Pending again (a fresh challenge window)
+    assert d.node_registry.functions.withdrawLocks(a.node).call() == 1
     assert s.stateOf(b.batch_id).call() == [BatchStatus.PENDING, dispute, rejected_at]
     assert s.getDispute(dispute).call()[4] == 2  # OUTCOME_REJECTED
     expect_revert(w3, s.claimDisputeReward(dispute, b.record, (v2, False, b"")), v2, "NotUpheld")
     expect_revert(w3, s.sweepDisputeReward(dispute, b.record), v2, "NotUpheld")
-    # the expiry grace restarts when the dispute closes
+    # the challenge window and the expiry grace restart when the dispute closes
     tester.time_travel(committed_at + 2 * WINDOW + 60)
     err = expect_revert(w3, s.expire(b.batch_id, b.record), a.outsider, "FinalizeGraceOpen")
+    assert f"endsAt={rejected_at + 2 * WINDOW}" in err.reason
+    passes = pass_signatures(d, a, b, a.verifiers)
+    err = expect_revert(w3, s.finalize(b.batch_id, b.record, passes), a.outsider,
+                        "ChallengeWindowOpen")  # fmt: skip
     assert f"endsAt={rejected_at + WINDOW}" in err.reason
-    # back to pending: the batch settles normally
-    send(w3, s.finalize(b.batch_id, b.record, pass_signatures(d, a, b, a.verifiers)), a.outsider)
+    # back to pending: the batch settles normally after its fresh window
+    tester.time_travel(rejected_at + WINDOW)
+    send(w3, s.finalize(b.batch_id, b.record, passes), a.outsider)
     assert status(d, b) == BatchStatus.FINALIZED
     assert s.exposure(a.node).call() == 0
+    assert d.node_registry.functions.withdrawLocks(a.node).call() == 0
 
 
 @pytest.mark.parametrize(
@@ -1823,10 +1821,17 @@ def test_unresolved_dispute_falls_back_to_the_verdicts(
     unsorted = verdicts[::-1] if len(verdicts) > 1 else [*verdicts, *verdicts]
     expect_revert(w3, s.resolveChallenge(dispute, b.record, unsorted), a.outsider,
                   "VerdictsNotSorted")  # fmt: skip
+    if fallback == "none":  # nothing decisive: a void waits a second window
+        err = expect_revert(w3, s.resolveChallenge(dispute, b.record, verdicts), a.outsider,
+                            "VotingOpen")  # fmt: skip
+        assert f"endsAt={opened + 2 * WINDOW}" in err.reason
+        tester.time_travel(opened + 2 * WINDOW)
     receipt = send(w3, s.resolveChallenge(dispute, b.record, verdicts), a.outsider)
     assert s.getDispute(dispute).call()[4] == outcome
     assert status(d, b) == after
-    assert d.node_registry.functions.withdrawLocks(a.node).call() == 0
+    # released when the batch is final; a batch Pending again keeps it
+    locks = 0 if after == BatchStatus.SLASHED else 1
+    assert d.node_registry.functions.withdrawLocks(a.node).call() == locks
     if fallback == "none":
         (ev,) = events(d.settlement, "ChallengeVoided", receipt)
         assert (ev.args.disputeId, ev.args.challenger) == (dispute, a.challenger)

@@ -354,6 +354,7 @@ class Pool:
     assets: int = 0
     shares: int = 0
     unbonding: int = 0
+    own_unbonding: int = 0  # the part of ``unbonding`` that is the owner's own stake
     held: dict[str, int] = field(default_factory=dict)
     history: list[tuple[int, int]] = field(default_factory=list)
 
@@ -365,6 +366,10 @@ class Pool:
 
     def own(self) -> int:
         return self.value(self.held.get(self.owner, 0))
+
+    def own_total(self) -> int:
+        """The owner's own stake, active and unbonding: what a slash is sized by."""
+        return self.value(self.held.get(self.owner, 0) + self.own_unbonding)
 
     @property
     def minimum(self) -> int:
@@ -639,11 +644,11 @@ class SettlementGame(RuleBasedStateMachine):
         pool = self.pools[node]
         slashed = min(amount, pool.assets)
         before = pool.weight()
-        own_before = pool.own()
+        own_before = pool.own_total()
         pool.assets -= slashed
         pool.checkpoint(self.block, before)
         self.move(self.w.registry, self.w.settlement, slashed)
-        return slashed, own_before - pool.own()
+        return slashed, own_before - pool.own_total()
 
     def slash_and_burn(
         self, node: str, amount: int, challenger: str, target: int | None = None
@@ -659,9 +664,21 @@ class SettlementGame(RuleBasedStateMachine):
         return slashed, reward
 
     def reopen(self, batch: Batch) -> None:
+        """Pending again with a fresh challenge window; the node's lock stays until the
+        batch is final."""
         batch.status = PENDING
         batch.reopened_at = self.ts
-        self.locks[batch.node] -= 1
+
+    @staticmethod
+    def window_end(b: Batch) -> int:
+        """When the batch's challenge window ends: after the commit, or after its last
+        dispute closed."""
+        return (b.reopened_at or b.committed_at) + WINDOW
+
+    def release(self, b: Batch) -> None:
+        """Finalize and expire release the lock a disputed batch holds."""
+        if b.reopened_at:
+            self.locks[b.node] -= 1
 
     # ----------------------------------------------------------------- staking
 
@@ -759,6 +776,8 @@ class SettlementGame(RuleBasedStateMachine):
             before = pool.weight()
             pool.held[holder] -= shares
             pool.unbonding += shares
+            if holder == pool.owner:
+                pool.own_unbonding += shares
             pool.checkpoint(self.block, before)
             self.entries.append(
                 Entry(len(self.entries) + 1, pool.owner, holder, shares, self.ts + UNBONDING)
@@ -790,6 +809,8 @@ class SettlementGame(RuleBasedStateMachine):
             before = pool.weight()
             pool.shares -= entry.shares
             pool.unbonding -= entry.shares
+            if entry.holder == pool.owner:
+                pool.own_unbonding -= entry.shares
             pool.assets -= amount
             pool.checkpoint(self.block, before)
             entry.done = True
@@ -1016,7 +1037,7 @@ class SettlementGame(RuleBasedStateMachine):
     def finalize_error(self, b: Batch, passes: list[tuple[bytes, bytes]]) -> str | None:
         if b.status != PENDING:
             return "WrongStatus"
-        if self.next_ts < b.committed_at + WINDOW:
+        if self.next_ts < self.window_end(b):
             return "ChallengeWindowOpen"
         previous = 0
         for compact in passes:
@@ -1050,9 +1071,7 @@ class SettlementGame(RuleBasedStateMachine):
     )
     def finalize(self, batch: int, mask: int, extra: str | None) -> None:
         ripe = [
-            b
-            for b in self.batches
-            if b.status == PENDING and b.committed_at + WINDOW <= self.next_ts
+            b for b in self.batches if b.status == PENDING and self.window_end(b) <= self.next_ts
         ]
         b = ripe[batch % len(ripe)] if ripe and batch % 4 else self.pick(batch, PENDING)
         passes = self.pass_verdicts(b, mask)
@@ -1097,6 +1116,7 @@ class SettlementGame(RuleBasedStateMachine):
         yes = sum(weights)
         STATS["batches finalized"] += 1
         b.status = FINALIZED
+        self.release(b)
         b.finalized_with = tuple(signers)
         self.exposure[b.node] -= b.collateral
         paid = 0
@@ -1113,8 +1133,7 @@ class SettlementGame(RuleBasedStateMachine):
     def expire_error(self, b: Batch) -> str | None:
         if b.status != PENDING:
             return "WrongStatus"
-        start = max(b.committed_at + WINDOW, b.reopened_at)
-        if self.next_ts < start + WINDOW:
+        if self.next_ts < self.window_end(b) + WINDOW:
             return "FinalizeGraceOpen"
         return None
 
@@ -1136,6 +1155,7 @@ class SettlementGame(RuleBasedStateMachine):
         ):
             STATS["batches expired"] += 1
             b.status = REFUNDED
+            self.release(b)
             self.exposure[b.node] -= b.collateral
             self.move(self.w.settlement, b.requester, b.escrow)
 
@@ -1152,9 +1172,7 @@ class SettlementGame(RuleBasedStateMachine):
     def challengeable(self, index: int) -> Batch:
         """A Pending batch inside its challenge window if there is one (3 times in 4)."""
         live = [
-            b
-            for b in self.batches
-            if b.status == PENDING and self.next_ts + 1 < b.committed_at + WINDOW
+            b for b in self.batches if b.status == PENDING and self.next_ts + 1 < self.window_end(b)
         ]
         return live[index % len(live)] if live and index % 4 else self.pick(index, PENDING)
 
@@ -1197,7 +1215,7 @@ class SettlementGame(RuleBasedStateMachine):
         committed_in = self.commitments.get(c.commitment, 0)
         if b.status != PENDING:
             expected = "WrongStatus"
-        elif self.next_ts >= b.committed_at + WINDOW:
+        elif self.next_ts >= self.window_end(b):
             expected = "ChallengeWindowClosed"
         elif committed_in == 0 or committed_in >= self.block + 1:
             expected = "ChallengeNotCommitted"
@@ -1234,7 +1252,8 @@ class SettlementGame(RuleBasedStateMachine):
         self.disputes.append(dispute)
         b.status = DISPUTED
         b.dispute = dispute.id
-        self.locks[b.node] += 1
+        if not b.reopened_at:  # one lock per disputed batch
+            self.locks[b.node] += 1
         self.move(c.challenger, self.w.settlement, PARAMS.challenge_bond)
 
     def uphold(self, d: Dispute) -> None:
@@ -1248,7 +1267,7 @@ class SettlementGame(RuleBasedStateMachine):
         self.exposure[b.node] -= b.collateral
         # slashOwn: the share of the pool that takes the target from the operator's own stake
         pool = self.pools[b.node]
-        target, own = max(b.collateral, PARAMS.min_slash), pool.own()
+        target, own = max(b.collateral, PARAMS.min_slash), pool.own_total()
         amount = pool.assets * target // own if own > target else pool.assets
         d.reward_left = verifier_fee
         self.move(self.w.settlement, d.challenger, PARAMS.challenge_bond)
@@ -1293,9 +1312,7 @@ class SettlementGame(RuleBasedStateMachine):
             d for d in self.disputes if d.outcome == OPEN and self.next_ts < d.opened_at + WINDOW
         ]
         live = [
-            b
-            for b in self.batches
-            if b.status == PENDING and self.next_ts + 1 < b.committed_at + WINDOW
+            b for b in self.batches if b.status == PENDING and self.next_ts + 1 < self.window_end(b)
         ]
         if not votable and live:
             b = live[dispute % len(live)]
@@ -1359,6 +1376,12 @@ class SettlementGame(RuleBasedStateMachine):
         d = self.dispute_of(dispute, OPEN)
         self.resolve_dispute(d, self.dispute_verdicts(d.batch, mask, prefer_fail))
 
+    def tally(self, b: Batch, verdicts: list[Any]) -> tuple[int, int, int]:
+        """Pass weight, fail weight and the quorum threshold (x BPS) of ``verdicts``."""
+        passed = sum(self.weight_at(v[0], b.snapshot) for v in verdicts if v[1])
+        failed = sum(self.weight_at(v[0], b.snapshot) for v in verdicts if not v[1])
+        return passed, failed, PARAMS.quorum_bps * self.role_stake_at(2, b.snapshot)
+
     def resolve_dispute(self, d: Dispute, verdicts: list[Any], expect_ok: bool = False) -> None:
         b = d.batch
         if d.outcome != OPEN:
@@ -1367,6 +1390,13 @@ class SettlementGame(RuleBasedStateMachine):
             expected = "VotingOpen"
         else:
             expected = self.weigh_error(b, verdicts, pass_only=False)
+            if expected is None and self.next_ts < d.opened_at + 2 * WINDOW:
+                # nothing decisive presented: a void waits a second window
+                passed, failed, threshold = self.tally(b, verdicts)
+                if not (failed and failed * BPS >= threshold) and not (
+                    passed and passed * BPS >= threshold
+                ):
+                    expected = "VotingOpen"
         assert not (expect_ok and expected), expected
         if not self.tx(
             "resolveChallenge",
@@ -1377,9 +1407,7 @@ class SettlementGame(RuleBasedStateMachine):
             self.w.deployer,
         ):
             return
-        passed = sum(self.weight_at(v[0], b.snapshot) for v in verdicts if v[1])
-        failed = sum(self.weight_at(v[0], b.snapshot) for v in verdicts if not v[1])
-        threshold = PARAMS.quorum_bps * self.role_stake_at(2, b.snapshot)
+        passed, failed, threshold = self.tally(b, verdicts)
         if failed and failed * BPS >= threshold:
             self.uphold(d)
         elif passed and passed * BPS >= threshold:

@@ -474,19 +474,19 @@ def test_unbonding_cannot_escape_a_slash(world: World) -> None:
     g.expect_revert(reg.withdraw(unbonding), x, "WithdrawalLocked", node=x)
 
     pool = reg.slashableStake(x.address).call()
-    own = reg.stakeOf(x.address, x.address).call()  # its active own stake: the other half
-    assert (pool, own) == (NODE_STAKE, NODE_STAKE // 2)
+    active = reg.stakeOf(x.address, x.address).call()  # its active own stake: the other half
+    assert (pool, active) == (NODE_STAKE, NODE_STAKE // 2)
     _, v2, v3 = w.verifiers
     g.vote(dispute, fraud, v2, True)
     receipt = g.vote(dispute, fraud, v3, True)  # 88 %: upheld
     (upheld,) = g.events(g.d.settlement, "ChallengeUpheld", receipt)
-    # The slash takes max(minSlash, collateral) from the active own stake and the same
-    # fraction of everything else in the pool: the unbonding half loses as much again.
+    # The slash takes max(minSlash, collateral) from the operator's own stake, active and
+    # unbonding together (all of this pool), and the same fraction of everything else.
     target = max(P.min_slash, collateral(5))
-    slash = pool * target // own
-    assert slash == 2 * target
+    slash = pool * target // NODE_STAKE
+    assert slash == target
     assert upheld.args.slashed == slash
-    assert reg.stakeOf(x.address, x.address).call() == own - target
+    assert reg.stakeOf(x.address, x.address).call() == active * (pool - slash) // pool
     assert reg.slashableStake(x.address).call() == pool - slash
     receipt = g.send(reg.withdraw(unbonding), x)
     (withdrawn,) = g.events(g.d.node_registry, "Withdrawn", receipt)
@@ -497,7 +497,8 @@ def test_unbonding_cannot_escape_a_slash(world: World) -> None:
 def test_unstaking_after_the_commit_does_not_cancel_the_challengers_reward(world: World) -> None:
     """A cheating node that unstakes all its own stake right after committing would, if the
     reward came only from its *active* own stake, leave the first challenger unrewarded. The
-    reward is a share of the slash target instead; the node's unbonding stake pays it."""
+    reward is a share of the slash target instead; the node's unbonding stake pays it, and
+    is what the slash is sized by."""
     w, g = world, world.g
     reg = g.d.node_registry.functions
     x = w.attacker
@@ -513,7 +514,10 @@ def test_unstaking_after_the_commit_does_not_cancel_the_challengers_reward(world
     receipt = g.vote(dispute, fraud, v3, True)
     (upheld,) = g.events(g.d.settlement, "ChallengeUpheld", receipt)
     target = max(P.min_slash, collateral(5))
-    assert upheld.args.slashed == pool  # nothing active to scale by: the whole pool
+    # The unbonding own stake is the operator's stake: the slash takes the target from it,
+    # not the whole pool for want of active own stake.
+    assert pool == NODE_STAKE
+    assert upheld.args.slashed == target
     assert upheld.args.challengerReward == target * P.challenger_reward_bps // 10_000 > 0
     bond = g.d.settlement.functions.challengeBond().call()
     assert g.balance(w.challenger) - before == bond + upheld.args.challengerReward
@@ -847,13 +851,16 @@ def _requester_cannot_get_a_refund_by_challenging_its_own_batch(w: World) -> Non
             g.finalize(b, verdicts, w.node)
             assert g.balance(r) == requester0 - escrow(5) - P.challenge_bond
 
-        # Nobody votes and the requester voids it to get its bond back: the batch is
-        # Pending again, cannot be expired yet, and the honest verdicts finalise it.
-        g.advance(WINDOW)
+        # Nobody votes and the requester voids it to get its bond back (a void waits a
+        # second window): the batch is Pending again with a fresh challenge window, cannot
+        # be expired yet, and the honest verdicts finalise it after that window.
+        g.advance(2 * WINDOW)
         receipt = g.send(s.resolveChallenge(dispute, b.record, []), r)
         assert g.events(g.d.settlement, "ChallengeVoided", receipt)
         assert g.status(b) == BatchStatus.PENDING
         g.expect_revert(s.expire(b.key, b.record), r, "FinalizeGraceOpen")
+        g.expect_revert(g.finalize_fn(b, verdicts), w.node, "ChallengeWindowOpen")
+        g.advance(WINDOW)
         g.finalize(b, verdicts, w.node)
         assert g.status(b) == BatchStatus.FINALIZED
         assert g.balance(r) == requester0 - escrow(5)

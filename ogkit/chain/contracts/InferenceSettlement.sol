@@ -631,7 +631,7 @@ contract InferenceSettlement is EIP712 {
         external
     {
         bytes32 stored = _pending(batchId, r);
-        uint256 endsAt = uint256(r.committedAt) + challengeWindow;
+        (uint256 endsAt, bool disputed) = _windowEnd(batchId, r);
         if (block.timestamp < endsAt) revert ChallengeWindowOpen(batchId, endsAt);
         address[] memory signers = _passSigners(hashVerdict(batchId, r.claimDigest, true), passes);
         (uint256[] memory weights, uint256 total) =
@@ -644,6 +644,7 @@ contract InferenceSettlement is EIP712 {
             revert QuorumNotReached(batchId, yes, total);
         }
         _commitments[batchId] = _seal(stored, Status.Finalized);
+        if (disputed) nodes.unlock(r.node);
         _payOut(batchId, r, signers, weights, yes, total);
     }
 
@@ -698,12 +699,11 @@ contract InferenceSettlement is EIP712 {
     ///         `challengeWindow` after its window (or after its last dispute closed). Anyone.
     function expire(bytes32 batchId, Record calldata r) external {
         bytes32 stored = _pending(batchId, r);
-        uint256 from = uint256(r.committedAt) + challengeWindow;
-        uint256 reopenedAt = _disputeStates[batchId].reopenedAt;
-        if (reopenedAt > from) from = reopenedAt;
-        uint256 endsAt = from + challengeWindow;
+        (uint256 endsAt, bool disputed) = _windowEnd(batchId, r);
+        endsAt += challengeWindow;
         if (block.timestamp < endsAt) revert FinalizeGraceOpen(batchId, endsAt);
         _commitments[batchId] = _seal(stored, Status.Refunded);
+        if (disputed) nodes.unlock(r.node);
         uint256 escrow = _escrowOf(r.price, r.rowCount);
         _accounts[r.node].exposure -= uint120(_collateral(escrow));
         emit BatchRefunded(batchId, r.requester, escrow);
@@ -742,7 +742,7 @@ contract InferenceSettlement is EIP712 {
         bytes32[] calldata proof
     ) external returns (uint256 disputeId) {
         bytes32 stored = _pending(batchId, r);
-        uint256 endsAt = uint256(r.committedAt) + challengeWindow;
+        (uint256 endsAt, bool disputed) = _windowEnd(batchId, r);
         if (block.timestamp >= endsAt) revert ChallengeWindowClosed(batchId, endsAt);
         _checkEvidence(batchId, r, c, proof);
 
@@ -757,7 +757,8 @@ contract InferenceSettlement is EIP712 {
         d.rowIndex = c.rowIndex;
         _commitments[batchId] = _seal(stored, Status.Disputed);
         _disputeStates[batchId].disputeId = uint64(disputeId);
-        nodes.lock(r.node);
+        // One lock per disputed batch, held until the batch is final (see `_reopen`).
+        if (!disputed) nodes.lock(r.node);
         emit ChallengeOpened(
             batchId,
             disputeId,
@@ -834,9 +835,14 @@ contract InferenceSettlement is EIP712 {
         } else if (pass != 0 && pass * BPS >= threshold) {
             _reject(disputeId, d, r);
         } else {
+            // The caller picks the verdicts it presents, so nothing decisive may only mean
+            // that it left them out: a void waits one more window, in which anyone holding
+            // decisive verdicts can still present them.
+            endsAt += challengeWindow;
+            if (block.timestamp < endsAt) revert VotingOpen(disputeId, endsAt);
             d.outcome = OUTCOME_VOIDED;
             d.resolvedAt = uint48(block.timestamp);
-            _reopen(batchId, r.node);
+            _reopen(batchId);
             emit ChallengeVoided(batchId, disputeId, d.challenger);
             if (challengeBond != 0) token.safeTransfer(d.challenger, challengeBond);
         }
@@ -882,15 +888,32 @@ contract InferenceSettlement is EIP712 {
     function _reject(uint256 disputeId, Dispute storage d, Record calldata r) private {
         d.outcome = OUTCOME_REJECTED;
         d.resolvedAt = uint48(block.timestamp);
-        _reopen(d.batchId, r.node);
+        _reopen(d.batchId);
         emit ChallengeRejected(d.batchId, disputeId, r.node, d.challenger, challengeBond);
         if (challengeBond != 0) token.safeTransfer(r.node, challengeBond);
     }
 
-    function _reopen(bytes32 batchId, address node) private {
+    /// @dev Pending again, with a fresh challenge window from now (a dispute, the node's own
+    ///      included, cannot run out the window of other challengers). The node's withdrawal
+    ///      lock stays until the batch is final, so stake the batch counted on cannot leave
+    ///      in that window; finalize and expire release it.
+    function _reopen(bytes32 batchId) private {
         _setStatus(batchId, Status.Pending);
         _disputeStates[batchId].reopenedAt = uint48(block.timestamp);
-        nodes.unlock(node);
+    }
+
+    /// @dev When the batch's challenge window ends: `challengeWindow` after the commit, or
+    ///      after its last dispute closed; and whether it was ever disputed (then its node
+    ///      holds a withdrawal lock for it).
+    function _windowEnd(bytes32 batchId, Record calldata r)
+        private
+        view
+        returns (uint256 endsAt, bool disputed)
+    {
+        uint256 from = _disputeStates[batchId].reopenedAt;
+        disputed = from != 0;
+        if (!disputed) from = r.committedAt;
+        endsAt = from + challengeWindow;
     }
 
     /// @notice After an upheld dispute, a verifier that voted upheld, or that presents its signed
@@ -1063,18 +1086,6 @@ contract InferenceSettlement is EIP712 {
         returns (bytes32)
     {
         return _hashTypedDataV4(keccak256(abi.encode(VERDICT_TYPEHASH, batchId, claimDigest, pass)));
-    }
-
-    /// @notice What a batch of `rowCount` rows of a registration escrows at its current price.
-    function quote(bytes32 modelId, address modelOwner, uint64 rowCount)
-        external
-        view
-        returns (uint256 modelPayment, uint256 nodeFee, uint256 verifierFee, uint256 total)
-    {
-        (bool registered, uint256 price,) = models.pricing(modelId, modelOwner);
-        if (!registered) revert ModelNotFound(modelId, modelOwner);
-        (modelPayment, nodeFee, verifierFee) = _split(price, rowCount);
-        total = modelPayment + nodeFee + verifierFee;
     }
 
     /// @notice A batch's status.

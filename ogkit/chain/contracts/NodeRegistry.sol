@@ -59,6 +59,9 @@ contract NodeRegistry is Ownable, EIP712 {
         uint256 poolAssets;
         uint256 poolShares;
         uint256 unbondingShares;
+        /// @dev The part of `unbondingShares` that is the node's own stake: a slash sizes the
+        ///      operator's stake as its own active and unbonding shares together.
+        uint256 ownUnbondingShares;
     }
 
     /// @dev A weight history and, in one slot, its latest checkpoint: reading a weight as of a
@@ -385,6 +388,7 @@ contract NodeRegistry is Ownable, EIP712 {
             : Math.mulDiv(u.shares, n.poolAssets, n.poolShares);
         n.poolShares -= u.shares;
         n.unbondingShares -= u.shares;
+        if (u.holder == u.node) n.ownUnbondingShares -= u.shares;
         n.poolAssets -= amount;
         _sync(u.node, n, before);
         emit Withdrawn(unbondingId, u.node, msg.sender, amount);
@@ -405,8 +409,9 @@ contract NodeRegistry is Ownable, EIP712 {
     }
 
     /// @notice Slash `node`'s pool by the share that takes `ownTarget` from the node's own
-    ///         active stake (the whole pool when its own active stake is below that): the
-    ///         operator loses what it put at risk, and its delegators lose the same fraction.
+    ///         stake, active and unbonding (the whole pool when its own stake is below that):
+    ///         the operator loses what it put at risk, and its delegators lose the same
+    ///         fraction, however much of its own stake the operator started unbonding.
     ///         Settlement only.
     function slashOwn(address node, uint256 ownTarget, address recipient)
         external
@@ -414,7 +419,7 @@ contract NodeRegistry is Ownable, EIP712 {
     {
         _onlySettlement();
         Node storage n = _registered(node);
-        uint256 own = _value(n, _shares[node][node]);
+        uint256 own = _ownValue(node, n);
         uint256 amount =
             own > ownTarget ? Math.mulDiv(n.poolAssets, ownTarget, own) : n.poolAssets;
         return _slash(node, n, amount, recipient);
@@ -426,10 +431,10 @@ contract NodeRegistry is Ownable, EIP712 {
     {
         slashed = amount > n.poolAssets ? n.poolAssets : amount;
         uint256 before = _weight(node, n);
-        uint256 ownBefore = _value(n, _shares[node][node]);
+        uint256 ownBefore = _ownValue(node, n);
         n.poolAssets -= slashed;
         _sync(node, n, before);
-        fromOwn = ownBefore - _value(n, _shares[node][node]);
+        fromOwn = ownBefore - _ownValue(node, n);
         emit Slashed(node, recipient, slashed, fromOwn, n.poolAssets);
         if (slashed != 0) token.safeTransfer(recipient, slashed);
     }
@@ -797,6 +802,11 @@ contract NodeRegistry is Ownable, EIP712 {
         return total == 0 ? 0 : Math.mulDiv(shares, n.poolAssets, total);
     }
 
+    /// @dev The node's own stake in its pool, active and unbonding.
+    function _ownValue(address node, Node storage n) private view returns (uint256) {
+        return _value(n, _shares[node][node] + n.ownUnbondingShares);
+    }
+
     function _active(Node storage n) private view returns (uint256) {
         return _value(n, n.poolShares - n.unbondingShares);
     }
@@ -871,6 +881,7 @@ contract NodeRegistry is Ownable, EIP712 {
         uint256 before = _weight(node, n);
         _shares[node][holder] = held - shares;
         n.unbondingShares += shares;
+        if (holder == node) n.ownUnbondingShares += shares;
         _sync(node, n, before);
         if (holder == node) {
             uint256 remaining = _value(n, held - shares);

@@ -1,0 +1,400 @@
+"""Attacks on the settlement contracts by parties that hold their own keys (node, requester,
+challenger, verifier, delegator), alone or colluding, each tried as such an attacker would
+try it (in-process eth-tester chain, real signatures).
+
+Each test names the attack and asserts that it is refused with its custom error or that the
+attacker ends up where the rules say. The first five worked against the previous contracts:
+
+- an operator voiding the dispute over its forged batch by resolving it first, presenting
+  no verdicts, so that the fail verdicts holding the quorum never upheld it;
+- an operator holding the batch Disputed with its own challenge of an honest row until the
+  window closed, so that nobody could challenge the forged row and the batch finalised;
+- unbonding stake leaving while a reopened batch could still be challenged;
+- an operator unbonding its own stake after the commit, so that a slash took its
+  delegators' whole stake (they lost a larger fraction than it did);
+- a pass-attester unbonding after it signed, so that the challenger's reward for slashing
+  it was zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+
+from ogkit.chain.bindings import OPG, BatchStatus, load_compiled
+
+from .game import (
+    BPS,
+    GAME_PARAMS,
+    Batch,
+    Game,
+    Player,
+    attester,
+    b32,
+    hex32,
+    sorted_verdicts,
+)
+
+P = GAME_PARAMS
+WINDOW = P.challenge_window
+MODEL = hex32(keccak(b"tiny-mlp.onnx bytes"))
+PRICE = 1 * OPG
+NODE_STAKE = 100_000 * OPG
+VERIFIER_STAKES = (12_000 * OPG, 31_900 * OPG, 56_100 * OPG)
+"""The first and third verifiers hold 68.1 % (above the 2/3 quorum), the last two 88 %, the
+third alone 56.1 % (not enough)."""
+
+
+@dataclass(frozen=True)
+class World:
+    g: Game
+    owner: Player
+    requester: Player
+    attacker: Player  # a staked inference node turned attacker
+    attacker_key: Player
+    sock: Player  # a challenger key the attacker holds
+    verifiers: tuple[Player, Player, Player]
+    challenger: Player  # an honest watcher
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    g = Game(num_accounts=24)
+    w = World(
+        g=g,
+        owner=g.player("owner"),
+        requester=g.player("requester"),
+        attacker=g.player("attacker"),
+        attacker_key=attester("attacker"),
+        sock=g.player("attacker's sock"),
+        verifiers=(g.player("verifier 1"), g.player("verifier 2"), g.player("verifier 3")),
+        challenger=g.player("challenger"),
+    )
+    g.register_model(w.owner, MODEL, PRICE)
+    g.stake(w.attacker, 1, NODE_STAKE, attester=w.attacker_key)
+    for v, stake in zip(w.verifiers, VERIFIER_STAKES, strict=True):
+        g.stake(v, 2, stake)
+    g.fund(w.requester, 1_000_000 * OPG)
+    g.allow(w.requester, 2**255)
+    g.mine()
+    return w
+
+
+@pytest.fixture(autouse=True)
+def _rewound(world: World) -> Iterator[None]:
+    with world.g.isolated():
+        yield
+
+
+def fraud(w: World, job: str, rows: int = 5) -> Batch:
+    """A batch the requester ordered from the attacker's node, committed."""
+    order = w.g.order(
+        w.requester, model_id=MODEL, model_owner=w.owner, node=w.attacker, max_rows=rows, job=job
+    )
+    batch = w.g.batch(order, w.attacker_key, order_signer=w.requester, rows=rows)
+    w.g.commit(batch, w.attacker)
+    return batch
+
+
+def opened_at(w: World, dispute: int) -> int:
+    return int(w.g.d.settlement.functions.getDispute(dispute).call()[2])
+
+
+def test_a_void_cannot_front_run_decisive_fail_verdicts(world: World) -> None:
+    """The fallback weighs the verdicts its caller presents. The attacker resolved first,
+    with none, and the dispute was voided: no slash, and the window was over by then."""
+    w, g = world, world.g
+    s, reg = g.d.settlement.functions, g.d.node_registry.functions
+    v1, v2, v3 = w.verifiers
+    b = fraud(w, "void front-run")
+    fails = [g.verdict(v, b, False) for v in (v2, v3)]  # 88 % signed fail
+    dispute = g.challenge(b, w.challenger, row=1)
+    g.vote(dispute, b, v3, True)  # 56.1 %: not decided by votes
+    g.advance(WINDOW)
+    voidable = opened_at(w, dispute) + 2 * WINDOW
+    g.expect_revert(
+        s.resolveChallenge(dispute, b.record, []), w.attacker, "VotingOpen", endsAt=voidable
+    )
+    pass1 = g.verdict(v1, b, True)  # the attacker's one pass verdict decides nothing either
+    g.expect_revert(
+        s.resolveChallenge(dispute, b.record, sorted_verdicts([pass1])), w.sock, "VotingOpen"
+    )
+    own0 = reg.stakeOf(w.attacker.address, w.attacker.address).call()
+    receipt = g.send(s.resolveChallenge(dispute, b.record, sorted_verdicts(fails)), w.challenger)
+    assert g.events(g.d.settlement, "ChallengeUpheld", receipt)
+    assert g.status(b) == BatchStatus.SLASHED
+    assert reg.stakeOf(w.attacker.address, w.attacker.address).call() < own0
+
+
+def test_a_void_waits_a_second_window_then_opens_a_fresh_one(world: World) -> None:
+    """Nothing decisive after two windows: voided, the bond back, and a fresh window."""
+    w, g = world, world.g
+    s = g.d.settlement.functions
+    b = fraud(w, "void late")
+    dispute = g.challenge(b, w.challenger)
+    g.advance(2 * WINDOW)
+    bond0 = g.balance(w.challenger)
+    receipt = g.send(s.resolveChallenge(dispute, b.record, []), w.attacker)
+    assert g.events(g.d.settlement, "ChallengeVoided", receipt)
+    assert g.balance(w.challenger) == bond0 + P.challenge_bond
+    reopened = int(s.stateOf(b.key).call()[2])
+    assert reopened == g.now()
+    passes = [g.verdict(v, b) for v in w.verifiers]
+    g.expect_revert(
+        g.finalize_fn(b, passes), w.attacker, "ChallengeWindowOpen", endsAt=reopened + WINDOW
+    )
+    g.expect_revert(
+        s.expire(b.key, b.record), w.requester, "FinalizeGraceOpen", endsAt=reopened + 2 * WINDOW
+    )
+    again = g.challenge(b, w.challenger, row=2)  # the fresh window is open to challengers
+    assert again == dispute + 1
+
+
+def test_a_self_challenge_cannot_run_out_the_window(world: World) -> None:
+    """One dispute at a time: the attacker challenged an honest row of its forged batch
+    from a key of its own (the bond comes back to its node on rejection), so the honest
+    challenger was refused, and the votes rejecting it came after the window had closed.
+    The verifiers' samples missed the forged row; the attacker finalised with their pass
+    verdicts and was paid for a forged batch."""
+    w, g = world, world.g
+    s = g.d.settlement.functions
+    v1, v2, v3 = w.verifiers
+    b = fraud(w, "self-challenge")
+    passes = [g.verdict(v, b) for v in w.verifiers]  # their samples missed row 3
+    decoy = g.challenge(b, w.sock, row=0)  # a made-up output for an honest row
+    g.expect_revert(
+        s.challenge(*g.challenge_args(b, 3, keccak(b"the real output"), b"\x01" * 32)),
+        w.challenger,
+        "WrongStatus",
+    )
+    g.advance(WINDOW - 60)
+    g.vote(decoy, b, v2, False)
+    g.vote(decoy, b, v3, False)  # rejected: the bond goes to the attacker's node
+    assert g.status(b) == BatchStatus.PENDING
+    g.advance(120)  # past the commit's window
+    g.expect_revert(g.finalize_fn(b, passes), w.attacker, "ChallengeWindowOpen")
+    real = g.challenge(b, w.challenger, row=3)
+    g.vote(real, b, v1, True)
+    receipt = g.vote(real, b, v3, True)  # 68.1 %
+    assert g.events(g.d.settlement, "ChallengeUpheld", receipt)
+    assert g.status(b) == BatchStatus.SLASHED
+
+
+def test_unbonding_stays_locked_while_a_reopened_batch_can_be_challenged(world: World) -> None:
+    """The lock was released when the attacker's own challenge was rejected; unbonding
+    that matured meanwhile then left before the real challenge came."""
+    w, g = world, world.g
+    s, reg = g.d.settlement.functions, g.d.node_registry.functions
+    x = w.attacker
+    _, v2, v3 = w.verifiers
+    g.send(reg.unstake(NODE_STAKE // 2), x)
+    unbonding = int(reg.unbondingCount().call())
+    g.advance(P.unbonding_period - WINDOW // 2)
+    b = fraud(w, "lock")
+    decoy = g.challenge(b, w.sock)
+    g.advance(WINDOW // 2 + 60)  # the unbonding has matured
+    g.vote(decoy, b, v2, False)
+    g.vote(decoy, b, v3, False)
+    assert reg.withdrawLocks(x.address).call() == 1
+    g.expect_revert(reg.withdraw(unbonding), x, "WithdrawalLocked", node=x.address)
+    real = g.challenge(b, w.challenger, row=4)
+    g.vote(real, b, v2, True)
+    g.vote(real, b, v3, True)
+    assert reg.withdrawLocks(x.address).call() == 0
+    pool = NODE_STAKE  # no delegators: the slash took the target from the pool
+    target = max(P.min_slash, escrow(5) * P.collateral_bps // BPS)
+    receipt = g.send(reg.withdraw(unbonding), x)
+    (withdrawn,) = g.events(g.d.node_registry, "Withdrawn", receipt)
+    assert withdrawn.args.amount == (NODE_STAKE // 2) * (pool - target) // pool
+    assert s.exposure(x.address).call() == 0
+
+
+def test_a_rejected_then_finalised_batch_releases_the_lock(world: World) -> None:
+    w, g = world, world.g
+    s, reg = g.d.settlement.functions, g.d.node_registry.functions
+    _, v2, v3 = w.verifiers
+    b = fraud(w, "honest after all")
+    passes = [g.verdict(v, b) for v in w.verifiers]
+    dispute = g.challenge(b, w.sock)
+    g.vote(dispute, b, v2, False)
+    g.vote(dispute, b, v3, False)
+    assert reg.withdrawLocks(w.attacker.address).call() == 1
+    g.advance(WINDOW)
+    g.finalize(b, passes, w.requester)
+    assert reg.withdrawLocks(w.attacker.address).call() == 0
+    # and an expired one too
+    e = fraud(w, "expired after a dispute")
+    dispute = g.challenge(e, w.sock)
+    g.vote(dispute, e, v2, False)
+    g.vote(dispute, e, v3, False)
+    g.advance(2 * WINDOW)
+    g.send(s.expire(e.key, e.record), w.requester)
+    assert reg.withdrawLocks(w.attacker.address).call() == 0
+
+
+def escrow(rows: int, price: int = PRICE) -> int:
+    payment = price * rows
+    return payment + payment * P.node_fee_bps // BPS + payment * P.verifier_fee_bps // BPS
+
+
+def test_delegators_lose_the_operators_fraction_when_it_unbonds(world: World) -> None:
+    """The slash was sized by the operator's *active* own stake: an operator that unbonded
+    all but the minimum after committing had its whole pool slashed, its delegators' 300,000
+    OPG burned while it lost 1 % of its own."""
+    w, g = world, world.g
+    reg = g.d.node_registry.functions
+    x = w.attacker
+    _, v2, v3 = w.verifiers
+    delegator = g.player("delegator")
+    g.delegate(delegator, x, 300_000 * OPG)
+    g.mine()
+    b = fraud(w, "unbond then slash")
+    g.send(reg.unstake(NODE_STAKE - P.min_node_stake), x)
+    dispute = g.challenge(b, w.challenger)
+    g.vote(dispute, b, v2, True)
+    receipt = g.vote(dispute, b, v3, True)
+    (upheld,) = g.events(g.d.settlement, "ChallengeUpheld", receipt)
+    target = max(P.min_slash, escrow(5) * P.collateral_bps // BPS)
+    pool = NODE_STAKE + 300_000 * OPG
+    assert upheld.args.slashed == pool * target // NODE_STAKE  # 1 % of the pool
+    left = pool - upheld.args.slashed
+    assert reg.stakeOf(x.address, delegator.address).call() == 300_000 * OPG * left // pool
+    (_, _, _, _, value) = reg.getUnbonding(reg.unbondingCount().call()).call()
+    own_after = reg.stakeOf(x.address, x.address).call() + value
+    assert NODE_STAKE - own_after in (target, target + 1)  # rounding of two parts
+
+
+def test_a_pass_attester_that_unbonds_still_pays_the_challenger(world: World) -> None:
+    """The challenger's reward for slashing a pass-attester was a share of what its *active*
+    own stake lost: a verifier that unstaked everything right after signing pass made it 0."""
+    w, g = world, world.g
+    s, reg = g.d.settlement.functions, g.d.node_registry.functions
+    v1, v2, v3 = w.verifiers
+    b = fraud(w, "lazy verifier")
+    lazy = g.verdict(v1, b, True)
+    g.send(reg.unstake(VERIFIER_STAKES[0]), v1)  # all of it: active own stake 0
+    dispute = g.challenge(b, w.challenger)
+    g.vote(dispute, b, v2, True)
+    g.vote(dispute, b, v3, True)
+    before = g.balance(w.challenger)
+    receipt = g.send(s.slashPassAttester(dispute, b.record, lazy.as_tuple()), w.sock)
+    (slashed,) = g.events(g.d.settlement, "PassAttesterSlashed", receipt)
+    amount = VERIFIER_STAKES[0] * P.verifier_slash_bps // BPS
+    assert slashed.args.amount == amount
+    assert g.balance(w.challenger) - before == amount * P.challenger_reward_bps // BPS
+
+
+# --------------------------------------------------------------------------- held
+
+
+def test_an_order_cannot_be_replayed_on_another_settlement_contract(world: World) -> None:
+    """EIP-712 binds the order to its chain and contract: a second settlement deployed on
+    the same registries refuses an order the requester signed for the first."""
+    w, g = world, world.g
+    compiled = load_compiled("InferenceSettlement")
+    s = g.d.settlement.functions
+    params = (
+        WINDOW, P.quorum_bps, P.node_fee_bps, P.verifier_fee_bps, P.challenge_bond,
+        P.collateral_bps, P.min_slash, P.challenger_reward_bps, P.verifier_slash_bps,
+        P.claim_max_age,
+    )  # fmt: skip
+    factory = g.w3.eth.contract(abi=compiled["abi"], bytecode=compiled["bytecode"])
+    receipt = g.send(
+        factory.constructor(
+            g.d.token.address, g.d.model_registry.address, g.d.node_registry.address, params,
+            s.zkJudge().call(),
+        ),
+        g.deployer,
+    )  # fmt: skip
+    other = g.w3.eth.contract(address=receipt["contractAddress"], abi=compiled["abi"])
+    g.send(g.d.token.functions.approve(other.address, 2**255), w.requester)
+    order = g.order(w.requester, model_id=MODEL, model_owner=w.owner, node=w.attacker, job="x")
+    b = g.batch(order, w.attacker_key, order_signer=w.requester)
+    g.expect_revert(other.functions.commitBatch(*b.commit_args()), w.attacker, "BadOrderSignature")
+
+
+def test_a_verdict_cannot_be_reused_on_another_batch(world: World) -> None:
+    """A pass verdict names the batch and its committed claim: presented for another batch
+    it recovers to an unrelated key, which weighs nothing."""
+    w, g = world, world.g
+    one, two = fraud(w, "one"), fraud(w, "two")
+    v1, _, v3 = w.verifiers
+    passes = [g.verdict(v, one) for v in (v1, v3)]  # 68.1 %
+    g.advance(WINDOW)
+    signatures = g.finalize_fn(one, passes).args[2]
+    for replayed in ([signatures[0]], [signatures[1]]):  # one at a time: no sort order
+        fn = g.d.settlement.functions.finalize(two.key, two.record, replayed)
+        g.expect_revert(fn, w.attacker, "QuorumNotReached", passStake=0)
+    g.finalize(one, passes, w.attacker)  # valid for their own batch
+
+
+def test_flash_stake_weighs_nothing_in_governance(world: World) -> None:
+    """Stake that arrives after a proposal's snapshot cannot vote on it, and a node that
+    unstakes after voting does not vote again through another key."""
+    w, g = world, world.g
+    reg = g.d.node_registry.functions
+    v1, v2, _ = w.verifiers
+    g.send(reg.propose(b32(keccak(b"a bad measurement")), 1), v1)
+    pid = int(reg.proposalCount().call())
+    flash = g.player("flash staker")
+    g.stake(flash, 2, 500_000 * OPG)
+    g.mine()
+    g.expect_revert(reg.vote(pid, True), flash, "NoStake")
+    g.send(reg.vote(pid, True), v2)
+    g.send(reg.unstake(VERIFIER_STAKES[1]), v2)
+    g.expect_revert(reg.vote(pid, True), v2, "AlreadyVoted")
+
+
+def test_a_receive_authorization_cannot_be_front_run(world: World) -> None:
+    """ERC-3009: only the payee may submit a ReceiveWithAuthorization; a front-runner who
+    copies it from the mempool is refused, and the payee's call then succeeds."""
+    w, g = world, world.g
+    token = g.d.token
+    payer, payee = w.requester, w.owner
+    nonce = keccak(b"receive nonce")
+    typed = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "ReceiveWithAuthorization": [
+                {"name": "from", "type": "address"},
+                {"name": "to", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "validAfter", "type": "uint256"},
+                {"name": "validBefore", "type": "uint256"},
+                {"name": "nonce", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "ReceiveWithAuthorization",
+        "domain": {
+            "name": "OpenGradient Token",
+            "version": "1",
+            "chainId": g.d.chain_id,
+            "verifyingContract": token.address,
+        },
+        "message": {
+            "from": payer.address,
+            "to": payee.address,
+            "value": 5 * OPG,
+            "validAfter": 0,
+            "validBefore": 2**40,
+            "nonce": nonce,
+        },
+    }
+    signed = Account.sign_message(encode_typed_data(full_message=typed), payer.account.key)
+    sig = (signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
+    args = (payer.address, payee.address, 5 * OPG, 0, 2**40, nonce, *sig)
+    fn = token.functions.receiveWithAuthorization(*args)
+    g.expect_revert(fn, w.sock, "ERC20InvalidReceiver")
+    before = g.balance(payee)
+    g.send(token.functions.receiveWithAuthorization(*args), payee)
+    assert g.balance(payee) == before + 5 * OPG
