@@ -274,6 +274,16 @@ def _dispute(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.json:
         print_json({"schema": "ogkit.zk.dispute.v1", "batch_id": batch.batch_id, **out})
+    elif out["outcome"] == "undecidable":
+        # A near tie (docs/spec.md §13.5): the proof neither slashes nor clears the node.
+        print(
+            f"dispute {out['dispute']} on {batch.batch_id} stays open: the proof neither "
+            f"confirms nor refutes the row (output {out['tensor']}: a label at a near tie, or "
+            "a float beyond its tolerance but within twice it).\n"
+            "Verifiers decide it by re-executing the row: ogkit dispute vote "
+            f"{batch.batch_id} --upheld|--rejected --key VERIFIER (ogkit dispute show "
+            f"{batch.batch_id} for the votes; ogkit dispute resolve after the voting time)"
+        )
     else:
         verdict = "upheld: the node is slashed" if out["upheld"] else "rejected"
         print(f"dispute {out['dispute']} on {batch.batch_id} {verdict} ({out['gas']:,} gas)")

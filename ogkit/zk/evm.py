@@ -8,8 +8,9 @@
   refused unless ``allow_oversize`` (a devnet started with a larger code-size limit).
 * :func:`deploy_verifier`, :func:`register_profile` (the model owner) and
   :func:`approve_profile` (the ZkJudge's governor) put a profile on chain.
-* :func:`check_row_onchain` runs ``ZkJudge.checkRow`` as a call; :func:`resolve_with_proof`
-  sends ``ZkJudge.resolve``, which closes an open dispute at once.
+* :func:`judge_row_onchain` / :func:`check_row_onchain` run ``ZkJudge.checkRow`` as a
+  call; :func:`resolve_with_proof` sends ``ZkJudge.resolve``, which closes an open dispute
+  at once where the proof decides it and leaves it to the vote where it cannot.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "deploy_verifier",
     "ensure_verifier",
     "judge_contract",
+    "judge_row_onchain",
     "layout_args",
     "measure_verify_gas",
     "register_profile",
@@ -360,12 +362,16 @@ def _judge_revert(exc: BaseException) -> str:
     return decode_revert(exc) or str(exc)
 
 
-def check_row_onchain(
+def judge_row_onchain(
     chain: Any, profile: ZkProfile, proof: ZkProof, ev: RowEvidence, owner: str
-) -> bool:
-    """``ZkJudge.checkRow`` as a call: True within tolerance, False beyond; a revert
-    (proof rejected, input not bound, profile not approved) raises SettlementError."""
+) -> tuple[str, int]:
+    """``ZkJudge.checkRow`` as a call: what the proof says of the receipted outputs
+    (``"within"``, ``"beyond"`` or ``"undecidable"``, spec §13.5, as
+    :func:`ogkit.zk.verify.judge_outputs`) and the canonical index of the output tensor that
+    decided it; a revert (proof rejected, input not bound, profile not approved) raises
+    SettlementError."""
     from ogkit.errors import SettlementError
+    from ogkit.zk.verify import JUDGEMENTS
 
     judge = judge_contract(chain)
     inputs, outputs = layout_args(profile)
@@ -373,9 +379,29 @@ def check_row_onchain(
         _b32(profile.model_id), owner, row_proof_args(proof, ev), inputs, outputs
     )
     try:
-        return bool(fn.call({"gas": 30_000_000}))
+        judgement, tensor = fn.call({"gas": 30_000_000})
     except Exception as exc:
         raise SettlementError(f"ZkJudge.checkRow reverted: {_judge_revert(exc)}") from exc
+    return JUDGEMENTS[int(judgement)], int(tensor)
+
+
+def check_row_onchain(
+    chain: Any, profile: ZkProfile, proof: ZkProof, ev: RowEvidence, owner: str
+) -> bool:
+    """True when the proof confirms the receipt (every output within tolerance), False
+    when it refutes it (a float output beyond ``SLASH_FACTOR`` times its tolerance); when
+    it can do neither (``resolve`` reverts ``Undecidable``) raises SettlementError, as for
+    any revert (proof rejected, input not bound, profile not approved)."""
+    from ogkit.errors import SettlementError
+
+    outcome, tensor = judge_row_onchain(chain, profile, proof, ev, owner)
+    if outcome == "undecidable":
+        raise SettlementError(
+            f"ZkJudge.checkRow: Undecidable({tensor}): the proof neither confirms nor refutes "
+            "the row (a label at a near tie, or a float beyond its tolerance but within twice "
+            "it); the vote decides it"
+        )
+    return outcome == "within"
 
 
 def check_row_gas(
@@ -400,7 +426,11 @@ def resolve_with_proof(
     merkle_proof: list[bytes],
 ) -> dict[str, Any]:
     """Close the open dispute on ``batch_id`` with ``proof`` (anyone: the challenger or
-    the node); returns ``{"dispute", "upheld", "gas"}``."""
+    the node); returns ``{"dispute", "outcome", "upheld", "gas"}``, ``outcome`` "upheld" or
+    "rejected". Where the proof cannot decide the row (``ZkJudge`` reverts ``Undecidable``:
+    a label at a near tie, or a float beyond its tolerance but within twice it, spec §13.5)
+    nothing is sent and the dispute stays open for the vote: ``outcome`` "undecidable",
+    ``upheld`` None, ``tensor`` the output's canonical index, ``gas`` 0."""
     from ogkit.chain.records import onchain_batch
     from ogkit.errors import SettlementError
 
@@ -422,7 +452,18 @@ def resolve_with_proof(
     try:
         fn.call({"from": signer.address, "gas": 8_000_000})
     except Exception as exc:
-        raise SettlementError(f"ZkJudge.resolve reverts: {_judge_revert(exc)}") from exc
+        why = _judge_revert(exc)
+        if why.startswith("Undecidable("):
+            log.info("dispute %s on %s: the proof cannot decide (%s)", dispute_id, batch_id, why)
+            tensor = int(why[len("Undecidable(") : -1] or 0)
+            return {
+                "dispute": int(dispute_id),
+                "outcome": "undecidable",
+                "upheld": None,
+                "tensor": tensor,
+                "gas": 0,
+            }
+        raise SettlementError(f"ZkJudge.resolve reverts: {why}") from exc
     receipt = chain.transact(
         judge.functions.resolve(
             int(dispute_id),
@@ -439,7 +480,12 @@ def resolve_with_proof(
 
     events = judge.events.ResolvedByProof().process_receipt(receipt, errors=DISCARD)
     upheld = bool(events[0]["args"]["upheld"]) if events else False
-    return {"dispute": int(dispute_id), "upheld": upheld, "gas": int(receipt["gasUsed"])}
+    return {
+        "dispute": int(dispute_id),
+        "outcome": "upheld" if upheld else "rejected",
+        "upheld": upheld,
+        "gas": int(receipt["gasUsed"]),
+    }
 
 
 def measure_verify_gas(
@@ -503,8 +549,9 @@ def challenge_with_proof(
 ) -> dict[str, Any]:
     """Challenge row ``row`` of a committed batch and settle it with a ZK proof of the
     row's correct output: the challenge (commit, then reveal, with the bond), the proof,
-    then ``ZkJudge.resolve`` — upheld at once when the receipt is beyond tolerance, no
-    vote. Returns ``{"dispute", "upheld", "gas"}``."""
+    then ``ZkJudge.resolve`` — upheld at once when a float output is beyond twice its
+    tolerance, no vote; left open for the vote when the proof cannot decide. Returns
+    :func:`resolve_with_proof`'s document."""
     from ogkit.settle import challenge_row
     from ogkit.zk.batch import batch_evidence
     from ogkit.zk.keys import load_keys
@@ -532,7 +579,8 @@ def answer_with_proof(
     inputs: Any = None,
 ) -> dict[str, Any]:
     """The node's answer to the open dispute on ``batch``: a ZK proof of the challenged
-    row's receipted output, which rejects the challenge when it is within tolerance."""
+    row's receipted output, which rejects the challenge when it is within tolerance (and
+    leaves it to the vote when the proof cannot decide: :func:`resolve_with_proof`)."""
     from ogkit.zk.batch import batch_evidence
     from ogkit.zk.keys import load_keys
     from ogkit.zk.profile import load_profile

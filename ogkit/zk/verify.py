@@ -1,4 +1,4 @@
-"""Off-chain verification of ZK proofs and of their binding to receipts (spec §11).
+"""Off-chain verification of ZK proofs and of their binding to receipts (spec §13).
 
 The verifier uses its **own** profile and keys (exported and set up from the model, or
 re-derived with :func:`reproduce_keys`), never the prover's. A proof counts for a row
@@ -9,8 +9,15 @@ only when all of these hold, each failure a finding with a stable reason:
 * ``zk-input-unbound`` — the row's canonical input bytes do not hash to the receipt's
   ``inputHash``, or their fixed-point values are not the proof's public inputs;
 * ``zk-output-unbound`` — the receipted output bytes do not hash to ``outputHash``;
-* ``zk-output-mismatch`` — the receipted outputs differ from the proven outputs by more
-  than the profile's tolerance: the receipt is wrong;
+* ``zk-output-mismatch`` — a receipted float output differs from the proven one by more
+  than ``SLASH_FACTOR`` times the profile's tolerance (or is NaN/infinite): the receipt
+  is wrong;
+* ``zk-undecidable`` — the proof neither confirms the receipt (every output within
+  tolerance, labels equal) nor refutes it: a float output beyond its tolerance but within
+  ``SLASH_FACTOR`` times it, or an exact (integer) output, a label, differing from the
+  circuit's — a near tie the fixed-point circuit and onnxruntime may break differently.
+  The row is decided by re-execution with onnxruntime, the reference (on chain: the
+  vote, ``ogkit dispute vote``). This is not evidence that the receipt is wrong;
 * ``zk-row-unproven`` — a row asked for has no proof.
 """
 
@@ -27,7 +34,15 @@ from typing import Any
 from ogkit.crypto.keccak import keccak256
 from ogkit.errors import ZkError
 from ogkit.store import ContentStore
-from ogkit.zk.fixed import FIELD_MODULUS, BindingError, check_inputs_bound, compare_outputs
+from ogkit.zk.fixed import (
+    FIELD_MODULUS,
+    BindingError,
+    TensorLayout,
+    check_inputs_bound,
+    field_to_int,
+    fixed_point_f32_bits,
+    parse_row,
+)
 from ogkit.zk.keys import ZK_KEYS, ZK_SRS, ZkKeys, materialise
 from ogkit.zk.profile import ZK_SETTINGS, ZkProfile
 from ogkit.zk.prove import ZkProof
@@ -35,11 +50,18 @@ from ogkit.zk.prove import ZkProof
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BEYOND",
+    "SLASH_FACTOR",
+    "UNDECIDABLE",
+    "WITHIN",
+    "ZK_DEFERRED",
     "ZK_REASONS",
+    "OutputJudgement",
     "RowEvidence",
     "ZkFinding",
     "check_row",
     "evidence_from_values",
+    "judge_outputs",
     "verify_proof",
     "verify_rows",
 ]
@@ -49,9 +71,86 @@ ZK_REASONS = {
     "zk-proof-invalid": "the verifier rejects a ZK proof with its public values",
     "zk-input-unbound": "a ZK proof's public inputs are not the receipted row's inputs",
     "zk-output-unbound": "the receipted output bytes do not hash to the receipt's outputHash",
-    "zk-output-mismatch": "the receipted outputs differ from the proven ones beyond tolerance",
+    "zk-output-mismatch": (
+        "a receipted float output differs from the proven one beyond twice the tolerance"
+    ),
+    "zk-undecidable": (
+        "the proof neither confirms nor refutes the row (a float within twice its tolerance, "
+        "or only a label differing: a near tie); re-execution (the vote) decides it"
+    ),
     "zk-row-unproven": "a row has no valid ZK proof",
 }
+
+
+#: Reasons that say the proof cannot decide a row, not that its receipt is wrong: the row
+#: is for re-execution with onnxruntime (on chain, the vote).
+ZK_DEFERRED = frozenset({"zk-undecidable"})
+
+#: A proof refutes a receipted float only beyond this many times its tolerance
+#: (``ZkJudge.SLASH_FACTOR``): the stated tolerance is the circuit's error measured on
+#: calibration rows, and chosen inputs find honest rows beyond it (spec §13.5).
+SLASH_FACTOR = 2
+
+#: What a proof says of a row's receipted outputs, as ``ZkJudge.Judgement`` (spec §13.5).
+WITHIN, BEYOND, UNDECIDABLE = "within", "beyond", "undecidable"
+JUDGEMENTS = (WITHIN, BEYOND, UNDECIDABLE)  # the contract's enum order
+
+
+@dataclass(frozen=True)
+class OutputJudgement:
+    """``outcome`` (:data:`WITHIN`, :data:`BEYOND`, :data:`UNDECIDABLE`), the canonical
+    index and name of the output tensor that decided it (``None`` when within), and the
+    largest difference seen in fixed-point units (``-1`` when a float is NaN/infinite)."""
+
+    outcome: str
+    tensor: int | None
+    name: str | None
+    worst: int
+
+
+def judge_outputs(
+    layouts: tuple[TensorLayout, ...], message: bytes, instances: list[int], j: int
+) -> OutputJudgement:
+    """What the proof's public outputs for chunk row ``j`` say of the receipted output
+    bytes, exactly as ``ZkJudge._judgeOutputs`` (spec §13.5), each element compared with
+    its tensor's tolerance τ: a float32 element more than ``SLASH_FACTOR``·τ off (or
+    NaN/infinite) makes the row :data:`BEYOND`; else any element more than τ off (a float
+    in the margin, an integer such as a label at all, its τ being 0) makes it
+    :data:`UNDECIDABLE`; else :data:`WITHIN`. Raises :class:`BindingError` on bytes that do
+    not fit the layout (``OutputMalformed``)."""
+    if j < 0:
+        raise BindingError(f"chunk position {j} is negative")
+    raw = parse_row(layouts, message)
+    ordered = sorted(layouts, key=lambda t: t.name.encode("utf-8"))  # the judge's order
+    outcome, tensor, worst = WITHIN, None, 0
+    for index, t in enumerate(ordered):
+        start = t.base + j * t.count
+        proven = [field_to_int(f) for f in instances[start : start + t.count]]
+        if len(proven) != t.count:
+            raise BindingError(f"the proof has too few public outputs for {t.name!r}")
+        level = 0  # 0 within τ, 1 within SLASH_FACTOR·τ, 2 beyond (as ZkJudge._off)
+        for bits, p in zip(raw[t.name], proven, strict=True):
+            if t.dtype_code == 1:
+                try:
+                    v = fixed_point_f32_bits(bits, t.scale)
+                except BindingError:  # NaN or infinity: beyond any tolerance
+                    level, worst = 2, -1
+                    continue
+            else:
+                v = bits << t.scale
+            d = abs(v - p)
+            if worst >= 0:
+                worst = max(worst, d)
+            if d > t.tolerance:
+                level = max(level, 1 if d <= SLASH_FACTOR * t.tolerance else 2)
+        if level == 0 or outcome == BEYOND:
+            continue
+        if t.dtype_code == 1 and level == 2:
+            outcome, tensor = BEYOND, index
+        elif outcome == WITHIN:
+            outcome, tensor = UNDECIDABLE, index
+    name = None if tensor is None else ordered[tensor].name
+    return OutputJudgement(outcome, tensor, name, worst)
 
 
 @dataclass(frozen=True)
@@ -149,15 +248,33 @@ def check_row(profile: ZkProfile, proof: ZkProof, ev: RowEvidence) -> ZkFinding 
     except BindingError as exc:
         return ZkFinding("zk-input-unbound", ev.row, str(exc))
     try:
-        within, worst = compare_outputs(profile.outputs, ev.output_message, instances, j)
+        judged = judge_outputs(profile.outputs, ev.output_message, instances, j)
     except BindingError as exc:
         return ZkFinding("zk-output-unbound", ev.row, str(exc))
-    if not within:
+    if judged.outcome == BEYOND:
+        size = "a NaN or infinite value" if judged.worst < 0 else f"{judged.worst} units"
         return ZkFinding(
             "zk-output-mismatch",
             ev.row,
-            f"receipted outputs differ from the proven outputs by {worst} fixed-point units, "
-            "beyond the profile's tolerance",
+            f"receipted output {judged.name!r} differs from the proven output by {size} of "
+            f"fixed point, beyond {SLASH_FACTOR} times the profile's tolerance: the receipt "
+            "is wrong",
+        )
+    if judged.outcome == UNDECIDABLE:
+        (t,) = [t for t in profile.outputs if t.name == judged.name]
+        why = (
+            f"float output {judged.name!r} is beyond its tolerance but within "
+            f"{SLASH_FACTOR} times it"
+            if t.dtype_code == 1
+            else f"the exact output {judged.name!r} differs from the circuit's while no float "
+            f"output is beyond {SLASH_FACTOR} times its tolerance"
+        )
+        return ZkFinding(
+            "zk-undecidable",
+            ev.row,
+            f"{why} (largest difference {judged.worst} fixed-point units): the proof cannot "
+            "decide the row; re-execution with onnxruntime decides it (on chain the dispute "
+            "stays open for the vote: ogkit dispute vote)",
         )
     return None
 

@@ -1,18 +1,43 @@
 """One ZK profile of the sample tabular model for the whole package: N=1, scale 8,
-tolerance 0.02 (2^13 circuit rows; export, development SRS and keys take ~7 s)."""
+tolerance 0.02 (2^13 circuit rows; export, development SRS and keys take ~7 s); the anvil
+world its on-chain tests share; a forgery a proof can judge."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import secrets
+import socket
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 
+from ogkit.attest import make_attester
+from ogkit.chain.bindings import BatchStatus
+from ogkit.chain.devnet import Devnet
+from ogkit.chain.records import onchain_batch
 from ogkit.crypto.encoding import tensor_row_hash
+from ogkit.hub import Hub
+from ogkit.infer import run_verified_inference
+from ogkit.keys import KeyStore
+from ogkit.order import new_order
 from ogkit.samples import TABULAR_FEATURES, make_tabular
+from ogkit.settle import (
+    SettlementJournal,
+    claim_domain,
+    ensure_allowance,
+    prepare_dev_settlement,
+    settle,
+)
 from ogkit.store import ContentStore
+from ogkit.zk.evm import (
+    approve_profile,
+    deploy_verifier,
+    ensure_verifier,
+    layout_hash,
+    register_profile,
+)
 from ogkit.zk.export import export_model
 from ogkit.zk.fixed import row_message
 from ogkit.zk.keys import ZkKeys, setup_keys
@@ -20,11 +45,13 @@ from ogkit.zk.profile import ZkProfile
 from ogkit.zk.prove import ZkProof, prove_rows
 from ogkit.zk.verify import RowEvidence
 
+OPG = 10**18
+
 SCALE = 8
 TOLERANCE = 0.02
 
 
-@dataclass
+@dataclasses.dataclass
 class Zk:
     store: ContentStore
     data: bytes
@@ -115,3 +142,187 @@ def zk_other_model(zk: Zk, tmp_path_factory: pytest.TempPathFactory):
     keys = setup_keys(store, profile)
     (proof,) = prove_rows(store, profile, keys, {"features": zk.x}, [5], progress=False)
     return data, profile, keys, proof
+
+
+class _RolledProbabilities:
+    """``batch`` as a forgery reads it: its records, with the probabilities of ``rows``
+    rolled by one class (the class after the receipted label gets the top probability)."""
+
+    def __init__(self, batch, rows: set[int]) -> None:
+        self._batch, self._rows = batch, rows
+
+    def __getattr__(self, name: str):
+        return getattr(self._batch, name)
+
+    def records(self, index: int, **kwargs):
+        rec = self._batch.records(index, **kwargs)
+        probs = rec.outputs["probabilities"].copy()
+        for i, row in enumerate(rec.row_index):
+            if int(row) in self._rows:
+                probs[i] = np.roll(probs[i], 1)
+        return dataclasses.replace(rec, outputs={**rec.outputs, "probabilities": probs})
+
+
+@pytest.fixture
+def forge_zk_batch(forge_batch):
+    """``forge_zk_batch(batch, bad_rows, attester)``: an honest-looking batch whose node
+    signed, for ``bad_rows``, the next label AND probabilities rolled to match it, so its
+    receipt is beyond the ZK profile's tolerance on a float output; hashes, roots and
+    signature consistent. (The global ``forge_batch`` shifts only labels, which a proof
+    leaves to the vote, spec §13.5.)"""
+
+    def forge(batch, bad_rows: set[int], attester):
+        return forge_batch(_RolledProbabilities(batch, set(bad_rows)), bad_rows, attester)
+
+    return forge
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ZkWorld:
+    def __init__(self, home: Path, zk, tabular_path: Path) -> None:
+        self.zk = zk
+        self.devnet = Devnet(home, port=_free_port())
+        self.devnet.up()
+        self.chain = self.devnet.client()
+        self.journal = SettlementJournal(self.chain.chain_id, home)
+        keys = KeyStore(home)
+        names = ["owner", "enclave", "requester", "node", "v1", "v2", "v3", "challenger"]
+        self.s = {n: keys.ensure_dev_key(n) for n in names}
+        for signer in self.s.values():
+            self.chain.fund(signer.address, eth=10**19, opg=100_000 * OPG)
+        # The ZK profile's store holds the hub and the batches too, as for a node's CLI.
+        self.home = home
+        self.hub = Hub(zk.store, home=home)
+        self.hub.publish(
+            tabular_path, name="tabzk", version="1.0.0", price=10, signer=self.s["owner"]
+        )
+        self.manifest = self.hub.manifest("tabzk")
+        self.enclave = make_attester("software", signer=self.s["enclave"])
+        self.frame = make_tabular(64, seed=3)
+        self.x = self.frame.select(TABULAR_FEATURES).to_numpy().astype(np.float32)
+        first = self.batch("setup")
+        prepare_dev_settlement(
+            self.chain,
+            deployer=self.chain.deployer,
+            manifest=self.manifest,
+            runtime_id=first.runtime_id,
+            owner=self.s["owner"],
+            node=self.s["node"],
+            attester=self.s["enclave"],
+            requester=self.s["requester"],
+            verifiers=[self.s["v1"], self.s["v2"], self.s["v3"]],
+        )
+        # The model owner's ZK profile, its verifier, approved by the judge's governor.
+        self.art = ensure_verifier(zk.store, zk.profile, zk.keys)
+        self.verifier, self.verifier_gas = deploy_verifier(self.chain, self.s["owner"], self.art)
+        register_profile(self.chain, self.s["owner"], zk.profile, zk.keys, self.verifier)
+        approve_profile(
+            self.chain,
+            self.chain.deployer,
+            zk.profile.model_id,
+            self.s["owner"].address,
+            zk.keys.keys_id,
+            layout=layout_hash(zk.profile),
+            verifier=self.verifier,
+        )
+
+    def batch(self, job: str, frame=None):
+        return run_verified_inference(
+            "tabzk",
+            self.frame if frame is None else frame,
+            attester=self.enclave,
+            requester=self.s["requester"].address,
+            hub=self.hub,
+            domain=claim_domain(self.chain),
+            job=job,
+            progress=False,
+        )
+
+    def commit(self, batch) -> None:
+        order = new_order(
+            requester=self.s["requester"].address,
+            model_id=batch.model_id,
+            model_owner=self.manifest.owner,
+            commitment=(batch.manifest.dataset_id, batch.row_count),
+            job=batch.manifest.job,
+            node=self.s["node"].address,
+            max_price_per_row=10,
+            chain_id=self.chain.chain_id,
+            verifying_contract=claim_domain(self.chain).verifying_contract,
+            now=self.chain.block_timestamp(),
+        ).sign(self.s["requester"])
+        record = settle(
+            batch, self.chain, node=self.s["node"], order=order, journal=self.journal,
+            finalize=False,
+        )  # fmt: skip
+        assert record.status == "pending"
+
+    def evidence(self, batch, row: int, x=None) -> tuple[RowEvidence, list[str]]:
+        """The row's receipt as the chain sees it: its canonical input bytes (from the
+        requester's data ``x``, default the world's rows) and output bytes (the node's
+        records), and its Merkle proof."""
+        x = self.x if x is None else x
+        receipt = batch.receipt(row)
+        rec = batch.records(int(receipt["partition"]["index"]))
+        i = int(list(rec.row_index).index(row))
+        outs = {k: v[i] for k, v in rec.outputs.items()}
+        values = receipt["leaf_values"]
+        ev = RowEvidence(
+            row=row,
+            input_hash=bytes.fromhex(values["inputHash"][2:]),
+            output_hash=bytes.fromhex(values["outputHash"][2:]),
+            input_message=row_message(self.zk.profile.inputs, {"features": x[row]}),
+            output_message=row_message(self.zk.profile.outputs, outs),
+        )
+        return ev, receipt["proof"]
+
+    def dispute(self, batch, row: int, claimed: bytes) -> None:
+        """A challenger opens a dispute on ``row`` claiming the output hash ``claimed``
+        (commit, then reveal in a later block, with the bond): what a challenger that
+        wants an honest row judged sends, whatever re-execution gives."""
+        settlement = self.chain.contract("InferenceSettlement")
+        found = onchain_batch(self.chain, batch.batch_id)
+        receipt = batch.receipt(row)
+        values = receipt["leaf_values"]
+        salt, key = secrets.token_bytes(32), bytes.fromhex(batch.batch_id[2:])
+        c = self.s["challenger"]
+        ensure_allowance(self.chain, c, settlement.address, 10**24)
+        commitment = self.chain.call(
+            settlement.functions.challengeCommitment(c.address, key, row, claimed, salt)
+        )
+        self.chain.transact(settlement.functions.commitChallenge(commitment), c)
+        self.chain.increase_time(1)  # the reveal must come in a later block
+        self.chain.transact(
+            settlement.functions.challenge(
+                key,
+                found.as_tuple,
+                (row, bytes.fromhex(values["inputHash"][2:]),
+                 bytes.fromhex(values["outputHash"][2:]), claimed, salt),
+                [bytes.fromhex(p[2:]) for p in receipt["proof"]],
+            ),
+            c,
+        )  # fmt: skip
+        assert self.status(batch) == BatchStatus.DISPUTED
+
+    def status(self, batch) -> BatchStatus:
+        settlement = self.chain.contract("InferenceSettlement")
+        key = bytes.fromhex(batch.batch_id[2:])
+        return BatchStatus(self.chain.call(settlement.functions.stateOf(key))[0])
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, zk, tabular_path):
+    """A real anvil devnet with ogkit's contracts, the sample model published and staked
+    for, and its ZK profile's verifier deployed, registered and approved (for the
+    package's on-chain tests; each test reverts to a snapshot or uses its own job)."""
+    home = tmp_path_factory.mktemp("zk-chain-home")
+    w = ZkWorld(home, zk, tabular_path)
+    try:
+        yield w
+    finally:
+        w.devnet.down()

@@ -55,13 +55,16 @@ def test_verify_batch_with_zk_passes_an_honest_batch(zk, stored, dask_client) ->
     assert verdict.passed, verdict.summary()
 
 
-def test_verify_batch_with_zk_names_a_forged_row(zk, stored, forge_batch) -> None:
+def test_verify_batch_with_zk_names_a_forged_row(zk, stored, forge_zk_batch, forge_batch):
     _, _, enclave, batch = stored
-    forged = forge_batch(batch, {4}, enclave)
-    prove_batch_rows(forged, zk.store, [4], inputs={"features": zk.x}, progress=False)
+    # row 4: another label and probabilities to match (beyond tolerance): the receipt is
+    # wrong; row 6: only the label shifted, the probabilities honest: the proof cannot
+    # decide it (spec §13.5), re-execution does
+    forged = forge_batch(forge_zk_batch(batch, {4}, enclave), {6}, enclave)
+    prove_batch_rows(forged, zk.store, [4, 6], inputs={"features": zk.x}, progress=False)
     verdict = _verify(forged, enclave)
     zk_rows = {(f.reason, f.row_index) for f in verdict.findings if f.reason.startswith("zk")}
-    assert zk_rows == {("zk-output-mismatch", 4)}
+    assert zk_rows == {("zk-output-mismatch", 4), ("zk-undecidable", 6)}
 
 
 def test_verify_batch_with_zk_and_no_proofs_fails(zk, stored, tmp_path) -> None:

@@ -14,9 +14,14 @@ interface IHalo2Verifier {
 
 /// @title ZkJudge
 /// @notice Maps a model's ZK profile to its Halo2 verifier, checks that a proof speaks about
-///         exactly a receipted row (docs/spec.md §11), and resolves a dispute on such a
-///         row at once, without a vote: the proven outputs beyond the profile's tolerance of
-///         the receipted ones uphold it, within tolerance reject it.
+///         exactly a receipted row (docs/spec.md §13), and resolves a dispute on such a
+///         row at once, without a vote, where the proof decides it (spec §13.5): a float
+///         output beyond SLASH_FACTOR times the profile's tolerance of the proven one
+///         upholds it; every output within tolerance (exact, integer outputs equal)
+///         rejects it. In between (a float in the margin, or only an exact output such as
+///         a label differing: a near tie the fixed-point circuit and onnxruntime may break
+///         differently) `resolve` reverts `Undecidable` and the dispute stays open for the
+///         vote, which re-executes the row with onnxruntime, the protocol's reference.
 /// @dev    Profiles are keyed like model registrations, by (model id, owner): the owner
 ///         registers, the governor approves after re-deriving the verifying key and the
 ///         verifier's code from the model, the settings and the SRS (`ogkit zk setup
@@ -33,6 +38,13 @@ contract ZkJudge {
         uint8 scale;
         uint32 base;
         uint64 tolerance;
+    }
+
+    /// @notice What a proof says of a row's receipted outputs (spec §13.5).
+    enum Judgement {
+        Within, // every output within tolerance (exact outputs equal): the receipt stands
+        Beyond, // a float beyond SLASH_FACTOR x tolerance (or NaN/inf): the receipt is wrong
+        Undecidable // neither: a float in the margin, or only an exact output differs
     }
 
     struct Profile {
@@ -60,6 +72,11 @@ contract ZkJudge {
         0x30644e72e131a029b85045b68181585d2833e84879b9709143e1f593f0000001;
     /// @notice The largest fixed-point scale a tensor may have (as ogkit's binding).
     uint8 public constant MAX_SCALE = 64;
+    /// @notice A proof refutes a receipted float only beyond this many times its tolerance:
+    ///         the stated tolerance is the circuit's error measured on calibration rows, and
+    ///         a requester who chooses inputs finds rows where the honest error exceeds it
+    ///         (spec §13.5); between τ and SLASH_FACTOR·τ the row goes to the vote.
+    uint256 public constant SLASH_FACTOR = 2;
     bytes16 private constant DOMAIN_TAG = "ogkit.tensors.v1";
 
     address public immutable governor;
@@ -97,6 +114,11 @@ contract ZkJudge {
     error ProofRejected();
     error ReceiptNotIncluded(bytes32 batchId, uint256 rowIndex);
     error NotTheDisputedRow(uint256 disputeId, bytes32 batchId, uint256 rowIndex);
+    /// @notice The proof neither confirms nor refutes the row (output `tensor`, canonical
+    ///         index: a float beyond its tolerance but within SLASH_FACTOR times it, or an
+    ///         exact output that differs while no float is beyond that): the dispute stays
+    ///         open for the vote.
+    error Undecidable(uint256 tensor);
 
     constructor() {
         governor = msg.sender;
@@ -161,15 +183,16 @@ contract ZkJudge {
 
     /// @notice Check a proof against a row's receipted bytes under the model's approved
     ///         profile: reverts unless the proof verifies and its public inputs for chunk
-    ///         position `position` are the row's inputs in fixed point; returns whether the
-    ///         receipted outputs are within tolerance of the proven outputs.
+    ///         position `position` are the row's inputs in fixed point; returns what the
+    ///         proof says of the receipted outputs (spec §13.5) and the canonical index of
+    ///         the first output tensor that decided it (0 when `Within`).
     function checkRow(
         bytes32 modelId,
         address owner,
         RowProof calldata rp,
         Tensor[] calldata inputs,
         Tensor[] calldata outputs
-    ) public returns (bool within) {
+    ) public returns (Judgement judgement, uint256 tensor) {
         Profile memory p = _profiles[modelId][owner];
         if (!p.approved) revert ProfileNotApproved(modelId, owner);
         if (keccak256(abi.encode(inputs, outputs)) != p.layoutHash) revert LayoutMismatch();
@@ -183,14 +206,16 @@ contract ZkJudge {
         } catch {
             revert ProofRejected();
         }
-        within = _withinTolerance(outputs, rp.outputBytes, rp.instances, rp.position);
+        return _judgeOutputs(outputs, rp.outputBytes, rp.instances, rp.position);
     }
 
     /// @notice Resolve an open dispute on row `rp.rowIndex` of `batchId` with a proof: the
     ///         row's receipt must be in the committed batch root; then the dispute is upheld
-    ///         when the receipted outputs are beyond tolerance of the proven ones, else
-    ///         rejected. Anyone may submit (the challenger or the node): the outcome follows
-    ///         from the proof, not from who sends it.
+    ///         when a float output is beyond SLASH_FACTOR times its tolerance of the proven
+    ///         one, rejected when every output is within tolerance (exact outputs equal), and
+    ///         left open for the vote (`Undecidable` revert) otherwise. Anyone may submit
+    ///         (the challenger or the node): the outcome follows from the proof, not from
+    ///         who sends it.
     function resolve(
         uint256 disputeId,
         bytes32 batchId,
@@ -212,7 +237,10 @@ contract ZkJudge {
             rp.merkleProof
         );
         if (!included) revert ReceiptNotIncluded(batchId, rp.rowIndex);
-        upheld = !checkRow(r.modelId, r.modelOwner, rp, inputs, outputs);
+        (Judgement judgement, uint256 tensor) =
+            checkRow(r.modelId, r.modelOwner, rp, inputs, outputs);
+        if (judgement == Judgement.Undecidable) revert Undecidable(tensor);
+        upheld = judgement == Judgement.Beyond;
         emit ResolvedByProof(disputeId, batchId, rp.rowIndex, upheld, msg.sender);
         settlement.resolveByProof(disputeId, r, upheld);
     }
@@ -264,32 +292,60 @@ contract ZkJudge {
         if (pos != m.length) revert InputNotBound(ts.length);
     }
 
-    function _withinTolerance(
+    /// @dev Every output element compared with its tolerance τ (spec §13.5): a float32
+    ///      element more than SLASH_FACTOR·τ off (or NaN/infinite, beyond any) makes the row
+    ///      `Beyond`; else any element more than τ off (a float in the margin, an integer
+    ///      such as a label at all, its τ being 0) makes it `Undecidable`; else `Within`.
+    ///      All bytes are parsed either way (as off chain).
+    function _judgeOutputs(
         Tensor[] calldata ts,
         bytes calldata m,
         uint256[] calldata inst,
         uint256 j
-    ) private pure returns (bool within) {
-        within = true;
+    ) private pure returns (Judgement judgement, uint256 tensor) {
         uint256 pos = _prefix(m, ts.length);
         for (uint256 t = 0; t < ts.length; ++t) {
             Tensor calldata x = ts[t];
-            pos = _header(m, pos, x, t);
-            uint256 size = x.dtype == 7 ? 8 : 4;
-            uint256 first = uint256(x.base) + j * x.count;
-            for (uint256 k = 0; k < x.count; ++k) {
-                (bool ok, int256 v) = _fixed(_le(m, pos, size), x.dtype, x.scale);
-                pos += size;
-                if (!ok) {
-                    within = false; // NaN or infinity is beyond any tolerance
-                    continue; // (the rest of the bytes are still checked, as off chain)
-                }
-                int256 d = v - _fromField(inst[first + k]);
-                if (d < 0) d = -d;
-                if (uint256(d) > x.tolerance) within = false;
+            uint256 level;
+            (pos, level) = _tensorOff(x, m, _header(m, pos, x, t), inst, x.base + j * x.count);
+            if (level == 0 || judgement == Judgement.Beyond) continue;
+            if (x.dtype == 1 && level == 2) {
+                (judgement, tensor) = (Judgement.Beyond, t);
+            } else if (judgement == Judgement.Within) {
+                (judgement, tensor) = (Judgement.Undecidable, t);
             }
         }
         if (pos != m.length) revert OutputMalformed(ts.length);
+    }
+
+    /// @dev The largest `_off` level of one output tensor's elements (its bytes at `pos`, its
+    ///      proven values from instance `first`); the position after its bytes.
+    function _tensorOff(
+        Tensor calldata x,
+        bytes calldata m,
+        uint256 pos,
+        uint256[] calldata inst,
+        uint256 first
+    ) private pure returns (uint256, uint256 level) {
+        uint256 size = x.dtype == 7 ? 8 : 4;
+        for (uint256 k = 0; k < x.count; ++k) {
+            uint256 l = _off(x, _le(m, pos, size), inst[first + k]);
+            if (l > level) level = l;
+            pos += size;
+        }
+        return (pos, level);
+    }
+
+    /// @dev How far one receipted element (its bits `raw`) is from the proven field element:
+    ///      0 within τ, 1 beyond τ but within SLASH_FACTOR·τ, 2 beyond that (NaN or
+    ///      infinity: 2, beyond any tolerance).
+    function _off(Tensor calldata x, uint256 raw, uint256 proven) private pure returns (uint256) {
+        (bool ok, int256 v) = _fixed(raw, x.dtype, x.scale);
+        if (!ok) return 2;
+        int256 d = v - _fromField(proven);
+        uint256 diff = uint256(d < 0 ? -d : d);
+        if (diff <= x.tolerance) return 0;
+        return diff <= SLASH_FACTOR * uint256(x.tolerance) ? 1 : 2;
     }
 
     function _prefix(bytes calldata m, uint256 count) private pure returns (uint256) {
@@ -320,7 +376,7 @@ contract ZkJudge {
         }
     }
 
-    /// @dev The fixed-point value (spec §11) of one element: a float32 from its bits,
+    /// @dev The fixed-point value (spec §13.3) of one element: a float32 from its bits,
     ///      round(x * 2^scale) half away from zero; an int32/int64 times 2^scale.
     function _fixed(uint256 raw, uint8 dtype, uint8 scale) private pure returns (bool, int256) {
         if (dtype == 7) return (true, int256(int64(uint64(raw))) << scale);
