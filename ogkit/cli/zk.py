@@ -111,17 +111,38 @@ def _setup(args: argparse.Namespace, settings: Settings) -> int:
     keys = setup_keys(store, profile, srs_file=args.srs, force=args.force)
     doc: dict[str, Any] = {"schema": "ogkit.zk.setup.v1", **keys.to_dict()}
     if args.evm:
-        from ogkit.zk.evm import ensure_verifier
+        from ogkit.zk.evm import EIP170_LIMIT, ensure_verifier
 
-        art = ensure_verifier(store, profile, keys, allow_oversize=args.allow_oversize)
-        doc["verifier"] = {"code_size": art["code_size"], "compiler": art["compiler"]}
+        art = ensure_verifier(store, profile, keys, allow_oversize=True)
+        doc["verifier"] = {"kind": "single", "code_size": art["code_size"],
+                           "compiler": art["compiler"]}  # fmt: skip
+        if args.reusable or (art["code_size"] > EIP170_LIMIT and not args.allow_oversize):
+            # Over EIP-170 (or asked for): ezkl's reusable verifier and this profile's VKA.
+            from ogkit.zk.reusable import adapter_artifact, ensure_reusable_verifier, ensure_vka
+
+            rart = ensure_reusable_verifier(store, profile, keys)
+            doc["verifier"] = {
+                "kind": "reusable",
+                "code_size": adapter_artifact()["code_size"],
+                "compiler": rart["compiler"],
+                "reusable_code_size": rart["code_size"],
+                "vka_bytes": len(ensure_vka(store, profile, keys)) - 8,
+                "single_code_size": art["code_size"],
+            }
     if args.json:
         print_json(doc)
     else:
         kind = "DEVELOPMENT-ONLY SRS" if keys.srs_kind == "development" else "SRS from file"
         print(f"keys {keys.keys_id} for {profile.model_id} N={keys.chunk} ({kind})")
-        if "verifier" in doc:
-            print(f"EVM verifier: {doc['verifier']['code_size']:,} bytes")
+        v = doc.get("verifier")
+        if v and v["kind"] == "reusable":
+            print(
+                f"EVM: the generated verifier is {v['single_code_size']:,} bytes; using ezkl's "
+                f"reusable verifier ({v['reusable_code_size']:,} bytes, once per chain) and a "
+                f"ZkVkVerifier adapter ({v['code_size']:,} bytes, VKA {v['vka_bytes']:,} bytes)"
+            )
+        elif v:
+            print(f"EVM verifier: {v['code_size']:,} bytes")
     return 0
 
 
@@ -196,18 +217,22 @@ def _profile_and_keys(store: Any, model: bytes, chunk: int) -> tuple[Any, Any]:
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from ogkit.zk.evm import deploy_verifier, ensure_verifier, register_profile
+    from ogkit.zk.evm import register_profile
+    from ogkit.zk.reusable import deploy_profile_verifier
 
     store = _store(settings)
     profile, keys = _profile_and_keys(store, _model_bytes(args.model, settings), args.chunk)
     chain, owner = _chain_and_key(args, settings)
-    art = ensure_verifier(store, profile, keys)
-    address, gas = deploy_verifier(chain, owner, art)
+    # The generated verifier when it fits EIP-170, else (or with --reusable) ezkl's reusable
+    # verifier, deployed once per chain, and a ZkVkVerifier adapter holding this VKA.
+    out = deploy_profile_verifier(
+        chain, owner, store, profile, keys, reusable=True if args.reusable else None
+    )
+    address = out["verifier"]
     register_profile(chain, owner, profile, keys, address)
     doc = {
         "schema": "ogkit.zk.deploy.v1",
-        "verifier": address,
-        "deploy_gas": gas,
+        **out,
         "owner": owner.address,
         "keys_id": keys.keys_id,
         "model_id": profile.model_id,
@@ -215,9 +240,16 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json(doc)
     else:
+        how = f"verifier {address} ({out['code_size']:,} bytes)"
+        if out["kind"] == "reusable":
+            how = (
+                f"adapter {address} ({out['code_size']:,} bytes, VKA {out['vka_bytes']:,} "
+                f"bytes) on the reusable verifier {out['reusable_verifier']} "
+                f"({out['reusable_code_size']:,} bytes)"
+            )
         print(
-            f"verifier {address} ({art['code_size']:,} bytes) registered for "
-            f"{profile.model_id} by {owner.address}; awaiting the governor's approval"
+            f"{how} registered for {profile.model_id} by {owner.address}; awaiting the "
+            "governor's approval"
         )
     return 0
 
@@ -324,6 +356,11 @@ def register(groups) -> None:
         action="store_true",
         help="accept a verifier above 24,576 bytes (devnets with a raised code-size limit)",
     )
+    p.add_argument(
+        "--reusable",
+        action="store_true",
+        help="ezkl's reusable verifier and the VKA even when the generated one fits EIP-170",
+    )
     p = add_command(zk, "prove", _prove, "prove rows of a stored batch")
     p.add_argument("artifact", help="artefact id (0x…) or manifest path")
     p.add_argument("--rows", required=True, help="row indices, comma-separated")
@@ -337,6 +374,12 @@ def register(groups) -> None:
     p = add_command(zk, "deploy", _deploy, "deploy the EVM verifier and register the profile")
     p.add_argument("model", help="hub reference (name@version, 0x id) or .onnx path")
     p.add_argument("--chunk", type=int, default=1)
+    p.add_argument(
+        "--reusable",
+        action="store_true",
+        help="ezkl's reusable verifier and an adapter even when the generated verifier fits "
+        "EIP-170 (chosen on its own when it does not)",
+    )
     p.add_argument("--key", default="owner", help="the model owner's key (default owner)")
     chain_option(p)
     p = add_command(zk, "approve", _approve, "review a registered profile and approve it")

@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ __all__ = [
     "resolve_with_proof",
     "review_profile",
     "row_proof_args",
+    "throwaway_anvil",
     "verifier_matches",
 ]
 
@@ -101,12 +104,14 @@ def verifier_source(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> st
         return sol.read_text()
 
 
-def compile_verifier(source: str, *, node: str = "node") -> dict[str, Any]:
+def compile_verifier(
+    source: str, *, contract: str = "Halo2Verifier", runs: int = 1, node: str = "node"
+) -> dict[str, Any]:
     """Compile a verifier source with the pinned solc-js; the build artefact."""
     try:
         proc = subprocess.run(
             [node, str(_COMPILER)],
-            input=json.dumps({"source": source, "contract": "Halo2Verifier", "runs": 1}),
+            input=json.dumps({"source": source, "contract": contract, "runs": runs}),
             capture_output=True,
             text=True,
             timeout=600,
@@ -140,9 +145,10 @@ def ensure_verifier(
     art["code_size"] = size
     if size > EIP170_LIMIT and not allow_oversize:
         raise ZkUnsupportedError(
-            f"the verifier is {size:,} bytes, over EIP-170's {EIP170_LIMIT:,}: use a smaller "
-            "chunk N, or, on a devnet only, a chain started with a larger code-size limit "
-            "(allow_oversize)",
+            f"the verifier is {size:,} bytes, over EIP-170's {EIP170_LIMIT:,}: use ezkl's "
+            "reusable verifier (`ogkit zk deploy --reusable`, deploy_profile_verifier), a "
+            "smaller chunk N, or, on a devnet only, a chain started with a larger code-size "
+            "limit (allow_oversize)",
             problems=[f"verifier code {size} bytes"],
         )
     return art
@@ -312,9 +318,17 @@ def _review(
                 f"output {t.name!r} has tolerance {t.tolerance / (1 << t.scale):g}, above "
                 f"{max_tolerance:g}: outputs that far off would pass as honest"
             )
-    art = ensure_verifier(store, profile, keys, allow_oversize=True)
-    if not verifier_matches(chain, verifier, art):
-        problems.append(f"the code at {verifier} is not the verifier of these keys")
+    from ogkit.zk.reusable import adapter_problems
+
+    # A ZkVkVerifier adapter: its code, the reusable verifier it calls and the VKA it holds;
+    # anything else must be exactly the verifier generated from the verifying key.
+    found = adapter_problems(chain, verifier, store, profile, keys)
+    if found is not None:
+        problems.extend(found)
+    else:
+        art = ensure_verifier(store, profile, keys, allow_oversize=True)
+        if not verifier_matches(chain, verifier, art):
+            problems.append(f"the code at {verifier} is not the verifier of these keys")
     return problems, verifier
 
 
@@ -494,29 +508,7 @@ def measure_verify_gas(
     """Gas of ``verifyProof`` for each ``(verifier artefact, proof document)``, each
     verifier deployed on a throwaway anvil on 127.0.0.1 (a free port) whose code-size limit
     is raised, so verifiers above EIP-170 can be measured too. For measurement only."""
-    import socket
-    import time
-
-    from web3 import Web3
-
-    from ogkit.chain.devnet import anvil_command
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    proc = subprocess.Popen(
-        [*anvil_command(anvil), "--port", str(port), "--code-size-limit", "200000", "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 60}))
-        for _ in range(200):
-            if w3.is_connected():
-                break
-            time.sleep(0.05)
-        else:
-            raise ChainError("the throwaway anvil for gas measurement did not start")
+    with throwaway_anvil(anvil=anvil, code_size_limit=200_000) as w3:
         sender = w3.eth.accounts[0]
         out: dict[Any, int] = {}
         for key, (art, doc) in verifiers.items():
@@ -532,6 +524,40 @@ def measure_verify_gas(
                 raise ZkError(f"the verifier rejects the proof of {key}")
             out[key] = int(fn.estimate_gas({"from": sender}))
         return out
+
+
+@contextlib.contextmanager
+def throwaway_anvil(
+    *, anvil: str | None = None, code_size_limit: int | None = None
+) -> Iterator[Any]:
+    """A Web3 on a fresh anvil on 127.0.0.1 (a free port), stopped on exit; with
+    ``code_size_limit`` its EIP-170 limit is raised (measurement only, never a chain that
+    settles anything)."""
+    import socket
+    import time
+
+    from web3 import Web3
+
+    from ogkit.chain.devnet import anvil_command
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    extra = [] if code_size_limit is None else ["--code-size-limit", str(int(code_size_limit))]
+    proc = subprocess.Popen(
+        [*anvil_command(anvil), "--port", str(port), *extra, "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        w3 = Web3(Web3.HTTPProvider(f"http://127.0.0.1:{port}", request_kwargs={"timeout": 60}))
+        for _ in range(200):
+            if w3.is_connected():
+                break
+            time.sleep(0.05)
+        else:
+            raise ChainError("the throwaway anvil for gas measurement did not start")
+        yield w3
     finally:
         proc.terminate()
         proc.wait(10)
