@@ -27,6 +27,7 @@ from ogkit.errors import (
     InvalidModelError,
     ModelIntegrityError,
     ModelNotFoundError,
+    OgkitError,
     VersionError,
 )
 from ogkit.hub.index import HubEntry, ModelIndex, SqliteIndex
@@ -256,16 +257,10 @@ class Hub:
     def _deprecation_path(name: str, version: str) -> str:
         return f"deprecations/{name}/{version}.json"
 
-    def deprecate(self, ref: str, *, signer: Signer, reason: str = "") -> HubEntry:
-        """Mark a version deprecated (owner only). It stays pullable by exact version or id."""
-        entry = self.entry(ref)
-        manifest = entry.manifest
-        if signer.address.lower() != manifest.owner.lower():
-            raise HubError(
-                f"only the owner {manifest.owner} can deprecate {manifest.ref}, "
-                f"not {signer.address}"
-            )
-        record = {
+    @staticmethod
+    def _deprecation_record(model_id: str, reason: str) -> dict:
+        """The EIP-712 message an owner signs to deprecate the version ``model_id``."""
+        return {
             "types": {
                 "EIP712Domain": [
                     {"name": "name", "type": "string"},
@@ -278,8 +273,19 @@ class Hub:
             },
             "primaryType": "Deprecation",
             "domain": {"name": "ogkit-hub", "version": "1"},
-            "message": {"modelId": manifest.model_id, "reason": reason},
+            "message": {"modelId": model_id, "reason": reason},
         }
+
+    def deprecate(self, ref: str, *, signer: Signer, reason: str = "") -> HubEntry:
+        """Mark a version deprecated (owner only). It stays pullable by exact version or id."""
+        entry = self.entry(ref)
+        manifest = entry.manifest
+        if signer.address.lower() != manifest.owner.lower():
+            raise HubError(
+                f"only the owner {manifest.owner} can deprecate {manifest.ref}, "
+                f"not {signer.address}"
+            )
+        record = self._deprecation_record(manifest.model_id, reason)
         signature = signer.sign_typed_data(record)
         doc = {"ref": manifest.ref, "reason": reason, "typed_data": record, "signature": signature}
         self.store.write_bytes(
@@ -399,24 +405,68 @@ class Hub:
         )
 
     def reindex(self) -> int:
-        """Rebuild the index from the manifests and deprecation records in the store."""
-        self.index.clear()
-        count = 0
+        """Rebuild the index from the manifests and deprecation records in the store.
+
+        The store is writable by more than the names' owners (nodes put their batches in
+        it), so a manifest is indexed only when it is signed by its owner, its file is
+        ``manifests/<its name>/<its version>.json`` and it keeps its name's owner: the owner
+        the index already knew for the name, else the owner of the name's lowest version
+        found. A version signed by anyone else (someone taking over ``name`` with a higher
+        version and their own key) and an unreadable file are skipped with a warning; one
+        bad file never stops the rebuild."""
+        known = {e.manifest.name: e.manifest.owner.lower() for e in self.index.search()}
+        found: dict[str, list[ModelManifest]] = {}
         for name in self.store.listdir("manifests"):
             for file in self.store.listdir(f"manifests/{name}"):
                 version = file.removesuffix(".json")
-                manifest = ModelManifest.from_dict(
-                    json.loads(self.store.read_bytes(self._manifest_path(name, version)))
-                )
-                manifest.check_signature()
+                path = self._manifest_path(name, version)
+                try:
+                    manifest = ModelManifest.from_dict(json.loads(self.store.read_bytes(path)))
+                    manifest.check_signature()
+                    SemVer.parse(manifest.version)
+                except (OgkitError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+                    log.warning("reindex: skipping %s: %s", path, exc)
+                    continue
+                if (manifest.name, manifest.version) != (name, version):
+                    log.warning("reindex: skipping %s: it holds %s", path, manifest.ref)
+                    continue
+                found.setdefault(name, []).append(manifest)
+        self.index.clear()
+        count = 0
+        for name, manifests in found.items():
+            manifests.sort(key=lambda m: SemVer.parse(m.version))
+            owner = known.get(name, manifests[0].owner.lower())
+            for manifest in manifests:
+                if manifest.owner.lower() != owner:
+                    log.warning(
+                        "reindex: skipping %s: signed by %s, not by %s's owner %s",
+                        manifest.ref, manifest.owner, name, owner,
+                    )  # fmt: skip
+                    continue
                 self.index.add(manifest)
                 count += 1
-                if self.store.exists(self._deprecation_path(name, version)):
-                    doc = json.loads(self.store.read_bytes(self._deprecation_path(name, version)))
-                    signer = recover_typed_data(doc["typed_data"], doc["signature"])
-                    if signer.lower() == manifest.owner.lower():
-                        self.index.set_deprecated(name, version, doc.get("reason", ""))
+                self._reindex_deprecation(manifest)
         return count
+
+    def _reindex_deprecation(self, manifest: ModelManifest) -> None:
+        path = self._deprecation_path(manifest.name, manifest.version)
+        if not self.store.exists(path):
+            return
+        try:
+            doc = json.loads(self.store.read_bytes(path))
+            reason = doc["typed_data"]["message"]["reason"]
+            # Only the hub's own Deprecation message for this version's id counts: another
+            # message the owner signed (its manifest, say) is no deprecation.
+            if not isinstance(reason, str) or doc["typed_data"] != self._deprecation_record(
+                manifest.model_id, reason
+            ):
+                raise ValueError(f"it is not a deprecation of {manifest.model_id}")
+            signer = recover_typed_data(doc["typed_data"], doc["signature"])
+        except (OgkitError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            log.warning("reindex: skipping the deprecation %s: %s", path, exc)
+            return
+        if signer.lower() == manifest.owner.lower():
+            self.index.set_deprecated(manifest.name, manifest.version, reason)
 
 
 def _features(

@@ -19,7 +19,17 @@ nothing but the answer, the verifier's allowlist and (optionally) the chain:
    nonce; with ``price_per_row``, the value is rows × that price; the claim's domain is
    this chain's settlement contract; and the claim's attester is the one the
    NodeRegistry binds to the payee node (``nodeOfAttester``), so an approved attester of
-   some other node cannot sign for this one.
+   some other node cannot sign for this one;
+5. with ``model`` (the :class:`~ogkit.load.LoadedModel` the caller paid for): the claim,
+   the receipts and the answer are of that model's id (a node cannot answer with a
+   cheaper model under its own approved key); with ``request`` too (the body the caller
+   sent, bytes or parsed): every receipt's ``inputHash`` is that row's canonical input
+   hash and the binding's dataset id the input root of those rows (docs/spec.md 4.1), so
+   the outputs are of the caller's rows, not of rows the node chose.
+
+Every returned output must be a JSON value of its dtype exactly (an integer for an
+integer output, a number that is exactly a float32 for a float32 one, true/false for a
+bool): a label ``1.9`` that numpy would truncate to the attested ``1`` is refused.
 
 Never raises on a hostile answer: problems are listed.
 """
@@ -75,6 +85,8 @@ def verify_paid_call(
     *,
     chain: ChainClient | None = None,
     price_per_row: int | None = None,
+    model: Any = None,
+    request: bytes | Mapping[str, Any] | None = None,
 ) -> PaidCallCheck:
     """Check a ``POST /v1/infer`` answer; see the module docstring."""
     from ogkit.attest import BatchClaim
@@ -115,6 +127,12 @@ def verify_paid_call(
                 chain, payment, payer, tx, value, int(domain["chain_id"])
             )
             problems += _chain_binding_problems(chain, claim.attester, payment, domain)
+        if model is not None:
+            problems += _model_problems(answer, receipts, claim, model)
+            if request is not None:
+                problems += _request_problems(request, model, receipts, claim, binding)
+        elif request is not None:
+            problems.append("the request cannot be checked without the model it was sent to")
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OgkitError) as exc:
         problems.append(f"the answer is malformed: {exc}")
     return PaidCallCheck(not problems, tuple(problems), payer, tx)
@@ -141,6 +159,14 @@ def _output_problems(answer: Mapping[str, Any], receipts: list[Any]) -> list[str
             problems.append(f"output {i} does not have the outputs {sorted(dtypes)}")
             continue
         try:
+            inexact = [str(name) for name, dtype in dtypes.items()
+                       if not _exact_json(output[name], np.dtype(str(dtype)))]  # fmt: skip
+            if inexact:
+                problems.append(
+                    f"output {i}: {', '.join(inexact[:5])} is not exactly a value of its dtype "
+                    "(a number the dtype would round or truncate, a string or a boolean)"
+                )
+                continue
             tensors = {
                 str(name): np.asarray([output[name]], dtype=np.dtype(str(dtype)))
                 for name, dtype in dtypes.items()
@@ -155,6 +181,79 @@ def _output_problems(answer: Mapping[str, Any], receipts: list[Any]) -> list[str
                 f"the receipt says {str(by_row.get(i))[:18]}…)"
             )
     return problems
+
+
+def _model_problems(
+    answer: Mapping[str, Any], receipts: list[Any], claim: Any, model: Any
+) -> list[str]:
+    """The claim, every receipt and the answer name the model the caller paid for."""
+    want = str(model.model_id).lower()
+    problems = []
+    if claim.model_id.lower() != want:
+        problems.append(f"the claim is of model {claim.model_id}, not the one paid for {want}")
+    if any(str(r["leaf_values"]["modelId"]).lower() != want for r in receipts):
+        problems.append(f"a receipt is of another model than {want}")
+    if str(answer.get("model_id", want)).lower() != want:
+        problems.append(f"the answer names model {answer.get('model_id')!r:.80}, not {want}")
+    return problems
+
+
+def _request_problems(
+    request: bytes | Mapping[str, Any],
+    model: Any,
+    receipts: list[Any],
+    claim: Any,
+    binding: Mapping[str, Any],
+) -> list[str]:
+    """The receipts' input hashes and the binding's dataset id against the caller's own
+    rows, converted to the model's inputs as the node must convert them."""
+    from ogkit.dataset import bind_features, commit_inputs, open_source, plan_inputs
+    from ogkit.node.paid import RequestRefused, parse_rows, strict_json
+
+    try:
+        doc = strict_json(bytes(request)) if isinstance(request, bytes | bytearray) else request
+        data = parse_rows(doc, model, max_rows=2**31)
+        source = open_source(data)
+        plan = plan_inputs(source, model.inputs, bind_features(model, None))
+        commitment, hashes = commit_inputs(source, plan)
+    except (RequestRefused, OgkitError, ValueError, TypeError) as exc:
+        return [f"the request given cannot be read as the model's rows: {exc}"]
+    problems = []
+    if commitment.row_count != claim.row_count:
+        problems.append(f"the request has {commitment.row_count} rows; the claim {claim.row_count}")
+    if commitment.input_root != str(binding["dataset_id"]).lower():
+        problems.append(
+            f"the request's rows give input root {commitment.input_root}; the receipts are "
+            f"bound to {binding['dataset_id']}: they are of other inputs"
+        )
+    for receipt in receipts:
+        row = int(receipt["leaf_values"]["rowIndex"])
+        if not 0 <= row < len(hashes):
+            continue  # outside the request: already a problem above
+        mine = "0x" + bytes(hashes[row]).hex()
+        if str(receipt["leaf_values"]["inputHash"]).lower() != mine:
+            problems.append(f"receipt {row}'s inputHash is not the hash of request row {row}")
+    return problems
+
+
+def _exact_json(value: Any, dtype: Any) -> bool:
+    """Whether a JSON value (nested lists of numbers) is exactly a tensor of ``dtype``:
+    no truncation, rounding, strings or booleans standing in for numbers."""
+    import numpy as np
+
+    if isinstance(value, list):
+        return all(_exact_json(v, dtype) for v in value)
+    kind = dtype.kind
+    if kind == "b":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind in "iu":
+        return isinstance(value, int)
+    if kind == "f":
+        with np.errstate(over="ignore"):
+            return float(dtype.type(value)) == float(value)
+    return False
 
 
 def _chain_binding_problems(
