@@ -22,8 +22,16 @@ from ogkit.network.verifier import judge_row
 from ogkit.samples import TABULAR_FEATURES
 from ogkit.settle import vote_dispute
 from ogkit.zk.evm import challenge_with_proof, judge_row_onchain, resolve_with_proof
+from ogkit.zk.fixed import TensorLayout, int_to_field, row_message
 from ogkit.zk.prove import ZkProof, prove_rows
-from ogkit.zk.verify import UNDECIDABLE, check_row, evidence_from_values, judge_outputs, verify_rows
+from ogkit.zk.verify import (
+    UNDECIDABLE,
+    WITHIN,
+    check_row,
+    evidence_from_values,
+    judge_outputs,
+    verify_rows,
+)
 
 # The float32 bits of one input of the sample tabular model, found by bisection: rows 0 and
 # 1 of make_tabular(64, seed=3) (``zk.x``) have different labels; onnxruntime's label on
@@ -211,3 +219,15 @@ def test_the_judge_leaves_the_margin_row_to_the_vote(world, zk, far) -> None:
     ev = evidence_from_values(zk.profile, 0, {"features": far.x}, far.outputs)
     owner = world.s["owner"].address
     assert judge_row_onchain(world.chain, zk.profile, far.proof, ev, owner) == ("undecidable", 1)
+
+
+def test_a_profile_with_only_exact_outputs_is_never_refuted_by_a_proof() -> None:
+    """An integer-output model (a label, no probabilities): no float says how near the tie
+    is, so a differing label is undecidable (the vote), never beyond; a proof can only
+    exonerate. int32 and int64 labels, the circuit's value either side."""
+    for dtype, np_dtype in ((6, "<i4"), (7, "<i8")):
+        layouts = (TensorLayout("label", dtype, (), 0, 0, 0),)
+        for receipted, proven, want in ((2, 2, WITHIN), (2, 1, UNDECIDABLE), (-5, 7, UNDECIDABLE)):
+            message = row_message(layouts, {"label": np.array(receipted, np_dtype)})
+            judged = judge_outputs(layouts, message, [int_to_field(proven)], 0)
+            assert judged.outcome == want, (dtype, receipted, proven, judged)
