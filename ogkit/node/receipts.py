@@ -294,6 +294,10 @@ def check_payment_binding(
     if claim.requester.lower() != payer.lower():
         problems.append(f"the claim's requester {claim.requester} is not the payer {payer}")
     job = str(binding["job"])
+    if not (len(tx) == 66 and tx.startswith("0x") and all(c in "0123456789abcdef" for c in tx[2:])):
+        # One spelling per transaction (spec §11.2: lower-case hex), so one payment binds
+        # one batch id, not one per way of writing its hash.
+        problems.append(f"the payment transaction {tx!r:.80} is not 0x + 64 lower-case hex")
     if job != "x402:" + tx:
         problems.append(f"the batch's job {job!r} is not the payment x402:{tx}")
     derived = derive_batch_id(

@@ -97,9 +97,11 @@ def _body(rows: list[dict[str, Any]]) -> bytes:
     return json.dumps({"rows": rows, "salt": "0x01"}, separators=(",", ":")).encode()
 
 
-def _answer(net: Net, model: LoadedModel, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _answer(
+    net: Net, model: LoadedModel, rows: list[dict[str, Any]], tx: str = TX
+) -> dict[str, Any]:
     """What ``POST /v1/infer`` answers (ogkit/node/paid.py) when the node runs ``rows``
-    on ``model`` for the payment ``TX``, signed with its approved key."""
+    on ``model`` for the payment ``tx``, signed with its approved key."""
     import polars as pl
 
     from ogkit.infer import run_verified_inference
@@ -111,7 +113,7 @@ def _answer(net: Net, model: LoadedModel, rows: list[dict[str, Any]]) -> dict[st
         requester=net.payer,
         hub=net.hub,
         store=net.store,
-        job="x402:" + TX,
+        job="x402:" + tx,
         domain=DOMAIN,
         progress=False,
     )
@@ -126,13 +128,13 @@ def _answer(net: Net, model: LoadedModel, rows: list[dict[str, Any]]) -> dict[st
         "artifact_id": batch.artifact_id,
         "batch_id": batch.batch_id,
         "binding": {
-            "job": "x402:" + TX,
+            "job": "x402:" + tx,
             "dataset_id": batch.manifest.dataset_id,
             "execution_hash": execution_hash(batch.manifest.execution()),
         },
         "payment": {
             "success": True,
-            "transaction": TX,
+            "transaction": tx,
             "payer": net.payer,
             "payTo": net.node.address,
             "value": str(10 * batch.row_count),
@@ -185,6 +187,16 @@ def test_a_paid_answer_for_rows_the_node_chose_is_refused(net):
     # A request without the model it was sent to cannot be checked: that is a problem.
     alone = verify_paid_call(_answer(net, net.tab, rows), net.allowlist, request=_body(rows))
     assert not alone.ok
+
+
+def test_one_payment_binds_one_spelling_of_its_transaction(net):
+    """The same payment written with upper-case hex is another job string, hence another
+    batch id: one payment would bind as many batches as spellings of its hash."""
+    rows = _rows(2, seed=5)
+    upper = _answer(net, net.tab, rows, tx="0x" + TX[2:].upper())
+    check = verify_paid_call(upper, net.allowlist, model=net.tab, request=_body(rows))
+    assert not check.ok
+    assert any("lower-case hex" in p for p in check.problems), check.problems
 
 
 @pytest.mark.parametrize(
