@@ -195,6 +195,10 @@ def _model_problems(
         problems.append(f"a receipt is of another model than {want}")
     if str(answer.get("model_id", want)).lower() != want:
         problems.append(f"the answer names model {answer.get('model_id')!r:.80}, not {want}")
+    outputs = {t.name: t.dtype for t in model.outputs}
+    stated = answer.get("output_dtypes")
+    if not isinstance(stated, Mapping) or dict(stated) != outputs:
+        problems.append(f"the answer's output_dtypes {stated!r:.120} are not the model's {outputs}")
     return problems
 
 
