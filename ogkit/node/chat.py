@@ -615,6 +615,7 @@ def verify_paid_chat(
     chain: ChainClient | None = None,
     price: int | None = None,
     model: Any = None,
+    request: Any = None,
 ) -> PaidChatCheck:
     """Check a paid ``POST /v1/chat/completions`` answer (or a stream's last chunk):
 
@@ -634,6 +635,10 @@ def verify_paid_chat(
        model's, the prompt ids are the request rendered and tokenized again, and the
        message content is the completion ids' text. (Re-decoding the call is
        :func:`ogkit.llm.verify_chat_batch` on ``artifact_id``.)
+    7. with ``request`` (what the caller sent: a :class:`~ogkit.llm.calls.ChatRequest`,
+       or the request body as bytes or a mapping): the answer's canonical request is that
+       one. Without it the receipts only prove the node answered *some* request: a node
+       that adds a system message or cuts ``max_tokens`` passes checks 1-6.
 
     Never raises on a hostile answer: problems are listed."""
     from ogkit.attest import BatchClaim
@@ -658,12 +663,19 @@ def verify_paid_chat(
         values = receipt["leaf_values"]
         if claim.row_count != 1 or int(values["rowIndex"]) != 0:
             problems.append(f"the claim holds {claim.row_count} calls; a paid call is one")
-        request = ChatRequest.from_dict(answer["request"])
+        answered = ChatRequest.from_dict(answer["request"])
+        if request is not None:
+            sent = _sent_request(request)
+            if sent != answered:
+                problems.append(
+                    "the answer is to another request than the one sent: "
+                    + "; ".join(_request_differences(sent, answered))
+                )
         prompt_ids = [int(i) for i in answer["prompt_ids"]]
         completion_ids = [int(i) for i in answer["completion_ids"]]
         usage = answer["usage"]
         finish = answer["choices"][0]["finish_reason"]
-        ins = input_hash(request, prompt_ids)
+        ins = input_hash(answered, prompt_ids)
         if "0x" + ins.hex() != str(values["inputHash"]).lower():
             problems.append("the request and prompt ids do not hash to the receipt's inputHash")
         counts = {
@@ -698,7 +710,7 @@ def verify_paid_chat(
         if model is not None:
             if model.model_id.lower() != claim.model_id.lower():
                 problems.append(f"the claim is of model {claim.model_id}, not {model.model_id}")
-            if model.prompt_ids(request) != prompt_ids:
+            if model.prompt_ids(answered) != prompt_ids:
                 problems.append("the prompt ids are not the request rendered and tokenized")
             content = answer["choices"][0]["message"]["content"]
             if model.decode_text(completion_ids) != content:
@@ -706,6 +718,37 @@ def verify_paid_chat(
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OgkitError) as exc:
         problems.append(f"the answer is malformed: {type(exc).__name__}: {exc}")
     return PaidChatCheck(not problems, tuple(problems), payer, tx)
+
+
+def _sent_request(request: Any) -> Any:
+    """The canonical form of what the caller sent (a ChatRequest, or its body)."""
+    from ogkit.llm.calls import ChatRequest
+
+    if isinstance(request, ChatRequest):
+        return request
+    doc = strict_json(request) if isinstance(request, bytes | bytearray) else request
+    if not isinstance(doc, Mapping):
+        raise ValueError("request= must be a ChatRequest or the request body")
+    return ChatRequest.make(
+        doc.get("messages"),
+        max_tokens=doc.get("max_tokens", 64),
+        temperature=doc.get("temperature", 0.0),
+        seed=doc.get("seed"),
+    )
+
+
+def _request_differences(sent: Any, answered: Any) -> list[str]:
+    out = []
+    if sent.messages != answered.messages:
+        out.append(
+            f"messages: sent {len(sent.messages)}, answered {len(answered.messages)}"
+            + ("" if len(sent.messages) != len(answered.messages) else " (other contents)")
+        )
+    for name in ("max_tokens", "temperature", "seed"):
+        a, b = getattr(sent, name), getattr(answered, name)
+        if a != b:
+            out.append(f"{name}: sent {a!r}, answered {b!r}")
+    return out
 
 
 def _attester_problems(

@@ -24,6 +24,7 @@ from ogkit.client import Node
 from ogkit.errors import NodeError
 from ogkit.hub import Hub
 from ogkit.keys import KeyStore, Signer
+from ogkit.llm.calls import ChatRequest
 from ogkit.llm.model import load_chat_model
 from ogkit.llm.publish import publish_llm
 from ogkit.llm.tiny import build_tiny_llm
@@ -200,7 +201,10 @@ def test_a_paid_chat_call_gets_402_then_an_openai_answer_whose_receipt_is_bound_
     assert usage["completion_tokens"] == len(answer["completion_ids"]) <= 12
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
-    check = verify_paid_chat(answer, net.allowlist, chain=net.chain, price=PRICE, model=net.model)
+    check = verify_paid_chat(
+        answer, net.allowlist, chain=net.chain, price=PRICE, model=net.model,
+        request=ChatRequest.make(ASK, max_tokens=12),
+    )  # fmt: skip
     assert check.ok, check.problems
     tx = answer["payment"]["transaction"]
     assert check.payer == net.keys["payer"].address and check.transaction == tx
