@@ -25,7 +25,12 @@ nothing but the answer, the verifier's allowlist and (optionally) the chain:
    cheaper model under its own approved key); with ``request`` too (the body the caller
    sent, bytes or parsed): every receipt's ``inputHash`` is that row's canonical input
    hash and the binding's dataset id the input root of those rows (docs/spec.md 4.1), so
-   the outputs are of the caller's rows, not of rows the node chose.
+   the outputs are of the caller's rows, not of rows the node chose;
+6. with ``payer`` and ``nonce`` (the caller's address and the EIP-3009 nonce it signed):
+   the answer is bound to the caller's own payment, not to another payment the node
+   holds (its own, a colluder's, an earlier one of the caller's); with ``chain`` the
+   transaction must have consumed that nonce (item 4), so the caller's authorization,
+   the transaction, the job and the signed claim are one chain of bindings.
 
 Every returned output must be a JSON value of its dtype exactly (an integer for an
 integer output, a number that is exactly a float32 for a float32 one, true/false for a
@@ -87,12 +92,15 @@ def verify_paid_call(
     price_per_row: int | None = None,
     model: Any = None,
     request: bytes | Mapping[str, Any] | None = None,
+    payer: str | None = None,
+    nonce: str | None = None,
 ) -> PaidCallCheck:
     """Check a ``POST /v1/infer`` answer; see the module docstring."""
     from ogkit.attest import BatchClaim
     from ogkit.verify import verify_receipt
 
     problems: list[str] = []
+    caller, paid_nonce = payer, nonce
     payer = tx = None
     try:
         if not isinstance(answer, Mapping):
@@ -102,6 +110,13 @@ def verify_paid_call(
         receipts = answer["receipts"]
         payer = str(payment["payer"])
         tx = str(payment["transaction"])
+        if caller is not None and payer.lower() != str(caller).lower():
+            problems.append(f"the answer is bound to a payment by {payer}, not by {caller}")
+        if paid_nonce is not None and str(payment["nonce"]).lower() != str(paid_nonce).lower():
+            problems.append(
+                f"the answer is bound to authorization {payment['nonce']!r:.80}, not to the "
+                f"caller's {paid_nonce}"
+            )
         if not isinstance(receipts, list) or not receipts:
             raise ValueError("the answer has no receipts")
         if len(receipts) != int(answer["rows"]) or len(answer["outputs"]) != len(receipts):

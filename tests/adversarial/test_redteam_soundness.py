@@ -98,7 +98,12 @@ def _body(rows: list[dict[str, Any]]) -> bytes:
 
 
 def _answer(
-    net: Net, model: LoadedModel, rows: list[dict[str, Any]], tx: str = TX
+    net: Net,
+    model: LoadedModel,
+    rows: list[dict[str, Any]],
+    tx: str = TX,
+    payer: str | None = None,
+    nonce: str = "0x" + "11" * 32,
 ) -> dict[str, Any]:
     """What ``POST /v1/infer`` answers (ogkit/node/paid.py) when the node runs ``rows``
     on ``model`` for the payment ``tx``, signed with its approved key."""
@@ -110,7 +115,7 @@ def _answer(
         model,
         pl.DataFrame(rows),
         attester=make_attester("software", signer=net.node),
-        requester=net.payer,
+        requester=payer or net.payer,
         hub=net.hub,
         store=net.store,
         job="x402:" + tx,
@@ -135,10 +140,10 @@ def _answer(
         "payment": {
             "success": True,
             "transaction": tx,
-            "payer": net.payer,
+            "payer": payer or net.payer,
             "payTo": net.node.address,
             "value": str(10 * batch.row_count),
-            "nonce": "0x" + "11" * 32,
+            "nonce": nonce,
         },
     }
     return json.loads(json.dumps(answer))  # what crosses the wire
@@ -194,6 +199,28 @@ def test_a_paid_answer_for_rows_the_node_chose_is_refused(net):
     # A request without the model it was sent to cannot be checked: that is a problem.
     alone = verify_paid_call(_answer(net, net.tab, rows), net.allowlist, request=_body(rows))
     assert not alone.ok
+
+
+def test_a_paid_answer_bound_to_another_payment_is_refused(net):
+    """The caller paid (its own authorization nonce); the node answers its rows honestly
+    but binds the receipts to another payment it holds (a colluder's, or an earlier one of
+    the caller's): the caller's payment is then bound to nothing."""
+    rows = _rows(2, seed=11)
+    mine = "0x" + "11" * 32
+    ok = verify_paid_call(
+        _answer(net, net.tab, rows), net.allowlist, model=net.tab, request=_body(rows),
+        payer=net.payer, nonce=mine,
+    )  # fmt: skip
+    assert ok.ok, ok.problems
+    colluder = net.owner.address
+    other = _answer(net, net.tab, rows, tx="0x" + "77" * 32, payer=colluder)
+    check = verify_paid_call(other, net.allowlist, model=net.tab, request=_body(rows),
+                             payer=net.payer, nonce=mine)  # fmt: skip
+    assert any("not by " + net.payer in p for p in check.problems), check.problems
+    earlier = _answer(net, net.tab, rows, tx="0x" + "78" * 32, nonce="0x" + "12" * 32)
+    check = verify_paid_call(earlier, net.allowlist, model=net.tab, request=_body(rows),
+                             payer=net.payer, nonce=mine)  # fmt: skip
+    assert not check.ok and any("not to the caller's" in p for p in check.problems)
 
 
 def test_one_payment_binds_one_spelling_of_its_transaction(net):
