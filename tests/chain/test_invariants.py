@@ -1239,7 +1239,7 @@ class SettlementGame(RuleBasedStateMachine):
             c.challenger,
         ):
             return
-        snapshot = self.block - 1
+        snapshot = b.snapshot  # votes weigh at the batch's snapshot, like its verdicts
         dispute = Dispute(
             id=len(self.disputes) + 1,
             batch=b,

@@ -3,7 +3,8 @@ challenger, verifier, delegator), alone or colluding, each tried as such an atta
 try it (in-process eth-tester chain, real signatures).
 
 Each test names the attack and asserts that it is refused with its custom error or that the
-attacker ends up where the rules say. The first five worked against the previous contracts:
+attacker ends up where the rules say. These worked against the previous contracts (each
+test fails there):
 
 - an operator voiding the dispute over its forged batch by resolving it first, presenting
   no verdicts, so that the fail verdicts holding the quorum never upheld it;
@@ -13,7 +14,15 @@ attacker ends up where the rules say. The first five worked against the previous
 - an operator unbonding its own stake after the commit, so that a slash took its
   delegators' whole stake (they lost a larger fraction than it did);
 - a pass-attester unbonding after it signed, so that the challenger's reward for slashing
-  it was zero.
+  it was zero;
+- an operator registering a verifier of its own, with more than the verifier stake, in the
+  block of an honest challenger's commitment, and rejecting the challenge with its vote;
+- an older governance proposal executed after a newer one on the same measurement,
+  approving a revoked build again.
+
+The tests under "held" try attacks the contracts already refused (an order replayed on
+another settlement contract, a verdict reused on another batch, flash stake in
+governance, a front-run ERC-3009 ``receiveWithAuthorization``).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from ogkit.chain.bindings import OPG, BatchStatus, load_compiled
 from .game import (
     BPS,
     GAME_PARAMS,
+    ZERO_ADDRESS,
     Batch,
     Game,
     Player,
@@ -287,6 +297,85 @@ def test_a_pass_attester_that_unbonds_still_pays_the_challenger(world: World) ->
     amount = VERIFIER_STAKES[0] * P.verifier_slash_bps // BPS
     assert slashed.args.amount == amount
     assert g.balance(w.challenger) - before == amount * P.challenger_reward_bps // BPS
+
+
+def test_stake_moved_in_after_the_commit_cannot_reject_a_challenge(world: World) -> None:
+    """Dispute votes were weighed at the block before the dispute opened. Seeing the honest
+    challenger's commitment, the attacker registered a verifier of its own with three times
+    the honest verifier stake in that same block; the reveal's snapshot counted it, and its
+    one vote rejected the challenge at once (the bond to the attacker's node)."""
+    w, g = world, world.g
+    s, reg = g.d.settlement.functions, g.d.node_registry.functions
+    _, v2, v3 = w.verifiers
+    b = fraud(w, "flash verifier")
+    flash = g.player("attacker's verifier")
+    stake = 3 * sum(VERIFIER_STAKES)
+    g.fund(flash, stake)
+    g.allow(flash, stake, g.d.node_registry.address)
+    claimed, salt = keccak(b"re-executed output"), keccak(b"salt")
+    commitment = g.commitment(w.challenger, b, 1, claimed, salt)
+    g.fund(w.challenger, P.challenge_bond)
+    g.allow(w.challenger, P.challenge_bond)
+    receipts = g.in_one_block(
+        [
+            (s.commitChallenge(commitment), w.challenger),
+            (reg.registerNode(2, stake, ZERO_ADDRESS, b"\x00" * 32, b""), flash),
+        ]
+    )
+    assert all(r["status"] == 1 for r in receipts)
+    g.send(s.challenge(*g.challenge_args(b, 1, claimed, salt)), w.challenger)
+    dispute = int(s.stateOf(b.key).call()[1])
+    g.expect_revert(s.voteDispute(dispute, b.record, False), flash, "NotVerifier")
+    d = s.getDispute(dispute).call()
+    assert d[3] == b.record[5]  # weighed at the batch's snapshot: the block before the commit
+    assert d[8] == sum(VERIFIER_STAKES)
+    g.vote(dispute, b, v2, True)
+    receipt = g.vote(dispute, b, v3, True)
+    assert g.events(g.d.settlement, "ChallengeUpheld", receipt)
+
+
+def test_an_older_proposal_cannot_undo_a_newer_decision(world: World) -> None:
+    """Two proposals on one measurement, both passed: an approval, then a revocation (the
+    build turned out compromised). Executing the revocation first and the older approval
+    after it approved the revoked build again."""
+    w, g = world, world.g
+    reg = g.d.node_registry.functions
+    v1, v2, v3 = w.verifiers
+    bad = b32(keccak(b"an enclave build"))
+    g.send(reg.propose(bad, 2), v1)
+    approve = int(reg.proposalCount().call())
+    g.advance(60)
+    g.send(reg.propose(bad, 0), v1)
+    revoke = int(reg.proposalCount().call())
+    for v in (v1, v2, v3):
+        g.send(reg.vote(approve, True), v)
+        g.send(reg.vote(revoke, True), v)
+    g.advance(P.governance_voting_delay)
+    g.send(reg.execute(revoke), w.sock)
+    g.expect_revert(
+        reg.execute(approve), w.sock, "ProposalSuperseded", proposalId=approve, newer=revoke
+    )
+    assert reg.measurementKind(bad).call() == 0
+
+
+def test_proposals_executed_in_creation_order_both_apply(world: World) -> None:
+    w, g = world, world.g
+    reg = g.d.node_registry.functions
+    v1, v2, v3 = w.verifiers
+    m = b32(keccak(b"another build"))
+    g.send(reg.propose(m, 2), v1)
+    first = int(reg.proposalCount().call())
+    g.advance(60)
+    g.send(reg.propose(m, 3), v1)
+    second = int(reg.proposalCount().call())
+    for v in (v1, v2, v3):
+        g.send(reg.vote(first, True), v)
+        g.send(reg.vote(second, True), v)
+    g.advance(P.governance_voting_delay)
+    g.send(reg.execute(first), w.sock)
+    assert reg.measurementKind(m).call() == 2
+    g.send(reg.execute(second), w.sock)
+    assert reg.measurementKind(m).call() == 3
 
 
 # --------------------------------------------------------------------------- held

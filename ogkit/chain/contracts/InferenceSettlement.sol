@@ -65,7 +65,7 @@ interface INodeStaking {
 ///         over on-chain state. Fees are credited (pull payments); a node's and a verifier's
 ///         fees go to its stake pool, so delegators share them as they share slashes.
 ///      4. Inside the window anyone may challenge one row (commit-reveal, so a copycat cannot
-///         take a challenger's evidence). Verifiers vote with their stake at dispute open.
+///         take a challenger's evidence). Verifiers vote with their stake at the batch snapshot.
 ///         Upheld: the operator's own stake loses max(minSlash, collateral) (its pool the same
 ///         fraction), the challenger is rewarded from that own part and the rest is burned;
 ///         pass verdicts of the batch become slashable; upheld voters and fail verdicts share
@@ -747,7 +747,9 @@ contract InferenceSettlement is EIP712 {
         _checkEvidence(batchId, r, c, proof);
 
         disputeId = ++disputeCount;
-        uint48 snap = uint48(block.number - 1);
+        // Votes are weighed at the batch's snapshot, like its verdicts: stake moved in after
+        // the commit (say, between a challenge's commitment and its reveal) weighs nothing.
+        uint48 snap = r.snapshotBlock;
         Dispute storage d = _disputes[disputeId];
         d.batchId = batchId;
         d.challenger = msg.sender;
@@ -789,9 +791,9 @@ contract InferenceSettlement is EIP712 {
         if (!MerkleProof.verifyCalldata(proof, r.batchRoot, leaf)) revert InvalidProof();
     }
 
-    /// @notice A verifier's vote on an open dispute, weighted by its stake at dispute open. The
-    ///         vote that brings either side to `quorumBps` of the verifier stake at that block
-    ///         resolves the dispute at once.
+    /// @notice A verifier's vote on an open dispute, weighted by its stake at the batch's
+    ///         snapshot (the block before the commit). The vote that brings either side to
+    ///         `quorumBps` of the verifier stake at that block resolves the dispute at once.
     function voteDispute(uint256 disputeId, Record calldata r, bool upheld) external {
         Dispute storage d = _openDispute(disputeId);
         _record(d.batchId, r);
@@ -918,7 +920,8 @@ contract InferenceSettlement is EIP712 {
 
     /// @notice After an upheld dispute, a verifier that voted upheld, or that presents its signed
     ///         fail verdict on the batch, claims verifierFee x its weight / the verifier stake at
-    ///         dispute open (into its stake pool). Open for `challengeWindow` after resolution.
+    ///         the batch's snapshot (into its stake pool). Open for `challengeWindow` after
+    ///         resolution.
     function claimDisputeReward(uint256 disputeId, Record calldata r, Verdict calldata failVerdict)
         external
         returns (uint256 amount)
@@ -940,7 +943,7 @@ contract InferenceSettlement is EIP712 {
         uint256 weight = nodes.weightAt(verifier, d.snapshotBlock);
         if (weight == 0) revert NotVerifier(verifier);
         (,, uint256 verifierFee) = _split(r.price, r.rowCount);
-        // Shares of the stake at dispute open sum to at most the fee; the cap is a safeguard.
+        // Shares of the stake at the snapshot sum to at most the fee; the cap is a safeguard.
         amount = (verifierFee * weight) / d.totalStake;
         if (amount > d.rewardLeft) amount = d.rewardLeft;
         d.rewardLeft -= amount;

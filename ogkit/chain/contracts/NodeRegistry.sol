@@ -119,6 +119,8 @@ contract NodeRegistry is Ownable, EIP712 {
     mapping(uint256 id => Unbonding) private _unbondings;
     mapping(uint256 id => Proposal) private _proposals;
     mapping(uint256 id => mapping(address voter => bool)) public hasVoted;
+    /// @notice The newest proposal executed on a measurement: an older one can no longer be.
+    mapping(bytes32 measurement => uint256 proposalId) public lastExecuted;
     uint256 public unbondingCount;
     uint256 public proposalCount;
 
@@ -206,6 +208,7 @@ contract NodeRegistry is Ownable, EIP712 {
     error VotingOpen(uint256 proposalId, uint64 votingEnds);
     error AlreadyVoted(uint256 proposalId, address voter);
     error ProposalAlreadyExecuted(uint256 proposalId);
+    error ProposalSuperseded(uint256 proposalId, uint256 newer);
     error ProposalExpired(uint256 proposalId, uint64 expiredAt);
     error ProposalNotPassed(uint256 proposalId, uint256 yes, uint256 no, uint256 totalStake);
 
@@ -530,6 +533,11 @@ contract NodeRegistry is Ownable, EIP712 {
     function execute(uint256 proposalId) external {
         Proposal storage p = _proposal(proposalId);
         if (p.executed) revert ProposalAlreadyExecuted(proposalId);
+        // Proposals on one measurement apply in creation order: executing an older one after
+        // a newer one (an approval after the revocation that followed it) would undo the
+        // newer decision.
+        uint256 newer = lastExecuted[p.measurement];
+        if (newer > proposalId) revert ProposalSuperseded(proposalId, newer);
         uint64 ends = p.createdAt + votingDelay;
         if (block.timestamp < ends) revert VotingOpen(proposalId, ends);
         if (block.timestamp >= ends + votingDelay) revert ProposalExpired(proposalId, ends + votingDelay);
@@ -542,6 +550,7 @@ contract NodeRegistry is Ownable, EIP712 {
             revert ProposalNotPassed(proposalId, yes, no, total);
         }
         p.executed = true;
+        lastExecuted[p.measurement] = proposalId;
         emit ProposalExecuted(proposalId, p.measurement, p.kind, yes, no);
         _setMeasurement(p.measurement, p.kind, proposalId);
     }
