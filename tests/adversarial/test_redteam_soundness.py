@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ogkit.attest import ClaimDomain, execution_hash, make_attester
+from ogkit.errors import OgkitError
 from ogkit.hub import Hub
 from ogkit.hub.manifest import ModelManifest, extract_signature
 from ogkit.keys import KeyStore, Signer
@@ -394,3 +395,55 @@ def test_a_paid_chat_answer_to_another_request_is_refused(net, chat):
     # A body that is not a request is a listed problem, never an exception.
     junk = verify_paid_chat(honest, allowlist, price=10, request=b"[1, 2")
     assert not junk.ok and junk.problems
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ogkit/llm/template.py renders in Jinja2's sandbox with its default globals and "
+    "filters, which include lipsum() and |random (Python's random module): a model owner's "
+    "template can render another prompt every time, so an honest node's call is judged "
+    "prompt-mismatch (and a colluding challenger gets it slashed). Fix: an environment "
+    "without lipsum and the random filter (or a template refused at load when it names "
+    "them), as docs/spec.md §12.2 lists the only variables a template sees",
+)
+def test_a_chat_template_cannot_make_rendering_random(net, tmp_path):
+    """A colluding model owner publishes a template that draws random text only when the
+    last message holds a trigger; an honest node serves a triggered call; the verifier
+    renders the prompt again."""
+    import shutil
+
+    from ogkit.llm.model import load_chat_model
+    from ogkit.llm.publish import publish_llm
+    from ogkit.llm.tiny import TINY_TEMPLATE, build_tiny_llm
+    from ogkit.llm.verify import verify_chat_batch
+    from ogkit.verify import VerifyPolicy
+
+    folder = build_tiny_llm(tmp_path / "tiny-random")
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = (
+        "{% if 'zebra' in messages[-1]['content'] %}{{ lipsum(1, False, 2, 3) }}"
+        "{{ ['a', 'b', 'c', 'd']|random }}{% endif %}" + TINY_TEMPLATE
+    )
+    config_path.write_text(json.dumps(config))
+    sent = [{"role": "user", "content": "a zebra"}]
+    try:  # refusing such a template (at publish, load or render) is secure too
+        publish_llm(net.hub, folder, name="tiny-random", version="1.0.0", price=1,
+                    signer=net.owner)  # fmt: skip
+        model = load_chat_model("tiny-random", hub=net.hub)
+        answer = _chat_answer(net, model, sent, max_tokens=3)
+    except OgkitError:
+        return
+    finally:
+        shutil.rmtree(folder)
+    policy = VerifyPolicy(
+        sample_rate=1.0,
+        allowlist=Allowlist().with_([net.node.address], [model.runtime_id]),
+        verifier_secret=b"s" * 32,
+        expected_domain=DOMAIN,
+    )
+    verdict = verify_chat_batch(
+        answer["artifact_id"], policy, store=net.store, hub=net.hub, progress=False,
+        requests=[{"messages": sent, "max_tokens": 3}],
+    )  # fmt: skip
+    assert verdict.passed, verdict.reasons()
