@@ -257,22 +257,32 @@ def _request_problems(
 
 def _exact_json(value: Any, dtype: Any) -> bool:
     """Whether a JSON value (nested lists of numbers) is exactly a tensor of ``dtype``:
-    no truncation, rounding, strings or booleans standing in for numbers."""
+    no truncation, rounding, strings or booleans standing in for numbers. Iterative, so
+    a hostile nesting depth is only a False."""
     import numpy as np
 
-    if isinstance(value, list):
-        return all(_exact_json(v, dtype) for v in value)
     kind = dtype.kind
-    if kind == "b":
-        return isinstance(value, bool)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
-    if kind in "iu":
-        return isinstance(value, int)
-    if kind == "f":
-        with np.errstate(over="ignore"):
-            return float(dtype.type(value)) == float(value)
-    return False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if kind == "b":
+            if not isinstance(item, bool):
+                return False
+        elif isinstance(item, bool) or not isinstance(item, int | float):
+            return False
+        elif kind in "iu":
+            if not isinstance(item, int):
+                return False
+        elif kind == "f":
+            with np.errstate(over="ignore"):
+                if float(dtype.type(item)) != float(item):
+                    return False
+        else:
+            return False
+    return True
 
 
 def _chain_binding_problems(
