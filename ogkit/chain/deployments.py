@@ -216,22 +216,38 @@ def _deploy(w3: Web3, name: str, deployer: Any, *args: Any) -> tuple[Any, int]:
     return w3.eth.contract(address=address, abi=compiled["abi"]), int(receipt["gasUsed"])
 
 
-def deploy_contracts(w3: Web3, deployer: Any, params: DeployParams | None = None) -> Deployment:
+def deploy_contracts(
+    w3: Web3,
+    deployer: Any,
+    params: DeployParams | None = None,
+    *,
+    beneficiaries: Mapping[str, str] | None = None,
+) -> Deployment:
     """Deploy OPGToken, ModelRegistry, NodeRegistry and InferenceSettlement from ``deployer``
     and wire NodeRegistry to the settlement contract.
 
     ``deployer`` is any sender :func:`~ogkit.chain.transactions.transact` takes: an
-    unlocked address, a :class:`~ogkit.keys.Signer` or a ``LocalAccount``. The whole OPG
-    supply goes to it. The NodeRegistry's bootstrap phase is left open (the deployer can still
-    approve measurements with ``bootstrapMeasurement`` until it calls ``closeBootstrap``).
+    unlocked address, a :class:`~ogkit.keys.Signer` or a ``LocalAccount``. The OPG
+    allocations go to ``beneficiaries`` (allocation name -> address, as
+    :func:`~ogkit.chain.tokenomics.plan_allocations` takes them); without them, a devnet
+    arrangement, the deployer is every beneficiary (:func:`devnet_beneficiaries`), which a
+    production deployment (``params.production``) refuses. The NodeRegistry's bootstrap
+    phase is left open (the deployer can still approve measurements with
+    ``bootstrapMeasurement`` until it calls ``closeBootstrap``).
     """
     params = params or DeployParams()
     address = _address(deployer)
+    if beneficiaries is None and params.production:
+        raise ConfigError(
+            "a production deployment needs its allocation beneficiaries (beneficiaries=): "
+            "without them the deployer would receive the whole OPG supply"
+        )
     if isinstance(deployer, str):
         deployer = address
     gas: dict[str, int] = {}
     launch = int(w3.eth.get_block("latest")["timestamp"])
-    minted = deploy_token_with_allocations(w3, deployer, devnet_beneficiaries(address), launch)
+    allocations = beneficiaries if beneficiaries is not None else devnet_beneficiaries(address)
+    minted = deploy_token_with_allocations(w3, deployer, allocations, launch)
     token = minted.token
     gas.update(minted.gas_used)
     models, gas["ModelRegistry"] = _deploy(w3, "ModelRegistry", deployer)
@@ -439,8 +455,10 @@ def deploy_to(
     params: DeployParams | None = None,
     *,
     home: Path | None = None,
+    beneficiaries: Mapping[str, str] | None = None,
 ) -> Deployment:
-    """Deploy the four contracts from ``deployer`` (signed locally) and record them.
+    """Deploy the four contracts from ``deployer`` (signed locally) and record them;
+    ``beneficiaries`` as :func:`deploy_contracts` takes them.
 
     Writes ``<home>/deployments/<chain id>.json`` atomically: addresses, deployer, deployment
     block and its hash, the :class:`DeployParams`, gas used and the build artefacts' hashes.
@@ -454,7 +472,7 @@ def deploy_to(
     logger.info("deploying the ogkit contracts to chain %s from %s", chain_id, deployer.address)
     # The chain may be new (a devnet whose state was lost): ask it for the nonce.
     forget_nonce(w3, chain_id, deployer.address)
-    deployed = deploy_contracts(w3, deployer, params)
+    deployed = deploy_contracts(w3, deployer, params, beneficiaries=beneficiaries)
     block = w3.eth.get_block(deployed.block_number)
     record = {
         "format": DEPLOYMENT_FORMAT,

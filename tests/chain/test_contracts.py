@@ -823,10 +823,17 @@ def test_production_refuses_software_measurements(
 ) -> None:
     a = actors
     params = replace(TEST_PARAMS, production=True, initial_kinds=(KIND_TDX,))
-    d = deploy_contracts(w3, a.deployer, params)
+    # a production deployment names its beneficiaries: the deployer is not given the supply
+    sent = w3.eth.get_transaction_count(a.deployer)
+    with pytest.raises(ConfigError, match="beneficiaries"):
+        deploy_contracts(w3, a.deployer, params)
+    assert w3.eth.get_transaction_count(a.deployer) == sent  # refused before deploying
+    treasury = {name: a.spare[0] for name in devnet_beneficiaries(a.deployer)}
+    d = deploy_contracts(w3, a.deployer, params, beneficiaries=treasury)
     reg = d.node_registry.functions
     assert reg.production().call() is True
-    assert balance(d, a.deployer) == 189_500_000 * OPG
+    assert balance(d, a.deployer) == 0
+    assert balance(d, a.spare[0]) == 189_500_000 * OPG
     assert reg.measurementKind(RUNTIME_ID).call() == KIND_TDX
     for fn in (
         reg.bootstrapMeasurement(OTHER_RUNTIME_ID, KIND_SOFTWARE),
@@ -838,7 +845,9 @@ def test_production_refuses_software_measurements(
     assert reg.measurementKind(OTHER_RUNTIME_ID).call() == KIND_NITRO
     assert deployment.node_registry.functions.production().call() is False
     with pytest.raises(ChainError, match=r"NodeRegistry.*SoftwareMeasurementInProduction"):
-        deploy_contracts(w3, a.deployer, replace(TEST_PARAMS, production=True))
+        deploy_contracts(
+            w3, a.deployer, replace(TEST_PARAMS, production=True), beneficiaries=treasury
+        )
 
 
 def deploy_revert(w3: Any, name: str, sender: str, *args: Any) -> str:
