@@ -26,7 +26,13 @@ from ogkit.batch import ARTIFACTS, AttestedBatch, load_batch
 from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.records import from_event
 from ogkit.dataset import DatasetCommitment
-from ogkit.errors import ArtifactError, ArtifactIntegrityError, HubError, OgkitError
+from ogkit.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    HubError,
+    InputsUnavailableError,
+    OgkitError,
+)
 from ogkit.hub.hub import Hub
 from ogkit.llm.batch import ChatBatch, is_chat_artifact, load_chat_batch
 from ogkit.settle import compare_with_chain
@@ -552,8 +558,14 @@ def _reexecution_confirms(batch: AttestedBatch, row: int) -> bool:
     try:
         for part in batch.partitions:
             if part.offset <= row < part.offset + part.rows:
-                rec = batch.records(part.index)
+                try:
+                    rec = batch.records(part.index)
+                except InputsUnavailableError:
+                    return True  # no inputs to re-run: the dispute is upheld (spec §6)
                 i = list(rec.row_index).index(row)
+                row_inputs = {k: v[i : i + 1] for k, v in rec.inputs.items()}
+                if bytes(tensor_row_hashes(row_inputs)[0]) != bytes(rec.input_hashes[i]):
+                    return True  # the stored row is not the committed one: upheld too
                 model = load_model_bytes(batch.store.get("models", batch.model_id))
                 out = reexecute(model, rec.inputs, [i], batch_size=batch.batch_size)
                 return bytes(tensor_row_hashes(out)[0]) != bytes(rec.output_hashes[i])

@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,14 @@ import pyarrow.parquet as pq
 from ogkit.attest import BatchClaim, ClaimDomain, PartitionAttestation, is_address, is_hex32
 from ogkit.crypto.encoding import dtype_code
 from ogkit.crypto.merkle import LEAF_TYPES, MerkleTree, compose_proof
-from ogkit.errors import ArtifactError, ArtifactIntegrityError, ConfigError, ReceiptError
+from ogkit.dataset import DataSource, open_stored_dataset, plan_from_bindings
+from ogkit.errors import (
+    ArtifactError,
+    ArtifactIntegrityError,
+    ConfigError,
+    InputsUnavailableError,
+    ReceiptError,
+)
 from ogkit.hub.manifest import canonical_json
 from ogkit.store import ContentStore, content_id
 
@@ -42,6 +49,7 @@ __all__ = [
     "AttestedBatch",
     "BatchManifest",
     "BatchStaging",
+    "InputData",
     "PartitionMeta",
     "PartitionRecords",
     "PartitionResult",
@@ -49,6 +57,7 @@ __all__ = [
     "execution_spec",
     "load_batch",
     "parse_document",
+    "read_inputs",
     "read_partition_file",
     "read_records",
     "records_to_parquet",
@@ -67,7 +76,7 @@ def _hex(b: bytes | np.ndarray) -> str:
 
 
 # -- the typed manifest ------------------------------------------------------------------------
-SCHEMA = "ogkit.batch.v2"
+SCHEMA = "ogkit.batch.v3"
 MAX_ROW_ELEMENTS = 1 << 24  # per tensor per row: bounds what a hostile manifest can ask for
 MAX_FLOAT_ULP = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -198,6 +207,40 @@ class PartitionMeta:
 
 
 @dataclass(frozen=True)
+class InputData:
+    """Where the batch's inputs are (docs/spec.md §7): the dataset object in the store
+    (``datasets/``, by content id), its format, and the batch's rows within it (rows
+    ``offset .. offset + rows - 1`` of the dataset are the batch's rows ``0 .. rows - 1``)."""
+
+    object: str
+    format: str
+    offset: int
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "object": self.object,
+            "format": self.format,
+            "offset": self.offset,
+            "rows": self.rows,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> InputData:
+        if not isinstance(d, Mapping):
+            raise ArtifactError(f"{where} must be an object")
+        fmt = _field(d, "format", str, where)
+        if len(fmt) > 16:
+            raise ArtifactError(f"{where} format is too long")
+        return cls(
+            object=_hex32(d, "object", where),
+            format=fmt,
+            offset=_count(d, "offset", where),
+            rows=_count(d, "rows", where),
+        )
+
+
+@dataclass(frozen=True)
 class BatchManifest:
     """The attested batch's manifest (docs/spec.md §6), typed. Stored as canonical JSON;
     :meth:`from_dict` refuses any field of the wrong type or range with an
@@ -211,6 +254,7 @@ class BatchManifest:
     fingerprint: dict[str, Any]
     dataset_id: str  # the dataset commitment: the input root
     dataset: dict[str, Any]  # description and file fingerprint, for people
+    input_data: InputData  # the dataset in the store the rows' inputs are read from
     job: str
     requester: str
     domain: ClaimDomain
@@ -261,6 +305,7 @@ class BatchManifest:
             "fingerprint": self.fingerprint,
             "dataset_id": self.dataset_id,
             "dataset": self.dataset,
+            "input_data": self.input_data.to_dict(),
             "job": self.job,
             "requester": self.requester,
             "domain": {
@@ -324,6 +369,7 @@ class BatchManifest:
             fingerprint=_field(d, "fingerprint", dict, w),
             dataset_id=_hex32(d, "dataset_id", w),
             dataset=_field(d, "dataset", dict, w),
+            input_data=InputData.from_dict(_field(d, "input_data", dict, w), f"{w} input_data"),
             job=_field(d, "job", str, w),
             requester=requester,
             domain=ClaimDomain(chain_id, contract),
@@ -438,14 +484,35 @@ class AttestedBatch:
     def partition_bytes(self, index: int, *, check: bool = True) -> bytes:
         return read_partition_file(self.store, self.batch_id, self.partitions[index], check=check)
 
-    def records(self, index: int) -> PartitionRecords:
-        return read_records(self.partition_bytes(index), self.tensor_specs())
+    def records(self, index: int, *, inputs: bool = True) -> PartitionRecords:
+        """Partition ``index``'s records; with ``inputs`` also its rows' input tensors, read
+        from the batch's stored dataset (:meth:`inputs`)."""
+        rec = read_records(self.partition_bytes(index), self.tensor_specs())
+        if inputs:
+            rec.inputs = self.inputs(index)
+        return rec
+
+    def input_source(self) -> DataSource:
+        """The batch's stored dataset (raises InputsUnavailableError if it is not there)."""
+        d = self.manifest.input_data
+        return open_stored_dataset(self.store, d.object, d.format)
+
+    def inputs(self, index: int) -> dict[str, np.ndarray]:
+        """Partition ``index``'s input tensors, re-derived from the stored dataset with the
+        manifest's input plan. They are what the manifest names, not necessarily what the
+        records' input hashes commit to: callers that rely on them compare the hashes.
+        Missing data, rows or columns: :class:`~ogkit.errors.InputsUnavailableError`."""
+        part = self.partitions[index]
+        m = self.manifest
+        return read_inputs(
+            self.input_source(), m.input_data, m.inputs, m.row_count, part.offset, part.rows
+        )
 
     def outputs_frame(self) -> pl.DataFrame:
         """Every row's outputs (and hashes) as one polars frame ordered by row index."""
         frames = []
         for i in range(len(self.partitions)):
-            rec = self.records(i)
+            rec = self.records(i, inputs=False)
             cols: dict[str, Any] = {"row_index": rec.row_index}
             for name, values in rec.outputs.items():
                 cols[name] = values if values.ndim == 1 else list(values.reshape(len(values), -1))
@@ -474,7 +541,7 @@ class AttestedBatch:
             by_partition.setdefault(self._locate(r), []).append(r)
         out: dict[int, dict[str, Any]] = {}
         for index, rows in by_partition.items():
-            rec = self.records(index)
+            rec = self.records(index, inputs=False)
             tree = MerkleTree.from_leaf_hashes(rec.leaves)
             position = {int(r): i for i, r in enumerate(rec.row_index)}
             batch_proof = self.batch_tree.proof(index)
@@ -551,18 +618,48 @@ def _tensor_column(values: np.ndarray) -> pa.Array:
     )
 
 
-def records_to_parquet(
-    att: PartitionAttestation, feeds: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]
-) -> bytes:
-    """One partition's records as Parquet bytes (columns documented in docs/spec.md)."""
+def read_inputs(
+    source: DataSource,
+    d: InputData,
+    bindings: Sequence[TensorMeta],
+    row_count: int,
+    start: int,
+    rows: int,
+) -> dict[str, np.ndarray]:
+    """Rows ``start .. start + rows - 1`` of the batch (0-based in the batch) as input
+    tensors, from ``source`` (the stored dataset ``d``) under the manifest's input plan
+    (``bindings``); ``row_count`` is the batch's."""
+    if d.rows != row_count or d.offset + d.rows > source.n_rows:
+        raise InputsUnavailableError(
+            f"the manifest names rows {d.offset}..{d.offset + d.rows - 1} of dataset "
+            f"{d.object}, which holds {source.n_rows:,} rows, for a batch of "
+            f"{row_count:,} rows"
+        )
+    if start < 0 or start + rows > d.rows:
+        raise InputsUnavailableError(f"rows {start}..{start + rows - 1} are not in the batch")
+    try:
+        feeds = plan_from_bindings(bindings).feeds(source, d.offset + start, rows)
+    except InputsUnavailableError:
+        raise
+    except Exception as exc:  # columns the data lacks, values that do not convert
+        raise InputsUnavailableError(
+            f"dataset {d.object} does not give the manifest's inputs: {exc}"[:600]
+        ) from None
+    for name, values in feeds.items():
+        if len(values) != rows:
+            raise InputsUnavailableError(f"dataset {d.object} gives {len(values)} rows of {name}")
+    return feeds
+
+
+def records_to_parquet(att: PartitionAttestation, outputs: Mapping[str, np.ndarray]) -> bytes:
+    """One partition's records as Parquet bytes (columns documented in docs/spec.md §6):
+    hashes, leaves and outputs; the inputs are the stored dataset's rows."""
     columns: dict[str, pa.Array] = {
         "row_index": pa.array(att.row_index),
         "input_hash": _hash_column(att.input_hashes),
         "output_hash": _hash_column(att.output_hashes),
         "leaf": _hash_column(att.leaves),
     }
-    for name, values in feeds.items():
-        columns[f"input.{name}"] = _tensor_column(values)
     for name, values in outputs.items():
         columns[f"output.{name}"] = _tensor_column(values)
     sink = io.BytesIO()
@@ -584,8 +681,9 @@ class PartitionRecords:
     input_hashes: np.ndarray
     output_hashes: np.ndarray
     leaves: np.ndarray
-    inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
+    # the rows' input tensors, filled from the stored dataset by AttestedBatch.records
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
@@ -632,12 +730,12 @@ def read_records(
 ) -> PartitionRecords:
     """Parse one partition's Parquet records; ``tensor_specs`` gives each tensor's dtype
     and per-row shape, under ``"inputs"`` and ``"outputs"``. Anything that is not exactly
-    the documented layout (spec §7: column types, widths, no nulls, equal lengths, no
-    column beyond those named) raises :class:`~ogkit.errors.ArtifactError`."""
+    the documented layout (spec §6: column types, widths, no nulls, equal lengths, no
+    column beyond those named) raises :class:`~ogkit.errors.ArtifactError`. Records hold
+    no inputs (``inputs`` stays empty)."""
     try:
         table = pq.read_table(io.BytesIO(data))
         expected = {"row_index", "input_hash", "output_hash", "leaf"}
-        expected |= {f"input.{n}" for n in tensor_specs["inputs"]}
         expected |= {f"output.{n}" for n in tensor_specs["outputs"]}
         extra = set(table.column_names) - expected
         if extra:
@@ -652,10 +750,6 @@ def read_records(
             input_hashes=_hash_rows(_column(table, "input_hash"), "input_hash"),
             output_hashes=_hash_rows(_column(table, "output_hash"), "output_hash"),
             leaves=_hash_rows(_column(table, "leaf"), "leaf"),
-            inputs={
-                name: _tensor_rows(_column(table, f"input.{name}"), f"input.{name}", dt, shape)
-                for name, (dt, shape) in tensor_specs["inputs"].items()
-            },
             outputs={
                 name: _tensor_rows(_column(table, f"output.{name}"), f"output.{name}", dt, shape)
                 for name, (dt, shape) in tensor_specs["outputs"].items()

@@ -823,7 +823,7 @@ def _outputs_frame(
 def _read_partition(batch: AttestedBatch, index: int) -> tuple[PartitionRecords | None, str]:
     """One partition's records (checked against the manifest), or why they cannot be read."""
     try:
-        return batch.records(index), ""
+        return batch.records(index, inputs=False), ""
     except (ArtifactError, OSError) as exc:
         return None, str(exc)
 

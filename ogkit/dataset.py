@@ -23,10 +23,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ogkit.errors import ConfigError, SchemaMismatchError
+from ogkit.errors import ConfigError, InputsUnavailableError, SchemaMismatchError
 from ogkit.hub.manifest import TensorSpec
 
 __all__ = [
+    "DATASETS",
     "DataSource",
     "DatasetCommitment",
     "InputBinding",
@@ -37,8 +38,11 @@ __all__ = [
     "commit_inputs",
     "input_root",
     "open_source",
+    "open_stored_dataset",
+    "plan_from_bindings",
     "plan_inputs",
     "split_partitions",
+    "store_dataset",
 ]
 
 
@@ -50,6 +54,8 @@ def _scan_csv(path: Any) -> pl.LazyFrame:
 
 _SCANNERS = {".parquet": pl.scan_parquet, ".csv": _scan_csv, ".arrow": pl.scan_ipc}
 _SCANNERS[".ipc"] = _SCANNERS[".feather"] = pl.scan_ipc
+# The formats a dataset is stored in (docs/spec.md §6): the file kinds ogkit reads.
+STORED_FORMATS = tuple(k.lstrip(".") for k in _SCANNERS)
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ class DataSource:
     def scan(self) -> pl.LazyFrame:
         if self.frame is not None:
             return self.frame.lazy()
-        suffix = Path(self.paths[0]).suffix
+        suffix = "." + self.kind
         scanner = _SCANNERS[suffix]
         if suffix == ".csv":
             return pl.concat([scanner(p) for p in self.paths])
@@ -620,3 +626,101 @@ def commit_dataset(
     source = open_source(data)
     plan = plan_inputs(source, model.inputs, bind_features(model, input_map))
     return commit_inputs(source, plan)[0]
+
+
+# -- the dataset in the store (docs/spec.md §6) ------------------------------------------------
+DATASETS = "datasets"
+STORED_ROW_GROUP = 65_536
+
+
+def _stored_frame(source: DataSource, plan: InputPlan) -> pl.DataFrame:
+    """The plan's columns of ``source`` as one frame: what ogkit stores for data that is
+    not one file (in-memory frames and arrays, folders of files). Arrays become columns
+    of fixed-width arrays (their per-row values, C order) under their own names."""
+    columns = list(dict.fromkeys(plan.columns))
+    if source.arrays is not None:
+        series = []
+        for c in columns:
+            arr = np.asarray(source.arrays[c])
+            flat = arr if arr.ndim == 1 else arr.reshape(len(arr), -1)
+            series.append(pl.Series(c, np.ascontiguousarray(flat)))
+        return pl.DataFrame(series)
+    if source.frame is not None:
+        return source.frame.select(columns)
+    return source.scan().select(columns).collect()
+
+
+def store_dataset(store: Any, source: DataSource, plan: InputPlan) -> tuple[str, str]:
+    """Put the rows of ``source`` into ``store`` once, by content id (kind ``datasets``),
+    and return ``(object id, format)``. One data file is stored as it is (streamed, so
+    memory stays flat); anything else as a Parquet file of the plan's columns. The
+    manifest names the object; verifiers re-derive every row's tensors from it with the
+    manifest's input plan and re-hash them against the records' input hashes."""
+    if len(source.paths) == 1 and source.kind in STORED_FORMATS:
+        return store.put_file(DATASETS, source.paths[0]), source.kind
+    import io
+
+    sink = io.BytesIO()
+    _stored_frame(source, plan).write_parquet(
+        sink, compression="uncompressed", statistics=False, row_group_size=STORED_ROW_GROUP
+    )
+    return store.put(DATASETS, sink.getvalue()), "parquet"
+
+
+@functools.lru_cache(maxsize=16)
+def _stored_local(path: str, fmt: str, stamp: tuple[int, int]) -> DataSource:
+    source = DataSource(fmt, 0, {}, "", paths=(path,))
+    lazy = source.scan()
+    schema = {k: str(v) for k, v in lazy.collect_schema().items()}
+    n_rows = int(lazy.select(pl.len()).collect().item())
+    return DataSource(fmt, n_rows, schema, "", paths=(path,))
+
+
+def open_stored_dataset(store: Any, object_id: str, fmt: str) -> DataSource:
+    """The dataset a manifest names (``object id``, ``format``) as a :class:`DataSource`.
+    A local store's object is read lazily by path (row groups as needed); any other
+    store's is fetched once, checked against its id, and read in memory. Missing,
+    unreadable or of an unknown format: :class:`~ogkit.errors.InputsUnavailableError`."""
+    where = f"dataset {object_id:.80} ({fmt!r:.20}) in {store.url}"
+    if fmt not in STORED_FORMATS:
+        raise InputsUnavailableError(
+            f"{where}: unknown format; ogkit stores {', '.join(STORED_FORMATS)}"
+        )
+    try:
+        if not store.has(DATASETS, object_id):
+            raise InputsUnavailableError(
+                f"{where} is not in the store: the batch's inputs cannot be read"
+            )
+        if store.is_local:
+            path = store.object_path(DATASETS, object_id)
+            st = os.stat(path)
+            if not Path(path).is_file():
+                raise InputsUnavailableError(f"{where} is not a regular file")
+            return _stored_local(path, fmt, (st.st_mtime_ns, st.st_size))
+        import io
+
+        data = io.BytesIO(store.get(DATASETS, object_id))
+        if fmt == "parquet":
+            frame = pl.read_parquet(data)
+        elif fmt == "csv":
+            frame = pl.read_csv(data, infer_schema_length=None)
+        else:
+            frame = pl.read_ipc(data)
+        schema = {k: str(v) for k, v in frame.schema.items()}
+        return DataSource("frame", frame.height, schema, object_id, frame=frame)
+    except InputsUnavailableError:
+        raise
+    except Exception as exc:  # a hostile or broken object: never a traceback
+        raise InputsUnavailableError(f"{where} cannot be read: {exc}"[:600]) from None
+
+
+def plan_from_bindings(bindings: Sequence[Any]) -> InputPlan:
+    """The input plan a manifest states (each input's ``name``, ``columns``, ``dtype``,
+    ``row_shape``): several columns are stacked side by side, one column is one input."""
+    out = []
+    for t in bindings:
+        columns = tuple(t.columns or ())
+        if not columns:
+            raise InputsUnavailableError(f"input {t.name!r:.80} names no dataset columns")
+        out.append(InputBinding(t.name, columns, t.dtype, tuple(t.row_shape), len(columns) > 1))
+    return InputPlan(tuple(out))

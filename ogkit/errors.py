@@ -20,7 +20,8 @@ Messages name the thing that was wrong and what to do about it.
     │   └── ManifestSignatureError           manifest signature does not recover the owner
     ├── InferenceError                       onnxruntime failed on a partition
     ├── ArtifactError                        missing, corrupt or tampered batch artefact
-    │   └── ArtifactIntegrityError           bytes do not match the content id
+    │   ├── ArtifactIntegrityError           bytes do not match the content id
+    │   └── InputsUnavailableError           a batch's stored dataset is missing or unreadable
     ├── VerificationFailed                   a verdict that did not pass (carries the verdict)
     ├── ReceiptError (ValueError)            a receipt that is malformed or does not verify
     ├── DataCheckFailed                      data checks failed and the policy blocks
@@ -50,6 +51,7 @@ __all__ = [
     "DataCheckFailed",
     "HubError",
     "InferenceError",
+    "InputsUnavailableError",
     "InvalidModelError",
     "KeyStoreError",
     "ManifestSignatureError",
@@ -139,6 +141,11 @@ class ArtifactError(OgkitError):
 
 class ArtifactIntegrityError(ArtifactError):
     """An artefact's bytes do not hash to its content id."""
+
+
+class InputsUnavailableError(ArtifactError):
+    """A batch's inputs cannot be read: its stored dataset is missing, unreadable, or
+    lacks the rows or columns the manifest names."""
 
 
 class VerificationFailed(OgkitError):

@@ -37,6 +37,7 @@ from ogkit.batch import (
     AttestedBatch,
     BatchManifest,
     BatchStaging,
+    InputData,
     PartitionMeta,
     PartitionResult,
     TensorMeta,
@@ -57,6 +58,7 @@ from ogkit.dataset import (
     open_source,
     plan_inputs,
     split_partitions,
+    store_dataset,
 )
 from ogkit.errors import ConfigError, InferenceError, OgkitError
 from ogkit.hub.hub import MODELS, Hub
@@ -126,7 +128,7 @@ def run_partition(
         input_hashes=input_hashes if input_hashes is not None else task.input_hashes,
     )
     t3 = time.perf_counter()
-    records = records_to_parquet(att, feeds, outputs)
+    records = records_to_parquet(att, outputs)
     result = PartitionResult(
         index=part.index,
         offset=part.offset,
@@ -362,6 +364,14 @@ def run_verified_inference(
         }
     )
 
+    # The inputs travel with the batch as the dataset itself, stored once by content id
+    # (records hold only hashes and outputs); written while the partitions run.
+    from concurrent.futures import ThreadPoolExecutor
+
+    stash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ogkit-dataset")
+    stashed = stash_pool.submit(store_dataset, store, source, plan)
+    stash_pool.shutdown(wait=False)
+
     partitions = split_partitions(source.n_rows, partition_rows)
     metas: dict[int, dict[str, Any]] = {}
     for p in partitions:
@@ -415,6 +425,7 @@ def run_verified_inference(
         ) from exc
     finally:
         bar.close()
+    dataset_object, dataset_format = stashed.result()
     wall = time.perf_counter() - started
 
     ordered = [metas[p.index] for p in partitions]
@@ -442,6 +453,7 @@ def run_verified_inference(
         fingerprint=loaded.fingerprint.to_dict(),
         dataset_id=computed.input_root,
         dataset={"description": source.describe(), "fingerprint": source.dataset_id},
+        input_data=InputData(dataset_object, dataset_format, 0, source.n_rows),
         job=job,
         requester=claim.requester,
         domain=domain,

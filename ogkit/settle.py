@@ -31,7 +31,7 @@ from ogkit.batch import AttestedBatch
 from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.records import OnChainBatch, onchain_batch
 from ogkit.checks import DataCheckPolicy
-from ogkit.errors import SettlementError
+from ogkit.errors import InputsUnavailableError, SettlementError
 from ogkit.hub.manifest import ModelManifest
 from ogkit.keys import Signer
 from ogkit.order import SignedOrder, check_order_matches
@@ -749,7 +749,9 @@ def settlement_progress(
             f"not committed on {chain.name}", f"ogkit settle {target} --order ORDER",
         )  # fmt: skip
     window = int(chain.call(settlement.functions.challengeWindow()))
-    ends_at = int(found.record["committedAt"]) + window
+    # a rejected or voided dispute restarts the window from its close
+    reopened_at = int(chain.call(settlement.functions.stateOf(_b32(batch_id)))[2])
+    ends_at = (reopened_at or int(found.record["committedAt"])) + window
     now = chain.block_timestamp()
     pool = [*verdicts, *chain_verdicts(chain, batch_id)]
     if store is not None:
@@ -913,11 +915,19 @@ def challenge_row(
     if found is None:
         raise SettlementError(f"batch {batch.batch_id} is not committed on {chain.name}")
     receipt = batch.receipt(row_index)
-    part = batch.records(int(receipt["partition"]["index"]))
-    i = int(list(part.row_index).index(row_index))
-    model = load_model_bytes(model_bytes or batch.store.get("models", batch.model_id))
-    outputs = reexecute(model, part.inputs, [i], batch_size=batch.batch_size)
-    fresh_hash = bytes(tensor_row_hashes(outputs)[0])
+    try:
+        part = batch.records(int(receipt["partition"]["index"]))
+    except InputsUnavailableError as exc:
+        # Nothing to re-run: the node did not keep the batch's inputs (spec §6). Verifiers
+        # uphold such a dispute; the evidence is the zero hash, no output at all.
+        log.warning("challenging row %d of %s without re-execution: %s", row_index,
+                    batch.batch_id, exc)  # fmt: skip
+        fresh_hash = bytes(32)
+    else:
+        i = int(list(part.row_index).index(row_index))
+        model = load_model_bytes(model_bytes or batch.store.get("models", batch.model_id))
+        outputs = reexecute(model, part.inputs, [i], batch_size=batch.batch_size)
+        fresh_hash = bytes(tensor_row_hashes(outputs)[0])
     settlement = chain.contract("InferenceSettlement")
     bond = chain.call(settlement.functions.challengeBond())
     ensure_allowance(chain, challenger, settlement.address, bond)

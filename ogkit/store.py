@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -24,6 +25,18 @@ from ogkit.errors import ArtifactError, ArtifactIntegrityError, ConfigError
 __all__ = ["ContentStore", "content_id"]
 
 log = logging.getLogger(__name__)
+
+
+def _keccak_hasher() -> Any:
+    """An incremental Ethereum keccak256 (the C implementation ``keccak256`` uses)."""
+    try:
+        from _pysha3 import keccak_256
+
+        return keccak_256()
+    except ImportError:  # pragma: no cover - depends on the environment
+        from Crypto.Hash import keccak
+
+        return keccak.new(digest_bits=256)
 
 
 def content_id(data: bytes) -> str:
@@ -109,6 +122,32 @@ class ContentStore:
         if not self.fs.exists(final):
             self.write_bytes(final[len(self.root) + 1 :], data)
             log.debug("stored %s %s (%d bytes)", kind, object_id, len(data))
+        return object_id
+
+    def put_file(self, kind: str, path: str | Path, *, chunk: int = 1 << 22) -> str:
+        """Store the file at the local ``path`` under its content id, streamed: hashed and
+        copied chunk by chunk (memory stays flat in the file's size), then moved."""
+        hasher = _keccak_hasher()
+        parent = self.path(f"{kind}/.incoming")
+        self.fs.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        try:
+            with open(path, "rb") as src, self.fs.open(tmp, "wb") as dst:
+                for block in iter(lambda: src.read(chunk), b""):
+                    hasher.update(block)
+                    dst.write(block)
+            object_id = "0x" + hasher.digest().hex()
+            final = self.object_path(kind, object_id)
+            if self.fs.exists(final):
+                self.fs.rm(tmp)
+            else:
+                self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+                self.fs.mv(tmp, final)
+                log.debug("stored %s %s from %s", kind, object_id, path)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
         return object_id
 
     def has(self, kind: str, object_id: str) -> bool:

@@ -50,9 +50,12 @@ from ogkit.attest import (
 )
 from ogkit.batch import (
     AttestedBatch,
+    InputData,
     PartitionMeta,
     PartitionRecords,
+    TensorMeta,
     load_batch,
+    read_inputs,
     read_partition_file,
     read_records,
     safe_records_path,
@@ -67,7 +70,7 @@ from ogkit.crypto.merkle import (
     leaf_hashes,
     process_proof,
 )
-from ogkit.dataset import DatasetCommitment, DataSource, InputPlan
+from ogkit.dataset import DatasetCommitment, DataSource, InputPlan, open_stored_dataset
 from ogkit.errors import (
     ArtifactError,
     ConfigError,
@@ -124,6 +127,7 @@ REASONS = {
     "partition-rows": "a records file holds another number of rows than its partition",
     "row-index": "a records file's row indices are not its partition's rows, in order",
     "input-hash-mismatch": "a stored input hash is not the hash of the row's inputs",
+    "inputs-unavailable": "the batch's stored dataset is missing, unreadable or lacks its rows",
     "output-hash-mismatch": "a stored output hash is not the hash of the stored outputs",
     "leaf-mismatch": "a stored leaf is not the leaf of this row's values",
     "partition-root-mismatch": "a partition root is not the root of its leaves",
@@ -367,6 +371,10 @@ class _PartitionCheck:
     dataset: DataSource | None = None  # the requester's rows, read by the verifier itself
     dataset_offset: int = 0
     plan: InputPlan | None = None
+    # where the batch's own inputs are: the stored dataset, the manifest's input plan
+    input_data: InputData | None = None
+    bindings: tuple[TensorMeta, ...] = ()
+    row_count: int = 0
 
 
 @dataclass
@@ -390,15 +398,54 @@ def _named_rows(findings: list[Finding], reason: str, detail: str, rows: np.ndar
         findings.append(Finding(reason, detail, int(r), part))
 
 
+def _stored_inputs(
+    check: _PartitionCheck, store: ContentStore | None
+) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The partition's inputs from the batch's stored dataset, or why they cannot be read."""
+    meta = check.meta
+    if check.input_data is None or store is None:
+        return None, "no store holds the batch's dataset"
+    try:
+        source = open_stored_dataset(store, check.input_data.object, check.input_data.format)
+        inputs = read_inputs(
+            source, check.input_data, check.bindings, check.row_count, meta.offset, meta.rows
+        )
+    except ArtifactError as exc:
+        return None, str(exc)
+    except Exception as exc:  # never a traceback for what a node stored
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    return inputs, ""
+
+
+def _rows_differ(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """Per row: do two sets of input tensors differ in any bit (or in names, dtypes,
+    shapes, which makes every row differ)?"""
+    bad = np.zeros(n, dtype=bool)
+    if set(a) != set(b):
+        bad[:] = True
+        return bad
+    for name, x in a.items():
+        y = b[name]
+        if x.dtype != y.dtype or x.shape != y.shape or len(x) != n:
+            bad[:] = True
+            return bad
+        xb = np.ascontiguousarray(x).view(np.uint8).reshape(n, -1)
+        yb = np.ascontiguousarray(y).view(np.uint8).reshape(n, -1)
+        bad |= (xb != yb).any(axis=1)
+    return bad
+
+
 def check_partition(
     check: _PartitionCheck,
     data: bytes | None,
     payload: ModelPayload | None,
     store: ContentStore | None = None,
+    inputs: dict[str, np.ndarray] | None = None,
 ) -> _Outcome:
     """Recompute one partition and re-execute its sampled rows. Never raises on what the
     records hold: every problem is a finding. With ``store`` (and no ``data``) the
-    records are read from it here, on the worker."""
+    records, and the rows' inputs from the batch's stored dataset, are read from it here,
+    on the worker; ``inputs`` gives those rows when the caller read them."""
     meta = check.meta
     index = meta.index
     out = _Outcome([])
@@ -440,14 +487,21 @@ def check_partition(
             index,
         )
         return out
-    out.rows = n
 
-    # The inputs: the requester's own rows when the verifier has them, else the records'.
-    inputs = rec.inputs
-    source_note = "the stored inputs"
+    # The inputs: the batch's stored dataset, and the requester's own rows when the
+    # verifier has them (then those decide, and the stored rows must equal them).
+    stored, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
+    if stored is None:
+        out.findings.append(
+            Finding("inputs-unavailable", f"the batch's inputs cannot be read: {why}", None, index)
+        )
+        return out
+    out.rows = n
+    used = stored
+    source_note = "the stored dataset"
     if check.dataset is not None and check.plan is not None:
         try:
-            inputs = check.plan.feeds(check.dataset, check.dataset_offset, n)
+            used = check.plan.feeds(check.dataset, check.dataset_offset, n)
             source_note = "the requester's row"
         except Exception as exc:  # a dataset that cannot give these rows
             out.findings.append(
@@ -457,23 +511,21 @@ def check_partition(
             )
             return out
     try:
-        in_h = tensor_row_hashes(inputs)
+        in_h = tensor_row_hashes(used)
         out_h = tensor_row_hashes(rec.outputs)
     except (ConfigError, ValueError, TypeError) as exc:
         out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
         return out
     out.input_leaves = input_leaf_hashes(expected, in_h)
     bad_in = (in_h != rec.input_hashes).any(axis=1)
-    if inputs is not rec.inputs:
-        # The stored copies must agree too: challengers and reports re-run from them.
-        try:
-            bad_in |= (tensor_row_hashes(rec.inputs) != rec.input_hashes).any(axis=1)
-        except (ConfigError, ValueError, TypeError):
-            bad_in[:] = True
+    if used is not stored:
+        # The stored rows must be the requester's too: challengers, disputes, audits and
+        # reports re-run from them.
+        bad_in |= _rows_differ(used, stored, n)
     _named_rows(
         out.findings,
         "input-hash-mismatch",
-        f"stored input hash or stored inputs are not {source_note}'s",
+        f"stored input hash or the stored dataset's row is not {source_note}'s",
         expected[np.flatnonzero(bad_in)],
         index,
     )
@@ -519,7 +571,7 @@ def check_partition(
     positions = np.flatnonzero(sample_mask(check.sample_key, expected, check.sample_rate))
     out.sampled = [int(meta.offset + p) for p in positions]
     if len(positions) and payload is not None:
-        _reexecute(check, payload, inputs, rec, positions, out)
+        _reexecute(check, payload, used, rec, positions, out)
     return out
 
 
@@ -767,6 +819,9 @@ def verify_batch(
             else source,
             part.offset if source is not None and source.paths != () else 0,
             plan,
+            m.input_data,
+            m.inputs,
+            m.row_count,
         )
         for part in batch.partitions
     ]
@@ -810,7 +865,8 @@ def verify_batch(
             )
 
     inputs_bound = (source is not None or commitment is not None) and not any(
-        f.reason in ("dataset-mismatch", "input-hash-mismatch", "input-root-mismatch")
+        f.reason
+        in ("dataset-mismatch", "input-hash-mismatch", "input-root-mismatch", "inputs-unavailable")
         for f in findings
     )
     if source is None and commitment is None:
@@ -1197,7 +1253,9 @@ def _run_checks(
         if dask is None:
             for i, check in enumerate(checks):
                 try:
-                    outcomes.append(check_partition(check, _read_or_none(batch, i), payload))
+                    outcomes.append(
+                        check_partition(check, _read_or_none(batch, i), payload, batch.store)
+                    )
                 except Exception as exc:  # e.g. out of memory: this partition's finding
                     outcomes.append(_crashed(check, exc))
                 bar.update(1)
@@ -1209,6 +1267,8 @@ def _run_checks(
         futures = []
         for i, check in enumerate(checks):
             data = None if worker_store is not None else _read_or_none(batch, i)
+            # A store in this process's memory: its rows' inputs are read here and shipped.
+            inputs = None if worker_store is not None else _stored_inputs(check, batch.store)[0]
             futures.append(
                 dask.submit(
                     check_partition,
@@ -1216,6 +1276,7 @@ def _run_checks(
                     dask.scatter(data, hash=False) if data is not None else None,
                     payload_future,
                     worker_store,
+                    dask.scatter(inputs, hash=False) if inputs is not None else None,
                     key=f"verify-{tag}-{i:05d}",
                     pure=False,
                 )

@@ -100,7 +100,7 @@ def _forge_batch(batch: AttestedBatch, bad_rows: set[int], signer_attester) -> A
             feeds=rec.inputs,
             outputs=outputs,
         )
-        data = records_to_parquet(att, rec.inputs, outputs)
+        data = records_to_parquet(att, outputs)
         part["path"] = part["path"].replace(".parquet", "-forged.parquet")
         batch.store.write_bytes(part["path"], data)
         part["sha256"] = hashlib.sha256(data).hexdigest()

@@ -74,14 +74,27 @@ def test_output_value_changed(batch, policy, published):
 
 
 def test_input_changed(batch, policy, published):
-    rewrite_records(
-        batch,
-        3,
-        lambda t: _set_row(t, "input.features", 0, lambda v: np.where(np.arange(8) == 0, 9.0, v)),
+    """The node points its manifest at a stored dataset with one row changed (the claim
+    does not sign where the inputs are, so its signature stands)."""
+    import io
+
+    import polars as pl
+
+    frame = pl.read_parquet(sample_data_path("tabular"))
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1500).then(9.0).otherwise(pl.col("f0")).alias("f0")
     )
-    verdict = _verify(batch, policy, published)
+    sink = io.BytesIO()
+    frame.write_parquet(sink)
+    manifest = batch.manifest.to_dict()
+    manifest["input_data"]["object"] = batch.store.put("datasets", sink.getvalue())
+    tampered = _store_manifest(batch, manifest)
+    verdict = _verify(tampered, policy, published)
     assert verdict.failing_rows() == [1500]
     assert "input-hash-mismatch" in verdict.reasons()
+    # Without the requester's rows: the stored row no longer hashes to the record's hash.
+    alone = verify_batch(tampered, policy, hub=published, progress=False)
+    assert alone.failing_rows() == [1500] and "input-hash-mismatch" in alone.reasons()
 
 
 def test_row_deleted(batch, policy, published):

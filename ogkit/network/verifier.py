@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.records import from_event
-from ogkit.errors import ArtifactError, ChainError, SettlementError
+from ogkit.errors import ArtifactError, ChainError, InputsUnavailableError, SettlementError
 from ogkit.network.daemon import Transient, WatchConfig, Watcher, sample_secret, store_unavailable
 from ogkit.network.sandbox import VerifyTask, VerifyWorker
 
@@ -389,7 +389,10 @@ def judge_row(
     from ogkit.load import load_model_bytes, reexecute
 
     receipt = batch.receipt(row)
-    part = batch.records(int(receipt["partition"]["index"]))
+    try:
+        part = batch.records(int(receipt["partition"]["index"]))
+    except InputsUnavailableError as exc:
+        return True, f"the batch's stored inputs cannot be read: {exc}"[:300]
     i = int(list(part.row_index).index(row))
     stored_in = bytes(tensor_row_hashes({k: v[i : i + 1] for k, v in part.inputs.items()})[0])
     if stored_in != bytes(input_hash):
