@@ -305,6 +305,17 @@ class Hub:
                 raise ModelNotFoundError(
                     f"no published model has id {parsed.model_id}; `ogkit hub list` shows them"
                 )
+            # Anyone can publish the same bytes under a name of their own: an id names one
+            # manifest only when every manifest of it has one owner and one feature binding
+            # (else a republisher's column order, or its address as the owner paid, would
+            # be taken for the owner's).
+            kinds = {(e.manifest.owner.lower(), _binding(e.manifest)) for e in entries}
+            if len(kinds) > 1:
+                refs = ", ".join(sorted(e.manifest.ref for e in entries)[:6])
+                raise HubError(
+                    f"model {parsed.model_id} is published by several owners or with several "
+                    f"feature bindings ({refs}); name the one meant as name@version"
+                )
             return entries[-1]
         assert parsed.name is not None
         if parsed.version:
@@ -467,6 +478,11 @@ class Hub:
             return
         if signer.lower() == manifest.owner.lower():
             self.index.set_deprecated(manifest.name, manifest.version, reason)
+
+
+def _binding(manifest: ModelManifest) -> str:
+    """What decides how a dataset feeds the model: the signed feature names per input."""
+    return json.dumps({k: list(v) for k, v in manifest.features.items()}, sort_keys=True)
 
 
 def _features(

@@ -397,15 +397,6 @@ def test_a_paid_chat_answer_to_another_request_is_refused(net, chat):
     assert not junk.ok and junk.problems
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ogkit/llm/template.py renders in Jinja2's sandbox with its default globals and "
-    "filters, which include lipsum() and |random (Python's random module): a model owner's "
-    "template can render another prompt every time, so an honest node's call is judged "
-    "prompt-mismatch (and a colluding challenger gets it slashed). Fix: an environment "
-    "without lipsum and the random filter (or a template refused at load when it names "
-    "them), as docs/spec.md §12.2 lists the only variables a template sees",
-)
 def test_a_chat_template_cannot_make_rendering_random(net, tmp_path):
     """A colluding model owner publishes a template that draws random text only when the
     last message holds a trigger; an honest node serves a triggered call; the verifier
@@ -447,3 +438,77 @@ def test_a_chat_template_cannot_make_rendering_random(net, tmp_path):
         requests=[{"messages": sent, "max_tokens": 3}],
     )  # fmt: skip
     assert verdict.passed, verdict.reasons()
+
+
+# -- a republished model: the same bytes under another name, with other features ----------
+PERMUTED = ["f1", "f0", *[f"f{i}" for i in range(2, 8)]]
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory):
+    """tab published by its owner without feature names, then the same bytes republished
+    by the node (anyone may publish any bytes) as ``tab-mirror`` with the first two
+    columns swapped in its signed features."""
+    home = tmp_path_factory.mktemp("mirror") / "ogkit-home"
+    keys = KeyStore(home)
+    owner, node = keys.ensure_dev_key("owner"), keys.ensure_dev_key("node")
+    store = ContentStore(str(home / "store"))
+    hub = Hub(store, home=home)
+    tab = hub.publish(sample_model_path("tabular"), name="tab", version="1.0.0", price=10,
+                      signer=owner)  # fmt: skip
+    hub.publish(sample_model_path("tabular"), name="tab-mirror", version="1.0.0", price=1,
+                signer=node, features={"features": PERMUTED})  # fmt: skip
+    return hub, store, node, tab
+
+
+def test_a_model_id_published_twice_with_other_features_is_ambiguous(mirror):
+    """Resolving the id took the latest manifest of any signer: the republisher's column
+    order (an honest node then feeds the requester's columns swapped) and its address as
+    the owner an order pays (``ogkit order new --model 0x…``)."""
+    from ogkit.errors import HubError
+
+    hub, _, node, tab = mirror
+    with pytest.raises(HubError, match="name the one meant"):
+        hub.manifest(tab.model_id)
+    with pytest.raises(HubError, match="name the one meant"):
+        load_model(tab.model_id, hub=hub)
+    # By name each is what its owner signed.
+    assert hub.manifest("tab").owner == tab.owner and not hub.manifest("tab").features
+    assert hub.manifest("tab-mirror").owner == node.address
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ogkit/verify.py _published_features binds the requester's dataset with the "
+    "features of the first manifest of the model id that has any, whoever signed it: a "
+    "republisher's swapped columns make a node's swapped batch match the requester's rows. "
+    "Fix: take the features of the manifest the batch names (model_ref, already checked to "
+    "resolve to model_id), and report a finding when manifests of the id disagree",
+)
+def test_a_republisher_cannot_choose_how_the_requesters_columns_are_bound(mirror):
+    from ogkit.samples import sample_data_path
+    from ogkit.verify import VerifyPolicy, verify_batch
+
+    hub, store, node, _ = mirror
+    data = sample_data_path("tabular")
+    batch = run_verified_inference_permuted(hub, store, node, data)
+    policy = VerifyPolicy(
+        sample_rate=0.05, allowlist=Allowlist().with_([node.address], [batch.runtime_id])
+    )
+    verdict = verify_batch(batch.artifact_id, policy, hub=hub, store=store, dataset=data,
+                           progress=False)  # fmt: skip
+    assert not verdict.passed
+    assert "dataset-mismatch" in verdict.reasons()
+
+
+def run_verified_inference_permuted(hub: Hub, store: ContentStore, node: Signer, data: Any):
+    """The node runs tab by name, feeding the requester's columns f1 and f0 swapped."""
+    from ogkit.infer import run_verified_inference
+
+    batch = run_verified_inference(
+        "tab@1.0.0", data, attester=make_attester("software", signer=node),
+        requester=node.address, hub=hub, store=store, input_map={"features": PERMUTED},
+        progress=False,
+    )  # fmt: skip
+    assert [tuple(t.columns) for t in batch.manifest.inputs] == [tuple(PERMUTED)]
+    return batch
