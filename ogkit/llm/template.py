@@ -5,7 +5,10 @@ The template is the model's own (``chat_template`` in the bundle's
 Jinja2's immutable sandbox with ``trim_blocks`` and ``lstrip_blocks`` on, the variables
 ``messages``, ``add_generation_prompt`` (true), ``bos_token`` and ``eos_token``, and a
 ``raise_exception`` helper — never the runtime's own renderer, so the same request and
-model always give the same prompt text, and a verifier renders it again.
+model always give the same prompt text, and a verifier renders it again. Jinja2's two
+sources of randomness are taken out of the environment: the ``lipsum`` global and the
+``random`` filter (a template naming the filter is refused at load; calling ``lipsum``
+fails to render, the same way for the node and every verifier).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ def _compile(source: str) -> Any:
     env = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
     )
+    # Nothing a template renders may depend on chance: a model owner's template drawing
+    # random text would make an honest node's prompt differ from every verifier's.
+    env.globals.pop("lipsum", None)
+    env.filters.pop("random", None)
     env.globals["raise_exception"] = _raise
     env.filters["tojson"] = lambda v, indent=None: json.dumps(v, ensure_ascii=False, indent=indent)
     try:
