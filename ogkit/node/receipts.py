@@ -214,7 +214,30 @@ def _model_problems(
     stated = answer.get("output_dtypes")
     if not isinstance(stated, Mapping) or dict(stated) != outputs:
         problems.append(f"the answer's output_dtypes {stated!r:.120} are not the model's {outputs}")
+    for i, output in enumerate(answer.get("outputs") or []):
+        for spec in model.outputs:
+            value = output.get(spec.name) if isinstance(output, Mapping) else None
+            if value is None or not _fits(value, tuple(spec.shape[1:])):
+                problems.append(
+                    f"output {i}'s {spec.name} does not have the model's per-row shape "
+                    f"{list(spec.shape[1:])}"
+                )
+                break
     return problems
+
+
+def _fits(value: Any, dims: tuple[Any, ...]) -> bool:
+    """Whether nested lists ``value`` have the per-row shape ``dims`` (a dim that is not a
+    fixed integer, a symbolic or unknown one, takes any length)."""
+    level = [value]
+    for dim in dims:
+        if not all(isinstance(v, list) for v in level):
+            return False
+        fixed = isinstance(dim, int) and not isinstance(dim, bool)
+        if fixed and any(len(v) != dim for v in level):
+            return False
+        level = [x for v in level for x in v]
+    return not any(isinstance(v, list) for v in level)
 
 
 def _request_problems(

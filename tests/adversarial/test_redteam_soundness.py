@@ -194,6 +194,12 @@ def test_a_paid_answer_for_rows_the_node_chose_is_refused(net):
         out.pop("probabilities")
     check = verify_paid_call(partial, net.allowlist, model=net.tab, request=_body(rows))
     assert any("not the model's" in p for p in check.problems), check.problems
+    # A class dropped from the probabilities: the outputs are not of the model's shape.
+    dropped = _answer(net, net.tab, rows)
+    for out in dropped["outputs"]:
+        out["probabilities"] = out["probabilities"][:2]
+    check = verify_paid_call(dropped, net.allowlist, model=net.tab, request=_body(rows))
+    assert any("per-row shape [3]" in p for p in check.problems), check.problems
     # Fewer rows than asked for, each honest, is caught too.
     short = _answer(net, net.tab, rows[:3])
     assert not verify_paid_call(short, net.allowlist, model=net.tab, request=_body(rows)).ok
