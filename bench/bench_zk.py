@@ -1,16 +1,20 @@
 """ZK proofs of the sample tabular model: ogkit's prover against ezkl's own, same run.
 
 For each chunk size N (default 1, 8, 64) the model is exported (scale 8, tolerance 0.02),
-keys are set up with a development SRS, then N rows are proved twice, each in a fresh
-process so peak memory is the prover's alone:
+keys are set up with a development SRS, then N rows are proved ``--repeat`` times by each
+prover (ABBA order), each in a fresh process so peak memory is the prover's alone:
 
 * **ezkl** — ezkl's own Python API on the same files (``gen_witness`` + ``prove``; the
   pip package ships no CLI binary), the baseline;
 * **ogkit** — :func:`ogkit.zk.prove.prove_rows` (input file, witness, proof, parsing).
 
-It prints wall time, peak RSS and the ratio ogkit / ezkl (target ≤ 1.10), the proof
-size, and the gas of the EVM verifier's ``verifyProof`` on anvil (started here with a
-raised code-size limit, since verifiers for N ≥ 8 exceed EIP-170's 24,576 bytes).
+It prints wall time (fastest and slowest run of each prover, so the baseline's own
+spread shows), the CPU time of the proving call, peak RSS and the ratio ogkit / ezkl
+(target ≤ 1.10), the proof size, and two gas figures per N: ``verifyProof`` of the
+generated single-circuit verifier on an anvil started here with a raised code-size limit
+(verifiers for N ≥ 8 exceed EIP-170's 24,576 bytes), and ``verifyProof`` of a
+``ZkVkVerifier`` adapter over ezkl's reusable verifier on an anvil with the standard limit
+(every contract of that path fits; the proof is verified through it, not only estimated).
 
     .venv/bin/python bench/bench_zk.py              # N = 1, 8, 64 (several minutes)
     .venv/bin/python bench/bench_zk.py --sizes 1,8  # quicker
@@ -37,13 +41,17 @@ from ogkit.store import ContentStore  # noqa: E402
 from ogkit.zk.evm import ensure_verifier, measure_verify_gas  # noqa: E402
 from ogkit.zk.export import export_model  # noqa: E402
 from ogkit.zk.keys import ZK_CIRCUITS, ZK_KEYS, ZK_SRS, materialise, setup_keys  # noqa: E402
+from ogkit.zk.reusable import measure_reusable_gas  # noqa: E402
 
 EZKL_SNIPPET = """
-import ezkl, sys, time
-t = time.perf_counter()
+import ezkl, resource, sys, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+t, c = time.perf_counter(), cpu()
 ezkl.gen_witness(sys.argv[1], sys.argv[2], sys.argv[5] + "/w.json", None, None)
 ezkl.prove(sys.argv[5] + "/w.json", sys.argv[2], sys.argv[3], sys.argv[5] + "/p.json", sys.argv[4])
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, cpu() - c)
 """
 
 OGKIT_SNIPPET = """
@@ -56,19 +64,22 @@ store = ContentStore(sys.argv[1])
 profile = ZkProfile.from_dict(json.loads(open(sys.argv[2]).read()))
 keys = ZkKeys.from_dict(json.loads(open(sys.argv[3]).read()))
 x = np.load(sys.argv[4])
-import time
-t = time.perf_counter()
+import resource, time
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+t, c = time.perf_counter(), cpu()
 (proof,) = prove_rows(store, profile, keys, {"features": x}, list(range(profile.chunk)),
                       progress=False)
-elapsed = time.perf_counter() - t
+elapsed, used = time.perf_counter() - t, cpu() - c
 open(sys.argv[5] + "/proof.json", "w").write(json.dumps(proof.to_dict()))
-print(elapsed)
+print(elapsed, used)
 """
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int]:
-    """Seconds of the proving call (timed inside the child, so interpreter start and imports
-    do not count) and peak RSS (bytes) of that child process."""
+def run_measured(cmd: list[str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds of the proving call (timed inside the child, so interpreter
+    start and imports do not count) and peak RSS (bytes) of that child process."""
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
         assert proc.stdout is not None
@@ -78,7 +89,8 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
         if proc.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{cmd[:3]} failed: {err.read().decode()[-2000:]}")
-    return float(out.decode().strip().splitlines()[-1]), usage.ru_maxrss * 1024
+    wall, cpu = (float(v) for v in out.decode().strip().splitlines()[-1].split())
+    return wall, cpu, usage.ru_maxrss * 1024
 
 
 def main() -> None:
@@ -92,6 +104,7 @@ def main() -> None:
     data = sample_model_path("tabular").read_bytes()
     rows = []
     arts: dict[int, tuple[dict, dict]] = {}
+    reusable: dict[int, tuple] = {}
     with tempfile.TemporaryDirectory(prefix="bench-zk-") as tmp:
         d = Path(tmp)
         store = ContentStore(d / "store")
@@ -123,14 +136,21 @@ def main() -> None:
                         str(work / "profile.json"), str(work / "keys.json"),
                         str(work / "x.npy"), str(work)]  # fmt: skip
             base, ours = [], []
-            for _ in range(args.repeat):  # alternate, so load changes hit both alike
-                base.append(run_measured(base_cmd))
-                ours.append(run_measured(ours_cmd))
-            base_s, base_rss = min(t for t, _ in base), max(r for _, r in base)
-            ours_s, ours_rss = min(t for t, _ in ours), max(r for _, r in ours)
+            for i in range(args.repeat):
+                # ABBA order: a load that rises or falls through the runs hits both alike
+                if i % 2 == 0:
+                    base.append(run_measured(base_cmd))
+                    ours.append(run_measured(ours_cmd))
+                else:
+                    ours.append(run_measured(ours_cmd))
+                    base.append(run_measured(base_cmd))
+            base_s, base_rss = min(t for t, _, _ in base), max(r for _, _, r in base)
+            ours_s, ours_rss = min(t for t, _, _ in ours), max(r for _, _, r in ours)
+            base_cpu, ours_cpu = min(c for _, c, _ in base), min(c for _, c, _ in ours)
             proof = json.loads((work / "proof.json").read_text())
             art = ensure_verifier(store, profile, keys, allow_oversize=True)
             arts[n] = (art, proof)
+            reusable[n] = (store, profile, keys, proof)
             rows.append(
                 {
                     "N": n,
@@ -140,7 +160,12 @@ def main() -> None:
                     "pk_mb": pk.stat().st_size / 1e6,
                     "ezkl_s": base_s,
                     "ogkit_s": ours_s,
+                    "ezkl_runs": [round(t, 2) for t, _, _ in base],
+                    "ogkit_runs": [round(t, 2) for t, _, _ in ours],
                     "ratio": ours_s / base_s,
+                    "cpu_ratio": ours_cpu / base_cpu,
+                    "ezkl_cpu_s": base_cpu,
+                    "ogkit_cpu_s": ours_cpu,
                     "ezkl_rss_gb": base_rss / 1e9,
                     "ogkit_rss_gb": ours_rss / 1e9,
                     "proof_bytes": (len(proof["proof"]) - 2) // 2,
@@ -150,22 +175,44 @@ def main() -> None:
             )
             print(f"N={n} done: {rows[-1]}", flush=True)
         gas = measure_verify_gas(arts)
+        rgas = measure_reusable_gas(reusable)
     print()
     print(f"ZK proofs of the sample tabular model, scale {args.scale}, in this run")
     head = (
-        f"{'N':>3} {'2^k':>4} {'setup s':>8} {'pk MB':>7} {'ezkl s':>7} {'ogkit s':>8} "
-        f"{'ogkit/ezkl':>10} {'ezkl GB':>8} {'ogkit GB':>9} {'proof B':>8} {'verifier B':>10} "
-        f"{'verify gas':>11} {'max err':>8}"
+        f"{'N':>3} {'2^k':>4} {'setup s':>8} {'pk MB':>7} {'ezkl s (runs)':>22} "
+        f"{'ogkit s (runs)':>22} {'ogkit/ezkl':>10} {'CPU ratio':>9} {'ezkl GB':>8} "
+        f"{'ogkit GB':>9} {'proof B':>8} {'max err':>8}"
     )
     print(head)
     for r in rows:
+        er = "/".join(f"{t:.1f}" for t in r["ezkl_runs"])
+        ogr = "/".join(f"{t:.1f}" for t in r["ogkit_runs"])
         print(
             f"{r['N']:>3} {r['logrows']:>4} {r['setup_s']:>8.1f} {r['pk_mb']:>7.0f} "
-            f"{r['ezkl_s']:>7.2f} {r['ogkit_s']:>8.2f} {r['ratio']:>10.3f} "
+            f"{er:>22} {ogr:>22} {r['ratio']:>10.3f} {r['cpu_ratio']:>9.3f} "
             f"{r['ezkl_rss_gb']:>8.2f} {r['ogkit_rss_gb']:>9.2f} {r['proof_bytes']:>8,} "
-            f"{r['verifier_bytes']:>10,} {gas[r['N']]:>11,} {r['max_err']:>8.4f}"
+            f"{r['max_err']:>8.4f}"
         )
-    print("target: ogkit/ezkl <= 1.10; verifiers above 24,576 bytes need a devnet code-size limit")
+    print()
+    print("on-chain verification (gas of verifyProof; code sizes in bytes)")
+    print(
+        f"{'N':>3} {'single code':>11} {'single gas':>11} {'adapter gas':>11} "
+        f"{'adapter/single':>14} {'adapter code':>12} {'VKA':>7} {'adapter deploy':>14} "
+        f"{'reusable code':>13} {'reusable deploy':>15}"
+    )
+    for r in rows:
+        g = rgas[r["N"]]
+        print(
+            f"{r['N']:>3} {r['verifier_bytes']:>11,} {gas[r['N']]:>11,} {g['verify_gas']:>11,} "
+            f"{g['verify_gas'] / gas[r['N']]:>14.3f} {g['adapter_code_size']:>12,} "
+            f"{g['vka_bytes']:>7,} {g['adapter_deploy_gas']:>14,} "
+            f"{g['reusable_code_size']:>13,} {g['reusable_deploy_gas']:>15,}"
+        )
+    print(
+        "target: ogkit/ezkl <= 1.10; single verifiers above 24,576 bytes need a devnet "
+        "code-size limit, the adapter path runs on the standard limit (reusable verifier "
+        "deployed once per chain)"
+    )
 
 
 if __name__ == "__main__":
