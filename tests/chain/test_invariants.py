@@ -773,6 +773,8 @@ class SettlementGame(RuleBasedStateMachine):
             )
         if ok:
             shares = -(-amount * pool.shares // pool.assets)
+            if pool.value(pool.held[holder] - shares) == 0:
+                shares = pool.held[holder]  # dust shares go with the rest
             before = pool.weight()
             pool.held[holder] -= shares
             pool.unbonding += shares

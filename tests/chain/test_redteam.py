@@ -18,7 +18,9 @@ test fails there):
 - an operator registering a verifier of its own, with more than the verifier stake, in the
   block of an honest challenger's commitment, and rejecting the challenge with its vote;
 - an older governance proposal executed after a newer one on the same measurement,
-  approving a revoked build again.
+  approving a revoked build again;
+- a whole stake unbonded by value leaving a dust share behind (the start of a share
+  inflation in an almost empty pool).
 
 The tests under "held" try attacks the contracts already refused (an order replayed on
 another settlement contract, a verdict reused on another batch, flash stake in
@@ -376,6 +378,35 @@ def test_proposals_executed_in_creation_order_both_apply(world: World) -> None:
     assert reg.measurementKind(m).call() == 2
     g.send(reg.execute(second), w.sock)
     assert reg.measurementKind(m).call() == 3
+
+
+def test_unbonding_a_whole_stake_leaves_no_dust_shares(world: World) -> None:
+    """Unbonding a holder's whole value left a share it had rounded away, worth nothing
+    then; a pool whose holders all left such dust became a pool of a few worthless shares,
+    which fees claimed into it then made worth those fees each, at a later depositor's cost."""
+    w, g = world, world.g
+    reg = g.d.node_registry.functions
+    x = w.attacker
+    _, v2, v3 = w.verifiers
+    b = fraud(w, "slashed pool")
+    dispute = g.challenge(b, w.challenger)
+    g.vote(dispute, b, v2, True)
+    g.vote(dispute, b, v3, True)  # upheld: the pool is worth less than its shares
+    _, pool_shares, pool_assets = reg.sharesOf(x.address, x.address).call()
+    assert pool_assets < pool_shares
+
+    def dust(deposit: int) -> int:
+        held = deposit * pool_shares // pool_assets
+        shares, assets = pool_shares + held, pool_assets + deposit
+        value = held * assets // shares
+        return held - -(-value * shares // assets)
+
+    deposit = next(d for d in range(1_000 * OPG, 1_000 * OPG + 1_000) if dust(d))
+    delegator = g.player("delegator")
+    g.delegate(delegator, x, deposit)
+    value = reg.stakeOf(x.address, delegator.address).call()
+    g.send(reg.undelegate(x.address, value), delegator)
+    assert reg.sharesOf(x.address, delegator.address).call()[0] == 0
 
 
 # --------------------------------------------------------------------------- held

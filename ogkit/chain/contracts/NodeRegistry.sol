@@ -887,6 +887,9 @@ contract NodeRegistry is Ownable, EIP712 {
         if (n.poolAssets == 0) revert PoolDepleted(node);
         uint256 shares = Math.mulDiv(amount, n.poolShares, n.poolAssets, Math.Rounding.Ceil);
         if (shares > held) revert InsufficientStake(_value(n, held), amount);
+        // Shares left worth nothing go with the rest: no holder keeps dust shares, so a pool
+        // is not left with a few worthless shares that fees claimed into it would inflate.
+        if (_value(n, held - shares) == 0) shares = held;
         uint256 before = _weight(node, n);
         _shares[node][holder] = held - shares;
         n.unbondingShares += shares;
