@@ -75,6 +75,7 @@ from ogkit.errors import (
     ArtifactError,
     ConfigError,
     HubError,
+    InputsUnavailableError,
     OgkitError,
     ReceiptError,
     VerificationFailed,
@@ -100,6 +101,7 @@ __all__ = [
     "Verdict",
     "VerifyPolicy",
     "detection_probability",
+    "reexecute_row",
     "sample_mask",
     "verify_batch",
     "verify_receipt",
@@ -879,11 +881,7 @@ def verify_batch(
         else:
             notices.append(unbound)
     if "zk" in methods:  # ZK proofs of rows and their binding (docs/spec.md §13)
-        from ogkit.zk.batch import zk_findings
-
-        arrays = dataset if isinstance(dataset, Mapping) else None
-        for f in zk_findings(batch, batch.store, chunk=zk_chunk, inputs=arrays):
-            findings.append(Finding(f.reason, f.detail, f.row))
+        _zk_checks(batch, dataset, zk_chunk, findings, notices)
     q = policy.sample_rate if payload is not None else 0.0
     verdict = Verdict(
         passed=not findings,
@@ -1327,6 +1325,75 @@ class ReceiptCheck:
             "signer": self.signer,
             "attester_approved": self.attester_approved,
         }
+
+
+def _zk_checks(
+    batch: AttestedBatch, dataset: Any, chunk: int, findings: list[Finding], notices: list[str]
+) -> None:
+    """The batch's ZK proofs (docs/spec.md §13). A row the proof cannot decide (a label at
+    a near tie, a float between one and two tolerances: ``zk-undecidable``) is judged as
+    the dispute vote would judge it, by re-executing it with onnxruntime: the receipt
+    stands if that gives its output hash, else the row is a ``reexecution-mismatch``."""
+    from ogkit.zk.batch import zk_findings
+    from ogkit.zk.verify import ZK_DEFERRED
+
+    arrays = dataset if isinstance(dataset, Mapping) else None
+    for f in zk_findings(batch, batch.store, chunk=chunk, inputs=arrays):
+        if f.reason not in ZK_DEFERRED or f.row is None:
+            findings.append(Finding(f.reason, f.detail, f.row))
+            continue
+        leaf = batch.receipt(f.row)["leaf_values"]
+        try:
+            wrong, why = reexecute_row(
+                batch, f.row, _b32(leaf["inputHash"]), _b32(leaf["outputHash"])
+            )
+        except (OgkitError, KeyError, ValueError) as exc:
+            findings.append(Finding(f.reason, f"{f.detail}; re-execution failed: {exc}", f.row))
+            continue
+        if wrong:
+            findings.append(Finding("reexecution-mismatch", f"{f.detail}; {why}", f.row))
+        else:
+            notices.append(f"row {f.row}: the proof cannot decide ({f.detail}); {why}")
+
+
+def _b32(value: str) -> bytes:
+    return bytes.fromhex(str(value).removeprefix("0x"))
+
+
+def reexecute_row(
+    batch: AttestedBatch,
+    row: int,
+    input_hash: bytes,
+    output_hash: bytes,
+    *,
+    model_id: str | None = None,
+) -> tuple[bool, str]:
+    """Whether ``row`` is wrong, and why: its inputs from the batch's stored dataset must
+    hash to ``input_hash``, and re-executing them (in the mini-batch the node ran them in)
+    with the model ``model_id`` (default the batch's; a dispute passes the chain's) must
+    give ``output_hash``. Inputs that cannot be read make the row wrong: the node must
+    keep its batch's inputs readable."""
+    from ogkit.load import load_model_bytes
+
+    receipt = batch.receipt(row)
+    try:
+        part = batch.records(int(receipt["partition"]["index"]))
+    except InputsUnavailableError as exc:
+        return True, f"the batch's stored inputs cannot be read: {exc}"[:300]
+    i = int(list(part.row_index).index(row))
+    stored_in = bytes(tensor_row_hashes({k: v[i : i + 1] for k, v in part.inputs.items()})[0])
+    if stored_in != bytes(input_hash):
+        return True, "the stored inputs do not hash to the committed input hash"
+    model = load_model_bytes(batch.store.get(MODELS, (model_id or batch.model_id).lower()))
+    fresh = bytes(
+        tensor_row_hashes(reexecute(model, part.inputs, [i], batch_size=batch.batch_size))[0]
+    )
+    if fresh != bytes(output_hash):
+        return (
+            True,
+            f"re-execution gives 0x{fresh.hex()}, the node committed 0x{bytes(output_hash).hex()}",
+        )
+    return False, "re-execution gives the committed output"
 
 
 def verify_receipt(receipt: Any, allowlist: Allowlist | None = None) -> ReceiptCheck:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ogkit.chain.bindings import BatchStatus
 from ogkit.chain.records import from_event
-from ogkit.errors import ArtifactError, ChainError, InputsUnavailableError, SettlementError
+from ogkit.errors import ArtifactError, ChainError, SettlementError
 from ogkit.network.daemon import Transient, WatchConfig, Watcher, sample_secret, store_unavailable
 from ogkit.network.sandbox import VerifyTask, VerifyWorker
 
@@ -384,29 +384,10 @@ def judge_row(
     """Whether a challenge of ``row`` should be upheld: the node's stored inputs must hash to
     the committed input hash, and re-executing them with the committed model (``model_id``,
     the chain's; never the one the node's manifest names) must give the committed output
-    hash."""
-    from ogkit.crypto.encoding import tensor_row_hashes
-    from ogkit.load import load_model_bytes, reexecute
+    hash (:func:`ogkit.verify.reexecute_row`)."""
+    from ogkit.verify import reexecute_row
 
-    receipt = batch.receipt(row)
-    try:
-        part = batch.records(int(receipt["partition"]["index"]))
-    except InputsUnavailableError as exc:
-        return True, f"the batch's stored inputs cannot be read: {exc}"[:300]
-    i = int(list(part.row_index).index(row))
-    stored_in = bytes(tensor_row_hashes({k: v[i : i + 1] for k, v in part.inputs.items()})[0])
-    if stored_in != bytes(input_hash):
-        return True, "the stored inputs do not hash to the committed input hash"
-    model = load_model_bytes(batch.store.get("models", (model_id or batch.model_id).lower()))
-    fresh = bytes(
-        tensor_row_hashes(reexecute(model, part.inputs, [i], batch_size=batch.batch_size))[0]
-    )
-    if fresh != bytes(output_hash):
-        return (
-            True,
-            f"re-execution gives 0x{fresh.hex()}, the node committed 0x{bytes(output_hash).hex()}",
-        )
-    return False, "re-execution gives the committed output"
+    return reexecute_row(batch, row, input_hash, output_hash, model_id=model_id)
 
 
 def sign_fail(

@@ -59,12 +59,14 @@ def test_verify_batch_with_zk_names_a_forged_row(zk, stored, forge_zk_batch, for
     _, _, enclave, batch = stored
     # row 4: another label and probabilities to match (beyond tolerance): the receipt is
     # wrong; row 6: only the label shifted, the probabilities honest: the proof cannot
-    # decide it (spec §13.5), re-execution does
+    # decide it (spec §13.5): verify_batch re-executes it, as the dispute vote would
     forged = forge_batch(forge_zk_batch(batch, {4}, enclave), {6}, enclave)
     prove_batch_rows(forged, zk.store, [4, 6], inputs={"features": zk.x}, progress=False)
     verdict = _verify(forged, enclave)
     zk_rows = {(f.reason, f.row_index) for f in verdict.findings if f.reason.startswith("zk")}
-    assert zk_rows == {("zk-output-mismatch", 4), ("zk-undecidable", 6)}
+    assert zk_rows == {("zk-output-mismatch", 4)}
+    (deferred,) = [f for f in verdict.findings if f.row_index == 6]
+    assert deferred.reason == "reexecution-mismatch" and "ogkit dispute vote" in deferred.detail
 
 
 def test_verify_batch_with_zk_and_no_proofs_fails(zk, stored, tmp_path) -> None:

@@ -119,6 +119,29 @@ def test_honest_receipt_beyond_tolerance_within_the_margin_is_undecidable(zk, fa
     assert finding is not None and finding.reason == "zk-undecidable"
 
 
+def test_verify_batch_confirms_an_honest_near_tie_by_reexecution(world, zk, tie) -> None:
+    """``ogkit verify --zk`` on an honest batch holding the tie: the proof cannot decide
+    the row, so the verifier re-executes it with onnxruntime, as the vote would, and the
+    batch passes (a notice names the row); a fail verdict here would hand the fallback
+    after the voting time a reason to slash an honest node."""
+    from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
+    from ogkit.zk.prove import store_proof
+
+    x = world.x.copy()
+    x[TIE_ROW] = tie.x
+    frame = pl.DataFrame({n: x[:, i] for i, n in enumerate(TABULAR_FEATURES)})
+    batch = world.batch("zk-near-tie-offchain", frame)
+    store_proof(zk.store, batch.batch_id, dataclasses.replace(tie.proof, rows=(TIE_ROW,)))
+    policy = VerifyPolicy(
+        sample_rate=0.05,
+        allowlist=Allowlist().with_([world.enclave.address], [batch.runtime_id]),
+        verifier_secret=b"s",
+    )
+    verdict = verify_batch(batch, policy, dataset=frame, methods=["zk"], progress=False)
+    assert verdict.passed, verdict.summary()
+    assert any(f"row {TIE_ROW}: the proof cannot decide" in n for n in verdict.notices)
+
+
 def test_a_node_receipting_the_circuits_label_is_exonerated_but_not_by_the_vote(zk, tie) -> None:
     """What spec §13.5 accepts: a receipt within tolerance of the circuit on every output
     (here the circuit's label 1 with onnxruntime's probabilities) is confirmed by the
