@@ -786,7 +786,7 @@ def verify_batch(
     source, plan = None, None
     if dataset is not None and model_inputs is not None:
         if input_map is None and hub is not None:
-            input_map = _published_features(hub, batch.model_id)
+            input_map = _published_features(hub, batch.model_id, m.model_ref, notices)
         source, plan = _open_dataset(dataset, input_map, batch, model_inputs, findings)
     if commitment is not None and (
         commitment.input_root.lower() != m.dataset_id.lower() or commitment.row_count != m.row_count
@@ -1177,20 +1177,43 @@ def _open_dataset(
     return source, plan
 
 
-def _published_features(hub: Hub, model_id: str) -> dict[str, tuple[str, ...]] | None:
-    """The feature names the owner signed for this model at publish, if any."""
+def _published_features(
+    hub: Hub, model_id: str, model_ref: str | None, notices: list[str]
+) -> dict[str, tuple[str, ...]] | None:
+    """The feature names signed at publish in the manifest the batch names (``model_ref``,
+    checked elsewhere to resolve to ``model_id``), if any. Anyone may publish the same bytes
+    under another name with other features: such a manifest never decides how the
+    requester's columns bind. Without a ``model_ref``, only features every signed manifest
+    of the id agrees on are used."""
     try:
         entries = hub.index.by_model_id(model_id)
     except (HubError, OSError):
         return None
+    signed = []
     for entry in entries:
         try:
             entry.manifest.check_signature()
         except HubError:
             continue
-        if entry.manifest.features:
-            return dict(entry.manifest.features)
-    return None
+        signed.append(entry.manifest)
+    if model_ref is not None:
+        try:
+            named = hub.manifest(model_ref)
+            named.check_signature()
+        except (OgkitError, OSError):
+            return None
+        if named.model_id.lower() != model_id.lower():
+            return None  # a model-mismatch finding says so
+        features = dict(named.features) if named.features else None
+        others = {mf.ref for mf in signed if mf.features and dict(mf.features) != features}
+        if others:
+            notices.append(
+                f"other manifests of model {model_id:.80} bind other features "
+                f"({', '.join(sorted(others)[:3])}); the batch's own {named.ref} decides"
+            )
+        return features
+    bindings = {tuple(sorted(mf.features.items())) for mf in signed if mf.features}
+    return dict(next(iter(bindings))) if len(bindings) == 1 else None
 
 
 def _model_bytes(batch: AttestedBatch, hub: Hub | None) -> bytes:

@@ -483,14 +483,6 @@ def test_a_model_id_published_twice_with_other_features_is_ambiguous(mirror):
     assert hub.manifest("tab-mirror").owner == node.address
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ogkit/verify.py _published_features binds the requester's dataset with the "
-    "features of the first manifest of the model id that has any, whoever signed it: a "
-    "republisher's swapped columns make a node's swapped batch match the requester's rows. "
-    "Fix: take the features of the manifest the batch names (model_ref, already checked to "
-    "resolve to model_id), and report a finding when manifests of the id disagree",
-)
 def test_a_republisher_cannot_choose_how_the_requesters_columns_are_bound(mirror):
     from ogkit.samples import sample_data_path
     from ogkit.verify import VerifyPolicy, verify_batch
