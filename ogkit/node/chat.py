@@ -665,7 +665,7 @@ def verify_paid_chat(
             problems.append(f"the claim holds {claim.row_count} calls; a paid call is one")
         answered = ChatRequest.from_dict(answer["request"])
         if request is not None:
-            sent = _sent_request(request)
+            sent = _sent_request(request, answered.max_tokens)
             if sent != answered:
                 problems.append(
                     "the answer is to another request than the one sent: "
@@ -720,8 +720,9 @@ def verify_paid_chat(
     return PaidChatCheck(not problems, tuple(problems), payer, tx)
 
 
-def _sent_request(request: Any) -> Any:
-    """The canonical form of what the caller sent (a ChatRequest, or its body)."""
+def _sent_request(request: Any, answered_max_tokens: int | None = None) -> Any:
+    """The canonical form of what the caller sent (a ChatRequest, or its body; a body
+    without ``max_tokens`` takes the node's default, at most 64)."""
     from ogkit.llm.calls import ChatRequest
 
     if isinstance(request, ChatRequest):
@@ -729,9 +730,13 @@ def _sent_request(request: Any) -> Any:
     doc = strict_json(request) if isinstance(request, bytes | bytearray) else request
     if not isinstance(doc, Mapping):
         raise ValueError("request= must be a ChatRequest or the request body")
+    max_tokens = doc.get("max_tokens")
+    if max_tokens is None:  # the node's default: 64, or its own cap if lower
+        answered = answered_max_tokens if answered_max_tokens is not None else 64
+        max_tokens = answered if 1 <= answered <= 64 else 64
     return ChatRequest.make(
         doc.get("messages"),
-        max_tokens=doc.get("max_tokens", 64),
+        max_tokens=max_tokens,
         temperature=doc.get("temperature", 0.0),
         seed=doc.get("seed"),
     )
