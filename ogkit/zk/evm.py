@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import subprocess
@@ -81,12 +82,14 @@ def _run_async(coro_factory: Any) -> Any:
     return box.get("value")
 
 
-def verifier_source(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> str:
+def verifier_source(
+    store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, check: bool = False
+) -> str:
     import ezkl
 
-    vk = materialise(store, ZK_KEYS, keys.vk_id)
-    settings = materialise(store, ZK_SETTINGS, profile.settings_hash)
-    srs = materialise(store, ZK_SRS, keys.srs_id)
+    vk = materialise(store, ZK_KEYS, keys.vk_id, check=check)
+    settings = materialise(store, ZK_SETTINGS, profile.settings_hash, check=check)
+    srs = materialise(store, ZK_SRS, keys.srs_id, check=check)
     with tempfile.TemporaryDirectory(prefix="ogkit-zk-evm-") as tmp:
         sol, abi = Path(tmp) / "Verifier.sol", Path(tmp) / "abi.json"
 
@@ -128,16 +131,39 @@ def verifier_path(keys: ZkKeys) -> str:
     return f"zk/verifiers/{keys.keys_id}.json"
 
 
+@functools.cache
+def _compile_once(source: str, contract: str) -> str:
+    # the same source text compiles to the same artefact: once per process
+    return json.dumps(compile_verifier(source, contract=contract))
+
+
+def compiled(source: str, contract: str = "Halo2Verifier") -> dict[str, Any]:
+    """:func:`compile_verifier` of ``source`` (optimizer runs 1), memoised in this process."""
+    return json.loads(_compile_once(source, contract))
+
+
 def ensure_verifier(
-    store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, allow_oversize: bool = False
+    store: ContentStore,
+    profile: ZkProfile,
+    keys: ZkKeys,
+    *,
+    allow_oversize: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """The compiled verifier of ``keys`` (generated and compiled once, then cached)."""
+    """The compiled verifier of ``keys`` (generated and compiled once, then cached).
+    ``fresh``: generated again from the verifying key, settings and SRS (each checked
+    against its id) and compiled, without the store's cache: what a review compares with,
+    since whoever shares the store could have cached another artefact under the keys."""
     path = verifier_path(keys)
+    if fresh:
+        art = compiled(verifier_source(store, profile, keys, check=True))
+        art["code_size"] = (len(art["deployedBytecode"]) - 2) // 2
+        return art
     try:
         art = json.loads(store.read_bytes(path))
     except ArtifactError:
         source = verifier_source(store, profile, keys)
-        art = compile_verifier(source)
+        art = compiled(source)
         art["source_id"] = store.put("zk-sources", source.encode())
         art["keys_id"] = keys.keys_id
         store.write_bytes(path, json.dumps(art, sort_keys=True).encode())
@@ -326,7 +352,7 @@ def _review(
     if found is not None:
         problems.extend(found)
     else:
-        art = ensure_verifier(store, profile, keys, allow_oversize=True)
+        art = ensure_verifier(store, profile, keys, allow_oversize=True, fresh=True)
         if not verifier_matches(chain, verifier, art):
             problems.append(f"the code at {verifier} is not the verifier of these keys")
     return problems, verifier

@@ -53,12 +53,19 @@ def _cid(data: bytes) -> str:
     return "0x" + keccak256(data).hex()
 
 
-def materialise(store: ContentStore, kind: str, object_id: str) -> Path:
-    """A local file holding object ``object_id`` (checked against its id once)."""
+def materialise(store: ContentStore, kind: str, object_id: str, *, check: bool = False) -> Path:
+    """A local file holding object ``object_id`` (a remote object is checked against its id
+    once, when fetched). ``check`` hashes a local store's file too: what a review reads,
+    where whoever shares the store could have put other bytes under the id."""
     if store.is_local:
         path = Path(store.object_path(kind, object_id))
         if not path.is_file():
             raise ArtifactError(f"{kind} {object_id} is not in the store {store.url}")
+        if check and _cid(path.read_bytes()) != object_id:
+            raise ZkError(
+                f"{kind} {object_id} in {store.url} does not hash to its id; restore it from "
+                "a good copy (or set it up again: `ogkit zk setup --force`)"
+            )
         return path
     path = _CACHE / kind / object_id
     if not path.is_file():
@@ -265,10 +272,13 @@ def check_keys(store: ContentStore, profile: ZkProfile, keys: ZkKeys, model: byt
     with tempfile.TemporaryDirectory(prefix="ogkit-zk-check-") as tmp:
         d = Path(tmp)
         (d / "model.onnx").write_bytes(rewritten)
-        settings_path = materialise(store, ZK_SETTINGS, profile.settings_hash)
+        settings_path = materialise(store, ZK_SETTINGS, profile.settings_hash, check=True)
         if not ezkl.compile_circuit(str(d / "model.onnx"), str(d / "c"), str(settings_path)):
             return [*problems, "ezkl could not compile the circuit"]
-        srs = materialise(store, ZK_SRS, keys.srs_id)
+        try:
+            srs = materialise(store, ZK_SRS, keys.srs_id, check=True)
+        except ZkError as exc:
+            return [*problems, str(exc)]
         ezkl.setup(str(d / "c"), str(d / "vk"), str(d / "pk"), str(srs), None, False)
         vk_id = _cid((d / "vk").read_bytes())
     if vk_id != keys.vk_id:

@@ -82,22 +82,26 @@ def adapter_artifact() -> dict[str, Any]:
     return art
 
 
-def _ezkl_paths(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> tuple[Path, Path, Path]:
+def _ezkl_paths(
+    store: ContentStore, profile: ZkProfile, keys: ZkKeys, check: bool = False
+) -> tuple[Path, Path, Path]:
     return (
-        materialise(store, ZK_KEYS, keys.vk_id),
-        materialise(store, ZK_SETTINGS, profile.settings_hash),
-        materialise(store, ZK_SRS, keys.srs_id),
+        materialise(store, ZK_KEYS, keys.vk_id, check=check),
+        materialise(store, ZK_SETTINGS, profile.settings_hash, check=check),
+        materialise(store, ZK_SRS, keys.srs_id, check=check),
     )
 
 
-def reusable_source(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> str:
+def reusable_source(
+    store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, check: bool = False
+) -> str:
     """ezkl's reusable verifier, rendered from ``keys`` (ezkl then tries to download a
     compiler; the file is already written and is compiled here instead)."""
     import ezkl
 
     from ogkit.zk.evm import _run_async
 
-    vk, settings, srs = _ezkl_paths(store, profile, keys)
+    vk, settings, srs = _ezkl_paths(store, profile, keys, check)
     with tempfile.TemporaryDirectory(prefix="ogkit-zk-reusable-") as tmp:
         sol, abi = Path(tmp) / "Reusable.sol", Path(tmp) / "abi.json"
 
@@ -118,23 +122,25 @@ def reusable_source(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> st
     return source
 
 
-@cache
-def _compile_reusable(source: str) -> dict[str, Any]:
-    # the source is the same for every circuit: compile it once per process
-    from ogkit.zk.evm import compile_verifier
-
-    return compile_verifier(source, contract=REUSABLE)
-
-
-def ensure_reusable_verifier(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> dict:
+def ensure_reusable_verifier(
+    store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, fresh: bool = False
+) -> dict:
     """The compiled reusable verifier (generated from ``keys`` and compiled once, then
-    cached under ``zk/verifiers/<keys id>-reusable.json``)."""
+    cached under ``zk/verifiers/<keys id>-reusable.json``; the source is the same for every
+    circuit and compiles once per process). ``fresh``: generated again from the checked
+    key, settings and SRS, not read from the store's cache (what a review compares with)."""
+    from ogkit.zk.evm import compiled
+
+    if fresh:
+        art = compiled(reusable_source(store, profile, keys, check=True), REUSABLE)
+        art["code_size"] = len(_code(art))
+        return art
     path = f"zk/verifiers/{keys.keys_id}-reusable.json"
     try:
         art = json.loads(store.read_bytes(path))
     except ArtifactError:
         source = reusable_source(store, profile, keys)
-        art = dict(_compile_reusable(source))
+        art = compiled(source, REUSABLE)
         art["source_id"] = store.put("zk-sources", source.encode())
         store.write_bytes(path, json.dumps(art, sort_keys=True).encode())
     art["code_size"] = len(_code(art))
@@ -151,18 +157,23 @@ def vka_words(data: bytes) -> list[bytes]:
     return [data[8 + 32 * i : 40 + 32 * i] for i in range(n)]
 
 
-def ensure_vka(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> bytes:
+def ensure_vka(
+    store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, fresh: bool = False
+) -> bytes:
     """The profile's VKA file (``ezkl.create_evm_vka``), cached as
-    ``zk/verifiers/<keys id>.vka``."""
+    ``zk/verifiers/<keys id>.vka``. ``fresh``: made again from the checked key, settings
+    and SRS, not read from (nor written to) the store's cache (what a review compares with)."""
     import ezkl
 
     from ogkit.zk.evm import _run_async
 
     path = f"zk/verifiers/{keys.keys_id}.vka"
     try:
+        if fresh:
+            raise ArtifactError("made again")
         data = store.read_bytes(path)
     except ArtifactError:
-        vk, settings, srs = _ezkl_paths(store, profile, keys)
+        vk, settings, srs = _ezkl_paths(store, profile, keys, fresh)
         with tempfile.TemporaryDirectory(prefix="ogkit-zk-vka-") as tmp:
             out = Path(tmp) / "vka"
 
@@ -176,7 +187,8 @@ def ensure_vka(store: ContentStore, profile: ZkProfile, keys: ZkKeys) -> bytes:
                     raise ZkError(f"ezkl could not make the VKA: {exc}") from exc
             data = out.read_bytes()
         vka_words(data)  # refuse anything that is not a VKA before caching it
-        store.write_bytes(path, data)
+        if not fresh:
+            store.write_bytes(path, data)
     vka_words(data)
     return data
 
@@ -285,14 +297,16 @@ def adapter_problems(
     count = int(adapter.functions.vkaWords().call())
     digest = bytes(adapter.functions.vkaDigest().call())
     problems = []
-    rart = ensure_reusable_verifier(store, profile, keys)
+    # re-derived from the (checked) keys, never the store's cache: whoever shares the
+    # store could have cached an accept-anything verifier or another VKA under these keys
+    rart = ensure_reusable_verifier(store, profile, keys, fresh=True)
     reusable_ok = bytes(w3.eth.get_code(target)) == _code(rart)
     if not reusable_ok:
         problems.append(
             f"the adapter at {address} sends proofs to {target}, whose code is not ezkl's "
             "reusable verifier compiled from these keys"
         )
-    vka = b"".join(vka_words(ensure_vka(store, profile, keys)))
+    vka = b"".join(vka_words(ensure_vka(store, profile, keys, fresh=True)))
     if (
         bytes(w3.eth.get_code(holder)) != b"\x00" + vka
         or count * 32 != len(vka)

@@ -147,10 +147,14 @@ def test_review_catches_an_adapter_on_an_accept_anything_contract(rworld) -> Non
     world, _ = rworld
     zk, v3 = world.zk, world.s["v3"]
     snapshot = world.chain.snapshot()
+    cached = f"zk/verifiers/{zk.keys.keys_id}-reusable.json"
+    original = zk.store.read_bytes(cached)
     try:
-        fake, _ = deploy_verifier(
-            world.chain, v3, compile_verifier(ACCEPT_ALL, contract="AcceptAll", runs=200)
-        )
+        accept_all = compile_verifier(ACCEPT_ALL, contract="AcceptAll", runs=200)
+        fake, _ = deploy_verifier(world.chain, v3, accept_all)
+        # v3 shares the store and caches its contract as "the reusable verifier" of these
+        # keys: the review re-derives the reusable verifier and does not read that cache
+        zk.store.write_bytes(cached, json.dumps(accept_all).encode())
         words = vka_words(ensure_vka(zk.store, zk.profile, zk.keys))  # the right VKA
         address, _ = deploy_adapter(world.chain, v3, fake, words)
         # the attack is real: the adapter's code is ours and it accepts a forged proof
@@ -166,6 +170,7 @@ def test_review_catches_an_adapter_on_an_accept_anything_contract(rworld) -> Non
         with pytest.raises(SettlementError, match="ProfileNotApproved"):
             check_row_onchain(world.chain, zk.profile, bad, zk.evidence(5), v3.address)
     finally:
+        zk.store.write_bytes(cached, original)
         world.chain.revert(snapshot)
 
 
@@ -183,7 +188,11 @@ def test_review_catches_an_adapter_holding_another_models_vka(
     )
     other_words = vka_words(ensure_vka(other_store, other_profile, other_keys))
     snapshot = world.chain.snapshot()
+    cached = f"zk/verifiers/{zk.keys.keys_id}.vka"
+    original = zk.store.read_bytes(cached)
     try:
+        # also cached in the shared store as this profile's VKA, which the review never reads
+        zk.store.write_bytes(cached, ensure_vka(other_store, other_profile, other_keys))
         address, _ = deploy_adapter(world.chain, v3, out["reusable_verifier"], other_words)
         adapter = _adapter(world, address)
         # it verifies the other model's proofs (same public inputs, other weights) ...
@@ -197,6 +206,7 @@ def test_review_catches_an_adapter_holding_another_models_vka(
             f"the adapter at {address} holds another VKA than the one of these keys"
         ]
     finally:
+        zk.store.write_bytes(cached, original)
         world.chain.revert(snapshot)
 
 
@@ -303,3 +313,18 @@ def test_n8_takes_the_reusable_path_by_itself_within_eip170(rworld, zk8) -> None
             adapter.functions.verifyProof(zk.proof.proof, list(zk.proof.instances)).call()
     finally:
         world.chain.revert(snapshot)
+
+
+def test_review_inputs_are_checked_against_their_ids(zk8) -> None:
+    """Whoever shares the store can put other bytes under a key's id; what the review
+    re-derives its reference verifiers from is hashed first."""
+    store, profile, keys = zk8
+    path = Path(store.object_path(ZK_KEYS, keys.vk_id))
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        for derive in (ensure_reusable_verifier, ensure_vka, ensure_verifier):
+            with pytest.raises(ZkError, match="does not hash to its id"):
+                derive(store, profile, keys, fresh=True)
+    finally:
+        path.write_bytes(original)
