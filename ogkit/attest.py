@@ -424,16 +424,20 @@ def attest_partition(
     feeds: Mapping[str, np.ndarray],
     outputs: Mapping[str, np.ndarray],
     input_hashes: np.ndarray | None = None,
+    output_hashes: np.ndarray | None = None,
 ) -> PartitionAttestation:
     """Hash every row's inputs and outputs, build its leaf, and the partition's tree.
 
     ``input_hashes`` are the rows' input hashes when already computed (the dataset
-    commitment hashed every row before the run); a verifier recomputes them anyway."""
-    n = len(next(iter(feeds.values())))
+    commitment hashed every row before the run), ``output_hashes`` likewise (hashed on
+    the worker while the input root was still being built); a verifier recomputes both
+    anyway."""
+    n = len(input_hashes) if input_hashes is not None else len(next(iter(feeds.values())))
     row_index = np.arange(offset, offset + n, dtype=np.uint64)
     if input_hashes is None:
         input_hashes = tensor_row_hashes(feeds)
-    output_hashes = tensor_row_hashes(outputs)
+    if output_hashes is None:
+        output_hashes = tensor_row_hashes(outputs)
     leaves = leaf_hashes(
         bytes.fromhex(batch_id[2:]),
         bytes.fromhex(model_id[2:]),

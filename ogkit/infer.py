@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,14 @@ if TYPE_CHECKING:
     from distributed import Client as DaskClient
 from ogkit.version import __version__
 
-__all__ = ["PartitionTask", "partition_input_hashes", "run_partition", "run_verified_inference"]
+__all__ = [
+    "Inferred",
+    "PartitionTask",
+    "attest_inferred",
+    "infer_partition",
+    "run_partition",
+    "run_verified_inference",
+]
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +114,7 @@ def run_partition(
     sha256, timings): no row's bytes travel back to the caller. ``input_hashes`` (else
     ``task.input_hashes``) are the rows' input hashes from the dataset commitment."""
     t0 = time.perf_counter()
-    model = worker_model(payload)
-    if model.runtime_id != task.runtime_id:
-        raise InferenceError(
-            f"worker {socket.gethostname()} runs runtime {model.runtime_id}, not the job's "
-            f"{task.runtime_id}: workers must share onnxruntime version and options"
-        )
+    model = _worker_model(payload, task.runtime_id)
     part = task.partition
     feeds = task.plan.feeds(task.source, task.source_offset, part.rows)
     t1 = time.perf_counter()
@@ -128,6 +130,30 @@ def run_partition(
         input_hashes=input_hashes if input_hashes is not None else task.input_hashes,
     )
     t3 = time.perf_counter()
+    return _finish(task, att, outputs, store, {"read": t1 - t0, "infer": t2 - t1}, t3, t3 - t2)
+
+
+def _worker_model(payload: ModelPayload, runtime_id: str) -> LoadedModel:
+    model = worker_model(payload)
+    if model.runtime_id != runtime_id:
+        raise InferenceError(
+            f"worker {socket.gethostname()} runs runtime {model.runtime_id}, not the job's "
+            f"{runtime_id}: workers must share onnxruntime version and options"
+        )
+    return model
+
+
+def _finish(
+    task: PartitionTask,
+    att: Any,
+    outputs: Mapping[str, np.ndarray],
+    store: ContentStore | None,
+    seconds: dict[str, float],
+    started: float,
+    attest_seconds: float,
+) -> PartitionResult:
+    """Serialise one attested partition's records and (with ``store``) write them."""
+    part = task.partition
     records = records_to_parquet(att, outputs)
     result = PartitionResult(
         index=part.index,
@@ -142,9 +168,130 @@ def run_partition(
     if store is not None:
         BatchStaging(store, task.batch_id, clean=False).write(result)
         result.records = None
-    t4 = time.perf_counter()
-    result.seconds = {"read": t1 - t0, "infer": t2 - t1, "attest": t3 - t2, "write": t4 - t3}
+    result.seconds = {
+        **seconds,
+        "attest": attest_seconds,
+        "write": time.perf_counter() - started,
+    }
     return result
+
+
+@dataclass
+class Inferred:
+    """One partition read once, hashed and run before the batch id is known (on a
+    worker): its input hashes and input-root leaves, outputs and output hashes."""
+
+    input_hashes: np.ndarray
+    input_leaves: np.ndarray
+    outputs: dict[str, np.ndarray]
+    output_hashes: np.ndarray
+    seconds: dict[str, float]
+
+
+def infer_partition(
+    source: DataSource,
+    plan: InputPlan,
+    offset: int,
+    source_offset: int,
+    rows: int,
+    payload: ModelPayload,
+    runtime_id: str,
+    batch_size: int,
+) -> Inferred:
+    """Read rows ``offset ..`` once, hash their inputs (the dataset commitment's leaves),
+    run the model and hash the outputs (runs on a worker; the leaves wait for the batch
+    id, which the input root decides)."""
+    from ogkit.crypto.encoding import tensor_row_hashes
+
+    t0 = time.perf_counter()
+    model = _worker_model(payload, runtime_id)
+    feeds = plan.feeds(source, source_offset, rows)
+    t1 = time.perf_counter()
+    hashes = tensor_row_hashes(feeds)
+    leaves = input_leaf_hashes(np.arange(offset, offset + rows, dtype=np.uint64), hashes)
+    t2 = time.perf_counter()
+    outputs = model.run(feeds, batch_size)
+    t3 = time.perf_counter()
+    out_hashes = tensor_row_hashes(outputs)
+    t4 = time.perf_counter()
+    seconds = {"read": t1 - t0, "commit": t2 - t1, "infer": t3 - t2, "hash_outputs": t4 - t3}
+    return Inferred(hashes, leaves, outputs, out_hashes, seconds)
+
+
+def attest_inferred(
+    task: PartitionTask, inferred: Inferred, store: ContentStore | None = None
+) -> PartitionResult:
+    """The leaves and tree of a partition :func:`infer_partition` ran, and its records
+    (written by the worker with ``store``, as :func:`run_partition` does)."""
+    t0 = time.perf_counter()
+    att = attest_partition(
+        batch_id=task.batch_id,
+        model_id=task.model_id,
+        runtime_id=task.runtime_id,
+        offset=task.partition.offset,
+        feeds={},
+        outputs=inferred.outputs,
+        input_hashes=inferred.input_hashes,
+        output_hashes=inferred.output_hashes,
+    )
+    t1 = time.perf_counter()
+    seconds = dict(inferred.seconds)
+    return _finish(task, att, inferred.outputs, store, seconds, t1, t1 - t0)
+
+
+def _leaves_of(inferred: Inferred) -> np.ndarray:
+    return inferred.input_leaves
+
+
+def _infer_on_dask(
+    source: DataSource,
+    plan: InputPlan,
+    partition_rows: int,
+    dask: DaskClient,
+    payload_future: Any,
+    runtime_id: str,
+    batch_size: int,
+) -> tuple[DatasetCommitment, list[Any]]:
+    """Every partition read once on the workers, its inputs hashed and the model run on
+    it while one worker builds the input root from the leaves (the input root decides
+    the batch id, which the leaves then need). Returns the commitment and one future of
+    :class:`Inferred` per partition, held by the workers."""
+    parts = split_partitions(source.n_rows, partition_rows)
+    tag = source.dataset_id[2:10]
+    files = source.paths != ()
+    inferred = [
+        dask.submit(
+            infer_partition,
+            source if files else dask.scatter(source.slice_for_task(p.offset, p.rows), hash=False),
+            plan,
+            p.offset,
+            p.offset if files else 0,
+            p.rows,
+            payload_future,
+            runtime_id,
+            batch_size,
+            key=f"infer-inputs-{tag}-{p.index:05d}",
+            pure=False,
+        )
+        for p in parts
+    ]
+    leaves = [
+        dask.submit(_leaves_of, f, key=f"input-leaves-{tag}-{i:05d}", pure=False)
+        for i, f in enumerate(inferred)
+    ]
+    root = dask.submit(_tree_root, leaves, key=f"input-root-{tag}", pure=False)
+    try:
+        value = root.result()
+    except OgkitError:
+        dask.cancel(inferred)
+        raise
+    except Exception as exc:
+        dask.cancel(inferred)
+        raise InferenceError(
+            f"reading, hashing or running {source.describe()} failed before anything was "
+            f"attested: {exc}; check the data file (nothing was written)"
+        ) from exc
+    return DatasetCommitment(value, source.n_rows), inferred
 
 
 def partition_input_hashes(source: DataSource, plan: InputPlan, offset: int, rows: int):
@@ -154,67 +301,16 @@ def partition_input_hashes(source: DataSource, plan: InputPlan, offset: int, row
     return tensor_row_hashes(plan.feeds(source, offset, rows))
 
 
-def _commit_partition(
-    source: DataSource, plan: InputPlan, offset: int, rows: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``offset ..``'s input hashes and their input-root leaves (runs on a worker)."""
-    hashes = partition_input_hashes(source, plan, offset, rows)
-    return hashes, input_leaf_hashes(np.arange(offset, offset + rows, dtype=np.uint64), hashes)
-
-
 def _tree_root(leaves: Sequence[np.ndarray]) -> str:
     """The root of one tree over every partition's leaves, in order (runs on a worker)."""
     return "0x" + MerkleTree.from_leaf_hashes(np.concatenate(leaves)).root.hex()
 
 
-def _commit(
-    source: DataSource, plan: InputPlan, partition_rows: int, dask: DaskClient | None
-) -> tuple[DatasetCommitment, Any]:
-    """The dataset commitment of ``source`` and every row's input hash (reused when the
-    partitions are attested). In this process: the hashes as one array. On Dask (files):
-    the workers read and hash their partitions, one worker builds the input root, and the
-    hashes stay on the cluster — a list of futures, one per partition — so this process
-    never holds a row's bytes."""
-    if dask is None or source.paths == ():
-        return commit_inputs(source, plan)
-    from operator import getitem
-
-    parts = split_partitions(source.n_rows, partition_rows)
-    tag = source.dataset_id[2:10]
-    both = [
-        dask.submit(
-            _commit_partition,
-            source,
-            plan,
-            p.offset,
-            p.rows,
-            key=f"commit-inputs-{tag}-{p.index:05d}",
-            pure=False,
-        )
-        for p in parts
-    ]
-    hashes = [
-        dask.submit(getitem, f, 0, key=f"input-hashes-{tag}-{i:05d}", pure=False)
-        for i, f in enumerate(both)
-    ]
-    leaves = [
-        dask.submit(getitem, f, 1, key=f"input-leaves-{tag}-{i:05d}", pure=False)
-        for i, f in enumerate(both)
-    ]
-    root = dask.submit(_tree_root, leaves, key=f"input-root-{tag}", pure=False)
-    try:
-        value = root.result()
-    except OgkitError:
-        dask.cancel(hashes)
-        raise
-    except Exception as exc:
-        dask.cancel(hashes)
-        raise InferenceError(
-            f"hashing the inputs of {source.describe()} failed before any inference: {exc}; "
-            "check the data file (nothing was written)"
-        ) from exc
-    # ``both`` and ``leaves`` are released when this returns; ``hashes`` stay on the cluster
-    return DatasetCommitment(value, source.n_rows), hashes
+def _commit(source: DataSource, plan: InputPlan) -> tuple[DatasetCommitment, np.ndarray]:
+    """The dataset commitment of ``source`` and every row's input hash, in this process
+    (reused when the partitions are attested). On Dask, :func:`_infer_on_dask` does this
+    on the workers, fused with inference."""
+    return commit_inputs(source, plan)
 
 
 def _default_partition_rows(plan: InputPlan) -> int:
@@ -223,32 +319,33 @@ def _default_partition_rows(plan: InputPlan) -> int:
 
 
 def _run_tasks(
-    tasks: Sequence[PartitionTask],
-    payload: ModelPayload,
-    client: DaskClient | None,
-    store: ContentStore,
-    hash_futures: Sequence[Any] | None = None,
+    tasks: Sequence[PartitionTask], payload: ModelPayload, store: ContentStore
 ) -> Iterator[PartitionResult]:
-    """Yield results as partitions finish, on Dask or in-process. Each partition's
-    records go straight from its worker to ``store`` (unless the store lives in this
-    process's memory: then they come back to be written here)."""
-    if client is None:
-        for task in tasks:
-            yield run_partition(task, payload, store)
-        return
+    """Yield results as partitions finish, in this process (on Dask the partitions were
+    inferred by :func:`_infer_on_dask` and are attested by :func:`_attest_on_dask`)."""
+    for task in tasks:
+        yield run_partition(task, payload, store)
+
+
+def _attest_on_dask(
+    tasks: Sequence[PartitionTask],
+    inferred: Sequence[Any],
+    client: DaskClient,
+    store: ContentStore,
+) -> Iterator[PartitionResult]:
+    """Yield results as the workers finish each partition's leaves, tree and records
+    (written by the worker that holds the partition, unless the store lives in this
+    process's memory)."""
     from dask.distributed import as_completed
 
-    payload_future = client.scatter(payload, broadcast=True, hash=False)
     worker_store = store if store.shared else None
-    # In-memory rows go to the cluster as data, not inside the task graph.
     futures = [
         client.submit(
-            run_partition,
-            client.scatter(task, hash=False) if task.source.paths == () else task,
-            payload_future,
+            attest_inferred,
+            task,
+            inferred[task.partition.index],
             worker_store,
-            hash_futures[task.partition.index] if hash_futures is not None else None,
-            key=f"infer-attest-{task.batch_id[2:10]}-{task.partition.index:05d}",
+            key=f"attest-{task.batch_id[2:10]}-{task.partition.index:05d}",
             pure=False,
             retries=0,
         )
@@ -324,10 +421,17 @@ def run_verified_inference(
         input_checks = enforce(check_inputs(source, input_suite), data_checks)
     partition_rows = partition_rows or _default_partition_rows(plan)
     batch_size = loaded.fixed_batch or batch_size  # the mini-batch the rows really run in
-    computed, input_hashes = _commit(source, plan, partition_rows, dask)
-    # On Dask the hashes are futures, one per partition, held by the workers.
-    hash_futures = input_hashes if isinstance(input_hashes, list) else None
-    # (Dask releases them when this function's references go.)
+    payload = ModelPayload(loaded.model_id, loaded.config, loaded.model_bytes)
+    inferred: list[Any] | None = None  # on Dask: each partition's Inferred, on the workers
+    if dask is not None:
+        payload_future = dask.scatter(payload, broadcast=True, hash=False)
+        computed, inferred = _infer_on_dask(
+            source, plan, partition_rows, dask, payload_future, loaded.runtime_id, batch_size
+        )
+        input_hashes = None
+    else:
+        computed, input_hashes = _commit(source, plan)
+    # (Dask releases the futures when this function's references go.)
     if commitment is not None and commitment != computed:
         raise ConfigError(
             f"the data does not match the requester's commitment (input root "
@@ -385,19 +489,25 @@ def run_verified_inference(
             resumed,
             len(partitions),
         )
-    payload = ModelPayload(loaded.model_id, loaded.config, loaded.model_bytes)
     tasks = [
         PartitionTask(
             batch_id=batch_id,
             model_id=loaded.model_id,
             runtime_id=loaded.runtime_id,
             partition=p,
-            source=source.slice_for_task(p.offset, p.rows) if source.paths == () else source,
+            # On Dask the rows were read by infer_partition: the task carries none.
+            source=(
+                replace(source, frame=None, arrays=None)
+                if inferred is not None
+                else source.slice_for_task(p.offset, p.rows)
+                if source.paths == ()
+                else source
+            ),
             source_offset=0 if source.paths == () else p.offset,
             plan=plan,
             batch_size=batch_size,
             input_hashes=(
-                None if hash_futures is not None else input_hashes[p.offset : p.offset + p.rows]
+                None if input_hashes is None else input_hashes[p.offset : p.offset + p.rows]
             ),
         )
         for p in partitions
@@ -412,7 +522,13 @@ def run_verified_inference(
         disable=not progress,
     )
     try:
-        for result in _run_tasks(tasks, payload, dask, store, hash_futures):
+        if inferred is not None:
+            pending = {t.partition.index for t in tasks}
+            dask.cancel([f for i, f in enumerate(inferred) if i not in pending])
+            results = _attest_on_dask(tasks, inferred, dask, store)
+        else:
+            results = _run_tasks(tasks, payload, store)
+        for result in results:
             metas[result.index] = staging.write(result)
             bar.update(1)
     except OgkitError:

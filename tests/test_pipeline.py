@@ -339,3 +339,40 @@ def _approved(batch, attester):
     from ogkit.verify import Allowlist
 
     return Allowlist().with_([attester.address], [batch.runtime_id])
+
+
+def test_dask_run_reads_once_resumes_and_refuses_another_commitment(
+    published, enclave, requester, dask_client, tmp_path
+):
+    """On Dask each partition is read, hashed and run once before the batch id is known;
+    a resumed run attests only the partitions whose records are missing, and a run whose
+    data differ from the requester's commitment writes nothing."""
+    from ogkit.dataset import DatasetCommitment
+    from ogkit.errors import ConfigError
+    from ogkit.samples import make_tabular
+
+    data = tmp_path / "t.parquet"
+    make_tabular(3000, seed=2).write_parquet(data)
+    store = ContentStore(tmp_path / "store")
+    kwargs = dict(attester=enclave, requester=requester, hub=published, store=store)
+    first = run_verified_inference(
+        "tab", data, dask=dask_client, partition_rows=1000, progress=False, **kwargs
+    )
+    stats = first.manifest.run_stats["partitions"]
+    assert len(stats) == 3 and all({"read", "commit", "infer", "attest"} <= set(p) for p in stats)
+    folder = tmp_path / "store" / "batches" / first.batch_id
+    for name in ("ARTIFACT", "part-00001.json", "part-00001.parquet"):
+        (folder / name).unlink()
+    again = run_verified_inference(
+        "tab", data, dask=dask_client, partition_rows=1000, progress=False, **kwargs
+    )
+    assert again.manifest.run_stats["resumed_partitions"] == 2
+    assert again.batch_root == first.batch_root
+    other = DatasetCommitment("0x" + "11" * 32, 3000)
+    empty = ContentStore(tmp_path / "empty")
+    with pytest.raises(ConfigError, match="does not match the requester's commitment"):
+        run_verified_inference(
+            "tab", data, dask=dask_client, partition_rows=1000, progress=False,
+            commitment=other, **{**kwargs, "store": empty},
+        )  # fmt: skip
+    assert not (tmp_path / "empty" / "batches").exists()

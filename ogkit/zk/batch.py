@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ogkit.errors import ArtifactError, ZkError
+from ogkit.errors import ArtifactError, InputsUnavailableError, ZkError
 from ogkit.store import ContentStore
 from ogkit.zk.fixed import BindingError, row_message
 from ogkit.zk.keys import ZkKeys, load_keys
@@ -53,10 +53,16 @@ def batch_inputs(
                 raise ZkError(f"the given inputs lack row {row} or an input: {exc}") from exc
             continue
         receipt = batch.receipt(row)
-        rec = batch.records(int(receipt["partition"]["index"]))
+        try:  # the rows' inputs: the batch's stored dataset (docs/spec.md §6)
+            rec = batch.records(int(receipt["partition"]["index"]))
+        except InputsUnavailableError as exc:
+            raise ZkError(
+                f"the inputs of {batch.batch_id} cannot be read ({exc}); pass the requester's data"
+            ) from exc
         if not all(n in rec.inputs for n in names):
             raise ZkError(
-                f"the records of {batch.batch_id} hold no inputs; pass the requester's data"
+                f"the stored dataset of {batch.batch_id} lacks inputs {names}; pass the "
+                "requester's data"
             )
         i = _position(rec, row)
         out[row] = {n: rec.inputs[n][i] for n in names}
@@ -75,7 +81,7 @@ def batch_evidence(
     merkle: dict[int, list[str]] = {}
     for row in rows:
         receipt = batch.receipt(row)
-        rec = batch.records(int(receipt["partition"]["index"]))
+        rec = batch.records(int(receipt["partition"]["index"]), inputs=False)
         i = _position(rec, row)
         leaf = receipt["leaf_values"]
         try:
