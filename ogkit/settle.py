@@ -749,7 +749,7 @@ def settlement_progress(
             f"not committed on {chain.name}", f"ogkit settle {target} --order ORDER",
         )  # fmt: skip
     window = int(chain.call(settlement.functions.challengeWindow()))
-    # a rejected or voided dispute restarts the window from its close
+    # a rejected dispute restarts the window from its close (a void refunds the batch)
     reopened_at = int(chain.call(settlement.functions.stateOf(_b32(batch_id)))[2])
     ends_at = (reopened_at or int(found.record["committedAt"])) + window
     now = chain.block_timestamp()

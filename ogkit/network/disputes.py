@@ -4,9 +4,10 @@ the claim of the dispute reward after an upheld dispute.
 
 The contract (docs/contracts.md, "Challenges and disputes") weighs each vote by the
 verifier's stake at the batch's snapshot (the block before its commit, as its verdicts);
-the vote that brings either side to the quorum resolves it at once. A rejected or voided
-dispute reopens the batch with a fresh challenge window; a fall-back resolution may void
-a dispute only a second window after it opened. A verifier that voted upheld, or that
+the vote that brings either side to the quorum resolves it at once. A rejected dispute
+reopens the batch with a fresh challenge window (half its bond to the requester, the rest
+to the node); a fall-back resolution may void a dispute only a second window after it
+opened, and a void refunds the batch. A verifier that voted upheld, or that
 signed a fail verdict on the batch, claims its share of the verifier fee with
 :func:`claim_dispute_reward`.
 """

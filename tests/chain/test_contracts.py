@@ -1745,7 +1745,7 @@ def test_upheld_slash_follows_the_collateral_of_a_big_batch(
     assert d.node_registry.functions.stakeOf(a.node, a.node).call() == NODE_STAKE - collateral
 
 
-def test_rejected_challenge_gives_the_bond_to_the_node(
+def test_rejected_challenge_splits_the_bond_between_node_and_requester(
     w3: Any, tester: Any, world: Deployment, actors: Actors
 ) -> None:
     d, a = world, actors
@@ -1755,6 +1755,7 @@ def test_rejected_challenge_gives_the_bond_to_the_node(
     committed_at = b.record[4]
     tester.time_travel(committed_at + WINDOW - 30)  # challenged late in the window
     ch0, node0 = balance(d, a.challenger), balance(d, a.node)
+    requester0 = balance(d, a.requester)
     dispute = open_challenge(w3, d, a, b)
     tester.time_travel(committed_at + WINDOW + WINDOW // 2)  # voting runs past the window
     vote(w3, d, b, dispute, v2, False)
@@ -1765,10 +1766,11 @@ def test_rejected_challenge_gives_the_bond_to_the_node(
         dispute,
         a.node,
         a.challenger,
-        BOND,
+        BOND - BOND // 2,
     )
     assert balance(d, a.challenger) == ch0 - BOND
-    assert balance(d, a.node) == node0 + BOND  # to the node's address, not its pool
+    assert balance(d, a.node) == node0 + BOND - BOND // 2  # the node's address, not its pool
+    assert balance(d, a.requester) == requester0 + BOND // 2  # its escrow waits a window more
     assert d.node_registry.functions.totalStake(a.node).call() == POOL
     # the lock stays while the batch is Pending again (a fresh challenge window)
     assert d.node_registry.functions.withdrawLocks(a.node).call() == 1
@@ -1795,7 +1797,7 @@ def test_rejected_challenge_gives_the_bond_to_the_node(
 @pytest.mark.parametrize(
     ("fallback", "outcome", "after"),
     [
-        ("none", 3, BatchStatus.PENDING),  # voided: bond back, batch pending again
+        ("none", 3, BatchStatus.REFUNDED),  # voided: bond back, the requester refunded
         ("fail", 1, BatchStatus.SLASHED),  # the batch's fail verdicts hold the quorum
         ("pass", 2, BatchStatus.PENDING),  # its pass verdicts hold it: rejected
     ],
@@ -1839,13 +1841,16 @@ def test_unresolved_dispute_falls_back_to_the_verdicts(
     assert s.getDispute(dispute).call()[4] == outcome
     assert status(d, b) == after
     # released when the batch is final; a batch Pending again keeps it
-    locks = 0 if after == BatchStatus.SLASHED else 1
+    locks = 1 if after == BatchStatus.PENDING else 0
     assert d.node_registry.functions.withdrawLocks(a.node).call() == locks
     if fallback == "none":
         (ev,) = events(d.settlement, "ChallengeVoided", receipt)
         assert (ev.args.disputeId, ev.args.challenger) == (dispute, a.challenger)
         assert balance(d, a.challenger) == ch0  # bond back
         assert balance(d, a.node) == node0
+        (refund,) = events(d.settlement, "BatchRefunded", receipt)
+        assert refund.args.amount == sum(split(PRICE, 5))
+        assert s.exposure(a.node).call() == 0
     elif fallback == "fail":
         (ev,) = events(d.settlement, "ChallengeUpheld", receipt)
         assert ev.args.slashed == POOL * TEST_PARAMS.min_slash // NODE_STAKE
@@ -1862,7 +1867,7 @@ def test_unresolved_dispute_falls_back_to_the_verdicts(
         assert events(d.settlement, "DisputeRewardClaimed", receipt)[0].args.amount == amount
     else:
         assert len(events(d.settlement, "ChallengeRejected", receipt)) == 1
-        assert balance(d, a.node) == node0 + BOND
+        assert balance(d, a.node) == node0 + BOND - BOND // 2
     expect_revert(w3, s.resolveChallenge(dispute, b.record, verdicts), a.outsider, "DisputeClosed")
     expect_revert(w3, s.resolveChallenge(dispute + 1, b.record, verdicts), a.outsider,
                   "UnknownDispute")  # fmt: skip

@@ -25,7 +25,8 @@ at the end of a game):
    unbonded and withdrawn; the settlement then holds 0 OPG and each pool at most
    ``holders - 1`` wei, the dust of share rounding: a holder whose last shares are worth
    less than one wei cannot unbond them, and the pool keeps their value;
-3. **nobody gets more than the rules give**: a requester gets back at most its escrow (a
+3. **nobody gets more than the rules give**: a requester gets back at most its escrow and
+   half the bond of each rejected dispute over its batches (a
    slash awards it nothing: the challenger is rewarded from the operator's own part and
    the rest is burned), a verifier is credited only for pass verdicts it signed on batches
    finalised with them, or for upheld disputes it voted for (or signed fail on), each time
@@ -1281,7 +1282,10 @@ class SettlementGame(RuleBasedStateMachine):
         d.outcome = REJECTED
         d.resolved_at = self.ts
         self.reopen(d.batch)
-        self.move(self.w.settlement, d.batch.node, PARAMS.challenge_bond)
+        # half the bond to the requester (its escrow waits again), the rest to the node
+        half = PARAMS.challenge_bond // 2
+        self.move(self.w.settlement, d.batch.node, PARAMS.challenge_bond - half)
+        self.move(self.w.settlement, d.batch.requester, half)
 
     def dispute_of(self, index: int, *outcomes: int) -> Dispute:
         """A dispute with one of ``outcomes`` if there is one (7 times in 8), else any."""
@@ -1418,8 +1422,12 @@ class SettlementGame(RuleBasedStateMachine):
             STATS["disputes voided"] += 1
             d.outcome = VOIDED
             d.resolved_at = self.ts
-            self.reopen(b)
             self.move(self.w.settlement, d.challenger, PARAMS.challenge_bond)
+            # a void ends the batch as expire does; the lock its disputes hold is released
+            b.status = REFUNDED
+            self.locks[b.node] -= 1
+            self.exposure[b.node] -= b.collateral
+            self.move(self.w.settlement, b.requester, b.escrow)
 
     @precondition(lambda self: self.disputes)
     @rule(
@@ -1755,6 +1763,10 @@ class SettlementGame(RuleBasedStateMachine):
             back = sum(b.escrow for b in mine if b.status == REFUNDED)
             back += sum(b.split[0] + b.split[1] + self.disputes[b.dispute - 1].swept
                         for b in mine if b.status == SLASHED)  # fmt: skip
+            # and half the bond of each rejected dispute over its batches (the wait)
+            back += (PARAMS.challenge_bond // 2) * sum(
+                d.outcome == REJECTED and d.batch.requester == requester for d in self.disputes
+            )
             assert chain[requester] - self.initial[requester] <= back - sum(b.escrow for b in mine)
         entitled: Counter[str] = Counter()
         credited: Counter[str] = Counter()

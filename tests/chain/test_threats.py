@@ -842,28 +842,30 @@ def _requester_cannot_get_a_refund_by_challenging_its_own_batch(w: World) -> Non
         dispute = g.challenge(b, r, fund=False)  # a made-up "re-executed" output
         node0 = g.balance(w.node)
 
-        with g.isolated():  # the verifiers reject it: the bond goes to the node
+        half = P.challenge_bond // 2
+        with g.isolated():  # the verifiers reject it: half the bond to the node, half back
             g.vote(dispute, b, v2, False)
             g.vote(dispute, b, v3, False)
-            assert g.balance(w.node) == node0 + P.challenge_bond
+            assert g.balance(w.node) == node0 + P.challenge_bond - half
             assert g.status(b) == BatchStatus.PENDING
             g.advance(WINDOW)
             g.finalize(b, verdicts, w.node)
-            assert g.balance(r) == requester0 - escrow(5) - P.challenge_bond
+            assert g.balance(r) == requester0 - escrow(5) - (P.challenge_bond - half)
 
-        # Nobody votes and the requester voids it to get its bond back (a void waits a
-        # second window): the batch is Pending again with a fresh challenge window, cannot
-        # be expired yet, and the honest verdicts finalise it after that window.
-        g.advance(2 * WINDOW)
-        receipt = g.send(s.resolveChallenge(dispute, b.record, []), r)
-        assert g.events(g.d.settlement, "ChallengeVoided", receipt)
+        # Nobody votes. A void (which would refund it) waits a second window, in which the
+        # node presents the pass verdicts it finalises with: they reject the dispute, and
+        # the honest verdicts finalise the batch after its fresh window.
+        g.advance(WINDOW)
+        g.expect_revert(s.resolveChallenge(dispute, b.record, []), r, "VotingOpen")
+        receipt = g.send(s.resolveChallenge(dispute, b.record, sorted_verdicts(verdicts)), w.node)
+        assert g.events(g.d.settlement, "ChallengeRejected", receipt)
         assert g.status(b) == BatchStatus.PENDING
         g.expect_revert(s.expire(b.key, b.record), r, "FinalizeGraceOpen")
         g.expect_revert(g.finalize_fn(b, verdicts), w.node, "ChallengeWindowOpen")
         g.advance(WINDOW)
         g.finalize(b, verdicts, w.node)
         assert g.status(b) == BatchStatus.FINALIZED
-        assert g.balance(r) == requester0 - escrow(5)
+        assert g.balance(r) == requester0 - escrow(5) - (P.challenge_bond - half)
 
         # Fees paid into the pool raise the delegator's stake, as a slash lowers it.
         _, node_fee, _ = split(5)

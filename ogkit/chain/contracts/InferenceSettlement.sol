@@ -698,16 +698,22 @@ contract InferenceSettlement is EIP712 {
     /// @notice Refund the requester of a Pending batch nobody finalised within a grace of
     ///         `challengeWindow` after its window (or after its last dispute closed). Anyone.
     function expire(bytes32 batchId, Record calldata r) external {
-        bytes32 stored = _pending(batchId, r);
+        _pending(batchId, r);
         (uint256 endsAt, bool disputed) = _windowEnd(batchId, r);
         endsAt += challengeWindow;
         if (block.timestamp < endsAt) revert FinalizeGraceOpen(batchId, endsAt);
-        _commitments[batchId] = _seal(stored, Status.Refunded);
-        if (disputed) nodes.unlock(r.node);
+        _refund(batchId, r, disputed);
+    }
+
+    /// @dev Refunded: the escrow back to the requester, the batch's collateral (and the
+    ///      node's withdrawal lock, if `locked`) released.
+    function _refund(bytes32 batchId, Record calldata r, bool locked) private {
+        _setStatus(batchId, Status.Refunded);
+        if (locked) nodes.unlock(r.node);
         uint256 escrow = _escrowOf(r.price, r.rowCount);
         _accounts[r.node].exposure -= uint120(_collateral(escrow));
         emit BatchRefunded(batchId, r.requester, escrow);
-        if (escrow != 0) token.safeTransfer(r.requester, escrow);
+        _pay(r.requester, escrow);
     }
 
     // ------------------------------------------------------------------ challenges
@@ -815,7 +821,8 @@ contract InferenceSettlement is EIP712 {
     /// @notice Close a dispute whose voting time passed without a supermajority by falling back
     ///         to the batch's signed verdicts (weights at the batch's snapshot): fail verdicts
     ///         holding the quorum uphold it, pass verdicts holding it reject it, otherwise it is
-    ///         voided (bond back, batch Pending again). Verdicts sorted by verifier. Anyone.
+    ///         voided, a window later (bond back, batch Refunded). Verdicts sorted by
+    ///         verifier. Anyone.
     function resolveChallenge(uint256 disputeId, Record calldata r, Verdict[] calldata verdicts)
         external
     {
@@ -839,14 +846,17 @@ contract InferenceSettlement is EIP712 {
         } else {
             // The caller picks the verdicts it presents, so nothing decisive may only mean
             // that it left them out: a void waits one more window, in which anyone holding
-            // decisive verdicts can still present them.
+            // decisive verdicts can still present them. A void ends the batch as `expire`
+            // would (nobody presented the pass quorum it needs to finalise): reopening it
+            // let any key, the node's or the requester's, void-loop it for free, holding the
+            // escrow and the node's withdrawal lock for ever.
             endsAt += challengeWindow;
             if (block.timestamp < endsAt) revert VotingOpen(disputeId, endsAt);
             d.outcome = OUTCOME_VOIDED;
             d.resolvedAt = uint48(block.timestamp);
-            _reopen(batchId);
             emit ChallengeVoided(batchId, disputeId, d.challenger);
-            if (challengeBond != 0) token.safeTransfer(d.challenger, challengeBond);
+            _pay(d.challenger, challengeBond);
+            _refund(batchId, r, true);
         }
     }
 
@@ -882,17 +892,23 @@ contract InferenceSettlement is EIP712 {
         uint256 toRequester = payment + nodeFee;
         emit ChallengeUpheld(batchId, disputeId, r.node, d.challenger, slashed, reward, toRequester);
         emit BatchRefunded(batchId, r.requester, toRequester);
-        token.safeTransfer(d.challenger, challengeBond + reward);
+        _pay(d.challenger, challengeBond + reward);
         _burn(slashed - reward);
-        if (toRequester != 0) token.safeTransfer(r.requester, toRequester);
+        _pay(r.requester, toRequester);
     }
 
+    /// @dev A rejected bond pays both parties the dispute held up: half to the requester (its
+    ///      escrow waits another window), the rest to the node. A challenger key the node or
+    ///      the requester holds loses half of it, so a loop of such challenges, each reopening
+    ///      the window, is no free hold on the other party's escrow or stake.
     function _reject(uint256 disputeId, Dispute storage d, Record calldata r) private {
         d.outcome = OUTCOME_REJECTED;
         d.resolvedAt = uint48(block.timestamp);
         _reopen(d.batchId);
-        emit ChallengeRejected(d.batchId, disputeId, r.node, d.challenger, challengeBond);
-        if (challengeBond != 0) token.safeTransfer(r.node, challengeBond);
+        uint256 half = challengeBond / 2;
+        emit ChallengeRejected(d.batchId, disputeId, r.node, d.challenger, challengeBond - half);
+        _pay(r.node, challengeBond - half);
+        _pay(r.requester, half);
     }
 
     /// @dev Pending again, with a fresh challenge window from now (a dispute, the node's own
@@ -962,7 +978,7 @@ contract InferenceSettlement is EIP712 {
         if (left == 0) revert NothingToClaim(r.requester);
         d.rewardLeft = 0;
         emit DisputeRewardSwept(disputeId, r.requester, left);
-        token.safeTransfer(r.requester, left);
+        _pay(r.requester, left);
     }
 
     /// @notice Slash a verifier that signed a pass verdict on a batch whose fraud was upheld:
@@ -985,7 +1001,7 @@ contract InferenceSettlement is EIP712 {
         // As for a node: the challenger is rewarded from the verifier's own stake only.
         uint256 reward = (fromOwn * challengerRewardBps) / BPS;
         emit PassAttesterSlashed(batchId, verifier, d.challenger, slashed);
-        if (reward != 0) token.safeTransfer(d.challenger, reward);
+        _pay(d.challenger, reward);
         _burn(slashed - reward);
     }
 
@@ -997,7 +1013,7 @@ contract InferenceSettlement is EIP712 {
         if (amount == 0) revert NothingToClaim(msg.sender);
         _owed[msg.sender] = 0;
         emit Withdrawn(msg.sender, amount);
-        token.safeTransfer(msg.sender, amount);
+        _pay(msg.sender, amount);
     }
 
     /// @notice Pay a node's (or verifier's) accrued fees into its stake pool, where its
@@ -1010,7 +1026,7 @@ contract InferenceSettlement is EIP712 {
         account.fees = 0;
         bool intoPool = nodes.reward(node, amount);
         emit NodeFeesPaid(node, amount, intoPool);
-        if (!intoPool) token.safeTransfer(node, amount);
+        if (!intoPool) _pay(node, amount);
     }
 
     // ------------------------------------------------------------------ views
@@ -1177,7 +1193,11 @@ contract InferenceSettlement is EIP712 {
 
     /// @dev Slashed stake that nobody may receive goes to BURN_ADDRESS (OPG has no burn).
     function _burn(uint256 amount) private {
-        if (amount != 0) token.safeTransfer(BURN_ADDRESS, amount);
+        _pay(BURN_ADDRESS, amount);
+    }
+
+    function _pay(address to, uint256 amount) private {
+        if (amount != 0) token.safeTransfer(to, amount);
     }
 
     function _credit(address account, uint256 amount) private {

@@ -1,0 +1,155 @@
+"""A second pass of attacks on the settlement contracts by parties that hold their own keys
+(node, requester, challenger, verifier), aimed first at the rules the first pass added
+(reopened windows, the void after a second window, the withdrawal lock, snapshot-weighted
+votes), in-process eth-tester chain, real signatures.
+
+These worked against the previous contracts (each test fails there):
+
+- an operator holding an honest batch's escrow for as long as it likes at no cost: from a
+  key of its own it challenged a row just before each fresh window closed, the verifiers
+  rejected it and the bond came back to its node, and the requester could never expire the
+  batch;
+- any key (the operator's, the requester's, a troll's) void-looping a batch while the
+  verifiers did not vote: each void handed the bond back and reopened the batch, so one
+  challenge before each fresh window closed held the escrow and the node's withdrawal lock
+  (all of its stake) for ever, free.
+
+The tests under "held" try attacks the contracts already refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from eth_utils import keccak
+
+from ogkit.chain.bindings import OPG, BatchStatus
+
+from .game import GAME_PARAMS, Batch, Game, Player, attester, hex32
+
+P = GAME_PARAMS
+WINDOW = P.challenge_window
+BOND = P.challenge_bond
+MODEL = hex32(keccak(b"tiny-mlp.onnx bytes, second pass"))
+PRICE = 1 * OPG
+NODE_STAKE = 100_000 * OPG
+VERIFIER_STAKES = (12_000 * OPG, 31_900 * OPG, 56_100 * OPG)
+"""The first and third verifiers hold 68.1 % (above the 2/3 quorum), the last two 88 %, the
+third alone 56.1 % (not enough)."""
+
+
+@dataclass(frozen=True)
+class World:
+    g: Game
+    owner: Player
+    requester: Player
+    attacker: Player  # a staked inference node turned attacker
+    attacker_key: Player
+    sock: Player  # a challenger key the attacker holds
+    verifiers: tuple[Player, Player, Player]
+    challenger: Player  # an honest watcher
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    g = Game(num_accounts=24)
+    w = World(
+        g=g,
+        owner=g.player("owner"),
+        requester=g.player("requester"),
+        attacker=g.player("attacker"),
+        attacker_key=attester("attacker"),
+        sock=g.player("attacker's sock"),
+        verifiers=(g.player("verifier 1"), g.player("verifier 2"), g.player("verifier 3")),
+        challenger=g.player("challenger"),
+    )
+    g.register_model(w.owner, MODEL, PRICE)
+    g.stake(w.attacker, 1, NODE_STAKE, attester=w.attacker_key)
+    for v, stake in zip(w.verifiers, VERIFIER_STAKES, strict=True):
+        g.stake(v, 2, stake)
+    g.fund(w.requester, 1_000_000 * OPG)
+    g.allow(w.requester, 2**255)
+    g.mine()
+    return w
+
+
+@pytest.fixture(autouse=True)
+def _rewound(world: World) -> Iterator[None]:
+    with world.g.isolated():
+        yield
+
+
+def commit(w: World, job: str, rows: int = 5) -> Batch:
+    """A batch the requester ordered from the attacker's node, committed."""
+    order = w.g.order(
+        w.requester, model_id=MODEL, model_owner=w.owner, node=w.attacker, max_rows=rows, job=job
+    )
+    batch = w.g.batch(order, w.attacker_key, order_signer=w.requester, rows=rows)
+    w.g.commit(batch, w.attacker)
+    return batch
+
+
+def window_end(w: World, b: Batch) -> int:
+    reopened = int(w.g.d.settlement.functions.stateOf(b.key).call()[2])
+    return (reopened or int(b.record[4])) + WINDOW
+
+
+# --------------------------------------------------------------------------- fixed
+
+
+def test_a_self_challenge_loop_is_not_a_free_hold_on_the_escrow(world: World) -> None:
+    """The operator challenged an honest row of its own batch from its sock just before each
+    fresh window closed; the verifiers rejected every challenge. The requester could never
+    expire the batch, and every bond came back to the operator's node: a hold on the escrow
+    for as long as it liked, free. Now half of a rejected bond goes to the requester, so each
+    round costs the holder half a bond and pays the party it holds."""
+    w, g = world, world.g
+    s = g.d.settlement.functions
+    _, v2, v3 = w.verifiers
+    b = commit(w, "hold the escrow")
+    rounds = 3
+    g.fund(w.sock, rounds * BOND)
+    g.allow(w.sock, rounds * BOND)
+    held0 = g.balance(w.attacker) + g.balance(w.sock)
+    requester0 = g.balance(w.requester)
+    for _ in range(rounds):
+        g.advance(window_end(w, b) - g.now() - 30)  # just before the window closes
+        dispute = g.challenge(b, w.sock, row=0, fund=False)
+        g.vote(dispute, b, v2, False)
+        g.vote(dispute, b, v3, False)  # 88 %: rejected, the batch reopens
+        assert g.status(b) == BatchStatus.PENDING
+    assert g.now() > int(b.record[4]) + 2 * WINDOW  # the commit's grace is long over ...
+    g.expect_revert(s.expire(b.key, b.record), w.requester, "FinalizeGraceOpen")
+    cost = held0 - (g.balance(w.attacker) + g.balance(w.sock))
+    assert cost == rounds * (BOND - BOND // 2)
+    assert g.balance(w.requester) == requester0 + rounds * (BOND - BOND // 2)
+
+
+def test_a_void_ends_the_batch_so_a_void_loop_holds_nothing(world: World) -> None:
+    """Nobody voted and no decisive verdicts were presented: the void gave the bond back and
+    reopened the batch, so a troll could challenge again before each fresh window closed and
+    hold the requester's escrow and the node's withdrawal lock for ever at no cost. A void
+    now ends the batch as ``expire`` does (no pass quorum was presented in two windows):
+    the requester is refunded, the bond goes back, the lock is released."""
+    w, g = world, world.g
+    s, reg = g.d.settlement.functions, g.d.node_registry.functions
+    b = commit(w, "void loop")
+    escrow = int(b.onchain.details["escrow"])
+    dispute = g.challenge(b, w.challenger, row=1)
+    assert reg.withdrawLocks(w.attacker.address).call() == 1
+    g.advance(2 * WINDOW)
+    requester0, challenger0 = g.balance(w.requester), g.balance(w.challenger)
+    receipt = g.send(s.resolveChallenge(dispute, b.record, []), w.sock)
+    assert g.events(g.d.settlement, "ChallengeVoided", receipt)
+    assert g.status(b) == BatchStatus.REFUNDED
+    assert g.balance(w.requester) == requester0 + escrow
+    assert g.balance(w.challenger) == challenger0 + BOND
+    assert reg.withdrawLocks(w.attacker.address).call() == 0
+    assert int(s.exposure(w.attacker.address).call()) == 0
+    g.expect_revert(
+        s.challenge(*g.challenge_args(b, 2, keccak(b"again"), b"\x02" * 32)),
+        w.challenger,
+        "WrongStatus",
+    )
