@@ -212,8 +212,11 @@ def main() -> int:
         # (b) CNN
         b1c = bare(cnn_model, {"image": images}, 1, 256)
         ballc = bare(cnn_model, {"image": images}, cores, 256)
-        cv2, cnn_batch, _ = verified(cnn_model, img_path, c2, root, "cnn2", batch_size=256)
-        cv1, cnn_batch1, _ = verified(cnn_model, img_path, c1, root, "cnn1", batch_size=256)
+        # Eight partitions in both runs (the --quick run's 1,000 images would otherwise be
+        # one partition, which a second worker cannot share).
+        cnn_kw = {"batch_size": 256, "partition_rows": -(-img_rows // 8)}
+        cv2, cnn_batch, _ = verified(cnn_model, img_path, c2, root, "cnn2", **cnn_kw)
+        cv1, cnn_batch1, _ = verified(cnn_model, img_path, c1, root, "cnn1", **cnn_kw)
         assert cnn_batch.batch_root == cnn_batch1.batch_root
         rows.append(("(b) cnn 10k: bare ORT 1 thread", img_rows / b1c, None))
         rows.append((f"(b) cnn 10k: bare ORT {cores} threads", img_rows / ballc, None))

@@ -1,12 +1,15 @@
 """Verified batch inference: load → infer → attest per partition on Dask, then sign.
 
-:func:`run_verified_inference` is the composition the CLI and notebooks call. Each
-partition runs :func:`run_partition` (on a Dask worker, or in-process when no
-client is given): read rows, run the model (loaded once per worker), hash, build
-the partition tree, serialise records and write them (then a small meta file that
-marks the partition done) straight into the store; only metadata comes back to the
-caller, which never holds a row's bytes. An interrupted run loses nothing: running
-the same job again skips finished partitions and gives the same batch root.
+:func:`run_verified_inference` is the composition the CLI and notebooks call. On Dask
+each partition is read once by :func:`infer_partition` (input hashes, the model run,
+output hashes) while one worker builds the input root, which decides the batch id;
+then :func:`attest_inferred` builds the leaves and the partition tree where the
+partition's results are, serialises its records and writes them (then a small meta
+file that marks the partition done) straight into the store. Without Dask,
+:func:`run_partition` does all of it in this process. Only metadata comes back to the
+caller, which never holds a row's bytes; the dataset itself is stored once beside the
+batch (records hold no inputs). An interrupted run loses nothing: running the same job
+again skips finished partitions and gives the same batch root.
 """
 
 from __future__ import annotations
@@ -387,7 +390,7 @@ def run_verified_inference(
 
     ``commitment`` is the requester's :class:`~ogkit.dataset.DatasetCommitment` of
     ``data`` (:func:`ogkit.commit_dataset`); the node recomputes it from the data and
-    refuses to run if they differ. Without one the node computes it. The batch id is
+    refuses to attest if they differ. Without one the node computes it. The batch id is
     derived from the model, the commitment, the requester, the claim ``domain`` (chain
     and settlement contract), ``job`` and how the
     rows are run (partition and mini-batch sizes, comparison policy): running the same
