@@ -53,6 +53,7 @@ __all__ = [
     "resolve_with_proof",
     "review_profile",
     "row_proof_args",
+    "run_async",
     "throwaway_anvil",
     "verifier_matches",
 ]
@@ -64,7 +65,7 @@ _COMPILER = Path(__file__).resolve().parent / "compile_verifier.mjs"
 MAX_TOLERANCE = 0.05
 
 
-def _run_async(coro_factory: Any) -> Any:
+def run_async(coro_factory: Any) -> Any:
     """Run an ezkl coroutine whether or not this thread already has an event loop."""
     box: dict[str, Any] = {}
 
@@ -99,7 +100,7 @@ def verifier_source(
             )
 
         try:
-            _run_async(make)
+            run_async(make)
         except Exception as exc:
             if not sol.is_file():
                 raise ZkError(f"ezkl could not write the Solidity verifier: {exc}") from exc

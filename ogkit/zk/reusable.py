@@ -99,7 +99,7 @@ def reusable_source(
     compiler; the file is already written and is compiled here instead)."""
     import ezkl
 
-    from ogkit.zk.evm import _run_async
+    from ogkit.zk.evm import run_async
 
     vk, settings, srs = _ezkl_paths(store, profile, keys, check)
     with tempfile.TemporaryDirectory(prefix="ogkit-zk-reusable-") as tmp:
@@ -111,7 +111,7 @@ def reusable_source(
             )
 
         try:
-            _run_async(make)
+            run_async(make)
         except Exception as exc:
             if not sol.is_file():
                 raise ZkError(f"ezkl could not write the reusable verifier: {exc}") from exc
@@ -165,7 +165,7 @@ def ensure_vka(
     and SRS, not read from (nor written to) the store's cache (what a review compares with)."""
     import ezkl
 
-    from ogkit.zk.evm import _run_async
+    from ogkit.zk.evm import run_async
 
     path = f"zk/verifiers/{keys.keys_id}.vka"
     try:
@@ -181,7 +181,7 @@ def ensure_vka(
                 return await ezkl.create_evm_vka(str(vk), str(settings), str(out), str(srs))
 
             try:
-                _run_async(make)
+                run_async(make)
             except Exception as exc:
                 if not out.is_file():
                     raise ZkError(f"ezkl could not make the VKA: {exc}") from exc
