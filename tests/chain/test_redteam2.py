@@ -14,7 +14,8 @@ These worked against the previous contracts (each test fails there):
   challenge before each fresh window closed held the escrow and the node's withdrawal lock
   (all of its stake) for ever, free.
 
-The tests under "held" try attacks the contracts already refused.
+The tests under "held" try attacks the contracts already refused (an unbonding that
+matures in the block of the slash, sent before or after it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from eth_utils import keccak
 
 from ogkit.chain.bindings import OPG, BatchStatus
 
-from .game import GAME_PARAMS, Batch, Game, Player, attester, hex32
+from .game import GAME_PARAMS, Batch, Game, Player, attester, hex32, sorted_verdicts
 
 P = GAME_PARAMS
 WINDOW = P.challenge_window
@@ -153,3 +154,48 @@ def test_a_void_ends_the_batch_so_a_void_loop_holds_nothing(world: World) -> Non
         w.challenger,
         "WrongStatus",
     )
+
+
+# --------------------------------------------------------------------------- held
+
+
+@pytest.mark.parametrize("withdraw_first", [True, False])
+def test_an_unbonding_maturing_in_the_block_of_the_slash_does_not_escape_it(
+    world: World, withdraw_first: bool
+) -> None:
+    """The operator unstaked half its stake before committing a forged batch, timed so that
+    the unbonding matured while the dispute was open, and sent its withdrawal into the very
+    block of the fallback that upheld it, before or after. The lock the dispute holds
+    refuses the withdrawal before the slash; after it, the entry pays out what the slash
+    left of it."""
+    w, g = world, world.g
+    s, reg = g.d.settlement.functions, g.d.node_registry.functions
+    x = w.attacker
+    _, v2, v3 = w.verifiers
+    g.send(reg.unstake(NODE_STAKE // 2), x)
+    unbonding = int(reg.unbondingCount().call())
+    g.advance(P.unbonding_period - WINDOW // 2)
+    b = commit(w, "escape by maturity")
+    fails = sorted_verdicts([g.verdict(v, b, False) for v in (v2, v3)])
+    dispute = g.challenge(b, w.challenger, row=2)
+    g.vote(dispute, b, v3, True)  # 56.1 %: not decided by votes
+    g.advance(WINDOW)  # the unbonding has matured, the voting time is over
+    assert int(reg.getUnbonding(unbonding).call()[2]) <= g.now()
+    withdraw = (reg.withdraw(unbonding), x)
+    resolve = (s.resolveChallenge(dispute, b.record, fails), w.challenger)
+    calls = [withdraw, resolve] if withdraw_first else [resolve, withdraw]
+    receipts = dict(zip(("withdraw", "resolve") if withdraw_first else ("resolve", "withdraw"),
+                        g.in_one_block(calls), strict=True))  # fmt: skip
+    assert receipts["resolve"]["status"] == 1
+    assert g.status(b) == BatchStatus.SLASHED
+    target = max(P.min_slash, int(b.onchain.details["escrow"]) * P.collateral_bps // 10_000)
+    left = (NODE_STAKE // 2) * (NODE_STAKE - target) // NODE_STAKE
+    if withdraw_first:
+        assert receipts["withdraw"]["status"] == 0
+        assert g.replay_reason(receipts["withdraw"]).startswith("WithdrawalLocked")
+        receipt = g.send(reg.withdraw(unbonding), x)  # after the slash: what it left
+    else:
+        receipt = receipts["withdraw"]
+        assert receipt["status"] == 1
+    (withdrawn,) = g.events(g.d.node_registry, "Withdrawn", receipt)
+    assert withdrawn.args.amount == left
