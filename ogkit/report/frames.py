@@ -95,8 +95,10 @@ def reexecution_errors(batch: AttestedBatch, rows: Iterable[int]) -> pl.DataFram
 
     The model comes from the batch's own store (``models/<model id>``, hash-checked).
     Columns: ``row_index``, ``partition``, ``max_abs_error`` (float; 0.0 means the row
-    re-executes bit-for-bit, as it should on CPU) and ``exact`` (bool).
+    re-executes bit-for-bit, as it should on CPU; infinite when the stored inputs do not
+    hash to the row's committed input hash) and ``exact`` (bool).
     """
+    from ogkit.crypto.encoding import tensor_row_hashes
     from ogkit.load import load_model_bytes, reexecute
 
     schema = {
@@ -128,6 +130,11 @@ def reexecution_errors(batch: AttestedBatch, rows: Iterable[int]) -> pl.DataFram
         idx = np.array([position[r] for r in part_rows], dtype=np.int64)
         fresh = reexecute(model, rec.inputs, idx, batch_size=batch.batch_size)
         err = np.zeros(len(idx), dtype=np.float64)
+        # Inputs the records do not commit to (another row stored in the dataset) prove
+        # nothing about the committed row: never exact, however the model answers them.
+        stored_in = tensor_row_hashes({k: v[idx] for k, v in rec.inputs.items()})
+        committed = np.asarray(rec.input_hashes)[idx]
+        err[np.any(np.asarray(stored_in) != committed, axis=1)] = np.inf
         for name, stored in rec.outputs.items():
             got, want = fresh[name].astype(np.float64), stored[idx].astype(np.float64)
             # NaN in both places is a match; NaN in one place only is an infinite error.
