@@ -83,7 +83,8 @@ class DeployParams:
     verifier_fee_bps: int = 500
     """Verifier fee as a share of the model payment, escrowed on top of it."""
     challenge_bond: int = 100 * OPG
-    """OPG a challenger posts; lost to the node if the challenge is rejected."""
+    """OPG a challenger posts; lost if the challenge is rejected (half to the requester, the
+    rest to the node), back if it is voided."""
     collateral_bps: int = 100_000
     """Collateral per open batch as a multiple of its escrow (100,000 = 10x): the operator's
     own active stake must cover the sum over its open batches, and an upheld challenge takes
