@@ -131,7 +131,8 @@ def test_a_griefing_challenge_of_an_honest_row_is_rejected_by_the_daemons(
 ):
     """The contract only checks that the claimed output differs from the receipt's, so
     anyone can dispute an honest batch with a made-up hash: the daemons re-execute the row,
-    vote rejected, and the griefer's bond goes to the node."""
+    vote rejected, and the griefer's bond is split: half to the requester whose batch it
+    held open, the rest to the node."""
     net = cli_env
     batch, _ = net.batch("griefed")
     chain = net.client()
@@ -141,6 +142,7 @@ def test_a_griefing_challenge_of_an_honest_row_is_rejected_by_the_daemons(
     assert opened_dispute["status"] == "disputed"
     token = chain.contract("OPGToken")
     node_before = chain.call(token.functions.balanceOf(net.keys["node"].address))
+    requester_before = chain.call(token.functions.balanceOf(net.keys["requester"].address))
     for name in ("verifier-2", "verifier-3"):  # 3,000 + 5,000 of 10,000: the quorum
         daemon = VerifierDaemon(
             rpc_connector("devnet", net.home, net.devnet.port),
@@ -155,7 +157,11 @@ def test_a_griefing_challenge_of_an_honest_row_is_rejected_by_the_daemons(
     shown = run_json(capsys, "dispute", "show", batch.batch_id)
     assert shown["outcome"] == "rejected" and shown["status"] == "pending"
     bond = chain.call(settlement.functions.challengeBond())
-    assert chain.call(token.functions.balanceOf(net.keys["node"].address)) - node_before == bond
+    node_gain = chain.call(token.functions.balanceOf(net.keys["node"].address)) - node_before
+    requester_gain = (
+        chain.call(token.functions.balanceOf(net.keys["requester"].address)) - requester_before
+    )
+    assert (requester_gain, node_gain) == (bond // 2, bond - bond // 2)
 
 
 def grief(net: World, batch, row: int) -> dict:
