@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from ogkit.attest import BatchClaim, ClaimDomain, PartitionAttestation, is_address, is_hex32
 from ogkit.crypto.encoding import dtype_code
 from ogkit.crypto.merkle import LEAF_TYPES, MerkleTree, compose_proof
-from ogkit.dataset import DataSource, open_stored_dataset, plan_from_bindings
+from ogkit.dataset import UNREADABLE, DataSource, open_stored_dataset, plan_from_bindings
 from ogkit.errors import (
     ArtifactError,
     ArtifactIntegrityError,
@@ -641,9 +641,11 @@ def read_inputs(
         feeds = plan_from_bindings(bindings).feeds(source, d.offset + start, rows)
     except InputsUnavailableError:
         raise
-    except Exception as exc:  # columns the data lacks, values that do not convert
+    except UNREADABLE as exc:  # columns the data lacks, values that do not convert
         raise InputsUnavailableError(
-            f"dataset {d.object} does not give the manifest's inputs: {exc}"[:600]
+            f"dataset {d.object} does not give the manifest's inputs: {type(exc).__name__}: {exc}"[
+                :600
+            ]
         ) from None
     for name, values in feeds.items():
         if len(values) != rows:

@@ -28,6 +28,8 @@ from ogkit.hub.manifest import TensorSpec
 
 __all__ = [
     "DATASETS",
+    "MAX_ROW_GROUP_BYTES",
+    "UNREADABLE",
     "DataSource",
     "DatasetCommitment",
     "InputBinding",
@@ -118,18 +120,76 @@ class DataSource:
         return self
 
 
+try:  # polars reports some data it cannot convert by panicking: a BaseException
+    from polars.exceptions import PanicException as _PolarsPanic
+except ImportError:  # pragma: no cover - older polars
+    _PolarsPanic = Exception
+# What reading a hostile or broken data file may raise; always turned into an OgkitError.
+UNREADABLE = (Exception, _PolarsPanic)
+
+# A row group decoded in one piece may hold at most this many bytes once decoded (known
+# from its footer before anything is decoded): a small file of zeros can otherwise ask a
+# reader for tens of GB. The node and every verifier read through the same check.
+MAX_ROW_GROUP_BYTES = 1 << 30
+# Decoded row groups up to this size are kept for the next partition; larger ones are
+# decoded, sliced and let go.
+_CACHED_ROW_GROUP_BYTES = 32 << 20
+
+
 # ``stamp`` (mtime, size) is part of each cache key, so a rewritten file is read afresh.
 @functools.lru_cache(maxsize=64)
-def _row_group_sizes(path: str, stamp: tuple[int, int]) -> tuple[int, ...]:
-    meta = pq.ParquetFile(path).metadata
-    return tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+def _row_group_sizes(path: str, stamp: tuple[int, int]) -> tuple[tuple[int, int], ...]:
+    """(rows, decoded bytes) of each row group of ``path``. The decoded size is rows ×
+    the row's width in Arrow (variable-width values counted at 16 bytes): the footer's own
+    byte counts are of encoded data, and a run of zeros encodes to almost nothing."""
+    file = pq.ParquetFile(path)
+    width = 0
+    for column in file.schema_arrow:
+        try:
+            width += max(1, column.type.bit_width // 8)
+        except ValueError:  # not fixed-width: strings, lists, ...
+            width += 16
+    meta = file.metadata
+    return tuple(
+        (meta.row_group(i).num_rows, meta.row_group(i).num_rows * width)
+        for i in range(meta.num_row_groups)
+    )
 
 
 # Per process: the last few decoded row groups. Partitions smaller than a row group then
 # decode it once per worker, not once per partition.
 @functools.lru_cache(maxsize=4)
-def _row_group(path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]) -> pa.Table:
+def _cached_row_group(
+    path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
+) -> pa.Table:
     return pq.ParquetFile(path).read_row_group(index, columns=list(columns))
+
+
+def _row_group(
+    path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...], size: int
+) -> pa.Table:
+    if size > MAX_ROW_GROUP_BYTES:
+        raise ConfigError(
+            f"{path}: row group {index} holds about {size:,} bytes decoded, more than the "
+            f"{MAX_ROW_GROUP_BYTES:,} ogkit decodes at once; rewrite the file with smaller "
+            "row groups"
+        )
+    if size > _CACHED_ROW_GROUP_BYTES:
+        return pq.ParquetFile(path).read_row_group(index, columns=list(columns))
+    return _cached_row_group(path, stamp, index, columns)
+
+
+def _rows_of(table: pa.Table, start: int, rows: int, size: int) -> pa.Table:
+    """Rows ``start .. start+rows`` of a decoded row group; a large group's rows are copied
+    out, so its buffers are let go with it (a slice would keep all of them alive)."""
+    piece = table.slice(start, rows)
+    if size > _CACHED_ROW_GROUP_BYTES:
+        piece = piece.take(pa.array(np.arange(piece.num_rows, dtype=np.int64)))
+    return piece
+
+
+# Emptying the cache of the small row groups (tests measure memory around it).
+_row_group.cache_clear = _cached_row_group.cache_clear  # type: ignore[attr-defined]
 
 
 def _read_parquet_rows(
@@ -142,11 +202,13 @@ def _read_parquet_rows(
     for path in paths:
         st = os.stat(path)
         stamp = (st.st_mtime_ns, st.st_size)
-        for index, n in enumerate(_row_group_sizes(path, stamp)):
+        for index, (n, size) in enumerate(_row_group_sizes(path, stamp)):
             lo, hi = first, first + n
             if hi > start and lo < end:
-                table = _row_group(path, stamp, index, columns)
-                pieces.append(table.slice(max(start, lo) - lo, min(end, hi) - max(start, lo)))
+                table = _row_group(path, stamp, index, columns, size)
+                begin = max(start, lo)
+                pieces.append(_rows_of(table, begin - lo, min(end, hi) - begin, size))
+                del table
             first = hi
     return pl.from_arrow(pa.concat_tables(pieces)) if pieces else pl.DataFrame()
 
@@ -233,8 +295,8 @@ def _open_files(path: Path) -> DataSource:
         lazy = source.scan()
         schema = {k: str(v) for k, v in lazy.collect_schema().items()}
         n_rows = int(lazy.select(pl.len()).collect().item())
-    except Exception as exc:
-        raise ConfigError(f"cannot read dataset {path}: {exc}") from exc
+    except UNREADABLE as exc:
+        raise ConfigError(f"cannot read dataset {path}: {type(exc).__name__}: {exc}") from None
     return DataSource(source.kind, n_rows, schema, source.dataset_id, paths=source.paths)
 
 
@@ -693,25 +755,37 @@ def open_stored_dataset(store: Any, object_id: str, fmt: str) -> DataSource:
             )
         if store.is_local:
             path = store.object_path(DATASETS, object_id)
-            st = os.stat(path)
-            if not Path(path).is_file():
-                raise InputsUnavailableError(f"{where} is not a regular file")
-            return _stored_local(path, fmt, (st.st_mtime_ns, st.st_size))
-        import io
-
-        data = io.BytesIO(store.get(DATASETS, object_id))
-        if fmt == "parquet":
-            frame = pl.read_parquet(data)
-        elif fmt == "csv":
-            frame = pl.read_csv(data, infer_schema_length=None)
         else:
-            frame = pl.read_ipc(data)
-        schema = {k: str(v) for k, v in frame.schema.items()}
-        return DataSource("frame", frame.height, schema, object_id, frame=frame)
+            # Fetched once, checked against its id, then read by the same reader as a
+            # local store's (only the plan's columns, row groups as needed): a dataset
+            # must read the same in every kind of store.
+            path = _local_copy(store, object_id, fmt)
+        st = os.stat(path)
+        if not Path(path).is_file():
+            raise InputsUnavailableError(f"{where} is not a regular file")
+        return _stored_local(path, fmt, (st.st_mtime_ns, st.st_size))
     except InputsUnavailableError:
         raise
-    except Exception as exc:  # a hostile or broken object: never a traceback
-        raise InputsUnavailableError(f"{where} cannot be read: {exc}"[:600]) from None
+    except UNREADABLE as exc:  # a hostile or broken object: never a traceback
+        raise InputsUnavailableError(
+            f"{where} cannot be read: {type(exc).__name__}: {exc}"[:600]
+        ) from None
+
+
+def _local_copy(store: Any, object_id: str, fmt: str) -> str:
+    """A local file holding the store's object ``object_id`` (hash-checked on fetch), in
+    this machine's temporary folder; content-addressed, so reused while it exists."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "ogkit-datasets"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{object_id}.{fmt}"
+    if not final.is_file():
+        data = store.get(DATASETS, object_id)  # raises if its bytes do not hash to the id
+        tmp = folder / f".{object_id}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, final)
+    return str(final)
 
 
 def plan_from_bindings(bindings: Sequence[Any]) -> InputPlan:
