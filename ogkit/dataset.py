@@ -137,23 +137,29 @@ _CACHED_ROW_GROUP_BYTES = 32 << 20
 
 
 # ``stamp`` (mtime, size) is part of each cache key, so a rewritten file is read afresh.
+_VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
+
+
 @functools.lru_cache(maxsize=64)
-def _row_group_sizes(path: str, stamp: tuple[int, int]) -> tuple[tuple[int, int], ...]:
-    """(rows, decoded bytes) of each row group of ``path``. The decoded size is rows ×
-    the row's width in Arrow (variable-width values counted at 16 bytes): the footer's own
+def _row_group_sizes(
+    path: str, stamp: tuple[int, int], columns: tuple[str, ...]
+) -> tuple[tuple[int, int], ...]:
+    """(rows, decoded bytes of ``columns``) of each row group of ``path``. The decoded size
+    counts every leaf value the footer lists for those columns (a list column's elements
+    included) at its physical width, variable-width values at 16 bytes: the footer's own
     byte counts are of encoded data, and a run of zeros encodes to almost nothing."""
-    file = pq.ParquetFile(path)
-    width = 0
-    for column in file.schema_arrow:
-        try:
-            width += max(1, column.type.bit_width // 8)
-        except ValueError:  # not fixed-width: strings, lists, ...
-            width += 16
-    meta = file.metadata
-    return tuple(
-        (meta.row_group(i).num_rows, meta.row_group(i).num_rows * width)
-        for i in range(meta.num_row_groups)
-    )
+    meta = pq.ParquetFile(path).metadata
+    wanted = set(columns)
+    out = []
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        size = 0
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            if chunk.path_in_schema.split(".", 1)[0] in wanted:
+                size += chunk.num_values * _VALUE_BYTES.get(chunk.physical_type, 16)
+        out.append((group.num_rows, size))
+    return tuple(out)
 
 
 # Per process: the last few decoded row groups. Partitions smaller than a row group then
@@ -202,7 +208,7 @@ def _read_parquet_rows(
     for path in paths:
         st = os.stat(path)
         stamp = (st.st_mtime_ns, st.st_size)
-        for index, (n, size) in enumerate(_row_group_sizes(path, stamp)):
+        for index, (n, size) in enumerate(_row_group_sizes(path, stamp, columns)):
             lo, hi = first, first + n
             if hi > start and lo < end:
                 table = _row_group(path, stamp, index, columns, size)

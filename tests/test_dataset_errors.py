@@ -74,3 +74,24 @@ def test_header_only_csv_says_no_rows(tmp_path):
     assert not isinstance(info.value, SchemaMismatchError)
     assert "no rows" in message and "empty.csv" in message and "\n" not in message, message
     assert "has no column" not in message
+
+
+def test_a_row_group_is_sized_by_its_decoded_values_before_it_is_decoded(tmp_path, monkeypatch):
+    """A list column of zeros encodes to almost nothing; the reader sizes each row group by
+    the values its footer counts for the columns read (list elements included) and refuses
+    one past ``MAX_ROW_GROUP_BYTES`` before decoding it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import ogkit.dataset as ds
+
+    path = tmp_path / "lists.parquet"
+    rows = [[0.0] * 1000] * 500
+    table = pa.table({"x": np.zeros(500, np.float32), "l": pa.array(rows, pa.list_(pa.float32()))})
+    pq.write_table(table, path, row_group_size=500, compression="zstd")
+    assert path.stat().st_size < 20_000  # 2 MB of values once decoded
+    monkeypatch.setattr(ds, "MAX_ROW_GROUP_BYTES", 1_000_000)
+    assert len(ds._read_parquet_rows([str(path)], 0, 10, ("x",))) == 10  # 2 kB: read
+    with pytest.raises(ConfigError, match="row group 0 holds about 2,000,000 bytes decoded"):
+        ds._read_parquet_rows([str(path)], 0, 10, ("l",))
