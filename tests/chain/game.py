@@ -815,3 +815,58 @@ class _ChainView:
 
     def contract(self, name: str) -> Any:
         return self.contracts[name]
+
+
+# -- a world of attackers (tests/chain/test_redteam*.py) ---------------------------------------
+ATTACK_NODE_STAKE = 100_000 * OPG
+ATTACK_VERIFIER_STAKES = (12_000 * OPG, 31_900 * OPG, 56_100 * OPG)
+"""The first and third verifiers hold 68.1 % (above the 2/3 quorum), the last two 88 %, the
+third alone 56.1 % (not enough)."""
+
+
+@dataclass(frozen=True)
+class AttackWorld:
+    g: Game
+    model: str  # the registered model id
+    owner: Player
+    requester: Player
+    attacker: Player  # a staked inference node turned attacker
+    attacker_key: Player
+    sock: Player  # a challenger key the attacker holds
+    verifiers: tuple[Player, Player, Player]
+    challenger: Player  # an honest watcher
+
+    def commit(self, job: str, rows: int = 5) -> Batch:
+        """A batch the requester ordered from the attacker's node, committed."""
+        order = self.g.order(
+            self.requester, model_id=self.model, model_owner=self.owner, node=self.attacker,
+            max_rows=rows, job=job,
+        )  # fmt: skip
+        batch = self.g.batch(order, self.attacker_key, order_signer=self.requester, rows=rows)
+        self.g.commit(batch, self.attacker)
+        return batch
+
+
+def attack_world(model_bytes: bytes, price: int) -> AttackWorld:
+    """A fresh chain: a model registered at ``price``, the attacker's node staked, three
+    verifiers staked (:data:`ATTACK_VERIFIER_STAKES`), a funded requester."""
+    g = Game(num_accounts=24)
+    w = AttackWorld(
+        g=g,
+        model=hex32(keccak(model_bytes)),
+        owner=g.player("owner"),
+        requester=g.player("requester"),
+        attacker=g.player("attacker"),
+        attacker_key=attester("attacker"),
+        sock=g.player("attacker's sock"),
+        verifiers=(g.player("verifier 1"), g.player("verifier 2"), g.player("verifier 3")),
+        challenger=g.player("challenger"),
+    )
+    g.register_model(w.owner, w.model, price)
+    g.stake(w.attacker, 1, ATTACK_NODE_STAKE, attester=w.attacker_key)
+    for v, stake in zip(w.verifiers, ATTACK_VERIFIER_STAKES, strict=True):
+        g.stake(v, 2, stake)
+    g.fund(w.requester, 1_000_000 * OPG)
+    g.allow(w.requester, 2**255)
+    g.mine()
+    return w

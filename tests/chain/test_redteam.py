@@ -30,7 +30,6 @@ governance, a front-run ERC-3009 ``receiveWithAuthorization``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from eth_account import Account
@@ -40,61 +39,30 @@ from eth_utils import keccak
 from ogkit.chain.bindings import OPG, BatchStatus, load_compiled
 
 from .game import (
+    ATTACK_NODE_STAKE,
+    ATTACK_VERIFIER_STAKES,
     BPS,
     GAME_PARAMS,
     ZERO_ADDRESS,
+    AttackWorld,
     Batch,
-    Game,
-    Player,
-    attester,
+    attack_world,
     b32,
-    hex32,
     sorted_verdicts,
 )
 
 P = GAME_PARAMS
 WINDOW = P.challenge_window
-MODEL = hex32(keccak(b"tiny-mlp.onnx bytes"))
+MODEL_BYTES = b"tiny-mlp.onnx bytes"
 PRICE = 1 * OPG
-NODE_STAKE = 100_000 * OPG
-VERIFIER_STAKES = (12_000 * OPG, 31_900 * OPG, 56_100 * OPG)
-"""The first and third verifiers hold 68.1 % (above the 2/3 quorum), the last two 88 %, the
-third alone 56.1 % (not enough)."""
-
-
-@dataclass(frozen=True)
-class World:
-    g: Game
-    owner: Player
-    requester: Player
-    attacker: Player  # a staked inference node turned attacker
-    attacker_key: Player
-    sock: Player  # a challenger key the attacker holds
-    verifiers: tuple[Player, Player, Player]
-    challenger: Player  # an honest watcher
+NODE_STAKE = ATTACK_NODE_STAKE
+VERIFIER_STAKES = ATTACK_VERIFIER_STAKES
+World = AttackWorld
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    g = Game(num_accounts=24)
-    w = World(
-        g=g,
-        owner=g.player("owner"),
-        requester=g.player("requester"),
-        attacker=g.player("attacker"),
-        attacker_key=attester("attacker"),
-        sock=g.player("attacker's sock"),
-        verifiers=(g.player("verifier 1"), g.player("verifier 2"), g.player("verifier 3")),
-        challenger=g.player("challenger"),
-    )
-    g.register_model(w.owner, MODEL, PRICE)
-    g.stake(w.attacker, 1, NODE_STAKE, attester=w.attacker_key)
-    for v, stake in zip(w.verifiers, VERIFIER_STAKES, strict=True):
-        g.stake(v, 2, stake)
-    g.fund(w.requester, 1_000_000 * OPG)
-    g.allow(w.requester, 2**255)
-    g.mine()
-    return w
+    return attack_world(MODEL_BYTES, PRICE)
 
 
 @pytest.fixture(autouse=True)
@@ -105,12 +73,7 @@ def _rewound(world: World) -> Iterator[None]:
 
 def fraud(w: World, job: str, rows: int = 5) -> Batch:
     """A batch the requester ordered from the attacker's node, committed."""
-    order = w.g.order(
-        w.requester, model_id=MODEL, model_owner=w.owner, node=w.attacker, max_rows=rows, job=job
-    )
-    batch = w.g.batch(order, w.attacker_key, order_signer=w.requester, rows=rows)
-    w.g.commit(batch, w.attacker)
-    return batch
+    return w.commit(job, rows)
 
 
 def opened_at(w: World, dispute: int) -> int:
@@ -432,7 +395,7 @@ def test_an_order_cannot_be_replayed_on_another_settlement_contract(world: World
     )  # fmt: skip
     other = g.w3.eth.contract(address=receipt["contractAddress"], abi=compiled["abi"])
     g.send(g.d.token.functions.approve(other.address, 2**255), w.requester)
-    order = g.order(w.requester, model_id=MODEL, model_owner=w.owner, node=w.attacker, job="x")
+    order = g.order(w.requester, model_id=w.model, model_owner=w.owner, node=w.attacker, job="x")
     b = g.batch(order, w.attacker_key, order_signer=w.requester)
     g.expect_revert(other.functions.commitBatch(*b.commit_args()), w.attacker, "BadOrderSignature")
 

@@ -21,59 +21,35 @@ matures in the block of the slash, sent before or after it).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from eth_utils import keccak
 
 from ogkit.chain.bindings import OPG, BatchStatus
 
-from .game import GAME_PARAMS, Batch, Game, Player, attester, hex32, sorted_verdicts
+from .game import (
+    ATTACK_NODE_STAKE,
+    ATTACK_VERIFIER_STAKES,
+    GAME_PARAMS,
+    AttackWorld,
+    Batch,
+    attack_world,
+    sorted_verdicts,
+)
 
 P = GAME_PARAMS
 WINDOW = P.challenge_window
 BOND = P.challenge_bond
-MODEL = hex32(keccak(b"tiny-mlp.onnx bytes, second pass"))
+MODEL_BYTES = b"tiny-mlp.onnx bytes, second pass"
 PRICE = 1 * OPG
-NODE_STAKE = 100_000 * OPG
-VERIFIER_STAKES = (12_000 * OPG, 31_900 * OPG, 56_100 * OPG)
-"""The first and third verifiers hold 68.1 % (above the 2/3 quorum), the last two 88 %, the
-third alone 56.1 % (not enough)."""
-
-
-@dataclass(frozen=True)
-class World:
-    g: Game
-    owner: Player
-    requester: Player
-    attacker: Player  # a staked inference node turned attacker
-    attacker_key: Player
-    sock: Player  # a challenger key the attacker holds
-    verifiers: tuple[Player, Player, Player]
-    challenger: Player  # an honest watcher
+NODE_STAKE = ATTACK_NODE_STAKE
+VERIFIER_STAKES = ATTACK_VERIFIER_STAKES
+World = AttackWorld
 
 
 @pytest.fixture(scope="module")
 def world() -> World:
-    g = Game(num_accounts=24)
-    w = World(
-        g=g,
-        owner=g.player("owner"),
-        requester=g.player("requester"),
-        attacker=g.player("attacker"),
-        attacker_key=attester("attacker"),
-        sock=g.player("attacker's sock"),
-        verifiers=(g.player("verifier 1"), g.player("verifier 2"), g.player("verifier 3")),
-        challenger=g.player("challenger"),
-    )
-    g.register_model(w.owner, MODEL, PRICE)
-    g.stake(w.attacker, 1, NODE_STAKE, attester=w.attacker_key)
-    for v, stake in zip(w.verifiers, VERIFIER_STAKES, strict=True):
-        g.stake(v, 2, stake)
-    g.fund(w.requester, 1_000_000 * OPG)
-    g.allow(w.requester, 2**255)
-    g.mine()
-    return w
+    return attack_world(MODEL_BYTES, PRICE)
 
 
 @pytest.fixture(autouse=True)
@@ -84,12 +60,7 @@ def _rewound(world: World) -> Iterator[None]:
 
 def commit(w: World, job: str, rows: int = 5) -> Batch:
     """A batch the requester ordered from the attacker's node, committed."""
-    order = w.g.order(
-        w.requester, model_id=MODEL, model_owner=w.owner, node=w.attacker, max_rows=rows, job=job
-    )
-    batch = w.g.batch(order, w.attacker_key, order_signer=w.requester, rows=rows)
-    w.g.commit(batch, w.attacker)
-    return batch
+    return w.commit(job, rows)
 
 
 def window_end(w: World, b: Batch) -> int:
