@@ -104,11 +104,17 @@ def dispute_info(chain: ChainClient, batch_id: str) -> DisputeInfo:
 
 
 def resolve_dispute(
-    chain: ChainClient, batch_id: str, *, sender: Signer, store: ContentStore | None = None
+    chain: ChainClient,
+    batch_id: str,
+    *,
+    sender: Signer,
+    store: ContentStore | None = None,
+    passed: bool | None = None,
 ) -> str:
     """Close the open dispute of ``batch_id`` after its voting time with the batch's signed
-    verdicts (on chain and in ``store``): fail verdicts holding the quorum uphold it, pass
-    verdicts holding it reject it, else it is voided. Returns the outcome."""
+    verdicts (on chain and in ``store``; with ``passed``, only those): fail verdicts holding
+    the quorum uphold it, pass verdicts holding it reject it, else it is voided. Returns
+    the outcome."""
     from ogkit.settle import claim_domain
     from ogkit.verdict import chain_verdicts, load_verdicts, quorum_verdicts
 
@@ -123,7 +129,7 @@ def resolve_dispute(
         batch_id=batch_id,
         claim_digest=found.record["claimDigest"],
         domain=claim_domain(chain),
-        passed=None,
+        passed=passed,
     )
     settlement = chain.contract("InferenceSettlement")
     chain.transact(

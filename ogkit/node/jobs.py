@@ -360,7 +360,47 @@ class JobRunner:
             record.state = "failed"
             record.error = f"the batch was {result.status} on chain"
             self.book.save(record)
-        elif result.waiting_for != record.waiting_for:
-            record.waiting_for = result.waiting_for
-            self.book.save(record)
+        else:
+            waiting = result.waiting_for
+            if result.status == "disputed":
+                waiting = self.defend(batch) or waiting
+            if waiting != record.waiting_for:
+                record.waiting_for = waiting
+                self.book.save(record)
         return record
+
+    def defend(self, batch: Any) -> str | None:
+        """A dispute open on one of this node's batches: once its voting time is over and
+        pass verdicts holding the quorum exist (on chain or in the store), present them
+        (``resolveChallenge``): the dispute is rejected and the batch goes on. Without
+        them nobody can reject it, and after a second window it is voided and the batch
+        refunded (docs/contracts.md). What the node is waiting for, or None."""
+        from ogkit.chain.records import onchain_batch
+        from ogkit.network.disputes import dispute_info, resolve_dispute
+        from ogkit.settle import claim_domain
+        from ogkit.verdict import chain_verdicts, load_verdicts, quorum_verdicts
+
+        bid = batch.batch_id
+        info = dispute_info(self.chain, bid)
+        if info.status != "disputed":
+            return None
+        what = f"dispute {info.dispute_id} on row {info.row}"
+        if self.chain.block_timestamp() < info.voting_ends_at:
+            return f"{what}: voting until {info.voting_ends_at}"
+        found = onchain_batch(self.chain, bid)
+        pool = [*chain_verdicts(self.chain, bid), *load_verdicts(self.store, bid)]
+        passes = quorum_verdicts(
+            pool,
+            batch_id=bid,
+            claim_digest=found.record["claimDigest"] if found else "",
+            domain=claim_domain(self.chain),
+            passed=True,
+        )
+        if not passes:
+            return f"{what}: no pass verdicts to present yet"
+        with self._chain_lock:
+            outcome = resolve_dispute(
+                self.chain, bid, sender=self.node, store=self.store, passed=True
+            )
+        log.info("%s of batch %s resolved with pass verdicts: %s", what, bid, outcome)
+        return f"{what}: {outcome}"

@@ -215,3 +215,52 @@ def test_dispute_resolve_falls_back_to_the_signed_verdicts(
     chain.increase_time(chain.deployment.params.challenge_window + 1)
     doc = run_json(capsys, "dispute", "resolve", batch.batch_id, "--key", "node")
     assert doc["resolved"] == "rejected" and doc["status"] == "pending" and doc["votes"] == []
+
+
+def test_the_node_presents_its_pass_verdicts_when_nobody_votes_on_a_dispute(
+    cli_env: World, tmp_path
+):
+    """A griefer disputes an honest row and no verifier votes. The node's job finaliser,
+    once the voting time is over, presents the pass verdicts the verifiers signed (here
+    only in the store, never published on chain): the dispute is rejected, the batch goes
+    on. Without them it would be voided a window later and the batch refunded."""
+    from ogkit.load import load_model
+    from ogkit.network.disputes import dispute_info
+    from ogkit.node.jobs import JobBook, JobRunner
+    from ogkit.settle import claim_domain
+    from ogkit.verdict import sign_verdict, store_verdict
+
+    net = cli_env
+    chain = net.client()
+    settlement = chain.contract("InferenceSettlement")
+    store = ContentStore(net.home / "store")
+    batch, _ = net.batch("defended")
+    digest = onchain_batch(chain, batch.batch_id).record["claimDigest"]
+    for name in ("verifier-2", "verifier-3"):  # 8,000 of 10,000 stake: the quorum
+        store_verdict(
+            store, sign_verdict(net.keys[name], claim_domain(chain), batch.batch_id, digest, True)
+        )
+    snapshot = chain.snapshot()
+    try:
+        grief(net, batch, row=11)
+        runner = JobRunner(
+            book=JobBook(tmp_path / "jobs"), model=load_model("tab", hub=net.hub), hub=net.hub,
+            store=store, attester=make_attester("software", signer=net.keys["enclave"]),
+            node=net.keys["node"], chain=chain, home=net.home,
+        )  # fmt: skip
+        assert "voting until" in runner.defend(batch)
+        assert dispute_info(chain, batch.batch_id).status == "disputed"
+        chain.increase_time(int(chain.call(settlement.functions.challengeWindow())) + 1)
+        said = runner.defend(batch)
+        assert said.endswith("rejected"), said
+        info = dispute_info(chain, batch.batch_id)
+        assert (info.outcome, info.status) == ("rejected", "pending")
+        assert runner.defend(batch) is None  # nothing open any more
+        # A batch no verifier signed: the node has nothing to present and sends nothing.
+        bare, _ = net.batch("undefended")
+        grief(net, bare, row=3)
+        chain.increase_time(int(chain.call(settlement.functions.challengeWindow())) + 1)
+        assert "no pass verdicts" in runner.defend(bare)
+        assert dispute_info(chain, bare.batch_id).status == "disputed"
+    finally:
+        chain.revert(snapshot)
