@@ -136,10 +136,11 @@ MAX_ROW_GROUP_BYTES = 1 << 30
 _CACHED_ROW_GROUP_BYTES = 32 << 20
 
 
-# ``stamp`` (mtime, size) is part of each cache key, so a rewritten file is read afresh.
+# Bytes a decoded value of each Parquet physical type takes (anything else: 16).
 _VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
 
 
+# ``stamp`` (mtime, size) is part of each cache key, so a rewritten file is read afresh.
 @functools.lru_cache(maxsize=64)
 def _row_group_sizes(
     path: str, stamp: tuple[int, int], columns: tuple[str, ...]
