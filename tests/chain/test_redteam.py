@@ -45,7 +45,6 @@ from .game import (
     GAME_PARAMS,
     ZERO_ADDRESS,
     AttackWorld,
-    Batch,
     attack_world,
     b32,
     sorted_verdicts,
@@ -71,11 +70,6 @@ def _rewound(world: World) -> Iterator[None]:
         yield
 
 
-def fraud(w: World, job: str, rows: int = 5) -> Batch:
-    """A batch the requester ordered from the attacker's node, committed."""
-    return w.commit(job, rows)
-
-
 def opened_at(w: World, dispute: int) -> int:
     return int(w.g.d.settlement.functions.getDispute(dispute).call()[2])
 
@@ -86,7 +80,7 @@ def test_a_void_cannot_front_run_decisive_fail_verdicts(world: World) -> None:
     w, g = world, world.g
     s, reg = g.d.settlement.functions, g.d.node_registry.functions
     v1, v2, v3 = w.verifiers
-    b = fraud(w, "void front-run")
+    b = w.commit("void front-run")
     fails = [g.verdict(v, b, False) for v in (v2, v3)]  # 88 % signed fail
     dispute = g.challenge(b, w.challenger, row=1)
     g.vote(dispute, b, v3, True)  # 56.1 %: not decided by votes
@@ -111,7 +105,7 @@ def test_a_void_waits_a_second_window_then_refunds_the_batch(world: World) -> No
     (no pass quorum was presented to finalise it; tests/chain/test_redteam2.py)."""
     w, g = world, world.g
     s = g.d.settlement.functions
-    b = fraud(w, "void late")
+    b = w.commit("void late")
     dispute = g.challenge(b, w.challenger)
     g.advance(2 * WINDOW)
     bond0, requester0 = g.balance(w.challenger), g.balance(w.requester)
@@ -138,7 +132,7 @@ def test_a_self_challenge_cannot_run_out_the_window(world: World) -> None:
     w, g = world, world.g
     s = g.d.settlement.functions
     v1, v2, v3 = w.verifiers
-    b = fraud(w, "self-challenge")
+    b = w.commit("self-challenge")
     passes = [g.verdict(v, b) for v in w.verifiers]  # their samples missed row 3
     decoy = g.challenge(b, w.sock, row=0)  # a made-up output for an honest row
     g.expect_revert(
@@ -169,7 +163,7 @@ def test_unbonding_stays_locked_while_a_reopened_batch_can_be_challenged(world: 
     g.send(reg.unstake(NODE_STAKE // 2), x)
     unbonding = int(reg.unbondingCount().call())
     g.advance(P.unbonding_period - WINDOW // 2)
-    b = fraud(w, "lock")
+    b = w.commit("lock")
     decoy = g.challenge(b, w.sock)
     g.advance(WINDOW // 2 + 60)  # the unbonding has matured
     g.vote(decoy, b, v2, False)
@@ -192,7 +186,7 @@ def test_a_rejected_then_finalised_batch_releases_the_lock(world: World) -> None
     w, g = world, world.g
     s, reg = g.d.settlement.functions, g.d.node_registry.functions
     _, v2, v3 = w.verifiers
-    b = fraud(w, "honest after all")
+    b = w.commit("honest after all")
     passes = [g.verdict(v, b) for v in w.verifiers]
     dispute = g.challenge(b, w.sock)
     g.vote(dispute, b, v2, False)
@@ -202,7 +196,7 @@ def test_a_rejected_then_finalised_batch_releases_the_lock(world: World) -> None
     g.finalize(b, passes, w.requester)
     assert reg.withdrawLocks(w.attacker.address).call() == 0
     # and an expired one too
-    e = fraud(w, "expired after a dispute")
+    e = w.commit("expired after a dispute")
     dispute = g.challenge(e, w.sock)
     g.vote(dispute, e, v2, False)
     g.vote(dispute, e, v3, False)
@@ -227,7 +221,7 @@ def test_delegators_lose_the_operators_fraction_when_it_unbonds(world: World) ->
     delegator = g.player("delegator")
     g.delegate(delegator, x, 300_000 * OPG)
     g.mine()
-    b = fraud(w, "unbond then slash")
+    b = w.commit("unbond then slash")
     g.send(reg.unstake(NODE_STAKE - P.min_node_stake), x)
     dispute = g.challenge(b, w.challenger)
     g.vote(dispute, b, v2, True)
@@ -249,7 +243,7 @@ def test_a_pass_attester_that_unbonds_still_pays_the_challenger(world: World) ->
     w, g = world, world.g
     s, reg = g.d.settlement.functions, g.d.node_registry.functions
     v1, v2, v3 = w.verifiers
-    b = fraud(w, "lazy verifier")
+    b = w.commit("lazy verifier")
     lazy = g.verdict(v1, b, True)
     g.send(reg.unstake(VERIFIER_STAKES[0]), v1)  # all of it: active own stake 0
     dispute = g.challenge(b, w.challenger)
@@ -271,7 +265,7 @@ def test_stake_moved_in_after_the_commit_cannot_reject_a_challenge(world: World)
     w, g = world, world.g
     s, reg = g.d.settlement.functions, g.d.node_registry.functions
     _, v2, v3 = w.verifiers
-    b = fraud(w, "flash verifier")
+    b = w.commit("flash verifier")
     flash = g.player("attacker's verifier")
     stake = 3 * sum(VERIFIER_STAKES)
     g.fund(flash, stake)
@@ -350,7 +344,7 @@ def test_unbonding_a_whole_stake_leaves_no_dust_shares(world: World) -> None:
     reg = g.d.node_registry.functions
     x = w.attacker
     _, v2, v3 = w.verifiers
-    b = fraud(w, "slashed pool")
+    b = w.commit("slashed pool")
     dispute = g.challenge(b, w.challenger)
     g.vote(dispute, b, v2, True)
     g.vote(dispute, b, v3, True)  # upheld: the pool is worth less than its shares
@@ -404,7 +398,7 @@ def test_a_verdict_cannot_be_reused_on_another_batch(world: World) -> None:
     """A pass verdict names the batch and its committed claim: presented for another batch
     it recovers to an unrelated key, which weighs nothing."""
     w, g = world, world.g
-    one, two = fraud(w, "one"), fraud(w, "two")
+    one, two = w.commit("one"), w.commit("two")
     v1, _, v3 = w.verifiers
     passes = [g.verdict(v, one) for v in (v1, v3)]  # 68.1 %
     g.advance(WINDOW)

@@ -58,11 +58,6 @@ def _rewound(world: World) -> Iterator[None]:
         yield
 
 
-def commit(w: World, job: str, rows: int = 5) -> Batch:
-    """A batch the requester ordered from the attacker's node, committed."""
-    return w.commit(job, rows)
-
-
 def window_end(w: World, b: Batch) -> int:
     reopened = int(w.g.d.settlement.functions.stateOf(b.key).call()[2])
     return (reopened or int(b.record[4])) + WINDOW
@@ -80,7 +75,7 @@ def test_a_self_challenge_loop_is_not_a_free_hold_on_the_escrow(world: World) ->
     w, g = world, world.g
     s = g.d.settlement.functions
     _, v2, v3 = w.verifiers
-    b = commit(w, "hold the escrow")
+    b = w.commit("hold the escrow")
     rounds = 3
     g.fund(w.sock, rounds * BOND)
     g.allow(w.sock, rounds * BOND)
@@ -107,7 +102,7 @@ def test_a_void_ends_the_batch_so_a_void_loop_holds_nothing(world: World) -> Non
     the requester is refunded, the bond goes back, the lock is released."""
     w, g = world, world.g
     s, reg = g.d.settlement.functions, g.d.node_registry.functions
-    b = commit(w, "void loop")
+    b = w.commit("void loop")
     escrow = int(b.onchain.details["escrow"])
     dispute = g.challenge(b, w.challenger, row=1)
     assert reg.withdrawLocks(w.attacker.address).call() == 1
@@ -146,7 +141,7 @@ def test_an_unbonding_maturing_in_the_block_of_the_slash_does_not_escape_it(
     g.send(reg.unstake(NODE_STAKE // 2), x)
     unbonding = int(reg.unbondingCount().call())
     g.advance(P.unbonding_period - WINDOW // 2)
-    b = commit(w, "escape by maturity")
+    b = w.commit("escape by maturity")
     fails = sorted_verdicts([g.verdict(v, b, False) for v in (v2, v3)])
     dispute = g.challenge(b, w.challenger, row=2)
     g.vote(dispute, b, v3, True)  # 56.1 %: not decided by votes
