@@ -86,25 +86,37 @@ def run_async(coro_factory: Any) -> Any:
 def verifier_source(
     store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, check: bool = False
 ) -> str:
+    """ezkl's Solidity verifier for ``keys`` (ezkl then tries to download a compiler; the
+    file is already written and is compiled here instead)."""
+    return render_verifier(store, profile, keys, reusable=False, check=check)
+
+
+def render_verifier(
+    store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, reusable: bool, check: bool = False
+) -> str:
+    """The Solidity source ezkl renders from ``keys``: the verifier of this one circuit, or
+    (``reusable``) its reusable verifier. ezkl tries to download a compiler after writing
+    the file; that failure is logged, and the written file is what counts."""
     import ezkl
 
     vk = materialise(store, ZK_KEYS, keys.vk_id, check=check)
     settings = materialise(store, ZK_SETTINGS, profile.settings_hash, check=check)
     srs = materialise(store, ZK_SRS, keys.srs_id, check=check)
+    what = "reusable verifier" if reusable else "Solidity verifier"
     with tempfile.TemporaryDirectory(prefix="ogkit-zk-evm-") as tmp:
         sol, abi = Path(tmp) / "Verifier.sol", Path(tmp) / "abi.json"
 
         async def make() -> Any:
             return await ezkl.create_evm_verifier(
-                str(vk), str(settings), str(sol), str(abi), str(srs), False
+                str(vk), str(settings), str(sol), str(abi), str(srs), reusable
             )
 
         try:
             run_async(make)
         except Exception as exc:
             if not sol.is_file():
-                raise ZkError(f"ezkl could not write the Solidity verifier: {exc}") from exc
-            log.debug("ezkl stopped after writing the verifier (%s); compiling it here", exc)
+                raise ZkError(f"ezkl could not write the {what}: {exc}") from exc
+            log.debug("ezkl stopped after writing the %s (%s); compiling it here", what, exc)
         return sol.read_text()
 
 

@@ -95,28 +95,10 @@ def _ezkl_paths(
 def reusable_source(
     store: ContentStore, profile: ZkProfile, keys: ZkKeys, *, check: bool = False
 ) -> str:
-    """ezkl's reusable verifier, rendered from ``keys`` (ezkl then tries to download a
-    compiler; the file is already written and is compiled here instead)."""
-    import ezkl
+    """ezkl's reusable verifier, rendered from ``keys``."""
+    from ogkit.zk.evm import render_verifier
 
-    from ogkit.zk.evm import run_async
-
-    vk, settings, srs = _ezkl_paths(store, profile, keys, check)
-    with tempfile.TemporaryDirectory(prefix="ogkit-zk-reusable-") as tmp:
-        sol, abi = Path(tmp) / "Reusable.sol", Path(tmp) / "abi.json"
-
-        async def make() -> Any:
-            return await ezkl.create_evm_verifier(
-                str(vk), str(settings), str(sol), str(abi), str(srs), True
-            )
-
-        try:
-            run_async(make)
-        except Exception as exc:
-            if not sol.is_file():
-                raise ZkError(f"ezkl could not write the reusable verifier: {exc}") from exc
-            log.debug("ezkl stopped after writing the reusable verifier (%s)", exc)
-        source = sol.read_text()
+    source = render_verifier(store, profile, keys, reusable=True, check=check)
     if f"contract {REUSABLE}" not in source:
         raise ZkError(f"ezkl's reusable verifier source has no contract {REUSABLE}")
     return source
