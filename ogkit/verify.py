@@ -786,7 +786,7 @@ def verify_batch(
     source, plan = None, None
     if dataset is not None and model_inputs is not None:
         if input_map is None and hub is not None:
-            input_map = _published_features(hub, batch.model_id, m.model_ref, notices)
+            input_map = _published_features(hub, batch.model_id, model, m.model_ref, notices)
         source, plan = _open_dataset(dataset, input_map, batch, model_inputs, findings)
     if commitment is not None and (
         commitment.input_root.lower() != m.dataset_id.lower() or commitment.row_count != m.row_count
@@ -1178,13 +1178,14 @@ def _open_dataset(
 
 
 def _published_features(
-    hub: Hub, model_id: str, model_ref: str | None, notices: list[str]
+    hub: Hub, model_id: str, ordered: str | None, named: str | None, notices: list[str]
 ) -> dict[str, tuple[str, ...]] | None:
-    """The feature names signed at publish in the manifest the batch names (``model_ref``,
-    checked elsewhere to resolve to ``model_id``), if any. Anyone may publish the same bytes
-    under another name with other features: such a manifest never decides how the
-    requester's columns bind. Without a ``model_ref``, only features every signed manifest
-    of the id agrees on are used."""
+    """The feature names signed at publish that bind the requester's columns, if any.
+    Anyone may publish the same bytes under another name with other features, and the
+    node writes the batch's ``model_ref``: so the manifest the verifier itself names
+    (``ordered``, a ``name@version``) decides; else the features every signed manifest of
+    the id agrees on (one that signs none counts as disagreeing); else none (the columns
+    bind by name, and a notice says how to choose)."""
     try:
         entries = hub.index.by_model_id(model_id)
     except (HubError, OSError):
@@ -1196,24 +1197,25 @@ def _published_features(
         except HubError:
             continue
         signed.append(entry.manifest)
-    if model_ref is not None:
+    if ordered is not None and not ordered.startswith("0x"):
         try:
-            named = hub.manifest(model_ref)
-            named.check_signature()
+            chosen = hub.manifest(ordered)
+            chosen.check_signature()
         except (OgkitError, OSError):
             return None
-        if named.model_id.lower() != model_id.lower():
-            return None  # a model-mismatch finding says so
-        features = dict(named.features) if named.features else None
-        others = {mf.ref for mf in signed if mf.features and dict(mf.features) != features}
-        if others:
-            notices.append(
-                f"other manifests of model {model_id:.80} bind other features "
-                f"({', '.join(sorted(others)[:3])}); the batch's own {named.ref} decides"
-            )
-        return features
-    bindings = {tuple(sorted(mf.features.items())) for mf in signed if mf.features}
-    return dict(next(iter(bindings))) if len(bindings) == 1 else None
+        if chosen.model_id.lower() != model_id.lower():
+            return None  # a job-order finding says so
+        return dict(chosen.features) if chosen.features else None
+    bindings = {tuple(sorted(mf.features.items())) if mf.features else () for mf in signed}
+    if len(bindings) > 1:
+        notices.append(
+            f"manifests of model {model_id:.80} ({', '.join(sorted(mf.ref for mf in signed)[:3])}"
+            f") bind different features; the batch names {named or 'none'}, which does not "
+            "decide: give the verifier's own --input-map or the ordered --model name@version"
+        )
+        return None
+    only = next(iter(bindings), ())
+    return dict(only) if only else None
 
 
 def _model_bytes(batch: AttestedBatch, hub: Hub | None) -> bytes:

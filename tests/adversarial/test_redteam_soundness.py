@@ -497,6 +497,23 @@ def test_a_republisher_cannot_choose_how_the_requesters_columns_are_bound(mirror
                            progress=False)  # fmt: skip
     assert not verdict.passed
     assert "dataset-mismatch" in verdict.reasons()
+    # The node runs the republished name itself, so that its batch names the mirror's
+    # manifest: the manifest a batch names does not decide either.
+    from ogkit.infer import run_verified_inference
+
+    named = run_verified_inference(
+        "tab-mirror@1.0.0", data, attester=make_attester("software", signer=node),
+        requester=node.address, hub=hub, store=store, progress=False,
+    )  # fmt: skip
+    assert [tuple(t.columns) for t in named.manifest.inputs] == [tuple(PERMUTED)]
+    verdict = verify_batch(named.artifact_id, policy, hub=hub, store=store, dataset=data,
+                           progress=False)  # fmt: skip
+    assert not verdict.passed and "dataset-mismatch" in verdict.reasons()
+    assert any("bind different features" in n for n in verdict.notices), verdict.notices
+    # A verifier that itself names the mirror as what was ordered binds by its features.
+    ordered = verify_batch(named.artifact_id, policy, hub=hub, store=store, dataset=data,
+                           model="tab-mirror@1.0.0", progress=False)  # fmt: skip
+    assert "dataset-mismatch" not in ordered.reasons(), ordered.reasons()
 
 
 def run_verified_inference_permuted(hub: Hub, store: ContentStore, node: Signer, data: Any):
