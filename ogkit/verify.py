@@ -723,8 +723,9 @@ def verify_batch(
     :func:`ogkit.dataset.open_source` reads) or ``commitment`` is the requester's: with
     either, the verdict binds the inputs to the requester's data (``inputs_bound``).
     The dataset's columns are bound to the model's inputs by the verifier's own
-    ``input_map`` (default: the feature names the owner signed at publish, else by name as
-    ``ogkit infer`` does), never by the batch manifest's.
+    ``input_map`` (default: the feature names signed in the manifest ``model`` names, or
+    that every signed manifest of the model id agrees on; else by name as ``ogkit infer``
+    does), never by the batch manifest's.
     ``requester``, ``job`` and ``model`` (an id, or a hub reference resolved with ``hub``)
     are what the requester ordered: a batch for anyone else, under another job name (the
     same rows billed twice) or of another model fails.
