@@ -114,5 +114,11 @@ def test_daemon_started_with_the_chain_down_backs_off_and_catches_up(net: World)
     pauses = [float(line.rsplit("retrying in ", 1)[1].split()[0]) for line in log.splitlines()
               if "retrying in" in line]  # fmt: skip
     assert pauses[:3] == sorted(pauses[:3]) and max(pauses) <= 2.0  # doubling, capped
+    # The verdict is on chain before the daemon saves its state file: wait for that too.
+    wait_for(
+        "the daemon's state to record the batch",
+        lambda: batch.batch_id in state_of(net, "verifier-2").to_dict()["done"],
+        timeout=30,
+    )
     status = json.loads(json.dumps(state_of(net, "verifier-2").to_dict()))
     assert status["done"][batch.batch_id]["passed"] is True
