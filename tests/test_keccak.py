@@ -178,7 +178,7 @@ def test_cache_write_failure_recompiles(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("OGKIT_NO_NUMBA", raising=False)
     real_kernel = kmod._rows_kernel
 
-    def failing(_messages: np.ndarray) -> np.ndarray:
+    def failing(*_args: object) -> np.ndarray:
         raise PermissionError("read-only cache dir")
 
     rebuilt: list[bool] = []
