@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from ogkit.crypto.keccak import keccak256
@@ -152,6 +151,8 @@ class LoadedModel:
         if manifest is not None:
             self.inputs, self.outputs = list(manifest.inputs), list(manifest.outputs)
         else:
+            import onnx  # only for models without a manifest: it costs 0.5 s to import
+
             try:
                 self.inputs, self.outputs = extract_signature(onnx.load_model_from_string(data))
             except Exception as exc:

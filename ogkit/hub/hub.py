@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from ogkit.errors import (
     ArtifactError,
@@ -36,6 +35,9 @@ from ogkit.hub.semver import SemVer
 from ogkit.keys import Signer, recover_typed_data
 from ogkit.settings import ogkit_home, store_url
 from ogkit.store import ContentStore, content_id
+
+if TYPE_CHECKING:  # onnx is imported where a model is parsed: it costs 0.5 s
+    import onnx
 
 __all__ = ["Hub", "ModelRef", "VerifyReport"]
 
@@ -155,6 +157,8 @@ class Hub:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read model file {path}: {exc.strerror}") from None
+        import onnx
+
         try:
             model = onnx.load_model_from_string(data)
             onnx.checker.check_model(model)

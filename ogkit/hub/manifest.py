@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from ogkit.crypto.keccak import keccak256
 from ogkit.errors import InvalidModelError, ManifestSignatureError
 from ogkit.keys import Signer, recover_typed_data
+
+if TYPE_CHECKING:  # onnx is imported where a model is parsed: it costs 0.5 s
+    import onnx
 
 __all__ = ["ModelManifest", "TensorSpec", "canonical_json", "extract_signature"]
 
@@ -69,6 +70,8 @@ def _value_info_spec(vi: onnx.ValueInfoProto, where: str) -> TensorSpec:
         )
     tt = vi.type.tensor_type
     try:
+        from onnx import helper
+
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
     except (KeyError, TypeError):
         raise InvalidModelError(f"{where} {vi.name!r} has an unsupported element type") from None

@@ -7,8 +7,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import onnx
-
 from ogkit.errors import InvalidModelError
 from ogkit.llm.bundle import pack_folder, unpack
 from ogkit.llm.model import check_bundle
@@ -47,6 +45,8 @@ def publish_llm(
 
     ChatTemplate.from_tokenizer_config(json.loads(files["tokenizer_config.json"]))
     onnx_name = config["model"]["decoder"]["filename"]
+    import onnx
+
     try:
         model = onnx.load_model_from_string(files[onnx_name])
         inputs, outputs = extract_signature(model)
