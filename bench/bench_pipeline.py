@@ -105,14 +105,15 @@ class PeakRSS:
         self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
-def _hash_partition(feeds, outputs, offset: int, ids: tuple[bytes, bytes, bytes]):
+def _hash_partition(feeds, outputs, offset: int):
     """The per-row hashing a verified partition does, alone: input hashes and their
-    input-root leaves, output hashes, leaves, the partition tree."""
+    input-root leaves, output hashes, leaves, the partition tree (6 Keccak permutations a
+    row for a tabular model, docs/spec.md §3.1)."""
     n = len(next(iter(feeds.values())))
     rows = np.arange(offset, offset + n, dtype=np.uint64)
     in_h = tensor_row_hashes(feeds)
     in_leaves = input_leaf_hashes(rows, in_h)
-    leaves = leaf_hashes(*ids, rows, in_h, tensor_row_hashes(outputs))
+    leaves = leaf_hashes(rows, in_h, tensor_row_hashes(outputs))
     return MerkleTree.from_leaf_hashes(leaves).root, in_leaves
 
 
@@ -128,7 +129,6 @@ def keccak_bound(client, model: Path, feeds, partition_rows: int, batch) -> floa
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     n = len(next(iter(feeds.values())))
-    ids = tuple(bytes.fromhex(x[2:]) for x in (batch.batch_id, batch.model_id, batch.runtime_id))
     parts = []
     for start in range(0, n, partition_rows):
         f = {k: v[start : start + partition_rows] for k, v in feeds.items()}
@@ -137,7 +137,7 @@ def keccak_bound(client, model: Path, feeds, partition_rows: int, batch) -> floa
     best = float("inf")
     for _ in range(2):
         t = time.perf_counter()
-        futures = [client.submit(_hash_partition, f, o, s, ids, pure=False) for f, o, s in parts]
+        futures = [client.submit(_hash_partition, f, o, s, pure=False) for f, o, s in parts]
         client.submit(_root_of, futures, pure=False).result()
         roots = np.stack([np.frombuffer(r, np.uint8) for r, _ in client.gather(futures)])
         MerkleTree.from_leaf_hashes(roots)

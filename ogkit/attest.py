@@ -417,9 +417,6 @@ class PartitionAttestation:
 
 def attest_partition(
     *,
-    batch_id: str,
-    model_id: str,
-    runtime_id: str,
     offset: int,
     feeds: Mapping[str, np.ndarray],
     outputs: Mapping[str, np.ndarray],
@@ -427,6 +424,9 @@ def attest_partition(
     output_hashes: np.ndarray | None = None,
 ) -> PartitionAttestation:
     """Hash every row's inputs and outputs, build its leaf, and the partition's tree.
+
+    A leaf holds the row's index and hashes only (spec 3.1): the batch, model and runtime
+    ids are bound once by the signed claim, so a partition's tree needs no batch id.
 
     ``input_hashes`` are the rows' input hashes when already computed (the dataset
     commitment hashed every row before the run), ``output_hashes`` likewise (hashed on
@@ -438,13 +438,6 @@ def attest_partition(
         input_hashes = tensor_row_hashes(feeds)
     if output_hashes is None:
         output_hashes = tensor_row_hashes(outputs)
-    leaves = leaf_hashes(
-        bytes.fromhex(batch_id[2:]),
-        bytes.fromhex(model_id[2:]),
-        bytes.fromhex(runtime_id[2:]),
-        row_index,
-        input_hashes,
-        output_hashes,
-    )
+    leaves = leaf_hashes(row_index, input_hashes, output_hashes)
     root = MerkleTree.from_leaf_hashes(leaves).root
     return PartitionAttestation(row_index, input_hashes, output_hashes, leaves, root)

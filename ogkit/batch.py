@@ -68,7 +68,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ARTIFACTS = "artifacts"
-RECEIPT_SCHEMA = "ogkit.receipt.v1"
+RECEIPT_SCHEMA = "ogkit.receipt.v2"
+#: Schemas of earlier layouts, refused by name: what changed, and what to do.
+RETIRED_SCHEMAS = {
+    "ogkit.batch.v2": "records held copies of the inputs",
+    "ogkit.batch.v3": "leaves carried the batch, model and runtime ids and were hashed twice",
+}
 
 
 def _hex(b: bytes | np.ndarray) -> str:
@@ -76,7 +81,7 @@ def _hex(b: bytes | np.ndarray) -> str:
 
 
 # -- the typed manifest ------------------------------------------------------------------------
-SCHEMA = "ogkit.batch.v3"
+SCHEMA = "ogkit.batch.v4"
 MAX_ROW_ELEMENTS = 1 << 24  # per tensor per row: bounds what a hostile manifest can ask for
 MAX_FLOAT_ULP = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -333,6 +338,12 @@ class BatchManifest:
         if not isinstance(d, Mapping):
             raise ArtifactError(f"{w} must be a JSON object, got {type(d).__name__}")
         schema = d.get("schema")
+        if isinstance(schema, str) and schema in RETIRED_SCHEMAS:
+            raise ArtifactError(
+                f"{w} is {schema}, an earlier layout ({RETIRED_SCHEMAS[schema]}); this ogkit "
+                f"reads {SCHEMA} only: run the job again (`ogkit infer ...`) to get a "
+                f"{SCHEMA} artefact"
+            )
         if schema != SCHEMA:
             raise ArtifactError(
                 f"{w} has unknown schema {schema!r:.40} (this ogkit reads {SCHEMA})"
@@ -558,9 +569,6 @@ class AttestedBatch:
             "schema": RECEIPT_SCHEMA,
             "leaf_types": list(LEAF_TYPES),
             "leaf_values": {
-                "batchId": self.batch_id,
-                "modelId": self.model_id,
-                "runtimeId": self.runtime_id,
                 "rowIndex": str(int(rec.row_index[i])),
                 "inputHash": _hex(rec.input_hashes[i]),
                 "outputHash": _hex(rec.output_hashes[i]),

@@ -124,9 +124,6 @@ def run_partition(
     outputs = model.run(feeds, task.batch_size)
     t2 = time.perf_counter()
     att = attest_partition(
-        batch_id=task.batch_id,
-        model_id=task.model_id,
-        runtime_id=task.runtime_id,
         offset=part.offset,
         feeds=feeds,
         outputs=outputs,
@@ -228,9 +225,6 @@ def attest_inferred(
     (written by the worker with ``store``, as :func:`run_partition` does)."""
     t0 = time.perf_counter()
     att = attest_partition(
-        batch_id=task.batch_id,
-        model_id=task.model_id,
-        runtime_id=task.runtime_id,
         offset=task.partition.offset,
         feeds={},
         outputs=inferred.outputs,

@@ -538,14 +538,8 @@ def check_partition(
         expected[np.flatnonzero((out_h != rec.output_hashes).any(axis=1))],
         index,
     )
-    leaves = leaf_hashes(
-        bytes.fromhex(check.batch_id[2:]),
-        bytes.fromhex(check.model_id[2:]),
-        bytes.fromhex(check.runtime_id[2:]),
-        expected,
-        in_h,
-        out_h,
-    )
+    # The leaf holds no ids (spec 3.1): the claim checked against the manifest binds them
+    leaves = leaf_hashes(expected, in_h, out_h)
     explained = {f.row_index for f in out.findings}
     leaf_bad = [
         r
@@ -1333,7 +1327,10 @@ def _crashed(check: _PartitionCheck, exc: BaseException) -> _Outcome:
 
 
 # -- receipts --------------------------------------------------------------------------------
-RECEIPT_SCHEMA = "ogkit.receipt.v1"
+RECEIPT_SCHEMA = "ogkit.receipt.v2"
+#: A v1 receipt's leaf carried the batch, model and runtime ids (records layout v3).
+RETIRED_RECEIPT_SCHEMAS = ("ogkit.receipt.v1",)
+_LEAF_VALUE_KEYS = ("rowIndex", "inputHash", "outputHash")
 MAX_PROOF_LENGTH = 128
 
 
@@ -1422,34 +1419,50 @@ def reexecute_row(
     return False, "re-execution gives the committed output"
 
 
+def _receipt_hash(values: Mapping[str, Any], key: str) -> bytes:
+    text = values[key]
+    if not isinstance(text, str) or not text.startswith("0x") or len(text) != 66:
+        raise ReceiptError(f"{key} must be 0x + 64 hex digits, got {text!r:.80}")
+    return bytes.fromhex(text[2:])
+
+
 def verify_receipt(receipt: Any, allowlist: Allowlist | None = None) -> ReceiptCheck:
     """Check a receipt with nothing but itself and the verifier's ``allowlist``: the leaf
-    from its values, the proof to the batch root, the row inside the batch, the ids and
-    root against the claim, the claim's canonical EIP-712 signature by its attester, and
-    the attester and measurement approved. A receipt is OK only when all of that holds:
-    a valid signature by a key nobody approved is a failure. Never raises on a
-    malformed receipt: its problems say what is wrong."""
+    from its values, the proof to the signed claim's batch root, the row inside the batch,
+    the claim's canonical EIP-712 signature by its attester, and the attester and
+    measurement approved. A receipt is OK only when all of that holds: a valid signature
+    by a key nobody approved is a failure. The leaf names no batch (spec 3.1): what batch,
+    model, runtime and requester the row is of, only the claim says, so a caller that
+    needs a particular job checks the claim's ids (and the batch id's derivation) too, as
+    ``verify_paid_call`` does. Never raises on a malformed receipt: its problems say what
+    is wrong."""
     problems: list[str] = []
     signer: str | None = None
     approved = False
     try:
-        if not isinstance(receipt, Mapping) or receipt.get("schema") != RECEIPT_SCHEMA:
-            raise ReceiptError("not an ogkit receipt (schema ogkit.receipt.v1)")
+        schema = receipt.get("schema") if isinstance(receipt, Mapping) else None
+        if schema in RETIRED_RECEIPT_SCHEMAS:
+            raise ReceiptError(
+                f"{schema} is an earlier receipt layout (its leaf carried the batch, model "
+                f"and runtime ids); this ogkit reads {RECEIPT_SCHEMA}: fetch the receipt "
+                "again from a batch attested with this ogkit"
+            )
+        if schema != RECEIPT_SCHEMA:
+            raise ReceiptError(f"not an ogkit receipt (schema {RECEIPT_SCHEMA})")
         v = receipt["leaf_values"]
+        if not isinstance(v, Mapping) or sorted(v) != sorted(_LEAF_VALUE_KEYS):
+            # a field the leaf does not hash (a "modelId", say) would be believed by readers
+            raise ReceiptError("leaf_values must hold exactly rowIndex, inputHash, outputHash")
+        if list(receipt["leaf_types"]) != list(LEAF_TYPES):
+            raise ReceiptError(f"leaf types are not ogkit's {list(LEAF_TYPES)}")
         claim = BatchClaim.from_dict(receipt["claim"])
-        row = int(v["rowIndex"])
+        row_text = v["rowIndex"]
+        if not isinstance(row_text, str) or not row_text.isdigit():
+            raise ReceiptError(f"rowIndex must be a decimal string, got {row_text!r:.40}")
+        row = int(row_text)
         if not 0 <= row < claim.row_count:
             problems.append(f"row {row} is outside the batch's {claim.row_count} rows")
-        leaf = leaf_hash(
-            bytes.fromhex(v["batchId"][2:]),
-            bytes.fromhex(v["modelId"][2:]),
-            bytes.fromhex(v["runtimeId"][2:]),
-            row,
-            bytes.fromhex(v["inputHash"][2:]),
-            bytes.fromhex(v["outputHash"][2:]),
-        )
-        if list(receipt.get("leaf_types", LEAF_TYPES)) != list(LEAF_TYPES):
-            problems.append("leaf types are not ogkit's")
+        leaf = leaf_hash(row, _receipt_hash(v, "inputHash"), _receipt_hash(v, "outputHash"))
         if _hex(leaf) != str(receipt["leaf"]).lower():
             problems.append("leaf does not match the leaf values")
         proof_hex = receipt["proof"]
@@ -1460,14 +1473,8 @@ def verify_receipt(receipt: Any, allowlist: Allowlist | None = None) -> ReceiptC
             raise ReceiptError("every proof element must be 32 bytes")
         if _hex(process_proof(leaf, proof)) != str(receipt["batch_root"]).lower():
             problems.append("proof does not lead from the leaf to the batch root")
-        for name, value in (
-            ("batch_root", receipt["batch_root"]),
-            ("batch_id", v["batchId"]),
-            ("model_id", v["modelId"]),
-            ("runtime_id", v["runtimeId"]),
-        ):
-            if getattr(claim, name).lower() != str(value).lower():
-                problems.append(f"claim {name} differs from the receipt's")
+        if claim.batch_root.lower() != str(receipt["batch_root"]).lower():
+            problems.append("claim batch_root differs from the receipt's")
         d = receipt["domain"]
         domain = ClaimDomain(int(d["chain_id"]), d["verifying_contract"])
         try:

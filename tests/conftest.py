@@ -93,9 +93,6 @@ def _forge_batch(batch: AttestedBatch, bad_rows: set[int], signer_attester) -> A
             if int(row) in bad_rows:
                 outputs["label"][i] = (outputs["label"][i] + 1) % 3
         att = attest_partition(
-            batch_id=batch.batch_id,
-            model_id=batch.model_id,
-            runtime_id=batch.runtime_id,
             offset=part["offset"],
             feeds=rec.inputs,
             outputs=outputs,

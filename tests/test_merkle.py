@@ -1,4 +1,5 @@
-"""Merkle trees: OZ StandardMerkleTree layout, proofs, composition, and the real JS library."""
+"""Merkle trees: the one-hash leaves, OZ SimpleMerkleTree layout, proofs, composition, the
+permutations a row costs, and the real JS library."""
 
 from __future__ import annotations
 
@@ -24,12 +25,27 @@ from ogkit.crypto import (
     process_proof,
     verify_proof,
 )
+from ogkit.crypto.keccak import RATE
+from ogkit.crypto.merkle import (
+    INPUT_LEAF_TAG,
+    INPUT_LEAF_TYPES,
+    input_leaf_hash,
+    input_leaf_hashes,
+)
 from ogkit.dataset import input_root
 from ogkit.errors import ConfigError, ReceiptError
 
 REPO = Path(__file__).resolve().parents[1]
 JS_CHECK = REPO / "tests" / "js" / "check_merkle.mjs"
 OZ_PACKAGE = REPO / "node_modules" / "@openzeppelin" / "merkle-tree" / "package.json"
+
+
+# The vectors docs/spec.md §3.1 and §4.1 quote (the JS check recomputes them with ethers).
+SPEC_LEAF = "16426041c31ff066c891b50b778da61103e5cffa782003d91030ab110c282666"
+SPEC_INPUT_LEAF = "9ba21ebefbd0279cda9d1c67032fadb0db0582a281ce54e6cd3f6d23023d0f48"
+SPEC_INPUT_LEAF_TAG = "2119ef39f23c9ee764f15440909c60f3cc6cadeb36980f2fc8146c1b0a0b71d1"
+SPEC_THREE_ROW_ROOT = "86dfac02640f5964acedd75be34ff8ac4fa0955ed72647e71f5e3237c7d50a89"
+SPEC_THREE_ROW_INPUT_ROOT = "8824e446f8b9c392a5ea0a677e9ec2311459a216c2cc355de82edb4163aa92bf"
 
 
 def _plain_oz_tree(leaves: list[bytes]) -> list[bytes]:
@@ -49,24 +65,35 @@ def _as_rows(leaves: list[bytes]) -> np.ndarray:
 
 
 def _random_partition(rng: np.random.Generator, n: int) -> dict[str, object]:
-    ids = [rng.bytes(32) for _ in range(3)]
     row_index = rng.integers(0, 2**63, size=n, dtype=np.uint64)
     ins = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
     outs = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
-    return {"ids": ids, "row_index": row_index, "ins": ins, "outs": outs}
+    return {"row_index": row_index, "ins": ins, "outs": outs}
 
 
 # -- leaves ------------------------------------------------------------------------------
 
 
 def test_leaf_types() -> None:
-    assert LEAF_TYPES == ("bytes32", "bytes32", "bytes32", "uint256", "bytes32", "bytes32")
+    assert LEAF_TYPES == ("uint256", "bytes32", "bytes32")
+    assert INPUT_LEAF_TYPES == ("bytes32", "uint256", "bytes32")
+    assert keccak256(b"ogkit.input-leaf.v1") == INPUT_LEAF_TAG
 
 
 def test_spec_vectors() -> None:
-    """The test vectors quoted in docs/spec.md section 3 (checked once against OZ's JS)."""
-    leaf = leaf_hash(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 7, b"\x04" * 32, b"\x05" * 32)
-    assert leaf.hex() == "3fd0c3acb4d162e9e77598214924e0ed6ae0f71b6f5925e65493db916f9ec79a"
+    """The test vectors quoted in docs/spec.md sections 3 and 4.1 (the JS check below
+    computes the same leaves with ethers' AbiCoder and keccak256)."""
+    leaf = leaf_hash(7, b"\x04" * 32, b"\x05" * 32)
+    assert leaf.hex() == SPEC_LEAF
+    assert input_leaf_hash(7, b"\x04" * 32).hex() == SPEC_INPUT_LEAF
+    assert INPUT_LEAF_TAG.hex() == SPEC_INPUT_LEAF_TAG
+    tree = MerkleTree.from_leaf_hashes(
+        _as_rows([leaf_hash(i, bytes([4 + i]) * 32, bytes([5 + i]) * 32) for i in range(3)])
+    )
+    assert tree.root.hex() == SPEC_THREE_ROW_ROOT
+    assert input_root(np.stack([np.full(32, 4 + i, np.uint8) for i in range(3)]))[2:] == (
+        SPEC_THREE_ROW_INPUT_ROOT
+    )
     leaves = [keccak256(bytes([i])) for i in (1, 2, 3)]
     tree = MerkleTree.from_leaf_hashes(_as_rows(leaves))
     assert tree.root.hex() == "eabc7452eee4f65d21a7edc9987de7047c7f2554db3dfeab6bff2d80e61c2022"
@@ -78,32 +105,131 @@ def test_leaf_hashes_match_eth_abi_reference() -> None:
     p = _random_partition(rng, 40)
     idx = p["row_index"]
     idx[0], idx[1], idx[2] = 0, 2**64 - 1, 255  # edge values of the uint64 -> uint256 word
-    out = leaf_hashes(*p["ids"], idx, p["ins"], p["outs"])
-    assert out.shape == (40, 32) and out.dtype == np.uint8
+    out = leaf_hashes(idx, p["ins"], p["outs"])
+    ins = input_leaf_hashes(idx, p["ins"])
+    assert out.shape == (40, 32) and out.dtype == np.uint8 and ins.shape == (40, 32)
     for i in range(40):
-        ref = leaf_hash(*p["ids"], int(idx[i]), p["ins"][i].tobytes(), p["outs"][i].tobytes())
+        ref = leaf_hash(int(idx[i]), p["ins"][i].tobytes(), p["outs"][i].tobytes())
         assert out[i].tobytes() == ref
+        assert ins[i].tobytes() == input_leaf_hash(int(idx[i]), p["ins"][i].tobytes())
     # signed indices are accepted when non-negative
-    signed = leaf_hashes(*p["ids"], np.arange(3, dtype=np.int64), p["ins"][:3], p["outs"][:3])
-    unsigned = leaf_hashes(*p["ids"], np.arange(3, dtype=np.uint64), p["ins"][:3], p["outs"][:3])
+    signed = leaf_hashes(np.arange(3, dtype=np.int64), p["ins"][:3], p["outs"][:3])
+    unsigned = leaf_hashes(np.arange(3, dtype=np.uint64), p["ins"][:3], p["outs"][:3])
     assert np.array_equal(signed, unsigned)
+    # a row leaf is never an input leaf of the same values (the tag tells them apart)
+    assert not (out == ins).all(axis=1).any()
 
 
 def test_leaf_argument_checks() -> None:
     z = bytes(32)
     rows = np.zeros((2, 32), np.uint8)
-    with pytest.raises(ConfigError, match="batch_id"):
-        leaf_hashes(b"short", z, z, np.arange(2), rows, rows)
     with pytest.raises(ConfigError, match="row_index"):
-        leaf_hashes(z, z, z, np.array([0, -1]), rows, rows)
+        leaf_hashes(np.array([0, -1]), rows, rows)
     with pytest.raises(ConfigError, match="row_index"):
-        leaf_hashes(z, z, z, np.array([0.0, 1.0]), rows, rows)
+        leaf_hashes(np.array([0.0, 1.0]), rows, rows)
     with pytest.raises(ConfigError, match="output_hashes"):
-        leaf_hashes(z, z, z, np.arange(2), rows, np.zeros((3, 32), np.uint8))
+        leaf_hashes(np.arange(2), rows, np.zeros((3, 32), np.uint8))
+    with pytest.raises(ConfigError, match="input_hashes"):
+        input_leaf_hashes(np.arange(2), np.zeros((2, 31), np.uint8))
     with pytest.raises(ConfigError, match="input_hash"):
-        leaf_hash(z, z, z, 0, b"\x01" * 31, z)  # eth_abi would silently pad this
+        leaf_hash(0, b"\x01" * 31, z)  # eth_abi would silently pad this
     with pytest.raises(ConfigError, match="row_index"):
-        leaf_hash(z, z, z, -1, z, z)
+        leaf_hash(-1, z, z)
+    with pytest.raises(ConfigError, match="row_index"):
+        leaf_hash("7", z, z)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="row_index"):
+        input_leaf_hash(2**256, z)
+
+
+# -- permutations a row costs --------------------------------------------------------------
+
+
+def _blocks(message_bytes: int) -> int:
+    """Keccak-f[1600] permutations keccak256 spends on a message of this length: the pad
+    adds at least one byte, and every full RATE-byte block is one permutation."""
+    return message_bytes // RATE + 1
+
+
+class _Counter:
+    """Counts the Keccak-f[1600] permutations of every batched keccak256 call the leaf,
+    tree and row-hash builders make, at the kernel's entry points."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from ogkit.crypto import encoding
+        from ogkit.crypto import keccak as kmod
+        from ogkit.crypto import merkle as mmod
+
+        self.calls: list[tuple[str, int, int]] = []
+        rows_fn, pairs_fn = kmod.keccak256_rows, kmod.keccak256_sorted_pairs
+
+        def rows(messages: np.ndarray) -> np.ndarray:
+            self.calls.append(("rows", messages.shape[0], messages.shape[1]))
+            return rows_fn(messages)
+
+        def pairs(messages: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+            self.calls.append(("pairs", messages.shape[0], messages.shape[1]))
+            return pairs_fn(messages, out=out)
+
+        def twice(messages: np.ndarray) -> np.ndarray:
+            raise AssertionError("a leaf is hashed once: nothing may call keccak256_rows_twice")
+
+        for module in (mmod, encoding):
+            monkeypatch.setattr(module, "keccak256_rows", rows, raising=False)
+            monkeypatch.setattr(module, "keccak256_rows_twice", twice, raising=False)
+        monkeypatch.setattr(mmod, "keccak256_sorted_pairs", pairs)
+
+    @property
+    def permutations(self) -> int:
+        return sum(count * _blocks(width) for _, count, width in self.calls)
+
+
+def _blocks(message_bytes: int) -> int:
+    """Keccak-f[1600] permutations keccak256 spends on a message of this length: the pad
+    adds at least one byte, and every full RATE-byte block is one permutation."""
+    return message_bytes // RATE + 1
+
+
+def test_every_leaf_is_one_permutation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row leaf and an input leaf are each one 96-byte message (one permutation), a
+    tree node one 64-byte message, and nothing is hashed twice. A return to
+    OpenZeppelin's double leaf hash, or to a leaf of RATE bytes or more, fails here."""
+    count = _Counter(monkeypatch)
+    n = 1000
+    p = _random_partition(np.random.default_rng(3), n)
+    leaves = leaf_hashes(p["row_index"], p["ins"], p["outs"])
+    assert count.calls == [("rows", n, 96)] and count.permutations == n
+    count.calls.clear()
+    input_leaf_hashes(p["row_index"], p["ins"])
+    assert count.calls == [("rows", n, 96)] and count.permutations == n
+    count.calls.clear()
+    MerkleTree.from_leaf_hashes(leaves)
+    assert {(kind, width) for kind, _, width in count.calls} == {("pairs", 64)}
+    assert count.permutations == n - 1  # one per internal node
+
+
+def test_per_row_permutations_of_attesting_a_partition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-row table of docs/spec.md §3.1, counted while a partition of a tabular
+    model's rows (8 float32 features; a label and 3 probabilities) is attested and its
+    input root built, as a node and a verifier both do: input hash 1, input leaf 1,
+    input tree 1, output hash 1, row leaf 1, partition tree 1 — 6 a row (two trees of
+    n - 1 nodes: 6n - 2 in all), where the earlier 192-byte double-hashed leaf cost 3
+    alone and the 64-byte double-hashed input leaf 2 (9 a row)."""
+    from ogkit.attest import attest_partition
+
+    n = 500
+    rng = np.random.default_rng(8)
+    feeds = {"input": rng.standard_normal((n, 8)).astype(np.float32)}
+    outputs = {
+        "label": rng.integers(0, 3, n).astype(np.int64),
+        "probabilities": rng.random((n, 3)).astype(np.float32),
+    }
+    count = _Counter(monkeypatch)
+    att = attest_partition(offset=0, feeds=feeds, outputs=outputs)
+    input_root(att.input_hashes)
+    widths = sorted({width for kind, _, width in count.calls if kind == "rows"})
+    assert all(_blocks(w) == 1 for w in widths), widths  # row hashes and leaves: one block
+    assert count.permutations == 6 * n - 2
+    assert _blocks(192) + 1 + _blocks(64) + 1 == 5  # the earlier two leaves, for the record
 
 
 # -- trees and proofs ----------------------------------------------------------------------
@@ -198,7 +324,7 @@ def _build_batch(
     parts = []
     for size in sizes:
         p = _random_partition(rng, size)
-        p["leaves"] = leaf_hashes(*p["ids"], p["row_index"], p["ins"], p["outs"])
+        p["leaves"] = leaf_hashes(p["row_index"], p["ins"], p["outs"])
         p["tree"] = MerkleTree.from_leaf_hashes(p["leaves"])
         parts.append(p)
     roots = np.stack([np.frombuffer(p["tree"].root, dtype=np.uint8) for p in parts])
@@ -239,10 +365,8 @@ def _hex(b: bytes) -> str:
 
 
 def _values(p: dict[str, object]) -> list[list[str]]:
-    ids = [_hex(x) for x in p["ids"]]
     return [
         [
-            *ids,
             str(int(p["row_index"][i])),
             _hex(p["ins"][i].tobytes()),
             _hex(p["outs"][i].tobytes()),
@@ -261,7 +385,7 @@ def test_matches_openzeppelin_js(tmp_path: Path) -> None:
     rng = np.random.default_rng(2024)
     single = _random_partition(rng, 37)
     single["row_index"][:3] = [0, 2**64 - 1, 1]
-    leaves = leaf_hashes(*single["ids"], single["row_index"], single["ins"], single["outs"])
+    leaves = leaf_hashes(single["row_index"], single["ins"], single["outs"])
     tree = MerkleTree.from_leaf_hashes(leaves)
 
     parts, batch = _build_batch(rng, [1, 2, 13, 6, 21])
@@ -288,6 +412,13 @@ def test_matches_openzeppelin_js(tmp_path: Path) -> None:
         "inputs": {
             "values": [[str(i), "0x" + bytes(h).hex()] for i, h in enumerate(single["ins"])],
             "root": input_root(single["ins"]),
+        },
+        "vectors": {
+            "leaf": "0x" + SPEC_LEAF,
+            "input_leaf": "0x" + SPEC_INPUT_LEAF,
+            "input_leaf_tag": "0x" + SPEC_INPUT_LEAF_TAG,
+            "three_row_root": "0x" + SPEC_THREE_ROW_ROOT,
+            "three_row_input_root": "0x" + SPEC_THREE_ROW_INPUT_ROOT,
         },
     }
     case_file = tmp_path / "case.json"
@@ -316,3 +447,10 @@ def test_matches_openzeppelin_js(tmp_path: Path) -> None:
         [node, str(JS_CHECK), str(case_file)], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode != 0 and "input root mismatch" in proc.stderr
+    case["inputs"]["root"] = input_root(single["ins"])
+    case["vectors"]["leaf"] = _hex(keccak256(keccak256(bytes(96))))
+    case_file.write_text(json.dumps(case))
+    proc = subprocess.run(
+        [node, str(JS_CHECK), str(case_file)], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0 and "vector: leaf" in proc.stderr

@@ -1,14 +1,19 @@
-"""Merkle trees compatible with OpenZeppelin's ``StandardMerkleTree`` (docs/spec.md section 3).
+"""Merkle trees in OpenZeppelin's ``SimpleMerkleTree`` layout (docs/spec.md section 3).
 
-* Leaf = ``keccak256(keccak256(abi.encode(LEAF_TYPES, values)))`` (OZ's standard leaf).
+* Leaf = ``keccak256(abi.encode(uint256 rowIndex, bytes32 inputHash, bytes32 outputHash))``:
+  one hash of a fixed 96-byte message (one Keccak-f[1600] permutation). The batch, model
+  and runtime ids are not in the leaf: the signed claim binds them once, with the root.
+* Input leaf (the dataset commitment) = ``keccak256(abi.encode(bytes32 INPUT_LEAF_TAG,
+  uint256 rowIndex, bytes32 inputHash))``, also 96 bytes and one permutation.
 * Node = ``keccak256(min(a, b) || max(a, b))`` (OZ ``hashPair``; Solidity ``MerkleProof``'s
-  commutative hashing), so a proof is just the list of sibling hashes.
-* Layout = OZ's ``StandardMerkleTree.of(values, types)`` with ``sortLeaves: true``: leaf
-  hashes sorted ascending, stored in a ``2n - 1`` node array with sorted leaf ``k`` at
-  index ``2n - 2 - k`` and node ``i`` = hashPair(node ``2i + 1``, node ``2i + 2``).
+  commutative hashing), so a proof is just the list of sibling hashes. A node hashes 64
+  bytes and a leaf 96, which keeps them apart without OpenZeppelin's double leaf hash.
+* Layout = OZ's ``SimpleMerkleTree.of(leafHashes)`` (``sortLeaves: true``): leaf hashes
+  sorted ascending, stored in a ``2n - 1`` node array with sorted leaf ``k`` at index
+  ``2n - 2 - k`` and node ``i`` = hashPair(node ``2i + 1``, node ``2i + 2``).
 
-A root computed here equals the root of the JS library over the same values, and proofs
-from either verify with the other and with ``MerkleProof.verify`` on chain.
+A root computed here equals the root of the JS library over the same leaf hashes, and
+proofs from either verify with the other and with ``MerkleProof.verify`` on chain.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from ogkit.crypto.keccak import keccak256, keccak256_rows_twice, keccak256_sorted_pairs
+from ogkit.crypto.keccak import keccak256, keccak256_rows, keccak256_sorted_pairs
 from ogkit.errors import ConfigError, ReceiptError
 
 __all__ = [
+    "INPUT_LEAF_TAG",
     "INPUT_LEAF_TYPES",
+    "LEAF_BYTES",
     "LEAF_TYPES",
     "MerkleTree",
     "compose_proof",
     "hash_pair",
+    "input_leaf_hash",
     "input_leaf_hashes",
     "leaf_hash",
     "leaf_hashes",
@@ -37,13 +45,22 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ABI types of a leaf's values: (batchId, modelId, runtimeId, rowIndex, inputHash, outputHash).
-LEAF_TYPES: tuple[str, ...] = ("bytes32", "bytes32", "bytes32", "uint256", "bytes32", "bytes32")
+#: ABI types of a row leaf's values: (rowIndex, inputHash, outputHash).
+LEAF_TYPES: tuple[str, ...] = ("uint256", "bytes32", "bytes32")
 
-#: ABI types of a dataset-commitment leaf: (rowIndex, inputHash).
-INPUT_LEAF_TYPES: tuple[str, ...] = ("uint256", "bytes32")
+#: Domain tag of the dataset commitment's leaves: keccak256("ogkit.input-leaf.v1").
+INPUT_LEAF_TAG: bytes = keccak256(b"ogkit.input-leaf.v1")
+
+#: ABI types of a dataset-commitment leaf: (INPUT_LEAF_TAG, rowIndex, inputHash).
+INPUT_LEAF_TYPES: tuple[str, ...] = ("bytes32", "uint256", "bytes32")
+
+#: Length of every leaf's message (row and input leaves alike): three ABI words. An
+#: internal node hashes 64 bytes, so no value is both a leaf and a node short of a
+#: keccak256 collision.
+LEAF_BYTES = 96
 
 _UINT256_MAX = (1 << 256) - 1
+_TAG_ROW = np.frombuffer(INPUT_LEAF_TAG, dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------------------
@@ -52,7 +69,7 @@ _UINT256_MAX = (1 << 256) - 1
 
 
 def _check_id(value: Any, what: str) -> bytes:
-    # eth_abi would silently right-pad a short bytes32; an id must be exactly 32 bytes
+    # eth_abi would silently right-pad a short bytes32; a hash must be exactly 32 bytes
     if not isinstance(value, bytes | bytearray | memoryview) or len(value) != 32:
         raise ConfigError(f"{what} must be 32 bytes, got {type(value).__name__} {value!r:.80}")
     return bytes(value)
@@ -76,73 +93,69 @@ def _check_row_index(row_index: Any) -> np.ndarray:
     return idx
 
 
-def leaf_hash(
-    batch_id: bytes,
-    model_id: bytes,
-    runtime_id: bytes,
-    row_index: int,
-    input_hash: bytes,
-    output_hash: bytes,
-) -> bytes:
-    """One leaf, the reference way: ``keccak256(keccak256(eth_abi.encode(LEAF_TYPES, ...)))``."""
+def _check_row(row_index: Any) -> int:
+    if isinstance(row_index, bool) or not isinstance(row_index, int | np.integer):
+        raise ConfigError(f"row_index must be an integer, got {type(row_index).__name__}")
+    row = int(row_index)
+    if not 0 <= row <= _UINT256_MAX:
+        raise ConfigError(f"row_index must be in [0, 2**256), got {row_index}")
+    return row
+
+
+def leaf_hash(row_index: int, input_hash: bytes, output_hash: bytes) -> bytes:
+    """One row leaf, the reference way: ``keccak256(eth_abi.encode(LEAF_TYPES, ...))``."""
     from eth_abi import encode  # imported here: only this reference path needs eth_abi
 
     values = [
-        _check_id(batch_id, "batch_id"),
-        _check_id(model_id, "model_id"),
-        _check_id(runtime_id, "runtime_id"),
-        int(row_index),
+        _check_row(row_index),
         _check_id(input_hash, "input_hash"),
         _check_id(output_hash, "output_hash"),
     ]
-    if not 0 <= values[3] <= _UINT256_MAX:
-        raise ConfigError(f"row_index must be in [0, 2**256), got {row_index}")
-    return keccak256(keccak256(encode(list(LEAF_TYPES), values)))
+    return keccak256(encode(list(LEAF_TYPES), values))
 
 
 def leaf_hashes(
-    batch_id: bytes,
-    model_id: bytes,
-    runtime_id: bytes,
-    row_index: np.ndarray,
-    input_hashes: np.ndarray,
-    output_hashes: np.ndarray,
+    row_index: np.ndarray, input_hashes: np.ndarray, output_hashes: np.ndarray
 ) -> np.ndarray:
-    """All leaves of a partition at once: ``(n, 32)`` uint8, row ``i`` = :func:`leaf_hash`.
+    """All row leaves of a partition at once: ``(n, 32)`` uint8, row ``i`` = :func:`leaf_hash`.
 
-    ``abi.encode`` of six static types is six 32-byte words (bytes32 as is, uint256
-    big-endian), so the ``(n, 192)`` message array is filled column block by block.
+    ``abi.encode(uint256, bytes32, bytes32)`` is three 32-byte words (the uint256
+    big-endian), so the ``(n, 96)`` message array is filled word by word and hashed once a
+    row: 96 bytes fit in one 136-byte sponge block, one Keccak-f[1600] permutation.
     """
-    ids = [
-        _check_id(batch_id, "batch_id"),
-        _check_id(model_id, "model_id"),
-        _check_id(runtime_id, "runtime_id"),
-    ]
     idx = _check_row_index(row_index)
     n = idx.shape[0]
     inputs = _check_hash_rows(input_hashes, n, "input_hashes")
     outputs = _check_hash_rows(output_hashes, n, "output_hashes")
+    msg = np.empty((n, LEAF_BYTES), dtype=np.uint8)
+    msg[:, 0:24] = 0  # uint256 word: 24 zero bytes, then the uint64 big-endian
+    msg[:, 24:32] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
+    msg[:, 32:64] = inputs
+    msg[:, 64:96] = outputs
+    return keccak256_rows(msg)
 
-    msg = np.empty((n, 192), dtype=np.uint8)
-    for k, value in enumerate(ids):
-        msg[:, 32 * k : 32 * (k + 1)] = np.frombuffer(value, dtype=np.uint8)
-    msg[:, 96:120] = 0  # uint256 word: 24 zero bytes, then the uint64 big-endian
-    msg[:, 120:128] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
-    msg[:, 128:160] = inputs
-    msg[:, 160:192] = outputs
-    return keccak256_rows_twice(msg)
+
+def input_leaf_hash(row_index: int, input_hash: bytes) -> bytes:
+    """One dataset-commitment leaf, the reference way:
+    ``keccak256(eth_abi.encode(INPUT_LEAF_TYPES, [INPUT_LEAF_TAG, rowIndex, inputHash]))``."""
+    from eth_abi import encode
+
+    values = [INPUT_LEAF_TAG, _check_row(row_index), _check_id(input_hash, "input_hash")]
+    return keccak256(encode(list(INPUT_LEAF_TYPES), values))
 
 
 def input_leaf_hashes(row_index: np.ndarray, input_hashes: np.ndarray) -> np.ndarray:
-    """Leaves of the dataset commitment (the *input root*): row ``i`` is
-    ``keccak256(keccak256(abi.encode(uint256 rowIndex, bytes32 inputHash)))``."""
+    """Leaves of the dataset commitment (the *input root*), ``(n, 32)`` uint8: row ``i`` is
+    :func:`input_leaf_hash` (one permutation a row)."""
     idx = _check_row_index(row_index)
     n = idx.shape[0]
     inputs = _check_hash_rows(input_hashes, n, "input_hashes")
-    msg = np.zeros((n, 64), dtype=np.uint8)
-    msg[:, 24:32] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
-    msg[:, 32:64] = inputs
-    return keccak256_rows_twice(msg)
+    msg = np.empty((n, LEAF_BYTES), dtype=np.uint8)
+    msg[:, 0:32] = _TAG_ROW
+    msg[:, 32:56] = 0
+    msg[:, 56:64] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
+    msg[:, 64:96] = inputs
+    return keccak256_rows(msg)
 
 
 # --------------------------------------------------------------------------------------
@@ -215,7 +228,7 @@ def _sort_order(leaves: np.ndarray) -> np.ndarray:
 
 
 class MerkleTree:
-    """OZ ``StandardMerkleTree`` over precomputed leaf hashes.
+    """OZ ``SimpleMerkleTree`` over precomputed leaf hashes.
 
     Used for a partition's rows (leaves from :func:`leaf_hashes`) and for a batch
     (leaves = partition roots, used as they are). Leaves are addressed by their index in

@@ -1,7 +1,7 @@
 """Chat calls as a batch: leaves in the same format as tabular rows, one signed claim,
 a stored artefact, receipts, and the requester's commitment to its requests.
 
-A chat batch (schema ``ogkit.chat.v1``, docs/spec.md §12) is one tree over its calls'
+A chat batch (schema ``ogkit.chat.v2``, docs/spec.md §12) is one tree over its calls'
 leaves (spec §3.1, with ``rowIndex`` the call's index, ``inputHash`` and ``outputHash``
 as §12.3 defines). Its manifest holds every call inline (the canonical request, prompt
 and completion token ids, usage, finish reason), so the artefact id covers all of it.
@@ -54,7 +54,9 @@ __all__ = [
     "store_chat_batch",
 ]
 
-CHAT_SCHEMA = "ogkit.chat.v1"
+CHAT_SCHEMA = "ogkit.chat.v2"
+#: Earlier chat layouts, refused by name (v1: leaves carried the batch, model and runtime ids).
+RETIRED_CHAT_SCHEMAS = ("ogkit.chat.v1",)
 MAX_CALLS = 1 << 20
 MAX_IDS = 1 << 20
 
@@ -87,17 +89,12 @@ def execution(decoder: str) -> dict[str, Any]:
     return {"decoder": decoder, "schema": CHAT_SCHEMA}
 
 
-def call_leaves(batch_id: str, model_id: str, runtime_id: str, calls: Sequence[ChatCall]):
+def call_leaves(calls: Sequence[ChatCall]) -> tuple[np.ndarray, np.ndarray]:
+    """The calls' input hashes and leaves (spec §3.1: call ``i`` is row ``i``; the batch,
+    model and runtime ids are the signed claim's, not the leaf's)."""
     ins = np.frombuffer(b"".join(c.input_hash() for c in calls), np.uint8).reshape(-1, 32)
     outs = np.frombuffer(b"".join(c.output_hash() for c in calls), np.uint8).reshape(-1, 32)
-    return ins, leaf_hashes(
-        bytes.fromhex(batch_id[2:]),
-        bytes.fromhex(model_id[2:]),
-        bytes.fromhex(runtime_id[2:]),
-        np.arange(len(calls), dtype=np.uint64),
-        ins,
-        outs,
-    )
+    return ins, leaf_hashes(np.arange(len(calls), dtype=np.uint64), ins, outs)
 
 
 @dataclass(frozen=True)
@@ -163,6 +160,12 @@ class ChatManifest:
         if set(d) != want:
             extra, missing = sorted(set(d) - want), sorted(want - set(d))
             raise ArtifactError(f"chat manifest fields: missing {missing}, unexpected {extra}")
+        if d["schema"] in RETIRED_CHAT_SCHEMAS:
+            raise ArtifactError(
+                f"chat manifest is {d['schema']}, an earlier layout (its leaves carried the "
+                f"batch, model and runtime ids); this ogkit reads {CHAT_SCHEMA}: run the "
+                "calls again (`ogkit chat ...`) to get a new artefact"
+            )
         if d["schema"] != CHAT_SCHEMA:
             raise ArtifactError(f"schema must be {CHAT_SCHEMA}, got {d['schema']!r:.40}")
         for key in ("batch_id", "model_id", "runtime_id", "dataset_id", "batch_root"):
@@ -270,7 +273,7 @@ class ChatBatch:
     @functools.cached_property
     def _tree(self) -> tuple[np.ndarray, np.ndarray, MerkleTree]:
         m = self.manifest
-        ins, leaves = call_leaves(m.batch_id, m.model_id, m.runtime_id, m.calls)
+        ins, leaves = call_leaves(m.calls)
         return ins, leaves, MerkleTree.from_leaf_hashes(leaves)
 
     def receipt(self, index: int) -> dict[str, Any]:
@@ -284,9 +287,6 @@ class ChatBatch:
             "schema": RECEIPT_SCHEMA,
             "leaf_types": list(LEAF_TYPES),
             "leaf_values": {
-                "batchId": self.batch_id,
-                "modelId": self.model_id,
-                "runtimeId": self.runtime_id,
                 "rowIndex": str(index),
                 "inputHash": _hex(call.input_hash()),
                 "outputHash": _hex(call.output_hash()),
@@ -341,7 +341,7 @@ def attest_calls(
         execution=execution_hash(execution(DECODER)),
     )
     runtime_id = model.runtime_id
-    _, leaves = call_leaves(batch_id, model.model_id, runtime_id, calls)
+    _, leaves = call_leaves(calls)
     root = _hex(MerkleTree.from_leaf_hashes(leaves).root)
     claim = BatchClaim(
         batch_id=batch_id,
@@ -407,7 +407,8 @@ def is_chat_artifact(
         doc = parse_document(data, "artefact")
     except Exception:
         return False
-    return isinstance(doc, Mapping) and doc.get("schema") == CHAT_SCHEMA
+    # a retired chat schema is still a chat artefact: its loader refuses it by name
+    return isinstance(doc, Mapping) and doc.get("schema") in (CHAT_SCHEMA, *RETIRED_CHAT_SCHEMAS)
 
 
 def load_chat_batch(artifact: str | Path, store: ContentStore) -> ChatBatch:

@@ -238,7 +238,7 @@ def verify_chat_batch(
 
     # -- roots -----------------------------------------------------------------------------
     try:
-        ins, leaves = call_leaves(m.batch_id, m.model_id, m.runtime_id, m.calls)
+        ins, leaves = call_leaves(m.calls)
     except (ConfigError, ValueError) as exc:
         findings.append(Finding("manifest-malformed", f"the calls cannot be hashed: {exc}"))
     else:

@@ -205,7 +205,8 @@ def _model_problems(
     problems = []
     if claim.model_id.lower() != want:
         problems.append(f"the claim is of model {claim.model_id}, not the one paid for {want}")
-    if any(str(r["leaf_values"]["modelId"]).lower() != want for r in receipts):
+    # the leaves name no model (spec 3.1): each receipt's own signed claim does
+    if any(str(r["claim"]["model_id"]).lower() != want for r in receipts):
         problems.append(f"a receipt is of another model than {want}")
     if str(answer.get("model_id", want)).lower() != want:
         problems.append(f"the answer names model {answer.get('model_id')!r:.80}, not {want}")

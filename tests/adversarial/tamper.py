@@ -332,16 +332,13 @@ class Forge:
             table = set_column(table, prefix + name, encode_tensor(v))
         return table
 
-    def ids(self) -> tuple[bytes, bytes, bytes]:
-        return _b(self.m["batch_id"]), _b(self.m["model_id"]), _b(self.m["runtime_id"])
-
-    def rehash(self, table: pa.Table, ids: tuple[bytes, bytes, bytes] | None = None) -> pa.Table:
+    def rehash(self, table: pa.Table) -> pa.Table:
         """Recompute input_hash, output_hash and leaf from the tensor columns, as decoded
         under the (possibly tampered) manifest specs, and the row_index column."""
         rows = table["row_index"].to_numpy().astype(np.uint64)
         in_h = tensor_row_hashes(self.tensors(table, "inputs"))
         out_h = tensor_row_hashes(self.tensors(table, "outputs"))
-        leaves = leaf_hashes(*(ids or self.ids()), rows, in_h, out_h)
+        leaves = leaf_hashes(rows, in_h, out_h)
         table = set_column(table, "input_hash", hash_column(in_h))
         table = set_column(table, "output_hash", hash_column(out_h))
         return set_column(table, "leaf", hash_column(leaves))
@@ -349,9 +346,7 @@ class Forge:
     def relink(self, table: pa.Table) -> pa.Table:
         """Recompute only the leaves, from the stored hash columns as they are."""
         rows = table["row_index"].to_numpy().astype(np.uint64)
-        leaves = leaf_hashes(
-            *self.ids(), rows, hash_rows(table["input_hash"]), hash_rows(table["output_hash"])
-        )
+        leaves = leaf_hashes(rows, hash_rows(table["input_hash"]), hash_rows(table["output_hash"]))
         return set_column(table, "leaf", hash_column(leaves))
 
     def write(
@@ -998,13 +993,18 @@ def _(f: Forge) -> None:
     f.reseal_all(lambda pos, t: fake if pos == 4 else t, recommit=True)
 
 
-@tamper("records-from-another-job", "a", R("leaf-mismatch", "partition-root-mismatch"))
+@tamper("records-from-another-job", "a", R("input-hash-mismatch", "output-hash-mismatch"))
 def _(f: Forge) -> None:
-    """Partition 1's leaves are bound to another batch id (records replayed from another
-    job); its root and the batch root are re-sealed over them."""
-    other = keccak256(b"another job's batch id")
-    _, model_id, runtime_id = f.ids()
-    f.write(1, f.rehash(f.table(1), ids=(other, model_id, runtime_id)))
+    """Partition 1's hashes are another job's (other rows, other outputs, the same row
+    indices): a leaf names no batch (spec 3.1), so these are valid leaves of that job,
+    and its root and the batch root are re-sealed over them under this job's claim."""
+    t = f.table(1)
+    n = len(t)
+    other = np.frombuffer(b"".join(keccak256(b"another job" + bytes([k % 256, k // 256]))
+                                   for k in range(2 * n)), np.uint8).reshape(2 * n, 32)  # fmt: skip
+    t = set_column(t, "input_hash", hash_column(other[:n].copy()))
+    t = set_column(t, "output_hash", hash_column(other[n:].copy()))
+    f.write(1, f.relink(t))
     f.seal()
 
 
@@ -1707,12 +1707,9 @@ def build_receipt(f: Forge, pos: int, i: int, artifact_id: str = "0x" + "00" * 3
     batch_tree = MerkleTree.from_leaf_hashes(roots.reshape(-1, 32))
     proof = tree.proof(i) + batch_tree.proof(pos)
     return {
-        "schema": "ogkit.receipt.v1",
+        "schema": "ogkit.receipt.v2",
         "leaf_types": list(LEAF_TYPES),
         "leaf_values": {
-            "batchId": m["batch_id"],
-            "modelId": m["model_id"],
-            "runtimeId": m["runtime_id"],
             "rowIndex": str(t["row_index"][i].as_py()),
             "inputHash": _hex(t["input_hash"][i].as_py()),
             "outputHash": _hex(t["output_hash"][i].as_py()),

@@ -316,10 +316,7 @@ def _forge_outputs_of(batch: AttestedBatch, other: AttestedBatch, signer: Any) -
     for part in m["partitions"]:
         i = part["index"]
         outputs = other.records(i, inputs=False).outputs
-        att = attest_partition(
-            batch_id=batch.batch_id, model_id=batch.model_id, runtime_id=batch.runtime_id,
-            offset=part["offset"], feeds=batch.inputs(i), outputs=outputs,
-        )  # fmt: skip
+        att = attest_partition(offset=part["offset"], feeds=batch.inputs(i), outputs=outputs)
         data = records_to_parquet(att, outputs)
         part["path"] = part["path"].replace(".parquet", "-lie.parquet")
         batch.store.write_bytes(part["path"], data)

@@ -1,10 +1,17 @@
-// Checks ogkit receipts with OpenZeppelin's own StandardMerkleTree.verify, and the
-// claim signature with ethers' EIP-712 verifyTypedData: no ogkit code involved.
+// Checks ogkit receipts with OpenZeppelin's own SimpleMerkleTree.verify over the leaf that
+// ethers' AbiCoder and keccak256 compute (docs/spec.md §3.1, §8), and the claim signature
+// with ethers' EIP-712 verifyTypedData: no ogkit code involved.
 import { readFileSync } from "node:fs";
-import { StandardMerkleTree } from "@openzeppelin/merkle-tree";
+import { SimpleMerkleTree } from "@openzeppelin/merkle-tree";
 import { AbiCoder, getAddress, keccak256, verifyTypedData } from "ethers";
 
 const doc = JSON.parse(readFileSync(process.argv[2], "utf8"));
+// The leaf encoding the spec fixes (§3.1); the document's types must be these.
+const LEAF_TYPES = ["uint256", "bytes32", "bytes32"];
+if (JSON.stringify(doc.types) !== JSON.stringify(LEAF_TYPES)) {
+  console.error(`leaf types differ: ${JSON.stringify(doc.types)} vs the spec's ${JSON.stringify(LEAF_TYPES)}`);
+  process.exit(2);
+}
 const CLAIM_TYPES = {
   BatchClaim: [
     { name: "batchId", type: "bytes32" },
@@ -20,7 +27,11 @@ const CLAIM_TYPES = {
 
 function leafValues(r) {
   const v = r.leaf_values;
-  return [v.batchId, v.modelId, v.runtimeId, v.rowIndex, v.inputHash, v.outputHash];
+  // Exactly the leaf's values: a field the leaf does not hash would be believed by readers.
+  if (JSON.stringify(Object.keys(v).sort()) !== JSON.stringify(["inputHash", "outputHash", "rowIndex"])) {
+    throw new Error("leaf_values must hold exactly rowIndex, inputHash, outputHash");
+  }
+  return [v.rowIndex, v.inputHash, v.outputHash];
 }
 
 // What OpenZeppelin's ECDSA.recover accepts: 65 bytes, low s, v in {27, 28} (docs/spec.md §5).
@@ -33,16 +44,15 @@ function canonicalSignature(sig) {
 }
 
 function check(r) {
-  if (!StandardMerkleTree.verify(r.batch_root, doc.types, leafValues(r), r.proof)) return false;
+  if (r.schema !== "ogkit.receipt.v2") return false;
   const c = r.claim;
   const v = r.leaf_values;
-  // Step 1: the receipt's leaf is the standard leaf of its values.
-  const leaf = keccak256(keccak256(AbiCoder.defaultAbiCoder().encode(doc.types, leafValues(r))));
+  // Step 1: the receipt's leaf is keccak256 of the abi encoding of its values (one hash).
+  const leaf = keccak256(AbiCoder.defaultAbiCoder().encode(LEAF_TYPES, leafValues(r)));
   if (leaf !== String(r.leaf).toLowerCase()) return false;
-  // Spec §8 step 3: the receipt's ids are the claim's, and its row is inside the batch.
-  if (c.batch_id !== v.batchId || c.model_id !== v.modelId || c.runtime_id !== v.runtimeId) {
-    return false;
-  }
+  // Step 2: the proof leads from that leaf to the root the claim signs.
+  if (!SimpleMerkleTree.verify(c.batch_root, leaf, r.proof)) return false;
+  // Step 3: the row is inside the batch (the ids are the claim's alone: the leaf has none).
   if (!(BigInt(v.rowIndex) < BigInt(c.row_count))) return false;
   if (!canonicalSignature(r.signature)) return false;
   // Step 5, when the document carries the verifier's allowlist.
