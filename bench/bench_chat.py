@@ -130,7 +130,7 @@ def main() -> None:
     tokens = results["a"][0][1]
     # The same greedy tokens in every variant: ogkit adds receipts, never other answers.
     assert all(n == tokens for v in results.values() for _, n in v), results
-    allow = Allowlist().with_([attester.address], [model.runtime_id])
+    allow = Allowlist().approve(attester.address, [model.runtime_id])
     policy = VerifyPolicy(sample_rate=1.0, allowlist=allow, require_bound_inputs=False)
     started = time.perf_counter()
     verify_chat_batch(batches[0], dataclasses.replace(policy, sample_rate=0.0), progress=False)

@@ -224,7 +224,7 @@ def main() -> int:
         rows.append(("(b) cnn 10k: verified, 2 workers", img_rows / cv2, cv2 / min(b1c, ballc)))
 
         # verify vs attest
-        allow = Allowlist().with_([attester.address], [tab_batch.runtime_id])
+        allow = Allowlist().approve(attester.address, [tab_batch.runtime_id])
         t = time.perf_counter()
         tab_commitment = commit_dataset(tab_path, load_model(tab_model))  # the requester's
         ct = time.perf_counter() - t

@@ -373,11 +373,12 @@ def audit(
                     add("commitment-mismatch", difference)
                 _check_manifest_owner(hub, batch, a["modelOwner"], add)
                 _check_manifest_price(hub, batch, row["price"], add)
-                allowlist = Allowlist(
-                    frozenset({a["attester"].lower()} if bound else set()),
-                    frozenset({runtime_id, measurement} if kind else set()),
-                    {measurement: kind} if kind else {},
-                )
+                # The pairs the registry bound at the commit block: the node's attester
+                # with its runtime id and the measurement its binding names.
+                allowlist = Allowlist()
+                if bound and kind:
+                    pair = {runtime_id, measurement}
+                    allowlist = allowlist.approve(a["attester"], pair, {measurement: kind})
                 try:
                     verdict = verify_batch(
                         batch,

@@ -208,8 +208,8 @@ def run_demo(
         echo(f"[5/9] committed on chain in block {record.commit_block} ({record.status})")
 
         # Verifiers approve the enclave locally; on-chain the measurement was approved above.
-        allowlist = Allowlist.load(home / "allowlist.json").with_(
-            [attester.address], [batch.runtime_id]
+        allowlist = Allowlist.load(home / "allowlist.json").approve(
+            attester.address, [batch.runtime_id]
         )
         allowlist.save(home / "allowlist.json")
         verdicts = []

@@ -7,8 +7,8 @@ states is taken on trust:
 - the manifest is parsed strictly (:class:`~ogkit.batch.BatchManifest`); a document of
   the wrong shape is a finding, never an exception;
 - the claim's EIP-712 signature must be canonical (what OpenZeppelin's ECDSA accepts)
-  and recover its attester; attester and measurement must be on the verifier's
-  allowlist; every field stated twice (claim and manifest) must agree; every derived
+  and recover its attester; the pair (attester, runtime id) must be approved by the
+  verifier's allowlist; every field stated twice (claim and manifest) must agree; every derived
   value (runtime id, batch id with its execution hash) is recomputed;
 - partitions must tile ``[0, row_count)`` exactly, in order, and each records file must
   hold exactly its rows; every input hash, output hash, leaf, partition root, the batch
@@ -153,60 +153,131 @@ REASONS = {
 MAX_CLOCK_SKEW_S = 300
 
 
+ALLOWLIST_SCHEMA = "ogkit.allowlist.v2"
+
+
+def _address(value: Any) -> str:
+    text = str(value).lower()
+    if len(text) != 42 or not text.startswith("0x") or any(c not in _HEX for c in text[2:]):
+        raise ConfigError(f"attester {value!r:.80} is not an address (0x + 40 hex digits)")
+    return text
+
+
+def _measurement(value: Any) -> str:
+    text = str(value).lower()
+    if len(text) != 66 or not text.startswith("0x") or any(c not in _HEX for c in text[2:]):
+        raise ConfigError(f"measurement {value!r:.80} is not 0x + 64 hex digits")
+    return text
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
 @dataclass(frozen=True)
 class Allowlist:
-    """Approved attester addresses and measurements (the chain's NodeRegistry later).
+    """Approved (attester, measurement) pairs: each attester with the measurements it may
+    attest, as the NodeRegistry binds a node's attester to one measurement
+    (``AttesterBinding``). A claim is approved only when its own pair is: an approved key
+    stating a measurement approved for another attester is refused.
 
     ``kinds`` records the kind a measurement was approved as, where known (the
     NodeRegistry's ``measurementKind``: 1 software, 2 TDX, 3 SGX, 4 Nitro); a hardware
-    measurement approved as another kind is refused."""
+    measurement approved as another kind is refused. A kind approves nothing by itself."""
 
-    attesters: frozenset[str] = frozenset()
-    measurements: frozenset[str] = frozenset()
+    pairs: frozenset[tuple[str, str]] = frozenset()
     kinds: Mapping[str, int] = field(default_factory=dict, hash=False, compare=True)
+
+    def __post_init__(self) -> None:
+        pairs = frozenset((_address(a), _measurement(m)) for a, m in self.pairs)
+        kinds = {_measurement(m): int(k) for m, k in dict(self.kinds).items()}
+        paired = {m for _, m in pairs}
+        if unpaired := sorted(set(kinds) - paired):
+            raise ConfigError(
+                f"a kind is given for measurement {unpaired[0]}, which no attester is approved "
+                "with; approve the pair too (`ogkit allowlist add --attester ADDRESS "
+                f"--measurement {unpaired[0]} --kind …`)"
+            )
+        object.__setattr__(self, "pairs", pairs)
+        object.__setattr__(self, "kinds", kinds)
 
     @classmethod
     def load(cls, path: Path) -> Allowlist:
-        """Read ``path`` (``<home>/allowlist.json`` for the CLI); empty if it is absent."""
+        """Read ``path`` (``<home>/allowlist.json`` for the CLI); empty if it is absent. A
+        file of the flat ``ogkit.allowlist.v1`` format (attesters and measurements approved
+        apart, so any approved attester with any approved measurement) is refused."""
         if not path.exists():
             return cls()
         try:
             doc = json.loads(path.read_text())
-            return cls(
-                frozenset(str(a).lower() for a in doc.get("attesters", [])),
-                frozenset(str(m).lower() for m in doc.get("measurements", [])),
-                {str(m).lower(): int(k) for m, k in doc.get("kinds", {}).items()},
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"allowlist {path} cannot be read: {exc}; fix it or remove it and run "
+                "`ogkit allowlist add --attester ADDRESS --measurement RUNTIME_ID`"
+            ) from None
+        if isinstance(doc, dict) and ("attesters" in doc or "measurements" in doc):
+            attesters = ", ".join(map(str, doc.get("attesters") or [])) or "none"
+            measurements = ", ".join(map(str, doc.get("measurements") or [])) or "none"
+            raise ConfigError(
+                f"allowlist {path} is in the flat ogkit.allowlist.v1 format, which approves "
+                "any of its attesters with any of its measurements; this ogkit approves "
+                "(attester, measurement) pairs. Remove the file and approve each attester "
+                "with the measurements it runs: `ogkit allowlist add --attester ADDRESS "
+                f"--measurement RUNTIME_ID` (the file held attesters {attesters:.400}; "
+                f"measurements {measurements:.400})"
             )
-        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        try:
+            if not isinstance(doc, dict) or doc.get("schema") != ALLOWLIST_SCHEMA:
+                raise ValueError(f"its schema is not {ALLOWLIST_SCHEMA}")
+            pairs = [(p["attester"], p["measurement"]) for p in doc.get("approvals", [])]
+            return cls(frozenset(pairs), dict(doc.get("kinds", {})))
+        except (ConfigError, AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"allowlist {path} is not valid: {exc}; fix it or remove it and run "
-                "`ogkit allowlist add`"
+                "`ogkit allowlist add --attester ADDRESS --measurement RUNTIME_ID`"
             ) from None
 
-    def with_(
-        self,
-        attesters: Iterable[str] = (),
-        measurements: Iterable[str] = (),
-        kinds: Mapping[str, int] | None = None,
+    def with_pairs(
+        self, pairs: Iterable[tuple[str, str]], kinds: Mapping[str, int] | None = None
     ) -> Allowlist:
-        """A copy with more approvals; ``kinds`` approves measurements with their kind."""
-        kinds = {m.lower(): int(k) for m, k in (kinds or {}).items()}
-        return Allowlist(
-            self.attesters | {a.lower() for a in attesters},
-            self.measurements | {m.lower() for m in measurements} | set(kinds),
-            {**self.kinds, **kinds},
-        )
+        """A copy that also approves each ``(attester, measurement)`` of ``pairs``;
+        ``kinds`` records the kind of some of those measurements."""
+        return Allowlist(self.pairs | frozenset(pairs), {**self.kinds, **(kinds or {})})
 
-    def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def approve(
+        self, attester: str, measurements: Iterable[str], kinds: Mapping[str, int] | None = None
+    ) -> Allowlist:
+        """A copy that also approves ``attester`` with each of ``measurements``."""
+        return self.with_pairs(((attester, m) for m in measurements), kinds)
+
+    def approves(self, attester: str, measurement: str) -> bool:
+        """Whether ``attester`` is approved with ``measurement``."""
+        return (str(attester).lower(), str(measurement).lower()) in self.pairs
+
+    def measurements_of(self, attester: str) -> frozenset[str]:
+        """The measurements ``attester`` is approved with (empty: an unknown attester)."""
+        a = str(attester).lower()
+        return frozenset(m for b, m in self.pairs if b == a)
+
+    def attesters_of(self, measurement: str) -> frozenset[str]:
+        """The attesters approved with ``measurement``."""
+        m = str(measurement).lower()
+        return frozenset(a for a, n in self.pairs if n == m)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``ogkit.allowlist.v2`` document ``save`` writes."""
         doc: dict[str, Any] = {
-            "attesters": sorted(self.attesters),
-            "measurements": sorted(self.measurements),
+            "schema": ALLOWLIST_SCHEMA,
+            "approvals": [{"attester": a, "measurement": m} for a, m in sorted(self.pairs)],
         }
         if self.kinds:
             doc["kinds"] = dict(sorted(self.kinds.items()))
+        return doc
+
+    def save(self, path: Path) -> Path:
+        """Write it to ``path`` atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
         tmp.replace(path)
         return path
 
@@ -952,14 +1023,7 @@ def _check_claim(
             )
     except (ValueError, OgkitError) as exc:
         findings.append(Finding("signature", f"signature rejected: {exc}"))
-    if claim.attester.lower() not in allow.attesters:
-        findings.append(
-            Finding("unapproved-attester", f"attester {claim.attester} is not on the allowlist")
-        )
-    if claim.runtime_id.lower() not in allow.measurements:
-        findings.append(
-            Finding("unapproved-measurement", f"measurement {claim.runtime_id} is not approved")
-        )
+    _check_approval(claim.attester, claim.runtime_id, allow, findings)
     hardware = _check_evidence(batch, policy, findings, notices)
     for name, value in (
         ("batch_id", m.batch_id),
@@ -1012,6 +1076,29 @@ def _check_claim(
     return hardware
 
 
+def _check_approval(
+    attester: str, measurement: str, allow: Allowlist, findings: list[Finding]
+) -> None:
+    """The claim's own (attester, runtime id) pair must be approved: an approved key
+    stating a measurement approved only for another attester is refused."""
+    if allow.approves(attester, measurement):
+        return
+    mine = allow.measurements_of(attester)
+    if not mine:
+        findings.append(
+            Finding("unapproved-attester", f"attester {attester} is not on the allowlist")
+        )
+    others = allow.attesters_of(measurement)
+    if mine or not others:
+        elsewhere = f" (approved only for {', '.join(sorted(others))})" if others else ""
+        findings.append(
+            Finding(
+                "unapproved-measurement",
+                f"measurement {measurement} is not approved for attester {attester}{elsewhere}",
+            )
+        )
+
+
 def _check_evidence(
     batch: AttestedBatch, policy: VerifyPolicy, findings: list[Finding], notices: list[str]
 ) -> dict[str, Any] | None:
@@ -1054,7 +1141,7 @@ def _check_evidence(
         attester=claim.attester,
         runtime_id=claim.runtime_id,
         at=claim.timestamp,
-        approved=allow.measurements,
+        approved=allow.measurements_of(claim.attester),
         kinds=allow.kinds,
         policy=policy.evidence,
     )
@@ -1486,10 +1573,7 @@ def verify_receipt(receipt: Any, allowlist: Allowlist | None = None) -> ReceiptC
         except (ValueError, OgkitError) as exc:
             problems.append(f"signature rejected: {exc}")
         allow = allowlist or Allowlist()
-        approved = (
-            claim.attester.lower() in allow.attesters
-            and claim.runtime_id.lower() in allow.measurements
-        )
+        approved = allow.approves(claim.attester, claim.runtime_id)
         if not approved:
             problems.append(
                 f"signature or not, attester {claim.attester} with measurement "

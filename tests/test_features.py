@@ -39,7 +39,7 @@ def test_reversed_columns_bind_by_name_and_give_the_same_outputs(hub, named, enc
     b = run_verified_inference("named@1.0.0", reversed_data, job="b", **kw)
     assert a.outputs_frame()["label"].to_list() == b.outputs_frame()["label"].to_list()
     assert a.manifest.dataset_id == b.manifest.dataset_id  # the same inputs, committed alike
-    allow = Allowlist().with_([enclave.address], [b.runtime_id])
+    allow = Allowlist().approve(enclave.address, [b.runtime_id])
     # A verifier holding the reversed file binds it by the signed names too.
     verdict = verify_batch(
         b, VerifyPolicy(sample_rate=0.1, allowlist=allow), hub=hub, dataset=reversed_data

@@ -338,7 +338,7 @@ def test_csv_arrow_and_folder_inputs_agree(published, enclave, requester, tmp_pa
 def _approved(batch, attester):
     from ogkit.verify import Allowlist
 
-    return Allowlist().with_([attester.address], [batch.runtime_id])
+    return Allowlist().approve(attester.address, [batch.runtime_id])
 
 
 def test_dask_run_reads_once_resumes_and_refuses_another_commitment(

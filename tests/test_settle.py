@@ -139,7 +139,7 @@ def test_full_life_cycle_and_idempotent_resume(chain, actors, published, home):
     assert found.details["orderDigest"] == order.order.digest()
     assert found.record["modelOwner"] == manifest.owner
 
-    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    allow = Allowlist().approve(enclave.address, [batch.runtime_id])
     for i in (1, 2, 3):
         verdict = verify_batch(
             batch,

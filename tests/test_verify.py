@@ -26,7 +26,7 @@ from ogkit.verify import (
 
 @pytest.fixture
 def policy(batch, enclave) -> VerifyPolicy:
-    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    allow = Allowlist().approve(enclave.address, [batch.runtime_id])
     return VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
 
 
@@ -174,7 +174,7 @@ def test_dishonest_outputs_caught_by_reexecution_at_expected_rate(published, for
     )
     bad_rows = set(range(0, 400, 20))  # 20 of 400 rows
     forged = forge_batch(honest, bad_rows, enclave)
-    allow = Allowlist().with_([enclave.address], [honest.runtime_id])
+    allow = Allowlist().approve(enclave.address, [honest.runtime_id])
 
     # Everything recomputes: hashes, leaves, roots and the signature are all consistent.
     full = _verify(forged, VerifyPolicy(sample_rate=1.0, allowlist=allow), published, x)
@@ -232,7 +232,7 @@ def test_detection_rate_matches_1_minus_1_minus_q_to_the_k(published, forge_batc
     bad = set(range(3, 400, 400 // k))
     assert len(bad) == k
     forged = forge_batch(honest, bad, enclave)
-    allow = Allowlist().with_([enclave.address], [honest.runtime_id])
+    allow = Allowlist().approve(enclave.address, [honest.runtime_id])
     q, seeds = 0.1, 200
     caught = 0
     for seed in range(seeds):

@@ -27,9 +27,15 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from ogkit.store import ContentStore
     from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
 
-    allowlist = Allowlist.load(settings.home / "allowlist.json").with_(
-        args.allow_attester, args.allow_measurement
-    )
+    allowlist = Allowlist.load(settings.home / "allowlist.json")
+    if args.allow_attester or args.allow_measurement:
+        if len(args.allow_attester) != 1 or not args.allow_measurement:
+            raise ConfigError(
+                "--allow-attester (once) approves that attester with each "
+                "--allow-measurement given; approve other pairs with `ogkit allowlist add "
+                "--attester ADDRESS --measurement RUNTIME_ID`"
+            )
+        allowlist = allowlist.approve(args.allow_attester[0], args.allow_measurement)
     policy = VerifyPolicy(
         sample_rate=args.sample_rate,
         max_ulp=args.max_ulp,
@@ -195,22 +201,16 @@ def _allowlist(args: argparse.Namespace, settings: Settings) -> int:
     path = settings.home / "allowlist.json"
     allowlist = Allowlist.load(path)
     if args.command == "add":
-        kinds = {}
-        if args.kind is not None:
-            if not args.measurement:
-                raise ConfigError("--kind names the kind of the --measurement values it comes with")
-            kinds = {m: KINDS[args.kind] for m in args.measurement}
-        allowlist = allowlist.with_(args.attester, args.measurement, kinds)
+        kinds = {m: KINDS[args.kind] for m in args.measurement} if args.kind else {}
+        allowlist = allowlist.approve(args.attester, args.measurement, kinds)
         allowlist.save(path)
-    doc = {"attesters": sorted(allowlist.attesters), "measurements": sorted(allowlist.measurements)}
     if args.json:
-        print_json({"schema": "ogkit.allowlist.v1", **doc, "kinds": dict(allowlist.kinds)})
+        print_json({**allowlist.to_dict(), "kinds": dict(allowlist.kinds)})
     else:
-        for kind, values in doc.items():
-            print(f"{kind}: {', '.join(values) or '(none)'}")
         names = {v: k for k, v in KINDS.items()}
-        for m, k in sorted(allowlist.kinds.items()):
-            print(f"  {m}: {names.get(k, k)}")
+        for a, m in sorted(allowlist.pairs) or [("(none)", "")]:
+            k = allowlist.kinds.get(m)
+            print(f"{a} {m}" + (f" ({names.get(k, k)})" if k is not None else ""))
     return 0
 
 
@@ -250,7 +250,13 @@ def register(groups) -> None:
     p.add_argument("--model", help="the model ordered (name@version or 0x id): any other fails")
     p.add_argument("--chain-id", type=int, help="the chain this verifier serves")
     p.add_argument("--contract", help="the settlement contract this verifier serves")
-    p.add_argument("--allow-attester", action="append", default=[], metavar="ADDRESS")
+    p.add_argument(
+        "--allow-attester",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="approve this attester (once) with each --allow-measurement, for this run",
+    )
     p.add_argument("--allow-measurement", action="append", default=[], metavar="RUNTIME_ID")
     p.add_argument(
         "--attest",
@@ -274,12 +280,21 @@ def register(groups) -> None:
     p = add_command(receipt, "verify", _receipt_verify, "check a receipt file on its own")
     p.add_argument("receipt", type=Path)
 
-    allow = groups.add_parser("allowlist", help="approved attesters and measurements")
+    allow = groups.add_parser("allowlist", help="approved (attester, measurement) pairs")
     allow_sub = allow.add_subparsers(dest="command", required=True)
-    add_command(allow_sub, "show", _allowlist, "show the allowlist")
-    p = add_command(allow_sub, "add", _allowlist, "approve attesters or measurements")
-    p.add_argument("--attester", action="append", default=[], metavar="ADDRESS")
-    p.add_argument("--measurement", action="append", default=[], metavar="RUNTIME_ID")
+    add_command(allow_sub, "show", _allowlist, "show the allowlist: one approved pair a line")
+    p = add_command(
+        allow_sub, "add", _allowlist, "approve an attester with the measurements it may attest"
+    )
+    p.add_argument("--attester", required=True, metavar="ADDRESS")
+    p.add_argument(
+        "--measurement",
+        action="append",
+        required=True,
+        metavar="RUNTIME_ID",
+        help="a measurement (runtime id, or TEE measurement hash with --kind) approved for "
+        "this --attester only; repeat for more",
+    )
     p.add_argument(
         "--kind",
         choices=sorted(KINDS),

@@ -479,7 +479,7 @@ def chain_allowlist(chain: ChainClient, found: OnChainBatch) -> Allowlist:
         kind = int(chain.call(registry.functions.measurementKind(bytes.fromhex(runtime_id[2:]))))
     measurements = {runtime_id, measurement} if kind else set()
     kinds = {measurement: kind} if kind else {}
-    return Allowlist(frozenset({str(attester).lower()}), frozenset(measurements), kinds)
+    return Allowlist().approve(str(attester), measurements, kinds)
 
 
 def _checked(chain: ChainClient, event: dict[str, Any]) -> OnChainBatch | None:

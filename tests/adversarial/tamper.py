@@ -266,7 +266,7 @@ def build_honest(root: Path) -> Honest:
         for name, values in batch.inputs(pos).items():
             t = t.append_column(f"input.{name}", encode_tensor(values))
         tables.append(t)
-    allowlist = Allowlist().with_([enclave.address], [manifest["runtime_id"]])
+    allowlist = Allowlist().approve(enclave.address, [manifest["runtime_id"]])
     return Honest(
         home=home,
         hub=hub,
@@ -2045,9 +2045,9 @@ def cli_verify(honest: Honest, artifact: str, sample_rate: float = 1.0, timeout:
     cmd += ["--requester", honest.requester, "--job", honest.manifest["job"]]
     domain = honest.manifest["domain"]
     cmd += ["--chain-id", str(domain["chain_id"]), "--contract", domain["verifying_contract"]]
-    for a in sorted(honest.allowlist.attesters):
-        cmd += ["--allow-attester", a]
-    for m in sorted(honest.allowlist.measurements):
+    ((attester, _),) = {(a, None) for a, _ in honest.allowlist.pairs}  # one attester
+    cmd += ["--allow-attester", attester]
+    for m in sorted(honest.allowlist.measurements_of(attester)):
         cmd += ["--allow-measurement", m]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -2061,9 +2061,9 @@ def cli_verify_args(honest: Honest, artifact: str, sample_rate: float = 1.0) -> 
     args += ["--requester", honest.requester, "--job", honest.manifest["job"]]
     domain = honest.manifest["domain"]
     args += ["--chain-id", str(domain["chain_id"]), "--contract", domain["verifying_contract"]]
-    for a in sorted(honest.allowlist.attesters):
-        args += ["--allow-attester", a]
-    for m in sorted(honest.allowlist.measurements):
+    ((attester, _),) = {(a, None) for a, _ in honest.allowlist.pairs}  # one attester
+    args += ["--allow-attester", attester]
+    for m in sorted(honest.allowlist.measurements_of(attester)):
         args += ["--allow-measurement", m]
     return args
 

@@ -37,7 +37,7 @@ FEATURES = {"features": [f"f{i}" for i in range(8)]}
 
 @pytest.fixture
 def policy(batch, enclave) -> VerifyPolicy:
-    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    allow = Allowlist().approve(enclave.address, [batch.runtime_id])
     return VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
 
 
@@ -265,7 +265,7 @@ def test_extra_column_only_one_reader_can_parse(url, published, enclave, request
         "tab", path, attester=enclave, requester=requester, hub=published,
         store=ContentStore(where), partition_rows=500, progress=False, input_map=FEATURES,
     )  # fmt: skip
-    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    allow = Allowlist().approve(enclave.address, [batch.runtime_id])
     pol = VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
     verdict = verify_batch(batch, pol, hub=published, progress=False, commitment=_commitment(batch))
     assert verdict.passed and verdict.inputs_bound, verdict.reasons()
@@ -296,7 +296,7 @@ def test_csv_reader_options_do_not_split_node_and_verifier(
         partition_rows=300, progress=False,
     )  # fmt: skip
     assert batch.manifest.input_data.format == "csv"
-    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    allow = Allowlist().approve(enclave.address, [batch.runtime_id])
     pol = VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
     verdict = verify_batch(batch, pol, hub=published, progress=False, dataset=path)
     assert verdict.passed and verdict.inputs_bound, verdict.findings

@@ -86,7 +86,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Net:
     net = Net(home, store, hub, owner, node, keys.ensure_dev_key("payer").address, tab, cheap,
               Allowlist())  # fmt: skip
     rid = _answer(net, net.tab, _rows(2))["receipts"][0]["claim"]["runtime_id"]
-    net.allowlist = Allowlist().with_([node.address], [rid])
+    net.allowlist = Allowlist().approve(node.address, [rid])
     return net
 
 
@@ -340,7 +340,7 @@ def chat(net: Net, tmp_path_factory: pytest.TempPathFactory):
     folder = build_tiny_llm(tmp_path_factory.mktemp("tiny") / "tiny-chat")
     publish_llm(net.hub, folder, name="tiny-chat", version="1.0.0", price=10, signer=net.owner)
     model = load_chat_model("tiny-chat", hub=net.hub)
-    allowlist = Allowlist().with_([net.node.address], [model.runtime_id])
+    allowlist = Allowlist().approve(net.node.address, [model.runtime_id])
     return model, allowlist
 
 
@@ -435,7 +435,7 @@ def test_a_chat_template_cannot_make_rendering_random(net, tmp_path):
         shutil.rmtree(folder)
     policy = VerifyPolicy(
         sample_rate=1.0,
-        allowlist=Allowlist().with_([net.node.address], [model.runtime_id]),
+        allowlist=Allowlist().approve(net.node.address, [model.runtime_id]),
         verifier_secret=b"s" * 32,
         expected_domain=DOMAIN,
     )
@@ -491,7 +491,7 @@ def test_a_republisher_cannot_choose_how_the_requesters_columns_are_bound(mirror
     data = sample_data_path("tabular")
     batch = run_verified_inference_permuted(hub, store, node, data)
     policy = VerifyPolicy(
-        sample_rate=0.05, allowlist=Allowlist().with_([node.address], [batch.runtime_id])
+        sample_rate=0.05, allowlist=Allowlist().approve(node.address, [batch.runtime_id])
     )
     verdict = verify_batch(batch.artifact_id, policy, hub=hub, store=store, dataset=data,
                            progress=False)  # fmt: skip

@@ -28,7 +28,7 @@ from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
 
 @pytest.fixture
 def policy(batch, enclave) -> VerifyPolicy:
-    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    allow = Allowlist().approve(enclave.address, [batch.runtime_id])
     return VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
 
 
@@ -257,7 +257,7 @@ def test_in_memory_arrays_are_stored_and_verify_on_dask(
         model, images, attester=enclave, requester=requester, hub=published,
         partition_rows=100, batch_size=64, progress=False,
     )  # fmt: skip
-    allow = Allowlist().with_([enclave.address], [batch.runtime_id])
+    allow = Allowlist().approve(enclave.address, [batch.runtime_id])
     cnn_policy = VerifyPolicy(sample_rate=0.1, allowlist=allow, verifier_secret=b"s")
     for dask in (None, dask_client):
         verdict = verify_batch(

@@ -231,7 +231,7 @@ def test_verify_paid_call_catches_a_node_that_lies(net, chain_now):
             "execution_hash": execution_hash(batch.manifest.execution()),
         },
     }
-    both = net.allowlist.with_([net.keys["verifier-2"].address], [net.runtime_id])
+    both = net.allowlist.approve(net.keys["verifier-2"].address, [net.runtime_id])
     offline = verify_paid_call(forged, both)
     assert offline.ok, offline.problems  # all it signed is consistent...
     fails(forged, both, phrase="cannot sign for this node")  # ...but it is not this node's

@@ -92,7 +92,7 @@ def test_honest_batch_passes(name, rate, honest_env, honest_batches):
     control = honest_batches.zoo[name]
     assert batch.row_count == N_ROWS
     assert len(batch.partitions) == -(-N_ROWS // PARTITION_ROWS)
-    allowlist = Allowlist().with_([honest_env.enclave.address], [batch.runtime_id])
+    allowlist = Allowlist().approve(honest_env.enclave.address, [batch.runtime_id])
     failures = []
     reexecuted = 0
     for i, secret in enumerate(SECRETS):

@@ -55,12 +55,15 @@ function check(r) {
   // Step 3: the row is inside the batch (the ids are the claim's alone: the leaf has none).
   if (!(BigInt(v.rowIndex) < BigInt(c.row_count))) return false;
   if (!canonicalSignature(r.signature)) return false;
-  // Step 5, when the document carries the verifier's allowlist.
+  // Step 5, when the document carries the verifier's allowlist (ogkit.allowlist.v2): the
+  // claim's own (attester, runtime id) pair must be approved.
   if (doc.allowlist) {
-    const attesters = doc.allowlist.attesters.map((a) => a.toLowerCase());
-    const measurements = doc.allowlist.measurements.map((m) => m.toLowerCase());
-    if (!attesters.includes(c.attester.toLowerCase())) return false;
-    if (!measurements.includes(c.runtime_id.toLowerCase())) return false;
+    const approved = doc.allowlist.approvals.some(
+      (p) =>
+        p.attester.toLowerCase() === c.attester.toLowerCase() &&
+        p.measurement.toLowerCase() === c.runtime_id.toLowerCase(),
+    );
+    if (!approved) return false;
   }
   const domain = {
     name: "ogkit",

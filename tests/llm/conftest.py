@@ -51,5 +51,5 @@ def requester_address(home) -> str:
 @pytest.fixture
 def policy(node_attester, model) -> VerifyPolicy:
     """A verifier that approves the node's key and runtime and re-decodes every call."""
-    allow = Allowlist().with_([node_attester.address], [model.runtime_id])
+    allow = Allowlist().approve(node_attester.address, [model.runtime_id])
     return VerifyPolicy(sample_rate=1.0, allowlist=allow, verifier_secret=b"v" * 32)

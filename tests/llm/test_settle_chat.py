@@ -111,7 +111,7 @@ def test_chat_calls_settle_verify_and_audit(world, llm_hub, model):
     assert list(status) == [True, 1]  # included, and the batch is pending
 
     commitment = commit_requests(REQUESTS, model)
-    allow = VerifyPolicy().allowlist.with_([a["enclave"].address], [model.runtime_id])
+    allow = VerifyPolicy().allowlist.approve(a["enclave"].address, [model.runtime_id])
     for name in ("v1", "v2", "v3"):
         verdict = verify_batch(
             batch,

@@ -205,7 +205,7 @@ def test_a_swapped_model_is_caught(honest, model, node_attester, policy, llm_hub
     """The node decoded with tiny-chat but claims other-chat (another id); re-decoding
     with the claimed model gives other tokens. Ordered by id, it is also not the job."""
     other = load_chat_model("other-chat", hub=llm_hub)
-    allow = policy.allowlist.with_([], [other.runtime_id])
+    allow = policy.allowlist.approve(node_attester.address, [other.runtime_id])
     forged = attest_calls(
         list(honest.calls),
         model=other,

@@ -227,7 +227,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Any:
             keys,
             manifest,
             runtime_id,
-            Allowlist().with_([keys["enclave"].address], [runtime_id]),
+            Allowlist().approve(keys["enclave"].address, [runtime_id]),
             fac,
             None,  # type: ignore[arg-type]
             env,

@@ -118,7 +118,7 @@ def chat_net(tmp_path_factory: pytest.TempPathFactory) -> Any:
             env, home / "node.log", "listening on",
         )  # fmt: skip
         services.append(node.start())
-        allow = Allowlist().with_([keys["enclave"].address], [model.runtime_id])
+        allow = Allowlist().approve(keys["enclave"].address, [model.runtime_id])
         yield ChatNet(devnet, chain, hub, keys, manifest, model, allow, node)
         codes = [s.stop() for s in reversed(services)]
         services.clear()

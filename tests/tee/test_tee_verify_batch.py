@@ -87,7 +87,8 @@ def _verify(batch, allow: Allowlist, published, **policy):
 
 
 def _allow(signer, batch, *measurements, kind=2) -> Allowlist:
-    return Allowlist().with_([signer.address], [batch.runtime_id], {m: kind for m in measurements})
+    kinds = {m: kind for m in measurements}
+    return Allowlist().approve(signer.address, [batch.runtime_id, *measurements], kinds)
 
 
 def test_every_tee_finding_is_a_stable_reason():
@@ -97,7 +98,7 @@ def test_every_tee_finding_is_a_stable_reason():
 
 def test_software_enclave_still_passes_and_can_be_required_to_be_hardware(node, published):
     signer, batch = node
-    allow = Allowlist().with_([signer.address], [batch.runtime_id])
+    allow = Allowlist().approve(signer.address, [batch.runtime_id])
     verdict = _verify(batch, allow, published)
     assert verdict.passed and verdict.hardware is None
     strict = _verify(batch, allow, published, require_hardware=True)
@@ -116,7 +117,7 @@ def test_real_tdx_quote_in_a_batch_is_reverified_and_its_key_refused(node, publi
     assert verdict.hardware["claims"]["verified_at"] == TDX_V4.at
     assert not verdict.hardware["hardware_backed"]
     # Not approved: the measurement is named too.
-    unapproved = _verify(hw, Allowlist().with_([signer.address], [batch.runtime_id]), published)
+    unapproved = _verify(hw, Allowlist().approve(signer.address, [batch.runtime_id]), published)
     assert unapproved.reasons() == {"tee-key-mismatch": 1, "tee-measurement-unapproved": 1}
 
 

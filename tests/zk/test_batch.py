@@ -19,7 +19,7 @@ from ogkit.zk.batch import prove_batch_rows, zk_findings
 def _verify(batch, enclave, rows: int = 64):
     policy = VerifyPolicy(
         sample_rate=0.05,
-        allowlist=Allowlist().with_([enclave.address], [batch.runtime_id]),
+        allowlist=Allowlist().approve(enclave.address, [batch.runtime_id]),
         verifier_secret=b"s",
     )
     return verify_batch(

@@ -134,7 +134,7 @@ def test_verify_batch_confirms_an_honest_near_tie_by_reexecution(world, zk, tie)
     store_proof(zk.store, batch.batch_id, dataclasses.replace(tie.proof, rows=(TIE_ROW,)))
     policy = VerifyPolicy(
         sample_rate=0.05,
-        allowlist=Allowlist().with_([world.enclave.address], [batch.runtime_id]),
+        allowlist=Allowlist().approve(world.enclave.address, [batch.runtime_id]),
         verifier_secret=b"s",
     )
     verdict = verify_batch(batch, policy, dataset=frame, methods=["zk"], progress=False)
