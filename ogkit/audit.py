@@ -6,7 +6,8 @@ hash and agreement with the commitment; every hash, leaf and root; the attester'
 signature; that the attester was bound to the node and its measurement approved **as
 of the commit block** (rebuilt by replaying registry events, so a later revocation
 cannot make an honest old batch fail — it is shown as a notice); sampled
-re-execution; payments against the price stored at commit, the signed hub manifest
+re-execution; payments against the price stored at commit, the hub manifest the paid
+owner's ModelRegistry registration names by hash (not any manifest of the model id)
 and the documented fee split; and that the final status agrees with the verdict.
 Anything wrong is a :class:`AuditFinding` in the :class:`AuditReport`, never a crash.
 """
@@ -59,7 +60,8 @@ AUDIT_REASONS = {
     "measurement-not-approved": "the measurement was not approved at the commit block",
     "measurement-revoked-later": "the measurement was revoked after the commit (notice)",
     "model-unknown": "the ordered owner had not registered the model at the commit block",
-    "model-owner-mismatch": "the order paid another owner than the one who signed the manifest",
+    "model-owner-mismatch": "the paid owner's registration names a manifest it did not sign "
+    "(or one the hub does not hold)",
     "manifest-unavailable": "no signed hub manifest for the model (price not cross-checked)",
     "payment-mismatch": "payments differ from price × rows and the fee split",
     "verification-failed": "re-verifying the records found problems",
@@ -149,10 +151,22 @@ class _RegistryHistory:
              _hex(e["args"]["measurement"]))
             for e in ev("NodeRegistry", "AttesterBound")
         )  # fmt: skip
-        self.models = {
-            (_hex(e["args"]["modelId"]), e["args"]["owner"].lower()): e["blockNumber"]
+        # (model id, owner) -> (block, manifest hash the owner signed, price): registered once.
+        self.registrations = {
+            (_hex(e["args"]["modelId"]), e["args"]["owner"].lower()): (
+                e["blockNumber"],
+                _hex(e["args"]["manifestHash"]),
+                int(e["args"]["price"]),
+            )
             for e in ev("ModelRegistry", "ModelRegistered")
         }
+        self.models = {key: reg[0] for key, reg in self.registrations.items()}
+
+    def registered_manifest(self, model_id: str, owner: str, block: int) -> str | None:
+        """The manifest hash ``owner``'s registration of ``model_id`` names, if it had
+        registered it at ``block``: the hub manifest the owner signed for the chain."""
+        reg = self.registrations.get((model_id.lower(), owner.lower()))
+        return reg[1] if reg is not None and reg[0] <= block else None
 
     def measurement_kind(self, measurement: str, block: int) -> int:
         """The kind ``measurement`` was approved as at ``block`` (0: not approved)."""
@@ -371,8 +385,10 @@ def audit(
             try:
                 for difference in compare_with_chain(batch, found_on_chain):
                     add("commitment-mismatch", difference)
-                _check_manifest_owner(hub, batch, a["modelOwner"], add)
-                _check_manifest_price(hub, batch, row["price"], add)
+                registered = history.registered_manifest(
+                    row["model_id"], a["modelOwner"], commit_block
+                )
+                _check_manifest(hub, batch, a["modelOwner"], registered, row["price"], add)
                 # The pairs the registry bound at the commit block: the node's attester
                 # with its runtime id and the measurement its binding names.
                 allowlist = Allowlist()
@@ -480,29 +496,14 @@ def _gas(chain: ChainClient, commit: dict, finals: list[dict]) -> int:
     return total
 
 
-def _check_manifest_owner(hub: Hub, batch: AttestedBatch, owner: str, add) -> None:
-    """The order pays the owner who signed the hub manifest, nobody else."""
-    try:
-        entries = hub.index.by_model_id(batch.model_id)
-    except (HubError, OSError):
-        return
-    owners = set()
-    for entry in entries:
-        try:
-            entry.manifest.check_signature()
-        except HubError:
-            continue
-        owners.add(entry.manifest.owner.lower())
-    if owners and owner.lower() not in owners:
-        add(
-            "model-owner-mismatch",
-            f"the order paid {owner} for model {batch.model_id}, but the hub manifest is "
-            f"signed by {', '.join(sorted(owners))}",
-        )
-
-
-def _check_manifest_price(hub: Hub, batch: AttestedBatch, price: int, add) -> None:
-    """The requester agreed to the owner-signed hub price; the chain must not charge more."""
+def _check_manifest(
+    hub: Hub, batch: AttestedBatch, owner: str, registered: str | None, price: int, add
+) -> None:
+    """The order pays ``owner`` (the requester signed it) the price stored at commit; the
+    owner's ModelRegistry registration names, by hash, the hub manifest it signed
+    (``registered``). That manifest, and no other manifest of the same model id (anyone
+    may republish the bytes under another name, version, owner or price), must be signed
+    by the owner paid and state the price charged."""
     try:
         entries = hub.index.by_model_id(batch.model_id)
     except (HubError, OSError):
@@ -511,16 +512,35 @@ def _check_manifest_price(hub: Hub, batch: AttestedBatch, price: int, add) -> No
     for entry in entries:
         try:
             entry.manifest.check_signature()
-            signed.append(entry.manifest.price_per_inference)
         except HubError:
             continue
+        signed.append(entry.manifest)
     if not signed:
         add("manifest-unavailable", f"no signed manifest for model {batch.model_id} in the hub")
-    elif price not in signed:
+        return
+    if registered is None:
+        return  # not registered at commit: model-unknown says so
+    manifest = next((m for m in signed if m.manifest_hash().lower() == registered), None)
+    if manifest is None:
+        by = ", ".join(sorted({f"{m.ref} by {m.owner.lower()}" for m in signed}))
+        add(
+            "model-owner-mismatch",
+            f"the order paid {owner}, whose registration of model {batch.model_id} names "
+            f"manifest {registered}; no signed manifest in the hub has that hash (the hub "
+            f"holds {by})",
+        )
+        return
+    if manifest.owner.lower() != owner.lower():
+        add(
+            "model-owner-mismatch",
+            f"the order paid {owner} for model {batch.model_id}, but the manifest its "
+            f"registration names ({manifest.ref}) is signed by {manifest.owner.lower()}",
+        )
+    if price != manifest.price_per_inference:
         add(
             "payment-mismatch",
-            f"charged {price} per inference at commit, but the owner's "
-            f"signed manifest says {', '.join(map(str, sorted(set(signed))))}",
+            f"charged {price} per inference at commit, but the owner's signed manifest says "
+            f"{manifest.price_per_inference} ({manifest.ref}, the one its registration names)",
         )
 
 

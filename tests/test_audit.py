@@ -268,6 +268,92 @@ def test_order_paying_another_owner_than_the_manifest_signer(world):
     assert world.manifest.owner.lower() in detail["detail"][0]
 
 
+def _register(world, signer, price: int, manifest_hash: str) -> None:
+    """``signer``'s own ModelRegistry registration of the world's model bytes."""
+    from ogkit.settle import registration_typed_data
+
+    m = world.manifest
+    deadline = world.chain.block_timestamp() + 3600
+    typed = registration_typed_data(
+        world.chain, m.model_id, signer.address, price, manifest_hash, deadline
+    )
+    registry = world.chain.contract("ModelRegistry")
+    world.chain.transact(
+        registry.functions.registerModel(
+            (
+                bytes.fromhex(m.model_id[2:]),
+                signer.address,
+                price,
+                bytes.fromhex(manifest_hash[2:]),
+                deadline,
+                m.name,
+                m.version,
+                "",
+            ),
+            bytes.fromhex(signer.sign_typed_data(typed)[2:]),
+        ),
+        signer,
+    )
+
+
+def _republish(world, tabular_path, name: str, price: int, signer):
+    """Someone publishes the world's model bytes again in the hub: another name, owner
+    and price, validly signed (the hub is permissionless)."""
+    copy = world.hub.publish(tabular_path, name=name, version="9.0.0", price=price, signer=signer)
+    assert copy.model_id == world.manifest.model_id
+    return copy
+
+
+def test_republished_manifest_does_not_vouch_for_a_squatters_registration(world, tabular_path):
+    """The squatter registers the owner's manifest (name, version, hash) under its own key
+    and republishes the bytes under its own signed manifest. Some signed manifest of the
+    model id is the squatter's, but not the one its registration names: that one is the
+    owner's, so the order paid someone who did not sign it."""
+    squatter = KeyStore(world.home).ensure_dev_key("squatter")
+    world.chain.fund(squatter.address, eth=10**19)
+    _republish(world, tabular_path, "tab-mirror", 1000, squatter)
+    _register(world, squatter, 1000, world.manifest.manifest_hash())
+    batch = world.batch("squatted-republished")
+    world.settle_fully(batch, world.order(batch, owner=squatter.address))
+    report = world.audit(batch_ids=[batch.batch_id])
+    assert _reasons(report, batch) == {"model-owner-mismatch": "fail"}
+    detail = report.findings["detail"][0]
+    assert "tab@1.0.0" in detail and world.manifest.owner.lower() in detail
+
+
+def test_squatter_paid_for_its_own_consistent_registration_is_what_the_order_signed(
+    world, tabular_path
+):
+    """Registrations are keyed by (model, owner): a registration naming the payee's own
+    signed manifest at the price charged is what the requester ordered and paid for."""
+    squatter = KeyStore(world.home).ensure_dev_key("squatter")
+    world.chain.fund(squatter.address, eth=10**19)
+    own = _republish(world, tabular_path, "tab-own", 1000, squatter)
+    _register(world, squatter, 1000, own.manifest_hash())
+    batch = world.batch("own-registration")
+    world.settle_fully(batch, world.order(batch, owner=squatter.address))
+    report = world.audit(batch_ids=[batch.batch_id])
+    assert report.passed and _reasons(report, batch) == {}, report.findings
+
+
+def test_republished_price_does_not_cover_a_raised_price(world, tabular_path):
+    """Someone republishes the model at 5,000 per row; the owner raises its on-chain price
+    to 5,000 and a requester's cap allows it. The owner's registered manifest says 1,000:
+    the republished price is nobody's agreement with this owner."""
+    stranger = KeyStore(world.home).ensure_dev_key("stranger")
+    _republish(world, tabular_path, "tab-premium", 5000, stranger)
+    registry = world.chain.contract("ModelRegistry")
+    world.chain.transact(
+        registry.functions.setPrice(bytes.fromhex(world.manifest.model_id[2:]), 5000),
+        world.s["owner"],
+    )
+    batch = world.batch("repriced")
+    world.settle_fully(batch, world.order(batch, price=5000))
+    report = world.audit(batch_ids=[batch.batch_id])
+    assert _reasons(report, batch) == {"payment-mismatch": "fail"}
+    assert "says 1000" in report.findings["detail"][0]
+
+
 def test_artefact_that_is_not_what_the_chain_committed(world):
     """The node commits one batch's claim with another batch's artefact id: everything the
     chain recorded is compared with the artefact it points to."""
