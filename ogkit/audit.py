@@ -398,7 +398,13 @@ def audit(
                 try:
                     verdict = verify_batch(
                         batch,
-                        VerifyPolicy(sample_rate=sample_rate, allowlist=allowlist),
+                        VerifyPolicy(
+                            sample_rate=sample_rate,
+                            allowlist=allowlist,
+                            # Evidence as of the commit's block time (the node chose the
+                            # claim's): the same verdict however late the audit runs.
+                            trusted_time=int(a["committedAt"]),
+                        ),
                         # The requester signed the dataset commitment in its order.
                         commitment=DatasetCommitment(a["datasetId"], int(a["rowCount"])),
                         requester=a["requester"],

@@ -21,7 +21,9 @@ states is taken on trust:
   a sampled row is re-run inside its original mini-batch and compared bit for bit
   (or within the ULP bound the batch signed, if the verifier allows that much);
 - hardware evidence (an Intel TDX/SGX quote, an AWS Nitro document) is verified again
-  against its pinned root as of the claim's signed time, its report data must commit to
+  against its pinned root as of a time the node does not choose (the block time of the
+  batch's on-chain commit, ``VerifyPolicy.trusted_time``, else the verifier's own
+  clock; never the claim's timestamp, which the node writes), its report data must commit to
   the attester's key and the runtime id, its measurement must be approved as its kind
   and the policy (debug, TCB status, expired collateral) must hold (docs/tee.md).
 """
@@ -118,7 +120,7 @@ REASONS = {
     "unapproved-measurement": "the attester's measurement (runtime id) is not approved",
     "evidence-mismatch": "the attester's evidence names another measurement than the claim",
     "claim-mismatch": "the signed claim disagrees with the batch manifest",
-    "claim-timestamp": "the claim is dated in the future",
+    "claim-timestamp": "the claim is dated in the future, or after the commit that settled it",
     "domain-mismatch": "the claim is for another chain or settlement contract",
     "runtime-id": "the runtime fingerprint does not hash to the runtime id",
     "batch-id": "the batch id is not the one derived from this job (replayed claim?)",
@@ -302,6 +304,11 @@ class VerifyPolicy:
     evidence: EvidencePolicy = field(default_factory=EvidencePolicy)
     # True: a batch without verified hardware evidence (the software enclave) fails.
     require_hardware: bool = False
+    # Unix time hardware evidence is verified at, one the node does not choose: the block
+    # time of the batch's on-chain commit (its record's committedAt), for a verifier that
+    # read the batch from the chain. None: the verifier's own clock. Never the claim's
+    # timestamp: the node writes it, and would backdate it into stale collateral's window.
+    trusted_time: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -310,6 +317,12 @@ class VerifyPolicy:
             raise ConfigError("max_ulp must be >= 0")
         if self.allowlist is None:
             raise ConfigError("allowlist must be an Allowlist (give the verifier's own)")
+        if self.trusted_time is not None and (
+            isinstance(self.trusted_time, bool)
+            or not isinstance(self.trusted_time, int)
+            or self.trusted_time < 0
+        ):
+            raise ConfigError("trusted_time must be unix seconds (the commit block's time) or None")
 
 
 @dataclass(frozen=True)
@@ -1041,6 +1054,15 @@ def _check_claim(
         findings.append(
             Finding("claim-timestamp", f"claim is dated {claim.timestamp}, ahead of now")
         )
+    elif policy.trusted_time is not None and claim.timestamp > (
+        policy.trusted_time + MAX_CLOCK_SKEW_S
+    ):
+        findings.append(
+            Finding(
+                "claim-timestamp",
+                f"claim is dated {claim.timestamp}, after the commit at {policy.trusted_time}",
+            )
+        )
     if policy.expected_domain is not None and (
         policy.expected_domain.chain_id != m.domain.chain_id
         or policy.expected_domain.verifying_contract.lower() != m.domain.verifying_contract.lower()
@@ -1103,8 +1125,10 @@ def _check_evidence(
     batch: AttestedBatch, policy: VerifyPolicy, findings: list[Finding], notices: list[str]
 ) -> dict[str, Any] | None:
     """The attester's evidence. The software enclave's must say it is not hardware and
-    measure the runtime id; hardware evidence is verified again (ogkit.tee) as of the
-    claim's signed timestamp. Any other kind is refused rather than believed."""
+    measure the runtime id; hardware evidence is verified again (ogkit.tee) as of
+    ``policy.trusted_time`` (the commit's block time), else the verifier's clock: never
+    the claim's timestamp, which the node chooses. Any other kind is refused rather than
+    believed."""
     m = batch.manifest
     claim = m.claim
     evidence = m.attester
@@ -1136,11 +1160,14 @@ def _check_evidence(
     from ogkit.tee.evidence import check_evidence
 
     allow = policy.allowlist
+    trusted = policy.trusted_time is not None
     check = check_evidence(
         evidence,
         attester=claim.attester,
         runtime_id=claim.runtime_id,
-        at=claim.timestamp,
+        at=policy.trusted_time if trusted else int(time.time()),
+        claimed_at=claim.timestamp,
+        when="the batch's commit time" if trusted else "the verifier's clock",
         approved=allow.measurements_of(claim.attester),
         kinds=allow.kinds,
         policy=policy.evidence,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
             )
         requester = requester or found.record["requester"]
         model = model or found.record["modelId"]
+        # Hardware evidence is verified as of the commit's block time, not the claim's.
+        policy = dataclasses.replace(policy, trusted_time=int(found.record["committedAt"]))
     with dask_client(args, settings) as client:
         verdict = verify_batch(
             args.artifact,

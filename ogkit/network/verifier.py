@@ -330,6 +330,8 @@ def verify_task(
         allowlist=chain_allowlist(chain, found),
         verifier_secret=secret,
         expected_domain=claim_domain(chain),
+        # Evidence is verified as of the commit's block time: the node chose the claim's.
+        trusted_time=int(found.record["committedAt"]),
     )
     task = VerifyTask(
         manifest=batch.manifest.to_dict(),

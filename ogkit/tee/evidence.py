@@ -11,9 +11,13 @@ The evidence is the ``attester`` object of a batch manifest (canonical JSON)::
      "document": "<base64>"                      # nitro: the COSE_Sign1 document
      "generated_at": 1700000000}                 # unix s, the attester's clock
 
-:func:`check_evidence` verifies it as of the claim's signed timestamp (what the
-settlement contract bounds to the commit time), so a batch that was honest when it was
-made still verifies after its collateral has expired; that is a notice, not a finding.
+:func:`check_evidence` verifies it as of a time the caller trusts and the node does not
+choose: the block time of the batch's on-chain commit (``ogkit.verify`` passes
+``VerifyPolicy.trusted_time``), else the verifier's own clock. Never the claim's
+timestamp: the node writes it, and a node whose collateral has expired or whose TCB was
+revoked would backdate its claims into the old collateral's window. So a batch committed
+while its collateral was valid still verifies, as of its commit, after the collateral has
+expired (a notice, not a finding).
 It is accepted as hardware-backed only when the evidence verifies against its pinned
 root, the key it commits to is the claim's attester, its measurement is approved as its
 kind, and the debug/TCB policy holds.
@@ -59,7 +63,8 @@ TEE_REASONS = {
     "its kind",
     "tee-evidence-invalid": "the quote or document does not verify to the pinned root "
     "(tampered, forged or another root)",
-    "tee-collateral-expired": "the collateral or certificates were not valid at the claim's time",
+    "tee-collateral-expired": "the collateral or certificates were not valid at the "
+    "verification time (the batch's commit time, else the verifier's clock)",
     "tee-evidence-stale": "the evidence was made after the claim or too long before it",
     "tee-tcb-out-of-date": "the platform's TCB status is not one the policy accepts",
     "tee-debug": "the evidence is from a debug enclave",
@@ -227,19 +232,25 @@ def check_evidence(
     attester: str,
     runtime_id: str,
     at: int,
+    claimed_at: int | None = None,
+    when: str = "the verification time",
     approved: Collection[str] = (),
     kinds: Mapping[str, int] | None = None,
     policy: EvidencePolicy | None = None,
     now: float | None = None,
 ) -> EvidenceCheck:
-    """Verify hardware ``evidence`` for a claim by ``attester`` over ``runtime_id``,
-    signed at unix time ``at``. ``approved`` holds the approved measurement hashes
-    (lower-case 0x hex) and ``kinds`` the kind each was approved as, where known. Never
-    raises on what the evidence holds: every problem is a ``(reason, detail)`` finding."""
+    """Verify hardware ``evidence`` for a claim by ``attester`` over ``runtime_id`` as of
+    unix time ``at``, a time the node did not choose (``when`` names it in notices: the
+    batch's commit time, the verifier's clock). ``claimed_at`` is the claim's own
+    timestamp (default ``at``): a Nitro document must be dated near it. ``approved``
+    holds the measurement hashes approved for this attester (lower-case 0x hex) and
+    ``kinds`` the kind each was approved as, where known. Never raises on what the
+    evidence holds: every problem is a ``(reason, detail)`` finding."""
     import time
 
     policy = policy or EvidencePolicy()
     now = time.time() if now is None else now
+    claimed = int(at) if claimed_at is None else int(claimed_at)
     out = EvidenceCheck(None)
     kind = evidence.get("kind")
     if kind not in HARDWARE_KINDS:
@@ -255,7 +266,7 @@ def check_evidence(
     out.claims = claims
     if policy.allow_expired_collateral and claims.verified_at != int(at):
         out.notices.append(
-            f"tee: the {kind} collateral was not valid at the claim's time {_iso(int(at))}; "
+            f"tee: the {kind} collateral was not valid at {when} {_iso(int(at))}; "
             f"checked at {_iso(claims.verified_at)} instead (allow_expired_collateral)"
         )
     if address_of(public_key).lower() != attester.lower():
@@ -307,19 +318,20 @@ def check_evidence(
         )
     out.findings.extend(policy_findings(claims, policy))
     if claims.generated_at is not None and (
-        claims.generated_at > at + MAX_CLOCK_SKEW_S
-        or claims.generated_at < at - policy.max_evidence_age_s
+        claims.generated_at > min(claimed, int(at)) + MAX_CLOCK_SKEW_S
+        or claims.generated_at < claimed - policy.max_evidence_age_s
     ):
         out.findings.append(
             (
                 "tee-evidence-stale",
                 f"the {claims.tee} evidence is dated {_iso(claims.generated_at)}, the claim "
-                f"{_iso(int(at))} (at most {policy.max_evidence_age_s} s before it)",
+                f"{_iso(claimed)} (at most {policy.max_evidence_age_s} s before it), "
+                f"{when} {_iso(int(at))}",
             )
         )
     if now > claims.valid_until and not out.findings:
         out.notices.append(
-            f"tee: the {claims.tee} evidence verified as of the claim's time {_iso(int(at))}; "
+            f"tee: the {claims.tee} evidence verified as of {when} {_iso(int(at))}; "
             f"its collateral has expired since ({_iso(claims.valid_until)})"
         )
     return out

@@ -1,8 +1,8 @@
 """Real TEE evidence (tests/tee/vectors, sources in its README) and the times it verifies at.
 
 Collateral and certificates expire, so each vector is verified at a pinned unix time
-inside its validity window, the way a verifier re-checks an old batch at the claim's
-signed time.
+inside its validity window, the way a verifier re-checks an old batch as of its commit's
+block time.
 """
 
 from __future__ import annotations

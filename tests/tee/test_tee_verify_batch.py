@@ -1,6 +1,7 @@
-"""Hardware evidence travelling in a batch and re-verified by ``verify_batch`` at the claim's
-signed time: real quotes and documents, their findings in the verdict, and the
-software enclave's path unchanged.
+"""Hardware evidence travelling in a batch and re-verified by ``verify_batch`` as of the
+batch's commit time (``trusted_time``; the claim's own time is the node's word, see
+test_residual_tee_time.py): real quotes and documents, their findings in the verdict,
+and the software enclave's path unchanged.
 
 The batch is made by the real pipeline; its attester evidence is then replaced by a real
 quote (or document) and the claim re-signed with the attester's key at a time inside the
@@ -110,14 +111,15 @@ def test_real_tdx_quote_in_a_batch_is_reverified_and_its_key_refused(node, publi
     signer, batch = node
     hw = _with_evidence(batch, signer, _tdx(batch, signer), TDX_V4.at)
     m = verify_evidence(hw.manifest.attester, at=TDX_V4.at).measurement
-    verdict = _verify(hw, _allow(signer, batch, m), published)
+    verdict = _verify(hw, _allow(signer, batch, m), published, trusted_time=TDX_V4.at)
     assert verdict.reasons() == {"tee-key-mismatch": 1}
     assert verdict.hardware["claims"]["tee"] == "tdx"
     assert verdict.hardware["claims"]["tcb_status"] == "UpToDate"
     assert verdict.hardware["claims"]["verified_at"] == TDX_V4.at
     assert not verdict.hardware["hardware_backed"]
     # Not approved: the measurement is named too.
-    unapproved = _verify(hw, Allowlist().approve(signer.address, [batch.runtime_id]), published)
+    allow = Allowlist().approve(signer.address, [batch.runtime_id])
+    unapproved = _verify(hw, allow, published, trusted_time=TDX_V4.at)
     assert unapproved.reasons() == {"tee-key-mismatch": 1, "tee-measurement-unapproved": 1}
 
 
@@ -127,7 +129,7 @@ def test_tampered_quote_in_a_batch_is_refused(node, published):
     quote = bytearray(TDX_V4.quote)
     quote[48 + 520] ^= 1  # inside the report data
     hw = _with_evidence(batch, signer, _tdx(batch, signer, bytes(quote)), TDX_V4.at)
-    verdict = _verify(hw, _allow(signer, batch), published)
+    verdict = _verify(hw, _allow(signer, batch), published, trusted_time=TDX_V4.at)
     assert verdict.reasons() == {"tee-evidence-invalid": 1}
 
 
@@ -135,7 +137,7 @@ def test_tampered_quote_in_a_batch_is_refused(node, published):
 def test_claim_signed_after_the_collateral_expired_is_refused(node, published):
     signer, batch = node
     hw = _with_evidence(batch, signer, _tdx(batch, signer), TDX_V4.at + 40 * 86400)
-    verdict = _verify(hw, _allow(signer, batch), published)
+    verdict = _verify(hw, _allow(signer, batch), published, trusted_time=TDX_V4.at + 40 * 86400)
     assert verdict.reasons() == {"tee-collateral-expired": 1}
 
 
@@ -150,7 +152,7 @@ def test_real_nitro_debug_document_in_a_batch_is_refused(node, published):
     )
     hw = _with_evidence(batch, signer, evidence, NITRO_AT)
     m = verify_evidence(evidence, at=NITRO_AT).measurement
-    verdict = _verify(hw, _allow(signer, batch, m, kind=4), published)
+    verdict = _verify(hw, _allow(signer, batch, m, kind=4), published, trusted_time=NITRO_AT)
     assert verdict.reasons() == {"tee-key-mismatch": 1, "tee-debug": 1}
 
 
@@ -173,7 +175,7 @@ def test_old_honest_hardware_batch_still_verifies_with_a_notice(
     node, published, monkeypatch: pytest.MonkeyPatch
 ):
     """With the enclave's binding in place (the real quote's verified claims, report data
-    replaced), the batch passes as hardware-backed at its claim time, long after the
+    replaced), the batch passes as hardware-backed as of its commit time, long after the
     collateral expired: a notice says so."""
     signer, batch = node
     nonce = bytes.fromhex(batch.runtime_id[2:])
@@ -187,16 +189,15 @@ def test_old_honest_hardware_batch_still_verifies_with_a_notice(
     evidence = _tdx(batch, signer)
     hw = _with_evidence(batch, signer, evidence, TDX_V4.at)
     m = verify_evidence(evidence, at=TDX_V4.at).measurement
-    verdict = _verify(hw, _allow(signer, batch, m), published)
+    verdict = _verify(hw, _allow(signer, batch, m), published, trusted_time=TDX_V4.at)
     assert verdict.passed, verdict.findings
     assert verdict.summary().endswith("[tdx evidence: hardware-backed]")
     assert verdict.hardware["hardware_backed"] and verdict.hardware["claims"]["measurement"] == m
     assert any("expired since" in n for n in verdict.notices)
     assert base64.b64decode(hw.manifest.attester["quote"]) == TDX_V4.quote
     # Approved as another kind (Nitro) it is refused.
-    assert _verify(hw, _allow(signer, batch, m, kind=4), published).reasons() == {
-        "tee-measurement-unapproved": 1
-    }
+    wrong_kind = _verify(hw, _allow(signer, batch, m, kind=4), published, trusted_time=TDX_V4.at)
+    assert wrong_kind.reasons() == {"tee-measurement-unapproved": 1}
     assert (
         binding_digest(_public_key(signer), nonce)
         == report_data_for(_public_key(signer), nonce)[:32]
