@@ -194,9 +194,7 @@ def commit_batch(bench: Bench, rows: int, *, random_nonce: bool = False) -> Comm
     rng = np.random.default_rng(bench.seq)
     inputs = rng.integers(0, 256, (TREE_LEAVES, 32), dtype=np.uint8)
     outputs = rng.integers(0, 256, (TREE_LEAVES, 32), dtype=np.uint8)
-    leaves = leaf_hashes(
-        _b32(batch_id), _b32(MODEL), _b32(RUNTIME), np.arange(TREE_LEAVES), inputs, outputs
-    )
+    leaves = leaf_hashes(np.arange(TREE_LEAVES), inputs, outputs)  # spec §3.1: no ids
     tree = MerkleTree.from_leaf_hashes(leaves)
     claim = BatchClaim(
         batch_id,

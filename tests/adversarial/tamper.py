@@ -1854,20 +1854,30 @@ def _(h: Honest) -> dict:
     return build_receipt(f, 1, BASE_ROW - 500)
 
 
-@receipt_tamper("claim-runtime-id-differs", True)
+@receipt_tamper("claim-runtime-id-unapproved", None)
 def _(h: Honest) -> dict:
-    """The claim (re-signed) names another runtime id than the leaf."""
+    """The claim (re-signed) names a runtime id nobody approved; the leaf names none, so
+    only the allowlist refuses it (the JS check is given no allowlist here)."""
     f = Forge(h, "receipt-runtime")
     f.seal(claim={"runtime_id": "0x" + "77" * 32})
     return build_receipt(f, 1, BASE_ROW - 500)
 
 
-@receipt_tamper("claim-batch-id-differs", True)
+@receipt_tamper("leaf-values-carry-a-model-id", True)
 def _(h: Honest) -> dict:
-    """The claim (re-signed) names another batch id than the leaf."""
-    f = Forge(h, "receipt-batch-id")
-    f.seal(claim={"batch_id": "0x" + "99" * 32})
-    return build_receipt(f, 1, BASE_ROW - 500)
+    """A v3-style ``modelId`` (another model's) added to the leaf values: the leaf does
+    not hash it, so a reader who believed it would be told another model ran the row."""
+    r = honest_receipt(h)
+    r["leaf_values"]["modelId"] = "0x" + "66" * 32
+    return r
+
+
+@receipt_tamper("receipt-schema-v1", True)
+def _(h: Honest) -> dict:
+    """The receipt relabelled as the earlier layout's ``ogkit.receipt.v1``."""
+    r = honest_receipt(h)
+    r["schema"] = "ogkit.receipt.v1"
+    return r
 
 
 @receipt_tamper("claim-row-count-edited", True)

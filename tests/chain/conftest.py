@@ -449,20 +449,13 @@ def sign_permit(
 
 # --------------------------------------------------------------------------- Merkle trees
 
-LEAF_TYPES = ["bytes32", "bytes32", "bytes32", "uint256", "bytes32", "bytes32"]
+LEAF_TYPES = ["uint256", "bytes32", "bytes32"]
 
 
-def receipt_leaf(
-    batch_id: bytes,
-    model_id: bytes,
-    runtime_id: bytes,
-    row: int,
-    input_hash: bytes,
-    output_hash: bytes,
-) -> bytes:
-    """OpenZeppelin StandardMerkleTree leaf: keccak256(keccak256(abi.encode(values)))."""
-    values = [batch_id, model_id, runtime_id, row, input_hash, output_hash]
-    return keccak(keccak(abi_encode(LEAF_TYPES, values)))
+def receipt_leaf(row: int, input_hash: bytes, output_hash: bytes) -> bytes:
+    """The receipt leaf of docs/spec.md section 3.1, written here from the spec:
+    keccak256(abi.encode(rowIndex, inputHash, outputHash)), one hash."""
+    return keccak(abi_encode(LEAF_TYPES, [row, input_hash, output_hash]))
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
@@ -606,7 +599,7 @@ def make_batch(
     data = [
         (i, keccak(tag + b" input %d" % i), keccak(tag + b" output %d" % i)) for i in range(rows)
     ]
-    leaves = [receipt_leaf(batch_id, model_id, runtime_id, i, x, y) for i, x, y in data]
+    leaves = [receipt_leaf(i, x, y) for i, x, y in data]
     tree = MerkleTree(leaves)
     claim = {
         "batchId": batch_id,

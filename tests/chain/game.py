@@ -214,8 +214,7 @@ class Receipts:
                 (i, keccak(tag + b"input %d" % i), keccak(tag + b"output %d" % i))
                 for i in range(rows)
             ]
-        ids = (b32(batch_id), b32(model_id), b32(runtime_id))
-        leaves = b"".join(leaf_hash(*ids, i, x, y) for i, x, y in rows)
+        leaves = b"".join(leaf_hash(i, x, y) for i, x, y in rows)
         tree = MerkleTree.from_leaf_hashes(np.frombuffer(leaves, dtype=np.uint8).reshape(-1, 32))
         return cls(batch_id, model_id, runtime_id, tuple(rows), tree)
 

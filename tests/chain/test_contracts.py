@@ -1004,9 +1004,8 @@ def test_hashes_match_the_python_implementations(
     assert s.commitmentOf(b.batch_id).call() == stored == record_hash(from_event(ev).record)
     # receipt leaves: the contract, the test's reference and ogkit.crypto.merkle agree
     i, x, y = b.rows[3]
-    leaf = s.receiptLeaf(b.batch_id, MODEL_ID, RUNTIME_ID, i, x, y).call()
-    assert leaf == receipt_leaf(b.batch_id, MODEL_ID, RUNTIME_ID, i, x, y) == b.leaves[3]
-    assert leaf == leaf_hash(b.batch_id, MODEL_ID, RUNTIME_ID, i, x, y)
+    leaf = s.receiptLeaf(i, x, y).call()
+    assert leaf == receipt_leaf(i, x, y) == b.leaves[3] == leaf_hash(i, x, y)
 
 
 def test_signed_verdict_round_trips_to_the_contract(
@@ -1943,9 +1942,50 @@ def test_verify_receipt(w3: Any, tester: Any, world: Deployment, actors: Actors)
 
 def test_receipt_leaf_matches_spec_vector(world: Deployment) -> None:
     """docs/spec.md section 3.1 test vector, computed by the contract."""
-    ids = [bytes([b]) * 32 for b in (1, 2, 3)]
-    leaf = world.settlement.functions.receiptLeaf(*ids, 7, bytes([4]) * 32, bytes([5]) * 32).call()
-    assert leaf.hex() == "3fd0c3acb4d162e9e77598214924e0ed6ae0f71b6f5925e65493db916f9ec79a"
+    leaf = world.settlement.functions.receiptLeaf(7, bytes([4]) * 32, bytes([5]) * 32).call()
+    assert leaf.hex() == "16426041c31ff066c891b50b778da61103e5cffa782003d91030ab110c282666"
+
+
+def test_one_root_in_two_batches_counts_only_under_each_record(
+    w3: Any, world: Deployment, actors: Actors
+) -> None:
+    """A leaf names no batch (spec 3.1), so a node can commit the same rows (the same
+    leaves and root) as batches of two models. A receipt is included under a batch only
+    with that batch's own record (its model, runtime and requester); a challenge under
+    one batch id with the other's record is refused; the dispute opened on the second
+    batch is on that batch, whose record names the model the verifiers re-execute."""
+    d, a = world, actors
+    s = d.settlement.functions
+    other = keccak(b"another model, the same rows")
+    send(w3, registration_fn(d, a, other, price=0), a.relayer)
+    first = committed(w3, d, a, tag=b"v4 shared rows", nonce=11)
+    second = committed(w3, d, a, tag=b"v4 shared rows", nonce=12, model_id=other, max_price=0)
+    assert first.tree.root == second.tree.root and first.batch_id != second.batch_id
+    assert (first.record[6], second.record[6]) == (MODEL_ID, other)  # Record.modelId
+    i, x, y = first.rows[2]
+    proof = first.proof(2)
+    assert s.receiptLeaf(i, x, y).call() == first.leaves[2] == second.leaves[2]
+    for b in (first, second):
+        assert s.verifyReceipt(b.batch_id, b.record, i, x, y, proof).call() == [
+            True,
+            BatchStatus.PENDING,
+        ]
+    # the other batch's record is not taken under this batch id, whatever the leaf
+    assert s.verifyReceipt(second.batch_id, first.record, i, x, y, proof).call()[0] is False
+    assert s.verifyReceipt(first.batch_id, second.record, i, x, y, proof).call()[0] is False
+    ch = a.challenger
+    send(w3, d.token.functions.approve(d.settlement.address, 10 * BOND), ch)
+    commitment = s.challengeCommitment(ch, second.batch_id, i, HONEST, SALT).call()
+    send(w3, s.commitChallenge(commitment), ch)
+    crossed = s.challenge(second.batch_id, first.record, (i, x, y, HONEST, SALT), proof)
+    expect_revert(w3, crossed, ch, "RecordMismatch")
+    receipt = send(
+        w3, s.challenge(second.batch_id, second.record, (i, x, y, HONEST, SALT), proof), ch
+    )
+    (ev,) = events(d.settlement, "ChallengeOpened", receipt)
+    assert s.getDispute(ev.args.disputeId).call()[0] == second.batch_id
+    assert s.stateOf(second.batch_id).call()[0] == BatchStatus.DISPUTED
+    assert s.stateOf(first.batch_id).call()[0] == BatchStatus.PENDING  # untouched
 
 
 def test_merkle_tree_matches_openzeppelin_js() -> None:
@@ -1953,15 +1993,15 @@ def test_merkle_tree_matches_openzeppelin_js() -> None:
     lib = REPO / "node_modules" / "@openzeppelin" / "merkle-tree"
     if node is None or not lib.is_dir():
         pytest.skip("needs node and node_modules/@openzeppelin/merkle-tree (npm ci)")
-    batch_id, model_id = keccak(b"js batch"), keccak(b"js model")
     rows = [(i, keccak(b"in%d" % i), keccak(b"out%d" % i)) for i in range(6)]
-    tree = MerkleTree([receipt_leaf(batch_id, model_id, RUNTIME_ID, i, x, y) for i, x, y in rows])
-    hexes = ["0x" + h.hex() for h in (batch_id, model_id, RUNTIME_ID)]
-    values = [[*hexes, str(i), "0x" + x.hex(), "0x" + y.hex()] for i, x, y in rows]
+    tree = MerkleTree([receipt_leaf(i, x, y) for i, x, y in rows])
+    values = [[str(i), "0x" + x.hex(), "0x" + y.hex()] for i, x, y in rows]
     code = (
-        "import { StandardMerkleTree } from '@openzeppelin/merkle-tree';\n"
-        f"const t = StandardMerkleTree.of({json.dumps(values)}, "
-        "['bytes32','bytes32','bytes32','uint256','bytes32','bytes32']);\n"
+        "import { SimpleMerkleTree } from '@openzeppelin/merkle-tree';\n"
+        "import { AbiCoder, keccak256 } from 'ethers';\n"
+        f"const leaves = {json.dumps(values)}.map((v) => keccak256("
+        "AbiCoder.defaultAbiCoder().encode(['uint256','bytes32','bytes32'], v)));\n"
+        "const t = SimpleMerkleTree.of(leaves);\n"
         "console.log(JSON.stringify({root: t.root, proof: t.getProof(2)}));\n"
     )
     # --eval modules resolve bare imports from the working directory's node_modules
@@ -1975,7 +2015,7 @@ def test_merkle_tree_matches_openzeppelin_js() -> None:
     ).stdout
     result = json.loads(out)
     assert result["root"] == "0x" + tree.root.hex()
-    leaf = receipt_leaf(batch_id, model_id, RUNTIME_ID, *rows[2])
+    leaf = receipt_leaf(*rows[2])
     assert result["proof"] == ["0x" + p.hex() for p in tree.proof(leaf)]
 
 
@@ -2014,7 +2054,7 @@ def test_gas(w3: Any, tester: Any, world: Deployment, actors: Actors) -> None:
         tag = b"depth %d" % depth
         b = make_batch(w3, d, a, rows=1, tag=tag, nonce=nonce, model_id=free, max_price=0,
                        max_rows=2**depth)  # fmt: skip
-        leaf = receipt_leaf(b.batch_id, free, RUNTIME_ID, 0, keccak(b"i"), keccak(b"o"))
+        leaf = receipt_leaf(0, keccak(b"i"), keccak(b"o"))
         siblings = [keccak(tag + b"%d" % k) for k in range(depth)]
         b.claim["batchRoot"], b.claim["rowCount"] = path_root(leaf, siblings), 2**depth
         gas[f"commitBatch (2^{depth} rows, free)"] = commit(w3, d, a, resign(d, a, b))["gasUsed"]

@@ -892,9 +892,6 @@ class SettlementGame(RuleBasedStateMachine):
         inputs = [keccak(f"input {serial} {i}".encode()) for i in range(rows)]
         outputs = [keccak(f"output {serial} {i}".encode()) for i in range(rows)]
         leaves = leaf_hashes(
-            batch_id,
-            model_id,
-            RUNTIME_ID,
             np.arange(rows, dtype=np.uint64),
             np.frombuffer(b"".join(inputs), dtype=np.uint8).reshape(rows, 32),
             np.frombuffer(b"".join(outputs), dtype=np.uint8).reshape(rows, 32),

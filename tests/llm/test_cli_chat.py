@@ -35,7 +35,7 @@ def test_build_tiny_chat_and_verify(home, capsys, tmp_path):
     assert out["usage"]["completion_tokens"] == len(out["completion_ids"]) == 6
     assert isinstance(out["choices"][0]["message"]["content"], str)
     assert json.loads(receipt_file.read_text()) == out["receipt"]
-    runtime_id = out["receipt"]["leaf_values"]["runtimeId"]
+    runtime_id = out["receipt"]["claim"]["runtime_id"]
     assert (
         main(["allowlist", "add", "--attester", enclave.address, "--measurement", runtime_id]) == 0
     )

@@ -738,8 +738,9 @@ contract InferenceSettlement is EIP712 {
     }
 
     /// @notice Challenge one row of a Pending batch inside its window: the leaf rebuilt from
-    ///         (batchId, modelId, runtimeId, rowIndex, inputHash, outputHash) must be in the
-    ///         batch root and `claimedOutputHash` (the re-executed output hash) must differ.
+    ///         (rowIndex, inputHash, outputHash) must be in the root committed under
+    ///         `batchId` (whose record names the model and runtime the row is judged by)
+    ///         and `claimedOutputHash` (the re-executed output hash) must differ.
     ///         Needs an earlier `commitChallenge` by the caller; posts `challengeBond`.
     function challenge(
         bytes32 batchId,
@@ -792,8 +793,7 @@ contract InferenceSettlement is EIP712 {
         if (committedIn == 0 || committedIn >= block.number) revert ChallengeNotCommitted();
         if (c.rowIndex >= r.rowCount) revert RowOutOfRange(c.rowIndex, r.rowCount);
         if (c.claimedOutputHash == c.outputHash) revert NoDiscrepancy();
-        bytes32 leaf =
-            receiptLeaf(batchId, r.modelId, r.runtimeId, c.rowIndex, c.inputHash, c.outputHash);
+        bytes32 leaf = receiptLeaf(c.rowIndex, c.inputHash, c.outputHash);
         if (!MerkleProof.verifyCalldata(proof, r.batchRoot, leaf)) revert InvalidProof();
     }
 
@@ -1032,7 +1032,9 @@ contract InferenceSettlement is EIP712 {
     // ------------------------------------------------------------------ views
 
     /// @notice Whether a receipt row is in a committed batch: the leaf is computed from its
-    ///         fields (an internal node of the tree cannot pass) and the row must be in range.
+    ///         fields (an internal node of the tree cannot pass), the row must be in range,
+    ///         and the root is the one committed under `batchId` (`r` must be its record, so
+    ///         the batch's model, runtime and requester are the record's, never the caller's).
     ///         A receipt counts only when `included` and `status` is Finalized; a Slashed
     ///         batch's rows are reported with their status.
     function verifyReceipt(
@@ -1050,26 +1052,21 @@ contract InferenceSettlement is EIP712 {
             return (false, status);
         }
         if (rowIndex >= r.rowCount) return (false, status);
-        bytes32 leaf = receiptLeaf(batchId, r.modelId, r.runtimeId, rowIndex, inputHash, outputHash);
+        bytes32 leaf = receiptLeaf(rowIndex, inputHash, outputHash);
         included = MerkleProof.verifyCalldata(proof, r.batchRoot, leaf);
     }
 
-    /// @notice The StandardMerkleTree leaf of one receipt row:
-    ///         keccak256(bytes.concat(keccak256(abi.encode(batchId, modelId, runtimeId,
-    ///         rowIndex, inputHash, outputHash)))).
-    function receiptLeaf(
-        bytes32 batchId,
-        bytes32 modelId,
-        bytes32 runtimeId,
-        uint256 rowIndex,
-        bytes32 inputHash,
-        bytes32 outputHash
-    ) public pure returns (bytes32) {
-        return keccak256(
-            bytes.concat(
-                keccak256(abi.encode(batchId, modelId, runtimeId, rowIndex, inputHash, outputHash))
-            )
-        );
+    /// @notice The leaf of one receipt row (spec §3.1): keccak256(abi.encode(rowIndex,
+    ///         inputHash, outputHash)), one hash of 96 bytes. An internal node hashes 64
+    ///         bytes, so no node passes as a leaf short of a keccak256 collision. The leaf
+    ///         names no batch: it counts only under the record committed for `batchId`,
+    ///         whose root, model and runtime the node's signed claim set.
+    function receiptLeaf(uint256 rowIndex, bytes32 inputHash, bytes32 outputHash)
+        public
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(rowIndex, inputHash, outputHash));
     }
 
     /// @notice keccak256(abi.encode(modelId, datasetId, requester, chainId, this contract,
