@@ -176,6 +176,7 @@ def test_compiles_when_no_cache_dir_is_writable(tmp_path: Path) -> None:
 def test_cache_write_failure_recompiles(monkeypatch: pytest.MonkeyPatch) -> None:
     """An OSError from the kernel's first call (cache dir gone read-only) triggers a rebuild."""
     monkeypatch.delenv("OGKIT_NO_NUMBA", raising=False)
+    kmod.warm_up()  # numba imported and the kernels wrapped (done on first use)
     real_kernel = kmod._rows_kernel
 
     def failing(*_args: object) -> np.ndarray:

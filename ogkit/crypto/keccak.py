@@ -14,9 +14,11 @@ Ethereum's ``keccak256`` is the original Keccak submission (pad ``0x01 … 0x80`
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -114,13 +116,12 @@ _RC = _round_constants()
 # (bench/README.md). A group that is not full hashes zero rows in the spare slots and
 # drops their digests.
 
-try:
-    import numba
-
-    _HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
-    _HAVE_NUMBA = False
+# numba is imported when a kernel is first needed (:func:`numba_enabled`), not with this
+# module: the import costs about 0.15 s, which every command that hashes no rows saves.
+_HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+numba: Any = None
+_load_lock = threading.Lock()
+_loaded = False
 
 _WIDTH = 8  # messages hashed in lockstep
 
@@ -326,19 +327,38 @@ def _sorted_pairs_kernel_py(pairs: np.ndarray, out: np.ndarray) -> None:
                 digest[g + j, k] = st[k * w + j]
 
 
-if _HAVE_NUMBA:
-    # inline="always" at numba-IR level: the rotation must fold to one rotate instruction
-    _rol = _jit(_rol_py, inline="always")
-    _keccak_f = _jit(_keccak_f_py)
-    _word = _jit(_word_py, inline="always")
-    _rows_kernel = _jit(_rows_kernel_py)
-    _sorted_pairs_kernel = _jit(_sorted_pairs_kernel_py)
-else:  # pragma: no cover - depends on the environment
-    _rol = _rol_py
-    _keccak_f = _keccak_f_py
-    _word = _word_py
-    _rows_kernel = None
-    _sorted_pairs_kernel = None
+# Until :func:`_load` wraps them, the kernels are their plain Python versions (too slow
+# to use: the public functions fall back to the C library instead).
+_rol = _rol_py
+_keccak_f = _keccak_f_py
+_word = _word_py
+_rows_kernel: Any = None
+_sorted_pairs_kernel: Any = None
+
+
+def _load() -> bool:
+    """Import numba and wrap the kernels, once per process (thread-safe); False when numba
+    cannot be imported. numba compiles them (or loads them from its cache) on first call."""
+    global _loaded, _HAVE_NUMBA, numba, _rol, _keccak_f, _word, _rows_kernel
+    global _sorted_pairs_kernel
+    if _loaded:
+        return _HAVE_NUMBA
+    with _load_lock:
+        if not _loaded:
+            try:
+                import numba as imported
+            except ImportError:  # pragma: no cover - depends on the environment
+                _HAVE_NUMBA = False
+            else:
+                numba = imported
+                # inline="always" at numba-IR level: the rotation must fold to one rotate
+                _rol = _jit(_rol_py, inline="always")
+                _keccak_f = _jit(_keccak_f_py)
+                _word = _jit(_word_py, inline="always")
+                _rows_kernel = _jit(_rows_kernel_py)
+                _sorted_pairs_kernel = _jit(_sorted_pairs_kernel_py)
+            _loaded = True
+    return _HAVE_NUMBA
 
 
 def _rebuild_uncached() -> None:
@@ -355,7 +375,9 @@ def _rebuild_uncached() -> None:
 def numba_enabled() -> bool:
     """True when :func:`keccak256_rows` uses the numba kernel (numba importable, not disabled
     with ``OGKIT_NO_NUMBA=1``, little-endian host)."""
-    return _HAVE_NUMBA and os.environ.get("OGKIT_NO_NUMBA", "") != "1" and sys.byteorder == "little"
+    if os.environ.get("OGKIT_NO_NUMBA", "") == "1" or sys.byteorder != "little":
+        return False
+    return _HAVE_NUMBA and _load()
 
 
 def _call(kernel_name: str, *args: Any) -> Any:
