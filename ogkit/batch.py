@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from ogkit.attest import BatchClaim, ClaimDomain, PartitionAttestation, is_address, is_hex32
 from ogkit.crypto.encoding import dtype_code
-from ogkit.crypto.merkle import LEAF_TYPES, MerkleTree, compose_proof
+from ogkit.crypto.merkle import LEAF_TYPES, MerkleTree, compose_proof, input_leaf_hashes
 from ogkit.dataset import UNREADABLE, DataSource, open_stored_dataset, plan_from_bindings
 from ogkit.errors import (
     ArtifactError,
@@ -60,6 +60,7 @@ __all__ = [
     "read_inputs",
     "read_partition_file",
     "read_records",
+    "records_input_leaves",
     "records_to_parquet",
     "safe_records_path",
     "store_batch",
@@ -676,13 +677,24 @@ def records_to_parquet(att: PartitionAttestation, outputs: Mapping[str, np.ndarr
     # Hashes and float bytes neither compress nor dictionary-encode: skipping both makes
     # writing ~5x faster for the same size. Row indices keep statistics for range reads.
     pq.write_table(
-        pa.table(columns),
+        pa.Table.from_arrays(list(columns.values()), names=list(columns)),
         sink,
         compression="none",
         use_dictionary=False,
         write_statistics=["row_index"],
     )
     return sink.getvalue()
+
+
+def records_input_leaves(data: bytes, offset: int, rows: int) -> np.ndarray:
+    """The input-root leaves of a partition from its own records' row indices and input
+    hashes (a resumed run rebuilds the input root from the partitions it finished)."""
+    table = pq.read_table(io.BytesIO(data), columns=["row_index", "input_hash"])
+    index = _column(table, "row_index").to_numpy()
+    expected = np.arange(offset, offset + rows, dtype=np.uint64)
+    if not np.array_equal(index, expected):
+        raise ArtifactError(f"records must hold rows {offset}..{offset + rows - 1} in order")
+    return input_leaf_hashes(expected, _hash_rows(_column(table, "input_hash"), "input_hash"))
 
 
 @dataclass
@@ -784,6 +796,8 @@ class PartitionResult:
     seconds: dict[str, float] = field(default_factory=dict)
     worker: str = ""
     output_shapes: dict[str, list[int]] = field(default_factory=dict)
+    # the rows' input-root leaves, on their way to the worker that builds the input root
+    input_leaves: np.ndarray | None = field(default=None, repr=False)
 
     def meta(self, path: str) -> dict[str, Any]:
         return {
@@ -801,12 +815,14 @@ class PartitionResult:
 
 # -- staging: the batch's folder while it is being written --------------------
 class BatchStaging:
-    """The batch's folder in the store: job parameters, then partitions as they finish."""
+    """A folder of partitions in the store: job parameters, then partitions as they
+    finish. A run stages its partitions under its run key (``run-…``) until the input
+    root decides the batch id, then moves them into the batch's folder (``0x…``)."""
 
-    def __init__(self, store: ContentStore, batch_id: str, *, clean: bool = True) -> None:
+    def __init__(self, store: ContentStore, key: str, *, clean: bool = True) -> None:
         """``clean=False`` on workers: only the run's own process tidies the folder."""
         self.store = store
-        self.prefix = f"batches/{batch_id}"
+        self.prefix = f"batches/{key}"
         if not clean:
             return
         # A run killed mid-write leaves only temporary files (writes are write-then-move).
@@ -858,6 +874,35 @@ class BatchStaging:
         # The meta file is written last: its presence marks the partition finished.
         self.store.write_bytes(self._meta_path(result.index), json.dumps(meta).encode())
         return meta
+
+    def adopt(self, other: BatchStaging, meta: dict[str, Any]) -> dict[str, Any]:
+        """Move a finished partition (records, then its meta) from ``other``'s folder into
+        this one; returns its meta here. A partition already here stays as it is."""
+        index = meta["index"]
+        path = self.records_path(index)
+        if meta["path"] == path:
+            return meta
+        self.store.move(meta["path"], path)
+        moved = {**meta, "path": path}
+        # A crash before this line leaves the other folder's meta pointing at nothing:
+        # that partition then runs again, nothing else is lost.
+        self.store.write_bytes(self._meta_path(index), json.dumps(moved).encode())
+        other.store.remove(other._meta_path(index))
+        return moved
+
+    def batch_pointer(self) -> str | None:
+        """The batch id a run's partitions were moved into, once known."""
+        path = f"{self.prefix}/BATCH"
+        return self.store.read_bytes(path).decode().strip() if self.store.exists(path) else None
+
+    def set_batch_pointer(self, batch_id: str) -> None:
+        self.store.write_bytes(f"{self.prefix}/BATCH", batch_id.encode())
+
+    def remove(self) -> None:
+        """Delete the folder (and ``batches/`` if nothing else is left in it)."""
+        self.store.remove(self.prefix, recursive=True)
+        if not self.store.listdir("batches"):
+            self.store.remove("batches", recursive=True)
 
     def artifact_pointer(self) -> str | None:
         path = f"{self.prefix}/ARTIFACT"

@@ -1,15 +1,19 @@
 """Verified batch inference: load → infer → attest per partition on Dask, then sign.
 
-:func:`run_verified_inference` is the composition the CLI and notebooks call. On Dask
-each partition is read once by :func:`infer_partition` (input hashes, the model run,
-output hashes) while one worker builds the input root, which decides the batch id;
-then :func:`attest_inferred` builds the leaves and the partition tree where the
-partition's results are, serialises its records and writes them (then a small meta
-file that marks the partition done) straight into the store. Without Dask,
-:func:`run_partition` does all of it in this process. Only metadata comes back to the
-caller, which never holds a row's bytes; the dataset itself is stored once beside the
-batch (records hold no inputs). An interrupted run loses nothing: running the same job
-again skips finished partitions and gives the same batch root.
+:func:`run_verified_inference` is the composition the CLI and notebooks call. Each
+partition is one task (:func:`run_partition`, on a Dask worker or in this process): it
+reads its rows once, hashes them (the input root's leaves), runs the model, hashes the
+outputs, builds the leaves and the partition tree, and writes its records (then a small
+meta file that marks it done) straight into the store. A leaf names no batch, so no
+partition waits for another: only the input root (built by one worker from every
+partition's input leaves), the batch id it decides, the batch tree and the claim need
+them all. Until the batch id is known a partition's records are staged in the run's own
+folder, keyed by what decides the batch id except the input root (the model and
+runtime, the data's content fingerprint, the requester, the claim domain, the job and
+how the rows are run); they are then moved into the batch's folder. Only metadata comes
+back to the caller, which never holds a row's bytes; the dataset itself is stored once
+beside the batch (records hold no inputs). An interrupted run loses nothing: running the
+same job again skips finished partitions and gives the same batch root.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,7 @@ from ogkit.attest import (
     execution_hash,
 )
 from ogkit.batch import (
+    SCHEMA,
     AttestedBatch,
     BatchManifest,
     BatchStaging,
@@ -46,10 +51,12 @@ from ogkit.batch import (
     TensorMeta,
     execution_spec,
     load_batch,
+    records_input_leaves,
     records_to_parquet,
     store_batch,
 )
 from ogkit.checks import DataCheckPolicy, InputSuite
+from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import MerkleTree, input_leaf_hashes
 from ogkit.dataset import (
     DatasetCommitment,
@@ -57,7 +64,6 @@ from ogkit.dataset import (
     InputPlan,
     Partition,
     bind_features,
-    commit_inputs,
     open_source,
     plan_inputs,
     split_partitions,
@@ -65,6 +71,7 @@ from ogkit.dataset import (
 )
 from ogkit.errors import ConfigError, InferenceError, OgkitError
 from ogkit.hub.hub import MODELS, Hub
+from ogkit.hub.manifest import canonical_json
 from ogkit.load import LoadedModel, ModelPayload, SessionConfig, load_model, worker_model
 from ogkit.store import ContentStore
 
@@ -73,10 +80,7 @@ if TYPE_CHECKING:
 from ogkit.version import __version__
 
 __all__ = [
-    "Inferred",
     "PartitionTask",
-    "attest_inferred",
-    "infer_partition",
     "run_partition",
     "run_verified_inference",
 ]
@@ -93,67 +97,47 @@ MAX_PARTITION_ROWS = 50_000
 
 @dataclass(frozen=True)
 class PartitionTask:
-    batch_id: str
-    model_id: str
+    """One partition to run: where its rows are and how (picklable for Dask)."""
+
+    run_key: str  # the run's staging folder (see :func:`_run_key`)
     runtime_id: str
     partition: Partition
     source: DataSource
     source_offset: int  # where the partition starts in ``source`` (0 for shipped slices)
     plan: InputPlan
     batch_size: int
-    input_hashes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def run_partition(
     task: PartitionTask,
     payload: ModelPayload,
     store: ContentStore | None = None,
-    input_hashes: np.ndarray | None = None,
+    source: DataSource | None = None,
 ) -> PartitionResult:
-    """Infer and attest one partition (on a worker).
+    """Read, hash, run and attest one partition (on a worker), all of it in one pass.
 
     With ``store`` the worker writes the partition's records and then its meta file into
-    the batch's staging folder itself and returns only the metadata (root, counts,
-    sha256, timings): no row's bytes travel back to the caller. ``input_hashes`` (else
-    ``task.input_hashes``) are the rows' input hashes from the dataset commitment."""
+    the run's staging folder itself and returns only the metadata (root, counts, sha256,
+    timings) and the rows' input-root leaves: no row's bytes travel back to the caller.
+    ``source`` (else ``task.source``) holds the rows: a slice of in-memory data shipped
+    to the worker on its own."""
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     model = _worker_model(payload, task.runtime_id)
     part = task.partition
-    feeds = task.plan.feeds(task.source, task.source_offset, part.rows)
+    feeds = task.plan.feeds(source or task.source, task.source_offset, part.rows)
     t1 = time.perf_counter()
-    outputs = model.run(feeds, task.batch_size)
+    from ogkit.crypto.encoding import tensor_row_hashes
+
+    input_hashes = tensor_row_hashes(feeds)
+    rows = np.arange(part.offset, part.offset + part.rows, dtype=np.uint64)
+    input_leaves = input_leaf_hashes(rows, input_hashes)
     t2 = time.perf_counter()
-    att = attest_partition(
-        offset=part.offset,
-        feeds=feeds,
-        outputs=outputs,
-        input_hashes=input_hashes if input_hashes is not None else task.input_hashes,
-    )
+    outputs = model.run(feeds, task.batch_size)
+    del feeds
     t3 = time.perf_counter()
-    return _finish(task, att, outputs, store, {"read": t1 - t0, "infer": t2 - t1}, t3, t3 - t2)
-
-
-def _worker_model(payload: ModelPayload, runtime_id: str) -> LoadedModel:
-    model = worker_model(payload)
-    if model.runtime_id != runtime_id:
-        raise InferenceError(
-            f"worker {socket.gethostname()} runs runtime {model.runtime_id}, not the job's "
-            f"{runtime_id}: workers must share onnxruntime version and options"
-        )
-    return model
-
-
-def _finish(
-    task: PartitionTask,
-    att: Any,
-    outputs: Mapping[str, np.ndarray],
-    store: ContentStore | None,
-    seconds: dict[str, float],
-    started: float,
-    attest_seconds: float,
-) -> PartitionResult:
-    """Serialise one attested partition's records and (with ``store``) write them."""
-    part = task.partition
+    att = attest_partition(offset=part.offset, feeds={}, outputs=outputs, input_hashes=input_hashes)
+    t4 = time.perf_counter()
     records = records_to_parquet(att, outputs)
     result = PartitionResult(
         index=part.index,
@@ -166,148 +150,73 @@ def _finish(
         output_shapes={k: list(v.shape[1:]) for k, v in outputs.items()},
     )
     if store is not None:
-        BatchStaging(store, task.batch_id, clean=False).write(result)
+        BatchStaging(store, task.run_key, clean=False).write(result)
         result.records = None
     result.seconds = {
-        **seconds,
-        "attest": attest_seconds,
-        "write": time.perf_counter() - started,
+        "read": t1 - t0,
+        "commit": t2 - t1,
+        "infer": t3 - t2,
+        "attest": t4 - t3,
+        "write": time.perf_counter() - t4,
+        "cpu": time.thread_time() - c0,
     }
+    result.input_leaves = input_leaves
     return result
 
 
-@dataclass
-class Inferred:
-    """One partition read once, hashed and run before the batch id is known (on a
-    worker): its input hashes and input-root leaves, outputs and output hashes."""
-
-    input_hashes: np.ndarray
-    input_leaves: np.ndarray
-    outputs: dict[str, np.ndarray]
-    output_hashes: np.ndarray
-    seconds: dict[str, float]
-
-
-def infer_partition(
-    source: DataSource,
-    plan: InputPlan,
-    offset: int,
-    source_offset: int,
-    rows: int,
-    payload: ModelPayload,
-    runtime_id: str,
-    batch_size: int,
-) -> Inferred:
-    """Read rows ``offset ..`` once, hash their inputs (the dataset commitment's leaves),
-    run the model and hash the outputs (runs on a worker; the leaves wait for the batch
-    id, which the input root decides)."""
-    from ogkit.crypto.encoding import tensor_row_hashes
-
-    t0 = time.perf_counter()
-    model = _worker_model(payload, runtime_id)
-    feeds = plan.feeds(source, source_offset, rows)
-    t1 = time.perf_counter()
-    hashes = tensor_row_hashes(feeds)
-    leaves = input_leaf_hashes(np.arange(offset, offset + rows, dtype=np.uint64), hashes)
-    t2 = time.perf_counter()
-    outputs = model.run(feeds, batch_size)
-    t3 = time.perf_counter()
-    out_hashes = tensor_row_hashes(outputs)
-    t4 = time.perf_counter()
-    seconds = {"read": t1 - t0, "commit": t2 - t1, "infer": t3 - t2, "hash_outputs": t4 - t3}
-    return Inferred(hashes, leaves, outputs, out_hashes, seconds)
-
-
-def attest_inferred(
-    task: PartitionTask, inferred: Inferred, store: ContentStore | None = None
-) -> PartitionResult:
-    """The leaves and tree of a partition :func:`infer_partition` ran, and its records
-    (written by the worker with ``store``, as :func:`run_partition` does)."""
-    t0 = time.perf_counter()
-    att = attest_partition(
-        offset=task.partition.offset,
-        feeds={},
-        outputs=inferred.outputs,
-        input_hashes=inferred.input_hashes,
-        output_hashes=inferred.output_hashes,
-    )
-    t1 = time.perf_counter()
-    seconds = dict(inferred.seconds)
-    return _finish(task, att, inferred.outputs, store, seconds, t1, t1 - t0)
-
-
-def _leaves_of(inferred: Inferred) -> np.ndarray:
-    return inferred.input_leaves
-
-
-def _infer_on_dask(
-    source: DataSource,
-    plan: InputPlan,
-    partition_rows: int,
-    dask: DaskClient,
-    payload_future: Any,
-    runtime_id: str,
-    batch_size: int,
-) -> tuple[DatasetCommitment, list[Any]]:
-    """Every partition read once on the workers, its inputs hashed and the model run on
-    it while one worker builds the input root from the leaves (the input root decides
-    the batch id, which the leaves then need). Returns the commitment and one future of
-    :class:`Inferred` per partition, held by the workers."""
-    parts = split_partitions(source.n_rows, partition_rows)
-    tag = source.dataset_id[2:10]
-    files = source.paths != ()
-    inferred = [
-        dask.submit(
-            infer_partition,
-            source if files else dask.scatter(source.slice_for_task(p.offset, p.rows), hash=False),
-            plan,
-            p.offset,
-            p.offset if files else 0,
-            p.rows,
-            payload_future,
-            runtime_id,
-            batch_size,
-            key=f"infer-inputs-{tag}-{p.index:05d}",
-            pure=False,
-        )
-        for p in parts
-    ]
-    leaves = [
-        dask.submit(_leaves_of, f, key=f"input-leaves-{tag}-{i:05d}", pure=False)
-        for i, f in enumerate(inferred)
-    ]
-    root = dask.submit(_tree_root, leaves, key=f"input-root-{tag}", pure=False)
-    try:
-        value = root.result()
-    except OgkitError:
-        dask.cancel(inferred)
-        raise
-    except Exception as exc:
-        dask.cancel(inferred)
+def _worker_model(payload: ModelPayload, runtime_id: str) -> LoadedModel:
+    model = worker_model(payload)
+    if model.runtime_id != runtime_id:
         raise InferenceError(
-            f"reading, hashing or running {source.describe()} failed before anything was "
-            f"attested: {exc}; check the data file (nothing was written)"
-        ) from exc
-    return DatasetCommitment(value, source.n_rows), inferred
+            f"worker {socket.gethostname()} runs runtime {model.runtime_id}, not the job's "
+            f"{runtime_id}: workers must share onnxruntime version and options"
+        )
+    return model
 
 
-def partition_input_hashes(source: DataSource, plan: InputPlan, offset: int, rows: int):
-    """The canonical input hashes of rows ``offset ..`` of ``source`` (runs on a worker)."""
-    from ogkit.crypto.encoding import tensor_row_hashes
-
-    return tensor_row_hashes(plan.feeds(source, offset, rows))
-
-
-def _tree_root(leaves: Sequence[np.ndarray]) -> str:
-    """The root of one tree over every partition's leaves, in order (runs on a worker)."""
-    return "0x" + MerkleTree.from_leaf_hashes(np.concatenate(leaves)).root.hex()
+def _finished_leaves(store: ContentStore, meta: dict[str, Any]) -> np.ndarray:
+    """The input-root leaves of a partition an earlier run finished, from its records'
+    input hashes (runs on a worker when the store is shared)."""
+    return records_input_leaves(store.read_bytes(meta["path"]), meta["offset"], meta["rows"])
 
 
-def _commit(source: DataSource, plan: InputPlan) -> tuple[DatasetCommitment, np.ndarray]:
-    """The dataset commitment of ``source`` and every row's input hash, in this process
-    (reused when the partitions are attested). On Dask, :func:`_infer_on_dask` does this
-    on the workers, fused with inference."""
-    return commit_inputs(source, plan)
+def _input_root(parts: Sequence[Any]) -> tuple[str, list[PartitionResult | None]]:
+    """The input root over every partition's input leaves, in partition order, and each
+    fresh partition's result without its leaves (runs on a worker). ``parts`` holds a
+    :class:`PartitionResult` for a partition this run attested, the leaves for one an
+    earlier run finished."""
+    leaves = [p.input_leaves if isinstance(p, PartitionResult) else p for p in parts]
+    root = "0x" + MerkleTree.from_leaf_hashes(np.concatenate(leaves)).root.hex()
+    slim = [
+        replace(p, input_leaves=None) if isinstance(p, PartitionResult) else None for p in parts
+    ]
+    return root, slim
+
+
+def _run_key(
+    loaded: LoadedModel,
+    source: DataSource,
+    requester: str,
+    domain: ClaimDomain,
+    job: str,
+    execution: Mapping[str, Any],
+) -> str:
+    """The staging folder's name of a run: ``run-`` + keccak256 of everything the batch
+    id derives from except the input root, with the data's content fingerprint (which
+    decides the input root under the execution's input plan) and the runtime in its
+    place. The same job on the same bytes finds its finished partitions again."""
+    doc = {
+        "schema": SCHEMA,
+        "model_id": loaded.model_id,
+        "runtime_id": loaded.runtime_id,
+        "dataset": source.dataset_id,
+        "requester": requester.lower(),
+        "chain_id": domain.chain_id,
+        "verifying_contract": domain.verifying_contract.lower(),
+        "job": job,
+        "execution": execution_hash(execution),
+    }
+    return "run-" + keccak256(canonical_json(doc)).hex()
 
 
 def _default_partition_rows(plan: InputPlan) -> int:
@@ -315,45 +224,115 @@ def _default_partition_rows(plan: InputPlan) -> int:
     return max(1, min(MAX_PARTITION_ROWS, PARTITION_TARGET_BYTES // max(row_bytes, 1)))
 
 
-def _run_tasks(
-    tasks: Sequence[PartitionTask], payload: ModelPayload, store: ContentStore
-) -> Iterator[PartitionResult]:
-    """Yield results as partitions finish, in this process (on Dask the partitions were
-    inferred by :func:`_infer_on_dask` and are attested by :func:`_attest_on_dask`)."""
-    for task in tasks:
-        yield run_partition(task, payload, store)
+def _check_commitment(commitment: DatasetCommitment | None, computed: DatasetCommitment) -> None:
+    if commitment is not None and commitment != computed:
+        raise ConfigError(
+            f"the data does not match the requester's commitment (input root "
+            f"{commitment.input_root}, {commitment.row_count:,} rows; these data give "
+            f"{computed.input_root}, {computed.row_count:,} rows): ask the requester for the "
+            "data it committed to"
+        )
 
 
-def _attest_on_dask(
+def _run_on_dask(
     tasks: Sequence[PartitionTask],
-    inferred: Sequence[Any],
-    client: DaskClient,
+    partitions: Sequence[Partition],
+    metas: Mapping[int, dict[str, Any]],
+    payload: ModelPayload,
+    dask: DaskClient,
     store: ContentStore,
-) -> Iterator[PartitionResult]:
-    """Yield results as the workers finish each partition's leaves, tree and records
-    (written by the worker that holds the partition, unless the store lives in this
-    process's memory)."""
+    run: BatchStaging,
+    bar: tqdm,
+) -> tuple[str, dict[int, PartitionResult]]:
+    """Every pending partition as one task on the workers, and the input root built by
+    one worker from every partition's input leaves (the finished partitions' from their
+    records). A shared store is written by the workers and only metadata comes back; a
+    store in this process's memory gets the records from here."""
     from dask.distributed import as_completed
 
-    worker_store = store if store.shared else None
-    futures = [
-        client.submit(
-            attest_inferred,
-            task,
-            inferred[task.partition.index],
-            worker_store,
-            key=f"attest-{task.batch_id[2:10]}-{task.partition.index:05d}",
+    payload_future = dask.scatter(payload, broadcast=True, hash=False)
+    shared = store.shared
+    tag = run.prefix.rsplit("-", 1)[-1][:8]
+    files = tasks[0].source.paths != () if tasks else True
+    futures = {
+        t.partition.index: dask.submit(
+            run_partition,
+            t if files else replace(t, source=replace(t.source, frame=None, arrays=None)),
+            payload_future,
+            store if shared else None,
+            None if files else dask.scatter(t.source, hash=False),
+            key=f"attest-{tag}-{t.partition.index:05d}",
             pure=False,
             retries=0,
         )
-        for task in tasks
-    ]
+        for t in tasks
+    }
+    results: dict[int, PartitionResult] = {}
+    root_future = None
     try:
-        for future in as_completed(futures):
-            yield future.result()
+        if shared:
+            parts = [
+                futures[p.index]
+                if p.index in futures
+                else dask.submit(
+                    _finished_leaves,
+                    store,
+                    metas[p.index],
+                    key=f"resumed-leaves-{tag}-{p.index:05d}",
+                    pure=False,
+                )
+                for p in partitions
+            ]
+            root_future = dask.submit(_input_root, parts, key=f"input-root-{tag}", pure=False)
+            for future in as_completed(list(futures.values())):
+                if future.status != "finished":
+                    future.result()  # raises the task's error
+                bar.update(1)
+            root, slim = root_future.result()
+            for p, result in zip(partitions, slim, strict=True):
+                if result is not None:
+                    results[p.index] = result
+            return root, results
+        for _, result in as_completed(list(futures.values()), with_results=True):
+            run.write(result)
+            result.records = None
+            results[result.index] = result
+            bar.update(1)
+        parts = [
+            results[p.index] if p.index in results else _finished_leaves(store, metas[p.index])
+            for p in partitions
+        ]
+        root, _ = _input_root(parts)
+        for result in results.values():
+            result.input_leaves = None
+        return root, results
     finally:
-        for future in futures:
-            future.cancel()
+        pending = [f for f in futures.values() if not f.done()]
+        if root_future is not None and not root_future.done():
+            pending.append(root_future)
+        if pending:
+            dask.cancel(pending)
+
+
+def _run_here(
+    tasks: Sequence[PartitionTask],
+    partitions: Sequence[Partition],
+    metas: Mapping[int, dict[str, Any]],
+    payload: ModelPayload,
+    store: ContentStore,
+    bar: tqdm,
+) -> tuple[str, dict[int, PartitionResult]]:
+    """The same as :func:`_run_on_dask`, one partition after another in this process."""
+    results: dict[int, PartitionResult] = {}
+    for task in tasks:
+        results[task.partition.index] = run_partition(task, payload, store)
+        bar.update(1)
+    parts = [
+        results[p.index] if p.index in results else _finished_leaves(store, metas[p.index])
+        for p in partitions
+    ]
+    root, slim = _input_root(parts)
+    return root, {p.index: r for p, r in zip(partitions, slim, strict=True) if r is not None}
 
 
 def run_verified_inference(
@@ -419,23 +398,6 @@ def run_verified_inference(
     partition_rows = partition_rows or _default_partition_rows(plan)
     batch_size = loaded.fixed_batch or batch_size  # the mini-batch the rows really run in
     payload = ModelPayload(loaded.model_id, loaded.config, loaded.model_bytes)
-    inferred: list[Any] | None = None  # on Dask: each partition's Inferred, on the workers
-    if dask is not None:
-        payload_future = dask.scatter(payload, broadcast=True, hash=False)
-        computed, inferred = _infer_on_dask(
-            source, plan, partition_rows, dask, payload_future, loaded.runtime_id, batch_size
-        )
-        input_hashes = None
-    else:
-        computed, input_hashes = _commit(source, plan)
-    # (Dask releases the futures when this function's references go.)
-    if commitment is not None and commitment != computed:
-        raise ConfigError(
-            f"the data does not match the requester's commitment (input root "
-            f"{commitment.input_root}, {commitment.row_count:,} rows; these data give "
-            f"{computed.input_root}, {computed.row_count:,} rows): ask the requester for the "
-            "data it committed to"
-        )
     execution = execution_spec(
         partition_rows=partition_rows,
         batch_size=batch_size,
@@ -443,27 +405,44 @@ def run_verified_inference(
         inputs=[{**b.to_dict(), "name": b.input} for b in plan.bindings],
         outputs=[{"name": o.name, "dtype": o.dtype} for o in loaded.outputs],
     )
-    batch_id = derive_batch_id(
-        model_id=loaded.model_id,
-        dataset_id=computed.input_root,
-        requester=requester,
-        chain_id=domain.chain_id,
-        verifying_contract=domain.verifying_contract,
-        job=job,
-        execution=execution_hash(execution),
-    )
-    staging = BatchStaging(store, batch_id)
-    if (pointer := staging.artifact_pointer()) is not None:
-        log.info("batch %s was already attested as %s", batch_id, pointer)
-        return load_batch(pointer, store)
-    staging.check_job(
-        {
-            "batch_id": batch_id,
-            "runtime_id": loaded.runtime_id,
-            "partition_rows": partition_rows,
-            "inputs": [b.to_dict() for b in plan.bindings],
-        }
-    )
+    job_params = {
+        "runtime_id": loaded.runtime_id,
+        "partition_rows": partition_rows,
+        "inputs": [b.to_dict() for b in plan.bindings],
+    }
+    run_key = _run_key(loaded, source, requester, domain, job, execution)
+    run = BatchStaging(store, run_key)
+    run.check_job({"run": run_key, **job_params})
+    known = run.batch_pointer()  # the batch an earlier run of these bytes was moved into
+    done = BatchStaging(store, known) if known is not None else None
+    if done is not None and (pointer := done.artifact_pointer()) is not None:
+        batch = load_batch(pointer, store)
+        _check_commitment(commitment, DatasetCommitment(batch.manifest.dataset_id, batch.row_count))
+        log.info("batch %s was already attested as %s", known, pointer)
+        return batch
+
+    partitions = split_partitions(source.n_rows, partition_rows)
+    metas: dict[int, dict[str, Any]] = {}
+    for p in partitions:
+        meta = done.finished(p.index) if done is not None else None
+        if (meta := meta or run.finished(p.index)) is not None:
+            metas[p.index] = meta
+    resumed = len(metas)
+    if resumed:
+        log.info("resuming job %s: %d of %d partitions already done", job, resumed, len(partitions))
+    tasks = [
+        PartitionTask(
+            run_key=run_key,
+            runtime_id=loaded.runtime_id,
+            partition=p,
+            source=source if source.paths else source.slice_for_task(p.offset, p.rows),
+            source_offset=p.offset if source.paths else 0,
+            plan=plan,
+            batch_size=batch_size,
+        )
+        for p in partitions
+        if p.index not in metas
+    ]
 
     # The inputs travel with the batch as the dataset itself, stored once by content id
     # (records hold only hashes and outputs); written while the partitions run.
@@ -473,74 +452,60 @@ def run_verified_inference(
     stashed = stash_pool.submit(store_dataset, store, source, plan)
     stash_pool.shutdown(wait=False)
 
-    partitions = split_partitions(source.n_rows, partition_rows)
-    metas: dict[int, dict[str, Any]] = {}
-    for p in partitions:
-        if (meta := staging.finished(p.index)) is not None:
-            metas[p.index] = meta
-    resumed = len(metas)
-    if resumed:
-        log.info(
-            "resuming batch %s: %d of %d partitions already done",
-            batch_id,
-            resumed,
-            len(partitions),
-        )
-    tasks = [
-        PartitionTask(
-            batch_id=batch_id,
-            model_id=loaded.model_id,
-            runtime_id=loaded.runtime_id,
-            partition=p,
-            # On Dask the rows were read by infer_partition: the task carries none.
-            source=(
-                replace(source, frame=None, arrays=None)
-                if inferred is not None
-                else source.slice_for_task(p.offset, p.rows)
-                if source.paths == ()
-                else source
-            ),
-            source_offset=0 if source.paths == () else p.offset,
-            plan=plan,
-            batch_size=batch_size,
-            input_hashes=(
-                None if input_hashes is None else input_hashes[p.offset : p.offset + p.rows]
-            ),
-        )
-        for p in partitions
-        if p.index not in metas
-    ]
     started = time.perf_counter()
     bar = tqdm(
         total=len(partitions),
         initial=resumed,
-        desc=f"infer+attest {batch_id[:10]}",
+        desc=f"infer+attest {job[:24]}",
         unit="part",
         disable=not progress,
     )
     try:
-        if inferred is not None:
-            pending = {t.partition.index for t in tasks}
-            dask.cancel([f for i, f in enumerate(inferred) if i not in pending])
-            results = _attest_on_dask(tasks, inferred, dask, store)
+        if dask is not None:
+            root, fresh = _run_on_dask(tasks, partitions, metas, payload, dask, store, run, bar)
         else:
-            results = _run_tasks(tasks, payload, store)
-        for result in results:
-            metas[result.index] = staging.write(result)
-            bar.update(1)
+            root, fresh = _run_here(tasks, partitions, metas, payload, store, bar)
     except OgkitError:
         raise
     except Exception as exc:
         raise InferenceError(
-            f"batch {batch_id} failed after {len(metas)} of {len(partitions)} partitions: "
-            f"{exc}. Finished partitions are kept in {store.url}/{staging.prefix}; run the "
-            "same job again to resume"
+            f"job {job!r} failed after {bar.n} of {len(partitions)} partitions: {exc}. "
+            f"Finished partitions are kept in {store.url}/{run.prefix}; run the same job "
+            "again to resume"
         ) from exc
     finally:
         bar.close()
+    computed = DatasetCommitment(root, source.n_rows)
+    if commitment is not None and commitment != computed:
+        run.remove()  # records of rows the requester did not commit to
+        _check_commitment(commitment, computed)
+    batch_id = derive_batch_id(
+        model_id=loaded.model_id,
+        dataset_id=computed.input_root,
+        requester=requester,
+        chain_id=domain.chain_id,
+        verifying_contract=domain.verifying_contract,
+        job=job,
+        execution=execution_hash(execution),
+    )
+    if known is not None and known != batch_id:
+        raise InferenceError(
+            f"the staged run {store.url}/{run.prefix} belongs to batch {known}, but these "
+            f"data give batch {batch_id}; delete that folder and run the job again"
+        )
+    staging = BatchStaging(store, batch_id)
+    if (pointer := staging.artifact_pointer()) is not None:
+        # The same rows were attested from other bytes (another file format, say).
+        log.info("batch %s was already attested as %s", batch_id, pointer)
+        run.remove()
+        return load_batch(pointer, store)
+    staging.check_job({"batch_id": batch_id, **job_params})
+    run.set_batch_pointer(batch_id)
+    for p in partitions:
+        meta = metas.get(p.index) or fresh[p.index].meta(run.records_path(p.index))
+        metas[p.index] = staging.adopt(run, meta)
     dataset_object, dataset_format = stashed.result()
     wall = time.perf_counter() - started
-
     ordered = [metas[p.index] for p in partitions]
     roots = np.array([list(bytes.fromhex(m["root"][2:])) for m in ordered], dtype=np.uint8)
     batch_root = "0x" + MerkleTree.from_leaf_hashes(roots).root.hex()

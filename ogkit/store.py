@@ -98,6 +98,22 @@ class ContentStore:
         except FileNotFoundError:
             raise ArtifactError(f"{self.url}/{relpath} does not exist") from None
 
+    def move(self, src: str, dst: str) -> str:
+        """Move the named file ``src`` to ``dst`` (a rename on a local folder: atomic)."""
+        final = self.path(dst)
+        self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        try:
+            self.fs.mv(self.path(src), final)
+        except FileNotFoundError:
+            raise ArtifactError(f"{self.url}/{src} does not exist") from None
+        return final
+
+    def remove(self, relpath: str, *, recursive: bool = False) -> None:
+        """Delete ``relpath`` (a folder with ``recursive``); nothing if it is not there."""
+        full = self.path(relpath)
+        if self.fs.exists(full):
+            self.fs.rm(full, recursive=recursive)
+
     def exists(self, relpath: str) -> bool:
         return self.fs.exists(self.path(relpath))
 

@@ -1,0 +1,103 @@
+"""One task per partition: a run stages its records under its run key until the input
+root decides the batch id, then moves them into the batch's folder; real Dask, real
+onnxruntime, real files."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from ogkit.batch import load_batch
+from ogkit.infer import run_verified_inference
+from ogkit.samples import make_tabular
+from ogkit.store import ContentStore
+
+
+@pytest.fixture
+def rows(tmp_path):
+    frame = make_tabular(3000, seed=5)
+    path = tmp_path / "rows.parquet"
+    frame.write_parquet(path)
+    return frame, path
+
+
+def _run(data, store, published, enclave, requester, **kw):
+    return run_verified_inference(
+        "tab",
+        data,
+        attester=enclave,
+        requester=requester,
+        hub=published,
+        store=store,
+        partition_rows=700,
+        progress=False,
+        **kw,
+    )
+
+
+def test_every_source_and_store_gives_the_same_batch(
+    rows, published, enclave, requester, dask_client, tmp_path
+):
+    """A file on Dask, the same rows as an in-memory frame on Dask (shipped to the
+    workers slice by slice), into a store in this process's memory on Dask (the records
+    come back and are written here), and in this process: one batch root, one input root."""
+    frame, path = rows
+    runs = {
+        "file-dask": (path, ContentStore(tmp_path / "a"), dask_client),
+        "frame-dask": (frame, ContentStore(tmp_path / "b"), dask_client),
+        "memory-dask": (path, ContentStore(f"memory://stage-{uuid.uuid4().hex}"), dask_client),
+        "file-here": (path, ContentStore(tmp_path / "c"), None),
+    }
+    batches = {
+        name: _run(data, store, published, enclave, requester, dask=client)
+        for name, (data, store, client) in runs.items()
+    }
+    assert len({b.batch_root for b in batches.values()}) == 1
+    assert len({b.manifest.dataset_id for b in batches.values()}) == 1
+    for b in batches.values():
+        assert len(b.partitions) == 5
+        for part in b.partitions:  # records moved into the batch's own folder, intact
+            assert part.path == f"batches/{b.batch_id}/part-{part.index:05d}.parquet"
+            b.partition_bytes(part.index)  # raises if its sha256 is not the manifest's
+
+
+def test_staged_run_is_moved_and_a_rerun_returns_the_artefact(
+    rows, published, enclave, requester, dask_client, tmp_path
+):
+    _, path = rows
+    store = ContentStore(tmp_path / "store")
+    first = _run(path, store, published, enclave, requester, dask=dask_client)
+    runs = [p for p in (tmp_path / "store" / "batches").iterdir() if p.name.startswith("run-")]
+    assert len(runs) == 1
+    # Nothing of the rows is left in the run's folder: its job and the batch it went to.
+    assert sorted(p.name for p in runs[0].iterdir()) == ["BATCH", "job.json"]
+    assert (runs[0] / "BATCH").read_text() == first.batch_id
+    again = _run(path, store, published, enclave, requester, dask=dask_client)
+    assert again.artifact_id == first.artifact_id
+    # Another job over the same bytes is another run and another batch.
+    other = _run(path, store, published, enclave, requester, dask=dask_client, job="other")
+    assert other.batch_id != first.batch_id and other.batch_root == first.batch_root
+
+
+def test_crash_between_move_and_meta_runs_that_partition_again(
+    rows, published, enclave, requester, dask_client, tmp_path
+):
+    """A run killed after a partition's records were moved into the batch's folder but
+    before its meta was: the next run finds the meta in the run's folder pointing at
+    nothing, runs that partition again and gives the same root."""
+    _, path = rows
+    store = ContentStore(tmp_path / "store")
+    first = _run(path, store, published, enclave, requester, dask=dask_client)
+    batch_dir = tmp_path / "store" / "batches" / first.batch_id
+    run_dir = next(p for p in batch_dir.parent.iterdir() if p.name.startswith("run-"))
+    (batch_dir / "ARTIFACT").unlink()
+    meta = json.loads((batch_dir / "part-00002.json").read_text())
+    (batch_dir / "part-00002.json").unlink()
+    staged = {**meta, "path": f"batches/{run_dir.name}/part-00002.parquet"}
+    (run_dir / "part-00002.json").write_text(json.dumps(staged))
+    again = _run(path, store, published, enclave, requester, dask=dask_client)
+    assert again.manifest.run_stats["resumed_partitions"] == 4
+    assert again.batch_root == first.batch_root
+    assert load_batch(again.artifact_id, store).partition_bytes(2)
