@@ -148,6 +148,9 @@ class TeeClaims:
     valid_until: int
     generated_at: int | None  # when the evidence was made, if it says (Nitro)
     seconds: float = 0.0  # how long the verification took
+    # The oldest issue date of the signed collateral (TCB info, QE identity, CRLs: Intel);
+    # a TCB revoked after it is still UpToDate in it. None: no such collateral (Nitro).
+    collateral_issued_at: int | None = None
 
     @property
     def kind(self) -> int:
@@ -173,5 +176,6 @@ class TeeClaims:
             "valid_from": self.valid_from,
             "valid_until": self.valid_until,
             "generated_at": self.generated_at,
+            "collateral_issued_at": self.collateral_issued_at,
             "seconds": self.seconds,
         }

@@ -25,7 +25,13 @@ from typing import Any
 from ogkit.tee.claims import REGISTERS, EvidenceError, TeeClaims, measurement_hash
 from ogkit.tee.policy import EvidencePolicy
 
-__all__ = ["QuoteFields", "collateral_window", "parse_quote", "verify_quote"]
+__all__ = [
+    "QuoteFields",
+    "collateral_issued_at",
+    "collateral_window",
+    "parse_quote",
+    "verify_quote",
+]
 
 TEE_TYPE_SGX = 0x00
 TEE_TYPE_TDX = 0x81
@@ -124,6 +130,18 @@ def collateral_window(collateral: Mapping[str, Any] | str) -> tuple[int, int]:
     valid at once, both ends included — TCB info and QE identity (``issueDate`` ..
     ``nextUpdate``), both CRLs (``thisUpdate`` .. ``nextUpdate``) and the certificates
     of the issuer chains."""
+    return _collateral_times(collateral)[:2]
+
+
+def collateral_issued_at(collateral: Mapping[str, Any] | str) -> int:
+    """The oldest issue date (unix seconds) of the collateral's parts that Intel re-issues
+    about monthly: TCB info and QE identity ``issueDate``, the PCK CRL's ``thisUpdate``
+    (not the root CA's CRL, issued about yearly). A platform whose TCB or PCK Intel
+    revoked after that date is still listed as it was in the collateral."""
+    return _collateral_times(collateral)[2]
+
+
+def _collateral_times(collateral: Mapping[str, Any] | str) -> tuple[int, int, int]:
     from cryptography import x509
 
     c = _collateral_dict(collateral)
@@ -148,11 +166,12 @@ def collateral_window(collateral: Mapping[str, Any] | str) -> tuple[int, int]:
         starts.append(int(crl.last_update_utc.timestamp()))
         if crl.next_update_utc is not None:
             ends.append(int(crl.next_update_utc.timestamp()))
+    issued = min(starts[:2] + starts[3:])  # TCB info, QE identity, PCK CRL
     for cert in _chain_certs(c):
         starts.append(int(cert.not_valid_before_utc.timestamp()))
         ends.append(int(cert.not_valid_after_utc.timestamp()))
     # A CRL or TCB info is stale *at* its nextUpdate: the last valid second is one before.
-    return max(starts), min(ends) - 1
+    return max(starts), min(ends) - 1, issued
 
 
 def _chain_certs(c: Mapping[str, Any]) -> list[Any]:
@@ -231,7 +250,7 @@ def _verify_quote(
     fields = parse_quote(quote)
     c = _collateral_dict(collateral)
     root_der, chain = _pinned_root(c, policy.intel_root_sha256)
-    not_before, not_after = collateral_window(c)
+    not_before, not_after, issued = _collateral_times(c)
     when = at
     if not not_before <= at <= not_after:
         if not policy.allow_expired_collateral:
@@ -268,6 +287,7 @@ def _verify_quote(
         valid_until=not_after,
         generated_at=None,
         seconds=time.perf_counter() - started,
+        collateral_issued_at=issued,
     )
 
 

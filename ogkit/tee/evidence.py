@@ -65,7 +65,8 @@ TEE_REASONS = {
     "(tampered, forged or another root)",
     "tee-collateral-expired": "the collateral or certificates were not valid at the "
     "verification time (the batch's commit time, else the verifier's clock)",
-    "tee-evidence-stale": "the evidence was made after the claim or too long before it",
+    "tee-evidence-stale": "the evidence was made after the claim or too long before it, or its "
+    "collateral was issued longer before the verification time than the policy accepts",
     "tee-tcb-out-of-date": "the platform's TCB status is not one the policy accepts",
     "tee-debug": "the evidence is from a debug enclave",
     "tee-key-mismatch": "the enclave's report data does not commit to the attester's key and "
@@ -327,6 +328,20 @@ def check_evidence(
                 f"the {claims.tee} evidence is dated {_iso(claims.generated_at)}, the claim "
                 f"{_iso(claimed)} (at most {policy.max_evidence_age_s} s before it), "
                 f"{when} {_iso(int(at))}",
+            )
+        )
+    issued = claims.collateral_issued_at
+    if (
+        policy.max_collateral_age_s is not None
+        and issued is not None
+        and int(at) - issued > policy.max_collateral_age_s
+    ):
+        out.findings.append(
+            (
+                "tee-evidence-stale",
+                f"the {claims.tee} collateral was issued {_iso(issued)}, more than "
+                f"{policy.max_collateral_age_s} s before {when} {_iso(int(at))} "
+                "(max_collateral_age_s)",
             )
         )
     if now > claims.valid_until and not out.findings:

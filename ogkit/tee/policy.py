@@ -42,6 +42,11 @@ class EvidencePolicy:
     allow_expired_collateral: bool = False
     # A Nitro document made longer than this before the claim was signed is refused.
     max_evidence_age_s: int = 6 * 3600
+    # Intel collateral whose oldest part (TCB info, QE identity, CRLs) was issued longer
+    # than this before the verification time is refused (tee-evidence-stale): a TCB Intel
+    # revoked since is still UpToDate in it. None: any collateral within its window
+    # (nextUpdate, about 30 days after issue).
+    max_collateral_age_s: int | None = None
     nitro_root_sha256: str = AWS_NITRO_ROOT_SHA256
     intel_root_sha256: str = INTEL_SGX_ROOT_SHA256
 
@@ -51,6 +56,8 @@ class EvidencePolicy:
         object.__setattr__(self, "tcb_statuses", frozenset(self.tcb_statuses))
         if self.max_evidence_age_s < 0:
             raise ConfigError("max_evidence_age_s must be >= 0")
+        if self.max_collateral_age_s is not None and self.max_collateral_age_s < 0:
+            raise ConfigError("max_collateral_age_s must be >= 0 or None")
         for name in ("nitro_root_sha256", "intel_root_sha256"):
             value = getattr(self, name).lower()
             if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):

@@ -24,6 +24,7 @@ from tee_vectors import NITRO, NITRO_AT, TDX_V4
 
 from ogkit.attest import BatchClaim, make_attester
 from ogkit.batch import ARTIFACTS, AttestedBatch
+from ogkit.errors import ConfigError
 from ogkit.hub.manifest import canonical_json
 from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
@@ -182,9 +183,30 @@ def test_backdated_nitro_claim_outlives_its_three_hour_certificate_no_more(node,
     assert in_time.passed and in_time.hardware["hardware_backed"], in_time.findings
 
 
-def test_trusted_time_is_unix_seconds():
-    from ogkit.errors import ConfigError
+@pytest.mark.usefixtures("dcap_qvl", "bound")
+def test_collateral_older_than_the_policy_accepts_is_stale(node, published):
+    """Within its window, collateral still lists a TCB Intel revoked after it was issued.
+    A verifier bounds that lag with max_collateral_age_s: the vector's TCB info, QE
+    identity and PCK CRL were issued about 19 days before TDX_V4.at."""
+    from ogkit.tee.dcap import collateral_issued_at
 
+    signer, batch = node
+    evidence = _tdx(batch, signer)
+    hw = _signed(batch, signer, evidence, TDX_V4.at)
+    allow = _allow(signer, batch, evidence, 2)
+    issued = collateral_issued_at(TDX_V4.collateral)
+    day = EvidencePolicy(max_collateral_age_s=DAY)
+    stale = _verify(hw, allow, published, trusted_time=TDX_V4.at, evidence=day)
+    assert stale.reasons() == {"tee-evidence-stale": 1}
+    assert stale.hardware["claims"]["collateral_issued_at"] == issued
+    early = _signed(batch, signer, evidence, issued + DAY - 120)
+    fresh = _verify(early, allow, published, trusted_time=issued + DAY - 60, evidence=day)
+    assert fresh.passed, fresh.findings
+    with pytest.raises(ConfigError, match="max_collateral_age_s"):
+        EvidencePolicy(max_collateral_age_s=-1)
+
+
+def test_trusted_time_is_unix_seconds():
     for bad in (-1, 1.5, True, "1700000000"):
         with pytest.raises(ConfigError, match="trusted_time"):
             VerifyPolicy(trusted_time=bad)
