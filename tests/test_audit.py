@@ -412,3 +412,18 @@ def test_audit_cli_json_on_the_devnet_is_covered_elsewhere(world, capsys):
     # devnet in tests/chain/test_cli_chain.py; here: a bad chain name is one clear line.
     assert main(["audit", "--chain", "nowhere"]) == 1
     assert "unknown chain" in capsys.readouterr().err
+
+
+def test_chain_derived_policy_pairs_the_bound_attester_and_times_evidence_at_the_commit(world):
+    """What a verifier daemon verifies a committed batch with: the one pair the registry
+    bound (the node's attester with the measurement the commit was checked against) and
+    the commit's block time for hardware evidence, not the claim's timestamp."""
+    from ogkit.chain.records import onchain_batch
+    from ogkit.network.verifier import VerifierConfig, verify_task
+
+    batch = world.batch("daemon-policy")
+    world.commit(batch)
+    found = onchain_batch(world.chain, batch.batch_id)
+    policy, _ = verify_task(world.chain, batch, found, b"s" * 32, VerifierConfig(), world.hub)
+    assert policy.trusted_time == int(found.record["committedAt"]) > 0
+    assert policy.allowlist.pairs == {(world.s["enclave"].address.lower(), batch.runtime_id)}
