@@ -479,8 +479,8 @@ class Forge:
     ) -> None:
         """The fully consistent re-seal: ``edit`` every partition's honest records,
         re-hash them, (with ``recommit``) commit to their inputs as the dataset, re-derive
-        the batch id, re-hash the leaves under it, write every file with its root and
-        row count, rebuild the batch root and the claim and re-sign."""
+        the batch id, write every file with its root and row count (the leaves name no
+        batch, spec §3.1), rebuild the batch root and the claim and re-sign."""
         tables = [self.table(pos) for pos in range(len(self.m["partitions"]))]
         if edit is not None:
             tables = [edit(pos, t) for pos, t in enumerate(tables)]
@@ -2087,7 +2087,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def js_verdict(receipt: Any, tmp: Path) -> str:
     """Run one receipt through ``node tests/js/verify_receipts.mjs`` (OpenZeppelin's
-    ``StandardMerkleTree.verify`` + ethers ``verifyTypedData``, no ogkit code) as the
+    ``SimpleMerkleTree.verify`` + ethers ``verifyTypedData``, no ogkit code) as the
     only *bad* receipt: 'rejected' (exit 0), 'threw' (the libraries raised: also a
     rejection) or 'accepted' (the script reports the bad receipt verified)."""
     import subprocess

@@ -238,8 +238,8 @@ def test_v2_artefacts_are_refused_by_name(batch, policy, published):
     old = batch.store.put(ARTIFACTS, canonical_json(m))
     verdict = _verify(old, policy, published, store=batch.store)
     assert verdict.reasons().keys() == {"manifest-malformed"}
-    assert "ogkit.batch.v3" in verdict.findings[0].detail
-    with pytest.raises(Exception, match="v3"):
+    assert "ogkit.batch.v4" in verdict.findings[0].detail
+    with pytest.raises(Exception, match="v4"):
         load_batch(old, batch.store)
 
 

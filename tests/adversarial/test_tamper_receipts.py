@@ -1,5 +1,5 @@
 """Tampered receipts fail in ogkit's ``verify_receipt`` and, where those libraries can
-tell, in OpenZeppelin's StandardMerkleTree + ethers (``tests/js/verify_receipts.mjs``)."""
+tell, in OpenZeppelin's SimpleMerkleTree + ethers (``tests/js/verify_receipts.mjs``)."""
 
 from __future__ import annotations
 

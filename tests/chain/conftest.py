@@ -3,7 +3,7 @@ accounts, a fresh deployment of the contracts per test module, chain snapshots s
 test starts from the same state, and helpers for time travel, sending transactions, the
 EIP-712 messages ogkit signs (job orders, claims, verdicts, model registrations, attester
 bindings, ERC-2612 permits), committing a batch through a signed order, and OpenZeppelin
-StandardMerkleTree-compatible receipt trees.
+SimpleMerkleTree-compatible receipt trees.
 
 The signing helpers build their messages with ogkit's own definitions (:mod:`ogkit.order`,
 :mod:`ogkit.attest`, :mod:`ogkit.verdict`, :mod:`ogkit.settle`), so a contract test that
@@ -464,7 +464,7 @@ def hash_pair(a: bytes, b: bytes) -> bytes:
 
 
 class MerkleTree:
-    """The array layout of OpenZeppelin's StandardMerkleTree (leaves sorted by hash)."""
+    """The array layout of OpenZeppelin's SimpleMerkleTree (leaves sorted by hash)."""
 
     def __init__(self, leaves: list[bytes]) -> None:
         if not leaves:

@@ -190,7 +190,7 @@ def sorted_verdicts(verdicts: Iterable[SignedVerdict]) -> list[tuple[str, bool, 
 @dataclass(frozen=True)
 class Receipts:
     """Receipt rows ``(row index, input hash, output hash)`` of one batch and their
-    OpenZeppelin StandardMerkleTree (:class:`ogkit.crypto.merkle.MerkleTree`)."""
+    OpenZeppelin SimpleMerkleTree (:class:`ogkit.crypto.merkle.MerkleTree`)."""
 
     batch_id: str
     model_id: str

@@ -7,7 +7,7 @@ Players: a deployer, 2 requesters, 2 model owners (3 registrations, one of them 
 4 verifiers, 2 delegators and a challenger. Every rule sends real transactions with real
 EIP-712 signatures made from ogkit's own typed data (:mod:`ogkit.order`,
 :mod:`ogkit.attest`, :mod:`ogkit.verdict`, :mod:`ogkit.settle`) and real
-StandardMerkleTree receipt trees (:mod:`ogkit.crypto.merkle`).
+SimpleMerkleTree receipt trees (:mod:`ogkit.crypto.merkle`).
 
 The model predicts every transaction: whether it succeeds or, if not, the first custom
 error the contract raises, and every token balance afterwards. A transaction the model
