@@ -1121,6 +1121,34 @@ def _check_approval(
         )
 
 
+def _approved_as_hardware(attester: str, runtime_id: str, allow: Allowlist) -> str | None:
+    """Why a software-enclave claim by ``attester`` is not approved, if its approval is a
+    hardware one: the runtime id is recorded as another kind than software, or it has no
+    recorded kind and the attester is approved with a hardware measurement (what a
+    NodeRegistry binding to a TEE measurement gives). Such a binding is proved by the
+    attester's key alone (not by the TEE), and the contract leaves the runtime id to the
+    evidence: without this a node binding a plain key to an approved TEE measurement
+    would pass with no hardware at all. None: approved as software, or nothing says."""
+    recorded = allow.kinds.get(runtime_id.lower())
+    if recorded == 1:
+        return None
+    hardware = sorted(
+        (m, k)
+        for m in allow.measurements_of(attester)
+        if (k := allow.kinds.get(m)) is not None and k != 1
+    )
+    if recorded is None and not hardware:
+        return None
+    names = {2: "tdx", 3: "sgx", 4: "nitro"}
+    what = (
+        f"runtime id {runtime_id} is approved as kind {names.get(recorded, recorded)}"
+        if recorded is not None
+        else f"attester {attester} is approved as a {names.get(hardware[0][1], hardware[0][1])} "
+        f"enclave (measurement {hardware[0][0]})"
+    )
+    return f"{what}; its batch carries software-enclave evidence: no hardware attests it"
+
+
 def _check_evidence(
     batch: AttestedBatch, policy: VerifyPolicy, findings: list[Finding], notices: list[str]
 ) -> dict[str, Any] | None:
@@ -1147,6 +1175,8 @@ def _check_evidence(
             findings.append(
                 Finding("tee-required", "the attester is a software enclave; no hardware attests")
             )
+        elif why := _approved_as_hardware(claim.attester, claim.runtime_id, policy.allowlist):
+            findings.append(Finding("tee-required", why))
         return None
     if kind not in HARDWARE_KINDS or evidence.get("hardware_backed") is not True:
         findings.append(

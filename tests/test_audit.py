@@ -429,3 +429,34 @@ def test_chain_derived_policy_pairs_the_bound_attester_and_times_evidence_at_the
     policy, _ = verify_task(world.chain, batch, found, b"s" * 32, VerifierConfig(), world.hub)
     assert policy.trusted_time == int(found.record["committedAt"]) > 0
     assert policy.allowlist.pairs == {(world.s["enclave"].address.lower(), batch.runtime_id)}
+
+
+def test_plain_key_bound_to_a_tee_measurement_does_not_pass_without_hardware(world):
+    """A binding to a TEE measurement is proved by the attester's key alone, and the
+    contract leaves the runtime id of such a binding to the artefact's evidence. The node
+    binds its plain (software) key to an approved TDX measurement and commits a batch whose
+    evidence is the software enclave's: the chain takes it, and it must not pass as if the
+    TEE had attested it, neither in the audit nor for a verifier daemon."""
+    from ogkit.chain.records import onchain_batch
+    from ogkit.dataset import DatasetCommitment
+    from ogkit.network.verifier import VerifierConfig, verify_task
+    from ogkit.settle import bootstrap_measurement, ensure_staked
+    from ogkit.verify import verify_batch
+
+    tdx = "0x" + "7d" * 32  # an approved TDX image's measurement hash
+    assert bootstrap_measurement(world.chain, world.chain.deployer, tdx, kind=2)
+    ensure_staked(
+        world.chain, world.s["node"], role=1, stake=0, attester=world.s["enclave"], measurement=tdx
+    )
+    batch = world.batch("no-hardware")
+    assert batch.manifest.attester["kind"] == "software-enclave"
+    world.settle_fully(batch)  # the chain commits and finalises it
+    report = world.audit(batch_ids=[batch.batch_id])
+    assert not report.passed
+    details = report.findings.filter(report.findings["reason"] == "verification-failed")
+    assert any(d.startswith("tee-required:") and tdx in d for d in details["detail"])
+    found = onchain_batch(world.chain, batch.batch_id)
+    policy, _ = verify_task(world.chain, batch, found, b"s" * 32, VerifierConfig(), world.hub)
+    ordered = DatasetCommitment(found.details["datasetId"], int(found.record["rowCount"]))
+    verdict = verify_batch(batch, policy, hub=world.hub, commitment=ordered, progress=False)
+    assert verdict.reasons() == {"tee-required": 1}

@@ -133,3 +133,22 @@ def test_allowlist_file_holds_pairs_and_the_flat_format_is_refused(tmp_path, wor
         err = capsys.readouterr().err
         assert "flat ogkit.allowlist.v1 format" in err and "ogkit allowlist add" in err
     assert json.loads((home / "allowlist.json").read_text()) == flat  # nothing rewritten
+
+
+def test_attester_approved_as_an_enclave_needs_hardware_evidence(honest):
+    """An attester approved with a TEE measurement (what a NodeRegistry binding to a TDX
+    measurement gives) signs a batch whose evidence is the software enclave's: approved
+    as an enclave, it is refused without hardware. Approved as software, it passes."""
+    r1 = honest.manifest["runtime_id"]
+    tdx = "0x" + "7d" * 32
+
+    def check(allow: Allowlist):
+        return verify(dataclasses.replace(honest, allowlist=allow), honest.artifact_id, 0.01)
+
+    enclave = Allowlist().approve(honest.enclave.address, [r1, tdx], {tdx: 2})
+    verdict = check(enclave)
+    assert verdict.reasons() == {"tee-required": 1}
+    assert tdx in verdict.findings[0].detail
+    assert check(enclave.with_pairs([], {r1: 1})).passed  # approved as software too
+    wrongly_kinded = Allowlist().approve(honest.enclave.address, [r1], {r1: 2})
+    assert check(wrongly_kinded).reasons() == {"tee-required": 1}
