@@ -1601,7 +1601,7 @@ def verify_receipt(receipt: Any, allowlist: Allowlist | None = None) -> ReceiptC
             raise ReceiptError(f"leaf types are not ogkit's {list(LEAF_TYPES)}")
         claim = BatchClaim.from_dict(receipt["claim"])
         row_text = v["rowIndex"]
-        if not isinstance(row_text, str) or not row_text.isdigit():
+        if not isinstance(row_text, str) or not (row_text.isascii() and row_text.isdigit()):
             raise ReceiptError(f"rowIndex must be a decimal string, got {row_text!r:.40}")
         row = int(row_text)
         if not 0 <= row < claim.row_count:

@@ -1970,6 +1970,15 @@ def _(h: Honest) -> dict:
     return r
 
 
+@receipt_tamper("row-index-in-other-digits", True)
+def _(h: Honest) -> dict:
+    """rowIndex 742 written in Arabic-Indic digits, which Python's int() reads as 742 and
+    BigInt does not: a receipt is one decimal ASCII string for every reader."""
+    r = honest_receipt(h)
+    r["leaf_values"]["rowIndex"] = "\u0667\u0664\u0662"
+    return r
+
+
 @receipt_tamper("row-index-2^256", True)
 def _(h: Honest) -> dict:
     """rowIndex 2**256 (no uint256 holds it)."""
