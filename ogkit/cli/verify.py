@@ -211,7 +211,10 @@ def _allowlist(args: argparse.Namespace, settings: Settings) -> int:
         print_json({**allowlist.to_dict(), "kinds": dict(allowlist.kinds)})
     else:
         names = {v: k for k, v in KINDS.items()}
-        for a, m in sorted(allowlist.pairs) or [("(none)", "")]:
+        if not allowlist.pairs:
+            print("no approved (attester, measurement) pairs: `ogkit allowlist add --attester "
+                  "ADDRESS --measurement RUNTIME_ID`")  # fmt: skip
+        for a, m in sorted(allowlist.pairs):
             k = allowlist.kinds.get(m)
             print(f"{a} {m}" + (f" ({names.get(k, k)})" if k is not None else ""))
     return 0
