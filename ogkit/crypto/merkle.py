@@ -218,11 +218,14 @@ def _be_words(rows: np.ndarray) -> np.ndarray:
 
 def _sort_order(leaves: np.ndarray) -> np.ndarray:
     """Stable ascending byte order of the leaf hashes (JS ``Array.sort`` is stable too)."""
-    words = _be_words(leaves)
-    # The first 8 bytes almost always decide; fall back to all 32 only if they tie.
-    order = np.argsort(words[:, 0], kind="stable")
-    first = words[order, 0]
-    if np.any(first[1:] == first[:-1]):
+    # The first 8 bytes almost always decide. While they are all distinct the order is
+    # unique, so any sort gives it (quicksort is several times faster than a stable sort
+    # of uint64 keys); on a tie, a stable sort over all 32 bytes decides.
+    first = np.ascontiguousarray(leaves[:, :8]).view(">u8")[:, 0].astype(np.uint64)
+    order = np.argsort(first)
+    ranked = first[order]
+    if np.any(ranked[1:] == ranked[:-1]):
+        words = _be_words(leaves)
         order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
     return order
 
