@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ogkit.crypto import keccak as kmod
 from ogkit.crypto import keccak256, keccak256_rows, numba_enabled, warm_up
+from ogkit.crypto.keccak import keccak256_words
 from ogkit.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,3 +236,44 @@ def test_sorted_pairs_is_oz_hash_pair(path: str) -> None:
         assert out[i].tobytes() == eth_keccak(min(a, b) + max(a, b))
     with pytest.raises(ConfigError):
         kmod.keccak256_sorted_pairs(pairs[:, :63])
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 61])
+def test_words_hash_the_concatenated_words(n: int) -> None:
+    """keccak256_words hashes each row's words where they live; the bytes are those of
+    keccak256_rows over the built messages (and of the C library), for every word kind."""
+    rng = np.random.default_rng(n)
+    tag = bytes(rng.integers(0, 256, 32, dtype=np.uint8))
+    idx = rng.integers(0, 2**63, n).astype(np.uint64)
+    a, b, c = (rng.integers(0, 256, (n, 32), dtype=np.uint8) for _ in range(3))
+    be = np.zeros((n, 32), dtype=np.uint8)
+    be[:, 24:] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
+    const = np.tile(np.frombuffer(tag, dtype=np.uint8), (n, 1))
+    for words, parts in (
+        ([idx, a, b], [be, a, b]),
+        ([tag, idx, a], [const, be, a]),
+        ([a], [a]),
+        ([a, b, c, tag], [a, b, c, const]),
+        ([a[:, ::-1], idx], [a[:, ::-1], be]),  # a non-contiguous column
+    ):
+        want = np.concatenate(parts, axis=1)
+        got = keccak256_words(words)
+        assert np.array_equal(got, keccak256_rows(want))
+        assert [r.tobytes() for r in got] == _reference(want)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [],
+        [b"short"],
+        [b"\0" * 32],  # no per-row word
+        [np.zeros((3, 31), dtype=np.uint8)],
+        [np.zeros(3, dtype=np.int64)],  # a signed index
+        [np.zeros((3, 32), dtype=np.uint8), np.zeros((4, 32), dtype=np.uint8)],
+        [np.zeros((2, 32), dtype=np.uint8)] * 5,
+    ],
+)
+def test_words_reject_bad_input(words: list) -> None:
+    with pytest.raises(ConfigError):
+        keccak256_words(words)

@@ -161,6 +161,7 @@ class _Counter:
 
         self.calls: list[tuple[str, int, int]] = []
         rows_fn, pairs_fn = kmod.keccak256_rows, kmod.keccak256_sorted_pairs
+        words_fn = kmod.keccak256_words
 
         def rows(messages: np.ndarray) -> np.ndarray:
             self.calls.append(("rows", messages.shape[0], messages.shape[1]))
@@ -170,6 +171,11 @@ class _Counter:
             self.calls.append(("pairs", messages.shape[0], messages.shape[1]))
             return pairs_fn(messages, out=out)
 
+        def words(ws: list[np.ndarray | bytes]) -> np.ndarray:
+            out = words_fn(ws)
+            self.calls.append(("rows", out.shape[0], 32 * len(ws)))  # one message a row
+            return out
+
         def twice(messages: np.ndarray) -> np.ndarray:
             raise AssertionError("a leaf is hashed once: nothing may call keccak256_rows_twice")
 
@@ -177,6 +183,7 @@ class _Counter:
             monkeypatch.setattr(module, "keccak256_rows", rows, raising=False)
             monkeypatch.setattr(module, "keccak256_rows_twice", twice, raising=False)
         monkeypatch.setattr(mmod, "keccak256_sorted_pairs", pairs)
+        monkeypatch.setattr(mmod, "keccak256_words", words)
 
     @property
     def permutations(self) -> int:

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "keccak256_rows",
     "keccak256_rows_twice",
     "keccak256_sorted_pairs",
+    "keccak256_words",
     "numba_enabled",
     "warm_up",
 ]
@@ -327,20 +328,74 @@ def _sorted_pairs_kernel_py(pairs: np.ndarray, out: np.ndarray) -> None:
                 digest[g + j, k] = st[k * w + j]
 
 
+def _bswap64_py(x: np.uint64) -> np.uint64:
+    """Byte-reverse a uint64 (LLVM folds this to one ``bswap``)."""
+    r = np.uint64(0)
+    for b in range(8):
+        r |= ((x >> np.uint64(8 * b)) & np.uint64(0xFF)) << np.uint64(8 * (7 - b))
+    return r
+
+
+def _words_kernel_py(
+    kinds: np.ndarray,
+    consts: np.ndarray,
+    index: np.ndarray,
+    a0: np.ndarray,
+    a1: np.ndarray,
+    a2: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """keccak256 of ``abi.encode`` of ``len(kinds)`` (at most 4) 32-byte words a row,
+    straight from where each word lives, without building the messages: word ``w`` is
+    ``consts[w]`` (kind 0), ``uint256(index[i])`` (kind 1), or row ``i`` of ``a0`` /
+    ``a1`` / ``a2`` (kinds 2, 3, 4; ``(n, 4)`` uint64 views of ``(n, 32)`` hashes)."""
+    w = _WIDTH
+    n = index.shape[0]
+    k = kinds.shape[0]
+    digest = out.view(np.uint64)
+    st = np.zeros(25 * w, dtype=np.uint64)
+    for g in range(0, n, w):
+        m = min(w, n - g)
+        st[:] = 0
+        for j in range(m):
+            i = g + j
+            for word in range(k):
+                kind = kinds[word]
+                base = 4 * word * w + j
+                if kind == 0:
+                    for q in range(4):
+                        st[base + q * w] = consts[word, q]
+                elif kind == 1:  # 24 zero bytes, then the index big-endian
+                    st[base + 3 * w] = _bswap64(index[i])
+                else:
+                    src = a0 if kind == 2 else (a1 if kind == 3 else a2)
+                    for q in range(4):
+                        st[base + q * w] = src[i, q]
+        for j in range(w):  # pad10*1 after 32k bytes: byte 32k is lane 4k's low byte
+            st[4 * k * w + j] ^= np.uint64(0x01)
+            st[(_RATE_LANES - 1) * w + j] ^= np.uint64(0x80) << np.uint64(56)
+        _keccak_f(st)
+        for j in range(m):
+            for q in range(_DIGEST_LANES):
+                digest[g + j, q] = st[q * w + j]
+
+
 # Until :func:`_load` wraps them, the kernels are their plain Python versions (too slow
 # to use: the public functions fall back to the C library instead).
 _rol = _rol_py
 _keccak_f = _keccak_f_py
 _word = _word_py
+_bswap64 = _bswap64_py
 _rows_kernel: Any = None
 _sorted_pairs_kernel: Any = None
+_words_kernel: Any = None
 
 
 def _load() -> bool:
     """Import numba and wrap the kernels, once per process (thread-safe); False when numba
     cannot be imported. numba compiles them (or loads them from its cache) on first call."""
     global _loaded, _HAVE_NUMBA, numba, _rol, _keccak_f, _word, _rows_kernel
-    global _sorted_pairs_kernel
+    global _sorted_pairs_kernel, _bswap64, _words_kernel
     if _loaded:
         return _HAVE_NUMBA
     with _load_lock:
@@ -357,19 +412,23 @@ def _load() -> bool:
                 _word = _jit(_word_py, inline="always")
                 _rows_kernel = _jit(_rows_kernel_py)
                 _sorted_pairs_kernel = _jit(_sorted_pairs_kernel_py)
+                _bswap64 = _jit(_bswap64_py, inline="always")
+                _words_kernel = _jit(_words_kernel_py)
             _loaded = True
     return _HAVE_NUMBA
 
 
 def _rebuild_uncached() -> None:
     """Recompile the kernel without the on-disk cache (after a cache I/O failure)."""
-    global _rol, _keccak_f, _word, _rows_kernel, _sorted_pairs_kernel
+    global _rol, _keccak_f, _word, _rows_kernel, _sorted_pairs_kernel, _bswap64, _words_kernel
     # rebuilt inner-first: the outer functions resolve these globals when they compile
     _rol = numba.njit(nogil=True, inline="always")(_rol_py)
     _keccak_f = numba.njit(nogil=True)(_keccak_f_py)
     _word = numba.njit(nogil=True, inline="always")(_word_py)
     _rows_kernel = numba.njit(nogil=True)(_rows_kernel_py)
     _sorted_pairs_kernel = numba.njit(nogil=True)(_sorted_pairs_kernel_py)
+    _bswap64 = numba.njit(nogil=True, inline="always")(_bswap64_py)
+    _words_kernel = numba.njit(nogil=True)(_words_kernel_py)
 
 
 def numba_enabled() -> bool:
@@ -441,6 +500,67 @@ def keccak256_sorted_pairs(pairs: np.ndarray, out: np.ndarray | None = None) -> 
     return out
 
 
+def keccak256_words(words: Sequence[np.ndarray | bytes]) -> np.ndarray:
+    """keccak256 of ``abi.encode`` of up to four static words a row, ``(n, 32)`` uint8,
+    without building the ``(n, 32 k)`` messages first.
+
+    Each word is a 32-byte ``bytes`` constant (the same in every row), an ``(n, 32)``
+    uint8 array (a ``bytes32`` a row; at most three), or a 1-D unsigned integer array of
+    length ``n`` (a ``uint256`` a row, below 2^64; at most one). Row ``i`` equals
+    :func:`keccak256_rows` of the concatenated words."""
+    if not 1 <= len(words) <= 4:
+        raise ConfigError(f"keccak256_words takes 1 to 4 words, got {len(words)}")
+    kinds = np.zeros(len(words), dtype=np.int64)
+    consts = np.zeros((len(words), 4), dtype=np.uint64)
+    arrays: list[np.ndarray] = []
+    index: np.ndarray | None = None
+    n: int | None = None
+    for w, word in enumerate(words):
+        if isinstance(word, bytes | bytearray):
+            if len(word) != 32:
+                raise ConfigError(f"word {w} must be 32 bytes, got {len(word)}")
+            consts[w] = np.frombuffer(bytes(word), dtype="<u8")
+            continue
+        a = np.asarray(word)
+        rows = a.shape[0] if a.ndim else -1
+        if n is not None and rows != n:
+            raise ConfigError(f"word {w} has {rows} rows, an earlier word {n}")
+        n = rows
+        if a.ndim == 1 and a.dtype.kind == "u" and index is None:
+            kinds[w], index = 1, a.astype(np.uint64, copy=False)
+        elif a.ndim == 2 and a.dtype == np.uint8 and a.shape[1] == 32 and len(arrays) < 3:
+            kinds[w] = 2 + len(arrays)
+            arrays.append(np.ascontiguousarray(a))
+        else:
+            raise ConfigError(
+                f"word {w} must be 32 bytes, an (n, 32) uint8 array or one unsigned index "
+                f"array, got {a.dtype}{a.shape}"
+            )
+    if n is None:
+        raise ConfigError("keccak256_words needs at least one per-row word")
+    if not numba_enabled() or n == 0:
+        msg = np.empty((n, 32 * len(words)), dtype=np.uint8)
+        it = iter(arrays)
+        for w, word in enumerate(words):
+            block = msg[:, 32 * w : 32 * (w + 1)]
+            if kinds[w] == 0:
+                block[:] = np.frombuffer(bytes(word), dtype=np.uint8)
+            elif kinds[w] == 1:
+                block[:, :24] = 0
+                block[:, 24:] = index.astype(">u8").view(np.uint8).reshape(n, 8)
+            else:
+                block[:] = next(it)
+        return keccak256_rows(msg)
+    if index is None:
+        index = np.zeros(n, dtype=np.uint64)
+    views = [a.view(np.uint64) for a in arrays]
+    while len(views) < 3:
+        views.append(np.zeros((1, 4), dtype=np.uint64))
+    out = np.empty((n, 32), dtype=np.uint8)
+    _call("_words_kernel", kinds, consts, index, views[0], views[1], views[2], out)
+    return out
+
+
 def _keccak256_rows_python(messages: np.ndarray) -> np.ndarray:
     """Reference/fallback path: one C-library call per row."""
     out = np.empty((messages.shape[0], 32), dtype=np.uint8)
@@ -480,4 +600,5 @@ def warm_up() -> float:
         _run_kernel(np.zeros((1, 1), dtype=np.uint8))
         keccak256_rows_twice(np.zeros((1, 1), dtype=np.uint8))
         keccak256_sorted_pairs(np.zeros((1, 64), dtype=np.uint8))
+        keccak256_words([np.zeros(1, dtype=np.uint64), np.zeros((1, 32), dtype=np.uint8)])
     return time.perf_counter() - t0

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ogkit.crypto.keccak import keccak256, keccak256_rows, keccak256_sorted_pairs
+from ogkit.crypto.keccak import keccak256, keccak256_sorted_pairs, keccak256_words
 from ogkit.errors import ConfigError, ReceiptError
 
 __all__ = [
@@ -60,7 +60,6 @@ INPUT_LEAF_TYPES: tuple[str, ...] = ("bytes32", "uint256", "bytes32")
 LEAF_BYTES = 96
 
 _UINT256_MAX = (1 << 256) - 1
-_TAG_ROW = np.frombuffer(INPUT_LEAF_TAG, dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------------------
@@ -120,19 +119,14 @@ def leaf_hashes(
     """All row leaves of a partition at once: ``(n, 32)`` uint8, row ``i`` = :func:`leaf_hash`.
 
     ``abi.encode(uint256, bytes32, bytes32)`` is three 32-byte words (the uint256
-    big-endian), so the ``(n, 96)`` message array is filled word by word and hashed once a
-    row: 96 bytes fit in one 136-byte sponge block, one Keccak-f[1600] permutation.
+    big-endian), hashed once a row straight from the three columns: 96 bytes fit in one
+    136-byte sponge block, one Keccak-f[1600] permutation.
     """
     idx = _check_row_index(row_index)
     n = idx.shape[0]
     inputs = _check_hash_rows(input_hashes, n, "input_hashes")
     outputs = _check_hash_rows(output_hashes, n, "output_hashes")
-    msg = np.empty((n, LEAF_BYTES), dtype=np.uint8)
-    msg[:, 0:24] = 0  # uint256 word: 24 zero bytes, then the uint64 big-endian
-    msg[:, 24:32] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
-    msg[:, 32:64] = inputs
-    msg[:, 64:96] = outputs
-    return keccak256_rows(msg)
+    return keccak256_words([idx.astype(np.uint64, copy=False), inputs, outputs])
 
 
 def input_leaf_hash(row_index: int, input_hash: bytes) -> bytes:
@@ -150,12 +144,7 @@ def input_leaf_hashes(row_index: np.ndarray, input_hashes: np.ndarray) -> np.nda
     idx = _check_row_index(row_index)
     n = idx.shape[0]
     inputs = _check_hash_rows(input_hashes, n, "input_hashes")
-    msg = np.empty((n, LEAF_BYTES), dtype=np.uint8)
-    msg[:, 0:32] = _TAG_ROW
-    msg[:, 32:56] = 0
-    msg[:, 56:64] = idx.astype(">u8").view(np.uint8).reshape(n, 8)
-    msg[:, 64:96] = inputs
-    return keccak256_rows(msg)
+    return keccak256_words([INPUT_LEAF_TAG, idx.astype(np.uint64, copy=False), inputs])
 
 
 # --------------------------------------------------------------------------------------
