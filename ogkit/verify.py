@@ -503,6 +503,14 @@ def _stored_inputs(
     return inputs, ""
 
 
+def _hashes_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row of two ``(n, 32)`` uint8 hash arrays: do they differ? (Compared as four
+    64-bit words a row, the four results read as one 32-bit word: ~9x faster than a
+    byte-wise ``any`` over a million rows.)"""
+    ne = np.ascontiguousarray(a).view(np.uint64) != np.ascontiguousarray(b).view(np.uint64)
+    return ne.view(np.uint32).reshape(-1) != 0
+
+
 def _rows_differ(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     """Per row: do two sets of input tensors differ in any bit (or in names, dtypes,
     shapes, which makes every row differ)?"""
@@ -603,7 +611,7 @@ def check_partition(
         out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
         return out
     out.input_leaves = input_leaf_hashes(expected, in_h)
-    bad_in = (in_h != rec.input_hashes).any(axis=1)
+    bad_in = _hashes_differ(in_h, rec.input_hashes)
     if used is not stored:
         # The stored rows must be the requester's too: challengers, disputes, audits and
         # reports re-run from them.
@@ -619,7 +627,7 @@ def check_partition(
         out.findings,
         "output-hash-mismatch",
         "stored outputs do not hash to the stored output hash",
-        expected[np.flatnonzero((out_h != rec.output_hashes).any(axis=1))],
+        expected[np.flatnonzero(_hashes_differ(out_h, rec.output_hashes))],
         index,
     )
     # The leaf holds no ids (spec 3.1): the claim checked against the manifest binds them
@@ -627,7 +635,7 @@ def check_partition(
     explained = {f.row_index for f in out.findings}
     leaf_bad = [
         r
-        for r in expected[np.flatnonzero((leaves != rec.leaves).any(axis=1))]
+        for r in expected[np.flatnonzero(_hashes_differ(leaves, rec.leaves))]
         if r not in explained
     ]
     _named_rows(
@@ -1389,6 +1397,11 @@ def _outcomes_root(outcomes: list[_Outcome]) -> str | None:
     )
 
 
+def _root_and_outcomes(outcomes: list[_Outcome]) -> tuple[list[_Outcome], str | None]:
+    """Every outcome without its leaves, and the input root over them (on a worker)."""
+    return [_without_leaves(o) for o in outcomes], _outcomes_root(outcomes)
+
+
 def _without_leaves(outcome: _Outcome) -> _Outcome:
     """A copy without the leaves (never mutated: the input-root task may still need them)."""
     return replace(outcome, input_leaves=None)
@@ -1443,24 +1456,28 @@ def _run_checks(
                     pure=False,
                 )
             )
+        # One task builds the input root and sends back every outcome without its leaves.
         root_future = dask.submit(
-            _outcomes_root, futures, key=f"verify-input-root-{tag}", pure=False
+            _root_and_outcomes, futures, key=f"verify-input-root-{tag}", pure=False
         )
-        slim = [
-            dask.submit(_without_leaves, f, key=f"verify-outcome-{tag}-{i:05d}", pure=False)
-            for i, f in enumerate(futures)
-        ]
-        for check, future in zip(checks, slim, strict=True):
-            try:
-                outcomes.append(future.result())
-            except Exception as exc:  # a worker died or ran out of memory: a finding
-                outcomes.append(_crashed(check, exc))
+        from dask.distributed import as_completed
+
+        for _ in as_completed(futures):
             bar.update(1)
         try:
-            root = root_future.result()
-        except Exception:  # a partition crashed: its finding is already there
-            root = None
-        return outcomes, root
+            outcomes, root = root_future.result()
+            return outcomes, root
+        except Exception:  # a partition crashed: each partition's own outcome or finding
+            pass
+        for i, (check, future) in enumerate(zip(checks, futures, strict=True)):
+            try:
+                slim = dask.submit(
+                    _without_leaves, future, key=f"verify-outcome-{tag}-{i:05d}", pure=False
+                )
+                outcomes.append(slim.result())
+            except Exception as exc:  # a worker died or ran out of memory: a finding
+                outcomes.append(_crashed(check, exc))
+        return outcomes, None
     finally:
         bar.close()
 
