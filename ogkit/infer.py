@@ -66,6 +66,7 @@ from ogkit.dataset import (
     bind_features,
     open_source,
     plan_inputs,
+    sorted_leaf_run,
     split_partitions,
     store_dataset,
 )
@@ -131,7 +132,7 @@ def run_partition(
 
     input_hashes = tensor_row_hashes(feeds)
     rows = np.arange(part.offset, part.offset + part.rows, dtype=np.uint64)
-    input_leaves = input_leaf_hashes(rows, input_hashes)
+    input_leaves = sorted_leaf_run(input_leaf_hashes(rows, input_hashes))
     t2 = time.perf_counter()
     outputs = model.run(feeds, task.batch_size)
     del feeds
@@ -177,7 +178,8 @@ def _worker_model(payload: ModelPayload, runtime_id: str) -> LoadedModel:
 def _finished_leaves(store: ContentStore, meta: dict[str, Any]) -> np.ndarray:
     """The input-root leaves of a partition an earlier run finished, from its records'
     input hashes (runs on a worker when the store is shared)."""
-    return records_input_leaves(store.read_bytes(meta["path"]), meta["offset"], meta["rows"])
+    data = store.read_bytes(meta["path"])
+    return sorted_leaf_run(records_input_leaves(data, meta["offset"], meta["rows"]))
 
 
 def _input_root(parts: Sequence[Any]) -> tuple[str, list[PartitionResult | None]]:
@@ -243,6 +245,7 @@ def _run_on_dask(
     store: ContentStore,
     run: BatchStaging,
     bar: tqdm,
+    stages: dict[str, float],
 ) -> tuple[str, dict[int, PartitionResult]]:
     """Every pending partition as one task on the workers, and the input root built by
     one worker from every partition's input leaves (the finished partitions' from their
@@ -288,6 +291,7 @@ def _run_on_dask(
                 if future.status != "finished":
                     future.result()  # raises the task's error
                 bar.update(1)
+            stages["partitions"] = time.perf_counter()
             root, slim = root_future.result()
             for p, result in zip(partitions, slim, strict=True):
                 if result is not None:
@@ -298,6 +302,7 @@ def _run_on_dask(
             result.records = None
             results[result.index] = result
             bar.update(1)
+        stages["partitions"] = time.perf_counter()
         parts = [
             results[p.index] if p.index in results else _finished_leaves(store, metas[p.index])
             for p in partitions
@@ -321,12 +326,14 @@ def _run_here(
     payload: ModelPayload,
     store: ContentStore,
     bar: tqdm,
+    stages: dict[str, float],
 ) -> tuple[str, dict[int, PartitionResult]]:
     """The same as :func:`_run_on_dask`, one partition after another in this process."""
     results: dict[int, PartitionResult] = {}
     for task in tasks:
         results[task.partition.index] = run_partition(task, payload, store)
         bar.update(1)
+    stages["partitions"] = time.perf_counter()
     parts = [
         results[p.index] if p.index in results else _finished_leaves(store, metas[p.index])
         for p in partitions
@@ -373,6 +380,7 @@ def run_verified_inference(
     (:func:`ogkit.checks.check_inputs`); the result is recorded in the manifest, and a
     failure the ``data_checks`` policy blocks (default: any) stops the job before work.
     """
+    begun = time.perf_counter()
     if store is None and hub is None:
         raise ConfigError("run_verified_inference needs store= (a ContentStore or URL) or hub=")
     store = store if isinstance(store, ContentStore) else ContentStore(store or hub.store.url)
@@ -453,6 +461,7 @@ def run_verified_inference(
     stash_pool.shutdown(wait=False)
 
     started = time.perf_counter()
+    stages = {"prepare": started}
     bar = tqdm(
         total=len(partitions),
         initial=resumed,
@@ -462,9 +471,12 @@ def run_verified_inference(
     )
     try:
         if dask is not None:
-            root, fresh = _run_on_dask(tasks, partitions, metas, payload, dask, store, run, bar)
+            root, fresh = _run_on_dask(
+                tasks, partitions, metas, payload, dask, store, run, bar, stages
+            )
         else:
-            root, fresh = _run_here(tasks, partitions, metas, payload, store, bar)
+            root, fresh = _run_here(tasks, partitions, metas, payload, store, bar, stages)
+        stages["input_root"] = time.perf_counter()
     except OgkitError:
         raise
     except Exception as exc:
@@ -504,8 +516,15 @@ def run_verified_inference(
     for p in partitions:
         meta = metas.get(p.index) or fresh[p.index].meta(run.records_path(p.index))
         metas[p.index] = staging.adopt(run, meta)
+    stages["move"] = time.perf_counter()
     dataset_object, dataset_format = stashed.result()
     wall = time.perf_counter() - started
+    stages["dataset"] = time.perf_counter()
+    # Seconds each stage took, in order: up to the first task, the partitions, the input
+    # root after them, moving the records, then waiting for the stored dataset.
+    seconds, last = {}, begun
+    for name, at in stages.items():
+        seconds[name], last = at - last, at
     ordered = [metas[p.index] for p in partitions]
     roots = np.array([list(bytes.fromhex(m["root"][2:])) for m in ordered], dtype=np.uint8)
     batch_root = "0x" + MerkleTree.from_leaf_hashes(roots).root.hex()
@@ -562,6 +581,7 @@ def run_verified_inference(
         data_checks=input_checks.to_dict() if input_checks is not None else None,
         run_stats={
             "wall_seconds": wall,
+            "stages": seconds,
             "resumed_partitions": resumed,
             "partitions": [
                 {"index": m["index"], "rows": m["rows"], "worker": m["worker"], **m["seconds"]}

@@ -72,7 +72,13 @@ from ogkit.crypto.merkle import (
     leaf_hashes,
     process_proof,
 )
-from ogkit.dataset import DatasetCommitment, DataSource, InputPlan, open_stored_dataset
+from ogkit.dataset import (
+    DatasetCommitment,
+    DataSource,
+    InputPlan,
+    open_stored_dataset,
+    sorted_leaf_run,
+)
 from ogkit.errors import (
     ArtifactError,
     ConfigError,
@@ -610,7 +616,7 @@ def check_partition(
     except (ConfigError, ValueError, TypeError) as exc:
         out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
         return out
-    out.input_leaves = input_leaf_hashes(expected, in_h)
+    out.input_leaves = sorted_leaf_run(input_leaf_hashes(expected, in_h))  # one sorted run
     bad_in = _hashes_differ(in_h, rec.input_hashes)
     if used is not stored:
         # The stored rows must be the requester's too: challengers, disputes, audits and
