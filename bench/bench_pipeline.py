@@ -76,16 +76,21 @@ def verified(model, data, client, store_root: Path, tag: str, job: str = "bench"
     return time.perf_counter() - t, batch, attester
 
 
-def warm(client, model, frame, root: Path, **kw) -> None:
-    """Two small runs from a file, with several partitions for every worker, so that each
-    worker has loaded the model and the hashing kernel and run every step (its imports,
-    its first Parquet reads and writes) once before anything is timed."""
+def warm(client, model, frame, root: Path, partition_rows: int, **kw) -> None:
+    """Two runs from a file of another name (nothing of them is cached for the timed
+    run), in the timed run's geometry, with four partitions for every worker: each worker
+    has then loaded the model and the hashing kernel, run every step (its imports, its
+    first Parquet reads and writes) and grown its heap to a partition's size before
+    anything is timed, as on a node that has been running."""
     workers = len(client.scheduler_info()["workers"])
+    rows = min(frame.height, 4 * workers * partition_rows)
     path = root / f"warm-{time.time_ns()}.parquet"
-    frame.write_parquet(path)
+    frame.head(rows).write_parquet(path)
     for i in range(2):
-        kw = {**kw, "partition_rows": max(1, frame.height // (4 * workers))}
-        verified(model, path, client, root, f"warm-{time.time_ns()}-{i}", **kw)
+        verified(
+            model, path, client, root, f"warm-{time.time_ns()}-{i}",
+            partition_rows=partition_rows, **kw,
+        )  # fmt: skip
 
 
 def cpu_seconds(client) -> float:
@@ -202,13 +207,17 @@ def main() -> int:
     imgs.write_parquet(img_path)
     images = np.stack(imgs["image"].to_numpy()).reshape(-1, 1, 28, 28).astype(np.float32)
     tab_model, cnn_model = sample_model_path("tabular"), sample_model_path("cnn")
+    tab_partition_rows = 50_000 // scale  # the default for the tabular model's 32-byte rows
 
     rows = []
     with get_client(n_workers=2) as c2, get_client(n_workers=1) as c1:
+        # Eight partitions in both CNN runs (the --quick run's 1,000 images would otherwise
+        # be one partition, which a second worker cannot share).
+        cnn_kw = {"batch_size": 256, "partition_rows": -(-img_rows // 8)}
         for client in (c1, c2):
             client.run(warm_up)  # numba kernel compiled/loaded in every worker
-            warm(client, tab_model, tab.head(4000), root)
-            warm(client, cnn_model, imgs.head(256), root, batch_size=256)
+            warm(client, tab_model, tab, root, tab_partition_rows)
+            warm(client, cnn_model, imgs, root, **cnn_kw)
         cpu = {}
 
         # (a) tabular
@@ -216,8 +225,9 @@ def main() -> int:
         ball = bare(tab_model, {"features": features}, cores, 1024)
         with PeakRSS() as rss:
             _, cpu["tab"], (tv, tab_batch, attester) = timed(
-                c2, verified, tab_model, tab_path, c2, root, "tab"
-            )
+                c2, verified, tab_model, tab_path, c2, root, "tab",
+                partition_rows=tab_partition_rows,
+            )  # fmt: skip
         memory = [(tab_rows, rss)]
         kb = keccak_bound(
             c2, tab_model, {"features": features}, tab_batch.manifest.partition_rows, tab_batch
@@ -238,9 +248,6 @@ def main() -> int:
         # (b) CNN
         b1c = bare(cnn_model, {"image": images}, 1, 256)
         ballc = bare(cnn_model, {"image": images}, cores, 256)
-        # Eight partitions in both runs (the --quick run's 1,000 images would otherwise be
-        # one partition, which a second worker cannot share).
-        cnn_kw = {"batch_size": 256, "partition_rows": -(-img_rows // 8)}
         _, cpu["cnn2"], (cv2, cnn_batch, _) = timed(
             c2, verified, cnn_model, img_path, c2, root, "cnn2", **cnn_kw
         )
