@@ -620,3 +620,106 @@ def test_sorted_pairs_refuses_an_out_buffer_it_cannot_fill(kind: str):
         proc.stdout[-200:],
         proc.stderr[-300:],
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a staged meta's path is joined to the store root unchecked: '../' moves a "
+    "records file out of another store on the same filesystem into this batch",
+)
+def test_staged_meta_path_cannot_leave_the_store(world: World, clean):
+    """The planter's meta names ``../<other store>/batches/<id>/part-00000.parquet``: a
+    batch of the same rows in a sibling store (another tenant's). The honest run reads
+    and then moves that file across stores; the other store's batch loses its records."""
+    _, run_key = clean
+    other = world.store()
+    victim = world.run(other, job="tenant-job")
+    store = world.store()
+    part = victim.partitions[0]
+    outside = f"../{Path(other.root).name}/{part.path}"
+    meta = {
+        "index": 0,
+        "offset": part.offset,
+        "rows": part.rows,
+        "root": part.root,
+        "path": outside,
+        "sha256": part.sha256,
+        "seconds": {"read": 0.0, "commit": 0.0, "infer": 0.0, "attest": 0.0, "write": 0.0},
+        "worker": "planted:1",
+        "output_shapes": {"label": [], "probabilities": [3]},
+    }
+    store.write_bytes(f"batches/{run_key}/part-00000.json", json.dumps(meta).encode())
+    assert store.read_bytes(outside) == other.read_bytes(part.path)  # the join escapes
+    world.run(store)
+    load_batch(victim.artifact_id, other).partition_bytes(0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a staged meta's root is not recomputed from its records' leaves: the honest "
+    "node signs a batch root its own records do not give, and fails every verification",
+)
+def test_staged_meta_root_is_the_root_of_its_records(world: World, clean):
+    """The planter copies the honest node's own partition 2 records into the run folder
+    (so the sha256 and rows are right) and writes a meta with another root. The run
+    trusts the meta's root: the signed batch root is not the records' and the batch
+    fails as ``partition-root``-style tampering, under the honest key."""
+    honest_batch, run_key = clean
+    store = world.store()
+    part = honest_batch.partitions[2]
+    data = honest_batch.partition_bytes(2)
+    where = f"batches/{run_key}/part-00002.parquet"
+    store.write_bytes(where, data)
+    meta = {
+        "index": 2,
+        "offset": part.offset,
+        "rows": part.rows,
+        "root": "0x" + "5a" * 32,
+        "path": where,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "seconds": {"read": 0.0, "commit": 0.0, "infer": 0.0, "attest": 0.0, "write": 0.0},
+        "worker": "planted:1",
+        "output_shapes": {"label": [], "probabilities": [3]},
+    }
+    store.write_bytes(f"batches/{run_key}/part-00002.json", json.dumps(meta).encode())
+    batch = world.run(store)
+    assert batch.batch_root == honest_batch.batch_root
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a staged meta's offset is checked against its own records, not its slot: "
+    "partition 0's records planted as slot 1 are signed as overlapping partitions",
+)
+def test_staged_meta_at_another_slots_offset_does_not_sign_a_broken_batch(world: World, clean):
+    """Refused or recomputed, never signed: the planter copies partition 0's records to slot
+    1 with a meta that keeps offset 0 (so the records' row range matches the meta). The
+    run must either recompute slot 1 or stop; today it signs a batch whose partitions
+    overlap (rows 0..699 twice, 700..1399 never), which fails tiling under the honest
+    key, over an input root of data nobody committed to."""
+    honest_batch, run_key = clean
+    store = world.store()
+    part = honest_batch.partitions[0]
+    data = honest_batch.partition_bytes(0)
+    where = f"batches/{run_key}/part-00001.parquet"
+    store.write_bytes(where, data)
+    meta = {
+        "index": 1,
+        "offset": part.offset,
+        "rows": part.rows,
+        "root": part.root,
+        "path": where,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "seconds": {"read": 0.0, "commit": 0.0, "infer": 0.0, "attest": 0.0, "write": 0.0},
+        "worker": "planted:1",
+        "output_shapes": {"label": [], "probabilities": [3]},
+    }
+    store.write_bytes(f"batches/{run_key}/part-00001.json", json.dumps(meta).encode())
+    try:
+        batch = world.run(store)
+    except Exception as exc:  # refused: fine, as long as it is ogkit's own error
+        from ogkit.errors import OgkitError
+
+        assert isinstance(exc, OgkitError), repr(exc)
+        return
+    assert batch.batch_root == honest_batch.batch_root
