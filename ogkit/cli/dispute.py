@@ -3,7 +3,9 @@
 ``vote BATCH --upheld|--rejected --key VERIFIER`` casts a staked verifier's vote;
 ``resolve BATCH`` closes a dispute whose voting time passed with the batch's signed
 verdicts; ``claim BATCH --key VERIFIER`` takes a verifier's share of the fee after an
-upheld dispute.
+upheld dispute; ``defend --key NODE [--watch]`` presents the pass verdicts held for every
+dispute on the node's batches whose voting time is over, and finalises them after their
+window (:class:`ogkit.node.defence.DisputeDefender`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,78 @@ def _dispute(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _defend(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from ogkit.chain.connection import connect_from_settings
+    from ogkit.errors import ConfigError
+    from ogkit.keys import KeyStore
+    from ogkit.node.defence import DisputeDefender
+    from ogkit.settle import SettlementJournal
+    from ogkit.store import ContentStore
+
+    if args.interval <= 0:
+        raise ConfigError(f"--interval must be > 0 seconds, got {args.interval}")
+    node = KeyStore(settings.home).load(args.key)
+    chain = connect_from_settings(settings, args.chain)
+    defender = DisputeDefender(
+        chain,
+        node,
+        ContentStore(settings.store),
+        journal=SettlementJournal(chain.chain_id, settings.home),
+        finalize=not args.no_finalize,
+    )
+    if not args.watch:
+        actions = defender.step()  # a chain that is down: the ChainError names it
+        if args.json:
+            print_json(
+                {
+                    "schema": "ogkit.dispute.defend.v1",
+                    "node": node.address,
+                    "watched": defender.watched,
+                    "actions": [a.to_dict() for a in actions],
+                }
+            )
+            return 0
+        _print_actions(actions)
+        if not actions:
+            print(f"nothing to do: no open dispute or finalisable batch of node {node.address}")
+        return 0
+    stop = threading.Event()
+    seen: dict[str, tuple[str, str]] = {}
+    said_error: list[str | None] = [None]
+
+    def show(actions: list) -> None:
+        if defender.last_error and defender.last_error != said_error[0]:
+            print(f"chain unavailable: {defender.last_error}; backing off", flush=True)
+        said_error[0] = defender.last_error
+        fresh = [a for a in actions if seen.get(a.batch_id) != (a.action, a.detail)]
+        for a in fresh:
+            seen[a.batch_id] = (a.action, a.detail)
+        if args.json:
+            for a in fresh:
+                print_json({"schema": "ogkit.dispute.defend.action.v1", **a.to_dict()})
+        else:
+            _print_actions(fresh)
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"defending the batches of node {node.address} every {args.interval:g} s", flush=True)
+    try:
+        defender.run(stop, args.interval, show)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0
+
+
+def _print_actions(actions: list) -> None:
+    for a in actions:
+        tx = f" (tx {a.tx})" if a.tx else ""
+        print(f"batch {a.batch_id} {a.status}: {a.action}: {a.detail}{tx}", flush=True)
+
+
 def _batch_id(text: str) -> str:
     from ogkit.errors import ConfigError
 
@@ -91,6 +165,18 @@ def register(groups) -> None:
     p = add_command(sub, "resolve", _dispute, "close a dispute after its voting time")
     p.add_argument("batch", help="batch id")
     p.add_argument("--key", required=True, help="the key that sends the transaction")
+    chain_option(p)
+    p = add_command(
+        sub,
+        "defend",
+        _defend,
+        "present the held pass verdicts on disputes of the node's batches past their voting "
+        "time, and finalise them after their window",
+    )
+    p.add_argument("--key", required=True, help="the node's key (the batches it committed)")
+    p.add_argument("--watch", action="store_true", help="keep defending until SIGINT/SIGTERM")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between passes")
+    p.add_argument("--no-finalize", action="store_true", help="defend disputes only")
     chain_option(p)
     p = add_command(sub, "claim", _dispute, "claim a verifier's reward after an upheld dispute")
     p.add_argument("batch", help="batch id")

@@ -14,6 +14,11 @@ parallelism). The finaliser calls :func:`ogkit.settle.settle` for every committe
 every ``poll`` seconds: it finalises once the challenge window is over and the signed pass
 verdicts (store ``verdicts/<batch id>/`` and ``VerdictPublished`` events) reach quorum, or
 expires the batch after its grace (the requester is refunded; the job is ``failed``).
+
+The same loop runs a :class:`~ogkit.node.defence.DisputeDefender` over every other batch
+the node key committed (paid calls' batches committed with an order, batches settled by
+hand with ``ogkit settle``): once a dispute's voting time is over it presents the pass
+verdicts holding the quorum, and it finalises those batches after their window.
 """
 
 from __future__ import annotations
@@ -189,6 +194,16 @@ class JobRunner:
         self._stop = threading.Event()
         self._chain_lock = threading.Lock()  # the finaliser and the runner share the node key
         self._threads: list[threading.Thread] = []
+        from ogkit.node.defence import DisputeDefender
+
+        self.defender = DisputeDefender(
+            chain, node, store, journal=self.journal, lock=self._chain_lock, skip=self._job_batches
+        )
+
+    def _job_batches(self) -> set[str]:
+        """The batches of this node's unfinished jobs: its finaliser's own."""
+        open_states = ("queued", "running", "committed")
+        return {r.batch_id for r in self.book.all() if r.state in open_states and r.batch_id}
 
     # -- submitting ---------------------------------------------------------------------------
     def submit(self, doc: Any) -> tuple[JobRecord, bool]:
@@ -341,6 +356,14 @@ class JobRunner:
                     log.warning("finalising job %s: %s", record.job_id, exc)
                 except Exception:
                     log.exception("finalising job %s crashed", record.job_id)
+            if self._stop.is_set():
+                return
+            try:
+                for action in self.defender.poll():
+                    if action.action not in ("waiting",):
+                        log.info("batch %s: %s", action.batch_id, action.detail)
+            except Exception:  # never take the finaliser down with it
+                log.exception("dispute defence crashed")
 
     def finalize(self, record: JobRecord) -> JobRecord:
         """One finaliser step for a committed job."""
@@ -374,33 +397,15 @@ class JobRunner:
         pass verdicts holding the quorum exist (on chain or in the store), present them
         (``resolveChallenge``): the dispute is rejected and the batch goes on. Without
         them nobody can reject it, and after a second window it is voided and the batch
-        refunded (docs/contracts.md). What the node is waiting for, or None."""
+        refunded (docs/contracts.md). What the node is waiting for or did, or None
+        (:func:`ogkit.node.defence.defend_dispute`)."""
         from ogkit.chain.records import onchain_batch
-        from ogkit.network.disputes import dispute_info, resolve_dispute
-        from ogkit.settle import claim_domain
-        from ogkit.verdict import chain_verdicts, load_verdicts, quorum_verdicts
+        from ogkit.node.defence import defend_dispute
 
-        bid = batch.batch_id
-        info = dispute_info(self.chain, bid)
-        if info.status != "disputed":
+        found = onchain_batch(self.chain, batch.batch_id)
+        if found is None:
             return None
-        what = f"dispute {info.dispute_id} on row {info.row}"
-        if self.chain.block_timestamp() < info.voting_ends_at:
-            return f"{what}: voting until {info.voting_ends_at}"
-        found = onchain_batch(self.chain, bid)
-        pool = [*chain_verdicts(self.chain, bid), *load_verdicts(self.store, bid)]
-        passes = quorum_verdicts(
-            pool,
-            batch_id=bid,
-            claim_digest=found.record["claimDigest"] if found else "",
-            domain=claim_domain(self.chain),
-            passed=True,
+        action = defend_dispute(
+            self.chain, found, node=self.node, store=self.store, lock=self._chain_lock
         )
-        if not passes:
-            return f"{what}: no pass verdicts to present yet"
-        with self._chain_lock:
-            outcome = resolve_dispute(
-                self.chain, bid, sender=self.node, store=self.store, passed=True
-            )
-        log.info("%s of batch %s resolved with pass verdicts: %s", what, bid, outcome)
-        return f"{what}: {outcome}"
+        return action.detail if action is not None else None
