@@ -723,3 +723,77 @@ def test_staged_meta_at_another_slots_offset_does_not_sign_a_broken_batch(world:
         assert isinstance(exc, OgkitError), repr(exc)
         return
     assert batch.batch_root == honest_batch.batch_root
+
+
+def _simple_merkle_root(leaves: list[bytes]) -> bytes:
+    """OZ SimpleMerkleTree.of(leaves) (sortLeaves: true), written out plainly: a stable
+    sort of the 32-byte leaves, the 2n - 1 node array, hashPair up to index 0."""
+    ordered = sorted(leaves)  # Python's sort is stable, like JS Array.sort
+    n = len(ordered)
+    nodes: list[bytes] = [b""] * (2 * n - 1)
+    for k, leaf in enumerate(ordered):
+        nodes[2 * n - 2 - k] = leaf
+    for i in range(n - 2, -1, -1):
+        a, b = nodes[2 * i + 1], nodes[2 * i + 2]
+        nodes[i] = _ref(min(a, b) + max(a, b))
+    return nodes[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 9, 33])
+def test_tree_with_first_word_ties_and_duplicate_leaves_is_oz_layout(n: int):
+    """Held: the quicksort fast path of the leaf order falls back to the full 32-byte
+    stable sort on a first-word tie. Leaves sharing their first 8 bytes, leaves equal in
+    full (a node listing one row twice) and plain ones give the OZ root, and a proof for
+    every leaf (by index and by hash) verifies."""
+    from ogkit.crypto.merkle import verify_proof
+
+    rng = np.random.default_rng(n)
+    leaves = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    if n >= 2:
+        leaves[1, :8] = leaves[0, :8]  # first-word tie, later bytes decide
+    if n >= 3:
+        leaves[2] = leaves[0]  # a full duplicate
+    tree = MerkleTree.from_leaf_hashes(leaves)
+    assert tree.root == _simple_merkle_root([r.tobytes() for r in leaves])
+    for i in range(n):
+        assert verify_proof(tree.root, leaves[i].tobytes(), tree.proof(i))
+        proof = tree.proof_for_leaf(leaves[i].tobytes())
+        assert verify_proof(tree.root, leaves[i].tobytes(), proof)
+    nodes, lengths = tree.proofs_array(np.arange(n))
+    for i in range(n):
+        got = [nodes[i, k].tobytes() for k in range(int(lengths[i]))]
+        assert got == tree.proof(i)
+
+
+_LAZY_PROBE = """
+import threading
+import numpy as np
+from Crypto.Hash import keccak
+import ogkit.crypto.keccak as k
+assert "numba" not in __import__("sys").modules  # nothing hashed yet: not loaded
+rng = np.random.default_rng(2)
+jobs = [rng.integers(0, 256, (19, 137), dtype=np.uint8) for _ in range(8)]
+barrier = threading.Barrier(8)
+bad = []
+def work(m):
+    barrier.wait()
+    out = k.keccak256_rows(m)
+    for i in range(len(m)):
+        if out[i].tobytes() != keccak.new(digest_bits=256, data=m[i].tobytes()).digest():
+            bad.append(i)
+threads = [threading.Thread(target=work, args=(m,)) for m in jobs]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("BAD" if bad else "OK", k.numba_enabled())
+"""
+
+
+def test_first_hashes_from_eight_threads_in_a_fresh_process_load_numba_once():
+    """Held: in a fresh interpreter (numba not yet imported) eight threads hash their
+    first rows at the same instant; the lazy one-time load gives every thread the
+    C library's digests."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _LAZY_PROBE], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert proc.stdout.split()[0] == "OK", proc.stdout
