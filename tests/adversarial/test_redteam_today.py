@@ -797,3 +797,56 @@ def test_first_hashes_from_eight_threads_in_a_fresh_process_load_numba_once():
     )
     assert proc.returncode == 0, proc.stderr[-500:]
     assert proc.stdout.split()[0] == "OK", proc.stdout
+
+
+# ======================================================================================
+# Audit: owner and price bound to the registration's manifest
+# ======================================================================================
+
+
+@pytest.fixture(scope="module")
+def audit_world(tmp_path_factory: pytest.TempPathFactory):
+    """test_audit's World (an in-process EVM with tab registered at 1,000 per row by its
+    owner, a staked node, three verifiers and a requester) in this module's own home."""
+    from test_audit import World as AuditWorld
+
+    home = tmp_path_factory.mktemp("redteam-audit-home")
+    hub = Hub(home=home)
+    owner = KeyStore(home).ensure_dev_key("owner")
+    hub.publish(sample_model_path("tabular"), name="tab", version="1.0.0", price=1000, signer=owner)
+    return AuditWorld(home, hub)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the audit requires the price charged to equal the registered manifest's: an "
+    "owner's on-chain price cut (setPrice, 1 wei is enough) fails every later honest batch",
+)
+def test_an_owner_price_cut_does_not_fail_honest_batches(audit_world, home):
+    """The owner lowers its on-chain price from 1,000 to 999 per row (ModelRegistry
+    ``setPrice``: the contract's documented way to reprice; committed batches keep their
+    price). A node commits an honest batch at 999 under an order capped at 1,000: the
+    requester paid less than the owner's signed manifest asks, nobody was overcharged.
+    The audit still fails it as ``payment-mismatch``: any owner can make every node
+    serving its model fail audits for one wei a row."""
+    w = audit_world
+    snapshot = w.chain.snapshot()
+    try:
+        registry = w.chain.contract("ModelRegistry")
+        w.chain.transact(
+            registry.functions.setPrice(bytes.fromhex(w.manifest.model_id[2:]), 999),
+            w.s["owner"],
+        )
+        batch = w.batch("price-cut")
+        w.settle_fully(batch, w.order(batch, price=1000))
+        report = w.audit(batch_ids=[batch.batch_id])
+        reasons = dict(
+            zip(
+                report.findings["reason"].to_list(),
+                report.findings["detail"].to_list(),
+                strict=True,
+            )
+        )
+        assert report.passed, reasons
+    finally:
+        w.chain.revert(snapshot)
