@@ -720,9 +720,9 @@ STORED_ROW_GROUP = 65_536
 
 
 def _stored_frame(source: DataSource, plan: InputPlan) -> pl.DataFrame:
-    """The plan's columns of ``source`` as one frame: what ogkit stores for data that is
-    not one file (in-memory frames and arrays, folders of files). Arrays become columns
-    of fixed-width arrays (their per-row values, C order) under their own names."""
+    """The plan's columns of in-memory ``source`` (a frame or arrays) as one frame, as
+    ogkit stores it. Arrays become columns of fixed-width arrays (their per-row values, C
+    order) under their own names."""
     columns = list(dict.fromkeys(plan.columns))
     if source.arrays is not None:
         series = []
@@ -731,26 +731,36 @@ def _stored_frame(source: DataSource, plan: InputPlan) -> pl.DataFrame:
             flat = arr if arr.ndim == 1 else arr.reshape(len(arr), -1)
             series.append(pl.Series(c, np.ascontiguousarray(flat)))
         return pl.DataFrame(series)
-    if source.frame is not None:
-        return source.frame.select(columns)
     return source.scan().select(columns).collect()
 
 
 def store_dataset(store: Any, source: DataSource, plan: InputPlan) -> tuple[str, str]:
     """Put the rows of ``source`` into ``store`` once, by content id (kind ``datasets``),
-    and return ``(object id, format)``. One data file is stored as it is (streamed, so
-    memory stays flat); anything else as a Parquet file of the plan's columns. The
-    manifest names the object; verifiers re-derive every row's tensors from it with the
+    and return ``(object id, format)``. One data file is stored as it is; anything else
+    as a Parquet file of the plan's columns, written to a temporary file first (a folder
+    of files streamed through polars' streaming engine, never whole in memory), then
+    streamed into the store, so memory stays flat in the dataset's size. The manifest
+    names the object; verifiers re-derive every row's tensors from it with the
     manifest's input plan and re-hash them against the records' input hashes."""
     if len(source.paths) == 1 and source.kind in STORED_FORMATS:
         return store.put_file(DATASETS, source.paths[0]), source.kind
-    import io
+    import tempfile
 
-    sink = io.BytesIO()
-    _stored_frame(source, plan).write_parquet(
-        sink, compression="uncompressed", statistics=False, row_group_size=STORED_ROW_GROUP
-    )
-    return store.put(DATASETS, sink.getvalue()), "parquet"
+    options = {
+        "compression": "uncompressed",
+        "statistics": False,
+        "row_group_size": STORED_ROW_GROUP,
+    }
+    fd, tmp = tempfile.mkstemp(prefix="ogkit-dataset-", suffix=".parquet")
+    os.close(fd)
+    try:
+        if source.paths:
+            source.scan().select(list(dict.fromkeys(plan.columns))).sink_parquet(tmp, **options)
+        else:
+            _stored_frame(source, plan).write_parquet(tmp, **options)
+        return store.put_file(DATASETS, tmp), "parquet"
+    finally:
+        os.unlink(tmp)
 
 
 @functools.lru_cache(maxsize=16)

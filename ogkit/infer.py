@@ -257,19 +257,22 @@ def _run_on_dask(
     shared = store.shared
     tag = run.prefix.rsplit("-", 1)[-1][:8]
     files = tasks[0].source.paths != () if tasks else True
-    futures = {
-        t.partition.index: dask.submit(
-            run_partition,
-            t if files else replace(t, source=replace(t.source, frame=None, arrays=None)),
-            payload_future,
-            store if shared else None,
-            None if files else dask.scatter(t.source, hash=False),
-            key=f"attest-{tag}-{t.partition.index:05d}",
-            pure=False,
-            retries=0,
-        )
-        for t in tasks
-    }
+    # One map: the whole graph goes to the scheduler in one message (a submit per task
+    # cost the client about 2.5 ms each).
+    bare = [t if files else replace(t, source=replace(t.source, frame=None)) for t in tasks]
+    if not files:
+        bare = [replace(t, source=replace(t.source, arrays=None)) for t in bare]
+    mapped = dask.map(
+        run_partition,
+        bare,
+        [payload_future] * len(tasks),
+        [store if shared else None] * len(tasks),
+        [None] * len(tasks) if files else dask.scatter([t.source for t in tasks], hash=False),
+        key=[f"attest-{tag}-{t.partition.index:05d}" for t in tasks],
+        pure=False,
+        retries=0,
+    )
+    futures = {t.partition.index: f for t, f in zip(tasks, mapped, strict=True)}
     results: dict[int, PartitionResult] = {}
     root_future = None
     try:

@@ -5,7 +5,9 @@ onnxruntime, real files."""
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +103,30 @@ def test_crash_between_move_and_meta_runs_that_partition_again(
     assert again.manifest.run_stats["resumed_partitions"] == 4
     assert again.batch_root == first.batch_root
     assert load_batch(again.artifact_id, store).partition_bytes(2)
+
+
+def test_a_folder_is_streamed_into_the_store_as_its_rows(tmp_path, published):
+    """A folder of files is stored as one Parquet file of the plan's columns, written by
+    polars' streaming engine: the same rows, in order, as the files read whole."""
+    import polars as pl
+
+    from ogkit.dataset import DATASETS, open_source, plan_inputs, store_dataset
+    from ogkit.load import load_model
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    parts = [make_tabular(1500, seed=s) for s in range(3)]
+    for i, part in enumerate(parts):
+        part.write_parquet(folder / f"p{i}.parquet")
+    source = open_source(folder)
+    model = load_model("tab", hub=published)
+    plan = plan_inputs(source, model.inputs)
+    store = ContentStore(tmp_path / "store")
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("ogkit-dataset-*"))
+    object_id, fmt = store_dataset(store, source, plan)
+    assert set(temp.glob("ogkit-dataset-*")) <= before  # its temporary file is gone
+    assert fmt == "parquet"
+    stored = pl.read_parquet(store.object_path(DATASETS, object_id))
+    whole = pl.concat(parts).select(list(dict.fromkeys(plan.columns)))
+    assert stored.equals(whole)
