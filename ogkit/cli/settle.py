@@ -169,12 +169,22 @@ def _settle(args: argparse.Namespace, settings: Settings) -> int:
         message = str(exc).replace("--key REQUESTER", f"--key {names[0]}")
         message = message.replace(" with the requester's key (REQUESTER)", "")
         raise SettlementError(message, reason=exc.reason, tx_hash=exc.tx_hash) from None
+    defence = None
+    if record.status == "disputed":  # past its voting time: present the pass verdicts held
+        from ogkit.chain.records import onchain_batch
+        from ogkit.node.defence import defend_dispute
+
+        found = onchain_batch(chain, record.batch_id)
+        defence = defend_dispute(chain, found, node=node, store=batch.store) if found else None
     progress = settlement_progress(chain, record.batch_id, record.artifact_id, store=batch.store)
     if args.json:
         print_json(
             {"schema": "ogkit.settle.v1", **record.to_dict(), "progress": progress.to_dict()}
+            | ({"defence": defence.to_dict()} if defence is not None else {})
         )
     else:
+        if defence is not None:
+            print(f"batch {record.batch_id}: {defence.action}: {defence.detail}")
         if record.expire_tx:
             print(
                 f"batch {record.batch_id}: expired, requester refunded "

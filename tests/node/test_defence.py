@@ -223,6 +223,12 @@ def test_a_batch_without_a_quorum_of_pass_verdicts_is_not_rescued(net, capsys):
     assert by_batch[short.batch_id]["action"] == "below-quorum"
     assert "20.0%" in by_batch[short.batch_id]["detail"]
     assert all(a["tx"] is None for a in doc["actions"])
+    # A re-run of `ogkit settle ARTIFACT` on the disputed batch tries the defence too.
+    args = ["--home", str(net.home), "settle", short.artifact_id, "--node-key", "node",
+            "--chain", net.devnet.url, "--json"]  # fmt: skip
+    assert main(args) == 0
+    settled = json.loads(capsys.readouterr().out)
+    assert settled["defence"]["action"] == "below-quorum" and settled["defence"]["tx"] is None
     for batch in (bare, short):
         assert dispute_info(chain, batch.batch_id).status == "disputed"
 
@@ -304,3 +310,28 @@ def test_an_upheld_dispute_is_not_rescued_with_pass_verdicts(net):
         )
     actions = DisputeDefender(chain, node, net.hub.store, finalize=False).step()
     assert all(a.batch_id != batch.batch_id for a in actions)
+
+
+def test_dispute_defend_watch_runs_until_sigterm(net):
+    """`ogkit dispute defend --watch` as its own process: it says what it watches, keeps
+    polling, and exits 0 on SIGTERM."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ogkit.cli", "--home", str(net.home), "dispute", "defend",
+         "--key", "node", "--watch", "--interval", "0.3", "--chain", net.devnet.url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=net.env,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(f"defending the batches of node {net.keys['node'].address}")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
