@@ -177,6 +177,7 @@ class JobRunner:
         data_roots: list[Path] | None = None,
         poll: float = 2.0,
     ) -> None:
+        from ogkit.node.defence import DisputeDefender
         from ogkit.settle import SettlementJournal
 
         self.book = book
@@ -194,11 +195,11 @@ class JobRunner:
         self._stop = threading.Event()
         self._chain_lock = threading.Lock()  # the finaliser and the runner share the node key
         self._threads: list[threading.Thread] = []
-        from ogkit.node.defence import DisputeDefender
-
+        # Every other batch of the node key: paid calls' batches, batches settled by hand.
         self.defender = DisputeDefender(
             chain, node, store, journal=self.journal, lock=self._chain_lock, skip=self._job_batches
         )
+        self._defence_said: dict[str, tuple[str, str]] = {}  # batch id -> what was last logged
 
     def _job_batches(self) -> set[str]:
         """The batches of this node's unfinished jobs: its finaliser's own."""
@@ -359,11 +360,21 @@ class JobRunner:
             if self._stop.is_set():
                 return
             try:
-                for action in self.defender.poll():
-                    if action.action not in ("waiting",):
-                        log.info("batch %s: %s", action.batch_id, action.detail)
+                self._defend_others()
             except Exception:  # never take the finaliser down with it
                 log.exception("dispute defence crashed")
+
+    def _defend_others(self) -> None:
+        """One defence pass over the node's batches that are not its jobs'; what it did or
+        found is logged when it changes (not every ``poll``)."""
+        for action in self.defender.poll():
+            said = (action.action, action.detail)
+            if self._defence_said.get(action.batch_id) == said:
+                continue
+            self._defence_said[action.batch_id] = said
+            warn = action.action in ("error", "no-verdicts", "below-quorum")
+            level = logging.WARNING if warn else logging.INFO
+            log.log(level, "batch %s %s: %s", action.batch_id, action.action, action.detail)
 
     def finalize(self, record: JobRecord) -> JobRecord:
         """One finaliser step for a committed job."""
