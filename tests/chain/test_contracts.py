@@ -1559,7 +1559,7 @@ def test_challenge_commit_reveal_and_evidence(
     assert s.stateOf(b.batch_id).call() == [BatchStatus.DISPUTED, dispute, 0]
     got = list(s.getDispute(dispute).call())
     assert got[:4] == [b.batch_id, ch, now(w3), b.record[5]]  # the batch's snapshot block
-    assert got[4:] == [0, 0, 0, 0, sum(VERIFIER_STAKES), 2, 0]
+    assert got[4:] == [0, 0, 0, 0, sum(VERIFIER_STAKES), 2, 0, b.leaves[2]]  # the leaf
     # one dispute at a time; nothing settles while it is open
     expect_revert(w3, reveal_fn(w3, d, ch, b, 1, salt=keccak(b"2nd")), ch, "WrongStatus")
     passes = pass_signatures(d, a, b, a.verifiers)
@@ -1986,6 +1986,61 @@ def test_one_root_in_two_batches_counts_only_under_each_record(
     assert s.getDispute(ev.args.disputeId).call()[0] == second.batch_id
     assert s.stateOf(second.batch_id).call()[0] == BatchStatus.DISPUTED
     assert s.stateOf(first.batch_id).call()[0] == BatchStatus.PENDING  # untouched
+
+
+def test_a_proof_answers_only_the_challenged_leaf(
+    w3: Any, world: Deployment, actors: Actors
+) -> None:
+    """A node whose root holds two leaves for row 2 — the forged one it receipted and an
+    honest one — cannot answer the dispute on the forged leaf with a proof of the honest
+    leaf: the dispute keeps the challenged leaf, and ZkJudge.resolve takes that one only
+    (before, any leaf of the row's index in the root passed to the proof check)."""
+    from ogkit.chain.bindings import load_compiled
+
+    d, a = world, actors
+    s = d.settlement.functions
+    rows = 4
+    inputs = [b"input %d" % i for i in range(rows)]
+    forged_out, honest_out = b"forged output 2", b"honest output 2"
+    data = [(i, keccak(x), keccak(b"output %d" % i)) for i, x in enumerate(inputs)]
+    data[2] = (2, keccak(inputs[2]), keccak(forged_out))
+    b = make_batch(w3, d, a, rows=rows, tag=b"two leaves for row 2", nonce=21)
+    b.rows, b.leaves = data, [receipt_leaf(*row) for row in data]
+    honest_leaf = receipt_leaf(2, keccak(inputs[2]), keccak(honest_out))
+    b.tree = MerkleTree([*b.leaves, honest_leaf])  # one leaf more than the rows it claims
+    b.claim["batchRoot"] = b.tree.root
+    commit(w3, d, a, resign(d, a, b))
+    dispute = open_challenge(w3, d, a, b, row=2)
+    assert s.getDispute(dispute).call()[11] == b.leaves[2]
+    judge = w3.eth.contract(address=s.zkJudge().call(), abi=load_compiled("ZkJudge")["abi"])
+
+    errors = [e for e in judge.abi if e["type"] == "error"]
+    by_selector = {
+        keccak(f"{e['name']}({','.join(i['type'] for i in e['inputs'])})".encode())[:4].hex(): (
+            f"{e['name']}({','.join(i['type'] for i in e['inputs'])})"
+        )
+        for e in errors
+    }
+
+    def judge_error(fn: Any) -> str:
+        """The ZkJudge custom error ``fn`` reverts with, by its selector."""
+        with pytest.raises(Exception) as info:
+            fn.call({"from": a.node})
+        reason = decode_revert(info.value) or ""
+        return next((sig for sel, sig in by_selector.items() if f"0x{sel}" in reason), reason)
+
+    def resolve(output: bytes, leaf: bytes) -> Any:
+        rp = (2, 0, inputs[2], output, b.tree.proof(leaf), b"", [])
+        return judge.functions.resolve(dispute, b.batch_id, b.record, rp, [], [])
+
+    # the honest leaf is in the root, but it is not the challenged one
+    assert s.verifyReceipt(
+        b.batch_id, b.record, 2, keccak(inputs[2]), keccak(honest_out), b.tree.proof(honest_leaf)
+    ).call()[0]
+    not_disputed = "NotTheDisputedRow(uint256,bytes32,uint256)"
+    assert judge_error(resolve(honest_out, honest_leaf)) == not_disputed
+    # the challenged leaf goes on to the model's ZK profile (none approved here)
+    assert judge_error(resolve(forged_out, b.leaves[2])) == "ProfileNotApproved(bytes32,address)"
 
 
 def test_merkle_tree_matches_openzeppelin_js() -> None:

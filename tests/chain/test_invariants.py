@@ -74,7 +74,7 @@ from ogkit.chain.bindings import OPG
 from ogkit.chain.deployments import Deployment, DeployParams, deploy_contracts
 from ogkit.chain.records import from_event, record_hash
 from ogkit.chain.rpc import decode_revert
-from ogkit.crypto.merkle import MerkleTree, leaf_hashes
+from ogkit.crypto.merkle import MerkleTree, leaf_hash, leaf_hashes
 from ogkit.order import JobOrder
 from ogkit.settle import attester_binding_typed_data, registration_typed_data
 from ogkit.verdict import SignedVerdict, verdict_typed_data
@@ -483,6 +483,7 @@ class Dispute:
     votes: dict[str, tuple[int, bool]] = field(default_factory=dict)
     reward_left: int = 0
     row: int = 0
+    leaf: bytes = bytes(32)  # the challenged receipt leaf
     claims: dict[str, int] = field(default_factory=dict)
     slashed: int = 0
     reward: int = 0
@@ -1248,6 +1249,7 @@ class SettlementGame(RuleBasedStateMachine):
             snapshot=snapshot,
             total=self.role_stake_at(2, snapshot),
             row=c.row,
+            leaf=leaf_hash(c.row, c.input_hash, c.output_hash),
         )
         self.disputes.append(dispute)
         b.status = DISPUTED
@@ -1702,6 +1704,7 @@ class SettlementGame(RuleBasedStateMachine):
                 d.total,
                 d.row,
                 d.reward_left,
+                d.leaf,
             )
         return out
 

@@ -199,6 +199,9 @@ contract InferenceSettlement is EIP712 {
         uint96 totalStake;
         uint256 rowIndex;
         uint256 rewardLeft;
+        /// @dev The challenged receipt leaf (rowIndex, inputHash, outputHash): a root may hold
+        ///      other leaves of the same row index, and only this one is in dispute.
+        bytes32 leaf;
     }
 
     bytes32 public constant JOB_ORDER_TYPEHASH = keccak256(
@@ -764,6 +767,7 @@ contract InferenceSettlement is EIP712 {
         d.snapshotBlock = snap;
         d.totalStake = uint96(nodes.roleStakeAt(ROLE_VERIFIER, snap));
         d.rowIndex = c.rowIndex;
+        d.leaf = receiptLeaf(c.rowIndex, c.inputHash, c.outputHash); // the challenged leaf
         _commitments[batchId] = _seal(stored, Status.Disputed);
         _disputeStates[batchId].disputeId = uint64(disputeId);
         // One lock per disputed batch, held until the batch is final (see `_reopen`).

@@ -210,7 +210,8 @@ contract ZkJudge {
     }
 
     /// @notice Resolve an open dispute on row `rp.rowIndex` of `batchId` with a proof: the
-    ///         row's receipt must be in the committed batch root; then the dispute is upheld
+    ///         row's receipt must be the challenged one (the dispute's leaf) and in the
+    ///         committed batch root; then the dispute is upheld
     ///         when a float output is beyond SLASH_FACTOR times its tolerance of the proven
     ///         one, rejected when every output is within tolerance (exact outputs equal), and
     ///         left open for the vote (`Undecidable` revert) otherwise. Anyone may submit
@@ -224,10 +225,7 @@ contract ZkJudge {
         Tensor[] calldata inputs,
         Tensor[] calldata outputs
     ) external returns (bool upheld) {
-        InferenceSettlement.Dispute memory d = settlement.getDispute(disputeId);
-        if (d.batchId != batchId || d.rowIndex != rp.rowIndex) {
-            revert NotTheDisputedRow(disputeId, batchId, rp.rowIndex);
-        }
+        _checkDisputedRow(disputeId, batchId, rp);
         (bool included,) = settlement.verifyReceipt(
             batchId,
             r,
@@ -243,6 +241,22 @@ contract ZkJudge {
         upheld = judgement == Judgement.Beyond;
         emit ResolvedByProof(disputeId, batchId, rp.rowIndex, upheld, msg.sender);
         settlement.resolveByProof(disputeId, r, upheld);
+    }
+
+    /// @dev The proof must be of the challenged leaf itself (spec §3.1), not of any leaf of
+    ///      the row's index: a node whose root also holds an honest leaf for that row
+    ///      cannot answer the dispute with that one.
+    function _checkDisputedRow(uint256 disputeId, bytes32 batchId, RowProof calldata rp)
+        private
+        view
+    {
+        InferenceSettlement.Dispute memory d = settlement.getDispute(disputeId);
+        bytes32 leaf = keccak256(
+            abi.encode(rp.rowIndex, keccak256(rp.inputBytes), keccak256(rp.outputBytes))
+        );
+        if (d.batchId != batchId || d.rowIndex != rp.rowIndex || d.leaf != leaf) {
+            revert NotTheDisputedRow(disputeId, batchId, rp.rowIndex);
+        }
     }
 
     /// @notice The fixed-point value of one element's little-endian bits `raw` (what
