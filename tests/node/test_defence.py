@@ -175,6 +175,43 @@ def test_griefed_paid_and_hand_settled_batches_are_defended_and_finalised_by_the
     assert record["status"] == "finalized" and record["finalize_tx"].startswith("0x")
 
 
+def test_many_disputes_while_the_node_is_down_are_defended_by_the_cli(net, capsys):
+    """The node process is stopped; a griefer disputes four of its batches at once. One
+    `ogkit dispute defend` pass after the voting time rejects all four with the verdicts
+    in the store, a second one after the fresh window finalises them."""
+    chain = net.chain
+    assert net.node.stop() == 0
+    try:
+        batches = [_hand_batch(net, f"many-{i}", seed=50 + i) for i in range(4)]
+        for batch in batches:
+            order = _order(net, batch, "requester")
+            settle(batch, chain, node=net.keys["node"], order=order, finalize=False)
+            for i in (2, 3):  # 8,000 of 10,000 verifier stake
+                attest_batch(chain, batch, passed=True, verifier=net.keys[f"verifier-{i}"])
+        for i, batch in enumerate(batches):
+            _grief(net, batch, row=i)
+        args = ["--home", str(net.home), "dispute", "defend", "--key", "node", "--chain",
+                net.devnet.url, "--json"]  # fmt: skip
+        assert main(args) == 0
+        early = {a["batch_id"]: a for a in json.loads(capsys.readouterr().out)["actions"]}
+        assert {early[b.batch_id]["action"] for b in batches} == {"waiting"}
+        chain.increase_time(WINDOW + 1)
+        assert main(args) == 0
+        done = {a["batch_id"]: a for a in json.loads(capsys.readouterr().out)["actions"]}
+        for batch in batches:
+            assert done[batch.batch_id]["action"] == "presented", done[batch.batch_id]
+            assert done[batch.batch_id]["outcome"] == "rejected"
+            assert done[batch.batch_id]["tx"].startswith("0x")
+        chain.increase_time(WINDOW + 1)
+        assert main(args[:-1]) == 0  # the text output this time
+        out = capsys.readouterr().out
+        for batch in batches:
+            assert f"batch {batch.batch_id} finalized: finalized" in out
+            assert _status(net, batch.batch_id) == BatchStatus.FINALIZED
+    finally:
+        net.restart_node()
+
+
 def test_a_batch_without_a_quorum_of_pass_verdicts_is_not_rescued(net, capsys):
     """One batch nobody signed, one with a pass short of the quorum and an equivocating
     verifier (its pass dropped): `ogkit dispute defend` sends nothing for either, and the
@@ -274,6 +311,10 @@ def test_a_chain_that_is_down_is_reported_and_backed_off(net, capsys):
         defender.step()
     assert defender.poll() == [] and defender.last_error and defender.backing_off > 0
     assert defender.poll() == []  # backing off: not tried again at once
+    down.w3.provider = Web3.HTTPProvider(net.devnet.url, request_kwargs={"timeout": 2})
+    wait_for(lambda: defender.backing_off == 0, 5, 0.1)
+    assert isinstance(defender.poll(), list) and defender.last_error is None  # back again
+    assert defender.watched >= 0
     assert main(["--home", str(net.home), "dispute", "defend", "--key", "node", "--chain",
                  dead]) == 1  # fmt: skip
     err = capsys.readouterr().err
