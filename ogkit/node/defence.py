@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +169,7 @@ def defend_dispute(
     fn = settlement.functions.resolveChallenge(
         info.dispute_id, found.as_tuple, [v.as_tuple() for v in passes]
     )
-    with lock if lock is not None else _nolock():
+    with lock if lock is not None else nullcontext():
         chain.call(fn)  # a dry run: a vote or another resolver may have closed it meanwhile
         receipt = chain.transact(fn, node)
     tx = "0x" + bytes(receipt["transactionHash"]).hex()
@@ -189,14 +190,6 @@ def defend_dispute(
         outcome=after.outcome,
         tx=tx,
     )
-
-
-class _nolock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class DisputeDefender:
@@ -309,7 +302,7 @@ class DisputeDefender:
             return DefenceAction(
                 bid, "pending", "waiting", f"not finalisable yet: {exc.reason or exc}"
             )
-        with self.lock if self.lock is not None else _nolock():
+        with self.lock if self.lock is not None else nullcontext():
             receipt = self.chain.transact(fn, self.node)
         tx = "0x" + bytes(receipt["transactionHash"]).hex()
         self._journal_final(found, tx, int(receipt["blockNumber"]), chosen)
