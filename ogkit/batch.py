@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import io
 import json
 import logging
@@ -817,12 +818,22 @@ class PartitionResult:
 class BatchStaging:
     """A folder of partitions in the store: job parameters, then partitions as they
     finish. A run stages its partitions under its run key (``run-…``) until the input
-    root decides the batch id, then moves them into the batch's folder (``0x…``)."""
+    root decides the batch id, then moves them into the batch's folder (``0x…``).
 
-    def __init__(self, store: ContentStore, key: str, *, clean: bool = True) -> None:
+    With ``mac_key`` every meta this run writes carries an HMAC-SHA256 over its fields
+    (all but the records' path), and a partition counts as finished only when its meta's
+    MAC is right, its path is this folder's own for its index and its records hash to
+    the meta's sha256. Whoever else writes to the store cannot plant a partition that
+    the node would then sign as its own work: without the key, a planted meta is ignored
+    and the partition runs again."""
+
+    def __init__(
+        self, store: ContentStore, key: str, *, clean: bool = True, mac_key: bytes | None = None
+    ) -> None:
         """``clean=False`` on workers: only the run's own process tidies the folder."""
         self.store = store
         self.prefix = f"batches/{key}"
+        self._mac_key = mac_key
         if not clean:
             return
         # A run killed mid-write leaves only temporary files (writes are write-then-move).
@@ -849,14 +860,37 @@ class BatchStaging:
         else:
             self.store.write_bytes(path, json.dumps(params, indent=2, sort_keys=True).encode())
 
+    def _mac(self, meta: Mapping[str, Any]) -> str:
+        assert self._mac_key is not None
+        fields = {k: v for k, v in meta.items() if k not in ("path", "mac")}
+        body = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return hmac.new(self._mac_key, body, hashlib.sha256).hexdigest()
+
     def finished(self, index: int) -> dict[str, Any] | None:
-        """The meta of a partition written by an earlier run, if its records are intact."""
+        """The meta of a partition written by an earlier run, if its records are intact
+        (and, with a MAC key, if this run's key wrote it for this folder and index)."""
         if not self.store.exists(self._meta_path(index)):
             return None
-        meta = json.loads(self.store.read_bytes(self._meta_path(index)))
         try:
+            meta = json.loads(self.store.read_bytes(self._meta_path(index)))
+            if not isinstance(meta, dict) or meta.get("index") != index:
+                raise ValueError("not this partition's meta")
+            if self._mac_key is not None:
+                mac = meta.get("mac")
+                if not isinstance(mac, str) or not hmac.compare_digest(mac, self._mac(meta)):
+                    raise ValueError("its MAC is not this run's")
+                if meta.get("path") != self.records_path(index):
+                    raise ValueError(f"it names records at {meta.get('path')!r}")
             data = self.store.read_bytes(meta["path"])
         except ArtifactError:
+            return None
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            log.warning(
+                "ignoring staged partition %d in %s (%s); running it again",
+                index,
+                self.prefix,
+                exc,
+            )
             return None
         if hashlib.sha256(data).hexdigest() != meta["sha256"]:
             log.warning("partition %d records are damaged; running it again", index)
@@ -868,6 +902,8 @@ class BatchStaging:
         records a worker already wrote (``records is None``) only gives its meta."""
         path = self.records_path(result.index)
         meta = result.meta(path)
+        if self._mac_key is not None:
+            meta["mac"] = self._mac(meta)
         if result.records is None:
             return meta
         self.store.write_bytes(path, result.records)
@@ -882,8 +918,15 @@ class BatchStaging:
         path = self.records_path(index)
         if meta["path"] == path:
             return meta
+        if meta["path"] != other.records_path(index):  # never another folder's records
+            raise ArtifactError(
+                f"partition {index}'s meta in {other.prefix} names records at "
+                f"{meta['path']!r}, outside that folder; delete {other.prefix} and run again"
+            )
         self.store.move(meta["path"], path)
         moved = {**meta, "path": path}
+        if self._mac_key is not None:  # callers pass only metas this run made or checked
+            moved["mac"] = self._mac(moved)
         # A crash before this line leaves the other folder's meta pointing at nothing:
         # that partition then runs again, nothing else is lost.
         self.store.write_bytes(self._meta_path(index), json.dumps(moved).encode())

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ from ogkit.attest import (
     attest_partition,
     derive_batch_id,
     execution_hash,
+    is_hex32,
 )
 from ogkit.batch import (
     SCHEMA,
@@ -107,6 +108,7 @@ class PartitionTask:
     source_offset: int  # where the partition starts in ``source`` (0 for shipped slices)
     plan: InputPlan
     batch_size: int
+    mac_key: bytes | None = field(default=None, repr=False)  # authenticates staged metas
 
 
 def run_partition(
@@ -151,7 +153,7 @@ def run_partition(
         output_shapes={k: list(v.shape[1:]) for k, v in outputs.items()},
     )
     if store is not None:
-        BatchStaging(store, task.run_key, clean=False).write(result)
+        BatchStaging(store, task.run_key, clean=False, mac_key=task.mac_key).write(result)
         result.records = None
     result.seconds = {
         "read": t1 - t0,
@@ -202,13 +204,16 @@ def _run_key(
     domain: ClaimDomain,
     job: str,
     execution: Mapping[str, Any],
+    attester: str,
 ) -> str:
     """The staging folder's name of a run: ``run-`` + keccak256 of everything the batch
     id derives from except the input root, with the data's content fingerprint (which
-    decides the input root under the execution's input plan) and the runtime in its
-    place. The same job on the same bytes finds its finished partitions again."""
+    decides the input root under the execution's input plan), the runtime and the
+    attester in its place. The same job on the same bytes, attested by the same key,
+    finds its finished partitions again; another key's run never shares its folder."""
     doc = {
         "schema": SCHEMA,
+        "attester": attester.lower(),
         "model_id": loaded.model_id,
         "runtime_id": loaded.runtime_id,
         "dataset": source.dataset_id,
@@ -219,6 +224,60 @@ def _run_key(
         "execution": execution_hash(execution),
     }
     return "run-" + keccak256(canonical_json(doc)).hex()
+
+
+def _staging_mac_key(attester: Attester, run_key: str) -> bytes:
+    """The key that authenticates this run's staged partitions: the hash of the
+    attester's signature over a claim of no batch (zero root, no rows, chain id 0, the
+    zero contract), which names the run key. Only the attester's key can make it and a
+    deterministic (RFC 6979) signer makes it again after a restart, so a resumed run
+    adopts only partitions its own key staged; a signer that is not deterministic just
+    never resumes. The signature itself is never stored or shown."""
+    zero = "0x" + "00" * 32
+    claim = BatchClaim(
+        batch_id="0x" + keccak256(b"ogkit.staging.v1:" + run_key.encode()).hex(),
+        model_id=zero,
+        runtime_id=zero,
+        batch_root=zero,
+        row_count=0,
+        requester="0x" + "00" * 20,
+        timestamp=0,
+        attester=attester.address,
+    )
+    signature = attester.sign_claim(claim, ClaimDomain(chain_id=0))
+    return keccak256(b"ogkit.staging-mac.v1" + bytes.fromhex(signature.removeprefix("0x")))
+
+
+def _own_artifact(
+    store: ContentStore, pointer: str, batch_id: str, attester: Attester, domain: ClaimDomain
+) -> AttestedBatch | None:
+    """The finished artefact ``pointer`` names if it is this job's batch signed by this
+    attester for this domain, else None (a pointer whoever shares the store rewrote, or
+    another node's run of the same batch id): the job then runs and writes its own."""
+    try:
+        batch = load_batch(pointer, store)
+        claim = batch.manifest.claim
+        ok = (
+            batch.batch_id == batch_id
+            and claim.batch_id == batch_id
+            and claim.attester.lower() == attester.address.lower()
+            and batch.manifest.domain == domain
+            and claim.recover_signer(domain, batch.manifest.signature).lower()
+            == attester.address.lower()
+        )
+    except (OgkitError, ValueError, TypeError, KeyError) as exc:
+        log.warning("ignoring the artefact %s that batch %s points to (%s)", pointer, batch_id, exc)
+        return None
+    if not ok:
+        log.warning(
+            "ignoring the artefact %s that batch %s points to: it is not this job's batch "
+            "signed by %s",
+            pointer,
+            batch_id,
+            attester.address,
+        )
+        return None
+    return batch
 
 
 def _default_partition_rows(plan: InputPlan) -> int:
@@ -421,16 +480,23 @@ def run_verified_inference(
         "partition_rows": partition_rows,
         "inputs": [b.to_dict() for b in plan.bindings],
     }
-    run_key = _run_key(loaded, source, requester, domain, job, execution)
-    run = BatchStaging(store, run_key)
+    run_key = _run_key(loaded, source, requester, domain, job, execution, attester.address)
+    mac_key = _staging_mac_key(attester, run_key)
+    run = BatchStaging(store, run_key, mac_key=mac_key)
     run.check_job({"run": run_key, **job_params})
     known = run.batch_pointer()  # the batch an earlier run of these bytes was moved into
-    done = BatchStaging(store, known) if known is not None else None
+    if known is not None and not is_hex32(known):
+        log.warning("ignoring the batch pointer %r in %s", known[:80], run.prefix)
+        known = None
+    done = BatchStaging(store, known, mac_key=mac_key) if known is not None else None
     if done is not None and (pointer := done.artifact_pointer()) is not None:
-        batch = load_batch(pointer, store)
-        _check_commitment(commitment, DatasetCommitment(batch.manifest.dataset_id, batch.row_count))
-        log.info("batch %s was already attested as %s", known, pointer)
-        return batch
+        batch = _own_artifact(store, pointer, known, attester, domain)
+        if batch is not None:
+            _check_commitment(
+                commitment, DatasetCommitment(batch.manifest.dataset_id, batch.row_count)
+            )
+            log.info("batch %s was already attested as %s", known, pointer)
+            return batch
 
     partitions = split_partitions(source.n_rows, partition_rows)
     metas: dict[int, dict[str, Any]] = {}
@@ -444,6 +510,7 @@ def run_verified_inference(
     tasks = [
         PartitionTask(
             run_key=run_key,
+            mac_key=mac_key,
             runtime_id=loaded.runtime_id,
             partition=p,
             source=source if source.paths else source.slice_for_task(p.offset, p.rows),
@@ -508,12 +575,14 @@ def run_verified_inference(
             f"the staged run {store.url}/{run.prefix} belongs to batch {known}, but these "
             f"data give batch {batch_id}; delete that folder and run the job again"
         )
-    staging = BatchStaging(store, batch_id)
-    if (pointer := staging.artifact_pointer()) is not None:
+    staging = BatchStaging(store, batch_id, mac_key=mac_key)
+    if (pointer := staging.artifact_pointer()) is not None and (
+        finished := _own_artifact(store, pointer, batch_id, attester, domain)
+    ) is not None:
         # The same rows were attested from other bytes (another file format, say).
         log.info("batch %s was already attested as %s", batch_id, pointer)
         run.remove()
-        return load_batch(pointer, store)
+        return finished
     staging.check_job({"batch_id": batch_id, **job_params})
     run.set_batch_pointer(batch_id)
     for p in partitions:

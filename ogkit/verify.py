@@ -168,6 +168,8 @@ def _address(value: Any) -> str:
     text = str(value).lower()
     if len(text) != 42 or not text.startswith("0x") or any(c not in _HEX for c in text[2:]):
         raise ConfigError(f"attester {value!r:.80} is not an address (0x + 40 hex digits)")
+    if text == "0x" + "00" * 20:  # no key has it; it is what a failed ecrecover returns
+        raise ConfigError("the zero address cannot be approved as an attester: no key signs as it")
     return text
 
 

@@ -487,6 +487,17 @@ def keccak256_sorted_pairs(pairs: np.ndarray, out: np.ndarray | None = None) -> 
     m = pairs.shape[0]
     if out is None:
         out = np.empty((m, 32), dtype=np.uint8)
+    elif not (
+        isinstance(out, np.ndarray)
+        and out.dtype == np.uint8
+        and out.shape == (m, 32)
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    ):  # the kernel writes 32 bytes a row into out's memory: it must be exactly that
+        raise ConfigError(
+            f"out must be a writable C-contiguous uint8 array of shape ({m}, 32), got "
+            f"{type(out).__name__} {getattr(out, 'dtype', '')}{getattr(out, 'shape', '')}"
+        )
     if m == 0:
         return out
     if not numba_enabled():
