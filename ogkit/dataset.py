@@ -84,7 +84,8 @@ class DataSource:
     kind: str
     n_rows: int
     schema: dict[str, str]  # column -> polars dtype as text
-    dataset_id: str  # 0x + sha256 of the data (files: names, sizes and bytes)
+    # 0x + sha256 of the data, every field length-prefixed (files: names, sizes, sha256s)
+    dataset_id: str
     paths: tuple[str, ...] = ()
     frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
     arrays: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
@@ -235,16 +236,29 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _field(digest: Any, data: bytes) -> None:
+    """One length-prefixed field: no two sequences of fields stream the same bytes."""
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
+
+
 def _frame_id(frame: pl.DataFrame) -> str:
-    digest = hashlib.sha256()
+    """The content fingerprint of a frame: each column's name, dtype, length, null mask
+    and values, every field length-prefixed (two different frames never stream the same
+    bytes into the hash; it keys a resumed run's staged partitions)."""
+    digest = hashlib.sha256(b"ogkit.frame.v2")
+    _field(digest, str(frame.width).encode())
     for name in frame.columns:
         series = frame[name]
-        digest.update(f"{name}:{series.dtype}:".encode())
+        for text in (name, str(series.dtype), str(series.len()), str(series.null_count())):
+            _field(digest, text.encode())
+        if series.null_count():
+            _field(digest, series.is_null().to_numpy().tobytes())
         values = series.to_numpy() if series.dtype != pl.String else series.to_list()
         if isinstance(values, np.ndarray) and values.dtype != object:
-            digest.update(np.ascontiguousarray(values).tobytes())
+            _field(digest, np.ascontiguousarray(values).tobytes())
         else:
-            digest.update(repr(values).encode())
+            _field(digest, repr(values).encode())
     return "0x" + digest.hexdigest()
 
 
@@ -263,11 +277,12 @@ def open_source(data: Any) -> DataSource:
             raise SchemaMismatchError(
                 [f"arrays have different row counts: { {k: len(v) for k, v in arrays.items()} }"]
             )
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(b"ogkit.arrays.v2")
         for name in sorted(arrays):
             arr = np.ascontiguousarray(arrays[name])
-            digest.update(f"{name}:{arr.dtype.str}:{arr.shape}:".encode())
-            digest.update(arr.tobytes())
+            for text in (name, arr.dtype.str, str(arr.shape)):
+                _field(digest, text.encode())
+            _field(digest, arr.tobytes())
         schema = {k: f"ndarray[{v.dtype}]{list(v.shape[1:])}" for k, v in arrays.items()}
         return DataSource("arrays", counts.pop(), schema, "0x" + digest.hexdigest(), arrays=arrays)
     if not isinstance(data, pl.DataFrame):
@@ -299,9 +314,10 @@ def _open_files(path: Path) -> DataSource:
         files = [path]
     else:
         raise ConfigError(f"dataset {path} does not exist")
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(b"ogkit.files.v2")
     for f in files:
-        digest.update(f"{f.name}:{f.stat().st_size}:{_sha256_file(f)}\n".encode())
+        for text in (f.name, str(f.stat().st_size), _sha256_file(f)):
+            _field(digest, text.encode())
     source = DataSource(
         files[0].suffix.lstrip("."), 0, {}, "0x" + digest.hexdigest(), paths=tuple(map(str, files))
     )

@@ -130,3 +130,28 @@ def test_a_folder_is_streamed_into_the_store_as_its_rows(tmp_path, published):
     stored = pl.read_parquet(store.object_path(DATASETS, object_id))
     whole = pl.concat(parts).select(list(dict.fromkeys(plan.columns)))
     assert stored.equals(whole)
+
+
+def test_content_fingerprints_tell_different_data_apart(tmp_path):
+    """The fingerprint keys a resumed run's staged partitions, so two different datasets
+    must never share one: every field is length-prefixed (a value absorbing the next
+    column's name and dtype, a null against a NaN, a file name holding a separator)."""
+    import numpy as np
+    import polars as pl
+
+    from ogkit.dataset import open_source
+
+    absorbed = int.from_bytes(b"b:Int64:", "little")
+    pairs = [
+        (pl.DataFrame({"a": [1], "b": [2]}), pl.DataFrame({"a": [1, absorbed, 2]})),
+        (pl.DataFrame({"x": [1.0, None]}), pl.DataFrame({"x": [1.0, float("nan")]})),
+        ({"a": np.zeros((2, 2), np.float32)}, {"a": np.zeros((4,), np.float32)}),
+    ]
+    for one, other in pairs:
+        assert open_source(one).dataset_id != open_source(other).dataset_id
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    make_tabular(10, seed=1).write_parquet(first / "a.parquet")
+    make_tabular(10, seed=1).write_parquet(second / "b.parquet")
+    assert open_source(first).dataset_id != open_source(second).dataset_id
