@@ -161,12 +161,32 @@ class _RegistryHistory:
             for e in ev("ModelRegistry", "ModelRegistered")
         }
         self.models = {key: reg[0] for key, reg in self.registrations.items()}
+        # (model id, owner) -> [(block, log index, new price)]: ModelRegistry.setPrice.
+        self.price_changes: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
+        for e in ev("ModelRegistry", "PriceChanged"):
+            key = (_hex(e["args"]["modelId"]), e["args"]["owner"].lower())
+            self.price_changes.setdefault(key, []).append(
+                (e["blockNumber"], e["logIndex"], int(e["args"]["newPrice"]))
+            )
 
     def registered_manifest(self, model_id: str, owner: str, block: int) -> str | None:
         """The manifest hash ``owner``'s registration of ``model_id`` names, if it had
         registered it at ``block``: the hub manifest the owner signed for the chain."""
         reg = self.registrations.get((model_id.lower(), owner.lower()))
         return reg[1] if reg is not None and reg[0] <= block else None
+
+    def registered_price(self, model_id: str, owner: str, block: int, log_index: int) -> int | None:
+        """``owner``'s price for ``model_id`` just before log ``log_index`` of ``block``
+        (the commit's event): the registration's, then every ``setPrice`` before it."""
+        key = (model_id.lower(), owner.lower())
+        reg = self.registrations.get(key)
+        if reg is None or reg[0] > block:
+            return None
+        price = reg[2]
+        for b, i, new in sorted(self.price_changes.get(key, [])):
+            if (b, i) < (block, log_index):
+                price = new
+        return price
 
     def measurement_kind(self, measurement: str, block: int) -> int:
         """The kind ``measurement`` was approved as at ``block`` (0: not approved)."""
@@ -388,7 +408,12 @@ def audit(
                 registered = history.registered_manifest(
                     row["model_id"], a["modelOwner"], commit_block
                 )
-                _check_manifest(hub, batch, a["modelOwner"], registered, row["price"], add)
+                on_chain = history.registered_price(
+                    row["model_id"], a["modelOwner"], commit_block, e["logIndex"]
+                )
+                _check_manifest(
+                    hub, batch, a["modelOwner"], registered, row["price"], on_chain, add
+                )
                 # The pairs the registry bound at the commit block: the node's attester
                 # with its runtime id and the measurement its binding names.
                 allowlist = Allowlist()
@@ -503,13 +528,22 @@ def _gas(chain: ChainClient, commit: dict, finals: list[dict]) -> int:
 
 
 def _check_manifest(
-    hub: Hub, batch: AttestedBatch, owner: str, registered: str | None, price: int, add
+    hub: Hub,
+    batch: AttestedBatch,
+    owner: str,
+    registered: str | None,
+    price: int,
+    on_chain: int | None,
+    add,
 ) -> None:
     """The order pays ``owner`` (the requester signed it) the price stored at commit; the
     owner's ModelRegistry registration names, by hash, the hub manifest it signed
     (``registered``). That manifest, and no other manifest of the same model id (anyone
     may republish the bytes under another name, version, owner or price), must be signed
-    by the owner paid and state the price charged."""
+    by the owner paid, and the price charged must be the one it states, or lower when
+    the owner cut its price on chain (``setPrice``) and the price charged is the owner's
+    price as of the commit (``on_chain``). A price above the signed one fails even when
+    the owner raised it on chain: the signed manifest is what requesters agreed to."""
     try:
         entries = hub.index.by_model_id(batch.model_id)
     except (HubError, OSError):
@@ -542,11 +576,13 @@ def _check_manifest(
             f"the order paid {owner} for model {batch.model_id}, but the manifest its "
             f"registration names ({manifest.ref}) is signed by {manifest.owner.lower()}",
         )
-    if price != manifest.price_per_inference:
+    cut = on_chain is not None and price == on_chain < manifest.price_per_inference
+    if price != manifest.price_per_inference and not cut:
         add(
             "payment-mismatch",
             f"charged {price} per inference at commit, but the owner's signed manifest says "
-            f"{manifest.price_per_inference} ({manifest.ref}, the one its registration names)",
+            f"{manifest.price_per_inference} ({manifest.ref}, the one its registration names) "
+            f"and its price on chain at the commit was {on_chain}",
         )
 
 
