@@ -10,7 +10,9 @@ partition's input leaves), the batch id it decides, the batch tree and the claim
 them all. Until the batch id is known a partition's records are staged in the run's own
 folder, keyed by what decides the batch id except the input root (the model and
 runtime, the data's content fingerprint, the requester, the claim domain, the job and
-how the rows are run); they are then moved into the batch's folder. Only metadata comes
+how the rows are run) and by the attester; they are then moved into the batch's folder.
+Each staged meta carries an HMAC keyed from the attester's own signature, so a partition
+that whoever shares the store planted is run again, never signed. Only metadata comes
 back to the caller, which never holds a row's bytes; the dataset itself is stored once
 beside the batch (records hold no inputs). An interrupted run loses nothing: running the
 same job again skips finished partitions and gives the same batch root.
