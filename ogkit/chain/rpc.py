@@ -26,7 +26,7 @@ from web3 import Web3
 from web3.exceptions import ProviderConnectionError, TooManyRequests
 from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration
 
-from ogkit.chain.bindings import CONTRACT_NAMES, load_compiled
+from ogkit.chain.bindings import COMPILED_NAMES, load_compiled
 from ogkit.errors import ChainError, ConfigError
 
 __all__ = [
@@ -288,7 +288,7 @@ def _abi_type(param: Mapping[str, Any]) -> str:
 def _error_index() -> dict[bytes, tuple[str, tuple[tuple[str, str], ...]]]:
     """Selector -> (error name, ((param name, type), ...)) over every contract's ABI."""
     index: dict[bytes, tuple[str, tuple[tuple[str, str], ...]]] = {}
-    for name in CONTRACT_NAMES:
+    for name in COMPILED_NAMES:  # the deployed four, the vesting wallets and the ZkJudge
         try:
             abi = load_compiled(name)["abi"]
         except ChainError:
@@ -384,9 +384,9 @@ def decode_revert(exc: BaseException) -> str | None:
 
     Handles web3's ``ContractLogicError``/``ContractCustomError`` (``data`` = revert data),
     eth-tester's ``TransactionFailed`` (message ``"execution reverted: b'...'"``) and JSON-RPC
-    error dicts. Custom errors are matched by selector against the ABIs of all four contracts
-    and rendered as ``Name(arg=value, ...)``; ``Error(string)`` gives the string, ``Panic``
-    its code.
+    error dicts. Custom errors are matched by selector against the ABIs of every compiled
+    contract (the ZkJudge's too) and rendered as ``Name(arg=value, ...)``; ``Error(string)``
+    gives the string, ``Panic`` its code.
     """
     reverted = isinstance(exc, _revert_types())
     for item in _candidates(exc):

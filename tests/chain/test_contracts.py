@@ -2213,3 +2213,14 @@ def test_artifacts_and_params() -> None:
     short_id = BatchClaim("0x" + "00" * 31, b32, b32, b32, 1, address, 0, address)
     with pytest.raises(ConfigError):
         short_id.typed_data(ClaimDomain(1, address))
+
+
+def test_zk_judge_errors_are_decoded_by_name() -> None:
+    """A ZkJudge revert (a proof that cannot decide, a proof of another row) reads as the
+    error's name and arguments, not as an unknown selector."""
+    from eth_abi import encode
+    from eth_utils import function_signature_to_4byte_selector
+
+    data = function_signature_to_4byte_selector("Undecidable(uint256)") + encode(["uint256"], [2])
+    reason = decode_revert(ValueError(f"execution reverted: 0x{data.hex()}"))
+    assert reason == "Undecidable(tensor=2)"
