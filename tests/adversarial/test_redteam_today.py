@@ -839,3 +839,69 @@ def test_sorted_pairs_with_out_aliasing_its_pairs_is_refused_or_correct():
     except ConfigError:
         return
     assert [r.tobytes() for r in out] == want
+
+
+def _list_frames(rows: int = 1200) -> tuple:
+    """Two frames of the tab model's eight features as one List(Float64) column, equal
+    but for row ``rows // 2`` (all nines in the second)."""
+    import polars as pl
+
+    values = make_tabular(rows, seed=2).select([f"f{i}" for i in range(8)]).to_numpy()
+    other = values.astype(np.float64).copy()
+    other[rows // 2] = 9.0
+    one = pl.DataFrame({"x": [list(r) for r in values.astype(np.float64)]})
+    two = pl.DataFrame({"x": [list(r) for r in other]})
+    return one, two
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a List column is fingerprinted by numpy's repr, which elides rows past 1,000 "
+    "('...') and rounds floats to 8 digits: two frames share a run key",
+)
+def test_list_column_frames_differing_in_one_row_have_different_fingerprints():
+    """A frame of 1,200 rows whose features are one List column; a second frame differs
+    only in row 600. The fingerprint hashes ``repr`` of the object array, which numpy
+    summarises ('[...], ..., [...]') above 1,000 elements."""
+    from ogkit.dataset import open_source
+
+    one, two = _list_frames()
+    assert open_source(one).dataset_id != open_source(two).dataset_id
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the same job over another frame with a colliding fingerprint returns the first "
+    "frame's finished artefact at once: outputs of rows it was not given",
+)
+def test_a_rerun_over_other_rows_is_not_answered_with_the_first_frames_batch(world: World):
+    """The requester (or a notebook user) runs the job over frame one, then over frame
+    two (row 600 changed). The second run finds the first run's pointer under the same
+    run key and returns its artefact: its dataset commitment is frame one's, so the
+    requester's verification with frame two names the node (and with the requester's
+    commitment passed, the node cannot serve frame two at all)."""
+    from ogkit.dataset import commit_dataset
+
+    one, two = _list_frames()
+    store = world.store()
+
+    def run(frame):
+        return run_verified_inference(
+            "tab",
+            frame,
+            attester=world.honest,
+            requester=world.requester,
+            hub=world.hub,
+            store=store,
+            input_map={"features": "x"},
+            partition_rows=600,
+            progress=False,
+        )
+
+    first = run(one)
+    second = run(two)
+    assert second.artifact_id != first.artifact_id
+    from ogkit.load import load_model
+
+    want = commit_dataset(two, load_model("tab", hub=world.hub), {"features": "x"})
+    assert second.manifest.dataset_id == want.input_root
