@@ -905,3 +905,44 @@ def test_a_rerun_over_other_rows_is_not_answered_with_the_first_frames_batch(wor
 
     want = commit_dataset(two, load_model("tab", hub=world.hub), {"features": "x"})
     assert second.manifest.dataset_id == want.input_root
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an ARTIFACT pointer is accepted when the manifest carries this node's own "
+    "signed claim: a planted manifest reusing that claim over other records is returned",
+)
+def test_rerun_does_not_return_a_manifest_that_reuses_its_claim(world: World):
+    """The node's genuine claim and signature are public (in its artefact). The planter
+    writes a manifest with that claim, signature and batch id, but partition 0's records
+    swapped for its own (labels shifted, leaves recomputed; the partition root is left
+    as the claim's, as it must be to keep the batch root), stores it, and points
+    ``batches/<batch id>/ARTIFACT`` at it. Every check of the pointer's artefact (batch
+    id, attester, domain, signature) passes, so the rerun returns it, and the node then
+    settles an artefact whose records fail verification under its key. Suggested: MAC
+    the ARTIFACT pointer like the staged metas, or keep the artefact id the node wrote."""
+    from ogkit.batch import ARTIFACTS
+    from ogkit.hub.manifest import canonical_json
+
+    store = world.store()
+    honest = world.run(store)
+    m = honest.manifest.to_dict()
+    rec = honest.records(0, inputs=False)
+    outputs = {k: v.copy() for k, v in rec.outputs.items()}
+    outputs["label"] = (outputs["label"] + 1) % 3
+    att = attest_partition(offset=0, feeds={}, outputs=outputs, input_hashes=rec.input_hashes)
+    data = records_to_parquet(att, outputs)
+    path = f"batches/{honest.batch_id}/planted-part-00000.parquet"
+    store.write_bytes(path, data)
+    m["partitions"][0].update(path=path, sha256=hashlib.sha256(data).hexdigest())
+    forged = store.put(ARTIFACTS, canonical_json(m))
+    store.write_bytes(f"batches/{honest.batch_id}/ARTIFACT", forged.encode())
+    again = world.run(store)
+    policy = VerifyPolicy(
+        sample_rate=0.0,
+        allowlist=Allowlist().approve(world.honest.address, [honest.runtime_id]),
+    )
+    verdict = verify_batch(
+        again.artifact_id, policy, store=store, hub=world.hub, dataset=world.data, progress=False
+    )
+    assert verdict.passed, sorted({f.reason for f in verdict.findings})
