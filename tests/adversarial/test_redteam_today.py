@@ -946,3 +946,23 @@ def test_rerun_does_not_return_a_manifest_that_reuses_its_claim(world: World):
         again.artifact_id, policy, store=store, hub=world.hub, dataset=world.data, progress=False
     )
     assert verdict.passed, sorted({f.reason for f in verdict.findings})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="allowlist v2 'kinds' that name one measurement twice in different case load "
+    "silently, the later key winning: TDX or software depends on key order",
+)
+def test_allowlist_kinds_naming_one_measurement_twice_are_refused(tmp_path: Path):
+    """A kinds map ``{"0xABAB…": 2, "0xabab…": 1}`` records one measurement as TDX and as
+    software. Loaded, the later key wins (here software, so a software-enclave claim for
+    a measurement the file also calls TDX passes the ``tee-required`` check); swapped,
+    TDX. The file should be refused as contradictory, like a malformed pair is."""
+    m = "0x" + "ab" * 32
+    path = _write_allowlist(
+        tmp_path / "allowlist.json",
+        [{"attester": "0x" + "11" * 20, "measurement": m}],
+        kinds={m.upper().replace("0X", "0x"): 2, m: 1},
+    )
+    with pytest.raises(ConfigError):
+        Allowlist.load(path)
