@@ -13,19 +13,22 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from Crypto.Hash import keccak as pycryptodome_keccak
 
-from ogkit.attest import attest_partition, make_attester
-from ogkit.batch import load_batch, records_to_parquet
+from ogkit.attest import BatchClaim, attest_partition, make_attester
+from ogkit.batch import ARTIFACTS, load_batch, records_to_parquet
 from ogkit.crypto import keccak as kmod
+from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.merkle import (
     INPUT_LEAF_TAG,
     MerkleTree,
@@ -34,6 +37,7 @@ from ogkit.crypto.merkle import (
 )
 from ogkit.errors import ConfigError
 from ogkit.hub import Hub
+from ogkit.hub.manifest import canonical_json
 from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
 from ogkit.samples import make_tabular, sample_model_path
@@ -108,9 +112,7 @@ def clean(world: World):
     return batch, runs[0]
 
 
-def _plant_partition(
-    store: ContentStore, run_key: str, batch, index: int, *, path: str | None = None
-) -> None:
+def _plant_partition(store: ContentStore, run_key: str, batch, index: int) -> None:
     """Write a finished-looking partition into the run's staging folder: the honest
     records of ``index`` with every label shifted, leaves and root recomputed, sha256
     pinned in the meta (all the meta's checks are against the planter's own file)."""
@@ -122,7 +124,7 @@ def _plant_partition(
         offset=part.offset, feeds={}, outputs=outputs, input_hashes=rec.input_hashes
     )
     data = records_to_parquet(att, outputs)
-    where = path or f"batches/{run_key}/part-{index:05d}.parquet"
+    where = f"batches/{run_key}/part-{index:05d}.parquet"
     store.write_bytes(where, data)
     meta = {
         "index": index,
@@ -298,8 +300,6 @@ def test_two_leaves_for_one_row_index_fail_verification(world: World, clean):
     for kind in ("artifacts", "models", "datasets"):
         src = Path(honest_batch.store.root) / kind
         if src.exists():
-            import shutil
-
             shutil.copytree(src, Path(store.root) / kind)
     m = honest_batch.manifest.to_dict()
     rec = honest_batch.records(0, inputs=False)
@@ -308,14 +308,11 @@ def test_two_leaves_for_one_row_index_fail_verification(world: World, clean):
     outputs = {k: v.copy() for k, v in rec.outputs.items()}
     outputs["label"][4] = (outputs["label"][3] + 1) % 3
     out_hashes = rec.output_hashes.copy()
-    from ogkit.crypto.encoding import tensor_row_hashes
-
     out_hashes[4] = tensor_row_hashes({k: v[4:5] for k, v in outputs.items()})[0]
     in_hashes = rec.input_hashes.copy()
     in_hashes[4] = in_hashes[3]
     leaves = leaf_hashes(rows, in_hashes, out_hashes)
     table = pq.read_table(io.BytesIO(honest_batch.partition_bytes(0)))
-    import pyarrow as pa
 
     def col(arr):
         return pa.FixedSizeBinaryArray.from_buffers(
@@ -340,10 +337,6 @@ def test_two_leaves_for_one_row_index_fail_verification(world: World, clean):
     for p in m["partitions"][1:]:
         store.write_bytes(p["path"], honest_batch.partition_bytes(p["index"]))
     roots = np.array([list(bytes.fromhex(p["root"][2:])) for p in m["partitions"]], np.uint8)
-    from ogkit.attest import BatchClaim
-    from ogkit.batch import ARTIFACTS
-    from ogkit.hub.manifest import canonical_json
-
     m["batch_root"] = "0x" + MerkleTree.from_leaf_hashes(roots).root.hex()
     claim = BatchClaim.from_dict({**m["claim"], "batch_root": m["batch_root"]})
     m["claim"] = claim.to_dict()
@@ -921,9 +914,6 @@ def test_rerun_does_not_return_a_manifest_that_reuses_its_claim(world: World):
     id, attester, domain, signature) passes, so the rerun returns it, and the node then
     settles an artefact whose records fail verification under its key. Suggested: MAC
     the ARTIFACT pointer like the staged metas, or keep the artefact id the node wrote."""
-    from ogkit.batch import ARTIFACTS
-    from ogkit.hub.manifest import canonical_json
-
     store = world.store()
     honest = world.run(store)
     m = honest.manifest.to_dict()
