@@ -956,3 +956,21 @@ def test_allowlist_kinds_naming_one_measurement_twice_are_refused(tmp_path: Path
     )
     with pytest.raises(ConfigError):
         Allowlist.load(path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the run folder's BATCH pointer is not authenticated: one planted before the "
+    "job makes the node compute every partition, then refuse the job",
+)
+def test_a_planted_batch_pointer_does_not_stop_the_job(world: World, clean):
+    """Whoever shares the store writes ``batches/<run key>/BATCH`` naming some other
+    batch id before the node first runs the requester's job (the run key is computable
+    from public fields). The node runs every partition, then stops with "delete that
+    folder": the job misses its deadline until an operator intervenes. Suggested: MAC
+    the pointer like the staged metas (or ignore a pointer the MAC does not cover)."""
+    honest_batch, run_key = clean
+    store = world.store()
+    store.write_bytes(f"batches/{run_key}/BATCH", ("0x" + "cd" * 32).encode())
+    batch = world.run(store)
+    assert batch.batch_root == honest_batch.batch_root
