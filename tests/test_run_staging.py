@@ -155,3 +155,19 @@ def test_content_fingerprints_tell_different_data_apart(tmp_path):
     make_tabular(10, seed=1).write_parquet(first / "a.parquet")
     make_tabular(10, seed=1).write_parquet(second / "b.parquet")
     assert open_source(first).dataset_id != open_source(second).dataset_id
+
+
+def test_a_run_killed_after_its_last_partition_resumes_without_running_any(
+    rows, published, enclave, requester, dask_client, tmp_path
+):
+    """Every partition finished and moved, the manifest not yet written: the next run
+    rebuilds the input root from the records' input hashes alone, on Dask and off it."""
+    _, path = rows
+    for client in (dask_client, None):
+        store = ContentStore(tmp_path / f"store-{client is None}")
+        first = _run(path, store, published, enclave, requester, dask=client)
+        (tmp_path / f"store-{client is None}" / "batches" / first.batch_id / "ARTIFACT").unlink()
+        again = _run(path, store, published, enclave, requester, dask=client)
+        assert again.manifest.run_stats["resumed_partitions"] == 5
+        assert again.batch_root == first.batch_root
+        assert again.manifest.dataset_id == first.manifest.dataset_id
