@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -254,11 +255,14 @@ def _frame_id(frame: pl.DataFrame) -> str:
             _field(digest, text.encode())
         if series.null_count():
             _field(digest, series.is_null().to_numpy().tobytes())
-        values = series.to_numpy() if series.dtype != pl.String else series.to_list()
-        if isinstance(values, np.ndarray) and values.dtype != object:
+        flat = series.dtype.is_numeric() or series.dtype == pl.Boolean
+        values = series.to_numpy() if flat else None
+        if values is not None and values.dtype != object:
             _field(digest, np.ascontiguousarray(values).tobytes())
-        else:
-            _field(digest, repr(values).encode())
+        else:  # text, lists, arrays, decimals: their exact Arrow buffers, in one chunk
+            sink = io.BytesIO()
+            pl.DataFrame([series.rechunk()]).write_ipc(sink, compression="uncompressed")
+            _field(digest, sink.getvalue())
     return "0x" + digest.hexdigest()
 
 

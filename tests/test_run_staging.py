@@ -147,6 +147,12 @@ def test_content_fingerprints_tell_different_data_apart(tmp_path):
         (pl.DataFrame({"x": [1.0, None]}), pl.DataFrame({"x": [1.0, float("nan")]})),
         ({"a": np.zeros((2, 2), np.float32)}, {"a": np.zeros((4,), np.float32)}),
     ]
+    # A list column: every row and every bit counts (numpy's repr elides rows past 1,000
+    # and rounds floats to 8 digits).
+    lists = [[float(i), 0.5] for i in range(2000)]
+    changed = [row[:] for row in lists]
+    changed[1500][1] = 0.5 + 1e-12
+    pairs.append((pl.DataFrame({"v": lists}), pl.DataFrame({"v": changed})))
     for one, other in pairs:
         assert open_source(one).dataset_id != open_source(other).dataset_id
     first, second = tmp_path / "one", tmp_path / "two"
