@@ -934,12 +934,25 @@ class BatchStaging:
         return moved
 
     def batch_pointer(self) -> str | None:
-        """The batch id a run's partitions were moved into, once known."""
+        """The batch id a run's partitions were moved into, once known (with a MAC key,
+        only a pointer this run's key wrote: another is ignored, with a warning)."""
         path = f"{self.prefix}/BATCH"
-        return self.store.read_bytes(path).decode().strip() if self.store.exists(path) else None
+        if not self.store.exists(path):
+            return None
+        try:
+            batch_id, _, mac = self.store.read_bytes(path).decode().strip().partition(" ")
+        except UnicodeDecodeError:
+            batch_id, mac = "", ""
+        if self._mac_key is not None and not hmac.compare_digest(
+            mac, self._mac({"batch": batch_id})
+        ):
+            log.warning("ignoring the batch pointer in %s: this run's key did not write it", path)
+            return None
+        return batch_id
 
     def set_batch_pointer(self, batch_id: str) -> None:
-        self.store.write_bytes(f"{self.prefix}/BATCH", batch_id.encode())
+        text = batch_id if self._mac_key is None else f"{batch_id} {self._mac({'batch': batch_id})}"
+        self.store.write_bytes(f"{self.prefix}/BATCH", text.encode())
 
     def remove(self) -> None:
         """Delete the folder (and ``batches/`` if nothing else is left in it)."""

@@ -251,11 +251,19 @@ def _staging_mac_key(attester: Attester, run_key: str) -> bytes:
 
 
 def _own_artifact(
-    store: ContentStore, pointer: str, batch_id: str, attester: Attester, domain: ClaimDomain
+    store: ContentStore,
+    pointer: str,
+    batch_id: str,
+    attester: Attester,
+    domain: ClaimDomain,
+    staging: BatchStaging,
 ) -> AttestedBatch | None:
     """The finished artefact ``pointer`` names if it is this job's batch signed by this
-    attester for this domain, else None (a pointer whoever shares the store rewrote, or
-    another node's run of the same batch id): the job then runs and writes its own."""
+    attester for this domain, over exactly the partitions this run's key staged in
+    ``staging`` (their MAC-checked metas: root, records path and sha256), else None (a
+    pointer whoever shares the store rewrote, a manifest reusing this node's claim over
+    other records, or another node's run of the same batch id): the job then runs, or
+    signs again what it staged, and writes its own."""
     try:
         batch = load_batch(pointer, store)
         claim = batch.manifest.claim
@@ -267,6 +275,14 @@ def _own_artifact(
             and claim.recover_signer(domain, batch.manifest.signature).lower()
             == attester.address.lower()
         )
+        for part in batch.manifest.partitions if ok else ():
+            meta = staging.finished(part.index)
+            ok = (
+                ok
+                and meta is not None
+                and (meta["offset"], meta["rows"], meta["root"], meta["path"], meta["sha256"])
+                == (part.offset, part.rows, part.root, part.path, part.sha256)
+            )
     except (OgkitError, ValueError, TypeError, KeyError) as exc:
         log.warning("ignoring the artefact %s that batch %s points to (%s)", pointer, batch_id, exc)
         return None
@@ -492,7 +508,7 @@ def run_verified_inference(
         known = None
     done = BatchStaging(store, known, mac_key=mac_key) if known is not None else None
     if done is not None and (pointer := done.artifact_pointer()) is not None:
-        batch = _own_artifact(store, pointer, known, attester, domain)
+        batch = _own_artifact(store, pointer, known, attester, domain, done)
         if batch is not None:
             _check_commitment(
                 commitment, DatasetCommitment(batch.manifest.dataset_id, batch.row_count)
@@ -579,7 +595,7 @@ def run_verified_inference(
         )
     staging = BatchStaging(store, batch_id, mac_key=mac_key)
     if (pointer := staging.artifact_pointer()) is not None and (
-        finished := _own_artifact(store, pointer, batch_id, attester, domain)
+        finished := _own_artifact(store, pointer, batch_id, attester, domain, staging)
     ) is not None:
         # The same rows were attested from other bytes (another file format, say).
         log.info("batch %s was already attested as %s", batch_id, pointer)

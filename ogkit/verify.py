@@ -199,7 +199,12 @@ class Allowlist:
 
     def __post_init__(self) -> None:
         pairs = frozenset((_address(a), _measurement(m)) for a, m in self.pairs)
-        kinds = {_measurement(m): int(k) for m, k in dict(self.kinds).items()}
+        kinds: dict[str, int] = {}
+        for m, k in dict(self.kinds).items():
+            key = _measurement(m)
+            if key in kinds and kinds[key] != int(k):
+                raise ConfigError(f"measurement {key} is given two kinds ({kinds[key]} and {k})")
+            kinds[key] = int(k)
         paired = {m for _, m in pairs}
         if unpaired := sorted(set(kinds) - paired):
             raise ConfigError(

@@ -498,6 +498,8 @@ def keccak256_sorted_pairs(pairs: np.ndarray, out: np.ndarray | None = None) -> 
             f"out must be a writable C-contiguous uint8 array of shape ({m}, 32), got "
             f"{type(out).__name__} {getattr(out, 'dtype', '')}{getattr(out, 'shape', '')}"
         )
+    elif np.may_share_memory(out, pairs):  # a pair read after a digest overwrote it
+        raise ConfigError("out must not overlap pairs: the digests would overwrite unread pairs")
     if m == 0:
         return out
     if not numba_enabled():
