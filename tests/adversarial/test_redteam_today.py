@@ -4,8 +4,8 @@ pairs and the lockstep keccak kernel.
 The attackers: a node holding its own approved key that writes its records, manifest
 and the store it shares; a party that shares the store with an honest node (another
 node of the same operator's cluster, a requester who wants the honest node slashed);
-a caller handing the hashing kernels odd arrays. A hole still open is a strict xfail
-naming what the attacker gains; every other test is an attack that must keep failing.
+a caller handing the hashing kernels odd arrays. Each test is an attack that must keep
+failing (a hole still open would be a strict xfail naming what the attacker gains).
 """
 
 from __future__ import annotations
@@ -810,17 +810,11 @@ def test_hash_columns_compared_as_words_see_every_bit():
     assert np.array_equal(_hashes_differ(base, mixed), np.arange(256) % 2 == 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keccak256_sorted_pairs(out=) may alias pairs' unread rows: the kernel then "
-    "hashes half-overwritten pairs and returns wrong digests without an error",
-)
 def test_sorted_pairs_with_out_aliasing_its_pairs_is_refused_or_correct():
-    """Low severity (the Merkle builder's slices never overlap), but an exported hash
-    must not silently return wrong digests: ``out`` laid over the second half of
-    ``pairs``' memory is writable, C-contiguous, uint8 and ``(m, 32)``, so it passes
-    every check, and each 8-pair step overwrites pairs not yet read. Suggested: refuse
-    ``np.shares_memory(pairs, out)`` (or hash a copy of ``pairs``)."""
+    """An exported hash must not silently return wrong digests: ``out`` laid over the
+    second half of ``pairs``' memory is writable, C-contiguous, uint8 and ``(m, 32)``,
+    and each 8-pair step of the kernel would overwrite pairs not yet read. It is refused
+    (or the digests are right)."""
     m = 64
     pairs = np.random.default_rng(12).integers(0, 256, (m, 64), dtype=np.uint8)
     want = [_ref(min(r[:32].tobytes(), r[32:].tobytes()) + max(r[:32].tobytes(), r[32:].tobytes()))
@@ -847,32 +841,22 @@ def _list_frames(rows: int = 1200) -> tuple:
     return one, two
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a List column is fingerprinted by numpy's repr, which elides rows past 1,000 "
-    "('...') and rounds floats to 8 digits: two frames share a run key",
-)
 def test_list_column_frames_differing_in_one_row_have_different_fingerprints():
     """A frame of 1,200 rows whose features are one List column; a second frame differs
-    only in row 600. The fingerprint hashes ``repr`` of the object array, which numpy
-    summarises ('[...], ..., [...]') above 1,000 elements."""
+    only in row 600. A fingerprint through numpy's ``repr`` of the object array would
+    not see it (numpy summarises '[...], ..., [...]' above 1,000 elements)."""
     from ogkit.dataset import open_source
 
     one, two = _list_frames()
     assert open_source(one).dataset_id != open_source(two).dataset_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the same job over another frame with a colliding fingerprint returns the first "
-    "frame's finished artefact at once: outputs of rows it was not given",
-)
 def test_a_rerun_over_other_rows_is_not_answered_with_the_first_frames_batch(world: World):
     """The requester (or a notebook user) runs the job over frame one, then over frame
-    two (row 600 changed). The second run finds the first run's pointer under the same
-    run key and returns its artefact: its dataset commitment is frame one's, so the
-    requester's verification with frame two names the node (and with the requester's
-    commitment passed, the node cannot serve frame two at all)."""
+    two (row 600 changed). Were both under one run key, the second run would return the
+    first run's artefact, whose dataset commitment is frame one's: the requester's
+    verification with frame two would name the node (and with the requester's
+    commitment passed, the node could not serve frame two at all)."""
     from ogkit.dataset import commit_dataset
 
     one, two = _list_frames()
@@ -900,20 +884,14 @@ def test_a_rerun_over_other_rows_is_not_answered_with_the_first_frames_batch(wor
     assert second.manifest.dataset_id == want.input_root
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an ARTIFACT pointer is accepted when the manifest carries this node's own "
-    "signed claim: a planted manifest reusing that claim over other records is returned",
-)
 def test_rerun_does_not_return_a_manifest_that_reuses_its_claim(world: World):
     """The node's genuine claim and signature are public (in its artefact). The planter
     writes a manifest with that claim, signature and batch id, but partition 0's records
     swapped for its own (labels shifted, leaves recomputed; the partition root is left
     as the claim's, as it must be to keep the batch root), stores it, and points
-    ``batches/<batch id>/ARTIFACT`` at it. Every check of the pointer's artefact (batch
-    id, attester, domain, signature) passes, so the rerun returns it, and the node then
-    settles an artefact whose records fail verification under its key. Suggested: MAC
-    the ARTIFACT pointer like the staged metas, or keep the artefact id the node wrote."""
+    ``batches/<batch id>/ARTIFACT`` at it. Its batch id, attester, domain and signature
+    are all genuine; returned, the node would settle an artefact whose records fail
+    verification under its key. The rerun must give a batch that verifies."""
     store = world.store()
     honest = world.run(store)
     m = honest.manifest.to_dict()
@@ -938,16 +916,11 @@ def test_rerun_does_not_return_a_manifest_that_reuses_its_claim(world: World):
     assert verdict.passed, sorted({f.reason for f in verdict.findings})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="allowlist v2 'kinds' that name one measurement twice in different case load "
-    "silently, the later key winning: TDX or software depends on key order",
-)
 def test_allowlist_kinds_naming_one_measurement_twice_are_refused(tmp_path: Path):
     """A kinds map ``{"0xABAB…": 2, "0xabab…": 1}`` records one measurement as TDX and as
-    software. Loaded, the later key wins (here software, so a software-enclave claim for
-    a measurement the file also calls TDX passes the ``tee-required`` check); swapped,
-    TDX. The file should be refused as contradictory, like a malformed pair is."""
+    software. Read naively, the later key would win (here software, so a software-enclave
+    claim for a measurement the file also calls TDX would pass the ``tee-required``
+    check); swapped, TDX. The file is refused as contradictory, like a malformed pair."""
     m = "0x" + "ab" * 32
     path = _write_allowlist(
         tmp_path / "allowlist.json",
@@ -958,17 +931,12 @@ def test_allowlist_kinds_naming_one_measurement_twice_are_refused(tmp_path: Path
         Allowlist.load(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the run folder's BATCH pointer is not authenticated: one planted before the "
-    "job makes the node compute every partition, then refuse the job",
-)
 def test_a_planted_batch_pointer_does_not_stop_the_job(world: World, clean):
     """Whoever shares the store writes ``batches/<run key>/BATCH`` naming some other
     batch id before the node first runs the requester's job (the run key is computable
-    from public fields). The node runs every partition, then stops with "delete that
-    folder": the job misses its deadline until an operator intervenes. Suggested: MAC
-    the pointer like the staged metas (or ignore a pointer the MAC does not cover)."""
+    from public fields). Trusted, it makes the node run every partition and then stop
+    with "delete that folder", missing the job's deadline until an operator intervenes;
+    the job must run to its own batch."""
     honest_batch, run_key = clean
     store = world.store()
     store.write_bytes(f"batches/{run_key}/BATCH", ("0x" + "cd" * 32).encode())
