@@ -942,3 +942,24 @@ def test_a_planted_batch_pointer_does_not_stop_the_job(world: World, clean):
     store.write_bytes(f"batches/{run_key}/BATCH", ("0x" + "cd" * 32).encode())
     batch = world.run(store)
     assert batch.batch_root == honest_batch.batch_root
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the run folder's job.json is not authenticated: one planted with other "
+    "settings stops the requester's job before any work ('use another job name')",
+)
+def test_a_planted_job_file_does_not_stop_the_job(world: World, clean):
+    """Whoever shares the store writes ``batches/<run key>/job.json`` with another
+    partition size before the node first runs the job. The node refuses the job ("an
+    earlier run of this job used different partition_rows ... use another job name"),
+    but the job name is the requester's order: the node cannot serve it until an
+    operator deletes the folder. Suggested: MAC job.json like the BATCH pointer."""
+    honest_batch, run_key = clean
+    store = world.store()
+    store.write_bytes(
+        f"batches/{run_key}/job.json",
+        json.dumps({"run": run_key, "partition_rows": 1, "inputs": []}).encode(),
+    )
+    batch = world.run(store)
+    assert batch.batch_root == honest_batch.batch_root
