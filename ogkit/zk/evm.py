@@ -396,10 +396,23 @@ def _judge_revert(exc: BaseException) -> str:
     from ogkit.chain.bindings import load_compiled
     from ogkit.chain.rpc import decode_revert
 
-    text = " ".join(str(a) for a in exc.args) + " " + str(exc)
-    found = re.search(r"data (0x[0-9a-fA-F]{8,})", text) or re.search(r"(0x[0-9a-fA-F]{8,})", text)
-    data = getattr(exc, "data", None)
-    raw = data if isinstance(data, str) else (found.group(1) if found else "")
+    # The revert data: a ``data`` attribute anywhere down the exception chain (a
+    # SettlementError raised over web3's error keeps it as its context), else an explicit
+    # ``data 0x…`` in the message; never any other hex in it (an address argument).
+    raw, seen, stack = "", set(), [exc]
+    while stack and not raw:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        data = getattr(e, "data", None)
+        if isinstance(data, str) and data.startswith("0x") and len(data) >= 10:
+            raw = data
+        stack.extend([e.__cause__, e.__context__])
+    if not raw:
+        text = " ".join(str(a) for a in exc.args) + " " + str(exc)
+        found = re.search(r"data (0x[0-9a-fA-F]{8,})", text)
+        raw = found.group(1) if found else ""
     if raw.startswith("0x") and len(raw) >= 10:
         for item in load_compiled("ZkJudge")["abi"]:
             if item.get("type") != "error":
