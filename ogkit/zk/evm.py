@@ -521,7 +521,8 @@ def resolve_with_proof(
         why = _judge_revert(exc)
         if why.startswith("Undecidable("):
             log.info("dispute %s on %s: the proof cannot decide (%s)", dispute_id, batch_id, why)
-            tensor = int(why[len("Undecidable(") : -1] or 0)
+            digits = "".join(c for c in why[len("Undecidable(") :] if c.isdigit())
+            tensor = int(digits or 0)  # "Undecidable(2)" or "Undecidable(tensor=2)"
             return {
                 "dispute": int(dispute_id),
                 "outcome": "undecidable",
