@@ -848,11 +848,27 @@ class BatchStaging:
         return f"{self.prefix}/part-{index:05d}.json"
 
     def check_job(self, params: dict[str, Any]) -> None:
+        """Refuse settings other than an earlier run's of this folder (with a MAC key, only
+        a ``job.json`` this run's key wrote counts: another is replaced, with a warning)."""
         path = f"{self.prefix}/job.json"
+        if self._mac_key is not None:
+            params = {**params, "mac": self._mac(params)}
+        earlier = None
         if self.store.exists(path):
-            earlier = json.loads(self.store.read_bytes(path))
+            try:
+                earlier = json.loads(self.store.read_bytes(path))
+            except (ValueError, UnicodeDecodeError):
+                earlier = {}
+            if self._mac_key is not None and not (
+                isinstance(earlier, dict)
+                and isinstance(earlier.get("mac"), str)
+                and hmac.compare_digest(earlier["mac"], self._mac(earlier))
+            ):
+                log.warning("replacing %s: this run's key did not write it", path)
+                earlier = None
+        if earlier is not None:
             if earlier != params:
-                diff = sorted(k for k in params if earlier.get(k) != params.get(k))
+                diff = sorted(k for k in params if k != "mac" and earlier.get(k) != params.get(k))
                 raise ConfigError(
                     f"an earlier run of this job ({self.store.url}/{self.prefix}) used different "
                     f"{', '.join(diff)}; re-run with the same settings, or use another job name"
