@@ -944,17 +944,12 @@ def test_a_planted_batch_pointer_does_not_stop_the_job(world: World, clean):
     assert batch.batch_root == honest_batch.batch_root
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the run folder's job.json is not authenticated: one planted with other "
-    "settings stops the requester's job before any work ('use another job name')",
-)
 def test_a_planted_job_file_does_not_stop_the_job(world: World, clean):
     """Whoever shares the store writes ``batches/<run key>/job.json`` with another
     partition size before the node first runs the job. The node refuses the job ("an
-    earlier run of this job used different partition_rows ... use another job name"),
-    but the job name is the requester's order: the node cannot serve it until an
-    operator deletes the folder. Suggested: MAC job.json like the BATCH pointer."""
+    earlier run of this job used different partition_rows ... use another job name")
+    only if it trusts the file; the job name is the requester's order, so the job must
+    run to its own batch instead."""
     honest_batch, run_key = clean
     store = world.store()
     store.write_bytes(
