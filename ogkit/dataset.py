@@ -177,8 +177,8 @@ class _RowGroupCache:
     """Per process: the last few decoded row groups of one file. Partitions smaller than a
     row group then decode it once per worker, not once per partition. Groups of any other
     file (or of an earlier version of this one) are let go before a new file's group is
-    decoded: the allocator then reuses their memory, where keeping them would make every
-    new file's decode fault in fresh pages (on a VM, about 0.1-0.3 s a 30 MB group)."""
+    decoded, so a worker never holds several files' groups at once and the allocator can
+    reuse their memory (bench/bench_read.py times a worker's read of a new file)."""
 
     def __init__(self, size: int = 4) -> None:
         self._size = size
