@@ -174,16 +174,22 @@ def _decode_row_group(path: str, index: int, columns: tuple[str, ...]) -> pa.Tab
 
 
 class _RowGroupCache:
-    """Per process: the last few decoded row groups of one file. Partitions smaller than a
-    row group then decode it once per worker, not once per partition. Groups of any other
-    file (or of an earlier version of this one) are let go before a new file's group is
-    decoded, so a worker never holds several files' groups at once and the allocator can
-    reuse their memory (bench/bench_read.py times a worker's read of a new file)."""
+    """Per process: the last few decoded row groups of one file, for reads that go back
+    to rows an earlier read of this process passed (see :class:`_RowStreams`). Groups of
+    any other file (or of an earlier version of this one) are let go before a new file's
+    group is decoded, so a worker never holds several files' groups at once and the
+    allocator can reuse their memory."""
 
     def __init__(self, size: int = 4) -> None:
         self._size = size
         self._tables: dict[tuple[str, tuple[int, int], int, tuple[str, ...]], pa.Table] = {}
         self._lock = threading.Lock()
+
+    def peek(
+        self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
+    ) -> pa.Table | None:
+        with self._lock:
+            return self._tables.get((path, stamp, index, columns))
 
     def get(
         self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
@@ -209,40 +215,131 @@ class _RowGroupCache:
             self._tables.clear()
 
 
+class _RowStream:
+    """A forward-only reader of one row group: Arrow decodes its pages as the rows are
+    asked for, so a partition costs the pages up to its last row, never the whole group,
+    and the next partition of the same group continues where this one stopped."""
+
+    def __init__(self, path: str, index: int, columns: tuple[str, ...], batch_rows: int) -> None:
+        self._batches = pq.ParquetFile(path).iter_batches(
+            batch_size=batch_rows, row_groups=[index], columns=list(columns), use_threads=False
+        )
+        self._buffer: pa.RecordBatch | None = None  # decoded, not yet handed out
+        self.position = 0  # the group's row the buffer starts at
+        self.batch_rows = batch_rows
+
+    def take(self, start: int, rows: int) -> list[pa.RecordBatch]:
+        """Rows ``start .. start+rows`` of the group (``start >= position``)."""
+        pieces: list[pa.RecordBatch] = []
+        end = start + rows
+        while self.position < end:
+            if self._buffer is None or self._buffer.num_rows == 0:
+                self._buffer = next(self._batches, None)
+                if self._buffer is None:
+                    raise ConfigError(
+                        f"row group ends at row {self.position:,} before the {end:,} its "
+                        "footer promised: the file is corrupt"
+                    )
+            have = self._buffer.num_rows
+            lo = max(start - self.position, 0)
+            hi = min(end - self.position, have)
+            if hi > lo:
+                pieces.append(self._buffer.slice(lo, hi - lo))
+            used = hi  # the buffer's rows before ``end`` are done with
+            self._buffer = self._buffer.slice(used)
+            self.position += used
+        return pieces
+
+
+class _RowStreams:
+    """Per process: the open :class:`_RowStream` of each row group being read (a few, of
+    one file at a time, as :class:`_RowGroupCache`). A read at or after a stream's
+    position continues it; a read of rows a stream has passed decodes the group whole
+    into the cache instead, so reading out of order costs what it did before streams."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._size = size
+        self._streams: dict[tuple[str, tuple[int, int], int, tuple[str, ...]], _RowStream] = {}
+        self._lock = threading.Lock()
+
+    def checkout(
+        self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
+    ) -> _RowStream | None:
+        """This group's open stream, if any; the caller owns it until :meth:`checkin`.
+        Streams of any other file (or an earlier version of this one) are let go."""
+        with self._lock:
+            stream = self._streams.pop((path, stamp, index, columns), None)
+            for other in [k for k in self._streams if k[:2] != (path, stamp)]:
+                del self._streams[other]
+        return stream
+
+    def checkin(
+        self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...], stream
+    ) -> None:
+        with self._lock:
+            self._streams[(path, stamp, index, columns)] = stream
+            while len(self._streams) > self._size:
+                del self._streams[next(iter(self._streams))]
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._streams.clear()
+
+
 _ROW_GROUPS = _RowGroupCache()
+_STREAMS = _RowStreams()
 
 
-def _row_group(
-    path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...], size: int
-) -> pa.Table:
+def _check_group_size(path: str, index: int, size: int) -> None:
     if size > MAX_ROW_GROUP_BYTES:
         raise ConfigError(
             f"{path}: row group {index} holds about {size:,} bytes decoded, more than the "
-            f"{MAX_ROW_GROUP_BYTES:,} ogkit decodes at once; rewrite the file with smaller "
-            "row groups"
+            f"{MAX_ROW_GROUP_BYTES:,} ogkit reads from one group; rewrite the file with "
+            "smaller row groups"
         )
-    if size > _CACHED_ROW_GROUP_BYTES:
-        return _decode_row_group(path, index, columns)
-    return _ROW_GROUPS.get(path, stamp, index, columns)
 
 
-def _rows_of(table: pa.Table, start: int, rows: int, size: int) -> pa.Table:
-    """Rows ``start .. start+rows`` of a decoded row group; a large group's rows are copied
-    out, so its buffers are let go with it (a slice would keep all of them alive)."""
-    piece = table.slice(start, rows)
-    if size > _CACHED_ROW_GROUP_BYTES:
-        piece = piece.take(pa.array(np.arange(piece.num_rows, dtype=np.int64)))
-    return piece
+def _group_rows(
+    path: str,
+    stamp: tuple[int, int],
+    index: int,
+    columns: tuple[str, ...],
+    size: int,
+    start: int,
+    rows: int,
+) -> list[pa.RecordBatch] | pa.Table:
+    """Rows ``start .. start+rows`` of one row group: from the cache if the group is
+    there, else from its stream (which then stays open for the next rows), else, for rows
+    the stream passed, from the whole group decoded (and cached if small enough)."""
+    _check_group_size(path, index, size)
+    cached = _ROW_GROUPS.peek(path, stamp, index, columns)
+    if cached is not None:
+        return cached.slice(start, rows)
+    stream = _STREAMS.checkout(path, stamp, index, columns)
+    if stream is not None and stream.position > start:
+        if size <= _CACHED_ROW_GROUP_BYTES:
+            # Back over rows this process streamed past: decode the group once, keep it.
+            return _ROW_GROUPS.get(path, stamp, index, columns).slice(start, rows)
+        stream = None  # too large to keep: stream it again from its first row
+    if stream is None:
+        stream = _RowStream(path, index, columns, max(rows, 1))
+    pieces = stream.take(start, rows)
+    _STREAMS.checkin(path, stamp, index, columns, stream)
+    return pieces
 
 
-# Emptying the cache of the small row groups (tests measure memory around it).
-_row_group.cache_clear = _ROW_GROUPS.cache_clear  # type: ignore[attr-defined]
+def clear_read_caches() -> None:
+    """Let go of this process's decoded row groups and open row-group streams (tests
+    measure memory around it; a long-running process may call it when idle)."""
+    _ROW_GROUPS.cache_clear()
+    _STREAMS.cache_clear()
 
 
 def _read_parquet_rows(
     paths: Sequence[str], offset: int, rows: int, columns: tuple[str, ...]
 ) -> pl.DataFrame:
-    """Rows ``offset .. offset+rows`` across ``paths``, decoding only the row groups needed."""
+    """Rows ``offset .. offset+rows`` across ``paths``, decoding only the row groups that
+    hold them, each only as far as its last row wanted (see :func:`_group_rows`)."""
     pieces = []
     start, end = offset, offset + rows
     first = 0
@@ -252,12 +349,16 @@ def _read_parquet_rows(
         for index, (n, size) in enumerate(_row_group_sizes(path, stamp, columns)):
             lo, hi = first, first + n
             if hi > start and lo < end:
-                table = _row_group(path, stamp, index, columns, size)
                 begin = max(start, lo)
-                pieces.append(_rows_of(table, begin - lo, min(end, hi) - begin, size))
-                del table
+                got = _group_rows(
+                    path, stamp, index, columns, size, begin - lo, min(end, hi) - begin
+                )
+                pieces.extend([got] if isinstance(got, pa.Table) else got)
             first = hi
-    return pl.from_arrow(pa.concat_tables(pieces)) if pieces else pl.DataFrame()
+    if not pieces:
+        return pl.DataFrame()
+    tables = [p if isinstance(p, pa.Table) else pa.Table.from_batches([p]) for p in pieces]
+    return pl.from_arrow(pa.concat_tables(tables))
 
 
 def _sha256_file(path: Path) -> str:

@@ -339,16 +339,22 @@ def _run_on_dask(
     bare = [t if files else replace(t, source=replace(t.source, frame=None)) for t in tasks]
     if not files:
         bare = [replace(t, source=replace(t.source, arrays=None)) for t in bare]
-    mapped = dask.map(
-        run_partition,
-        bare,
-        [payload_future] * len(tasks),
-        [store if shared else None] * len(tasks),
-        [None] * len(tasks) if files else dask.scatter([t.source for t in tasks], hash=False),
-        key=[f"attest-{tag}-{t.partition.index:05d}" for t in tasks],
-        pure=False,
-        retries=0,
-    )
+    sources = [None] * len(tasks) if files else dask.scatter([t.source for t in tasks], hash=False)
+    keys = [f"attest-{tag}-{t.partition.index:05d}" for t in tasks]
+    mapped = []
+    for lo, hi, worker in _worker_runs(dask, len(tasks), spread=files):
+        mapped += dask.map(
+            run_partition,
+            bare[lo:hi],
+            [payload_future] * (hi - lo),
+            [store if shared else None] * (hi - lo),
+            sources[lo:hi],
+            key=keys[lo:hi],
+            workers=worker,
+            allow_other_workers=worker is not None,
+            pure=False,
+            retries=0,
+        )
     futures = {t.partition.index: f for t, f in zip(tasks, mapped, strict=True)}
     results: dict[int, PartitionResult] = {}
     root_future = None
@@ -397,6 +403,29 @@ def _run_on_dask(
             pending.append(root_future)
         if pending:
             dask.cancel(pending)
+
+
+def _worker_runs(
+    dask: DaskClient, count: int, spread: bool
+) -> list[tuple[int, int, list[str] | None]]:
+    """``count`` partitions of one data file cut into one run of consecutive partitions
+    per worker, as ``(first, end, [worker])``: each worker then reads its rows of a row
+    group as one forward stream (:func:`ogkit.dataset._group_rows`) instead of every
+    worker decoding every group. The restriction is loose: an idle worker still steals
+    from a busy one, and a lost worker's partitions run elsewhere. Anything else (in-memory
+    rows (``spread`` false), one worker, a cluster still starting): one run, placed by the
+    scheduler."""
+    try:
+        workers = sorted(dask.scheduler_info().get("workers", {})) if spread and count > 1 else []
+    except Exception:  # the scheduler's view is an optimisation only
+        workers = []
+    if len(workers) < 2:
+        return [(0, count, None)]
+    size = -(-count // len(workers))
+    return [
+        (lo, min(lo + size, count), [worker])
+        for lo, worker in zip(range(0, count, size), workers, strict=False)
+    ]
 
 
 def _run_here(

@@ -225,7 +225,7 @@ def test_row_group_amplification_is_bounded(batch, policy, published):
     assert len(data) < 1_000_000
     object_id = batch.store.put("datasets", data)
     forged = _with(batch, input_data={"object": object_id})
-    ds._row_group.cache_clear()
+    ds.clear_read_caches()
     try:
         honest_before = pa.total_allocated_bytes()
         _verify(batch, policy, published, commitment=_commitment(batch))
@@ -234,7 +234,7 @@ def test_row_group_amplification_is_bounded(batch, policy, published):
         verdict = _verify(forged, policy, published, commitment=_commitment(batch))
         held = pa.total_allocated_bytes() - before
     finally:
-        ds._row_group.cache_clear()
+        ds.clear_read_caches()
     assert honest < 16 << 20, honest
     # The rows are the requester's: a pass is right; refusing the object is right too.
     assert verdict.passed or "inputs-unavailable" in verdict.reasons(), verdict.reasons()
