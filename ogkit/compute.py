@@ -8,10 +8,14 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ogkit.errors import ConfigError
 
-__all__ = ["get_client"]
+if TYPE_CHECKING:
+    from dask.distributed import Client
+
+__all__ = ["get_client", "worker_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -92,3 +96,26 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def worker_runs(
+    client: Client, count: int, spread: bool
+) -> list[tuple[int, int, list[str] | None]]:
+    """``count`` partitions of one data file cut into one run of consecutive partitions
+    per worker, as ``(first, end, [worker])``: each worker then reads its rows of a row
+    group as one forward stream (``ogkit.dataset._group_rows``) instead of every
+    worker decoding every group. The restriction is loose: an idle worker still steals
+    from a busy one, and a lost worker's partitions run elsewhere. Anything else (in-memory
+    rows (``spread`` false), one worker, a cluster still starting): one run, placed by the
+    scheduler."""
+    try:
+        workers = sorted(client.scheduler_info().get("workers", {})) if spread and count > 1 else []
+    except Exception:  # the scheduler's view is an optimisation only
+        workers = []
+    if len(workers) < 2:
+        return [(0, count, None)]
+    size = -(-count // len(workers))
+    return [
+        (lo, min(lo + size, count), [worker])
+        for lo, worker in zip(range(0, count, size), workers, strict=False)
+    ]

@@ -252,12 +252,14 @@ class _RowStream:
 
 
 class _RowStreams:
-    """Per process: the open :class:`_RowStream` of each row group being read (a few, of
-    one file at a time, as :class:`_RowGroupCache`). A read at or after a stream's
+    """Per process: the open :class:`_RowStream` of the row groups being read, the most
+    recent few (a verifier reads the requester's file and the stored copy side by side;
+    a stream holds one batch of rows, not its group). A read at or after a stream's
     position continues it; a read of rows a stream has passed decodes the group whole
-    into the cache instead, so reading out of order costs what it did before streams."""
+    into :class:`_RowGroupCache` instead, so reading out of order costs what it did
+    before streams."""
 
-    def __init__(self, size: int = 4) -> None:
+    def __init__(self, size: int = 8) -> None:
         self._size = size
         self._streams: dict[tuple[str, tuple[int, int], int, tuple[str, ...]], _RowStream] = {}
         self._lock = threading.Lock()
@@ -266,11 +268,11 @@ class _RowStreams:
         self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
     ) -> _RowStream | None:
         """This group's open stream, if any; the caller owns it until :meth:`checkin`.
-        Streams of any other file (or an earlier version of this one) are let go."""
+        Streams of an earlier version of the file are let go."""
         with self._lock:
             stream = self._streams.pop((path, stamp, index, columns), None)
-            for other in [k for k in self._streams if k[:2] != (path, stamp)]:
-                del self._streams[other]
+            for old in [k for k in self._streams if k[0] == path and k[1] != stamp]:
+                del self._streams[old]
         return stream
 
     def checkin(

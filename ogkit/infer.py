@@ -59,6 +59,7 @@ from ogkit.batch import (
     store_batch,
 )
 from ogkit.checks import DataCheckPolicy, InputSuite
+from ogkit.compute import worker_runs
 from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import MerkleTree, input_leaf_hashes
 from ogkit.dataset import (
@@ -342,7 +343,7 @@ def _run_on_dask(
     sources = [None] * len(tasks) if files else dask.scatter([t.source for t in tasks], hash=False)
     keys = [f"attest-{tag}-{t.partition.index:05d}" for t in tasks]
     mapped = []
-    for lo, hi, worker in _worker_runs(dask, len(tasks), spread=files):
+    for lo, hi, worker in worker_runs(dask, len(tasks), spread=files):
         mapped += dask.map(
             run_partition,
             bare[lo:hi],
@@ -403,29 +404,6 @@ def _run_on_dask(
             pending.append(root_future)
         if pending:
             dask.cancel(pending)
-
-
-def _worker_runs(
-    dask: DaskClient, count: int, spread: bool
-) -> list[tuple[int, int, list[str] | None]]:
-    """``count`` partitions of one data file cut into one run of consecutive partitions
-    per worker, as ``(first, end, [worker])``: each worker then reads its rows of a row
-    group as one forward stream (:func:`ogkit.dataset._group_rows`) instead of every
-    worker decoding every group. The restriction is loose: an idle worker still steals
-    from a busy one, and a lost worker's partitions run elsewhere. Anything else (in-memory
-    rows (``spread`` false), one worker, a cluster still starting): one run, placed by the
-    scheduler."""
-    try:
-        workers = sorted(dask.scheduler_info().get("workers", {})) if spread and count > 1 else []
-    except Exception:  # the scheduler's view is an optimisation only
-        workers = []
-    if len(workers) < 2:
-        return [(0, count, None)]
-    size = -(-count // len(workers))
-    return [
-        (lo, min(lo + size, count), [worker])
-        for lo, worker in zip(range(0, count, size), workers, strict=False)
-    ]
 
 
 def _run_here(

@@ -62,6 +62,7 @@ from ogkit.batch import (
     read_records,
     safe_records_path,
 )
+from ogkit.compute import worker_runs
 from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import (
@@ -1455,17 +1456,34 @@ def _run_checks(
         worker_store = batch.store if batch.store.shared else None
         tag = batch.batch_id[2:10]
         futures = []
-        for i, check in enumerate(checks):
-            data = None if worker_store is not None else _read_or_none(batch, i)
+        if worker_store is not None:
+            # One map a run of consecutive partitions per worker (each reads its rows of
+            # the dataset as one forward stream); a submit each cost the client ~2.5 ms.
+            n = len(checks)
+            for lo, hi, worker in worker_runs(dask, n, spread=True):
+                futures += dask.map(
+                    check_partition,
+                    checks[lo:hi],
+                    [None] * (hi - lo),
+                    [payload_future] * (hi - lo),
+                    [worker_store] * (hi - lo),
+                    [None] * (hi - lo),
+                    key=[f"verify-{tag}-{i:05d}" for i in range(lo, hi)],
+                    workers=worker,
+                    allow_other_workers=worker is not None,
+                    pure=False,
+                )
+        for i, check in enumerate(checks if worker_store is None else ()):
+            data = _read_or_none(batch, i)
             # A store in this process's memory: its rows' inputs are read here and shipped.
-            inputs = None if worker_store is not None else _stored_inputs(check, batch.store)[0]
+            inputs = _stored_inputs(check, batch.store)[0]
             futures.append(
                 dask.submit(
                     check_partition,
                     check,
                     dask.scatter(data, hash=False) if data is not None else None,
                     payload_future,
-                    worker_store,
+                    None,
                     dask.scatter(inputs, hash=False) if inputs is not None else None,
                     key=f"verify-{tag}-{i:05d}",
                     pure=False,

@@ -144,12 +144,12 @@ def test_a_group_shorter_than_its_footer_says_is_an_error_not_a_short_read(tmp_p
 def test_partitions_of_a_file_go_to_one_run_of_consecutive_partitions_per_worker(
     dask_client,
 ) -> None:
-    from ogkit.infer import _worker_runs
+    from ogkit.compute import worker_runs
 
-    runs = _worker_runs(dask_client, 9, spread=True)
+    runs = worker_runs(dask_client, 9, spread=True)
     assert [(lo, hi) for lo, hi, _ in runs] == [(0, 5), (5, 9)]
     workers = [w for _, _, w in runs]
     assert all(len(w) == 1 for w in workers) and workers[0] != workers[1]
     assert set(dask_client.scheduler_info()["workers"]) == {w[0] for w in workers}
-    assert _worker_runs(dask_client, 9, spread=False) == [(0, 9, None)]  # shipped rows
-    assert _worker_runs(dask_client, 1, spread=True) == [(0, 1, None)]
+    assert worker_runs(dask_client, 9, spread=False) == [(0, 9, None)]  # shipped rows
+    assert worker_runs(dask_client, 1, spread=True) == [(0, 1, None)]
