@@ -768,6 +768,24 @@ class DatasetCommitment:
 
     input_root: str
     row_count: int
+    # Every row's input hash, when this process computed the commitment from the data
+    # (:func:`commit_dataset`): a verifier given it compares each row's hash with the
+    # requester's own instead of rebuilding the input root. Never serialised, never
+    # compared, never set by a constructor: a commitment read from text has none.
+    row_hashes: np.ndarray | None = field(default=None, init=False, compare=False, repr=False)
+
+    def with_row_hashes(self, hashes: np.ndarray) -> DatasetCommitment:
+        """This commitment carrying ``hashes``, the ``(row_count, 32)`` input hashes it
+        was just computed from (only the code that computed the root should call this)."""
+        hashes = np.ascontiguousarray(hashes, dtype=np.uint8)
+        if hashes.shape != (self.row_count, 32):
+            raise ConfigError(
+                f"a commitment over {self.row_count:,} rows takes ({self.row_count}, 32) "
+                f"row hashes, got {hashes.shape}"
+            )
+        out = DatasetCommitment(self.input_root, self.row_count)
+        object.__setattr__(out, "row_hashes", hashes)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_root": self.input_root, "row_count": self.row_count}
@@ -862,10 +880,13 @@ def commit_dataset(
 ) -> DatasetCommitment:
     """The requester's side: commit to ``data`` as ``model``'s inputs (a LoadedModel, or
     anything with its ``inputs`` signature). Give the result to the node with the job, and
-    to verifiers, who then check the batch ran exactly these rows."""
+    to verifiers, who then check the batch ran exactly these rows. The result keeps every
+    row's input hash (32 bytes a row, in this process only): :func:`ogkit.verify_batch`
+    given it compares rows with them instead of rebuilding the input root."""
     source = open_source(data)
     plan = plan_inputs(source, model.inputs, bind_features(model, input_map))
-    return commit_inputs(source, plan)[0]
+    commitment, hashes = commit_inputs(source, plan)
+    return commitment.with_row_hashes(hashes)
 
 
 # -- the dataset in the store (docs/spec.md §6) ------------------------------------------------

@@ -551,11 +551,16 @@ def check_partition(
     payload: ModelPayload | None,
     store: ContentStore | None = None,
     inputs: dict[str, np.ndarray] | None = None,
+    requester_hashes: np.ndarray | None = None,
 ) -> _Outcome:
     """Recompute one partition and re-execute its sampled rows. Never raises on what the
     records hold: every problem is a finding. With ``store`` (and no ``data``) the
     records, and the rows' inputs from the batch's stored dataset, are read from it here,
-    on the worker; ``inputs`` gives those rows when the caller read them."""
+    on the worker; ``inputs`` gives those rows when the caller read them.
+    ``requester_hashes`` are these rows' input hashes from the requester's own commitment
+    (:attr:`~ogkit.dataset.DatasetCommitment.row_hashes`): each row's hash must equal
+    its own, and the partition gives no input-root leaves (the requester's hashes make
+    its committed root)."""
     meta = check.meta
     index = meta.index
     out = _Outcome([])
@@ -626,8 +631,21 @@ def check_partition(
     except (ConfigError, ValueError, TypeError) as exc:
         out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
         return out
-    out.input_leaves = sorted_leaf_run(input_leaf_hashes(expected, in_h))  # one sorted run
     bad_in = _hashes_differ(in_h, rec.input_hashes)
+    if requester_hashes is None:
+        out.input_leaves = sorted_leaf_run(input_leaf_hashes(expected, in_h))  # one sorted run
+    else:
+        if requester_hashes.shape == in_h.shape:
+            not_committed = _hashes_differ(in_h, requester_hashes)
+        else:  # cannot happen for a tiled batch of the committed row count; never a pass
+            not_committed = np.ones(n, dtype=bool)
+        _named_rows(
+            out.findings,
+            "dataset-mismatch",
+            f"the row's inputs (from {source_note}) do not hash to the requester's committed row",
+            expected[np.flatnonzero(not_committed)],
+            index,
+        )
     if used is not stored:
         # The stored rows must be the requester's too: challengers, disputes, audits and
         # reports re-run from them.
@@ -930,7 +948,18 @@ def verify_batch(
         )
         for part in batch.partitions
     ]
-    outcomes, inputs_root = _run_checks(batch, checks, payload, dask, progress)
+    # The requester's own row hashes, when its commitment carries them and is this batch's:
+    # each row is compared with its hash and the input root is not rebuilt.
+    requester_hashes = None
+    if (
+        commitment is not None
+        and commitment.row_hashes is not None
+        and commitment.input_root.lower() == m.dataset_id.lower()
+        and commitment.row_count == m.row_count
+        and tiled
+    ):
+        requester_hashes = commitment.row_hashes
+    outcomes, inputs_root = _run_checks(batch, checks, payload, dask, progress, requester_hashes)
 
     rows_checked = 0
     max_err = 0.0
@@ -1429,9 +1458,11 @@ def _run_checks(
     payload: ModelPayload | None,
     dask: DaskClient | None,
     progress: bool,
+    requester_hashes: np.ndarray | None = None,
 ) -> tuple[list[_Outcome], str | None]:
     """Every partition's outcome in partition order, and the input root of the inputs the
-    verifier hashed (None if a partition could not give its hashes).
+    verifier hashed (None if a partition could not give its hashes, or every partition
+    was compared with ``requester_hashes``, the requester's row hashes, instead).
 
     On Dask each worker reads its partition's records from the store itself (unless the
     store lives in this process's memory) and one worker builds the input root: only
@@ -1440,12 +1471,20 @@ def _run_checks(
         total=len(checks), desc=f"verify {batch.batch_id[:10]}", unit="part", disable=not progress
     )
     outcomes: list[_Outcome] = []
+    hashes: list[np.ndarray | None] = [
+        None
+        if requester_hashes is None
+        else requester_hashes[c.meta.offset : c.meta.offset + c.meta.rows]
+        for c in checks
+    ]
     try:
         if dask is None:
             for i, check in enumerate(checks):
                 try:
                     outcomes.append(
-                        check_partition(check, _read_or_none(batch, i), payload, batch.store)
+                        check_partition(
+                            check, _read_or_none(batch, i), payload, batch.store, None, hashes[i]
+                        )
                     )
                 except Exception as exc:  # e.g. out of memory: this partition's finding
                     outcomes.append(_crashed(check, exc))
@@ -1455,6 +1494,8 @@ def _run_checks(
         payload_future = dask.scatter(payload, broadcast=True, hash=False) if payload else None
         worker_store = batch.store if batch.store.shared else None
         tag = batch.batch_id[2:10]
+        if requester_hashes is not None:  # one message for every partition's slice
+            hashes = dask.scatter(hashes, hash=False)
         futures = []
         if worker_store is not None:
             # One map a run of consecutive partitions per worker (each reads its rows of
@@ -1468,6 +1509,7 @@ def _run_checks(
                     [payload_future] * (hi - lo),
                     [worker_store] * (hi - lo),
                     [None] * (hi - lo),
+                    hashes[lo:hi],
                     key=[f"verify-{tag}-{i:05d}" for i in range(lo, hi)],
                     workers=worker,
                     allow_other_workers=worker is not None,
@@ -1485,6 +1527,7 @@ def _run_checks(
                     payload_future,
                     None,
                     dask.scatter(inputs, hash=False) if inputs is not None else None,
+                    hashes[i],
                     key=f"verify-{tag}-{i:05d}",
                     pure=False,
                 )
