@@ -32,13 +32,18 @@ def policy(batch, enclave) -> VerifyPolicy:
     return VerifyPolicy(sample_rate=0.05, allowlist=allow, verifier_secret=b"s")
 
 
+def _commitment(batch) -> DatasetCommitment:
+    """The requester's commitment as text gives it: input root and row count."""
+    return DatasetCommitment(batch.manifest.dataset_id, batch.row_count)
+
+
 @pytest.fixture(params=["root", "row-hashes"])
 def commitment(request, batch) -> DatasetCommitment:
     """The requester's commitment: the honest batch ran exactly the requester's rows. As
     text gives it (root and row count: the verifier rebuilds the input root), and as
     ``commit_dataset`` gives it in the requester's process (with every row's input hash:
     the verifier compares each row with the requester's own hash instead)."""
-    root = DatasetCommitment(batch.manifest.dataset_id, batch.row_count)
+    root = _commitment(batch)
     if request.param == "root":
         return root
     from ogkit.dataset import commit_dataset
