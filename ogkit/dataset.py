@@ -226,7 +226,7 @@ class _RowStream:
         )
         self._buffer: pa.RecordBatch | None = None  # decoded, not yet handed out
         self.position = 0  # the group's row the buffer starts at
-        self.batch_rows = batch_rows
+        self._where = f"{path}: row group {index}"
 
     def take(self, start: int, rows: int) -> list[pa.RecordBatch]:
         """Rows ``start .. start+rows`` of the group (``start >= position``)."""
@@ -237,8 +237,8 @@ class _RowStream:
                 self._buffer = next(self._batches, None)
                 if self._buffer is None:
                     raise ConfigError(
-                        f"row group ends at row {self.position:,} before the {end:,} its "
-                        "footer promised: the file is corrupt"
+                        f"{self._where} ends at row {self.position:,}, before the {end:,} "
+                        "its footer promised: the file is corrupt; write it again"
                     )
             have = self._buffer.num_rows
             lo = max(start - self.position, 0)
@@ -309,7 +309,7 @@ def _group_rows(
     size: int,
     start: int,
     rows: int,
-) -> list[pa.RecordBatch] | pa.Table:
+) -> pa.Table:
     """Rows ``start .. start+rows`` of one row group: from the cache if the group is
     there, else from its stream (which then stays open for the next rows), else, for rows
     the stream passed, from the whole group decoded (and cached if small enough)."""
@@ -327,7 +327,7 @@ def _group_rows(
         stream = _RowStream(path, index, columns, max(rows, 1))
     pieces = stream.take(start, rows)
     _STREAMS.checkin(path, stamp, index, columns, stream)
-    return pieces
+    return pa.Table.from_batches(pieces)
 
 
 def clear_read_caches() -> None:
@@ -352,15 +352,11 @@ def _read_parquet_rows(
             lo, hi = first, first + n
             if hi > start and lo < end:
                 begin = max(start, lo)
-                got = _group_rows(
-                    path, stamp, index, columns, size, begin - lo, min(end, hi) - begin
+                pieces.append(
+                    _group_rows(path, stamp, index, columns, size, begin - lo, min(end, hi) - begin)
                 )
-                pieces.extend([got] if isinstance(got, pa.Table) else got)
             first = hi
-    if not pieces:
-        return pl.DataFrame()
-    tables = [p if isinstance(p, pa.Table) else pa.Table.from_batches([p]) for p in pieces]
-    return pl.from_arrow(pa.concat_tables(tables))
+    return pl.from_arrow(pa.concat_tables(pieces)) if pieces else pl.DataFrame()
 
 
 def _sha256_file(path: Path) -> str:
