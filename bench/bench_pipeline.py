@@ -31,8 +31,8 @@ from ogkit.attest import make_attester
 from ogkit.compute import get_client
 from ogkit.crypto import warm_up
 from ogkit.crypto.encoding import tensor_row_hashes
-from ogkit.crypto.merkle import MerkleTree, input_leaf_hashes, leaf_hashes
-from ogkit.dataset import commit_dataset
+from ogkit.crypto.merkle import MerkleTree, idle_threads, input_leaf_hashes, leaf_hashes
+from ogkit.dataset import commit_dataset, sorted_leaf_run
 from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
 from ogkit.load import load_model
@@ -135,18 +135,21 @@ class PeakRSS:
 
 def _hash_partition(feeds, outputs, offset: int):
     """The per-row hashing a verified partition does, alone: input hashes and their
-    input-root leaves, output hashes, leaves, the partition tree (6 Keccak permutations a
-    row for a tabular model, docs/spec.md §3.1)."""
+    input-root leaves (sorted, as the pipeline's), output hashes, leaves, the partition
+    tree (6 Keccak permutations a row for a tabular model, docs/spec.md §3.1)."""
     n = len(next(iter(feeds.values())))
     rows = np.arange(offset, offset + n, dtype=np.uint64)
     in_h = tensor_row_hashes(feeds)
     in_leaves = input_leaf_hashes(rows, in_h)
     leaves = leaf_hashes(rows, in_h, tensor_row_hashes(outputs))
-    return MerkleTree.from_leaf_hashes(leaves).root, in_leaves
+    return MerkleTree.from_leaf_hashes(leaves).root, sorted_leaf_run(in_leaves)
 
 
 def _root_of(parts) -> bytes:
-    return MerkleTree.from_leaf_hashes(np.concatenate([p[1] for p in parts])).root
+    """The input root as the pipeline builds it: the partitions' sorted runs merged, its
+    levels hashed by every idle core."""
+    leaves = np.concatenate([p[1] for p in parts])
+    return MerkleTree.from_leaf_hashes(leaves, threads=idle_threads(), sorted_runs=True).root
 
 
 def keccak_bound(client, model: Path, feeds, partition_rows: int, batch) -> float:

@@ -823,8 +823,10 @@ def sorted_leaf_run(leaves: np.ndarray) -> np.ndarray:
     (it sorts them): partitions that sort their own leaves on their workers make the one
     tree's sort a merge of sorted runs and its gather sequential (1M leaves in 20 runs:
     212 -> 125 ms for the tree)."""
+    # Any sort will do (ties in the first eight bytes are ordered by the tree's own sort
+    # over all 32): quicksort of 50k random keys is about 3x faster than a stable sort.
     key = np.ascontiguousarray(leaves[:, :8]).view(">u8").reshape(-1)
-    return leaves[np.argsort(key, kind="stable")]
+    return leaves[np.argsort(key)]
 
 
 def commit_inputs(

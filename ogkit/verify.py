@@ -68,6 +68,7 @@ from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import (
     LEAF_TYPES,
     MerkleTree,
+    idle_threads,
     input_leaf_hashes,
     leaf_hash,
     leaf_hashes,
@@ -1436,10 +1437,9 @@ def _outcomes_root(outcomes: list[_Outcome]) -> str | None:
     partition gave none (it has findings of its own)."""
     if not outcomes or any(o.input_leaves is None for o in outcomes):
         return None
-    return (
-        "0x"
-        + MerkleTree.from_leaf_hashes(np.concatenate([o.input_leaves for o in outcomes])).root.hex()
-    )
+    leaves = np.concatenate([o.input_leaves for o in outcomes])
+    tree = MerkleTree.from_leaf_hashes(leaves, threads=idle_threads(), sorted_runs=True)
+    return "0x" + tree.root.hex()
 
 
 def _root_and_outcomes(outcomes: list[_Outcome]) -> tuple[list[_Outcome], str | None]:

@@ -19,7 +19,10 @@ proofs from either verify with the other and with ``MerkleProof.verify`` on chai
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,7 @@ __all__ = [
     "MerkleTree",
     "compose_proof",
     "hash_pair",
+    "idle_threads",
     "input_leaf_hash",
     "input_leaf_hashes",
     "leaf_hash",
@@ -58,6 +62,18 @@ INPUT_LEAF_TYPES: tuple[str, ...] = ("bytes32", "uint256", "bytes32")
 #: internal node hashes 64 bytes, so no value is both a leaf and a node short of a
 #: keccak256 collision.
 LEAF_BYTES = 96
+_SPLIT_PAIRS = 16_384  # a tree level is hashed in slices across threads from 2x this
+
+
+def idle_threads(limit: int = 4) -> int:
+    """Threads for a tree built while the other cores wait on it (the input root, after
+    every partition): the cores this process may run on, at most ``limit``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(limit, cores))
+
 
 _UINT256_MAX = (1 << 256) - 1
 
@@ -205,18 +221,24 @@ def _be_words(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows).view(">u8").astype(np.uint64)
 
 
-def _sort_order(leaves: np.ndarray) -> np.ndarray:
+def _sort_order(leaves: np.ndarray, sorted_runs: bool = False) -> np.ndarray:
     """Stable ascending byte order of the leaf hashes (JS ``Array.sort`` is stable too)."""
     # The first 8 bytes almost always decide. While they are all distinct the order is
     # unique, so any sort gives it (quicksort is several times faster than a stable sort
-    # of uint64 keys); on a tie, a stable sort over all 32 bytes decides.
+    # of random uint64 keys; numpy's stable sort of uint64 is a timsort, which merges
+    # runs that are already sorted: 1M keys in 20 runs, 54 -> 29 ms); on a tie, a stable
+    # sort over all 32 bytes decides.
     first = np.ascontiguousarray(leaves[:, :8]).view(">u8")[:, 0].astype(np.uint64)
-    order = np.argsort(first)
+    order = np.argsort(first, kind="stable" if sorted_runs else None)
     ranked = first[order]
     if np.any(ranked[1:] == ranked[:-1]):
         words = _be_words(leaves)
         order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
     return order
+
+
+def _hash_pairs(pairs: np.ndarray, out: np.ndarray) -> None:
+    keccak256_sorted_pairs(pairs, out=out)
 
 
 class MerkleTree:
@@ -238,8 +260,16 @@ class MerkleTree:
         self._sorted_first_word: np.ndarray | None = None
 
     @classmethod
-    def from_leaf_hashes(cls, leaves: np.ndarray) -> MerkleTree:
-        """Build the tree over ``(n, 32)`` uint8 leaf hashes, ``n >= 1``."""
+    def from_leaf_hashes(
+        cls, leaves: np.ndarray, *, threads: int = 1, sorted_runs: bool = False
+    ) -> MerkleTree:
+        """Build the tree over ``(n, 32)`` uint8 leaf hashes, ``n >= 1``.
+
+        ``threads`` > 1 hashes each large level in that many slices at once (the kernel
+        releases the GIL): for a tree built while other cores are idle, such as the input
+        root after every partition is done. ``sorted_runs`` says the leaves come as runs
+        already sorted by their first eight bytes (:func:`ogkit.dataset.sorted_leaf_run`),
+        which the sort then merges. Neither changes the tree."""
         leaves = np.asarray(leaves)
         if leaves.dtype != np.uint8 or leaves.ndim != 2 or leaves.shape[1] != 32:
             raise ConfigError(
@@ -248,18 +278,31 @@ class MerkleTree:
         n = leaves.shape[0]
         if n < 1:
             raise ConfigError("a Merkle tree needs at least one leaf")
-        order = _sort_order(leaves)
+        order = _sort_order(leaves, sorted_runs)
         nodes = np.empty((2 * n - 1, 32), dtype=np.uint8)
         nodes[n - 1 :] = leaves[order[::-1]]  # sorted leaf k at index 2n - 2 - k
-        # Nodes [lo, 2n - 1) are done. Every node i in [lo // 2, lo) has both children
-        # (2i + 1, 2i + 2) in the done range, and those children are the contiguous slice
-        # [2 (lo // 2) + 1, 2 lo + 1): one vectorised step per level.
-        lo = n - 1
-        while lo > 0:
-            new_lo = lo // 2
-            pairs = nodes[2 * new_lo + 1 : 2 * lo + 1].reshape(lo - new_lo, 64)
-            keccak256_sorted_pairs(pairs, out=nodes[new_lo:lo])  # sorts each pair itself
-            lo = new_lo
+        pool = ThreadPoolExecutor(threads) if threads > 1 and n >= 2 * _SPLIT_PAIRS else None
+        try:
+            # Nodes [lo, 2n - 1) are done. Every node i in [lo // 2, lo) has both children
+            # (2i + 1, 2i + 2) in the done range, and those children are the contiguous
+            # slice [2 (lo // 2) + 1, 2 lo + 1): one vectorised step per level.
+            lo = n - 1
+            while lo > 0:
+                new_lo = lo // 2
+                pairs = nodes[2 * new_lo + 1 : 2 * lo + 1].reshape(lo - new_lo, 64)
+                out = nodes[new_lo:lo]
+                if pool is None or lo - new_lo < 2 * _SPLIT_PAIRS:
+                    keccak256_sorted_pairs(pairs, out=out)  # sorts each pair itself
+                else:
+                    cuts = np.linspace(0, lo - new_lo, threads + 1, dtype=np.int64)
+                    slices = [slice(a, b) for a, b in pairwise(cuts)]
+                    done = [pool.submit(_hash_pairs, pairs[c], out[c]) for c in slices]
+                    for future in done:
+                        future.result()
+                lo = new_lo
+        finally:
+            if pool is not None:
+                pool.shutdown()
         return cls(nodes, order)
 
     # -- properties -------------------------------------------------------------------
