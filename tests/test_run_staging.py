@@ -177,3 +177,27 @@ def test_a_run_killed_after_its_last_partition_resumes_without_running_any(
         assert again.manifest.run_stats["resumed_partitions"] == 5
         assert again.batch_root == first.batch_root
         assert again.manifest.dataset_id == first.manifest.dataset_id
+
+
+@pytest.mark.parametrize("url", ["local", "memory"])
+@pytest.mark.parametrize("size", [0, 1, 5_000_001])
+def test_a_stored_file_is_its_bytes_under_their_id(tmp_path, url, size):
+    """``put_file`` stores exactly the file's bytes under their keccak id (a copy: the
+    file may change afterwards), leaves nothing in ``.incoming``, and a second put of
+    the same bytes is a no-op."""
+    import os
+
+    from ogkit.store import content_id
+
+    data = os.urandom(size)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    store = ContentStore(tmp_path / "store" if url == "local" else f"memory://{uuid.uuid4().hex}")
+    object_id = store.put_file("datasets", path)
+    assert object_id == content_id(data)
+    assert store.get("datasets", object_id) == data
+    path.write_bytes(b"changed" + data)  # the stored object is a copy, not the file
+    assert store.get("datasets", object_id) == data
+    path.write_bytes(data)
+    assert store.put_file("datasets", path) == object_id
+    assert store.listdir("datasets/.incoming") == []
