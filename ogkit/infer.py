@@ -74,7 +74,7 @@ from ogkit.dataset import (
     split_partitions,
     store_dataset,
 )
-from ogkit.errors import ConfigError, InferenceError, OgkitError
+from ogkit.errors import ArtifactError, ConfigError, InferenceError, OgkitError
 from ogkit.hub.hub import MODELS, Hub
 from ogkit.hub.manifest import canonical_json
 from ogkit.load import LoadedModel, ModelPayload, SessionConfig, load_model, worker_model
@@ -711,10 +711,10 @@ def _output_row_shape(store: ContentStore, meta: dict[str, Any], name: str, spec
         return list(shape)
     if name in meta.get("output_shapes", {}):  # the worker read it off its outputs
         return list(meta["output_shapes"][name])
-    import io
+    from ogkit.batch import parquet_table
 
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(io.BytesIO(store.read_bytes(meta["path"])), columns=[f"output.{name}"])
+    table = parquet_table(store.read_bytes(meta["path"]), [f"output.{name}"])
+    if table.num_columns != 1:
+        raise ArtifactError(f"records {meta['path']} lack the column output.{name}")
     col = table.column(0).type
     return [col.list_size] if hasattr(col, "list_size") else []

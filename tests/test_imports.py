@@ -71,3 +71,41 @@ def test_no_module_imports_a_private_name_from_another():
                 if n.startswith("_") and not n.startswith("__"):
                     offenders.append(f"{_module_name(path)} imports {target}.{n}")
     assert not offenders, offenders
+
+
+def test_reading_records_leaves_arrows_dataset_layer_unloaded(tmp_path):
+    """Every verify worker and CLI run reads records: through ``ParquetFile``, never
+    ``pq.read_table``, whose first call imports Arrow's dataset layer and pandas (about
+    0.4 s a fresh process). Checked in a fresh interpreter, on real records."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ogkit.batch import parquet_table, read_records, records_input_leaves
+table = pa.table({
+    "row_index": pa.array(np.arange(4, dtype=np.uint64)),
+    "input_hash": pa.array([bytes(32)] * 4, pa.binary(32)),
+    "output_hash": pa.array([bytes(32)] * 4, pa.binary(32)),
+    "leaf": pa.array([bytes(32)] * 4, pa.binary(32)),
+    "output.y": pa.array(np.ones(4, np.float32)),
+})
+sink = pa.BufferOutputStream()
+pq.write_table(table, sink)
+data = sink.getvalue().to_pybytes()
+assert "pyarrow.dataset" not in sys.modules
+records = read_records(data, {"inputs": {}, "outputs": {"y": ("float32", ())}})
+assert records.outputs["y"].tolist() == [1.0] * 4
+assert records_input_leaves(data, 0, 4).shape == (4, 32)
+assert parquet_table(data, ["row_index", "absent"]).column_names == ["row_index"]
+assert "pyarrow.dataset" not in sys.modules, "a records read imported pyarrow.dataset"
+print("clean")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("clean")
