@@ -488,6 +488,9 @@ class _Outcome:
     sampled: list[int] = field(default_factory=list)
     reexecuted: list[int] = field(default_factory=list)
     max_err: float = 0.0
+    # the verifier's input hashes of a partition whose digest differed from that of the
+    # requester's hashes, and where its rows came from: named row by row by the caller
+    unmatched: tuple[np.ndarray, str] | None = None
 
 
 def _hex(b: Any) -> str:
@@ -516,6 +519,29 @@ def _stored_inputs(
     except Exception as exc:  # never a traceback for what a node stored
         return None, f"{type(exc).__name__}: {exc}"[:500]
     return inputs, ""
+
+
+def _not_committed(
+    out: _Outcome,
+    in_h: np.ndarray,
+    requester_hashes: np.ndarray,
+    source_note: str,
+    expected: np.ndarray,
+    index: int,
+) -> None:
+    """A ``dataset-mismatch`` finding for every row whose input hash is not the
+    requester's committed hash of that row."""
+    if requester_hashes.shape == in_h.shape:
+        not_committed = _hashes_differ(in_h, requester_hashes)
+    else:  # cannot happen for a tiled batch of the committed row count; never a pass
+        not_committed = np.ones(len(in_h), dtype=bool)
+    _named_rows(
+        out.findings,
+        "dataset-mismatch",
+        f"the row's inputs (from {source_note}) do not hash to the requester's committed row",
+        expected[np.flatnonzero(not_committed)],
+        index,
+    )
 
 
 def _hashes_differ(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -552,7 +578,7 @@ def check_partition(
     payload: ModelPayload | None,
     store: ContentStore | None = None,
     inputs: dict[str, np.ndarray] | None = None,
-    requester_hashes: np.ndarray | None = None,
+    requester_hashes: np.ndarray | bytes | None = None,
 ) -> _Outcome:
     """Recompute one partition and re-execute its sampled rows. Never raises on what the
     records hold: every problem is a finding. With ``store`` (and no ``data``) the
@@ -561,7 +587,9 @@ def check_partition(
     ``requester_hashes`` are these rows' input hashes from the requester's own commitment
     (:attr:`~ogkit.dataset.DatasetCommitment.row_hashes`): each row's hash must equal
     its own, and the partition gives no input-root leaves (the requester's hashes make
-    its committed root)."""
+    its committed root). Given as the sha256 of those hashes instead (32 bytes sent to a
+    worker, not 32 a row), a partition whose hashes do not digest to it comes back with
+    them in ``unmatched`` for the caller to name the rows (:func:`_name_unmatched`)."""
     meta = check.meta
     index = meta.index
     out = _Outcome([])
@@ -635,18 +663,11 @@ def check_partition(
     bad_in = _hashes_differ(in_h, rec.input_hashes)
     if requester_hashes is None:
         out.input_leaves = sorted_leaf_run(input_leaf_hashes(expected, in_h))  # one sorted run
+    elif isinstance(requester_hashes, bytes):
+        if hashlib.sha256(np.ascontiguousarray(in_h)).digest() != requester_hashes:
+            out.unmatched = (in_h, source_note)
     else:
-        if requester_hashes.shape == in_h.shape:
-            not_committed = _hashes_differ(in_h, requester_hashes)
-        else:  # cannot happen for a tiled batch of the committed row count; never a pass
-            not_committed = np.ones(n, dtype=bool)
-        _named_rows(
-            out.findings,
-            "dataset-mismatch",
-            f"the row's inputs (from {source_note}) do not hash to the requester's committed row",
-            expected[np.flatnonzero(not_committed)],
-            index,
-        )
+        _not_committed(out, in_h, requester_hashes, source_note, expected, index)
     if used is not stored:
         # The stored rows must be the requester's too: challengers, disputes, audits and
         # reports re-run from them.
@@ -1494,8 +1515,11 @@ def _run_checks(
         payload_future = dask.scatter(payload, broadcast=True, hash=False) if payload else None
         worker_store = batch.store if batch.store.shared else None
         tag = batch.batch_id[2:10]
-        if requester_hashes is not None:  # one message for every partition's slice
-            hashes = dask.scatter(hashes, hash=False)
+        if requester_hashes is not None:
+            # A digest of each partition's slice goes out, not the slice: 32 bytes a
+            # partition instead of 32 a row scattered before any work (1M rows: about
+            # 0.1 s wall and 0.12 CPU-s); a partition that differs is named back here.
+            hashes = [hashlib.sha256(h).digest() for h in hashes]
         futures = []
         if worker_store is not None:
             # One map a run of consecutive partitions per worker (each reads its rows of
@@ -1542,7 +1566,7 @@ def _run_checks(
             bar.update(1)
         try:
             outcomes, root = root_future.result()
-            return outcomes, root
+            return _name_unmatched(outcomes, checks, requester_hashes), root
         except Exception:  # a partition crashed: each partition's own outcome or finding
             pass
         for i, (check, future) in enumerate(zip(checks, futures, strict=True)):
@@ -1553,9 +1577,29 @@ def _run_checks(
                 outcomes.append(slim.result())
             except Exception as exc:  # a worker died or ran out of memory: a finding
                 outcomes.append(_crashed(check, exc))
-        return outcomes, None
+        return _name_unmatched(outcomes, checks, requester_hashes), None
     finally:
         bar.close()
+
+
+def _name_unmatched(
+    outcomes: list[_Outcome], checks: list[_PartitionCheck], requester_hashes: np.ndarray | None
+) -> list[_Outcome]:
+    """Each partition whose input hashes did not digest to the requester's, with a
+    finding for every row that differs (the rows' hashes came back for this)."""
+    if requester_hashes is None:
+        return outcomes
+    named = []
+    for outcome, check in zip(outcomes, checks, strict=True):
+        if outcome.unmatched is not None:
+            in_h, source_note = outcome.unmatched
+            meta = check.meta
+            outcome = replace(outcome, findings=list(outcome.findings), unmatched=None)
+            expected = np.arange(meta.offset, meta.offset + len(in_h), dtype=np.uint64)
+            mine = requester_hashes[meta.offset : meta.offset + meta.rows]
+            _not_committed(outcome, in_h, mine, source_note, expected, meta.index)
+        named.append(outcome)
+    return named
 
 
 def _crashed(check: _PartitionCheck, exc: BaseException) -> _Outcome:
