@@ -7,7 +7,10 @@ Every figure is a ratio against a baseline measured in the same run:
   scaling: CNN pipeline on 2 workers vs 1 worker
 
 Bare onnxruntime is timed twice: one session with 1 thread (what each ogkit worker
-uses) and one with every core (the strongest single-process baseline).
+uses) and one with every core (the strongest single-process baseline), each the fastest
+of three passes; each verified and verify figure is likewise the fastest of three runs
+(each attest run on a fresh copy of its file, into a fresh store, with every process's
+decoded rows let go before it), and every run's time is printed.
 Dask clusters are started, and each worker's model and hashing kernel warmed,
 before any timing. Run: ``.venv/bin/python bench/bench_pipeline.py [--quick]``.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -32,7 +36,7 @@ from ogkit.compute import get_client
 from ogkit.crypto import warm_up
 from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.merkle import MerkleTree, idle_threads, input_leaf_hashes, leaf_hashes
-from ogkit.dataset import commit_dataset, sorted_leaf_run
+from ogkit.dataset import clear_read_caches, commit_dataset, sorted_leaf_run
 from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
 from ogkit.load import load_model
@@ -106,6 +110,34 @@ def timed(client, fn, *args, **kw):
     c0, t0 = cpu_seconds(client), time.perf_counter()
     out = fn(*args, **kw)
     return time.perf_counter() - t0, cpu_seconds(client) - c0, out
+
+
+RUNS = 3  # each pipeline figure is the fastest of this many runs, as each bare baseline
+
+
+def best_of(client, call, runs: int = RUNS, *, inner: bool = False):
+    """The fastest of ``runs`` runs of ``call(i)``: ``(wall, cpu, out, walls)``. Before
+    each, every process lets go of the rows it decoded and its open row-group streams,
+    so no run reads what another left decoded (each attest run also reads a fresh copy
+    of its file into a fresh store). With ``inner`` the wall time is the one ``call``
+    returns first (:func:`verified`'s, its key set-up left out)."""
+    best, walls = None, []
+    for i in range(runs):
+        client.run(clear_read_caches)
+        clear_read_caches()
+        wall, cpu, out = timed(client, call, i)
+        wall = out[0] if inner else wall
+        walls.append(wall)
+        if best is None or wall < best[0]:
+            best = (wall, cpu, out)
+    return (*best, walls)
+
+
+def fresh_copy(path: Path, i: int) -> Path:
+    """A copy of ``path`` under a new name (nothing any process cached is of it)."""
+    copy = path.with_name(f"{path.stem}-run{i}-{time.time_ns()}{path.suffix}")
+    shutil.copyfile(path, copy)
+    return copy
 
 
 class PeakRSS:
@@ -221,16 +253,20 @@ def main() -> int:
             client.run(warm_up)  # numba kernel compiled/loaded in every worker
             warm(client, tab_model, tab, root, tab_partition_rows)
             warm(client, cnn_model, imgs, root, **cnn_kw)
-        cpu = {}
+        cpu, walls = {}, {}
 
         # (a) tabular
         b1 = bare(tab_model, {"features": features}, 1, 1024)
         ball = bare(tab_model, {"features": features}, cores, 1024)
+        copies = [fresh_copy(tab_path, i) for i in range(RUNS)]
         with PeakRSS() as rss:
-            _, cpu["tab"], (tv, tab_batch, attester) = timed(
-                c2, verified, tab_model, tab_path, c2, root, "tab",
-                partition_rows=tab_partition_rows,
-            )  # fmt: skip
+            tv, cpu["tab"], (_, tab_batch, attester), walls["tab"] = best_of(
+                c2,
+                lambda i: verified(
+                    tab_model, copies[i], c2, root, f"tab{i}", partition_rows=tab_partition_rows
+                ),
+                inner=True,
+            )
         memory = [(tab_rows, rss)]
         kb = keccak_bound(
             c2, tab_model, {"features": features}, tab_batch.manifest.partition_rows, tab_batch
@@ -251,11 +287,16 @@ def main() -> int:
         # (b) CNN
         b1c = bare(cnn_model, {"image": images}, 1, 256)
         ballc = bare(cnn_model, {"image": images}, cores, 256)
-        _, cpu["cnn2"], (cv2, cnn_batch, _) = timed(
-            c2, verified, cnn_model, img_path, c2, root, "cnn2", **cnn_kw
+        copies = [fresh_copy(img_path, i) for i in range(2 * RUNS)]
+        cv2, cpu["cnn2"], (_, cnn_batch, _), walls["cnn2"] = best_of(
+            c2,
+            lambda i: verified(cnn_model, copies[i], c2, root, f"cnn2-{i}", **cnn_kw),
+            inner=True,
         )
-        _, cpu["cnn1"], (cv1, cnn_batch1, _) = timed(
-            c1, verified, cnn_model, img_path, c1, root, "cnn1", **cnn_kw
+        cv1, cpu["cnn1"], (_, cnn_batch1, _), walls["cnn1"] = best_of(
+            c1,
+            lambda i: verified(cnn_model, copies[RUNS + i], c1, root, f"cnn1-{i}", **cnn_kw),
+            inner=True,
         )
         assert cnn_batch.batch_root == cnn_batch1.batch_root
         rows.append(("(b) cnn 10k: bare ORT 1 thread", img_rows / b1c, None))
@@ -270,19 +311,20 @@ def main() -> int:
         ct = time.perf_counter() - t
         rows.append(("requester: commit to tabular 1M (input root)", tab_rows / ct, ct / tv))
         for rate, bound in ((0.0, "commitment"), (0.01, "commitment"), (0.01, "dataset")):
-            vt, vcpu, verdict = timed(
+            vt, vcpu, verdict, vwalls = best_of(
                 c2,
-                verify_batch,
-                tab_batch,
-                VerifyPolicy(sample_rate=rate, allowlist=allow),
-                dask=c2,
-                commitment=tab_commitment if bound == "commitment" else None,
-                dataset=tab_path if bound == "dataset" else None,
-                progress=False,
+                lambda _, rate=rate, bound=bound: verify_batch(
+                    tab_batch,
+                    VerifyPolicy(sample_rate=rate, allowlist=allow),
+                    dask=c2,
+                    commitment=tab_commitment if bound == "commitment" else None,
+                    dataset=tab_path if bound == "dataset" else None,
+                    progress=False,
+                ),
             )
             assert verdict.passed and verdict.inputs_bound, verdict.summary()
             name = f"verify tabular 1M, {rate:.0%} re-run, by {bound}"
-            cpu[name] = vcpu
+            cpu[name], walls[name] = vcpu, vwalls
             rows.append((name, tab_rows / vt, vt / tv))
 
     print(f"\n{'measurement':52} {'rows/s':>12} {'ratio':>24}")
@@ -306,6 +348,9 @@ def main() -> int:
     for name, seconds in cpu.items():
         if name.startswith("verify"):
             print(f"CPU seconds, {name}: {seconds:.2f} ({seconds / cpu['tab']:.2f}x attest's)")
+    print(f"each pipeline figure is the fastest of {RUNS} runs; every run's wall seconds:")
+    for name, seconds in walls.items():
+        print(f"  {name}: {' '.join(f'{x:.3f}' for x in seconds)}")
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for n, r in memory:
         print(
