@@ -35,7 +35,13 @@ from ogkit.attest import make_attester
 from ogkit.compute import get_client
 from ogkit.crypto import warm_up
 from ogkit.crypto.encoding import tensor_row_hashes
-from ogkit.crypto.merkle import MerkleTree, idle_threads, input_leaf_hashes, leaf_hashes
+from ogkit.crypto.merkle import (
+    MerkleTree,
+    idle_threads,
+    input_leaf_hashes,
+    leaf_hashes,
+    merkle_root,
+)
 from ogkit.dataset import clear_read_caches, commit_dataset, sorted_leaf_run
 from ogkit.infer import run_verified_inference
 from ogkit.keys import KeyStore
@@ -181,7 +187,7 @@ def _root_of(parts) -> bytes:
     """The input root as the pipeline builds it: the partitions' sorted runs merged, its
     levels hashed by every idle core."""
     leaves = np.concatenate([p[1] for p in parts])
-    return MerkleTree.from_leaf_hashes(leaves, threads=idle_threads(), sorted_runs=True).root
+    return merkle_root(leaves, threads=idle_threads(), sorted_runs=True)
 
 
 def keccak_bound(client, model: Path, feeds, partition_rows: int, batch) -> float:

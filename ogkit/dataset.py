@@ -808,13 +808,13 @@ class DatasetCommitment:
 
 def input_root(input_hashes: np.ndarray, offset: int = 0) -> str:
     """The input root over rows ``offset ..`` with the given per-row input hashes."""
-    from ogkit.crypto.merkle import MerkleTree, input_leaf_hashes
+    from ogkit.crypto.merkle import input_leaf_hashes, merkle_root
 
     n = len(input_hashes)
     if n == 0:
         raise ConfigError("a dataset commitment needs at least one row")
     leaves = input_leaf_hashes(np.arange(offset, offset + n, dtype=np.uint64), input_hashes)
-    return "0x" + MerkleTree.from_leaf_hashes(leaves).root.hex()
+    return "0x" + merkle_root(leaves).hex()
 
 
 def sorted_leaf_run(leaves: np.ndarray) -> np.ndarray:

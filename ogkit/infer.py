@@ -61,7 +61,7 @@ from ogkit.batch import (
 from ogkit.checks import DataCheckPolicy, InputSuite
 from ogkit.compute import worker_runs
 from ogkit.crypto.keccak import keccak256
-from ogkit.crypto.merkle import MerkleTree, idle_threads, input_leaf_hashes
+from ogkit.crypto.merkle import MerkleTree, idle_threads, input_leaf_hashes, merkle_root
 from ogkit.dataset import (
     DatasetCommitment,
     DataSource,
@@ -193,10 +193,8 @@ def _input_root(parts: Sequence[Any]) -> tuple[str, list[PartitionResult | None]
     :class:`PartitionResult` for a partition this run attested, the leaves for one an
     earlier run finished."""
     leaves = [p.input_leaves if isinstance(p, PartitionResult) else p for p in parts]
-    tree = MerkleTree.from_leaf_hashes(
-        np.concatenate(leaves), threads=idle_threads(), sorted_runs=True
-    )
-    root = "0x" + tree.root.hex()
+    merged = np.concatenate(leaves)
+    root = "0x" + merkle_root(merged, threads=idle_threads(), sorted_runs=True).hex()
     slim = [
         replace(p, input_leaves=None) if isinstance(p, PartitionResult) else None for p in parts
     ]

@@ -72,6 +72,7 @@ from ogkit.crypto.merkle import (
     input_leaf_hashes,
     leaf_hash,
     leaf_hashes,
+    merkle_root,
     process_proof,
 )
 from ogkit.dataset import (
@@ -1459,8 +1460,7 @@ def _outcomes_root(outcomes: list[_Outcome]) -> str | None:
     if not outcomes or any(o.input_leaves is None for o in outcomes):
         return None
     leaves = np.concatenate([o.input_leaves for o in outcomes])
-    tree = MerkleTree.from_leaf_hashes(leaves, threads=idle_threads(), sorted_runs=True)
-    return "0x" + tree.root.hex()
+    return "0x" + merkle_root(leaves, threads=idle_threads(), sorted_runs=True).hex()
 
 
 def _root_and_outcomes(outcomes: list[_Outcome]) -> tuple[list[_Outcome], str | None]:

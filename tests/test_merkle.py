@@ -31,6 +31,7 @@ from ogkit.crypto.merkle import (
     INPUT_LEAF_TYPES,
     input_leaf_hash,
     input_leaf_hashes,
+    merkle_root,
 )
 from ogkit.dataset import input_root
 from ogkit.errors import ConfigError, ReceiptError
@@ -250,6 +251,7 @@ def test_per_row_permutations_of_attesting_a_partition(monkeypatch: pytest.Monke
 def test_tree_properties(leaves: list[bytes], data: st.DataObject) -> None:
     tree = MerkleTree.from_leaf_hashes(_as_rows(leaves))
     plain = _plain_oz_tree(leaves)
+    assert merkle_root(_as_rows(leaves)) == plain[0]  # the root alone, no tree kept
     assert tree.size == len(leaves)
     assert tree.nodes.shape == (2 * len(leaves) - 1, 32)
     assert [row.tobytes() for row in tree.nodes] == plain
@@ -296,6 +298,8 @@ def test_threads_and_sorted_runs_build_the_same_tree(n: int) -> None:
         assert all(threaded.proof(i) == plain.proof(i) for i in (0, n // 2, n - 1))
         merged = MerkleTree.from_leaf_hashes(runs, threads=threads, sorted_runs=True)
         assert np.array_equal(merged.nodes, plain.nodes)
+        assert merkle_root(leaves, threads=threads) == plain.root
+        assert merkle_root(runs, threads=threads, sorted_runs=True) == plain.root
     if n <= 3:  # the one-thread build is itself checked against plain OZ above
         assert plain.root == _plain_oz_tree([row.tobytes() for row in leaves])[0]
 
@@ -334,6 +338,9 @@ def test_tree_argument_checks() -> None:
         MerkleTree.from_leaf_hashes(np.zeros((0, 32), np.uint8))
     with pytest.raises(ConfigError):
         MerkleTree.from_leaf_hashes(np.zeros((3, 31), np.uint8))
+    for bad in (np.zeros((0, 32), np.uint8), np.zeros((3, 31), np.uint8), np.zeros((3, 32))):
+        with pytest.raises(ConfigError):
+            merkle_root(bad)
 
 
 def test_malformed_proofs_raise_receipt_error() -> None:

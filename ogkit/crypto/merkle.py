@@ -43,6 +43,7 @@ __all__ = [
     "input_leaf_hashes",
     "leaf_hash",
     "leaf_hashes",
+    "merkle_root",
     "process_proof",
     "verify_proof",
 ]
@@ -241,6 +242,59 @@ def _hash_pairs(pairs: np.ndarray, out: np.ndarray) -> None:
     keccak256_sorted_pairs(pairs, out=out)
 
 
+def _hash_level(
+    pairs: np.ndarray, out: np.ndarray, pool: ThreadPoolExecutor | None, threads: int
+) -> None:
+    """``out[i] = hashPair(pairs[i])``, in ``threads`` slices on ``pool`` when large."""
+    m = len(out)
+    if pool is None or m < 2 * _SPLIT_PAIRS:
+        keccak256_sorted_pairs(pairs, out=out)  # sorts each pair itself
+        return
+    cuts = np.linspace(0, m, threads + 1, dtype=np.int64)
+    done = [pool.submit(_hash_pairs, pairs[a:b], out[a:b]) for a, b in pairwise(cuts)]
+    for future in done:
+        future.result()
+
+
+def _checked_leaves(leaves: Any) -> np.ndarray:
+    leaves = np.asarray(leaves)
+    if leaves.dtype != np.uint8 or leaves.ndim != 2 or leaves.shape[1] != 32:
+        raise ConfigError(
+            f"leaves must be a uint8 array of shape (n, 32), got {leaves.dtype}{leaves.shape}"
+        )
+    if leaves.shape[0] < 1:
+        raise ConfigError("a Merkle tree needs at least one leaf")
+    return leaves
+
+
+def merkle_root(leaves: np.ndarray, *, threads: int = 1, sorted_runs: bool = False) -> bytes:
+    """The root of :meth:`MerkleTree.from_leaf_hashes` over the same leaves, without the
+    tree: only the level being built and the one below it are held (about n/2 nodes
+    besides the sorted leaves, where the tree holds 2n - 1), for a root nobody asks a
+    proof of, such as the input root. ``threads`` and ``sorted_runs`` as there."""
+    leaves = _checked_leaves(leaves)
+    n = leaves.shape[0]
+    # ``level`` holds the OZ nodes [lo, ...) with node lo first. The nodes of the next
+    # level, [lo // 2, lo), have their children in [2 (lo // 2) + 1, 2 lo + 1), which
+    # starts at lo or lo + 1 and ends at most one past ``level``'s end; the level after
+    # needs those nodes and node lo, kept as the new level's last row.
+    level = leaves[_sort_order(leaves, sorted_runs)[::-1]]  # OZ nodes [n - 1, 2n - 1)
+    pool = ThreadPoolExecutor(threads) if threads > 1 and n >= 2 * _SPLIT_PAIRS else None
+    try:
+        lo = n - 1
+        while lo > 0:
+            new_lo = lo // 2
+            pairs = level[2 * new_lo + 1 - lo : lo + 1].reshape(lo - new_lo, 64)
+            below = np.empty((lo - new_lo + 1, 32), dtype=np.uint8)
+            _hash_level(pairs, below[:-1], pool, threads)
+            below[-1] = level[0]
+            level, lo = below, new_lo
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return level[0].tobytes()
+
+
 class MerkleTree:
     """OZ ``SimpleMerkleTree`` over precomputed leaf hashes.
 
@@ -270,14 +324,8 @@ class MerkleTree:
         root after every partition is done. ``sorted_runs`` says the leaves come as runs
         already sorted by their first eight bytes (:func:`ogkit.dataset.sorted_leaf_run`),
         which the sort then merges. Neither changes the tree."""
-        leaves = np.asarray(leaves)
-        if leaves.dtype != np.uint8 or leaves.ndim != 2 or leaves.shape[1] != 32:
-            raise ConfigError(
-                f"leaves must be a uint8 array of shape (n, 32), got {leaves.dtype}{leaves.shape}"
-            )
+        leaves = _checked_leaves(leaves)
         n = leaves.shape[0]
-        if n < 1:
-            raise ConfigError("a Merkle tree needs at least one leaf")
         order = _sort_order(leaves, sorted_runs)
         nodes = np.empty((2 * n - 1, 32), dtype=np.uint8)
         nodes[n - 1 :] = leaves[order[::-1]]  # sorted leaf k at index 2n - 2 - k
@@ -290,15 +338,7 @@ class MerkleTree:
             while lo > 0:
                 new_lo = lo // 2
                 pairs = nodes[2 * new_lo + 1 : 2 * lo + 1].reshape(lo - new_lo, 64)
-                out = nodes[new_lo:lo]
-                if pool is None or lo - new_lo < 2 * _SPLIT_PAIRS:
-                    keccak256_sorted_pairs(pairs, out=out)  # sorts each pair itself
-                else:
-                    cuts = np.linspace(0, lo - new_lo, threads + 1, dtype=np.int64)
-                    slices = [slice(a, b) for a, b in pairwise(cuts)]
-                    done = [pool.submit(_hash_pairs, pairs[c], out[c]) for c in slices]
-                    for future in done:
-                        future.result()
+                _hash_level(pairs, nodes[new_lo:lo], pool, threads)
                 lo = new_lo
         finally:
             if pool is not None:
