@@ -278,10 +278,10 @@ def test_tree_properties(leaves: list[bytes], data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 32_767, 32_768, 32_769, 65_537, 200_001])
-def test_threads_and_sorted_runs_build_the_same_tree(n: int) -> None:
+def test_threads_and_sorted_runs_give_the_same_root(n: int) -> None:
     """The input root's build (levels hashed by several threads, the leaves merged from
-    sorted runs) gives the very node array and order of the one-thread build, ties in
-    the first eight bytes and duplicate leaves included."""
+    sorted runs, only one level kept) gives the root of the whole tree, ties in the
+    first eight bytes and duplicate leaves included."""
     from ogkit.dataset import sorted_leaf_run
 
     rng = np.random.default_rng(n)
@@ -293,11 +293,6 @@ def test_threads_and_sorted_runs_build_the_same_tree(n: int) -> None:
     plain = MerkleTree.from_leaf_hashes(leaves)
     runs = np.concatenate([sorted_leaf_run(leaves[i : i + 5_000]) for i in range(0, n, 5_000)])
     for threads in (1, 2, 3, 4):
-        threaded = MerkleTree.from_leaf_hashes(leaves, threads=threads)
-        assert np.array_equal(threaded.nodes, plain.nodes)
-        assert all(threaded.proof(i) == plain.proof(i) for i in (0, n // 2, n - 1))
-        merged = MerkleTree.from_leaf_hashes(runs, threads=threads, sorted_runs=True)
-        assert np.array_equal(merged.nodes, plain.nodes)
         assert merkle_root(leaves, threads=threads) == plain.root
         assert merkle_root(runs, threads=threads, sorted_runs=True) == plain.root
     if n <= 3:  # the one-thread build is itself checked against plain OZ above

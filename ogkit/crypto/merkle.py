@@ -238,10 +238,6 @@ def _sort_order(leaves: np.ndarray, sorted_runs: bool = False) -> np.ndarray:
     return order
 
 
-def _hash_pairs(pairs: np.ndarray, out: np.ndarray) -> None:
-    keccak256_sorted_pairs(pairs, out=out)
-
-
 def _hash_level(
     pairs: np.ndarray, out: np.ndarray, pool: ThreadPoolExecutor | None, threads: int
 ) -> None:
@@ -251,7 +247,7 @@ def _hash_level(
         keccak256_sorted_pairs(pairs, out=out)  # sorts each pair itself
         return
     cuts = np.linspace(0, m, threads + 1, dtype=np.int64)
-    done = [pool.submit(_hash_pairs, pairs[a:b], out[a:b]) for a, b in pairwise(cuts)]
+    done = [pool.submit(keccak256_sorted_pairs, pairs[a:b], out[a:b]) for a, b in pairwise(cuts)]
     for future in done:
         future.result()
 
@@ -271,13 +267,19 @@ def merkle_root(leaves: np.ndarray, *, threads: int = 1, sorted_runs: bool = Fal
     """The root of :meth:`MerkleTree.from_leaf_hashes` over the same leaves, without the
     tree: only the level being built and the one below it are held (about n/2 nodes
     besides the sorted leaves, where the tree holds 2n - 1), for a root nobody asks a
-    proof of, such as the input root. ``threads`` and ``sorted_runs`` as there."""
+    proof of, such as the input root.
+
+    ``threads`` > 1 hashes each large level in that many slices at once (the kernel
+    releases the GIL): for a root built while other cores are idle, such as the input
+    root after every partition is done. ``sorted_runs`` says the leaves come as runs
+    already sorted by their first eight bytes (:func:`ogkit.dataset.sorted_leaf_run`),
+    which the sort then merges. Neither changes the root."""
     leaves = _checked_leaves(leaves)
     n = leaves.shape[0]
-    # ``level`` holds the OZ nodes [lo, ...) with node lo first. The nodes of the next
-    # level, [lo // 2, lo), have their children in [2 (lo // 2) + 1, 2 lo + 1), which
-    # starts at lo or lo + 1 and ends at most one past ``level``'s end; the level after
-    # needs those nodes and node lo, kept as the new level's last row.
+    # ``level`` holds OZ nodes from node lo on. The next level's nodes, [lo // 2, lo),
+    # have their children in [2 (lo // 2) + 1, 2 lo + 1): from node lo or lo + 1, all
+    # inside ``level``. The level after needs those new nodes and node lo, which is kept
+    # as the new level's last row.
     level = leaves[_sort_order(leaves, sorted_runs)[::-1]]  # OZ nodes [n - 1, 2n - 1)
     pool = ThreadPoolExecutor(threads) if threads > 1 and n >= 2 * _SPLIT_PAIRS else None
     try:
@@ -314,35 +316,23 @@ class MerkleTree:
         self._sorted_first_word: np.ndarray | None = None
 
     @classmethod
-    def from_leaf_hashes(
-        cls, leaves: np.ndarray, *, threads: int = 1, sorted_runs: bool = False
-    ) -> MerkleTree:
-        """Build the tree over ``(n, 32)`` uint8 leaf hashes, ``n >= 1``.
-
-        ``threads`` > 1 hashes each large level in that many slices at once (the kernel
-        releases the GIL): for a tree built while other cores are idle, such as the input
-        root after every partition is done. ``sorted_runs`` says the leaves come as runs
-        already sorted by their first eight bytes (:func:`ogkit.dataset.sorted_leaf_run`),
-        which the sort then merges. Neither changes the tree."""
+    def from_leaf_hashes(cls, leaves: np.ndarray) -> MerkleTree:
+        """Build the tree over ``(n, 32)`` uint8 leaf hashes, ``n >= 1`` (for a root
+        alone, :func:`merkle_root` holds far less)."""
         leaves = _checked_leaves(leaves)
         n = leaves.shape[0]
-        order = _sort_order(leaves, sorted_runs)
+        order = _sort_order(leaves)
         nodes = np.empty((2 * n - 1, 32), dtype=np.uint8)
         nodes[n - 1 :] = leaves[order[::-1]]  # sorted leaf k at index 2n - 2 - k
-        pool = ThreadPoolExecutor(threads) if threads > 1 and n >= 2 * _SPLIT_PAIRS else None
-        try:
-            # Nodes [lo, 2n - 1) are done. Every node i in [lo // 2, lo) has both children
-            # (2i + 1, 2i + 2) in the done range, and those children are the contiguous
-            # slice [2 (lo // 2) + 1, 2 lo + 1): one vectorised step per level.
-            lo = n - 1
-            while lo > 0:
-                new_lo = lo // 2
-                pairs = nodes[2 * new_lo + 1 : 2 * lo + 1].reshape(lo - new_lo, 64)
-                _hash_level(pairs, nodes[new_lo:lo], pool, threads)
-                lo = new_lo
-        finally:
-            if pool is not None:
-                pool.shutdown()
+        # Nodes [lo, 2n - 1) are done. Every node i in [lo // 2, lo) has both children
+        # (2i + 1, 2i + 2) in the done range, and those children are the contiguous slice
+        # [2 (lo // 2) + 1, 2 lo + 1): one vectorised step per level.
+        lo = n - 1
+        while lo > 0:
+            new_lo = lo // 2
+            pairs = nodes[2 * new_lo + 1 : 2 * lo + 1].reshape(lo - new_lo, 64)
+            keccak256_sorted_pairs(pairs, out=nodes[new_lo:lo])  # sorts each pair itself
+            lo = new_lo
         return cls(nodes, order)
 
     # -- properties -------------------------------------------------------------------
