@@ -7,15 +7,15 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ogkit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dask.distributed import Client
+    from dask.distributed import Client, Future, as_completed
 
-__all__ = ["get_client", "worker_runs"]
+__all__ = ["completed", "get_client", "worker_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +119,17 @@ def worker_runs(
         (lo, min(lo + size, count), [worker])
         for lo, worker in zip(range(0, count, size), workers, strict=False)
     ]
+
+
+def completed(
+    client: Client, futures: Iterable[Future], *, with_results: bool = False
+) -> as_completed:
+    """Dask's ``as_completed`` over ``futures``, run on ``client``'s event loop. Left to
+    itself it takes the loop of Dask's default client, the most recently made one: with
+    another client current (a second cluster in the same notebook or process) each
+    finished future waited for a turn of that other loop (a 10k-image run on two workers
+    0.30 -> 0.47 s), and with none (``Client(..., set_as_default=False)``) it raised
+    "No clients found"."""
+    from dask.distributed import as_completed
+
+    return as_completed(futures, loop=client.loop, with_results=with_results)

@@ -59,7 +59,7 @@ from ogkit.batch import (
     store_batch,
 )
 from ogkit.checks import DataCheckPolicy, InputSuite
-from ogkit.compute import worker_runs
+from ogkit.compute import completed, worker_runs
 from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import MerkleTree, idle_threads, input_leaf_hashes, merkle_root
 from ogkit.dataset import (
@@ -330,8 +330,6 @@ def _run_on_dask(
     one worker from every partition's input leaves (the finished partitions' from their
     records). A shared store is written by the workers and only metadata comes back; a
     store in this process's memory gets the records from here."""
-    from dask.distributed import as_completed
-
     payload_future = dask.scatter(payload, broadcast=True, hash=False)
     shared = store.shared
     tag = run.prefix.rsplit("-", 1)[-1][:8]
@@ -375,7 +373,7 @@ def _run_on_dask(
                 for p in partitions
             ]
             root_future = dask.submit(_input_root, parts, key=f"input-root-{tag}", pure=False)
-            for future in as_completed(list(futures.values())):
+            for future in completed(dask, futures.values()):
                 if future.status != "finished":
                     future.result()  # raises the task's error
                 bar.update(1)
@@ -385,7 +383,7 @@ def _run_on_dask(
                 if result is not None:
                     results[p.index] = result
             return root, results
-        for _, result in as_completed(list(futures.values()), with_results=True):
+        for _, result in completed(dask, futures.values(), with_results=True):
             run.write(result)
             result.records = None
             results[result.index] = result

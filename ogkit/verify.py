@@ -62,7 +62,7 @@ from ogkit.batch import (
     read_records,
     safe_records_path,
 )
-from ogkit.compute import worker_runs
+from ogkit.compute import completed, worker_runs
 from ogkit.crypto.encoding import tensor_row_hashes
 from ogkit.crypto.keccak import keccak256
 from ogkit.crypto.merkle import (
@@ -1560,9 +1560,7 @@ def _run_checks(
         root_future = dask.submit(
             _root_and_outcomes, futures, key=f"verify-input-root-{tag}", pure=False
         )
-        from dask.distributed import as_completed
-
-        for _ in as_completed(futures):
+        for _ in completed(dask, futures):
             bar.update(1)
         try:
             outcomes, root = root_future.result()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -376,3 +377,46 @@ def test_dask_run_reads_once_resumes_and_refuses_another_commitment(
             commitment=other, **{**kwargs, "store": empty},
         )  # fmt: skip
     assert not (tmp_path / "empty" / "batches").exists()
+
+
+_NOT_DEFAULT_CLIENT = """
+from pathlib import Path
+from dask.distributed import Client, LocalCluster
+from ogkit.attest import make_attester
+from ogkit.infer import run_verified_inference
+from ogkit.keys import KeyStore
+from ogkit.samples import make_tabular, sample_model_path
+from ogkit.verify import Allowlist, VerifyPolicy, verify_batch
+
+if __name__ == "__main__":
+    keys = KeyStore(Path("home"))
+    enclave = make_attester("software", signer=keys.ensure_dev_key("enclave"))
+    make_tabular(2_000, seed=3).write_parquet("rows.parquet")
+    with LocalCluster(n_workers=1, processes=False) as cluster, Client(
+        cluster, set_as_default=False
+    ) as client:
+        batch = run_verified_inference(
+            sample_model_path("tabular"), "rows.parquet", attester=enclave,
+            requester=keys.ensure_dev_key("requester").address, dask=client,
+            store="store", partition_rows=500, progress=False,
+        )
+        allow = Allowlist().approve(enclave.address, [batch.runtime_id])
+        verdict = verify_batch(
+            batch, VerifyPolicy(sample_rate=0.5, allowlist=allow), dask=client,
+            dataset="rows.parquet", progress=False,
+        )
+        print("passed" if verdict.passed and verdict.inputs_bound else verdict.summary())
+"""
+
+
+def test_a_client_that_is_not_dasks_default_runs_attest_and_verify(tmp_path):
+    """The client passed in runs the job, whichever client Dask holds as its default:
+    here there is none (``set_as_default=False``), in a fresh interpreter so no other
+    test's client stands in for it."""
+    script = tmp_path / "job.py"
+    script.write_text(_NOT_DEFAULT_CLIENT)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "passed", done.stdout[-2000:]

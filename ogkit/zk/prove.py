@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ogkit.compute import completed
 from ogkit.errors import ZkError
 from ogkit.store import ContentStore
 from ogkit.zk.export import DTYPES, ezkl_input_json
@@ -190,8 +191,6 @@ def prove_rows(
                 )
                 bar.update(1)
         else:
-            from dask.distributed import as_completed
-
             futures = {
                 dask.submit(
                     prove_chunk,
@@ -206,7 +205,7 @@ def prove_rows(
                 for i, (marked, feeds) in enumerate(tasks)
             }
             results: dict[int, ZkProof] = {}
-            for fut in as_completed(futures):
+            for fut in completed(dask, futures):
                 results[futures[fut]] = ZkProof.from_dict(fut.result())
                 bar.update(1)
             out = [results[i] for i in range(len(tasks))]
