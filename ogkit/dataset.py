@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ogkit.errors import ConfigError, InputsUnavailableError, SchemaMismatchError
+from ogkit.errors import ConfigError, InputsUnavailableError, OgkitError, SchemaMismatchError
 from ogkit.hub.manifest import TensorSpec
 
 __all__ = [
@@ -49,6 +51,8 @@ __all__ = [
     "split_partitions",
     "store_dataset",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def _scan_csv(path: Any) -> pl.LazyFrame:
@@ -367,6 +371,15 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _files_fingerprint(files: Sequence[tuple[str, int, str]]) -> str:
+    """The content fingerprint of data files, each given as (name, size, sha256 hex)."""
+    digest = hashlib.sha256(b"ogkit.files.v2")
+    for name, size, sha256 in files:
+        for text in (name, str(size), sha256):
+            _field(digest, text.encode())
+    return "0x" + digest.hexdigest()
+
+
 def _field(digest: Any, data: bytes) -> None:
     """One length-prefixed field: no two sequences of fields stream the same bytes."""
     digest.update(len(data).to_bytes(8, "little"))
@@ -448,12 +461,9 @@ def _open_files(path: Path) -> DataSource:
         files = [path]
     else:
         raise ConfigError(f"dataset {path} does not exist")
-    digest = hashlib.sha256(b"ogkit.files.v2")
-    for f in files:
-        for text in (f.name, str(f.stat().st_size), _sha256_file(f)):
-            _field(digest, text.encode())
+    fingerprint = _files_fingerprint([(f.name, f.stat().st_size, _sha256_file(f)) for f in files])
     source = DataSource(
-        files[0].suffix.lstrip("."), 0, {}, "0x" + digest.hexdigest(), paths=tuple(map(str, files))
+        files[0].suffix.lstrip("."), 0, {}, fingerprint, paths=tuple(map(str, files))
     )
     try:
         lazy = source.scan()
@@ -916,7 +926,16 @@ def store_dataset(store: Any, source: DataSource, plan: InputPlan) -> tuple[str,
     names the object; verifiers re-derive every row's tensors from it with the
     manifest's input plan and re-hash them against the records' input hashes."""
     if len(source.paths) == 1 and source.kind in STORED_FORMATS:
-        return store.put_file(DATASETS, source.paths[0]), source.kind
+        path = source.paths[0]
+        if (known := _stored_before(store, source)) is not None:
+            log.info("dataset %s is already in %s as %s", path, store.url, known)
+            return known, source.kind
+        object_id = store.put_file(DATASETS, path)
+        try:
+            store.write_bytes(_fingerprint_entry(source.dataset_id), object_id.encode())
+        except OSError as exc:  # only a hint for the next run: storing it again is correct
+            log.warning("could not note dataset %s's fingerprint in %s: %s", path, store.url, exc)
+        return object_id, source.kind
     import tempfile
 
     options = {
@@ -934,6 +953,42 @@ def store_dataset(store: Any, source: DataSource, plan: InputPlan) -> tuple[str,
         return store.put_file(DATASETS, tmp), "parquet"
     finally:
         os.unlink(tmp)
+
+
+_OBJECT_ID = re.compile(r"0x[0-9a-f]{64}")
+
+
+def _fingerprint_entry(fingerprint: str) -> str:
+    return f"{DATASETS}/.fingerprints/{fingerprint.removeprefix('0x')}"
+
+
+def _stored_before(store: Any, source: DataSource) -> str | None:
+    """The id of the stored object that is this one data file's bytes, if an earlier run
+    stored it (a later job over the same file then neither copies nor keccak-hashes it
+    again). The note that names the object is only a hint, whoever wrote it: the object
+    is taken only if its own bytes give the file's fingerprint (its sha256 under the
+    file's name), so a note pointing elsewhere costs one read and the file is stored."""
+    entry = _fingerprint_entry(source.dataset_id)
+    try:
+        if not store.exists(entry):
+            return None
+        with store.fs.open(store.path(entry), "rb") as fh:
+            object_id = fh.read(80).decode("ascii", "replace").strip()
+        if not _OBJECT_ID.fullmatch(object_id) or not store.has(DATASETS, object_id):
+            return None
+        digest, size = hashlib.sha256(), 0
+        with store.fs.open(store.object_path(DATASETS, object_id), "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        name = Path(source.paths[0]).name
+        if _files_fingerprint([(name, size, digest.hexdigest())]) != source.dataset_id:
+            log.warning("ignoring %s/%s: it names an object of other bytes", store.url, entry)
+            return None
+    except (OgkitError, OSError) as exc:
+        log.warning("ignoring %s/%s (%s)", store.url, entry, exc)
+        return None
+    return object_id
 
 
 @functools.lru_cache(maxsize=16)

@@ -201,3 +201,65 @@ def test_a_stored_file_is_its_bytes_under_their_id(tmp_path, url, size):
     path.write_bytes(data)
     assert store.put_file("datasets", path) == object_id
     assert store.listdir("datasets/.incoming") == []
+
+
+def _store_file(store, path, published):
+    from ogkit.dataset import open_source, plan_inputs, store_dataset
+    from ogkit.load import load_model
+
+    source = open_source(path)
+    plan = plan_inputs(source, load_model("tab", hub=published).inputs)
+    return store_dataset(store, source, plan)
+
+
+def test_a_data_file_stored_before_is_neither_copied_nor_hashed_again(
+    tmp_path, rows, published, caplog
+):
+    """A later job over the same file finds its stored copy by the file's fingerprint
+    (checked against the copy's own bytes) instead of storing it again."""
+    import logging
+
+    from ogkit.store import content_id
+
+    _, path = rows
+    store = ContentStore(tmp_path / "store")
+    first, fmt = _store_file(store, path, published)
+    assert (first, fmt) == (content_id(path.read_bytes()), "parquet")
+    with caplog.at_level(logging.INFO, logger="ogkit.dataset"):
+        again, _ = _store_file(store, path, published)
+    assert again == first
+    assert f"is already in {store.url} as {first}" in caplog.text
+    # Its copy gone: stored again, as if never stored.
+    Path(store.object_path("datasets", first)).unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ogkit.dataset"):
+        assert _store_file(store, path, published)[0] == first
+    assert "is already in" not in caplog.text
+    assert Path(store.object_path("datasets", first)).read_bytes() == path.read_bytes()
+
+
+@pytest.mark.parametrize("note", ["other", "garbage", "missing", "huge"])
+def test_a_planted_fingerprint_note_never_names_other_bytes(tmp_path, rows, published, note):
+    """Whoever shares the store can rewrite the note that maps a file's fingerprint to
+    its stored copy: pointed at another dataset, at nothing, or filled with junk, it is
+    ignored and the file is stored under its own content id."""
+    from ogkit.dataset import open_source
+    from ogkit.store import content_id
+
+    _, path = rows
+    store = ContentStore(tmp_path / "store")
+    other_path = tmp_path / "other.parquet"
+    make_tabular(3000, seed=6).write_parquet(other_path)
+    other, _ = _store_file(store, other_path, published)
+    fingerprint = open_source(path).dataset_id
+    planted = {
+        "other": other.encode(),
+        "garbage": b"not an id \x00\xff",
+        "missing": ("0x" + "ab" * 32).encode(),
+        "huge": other.encode() + b" " * (1 << 20),
+    }[note]
+    store.write_bytes(f"datasets/.fingerprints/{fingerprint[2:]}", planted)
+    object_id, _ = _store_file(store, path, published)
+    assert object_id == content_id(path.read_bytes()) != other
+    assert Path(store.object_path("datasets", object_id)).read_bytes() == path.read_bytes()
+    assert _store_file(store, path, published)[0] == object_id  # the note is mended
