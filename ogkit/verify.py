@@ -489,9 +489,9 @@ class _Outcome:
     sampled: list[int] = field(default_factory=list)
     reexecuted: list[int] = field(default_factory=list)
     max_err: float = 0.0
-    # the verifier's input hashes of a partition whose digest differed from that of the
-    # requester's hashes, and where its rows came from: named row by row by the caller
-    unmatched: tuple[np.ndarray, str] | None = None
+    # its input hashes did not digest to the requester's: the caller checks the
+    # partition again with the requester's hashes themselves
+    unmatched: bool = False
 
 
 def _hex(b: Any) -> str:
@@ -589,8 +589,9 @@ def check_partition(
     (:attr:`~ogkit.dataset.DatasetCommitment.row_hashes`): each row's hash must equal
     its own, and the partition gives no input-root leaves (the requester's hashes make
     its committed root). Given as the sha256 of those hashes instead (32 bytes sent to a
-    worker, not 32 a row), a partition whose hashes do not digest to it comes back with
-    them in ``unmatched`` for the caller to name the rows (:func:`_name_unmatched`)."""
+    worker, not 32 a row), a partition whose hashes do not digest to it comes back marked
+    ``unmatched`` and nothing else: the caller checks it again with the hashes themselves
+    (:func:`_run_checks`), so its findings are those of a check given them."""
     meta = check.meta
     index = meta.index
     out = _Outcome([])
@@ -666,7 +667,7 @@ def check_partition(
         out.input_leaves = sorted_leaf_run(input_leaf_hashes(expected, in_h))  # one sorted run
     elif isinstance(requester_hashes, bytes):
         if hashlib.sha256(np.ascontiguousarray(in_h)).digest() != requester_hashes:
-            out.unmatched = (in_h, source_note)
+            return _Outcome([], unmatched=True)
     else:
         _not_committed(out, in_h, requester_hashes, source_note, expected, index)
     if used is not stored:
@@ -1518,8 +1519,53 @@ def _run_checks(
         if requester_hashes is not None:
             # A digest of each partition's slice goes out, not the slice: 32 bytes a
             # partition instead of 32 a row scattered before any work (1M rows: about
-            # 0.1 s wall and 0.12 CPU-s); a partition that differs is named back here.
+            # 0.1 s wall and 0.12 CPU-s); a partition that differs is checked again with it.
             hashes = [hashlib.sha256(np.ascontiguousarray(h)).digest() for h in hashes]
+
+        def submit(i: int, hashes_i: Any, key: str) -> Any:
+            """Partition ``i``'s check as one task (the memory store: its records and
+            stored rows read here and shipped with it)."""
+            check = checks[i]
+            if worker_store is not None:
+                return dask.submit(
+                    check_partition, check, None, payload_future, worker_store, None,
+                    hashes_i, key=key, pure=False,
+                )  # fmt: skip
+            data = _read_or_none(batch, i)
+            inputs = _stored_inputs(check, batch.store)[0]
+            return dask.submit(
+                check_partition,
+                check,
+                dask.scatter(data, hash=False) if data is not None else None,
+                payload_future,
+                None,
+                dask.scatter(inputs, hash=False) if inputs is not None else None,
+                hashes_i,
+                key=key,
+                pure=False,
+            )
+
+        def rechecked(outcomes: list[_Outcome]) -> list[_Outcome]:
+            """Each partition whose hashes did not digest to the requester's, checked
+            again with the requester's hashes of its rows (a node that cheated pays for
+            this, not an honest batch): the same findings, in the same order, as the
+            check in this process gives."""
+            redo = {
+                i: submit(
+                    i,
+                    requester_hashes[c.meta.offset : c.meta.offset + c.meta.rows],
+                    f"verify-again-{tag}-{i:05d}",
+                )
+                for i, (o, c) in enumerate(zip(outcomes, checks, strict=True))
+                if o.unmatched
+            }
+            for i, future in redo.items():
+                try:
+                    outcomes[i] = _without_leaves(future.result())
+                except Exception as exc:  # a worker died or ran out of memory: a finding
+                    outcomes[i] = _crashed(checks[i], exc)
+            return outcomes
+
         futures = []
         if worker_store is not None:
             # One map a run of consecutive partitions per worker (each reads its rows of
@@ -1539,23 +1585,8 @@ def _run_checks(
                     allow_other_workers=worker is not None,
                     pure=False,
                 )
-        for i, check in enumerate(checks if worker_store is None else ()):
-            data = _read_or_none(batch, i)
-            # A store in this process's memory: its rows' inputs are read here and shipped.
-            inputs = _stored_inputs(check, batch.store)[0]
-            futures.append(
-                dask.submit(
-                    check_partition,
-                    check,
-                    dask.scatter(data, hash=False) if data is not None else None,
-                    payload_future,
-                    None,
-                    dask.scatter(inputs, hash=False) if inputs is not None else None,
-                    hashes[i],
-                    key=f"verify-{tag}-{i:05d}",
-                    pure=False,
-                )
-            )
+        else:  # a store in this process's memory
+            futures = [submit(i, hashes[i], f"verify-{tag}-{i:05d}") for i in range(len(checks))]
         # One task builds the input root and sends back every outcome without its leaves.
         root_future = dask.submit(
             _root_and_outcomes, futures, key=f"verify-input-root-{tag}", pure=False
@@ -1564,7 +1595,7 @@ def _run_checks(
             bar.update(1)
         try:
             outcomes, root = root_future.result()
-            return _name_unmatched(outcomes, checks, requester_hashes), root
+            return rechecked(outcomes), root
         except Exception:  # a partition crashed: each partition's own outcome or finding
             pass
         for i, (check, future) in enumerate(zip(checks, futures, strict=True)):
@@ -1575,29 +1606,9 @@ def _run_checks(
                 outcomes.append(slim.result())
             except Exception as exc:  # a worker died or ran out of memory: a finding
                 outcomes.append(_crashed(check, exc))
-        return _name_unmatched(outcomes, checks, requester_hashes), None
+        return rechecked(outcomes), None
     finally:
         bar.close()
-
-
-def _name_unmatched(
-    outcomes: list[_Outcome], checks: list[_PartitionCheck], requester_hashes: np.ndarray | None
-) -> list[_Outcome]:
-    """Each partition whose input hashes did not digest to the requester's, with a
-    finding for every row that differs (the rows' hashes came back for this)."""
-    if requester_hashes is None:
-        return outcomes
-    named = []
-    for outcome, check in zip(outcomes, checks, strict=True):
-        if outcome.unmatched is not None:
-            in_h, source_note = outcome.unmatched
-            meta = check.meta
-            outcome = replace(outcome, findings=list(outcome.findings), unmatched=None)
-            expected = np.arange(meta.offset, meta.offset + len(in_h), dtype=np.uint64)
-            mine = requester_hashes[meta.offset : meta.offset + meta.rows]
-            _not_committed(outcome, in_h, mine, source_note, expected, meta.index)
-        named.append(outcome)
-    return named
 
 
 def _crashed(check: _PartitionCheck, exc: BaseException) -> _Outcome:
