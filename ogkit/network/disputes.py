@@ -146,7 +146,9 @@ def claim_dispute_reward(
 ) -> int:
     """Claim ``verifier``'s share of the verifier fee after the batch's dispute was upheld:
     as a verifier that voted upheld, or with its signed fail verdict on the batch (from the
-    chain or ``store``). Returns the amount credited (OPG base units, into its pool)."""
+    chain or ``store``), which counts only if it was on chain before the decision (published,
+    or among the verdicts that decided it). Returns the amount credited (OPG base units,
+    into its pool)."""
     from ogkit.verdict import chain_verdicts, load_verdicts
 
     info = dispute_info(chain, batch_id)
@@ -176,6 +178,14 @@ def claim_dispute_reward(
                 f"signed a fail verdict on {batch_id}: it has no reward to claim"
             )
         evidence = fails[0].as_tuple()
+        settlement = chain.contract("InferenceSettlement")
+        batch_key = bytes.fromhex(batch_id.removeprefix("0x"))
+        if not settlement.functions.failVerdictPublished(batch_key, verifier.address).call():
+            raise SettlementError(
+                f"{verifier.address}'s fail verdict on {batch_id} was not on chain before "
+                f"dispute {info.dispute_id} was decided, and it did not vote: it has no reward "
+                "(a verifier daemon publishes its verdicts unless started with --no-publish)"
+            )
     settlement = chain.contract("InferenceSettlement")
     receipt = chain.transact(
         settlement.functions.claimDisputeReward(info.dispute_id, found.as_tuple, evidence),

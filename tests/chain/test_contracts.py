@@ -1600,6 +1600,9 @@ def test_upheld_challenge_pays_exact_amounts(
     expect_revert(w3, s.voteDispute(dispute, b.record, True), a.node, "NotVerifier")
     expect_revert(w3, s.voteDispute(dispute + 1, b.record, True), v3, "UnknownDispute")
     expect_revert(w3, s.claimDisputeReward(dispute, b.record, right_fail), v1, "NotUpheld")
+    # v1 does not vote: its fail verdict, published before the decision, is its evidence
+    send(w3, s.publishVerdict(b.batch_id, b.record, False, right_fail[2]), v1)
+    assert s.failVerdictPublished(b.batch_id, v1).call() is True
     receipt = vote(w3, d, b, dispute, v3, True)  # 5000 of 6000 >= 2/3: upheld at once
 
     escrow = escrow_of(PRICE, 5)
@@ -1679,16 +1682,15 @@ def test_upheld_challenge_pays_exact_amounts(
     err = expect_revert(w3, s.sweepDisputeReward(dispute, b.record), a.outsider, "ClaimPeriodOpen")
     assert f"endsAt={got[5] + WINDOW}" in err.reason
 
-    # the pass attester loses verifierSlashBps of its pool; the challenger gets the reward
-    # share of it (its own stake: v3 has no delegators), the rest is burned
+    # the pass attester loses verifierSlashBps of its pool, all of it burned (a challenger
+    # may be the forger's own key: no share of it goes to anyone)
     before = balances(d, ch, BURN)
     receipt = send(w3, s.slashPassAttester(dispute, b.record, wrong_pass), a.outsider)
     slashed = VERIFIER_STAKES[2] * TEST_PARAMS.verifier_slash_bps // BPS  # 300 OPG
-    to_challenger = slashed * TEST_PARAMS.challenger_reward_bps // BPS  # 150 OPG
     (ev,) = events(d.settlement, "PassAttesterSlashed", receipt)
     assert (ev.args.verifier, ev.args.challenger, ev.args.amount) == (v3, ch, slashed)
-    assert balance(d, ch) == before[ch] + to_challenger
-    assert balance(d, BURN) == before[BURN] + slashed - to_challenger
+    assert balance(d, ch) == before[ch]
+    assert balance(d, BURN) == before[BURN] + slashed
     assert reg.totalStake(v3).call() == VERIFIER_STAKES[2] - slashed
     assert s.attesterSlashed(b.batch_id, v3).call() is True
     expect_revert(

@@ -552,6 +552,8 @@ class SettlementGame(RuleBasedStateMachine):
         self.exposure: Counter[str] = Counter()
         self.sigs: dict[tuple[bytes, str, bool], bytes] = {}
         self.attester_slashed: dict[tuple[bytes, str], tuple[int, int]] = {}
+        # fail verdicts on chain before their batch was Slashed (the deciding fallback's)
+        self.fail_published: set[tuple[bytes, str]] = set()
         self.serial = 0
         self.dirty = True
         self.receipt: Any = None
@@ -653,15 +655,15 @@ class SettlementGame(RuleBasedStateMachine):
         return slashed, own_before - pool.own_total()
 
     def slash_and_burn(
-        self, node: str, amount: int, challenger: str, target: int | None = None
+        self, node: str, amount: int, challenger: str | None, target: int = 0
     ) -> tuple[int, int]:
-        """Slash; reward the challenger with a share of what the own stake lost (a pass
-        attester) or of the slash target, at most what was slashed (an operator); burn the
-        rest."""
+        """Slash; reward the challenger (an operator's, none for a pass attester) with a
+        share of what the own stake lost, at most of the slash target; burn the rest."""
         slashed, from_own = self.slash(node, amount)
-        base = from_own if target is None else min(target, slashed)
-        reward = base * PARAMS.challenger_reward_bps // BPS
-        self.move(self.w.settlement, challenger, reward)
+        reward = 0
+        if challenger is not None:
+            reward = min(target, from_own) * PARAMS.challenger_reward_bps // BPS
+            self.move(self.w.settlement, challenger, reward)
         self.move(self.w.settlement, BURN_ADDRESS, slashed - reward)
         return slashed, reward
 
@@ -1414,6 +1416,7 @@ class SettlementGame(RuleBasedStateMachine):
             return
         passed, failed, threshold = self.tally(b, verdicts)
         if failed and failed * BPS >= threshold:
+            self.fail_published |= {(b.batch_id, v[0]) for v in verdicts if not v[1]}
             self.uphold(d)
         elif passed and passed * BPS >= threshold:
             self.reject(d)
@@ -1467,6 +1470,8 @@ class SettlementGame(RuleBasedStateMachine):
             expected = "AlreadyClaimed"
         elif weight == 0:
             expected = "NotVerifier"
+        elif not voted and (b.batch_id, v) not in self.fail_published:
+            expected = "FailVerdictNotPublished"
         else:
             expected = None
         assert not (expect_ok and expected), expected
@@ -1532,7 +1537,7 @@ class SettlementGame(RuleBasedStateMachine):
             self.w.requesters[1],
         ):
             amount = self.pools[v].assets * PARAMS.verifier_slash_bps // BPS
-            self.attester_slashed[(b.batch_id, v)] = self.slash_and_burn(v, amount, d.challenger)
+            self.attester_slashed[(b.batch_id, v)] = self.slash_and_burn(v, amount, None)
 
     # ----------------------------------------------------------------- payouts, time, prices
 
@@ -1866,7 +1871,7 @@ class SettlementGame(RuleBasedStateMachine):
             for v in self.w.verifiers:
                 if d.outcome == UPHELD and self.next_ts < d.resolved_at + WINDOW:
                     voted = d.votes.get(v)
-                    won = voted[1] if voted else (d.batch.batch_id, v, False) in self.sigs
+                    won = voted[1] if voted else (d.batch.batch_id, v) in self.fail_published
                     if won and v not in d.claims and self.weight_at(v, d.snapshot):
                         self.claim_reward(d, v, expect_ok=True)
         self.travel(2 * WINDOW + 5)

@@ -266,6 +266,9 @@ contract InferenceSettlement is EIP712 {
     mapping(uint256 disputeId => mapping(address verifier => uint256)) private _votes;
     mapping(uint256 disputeId => mapping(address verifier => bool)) public rewardClaimed;
     mapping(bytes32 batchId => mapping(address verifier => bool)) public attesterSlashed;
+    /// @notice Whether `verifier` published a fail verdict on the batch before a dispute on it
+    ///         was upheld (publishVerdict): what claimDisputeReward takes from a non-voter.
+    mapping(bytes32 batchId => mapping(address verifier => bool)) public failVerdictPublished;
     uint256 public disputeCount;
 
     // ------------------------------------------------------------------ events
@@ -372,6 +375,7 @@ contract InferenceSettlement is EIP712 {
     error VerdictsNotSorted(address verifier);
     error VerdictNotPass(address verifier);
     error WrongVerdict(address verifier);
+    error FailVerdictNotPublished(address verifier);
     error BadVerdictSignature(address verifier);
     error QuorumNotReached(bytes32 batchId, uint256 passStake, uint256 totalVerifierStake);
     error NotVerifier(address account);
@@ -612,16 +616,22 @@ contract InferenceSettlement is EIP712 {
 
     // ------------------------------------------------------------------ verdicts, finalize
 
-    /// @notice Publish a signed verdict as an event (no state), so finalisers and auditors can
-    ///         find it on chain. Checks the signature against the committed claim.
+    /// @notice Publish a signed verdict as an event, so finalisers and auditors can find it on
+    ///         chain. Checks the signature against the committed claim. A fail verdict
+    ///         published before the batch is Slashed is also noted (`failVerdictPublished`):
+    ///         a verifier that did not vote claims its share of an upheld dispute's verifier
+    ///         fee with it; one signed or published after the decision proves nothing.
     function publishVerdict(bytes32 batchId, Record calldata r, bool pass, bytes calldata signature)
         external
     {
-        _record(batchId, r);
+        bytes32 stored = _record(batchId, r);
         bytes32 digest = hashVerdict(batchId, r.claimDigest, pass);
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err != ECDSA.RecoverError.NoError) revert BadVerdictSignature(signer);
         emit VerdictPublished(batchId, signer, pass, signature);
+        if (!pass && Status(uint8(uint256(stored & STATUS_BITS))) != Status.Slashed) {
+            failVerdictPublished[batchId][signer] = true;
+        }
     }
 
     /// @notice Settle a Pending batch after its challenge window with pass verdicts holding
@@ -844,6 +854,11 @@ contract InferenceSettlement is EIP712 {
         }
         uint256 threshold = uint256(quorumBps) * total;
         if (fail != 0 && fail * BPS >= threshold) {
+            // The fail verdicts that decide it are on chain before the decision, as if
+            // published (claimDisputeReward takes them from verifiers that did not vote).
+            for (uint256 i = 0; i < verdicts.length; ++i) {
+                if (!verdicts[i].pass) failVerdictPublished[batchId][verdicts[i].verifier] = true;
+            }
             _uphold(disputeId, d, r);
         } else if (pass != 0 && pass * BPS >= threshold) {
             _reject(disputeId, d, r);
@@ -884,14 +899,16 @@ contract InferenceSettlement is EIP712 {
         uint256 collateral = _collateral(payment + nodeFee + verifierFee);
         _accounts[r.node].exposure -= uint120(collateral);
         uint256 target = collateral > minSlash ? collateral : minSlash;
-        (uint256 slashed,) = nodes.slashOwn(r.node, target, address(this));
-        // The operator's own stake (active or unbonding) loses at least `target`; the
-        // challenger's reward is a share of that, and the rest of the slash is burned: no key
-        // the operator holds (requester, challenger) can turn its delegators' stake into its
-        // own, and unstaking after the commit does not cancel the reward. The verifier fee
-        // goes to the verifiers who proved right (claimDisputeReward); the rest of the escrow
-        // back to the requester.
-        uint256 reward = ((target < slashed ? target : slashed) * challengerRewardBps) / BPS;
+        (uint256 slashed, uint256 fromOwn) = nodes.slashOwn(r.node, target, address(this));
+        // The operator's own stake (active or unbonding) loses `target`, or all of it when it
+        // holds less (its other batches' disputes took it: exposure reserves collateral, not
+        // the minSlash floor); the challenger's reward is a share of what the own stake lost,
+        // never of its delegators', and the rest of the slash is burned: no key the operator
+        // holds (requester, challenger) can turn its delegators' stake into its own, and
+        // unstaking after the commit does not cancel the reward. The verifier fee goes to the
+        // verifiers who proved right (claimDisputeReward); the rest of the escrow back to the
+        // requester.
+        uint256 reward = ((target < fromOwn ? target : fromOwn) * challengerRewardBps) / BPS;
         d.rewardLeft = verifierFee;
         uint256 toRequester = payment + nodeFee;
         emit ChallengeUpheld(batchId, disputeId, r.node, d.challenger, slashed, reward, toRequester);
@@ -954,7 +971,9 @@ contract InferenceSettlement is EIP712 {
         uint256 vote = _votes[disputeId][verifier];
         if (vote != 0 && vote & 1 == 0) revert WrongVerdict(verifier); // it voted rejected
         if (vote == 0) {
-            // It did not vote upheld: its signed fail verdict on the batch is the evidence.
+            // It did not vote upheld: its signed fail verdict on the batch is the evidence, if
+            // it was published before the decision (signed after it, it proves nothing: a
+            // verifier that signed pass and stayed away could otherwise take a share).
             if (failVerdict.pass) revert WrongVerdict(verifier);
             _checkVerdict(d.batchId, r.claimDigest, failVerdict);
         }
@@ -962,6 +981,9 @@ contract InferenceSettlement is EIP712 {
         rewardClaimed[disputeId][verifier] = true;
         uint256 weight = nodes.weightAt(verifier, d.snapshotBlock);
         if (weight == 0) revert NotVerifier(verifier);
+        if (vote == 0 && !failVerdictPublished[d.batchId][verifier]) {
+            revert FailVerdictNotPublished(verifier);
+        }
         (,, uint256 verifierFee) = _split(r.price, r.rowCount);
         // Shares of the stake at the snapshot sum to at most the fee; the cap is a safeguard.
         amount = (verifierFee * weight) / d.totalStake;
@@ -986,7 +1008,7 @@ contract InferenceSettlement is EIP712 {
     }
 
     /// @notice Slash a verifier that signed a pass verdict on a batch whose fraud was upheld:
-    ///         `verifierSlashBps` of its pool goes to the challenger. Once per verifier and batch.
+    ///         `verifierSlashBps` of its pool is burned. Once per verifier and batch, anyone.
     function slashPassAttester(uint256 disputeId, Record calldata r, Verdict calldata passVerdict)
         external
         returns (uint256 slashed)
@@ -1000,13 +1022,13 @@ contract InferenceSettlement is EIP712 {
         if (attesterSlashed[batchId][verifier]) revert AlreadySlashed(batchId, verifier);
         attesterSlashed[batchId][verifier] = true;
         uint256 amount = (nodes.slashableStake(verifier) * verifierSlashBps) / BPS;
-        uint256 fromOwn;
-        (slashed, fromOwn) = nodes.slash(verifier, amount, address(this));
-        // As for a node: the challenger is rewarded from the verifier's own stake only.
-        uint256 reward = (fromOwn * challengerRewardBps) / BPS;
+        (slashed,) = nodes.slash(verifier, amount, address(this));
+        // All of it is burned, none paid to the challenger: the challenger may be the forger
+        // itself (a key of its own challenging its own fraud once the verifiers' samples
+        // missed it), and a share of every pass-attester's slash would pay it more than its
+        // own node lost.
         emit PassAttesterSlashed(batchId, verifier, d.challenger, slashed);
-        _pay(d.challenger, reward);
-        _burn(slashed - reward);
+        _burn(slashed);
     }
 
     // ------------------------------------------------------------------ payouts
