@@ -39,7 +39,7 @@ def _dispute(args: argparse.Namespace, settings: Settings) -> int:
         doc = {"resolved": resolve_dispute(chain, batch_id, sender=sender, store=store)}
     elif args.command == "claim":
         verifier = KeyStore(settings.home).load(args.key)
-        amount = claim_dispute_reward(chain, batch_id, verifier=verifier, store=store)
+        amount = claim_dispute_reward(chain, batch_id, verifier=verifier)
         doc = {"claimed": amount, "verifier": verifier.address}
     info = dispute_info(chain, batch_id)
     if args.json:

@@ -141,15 +141,14 @@ def resolve_dispute(
     return dispute_info(chain, batch_id).outcome
 
 
-def claim_dispute_reward(
-    chain: ChainClient, batch_id: str, *, verifier: Signer, store: ContentStore | None = None
-) -> int:
+def claim_dispute_reward(chain: ChainClient, batch_id: str, *, verifier: Signer) -> int:
     """Claim ``verifier``'s share of the verifier fee after the batch's dispute was upheld:
-    as a verifier that voted upheld, or with its signed fail verdict on the batch (from the
-    chain or ``store``), which counts only if it was on chain before the decision (published,
-    or among the verdicts that decided it). Returns the amount credited (OPG base units,
-    into its pool)."""
-    from ogkit.verdict import chain_verdicts, load_verdicts
+    as a verifier that voted upheld, or as one whose fail verdict on the batch was on chain
+    before the decision (published, or among the verdicts that decided it: the chain notes
+    it, ``failVerdictPublished``). Returns the amount credited (OPG base units, into its
+    pool)."""
+    from ogkit.settle import claim_domain
+    from ogkit.verdict import sign_verdict
 
     info = dispute_info(chain, batch_id)
     if info.dispute_id == 0 or info.outcome != "upheld":
@@ -165,28 +164,23 @@ def claim_dispute_reward(
         raise SettlementError(
             f"{verifier.address} voted rejected on dispute {info.dispute_id}: it has no reward"
         )
+    settlement = chain.contract("InferenceSettlement")
     evidence: tuple[str, bool, bytes] = (verifier.address, False, b"")
     if not voted:
-        pool = [
-            *chain_verdicts(chain, batch_id),
-            *(load_verdicts(store, batch_id) if store else []),
-        ]
-        fails = [v for v in pool if v.verifier.lower() == me and not v.passed and v.valid()]
-        if not fails:
-            raise SettlementError(
-                f"{verifier.address} neither voted upheld on dispute {info.dispute_id} nor "
-                f"signed a fail verdict on {batch_id}: it has no reward to claim"
-            )
-        evidence = fails[0].as_tuple()
-        settlement = chain.contract("InferenceSettlement")
         batch_key = bytes.fromhex(batch_id.removeprefix("0x"))
-        if not settlement.functions.failVerdictPublished(batch_key, verifier.address).call():
+        if not chain.call(settlement.functions.failVerdictPublished(batch_key, verifier.address)):
             raise SettlementError(
-                f"{verifier.address}'s fail verdict on {batch_id} was not on chain before "
-                f"dispute {info.dispute_id} was decided, and it did not vote: it has no reward "
-                "(a verifier daemon publishes its verdicts unless started with --no-publish)"
+                f"{verifier.address} neither voted upheld on dispute {info.dispute_id} nor had "
+                f"a fail verdict on {batch_id} on chain before it was decided: it has no reward "
+                "to claim (a verifier daemon publishes its verdicts unless started with "
+                "--no-publish)"
             )
-    settlement = chain.contract("InferenceSettlement")
+        # The chain noted its fail verdict before the decision; the claim presents the
+        # verdict signed again (the contract checks the signature and the note), so no copy
+        # of it in a store that anyone could have removed or shadowed is needed.
+        evidence = sign_verdict(
+            verifier, claim_domain(chain), batch_id, found.record["claimDigest"], False
+        ).as_tuple()
     receipt = chain.transact(
         settlement.functions.claimDisputeReward(info.dispute_id, found.as_tuple, evidence),
         verifier,

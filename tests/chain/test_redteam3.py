@@ -9,17 +9,28 @@ contracts (each test fails there):
   and then slashed every verifier that had signed pass, collecting half of each slash:
   a caught forgery paid;
 - a verifier that signed pass and did not vote signed a fail verdict after the dispute was
-  decided and took a share of the verifier fee meant for those who proved right.
+  decided and took a share of the verifier fee meant for those who proved right;
+- a verifier that checked nothing signed pass in private and published fail at once: paid
+  by finalize with the pass if nobody challenged, by the dispute reward with the fail if
+  the fraud was upheld;
+- `ogkit dispute claim` refused a claim the chain would pay once the store's copy of the
+  verifier's fail verdict was gone, and sent another batch's verdict planted in the store.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from eth_utils import keccak
 
 from ogkit.chain.bindings import OPG, BatchStatus
+from ogkit.errors import SettlementError
+from ogkit.network.disputes import claim_dispute_reward, resolve_dispute
+from ogkit.store import ContentStore
+from ogkit.verdict import store_verdict
 
 from .game import (
     ATTACK_VERIFIER_STAKES,
@@ -28,6 +39,7 @@ from .game import (
     AttackWorld,
     attack_world,
     attester,
+    b32,
     hex32,
 )
 
@@ -190,3 +202,129 @@ def test_a_pass_attester_cannot_claim_the_dispute_reward_with_a_later_fail_verdi
         "FailVerdictNotPublished",
     )
     assert int(s.nodeFees(v1.address).call()) == 0
+
+
+# --------------------------------------------------------------------------- 4
+
+
+def fees(world: World, who) -> int:
+    return int(world.g.d.settlement.functions.nodeFees(who.address).call())
+
+
+def test_a_verifier_that_published_fail_is_not_also_paid_for_a_pass(world: World) -> None:
+    """docs/contracts.md ("Upheld"): the verifier fee goes to the verifiers who proved right,
+    and FailVerdictNotPublished exists because "a verifier that signed pass and stayed away
+    could take a share".
+
+    Attack (a lazy verifier, no re-execution at all): on every batch v1 signs a pass verdict
+    it keeps to itself and publishes a fail verdict at once (publishVerdict, batch Pending:
+    failVerdictPublished is set). It never votes.
+    - No dispute: after the window v1 calls finalize itself with the other two's pass
+      verdicts and its own private pass. The contract counts and pays it; the fail verdict
+      it published changes nothing for finalize.
+    - Dispute upheld (by the others' votes): v1 claims its share with the fail verdict it
+      published. Its pass was never shown to anyone, so slashPassAttester cannot reach it
+      (and nobody is paid to call it any more).
+    Either way v1 is paid, and never slashed, for verifying nothing."""
+    w, g = world, world.g
+    s = g.d.settlement.functions
+    v1, v2, v3 = w.verifiers
+    b = w.commit("the hedger's batch")
+    private_pass = g.verdict(v1, b, True)
+    published_fail = g.verdict(v1, b, False)
+    g.send(s.publishVerdict(b.key, b.record, False, b32(published_fail.signature)), v1)
+    assert s.failVerdictPublished(b.key, v1.address).call()
+    others = [g.verdict(v2, b, True), g.verdict(v3, b, True)]
+
+    with g.isolated():  # world A: nobody challenges; its pass is refused, the others' settle
+        g.advance(WINDOW + 1)
+        g.expect_revert(g.finalize_fn(b, [private_pass, *others]), v1, "WrongVerdict", verifier=v1)
+        receipt = g.finalize(b, others, v2)
+        assert g.status(b) == BatchStatus.FINALIZED
+        paid_if_finalised = g.verifiers_paid(receipt).get(v1.address, 0)
+
+    with g.isolated():  # world B: the forged row is caught and upheld
+        dispute = g.challenge(b, w.challenger, row=1)
+        g.vote(dispute, b, v2, True)
+        g.vote(dispute, b, v3, True)
+        assert g.status(b) == BatchStatus.SLASHED
+        before = fees(world, v1)
+        g.send(s.claimDisputeReward(dispute, b.record, published_fail.as_tuple()), v1)
+        paid_if_upheld = fees(world, v1) - before
+
+    assert not (paid_if_finalised > 0 and paid_if_upheld > 0), (
+        f"v1 signed both ways and is paid either way: {paid_if_finalised / OPG} OPG if the "
+        f"batch finalises, {paid_if_upheld / OPG} OPG if its fraud is upheld"
+    )
+
+
+# --------------------------------------------------------------------------- 5
+
+
+def _upheld_from_the_store(world: World, tmp_path: Path, job: str):
+    """v1 and v3 signed fail (68.1 %), kept in the store only; nobody voted; after the
+    voting time the challenger resolves with `ogkit dispute resolve` (resolve_dispute, which
+    reads the store): upheld, failVerdictPublished set for v1 and v3."""
+    w, g = world, world.g
+    s = g.d.settlement.functions
+    v1, _, v3 = w.verifiers
+    chain = g.client()
+    store = ContentStore(tmp_path / "store")
+    b = w.commit(job)
+    for v in (v1, v3):
+        store_verdict(store, g.verdict(v, b, False))
+    g.challenge(b, w.challenger, row=1)
+    g.advance(WINDOW + 1)
+    assert resolve_dispute(chain, b.batch_id, sender=w.challenger.signer, store=store) == "upheld"
+    assert s.failVerdictPublished(b.key, v1.address).call()
+    dispute = int(s.stateOf(b.key).call()[1])
+    return chain, store, b, dispute
+
+
+def test_claim_with_the_store_copy_gone_still_claims_what_the_chain_owes(
+    world: World, tmp_path: Path
+) -> None:
+    """The contract pays a non-voter on `failVerdictPublished`; `ogkit dispute claim` looked
+    for an old copy of the fail verdict on chain or in the store and refused when the store
+    copy was gone (the node's store: the node can delete its verdict folder). It now signs
+    the verdict again and claims what the chain owes."""
+    w, g = world, world.g
+    s = g.d.settlement.functions
+    v1 = w.verifiers[0]
+    chain, store, b, dispute = _upheld_from_the_store(world, tmp_path, "store copy gone")
+    store.local_path(f"verdicts/{b.batch_id.lower()}/{v1.address.lower()}.json").unlink()
+
+    with g.isolated():  # the contract pays it with a fail verdict signed now
+        fresh = g.verdict(v1, b, False)
+        g.send(s.claimDisputeReward(dispute, b.record, fresh.as_tuple()), v1)
+        assert fees(world, v1) > 0
+
+    try:
+        amount = claim_dispute_reward(chain, b.batch_id, verifier=v1.signer)
+    except SettlementError as exc:
+        pytest.fail(f"claim_dispute_reward refused a claim the contract pays: {exc}")
+    assert amount > 0
+
+
+def test_claim_is_not_derailed_by_a_decoy_verdict_in_the_store(
+    world: World, tmp_path: Path
+) -> None:
+    """Whoever writes to the batch's verdict folder (the node's store) drops beside v1's
+    verdict a fail verdict v1 signed and published for *another* batch (public on chain).
+    `ogkit dispute claim` took the first fail verdict by v1 whose signature recovered, sent
+    it, and the contract reverted BadVerdictSignature; it reads no store copy now."""
+    w, g = world, world.g
+    v1 = w.verifiers[0]
+    s = g.d.settlement.functions
+    chain, store, b, _ = _upheld_from_the_store(world, tmp_path, "decoy")
+    other = w.commit("another batch v1 failed")
+    decoy = g.verdict(v1, other, False)
+    g.send(s.publishVerdict(other.key, other.record, False, b32(decoy.signature)), v1)
+    folder = store.local_path(f"verdicts/{b.batch_id.lower()}")
+    (folder / "0.json").write_text(json.dumps(decoy.to_dict()))  # sorts before "0x..."
+
+    try:
+        amount = claim_dispute_reward(chain, b.batch_id, verifier=v1.signer)
+    except SettlementError as exc:
+        pytest.fail(f"claim_dispute_reward sent another batch's verdict: {exc}")
+    assert amount > 0

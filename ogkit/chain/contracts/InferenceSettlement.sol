@@ -173,10 +173,12 @@ contract InferenceSettlement is EIP712 {
         Refunded
     }
 
-    /// @dev Per batch, written only when a dispute opens or closes.
+    /// @dev Per batch, written only when a dispute opens or closes, or a fail verdict on it is
+    ///      published (`failPublished`: then finalize checks each pass signer's).
     struct DisputeState {
         uint64 disputeId;
         uint48 reopenedAt;
+        bool failPublished;
     }
 
     /// @dev Per node or verifier, one slot: collateral held by its open batches and fees
@@ -631,6 +633,7 @@ contract InferenceSettlement is EIP712 {
         emit VerdictPublished(batchId, signer, pass, signature);
         if (!pass && Status(uint8(uint256(stored & STATUS_BITS))) != Status.Slashed) {
             failVerdictPublished[batchId][signer] = true;
+            _disputeStates[batchId].failPublished = true;
         }
     }
 
@@ -647,6 +650,13 @@ contract InferenceSettlement is EIP712 {
         (uint256 endsAt, bool disputed) = _windowEnd(batchId, r);
         if (block.timestamp < endsAt) revert ChallengeWindowOpen(batchId, endsAt);
         address[] memory signers = _passSigners(hashVerdict(batchId, r.claimDigest, true), passes);
+        if (_disputeStates[batchId].failPublished) {
+            // A verifier that published a fail verdict on the batch is not paid for a pass
+            // too: signing both ways, it would be paid whichever way the batch went.
+            for (uint256 i = 0; i < signers.length; ++i) {
+                if (failVerdictPublished[batchId][signers[i]]) revert WrongVerdict(signers[i]);
+            }
+        }
         (uint256[] memory weights, uint256 total) =
             nodes.verifierWeights(signers, r.snapshotBlock);
         uint256 yes;
