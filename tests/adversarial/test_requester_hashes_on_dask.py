@@ -73,6 +73,21 @@ def _hash_col(rows: np.ndarray) -> pa.Array:
     )
 
 
+def _assert_same_findings(batch, other, edit, full, policy, published, enclave, dask_client):
+    """``other`` with partition 2's records edited, re-signed under the requester's input
+    root: both paths fail it with the same findings, in the same order."""
+    parts = _rewrite_records(other, 2, edit)
+    forged = _with(
+        other, enclave, reseal=True, dataset_id=batch.manifest.dataset_id, partitions=parts
+    )
+    local = _verify(forged, policy, published, commitment=full)
+    on_dask = _verify(forged, policy, published, commitment=full, dask=dask_client)
+    assert not local.passed and not on_dask.passed
+    a = [(f.reason, f.row_index) for f in local.findings]
+    b = [(f.reason, f.row_index) for f in on_dask.findings]
+    assert a == b
+
+
 def test_row_hash_findings_are_the_same_on_dask_and_in_process(
     batch, policy, published, enclave, dask_client
 ):
@@ -92,16 +107,7 @@ def test_row_hash_findings_are_the_same_on_dask_and_in_process(
         i = t.schema.get_field_index("leaf")
         return t.set_column(i, "leaf", _hash_col(leaves))
 
-    parts = _rewrite_records(other, 2, edit)
-    forged = _with(
-        other, enclave, reseal=True, dataset_id=batch.manifest.dataset_id, partitions=parts
-    )
-    local = _verify(forged, policy, published, commitment=full)
-    on_dask = _verify(forged, policy, published, commitment=full, dask=dask_client)
-    assert not local.passed and not on_dask.passed
-    a = [(f.reason, f.row_index) for f in local.findings]
-    b = [(f.reason, f.row_index) for f in on_dask.findings]
-    assert a == b
+    _assert_same_findings(batch, other, edit, full, policy, published, enclave, dask_client)
 
 
 def test_row_hash_findings_come_in_the_same_order_on_dask_and_in_process(
@@ -117,13 +123,4 @@ def test_row_hash_findings_come_in_the_same_order_on_dask_and_in_process(
         h = np.ascontiguousarray(full.row_hashes[1000:1500])
         return t.set_column(t.schema.get_field_index("input_hash"), "input_hash", _hash_col(h))
 
-    parts = _rewrite_records(other, 2, edit)
-    forged = _with(
-        other, enclave, reseal=True, dataset_id=batch.manifest.dataset_id, partitions=parts
-    )
-    local = _verify(forged, policy, published, commitment=full)
-    on_dask = _verify(forged, policy, published, commitment=full, dask=dask_client)
-    assert not local.passed and not on_dask.passed
-    a = [(f.reason, f.row_index) for f in local.findings]
-    b = [(f.reason, f.row_index) for f in on_dask.findings]
-    assert a == b
+    _assert_same_findings(batch, other, edit, full, policy, published, enclave, dask_client)

@@ -62,11 +62,6 @@ def _rewound(world: World) -> Iterator[None]:
         yield
 
 
-def split(rows: int, price: int = PRICE) -> tuple[int, int, int]:
-    payment = price * rows
-    return payment, payment * P.node_fee_bps // BPS, payment * P.verifier_fee_bps // BPS
-
-
 # --------------------------------------------------------------------------- 1
 
 
