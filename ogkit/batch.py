@@ -33,7 +33,13 @@ import pyarrow.parquet as pq
 
 from ogkit.attest import BatchClaim, ClaimDomain, PartitionAttestation, is_address, is_hex32
 from ogkit.crypto.encoding import dtype_code
-from ogkit.crypto.merkle import LEAF_TYPES, MerkleTree, compose_proof, input_leaf_hashes
+from ogkit.crypto.merkle import (
+    LEAF_TYPES,
+    MerkleTree,
+    compose_proof,
+    input_leaf_hashes,
+    leaf_hashes,
+)
 from ogkit.dataset import UNREADABLE, DataSource, open_stored_dataset, plan_from_bindings
 from ogkit.errors import (
     ArtifactError,
@@ -75,6 +81,7 @@ RECEIPT_SCHEMA = "ogkit.receipt.v2"
 RETIRED_SCHEMAS = {
     "ogkit.batch.v2": "records held copies of the inputs",
     "ogkit.batch.v3": "leaves carried the batch, model and runtime ids and were hashed twice",
+    "ogkit.batch.v4": "records repeated each row's index and leaf, which readers derive",
 }
 
 
@@ -83,7 +90,7 @@ def _hex(b: bytes | np.ndarray) -> str:
 
 
 # -- the typed manifest ------------------------------------------------------------------------
-SCHEMA = "ogkit.batch.v4"
+SCHEMA = "ogkit.batch.v5"
 MAX_ROW_ELEMENTS = 1 << 24  # per tensor per row: bounds what a hostile manifest can ask for
 MAX_FLOAT_ULP = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -500,7 +507,10 @@ class AttestedBatch:
     def records(self, index: int, *, inputs: bool = True) -> PartitionRecords:
         """Partition ``index``'s records; with ``inputs`` also its rows' input tensors, read
         from the batch's stored dataset (:meth:`inputs`)."""
-        rec = read_records(self.partition_bytes(index), self.tensor_specs())
+        part = self.partitions[index]
+        rec = read_records(
+            self.partition_bytes(index), self.tensor_specs(), offset=part.offset, rows=part.rows
+        )
         if inputs:
             rec.inputs = self.inputs(index)
         return rec
@@ -665,24 +675,25 @@ def read_inputs(
 
 def records_to_parquet(att: PartitionAttestation, outputs: Mapping[str, np.ndarray]) -> bytes:
     """One partition's records as Parquet bytes (columns documented in docs/spec.md §6):
-    hashes, leaves and outputs; the inputs are the stored dataset's rows."""
+    each row's input and output hashes and its outputs, in row order. Nothing a reader
+    can derive is stored: the row indices are the partition's range in the manifest, the
+    leaves are hashed from them and the two hashes; the inputs are the stored dataset's
+    rows."""
     columns: dict[str, pa.Array] = {
-        "row_index": pa.array(att.row_index),
         "input_hash": _hash_column(att.input_hashes),
         "output_hash": _hash_column(att.output_hashes),
-        "leaf": _hash_column(att.leaves),
     }
     for name, values in outputs.items():
         columns[f"output.{name}"] = _tensor_column(values)
     sink = io.BytesIO()
     # Hashes and float bytes neither compress nor dictionary-encode: skipping both makes
-    # writing ~5x faster for the same size. Row indices keep statistics for range reads.
+    # writing ~5x faster for the same size; nobody reads a records column by its values.
     pq.write_table(
         pa.Table.from_arrays(list(columns.values()), names=list(columns)),
         sink,
         compression="none",
         use_dictionary=False,
-        write_statistics=["row_index"],
+        write_statistics=False,
     )
     return sink.getvalue()
 
@@ -697,25 +708,31 @@ def parquet_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table
 
 
 def records_input_leaves(data: bytes, offset: int, rows: int) -> np.ndarray:
-    """The input-root leaves of a partition from its own records' row indices and input
-    hashes (a resumed run rebuilds the input root from the partitions it finished)."""
-    table = parquet_table(data, ["row_index", "input_hash"])
-    index = _column(table, "row_index").to_numpy()
+    """The input-root leaves of a partition (rows ``offset .. offset + rows - 1``) from its
+    own records' input hashes (a resumed run rebuilds the input root from the partitions
+    it finished)."""
+    table = parquet_table(data, ["input_hash"])
+    if table.num_rows != rows:
+        raise ArtifactError(f"records hold {table.num_rows} rows, not the partition's {rows}")
     expected = np.arange(offset, offset + rows, dtype=np.uint64)
-    if not np.array_equal(index, expected):
-        raise ArtifactError(f"records must hold rows {offset}..{offset + rows - 1} in order")
     return input_leaf_hashes(expected, _hash_rows(_column(table, "input_hash"), "input_hash"))
 
 
 @dataclass
 class PartitionRecords:
+    """One partition's records as read: ``row_index`` is the partition's range (from the
+    manifest), ``leaves`` are hashed from it and the stored hashes when first asked for."""
+
     row_index: np.ndarray
     input_hashes: np.ndarray
     output_hashes: np.ndarray
-    leaves: np.ndarray
     outputs: dict[str, np.ndarray]
     # the rows' input tensors, filled from the stored dataset by AttestedBatch.records
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @functools.cached_property
+    def leaves(self) -> np.ndarray:
+        return leaf_hashes(self.row_index, self.input_hashes, self.output_hashes)
 
 
 def _column(table: pa.Table, name: str) -> pa.Array:
@@ -759,29 +776,31 @@ def _tensor_rows(arr: pa.Array, name: str, dtype: str, row_shape: tuple[int, ...
 def read_records(
     data: bytes,
     tensor_specs: Mapping[str, Mapping[str, tuple[str, tuple[int, ...]]]],
+    *,
+    offset: int,
+    rows: int | None = None,
 ) -> PartitionRecords:
-    """Parse one partition's Parquet records; ``tensor_specs`` gives each tensor's dtype
-    and per-row shape, under ``"inputs"`` and ``"outputs"``. Anything that is not exactly
-    the documented layout (spec §6: column types, widths, no nulls, equal lengths, no
-    column beyond those named) raises :class:`~ogkit.errors.ArtifactError`. Records hold
-    no inputs (``inputs`` stays empty)."""
+    """Parse one partition's Parquet records, whose first row is batch row ``offset``;
+    ``tensor_specs`` gives each tensor's dtype and per-row shape, under ``"inputs"`` and
+    ``"outputs"``. Anything that is not exactly the documented layout (spec §6: column
+    types, widths, no nulls, no column beyond those named; with ``rows``, that many rows)
+    raises :class:`~ogkit.errors.ArtifactError`. Records hold no inputs (``inputs`` stays
+    empty)."""
     try:
         table = parquet_table(data)
-        expected = {"row_index", "input_hash", "output_hash", "leaf"}
+        expected = {"input_hash", "output_hash"}
         expected |= {f"output.{n}" for n in tensor_specs["outputs"]}
         extra = set(table.column_names) - expected
         if extra:
             raise ArtifactError(f"records have columns the manifest does not name: {sorted(extra)}")
         if len(set(table.column_names)) != len(table.column_names):
             raise ArtifactError("records repeat a column name")
-        index = _column(table, "row_index")
-        if index.type != pa.uint64():
-            raise ArtifactError(f"records column 'row_index' must be uint64, not {index.type}")
+        if rows is not None and table.num_rows != rows:
+            raise ArtifactError(f"records hold {table.num_rows:,} rows, the manifest {rows:,}")
         return PartitionRecords(
-            row_index=index.to_numpy(),
+            row_index=np.arange(offset, offset + table.num_rows, dtype=np.uint64),
             input_hashes=_hash_rows(_column(table, "input_hash"), "input_hash"),
             output_hashes=_hash_rows(_column(table, "output_hash"), "output_hash"),
-            leaves=_hash_rows(_column(table, "leaf"), "leaf"),
             outputs={
                 name: _tensor_rows(_column(table, f"output.{name}"), f"output.{name}", dt, shape)
                 for name, (dt, shape) in tensor_specs["outputs"].items()

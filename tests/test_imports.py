@@ -87,20 +87,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from ogkit.batch import parquet_table, read_records, records_input_leaves
 table = pa.table({
-    "row_index": pa.array(np.arange(4, dtype=np.uint64)),
     "input_hash": pa.array([bytes(32)] * 4, pa.binary(32)),
     "output_hash": pa.array([bytes(32)] * 4, pa.binary(32)),
-    "leaf": pa.array([bytes(32)] * 4, pa.binary(32)),
     "output.y": pa.array(np.ones(4, np.float32)),
 })
 sink = pa.BufferOutputStream()
 pq.write_table(table, sink)
 data = sink.getvalue().to_pybytes()
 assert "pyarrow.dataset" not in sys.modules
-records = read_records(data, {"inputs": {}, "outputs": {"y": ("float32", ())}})
+records = read_records(data, {"inputs": {}, "outputs": {"y": ("float32", ())}}, offset=8)
+assert records.row_index.tolist() == [8, 9, 10, 11] and records.leaves.shape == (4, 32)
 assert records.outputs["y"].tolist() == [1.0] * 4
 assert records_input_leaves(data, 0, 4).shape == (4, 32)
-assert parquet_table(data, ["row_index", "absent"]).column_names == ["row_index"]
+assert parquet_table(data, ["input_hash", "absent"]).column_names == ["input_hash"]
 assert "pyarrow.dataset" not in sys.modules, "a records read imported pyarrow.dataset"
 print("clean")
 """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 from helpers import rewrite_records
 
@@ -98,7 +97,7 @@ def test_input_changed(batch, policy, published):
 
 
 def test_row_deleted(batch, policy, published):
-    rewrite_records(batch, 0, lambda t: t.filter(pc.not_equal(t["row_index"], 7)))
+    rewrite_records(batch, 0, lambda t: pa.concat_tables([t.slice(0, 7), t.slice(8)]))
     verdict = _verify(batch, policy, published)
     # The records no longer hold their partition's 500 rows: named, and nothing sampled
     # from that partition can pass for checked.
@@ -110,6 +109,31 @@ def test_row_duplicated(batch, policy, published):
     rewrite_records(batch, 2, lambda t: pa.concat_tables([t, t.slice(3, 1)]))
     verdict = _verify(batch, policy, published)
     assert "partition-rows" in verdict.reasons() and not verdict.passed
+
+
+def test_rows_swapped_within_a_partition(batch, policy, published):
+    # Records name no row: a row's place in its file is its index. Two rows' records
+    # traded places hash to other leaves, and their stored input hashes are other rows'.
+    rewrite_records(
+        batch,
+        1,
+        lambda t: pa.concat_tables([t.slice(0, 3), t.slice(4, 1), t.slice(3, 1), t.slice(5)]),
+    )
+    verdict = _verify(batch, policy, published)
+    assert verdict.failing_rows() == [503, 504] and not verdict.passed
+    assert "input-hash-mismatch" in verdict.reasons()
+
+
+def test_records_with_an_index_or_leaf_column_are_refused(batch, policy, published):
+    # A column the layout does not name (the earlier layout's row_index / leaf): refused,
+    # never read as if it said which row a record is.
+    def add(t: pa.Table) -> pa.Table:
+        return t.append_column("row_index", pa.array(range(500, 1000), pa.uint64()))
+
+    rewrite_records(batch, 1, add)
+    verdict = _verify(batch, policy, published)
+    assert "records-unreadable" in verdict.reasons() and not verdict.passed
+    assert any("row_index" in f.detail for f in verdict.findings)
 
 
 def test_receipt_proof_altered(batch, policy):

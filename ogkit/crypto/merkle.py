@@ -222,6 +222,23 @@ def _be_words(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows).view(">u8").astype(np.uint64)
 
 
+def take_hashes(rows: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``rows[index]`` for ``(n, 32)`` uint8 hashes, gathered as four uint64 words a row
+    (numpy's generic fancy indexing copies a 32-byte row byte by byte: 1M rows 95 ms,
+    this 17 ms)."""
+    rows = np.ascontiguousarray(rows)
+    words = rows.view(np.uint64).reshape(len(rows), 4)
+    return np.take(words, index, axis=0).view(np.uint8).reshape(len(index), 32)
+
+
+def first_words(rows: np.ndarray) -> np.ndarray:
+    """The first eight bytes of each ``(n, 32)`` uint8 hash as a big-endian number (the
+    order of those bytes), as native uint64."""
+    rows = np.ascontiguousarray(rows)
+    first = rows.view(np.uint64).reshape(len(rows), 4)[:, 0]
+    return first.byteswap() if np.little_endian else first.copy()
+
+
 def _sort_order(leaves: np.ndarray, sorted_runs: bool = False) -> np.ndarray:
     """Stable ascending byte order of the leaf hashes (JS ``Array.sort`` is stable too)."""
     # The first 8 bytes almost always decide. While they are all distinct the order is
@@ -229,7 +246,7 @@ def _sort_order(leaves: np.ndarray, sorted_runs: bool = False) -> np.ndarray:
     # of random uint64 keys; numpy's stable sort of uint64 is a timsort, which merges
     # runs that are already sorted: 1M keys in 20 runs, 54 -> 29 ms); on a tie, a stable
     # sort over all 32 bytes decides.
-    first = np.ascontiguousarray(leaves[:, :8]).view(">u8")[:, 0].astype(np.uint64)
+    first = first_words(leaves)
     order = np.argsort(first, kind="stable" if sorted_runs else None)
     ranked = first[order]
     if np.any(ranked[1:] == ranked[:-1]):
@@ -280,7 +297,7 @@ def merkle_root(leaves: np.ndarray, *, threads: int = 1, sorted_runs: bool = Fal
     # have their children in [2 (lo // 2) + 1, 2 lo + 1): from node lo or lo + 1, all
     # inside ``level``. The level after needs those new nodes and node lo, which is kept
     # as the new level's last row.
-    level = leaves[_sort_order(leaves, sorted_runs)[::-1]]  # OZ nodes [n - 1, 2n - 1)
+    level = take_hashes(leaves, _sort_order(leaves, sorted_runs)[::-1])  # OZ nodes [n - 1, 2n - 1)
     pool = ThreadPoolExecutor(threads) if threads > 1 and n >= 2 * _SPLIT_PAIRS else None
     try:
         lo = n - 1
@@ -323,7 +340,7 @@ class MerkleTree:
         n = leaves.shape[0]
         order = _sort_order(leaves)
         nodes = np.empty((2 * n - 1, 32), dtype=np.uint8)
-        nodes[n - 1 :] = leaves[order[::-1]]  # sorted leaf k at index 2n - 2 - k
+        nodes[n - 1 :] = take_hashes(leaves, order[::-1])  # sorted leaf k at index 2n - 2 - k
         # Nodes [lo, 2n - 1) are done. Every node i in [lo // 2, lo) has both children
         # (2i + 1, 2i + 2) in the done range, and those children are the contiguous slice
         # [2 (lo // 2) + 1, 2 lo + 1): one vectorised step per level.

@@ -80,7 +80,7 @@ SECP256K1_P = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 
 # -- reason groups (see the module docstring) ------------------------------------------------
 MANIFEST = frozenset({"manifest-malformed", "manifest-invalid"})
-LAYOUT = frozenset({"partition-tiling", "partition-rows", "row-index", "partition-layout"})
+LAYOUT = frozenset({"partition-tiling", "partition-rows", "partition-layout"})
 DATASET = frozenset({"dataset-mismatch", "input-root-mismatch", "input-mismatch"})
 JOB_ORDER = frozenset({"job-order", "job-order-missing", "job-order-mismatch"})
 EVIDENCE = frozenset({"evidence-mismatch", "attester-evidence"})
@@ -187,9 +187,25 @@ def _inputs_of(table: pa.Table) -> pa.Table:
     return table.select([c for c in table.column_names if c.startswith("input.")])
 
 
+#: Columns of the toolkit's working tables that a records file does not hold (spec §6):
+#: a row's index is its place in its partition, its leaf is hashed from it and the two
+#: hashes. Classes edit them to say which row a record claims to be and which leaf the
+#: pinned root is built over; :meth:`Forge.write` pins that root and stores the rest.
+WORKING = ("row_index", "leaf")
+
+
 def _records_only(table: pa.Table) -> pa.Table:
-    """What a records file holds (spec §6): every column but the inputs."""
-    return table.select([c for c in table.column_names if not c.startswith("input.")])
+    """What a records file holds (spec §6): every column but the inputs and the working
+    columns."""
+    return table.select(
+        [c for c in table.column_names if not c.startswith("input.") and c not in WORKING]
+    )
+
+
+def with_file_column(table: pa.Table, name: str, values: pa.Array) -> bytes:
+    """The records file of ``table`` with one more column ``name`` written into it (a
+    working column's name included: the attacker writes what it likes)."""
+    return to_parquet(_records_only(table).append_column(name, values))
 
 
 def tree_root(leaves: np.ndarray) -> str:
@@ -263,6 +279,9 @@ def build_honest(root: Path) -> Honest:
         # from the stored dataset as ``input.<name>`` columns, so a class can edit them;
         # :meth:`Forge.publish` stores edited inputs as the node's own dataset.
         t = pq.read_table(io.BytesIO(store.read_bytes(p["path"])))
+        rows = np.arange(p["offset"], p["offset"] + p["rows"], dtype=np.uint64)
+        leaves = leaf_hashes(rows, hash_rows(t["input_hash"]), hash_rows(t["output_hash"]))
+        t = t.add_column(0, "row_index", pa.array(rows)).append_column("leaf", hash_column(leaves))
         for name, values in batch.inputs(pos).items():
             t = t.append_column(f"input.{name}", encode_tensor(values))
         tables.append(t)
@@ -811,9 +830,10 @@ def _(f: Forge) -> None:
     f.write(0, f.set_tensors(t, "outputs", out), root=False)
 
 
-@tamper("forged-leaf-only", "a", R("leaf-mismatch"))
+@tamper("forged-leaf-only", "a", R("partition-root-mismatch"))
 def _(f: Forge) -> None:
-    """Leaf of row 10 replaced; the partition root is rebuilt over the stored leaves."""
+    """Leaf of row 10 replaced; the partition root is rebuilt over the forged leaves (the
+    file holds the honest hashes: records store no leaf)."""
     t = f.table(0)
     leaves = hash_rows(t["leaf"])
     leaves[10] = np.frombuffer(keccak256(b"forged leaf"), np.uint8)
@@ -935,9 +955,10 @@ def _(f: Forge) -> None:
     f.reseal_all(edit, recommit=True)
 
 
-@tamper("row-index-duplicated", "a", R("duplicate-row", "missing-row", LAYOUT))
+@tamper("row-index-duplicated", "a", R("partition-root-mismatch", LAYOUT))
 def _(f: Forge) -> None:
-    """Row 5 relabelled as row 4, re-sealed."""
+    """Row 5 relabelled as row 4 (its leaf hashed with index 4), root and claim
+    re-sealed: a record's index is its place in the file, so the leaf is not row 5's."""
     t = f.table(0)
     rows = t["row_index"].to_numpy().copy()
     rows[5] = 4
@@ -945,9 +966,9 @@ def _(f: Forge) -> None:
     f.seal()
 
 
-@tamper("row-index-out-of-range", "a", R("unexpected-row", "missing-row", LAYOUT))
+@tamper("row-index-out-of-range", "a", R("partition-root-mismatch", LAYOUT))
 def _(f: Forge) -> None:
-    """Row 5 relabelled as row 2**64 - 1, re-sealed."""
+    """Row 5 relabelled as row 2**64 - 1 (its leaf hashed with that index), re-sealed."""
     t = f.table(0)
     rows = t["row_index"].to_numpy().copy()
     rows[5] = 2**64 - 1
@@ -1010,14 +1031,15 @@ def _(f: Forge) -> None:
 
 @tamper("row-index-null", "d", R(RECORDS_SCHEMA, "missing-row", "duplicate-row"))
 def _(f: Forge) -> None:
-    """A null row_index at position 3 of partition 0 (the value bytes kept)."""
+    """A row_index column written into the file (the layout has none) with a null at
+    position 3 (the value bytes kept)."""
     t = f.table(0)
     col = t["row_index"].combine_chunks()
     valid = np.ones(len(col), bool)
     valid[3] = False
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little").tobytes())
     arr = pa.Array.from_buffers(pa.uint64(), len(col), [bitmap, col.buffers()[1]], null_count=1)
-    f.write(0, set_column(t, "row_index", arr), root=False)
+    f.write(0, with_file_column(t, "row_index", arr), root=False)
 
 
 @tamper("output-null-over-honest-bytes", "a", R(RECORDS_SCHEMA))
@@ -1046,10 +1068,10 @@ def _(f: Forge) -> None:
 
 @tamper("row-index-as-strings", "d", R(RECORDS_SCHEMA))
 def _(f: Forge) -> None:
-    """row_index stored as strings ("0", "1", …) instead of uint64."""
+    """A row_index column written into the file as strings ("0", "1", …)."""
     t = f.table(0)
     rows = [str(r) for r in t["row_index"].to_pylist()]
-    f.write(0, set_column(t, "row_index", pa.array(rows, pa.string())), root=False)
+    f.write(0, with_file_column(t, "row_index", pa.array(rows, pa.string())), root=False)
 
 
 @tamper("records-extra-column", "a", R(RECORDS_SCHEMA))

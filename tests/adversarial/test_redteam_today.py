@@ -319,11 +319,12 @@ def test_two_leaves_for_one_row_index_fail_verification(world: World, clean):
             pa.binary(32), len(arr), [None, pa.py_buffer(np.ascontiguousarray(arr).tobytes())]
         )
 
+    # Records name no row (spec §6): the forged leaf (row 4 hashed as row 3) is only in
+    # the pinned root; the file holds the hashes and the forged output.
     for name, value in (
-        ("row_index", pa.array(rows)),
         ("input_hash", col(in_hashes)),
         ("output_hash", col(out_hashes)),
-        ("leaf", col(leaves)),
+        ("output.label", pa.array(outputs["label"])),
     ):
         table = table.set_column(table.schema.get_field_index(name), name, value)
     sink = io.BytesIO()
@@ -349,7 +350,7 @@ def test_two_leaves_for_one_row_index_fail_verification(world: World, clean):
     verdict = verify_batch(artifact, policy, store=store, hub=world.hub, progress=False)
     assert not verdict.passed
     reasons = {f.reason for f in verdict.findings}
-    assert reasons & {"row-index", "partition-rows", "partition-layout", "records-schema"}, reasons
+    assert {"partition-root-mismatch", "input-hash-mismatch"} <= reasons, reasons
 
 
 # ======================================================================================

@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 from test_stored_inputs import _verify, _with
 
-from ogkit.crypto.merkle import leaf_hashes
 from ogkit.samples import sample_data_path, sample_model_path
 from ogkit.verify import Allowlist, VerifyPolicy
 
@@ -91,21 +90,17 @@ def _assert_same_findings(batch, other, edit, full, policy, published, enclave, 
 def test_row_hash_findings_are_the_same_on_dask_and_in_process(
     batch, policy, published, enclave, dask_client
 ):
-    """A row the node ran on other inputs (dataset-mismatch) whose stored leaf is also
-    not the leaf of its values: the row's mismatch explains its leaf on both paths."""
+    """A row the node ran on other inputs (dataset-mismatch) whose stored input hash is
+    then set to the requester's committed one: the row is named for both on both paths."""
     full = _full_commitment()
     other = _swapped_batch(batch, published, enclave, job="rt-leaf")
     requester_h = full.row_hashes
 
     def edit(t: pa.Table) -> pa.Table:
-        leaves = np.array([list(v) for v in t["leaf"].to_pylist()], dtype=np.uint8)
-        out_h = np.array([list(v) for v in t["output_hash"].to_pylist()], dtype=np.uint8)
-        # the leaf row 1234 would have over the requester's committed input hash
-        leaves[234] = leaf_hashes(
-            np.array([1234], np.uint64), requester_h[1234:1235], out_h[234:235]
-        )[0]
-        i = t.schema.get_field_index("leaf")
-        return t.set_column(i, "leaf", _hash_col(leaves))
+        in_h = np.array([list(v) for v in t["input_hash"].to_pylist()], dtype=np.uint8)
+        in_h[234] = requester_h[1234]
+        i = t.schema.get_field_index("input_hash")
+        return t.set_column(i, "input_hash", _hash_col(in_h))
 
     _assert_same_findings(batch, other, edit, full, policy, published, enclave, dask_client)
 

@@ -289,14 +289,16 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-def test_v2_artefacts_are_refused_by_name(batch, policy, published):
+@pytest.mark.parametrize("schema", ["ogkit.batch.v2", "ogkit.batch.v3", "ogkit.batch.v4"])
+def test_earlier_artefacts_are_refused_by_name(batch, policy, published, schema):
     m = batch.manifest.to_dict()
-    m["schema"] = "ogkit.batch.v2"
+    m["schema"] = schema
     old = batch.store.put(ARTIFACTS, canonical_json(m))
     verdict = _verify(old, policy, published, store=batch.store)
     assert verdict.reasons().keys() == {"manifest-malformed"}
-    assert "ogkit.batch.v4" in verdict.findings[0].detail
-    with pytest.raises(Exception, match="v4"):
+    assert "ogkit.batch.v5" in verdict.findings[0].detail
+    assert f"{schema}, an earlier layout" in verdict.findings[0].detail
+    with pytest.raises(Exception, match="v5"):
         load_batch(old, batch.store)
 
 
