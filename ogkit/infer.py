@@ -145,12 +145,14 @@ def run_partition(
     att = attest_partition(offset=part.offset, feeds={}, outputs=outputs, input_hashes=input_hashes)
     t4 = time.perf_counter()
     records = records_to_parquet(att, outputs)
+    sha256 = hashlib.sha256(records).hexdigest()
+    t5 = time.perf_counter()
     result = PartitionResult(
         index=part.index,
         offset=part.offset,
         rows=part.rows,
         root="0x" + att.root.hex(),
-        sha256=hashlib.sha256(records).hexdigest(),
+        sha256=sha256,
         records=records,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         output_shapes={k: list(v.shape[1:]) for k, v in outputs.items()},
@@ -163,7 +165,8 @@ def run_partition(
         "commit": t2 - t1,
         "infer": t3 - t2,
         "attest": t4 - t3,
-        "write": time.perf_counter() - t4,
+        "encode": t5 - t4,
+        "write": time.perf_counter() - t5,
         "cpu": time.thread_time() - c0,
     }
     result.input_leaves = input_leaves

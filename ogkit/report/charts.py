@@ -282,8 +282,12 @@ def throughput_chart(partitions: pl.DataFrame, *, title: str | None = None) -> C
             "rows",
             "rows_per_s",
             "seconds",
+            "read_s",
+            "commit_s",
             "infer_s",
             "attest_s",
+            "encode_s",
+            "write_s",
             "warmup",
         )
         if c in data.columns

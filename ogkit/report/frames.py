@@ -37,24 +37,31 @@ _RUN_STATS_SCHEMA = {
     "rows": pl.Int64,
     "worker": pl.String,
     "read_s": pl.Float64,
+    "commit_s": pl.Float64,
     "infer_s": pl.Float64,
     "attest_s": pl.Float64,
+    "encode_s": pl.Float64,
     "write_s": pl.Float64,
     "seconds": pl.Float64,
     "rows_per_s": pl.Float64,
 }
 
 
+_STAGES = ("read", "commit", "infer", "attest", "encode", "write")
+
+
 def run_stats_frame(batch: AttestedBatch) -> pl.DataFrame:
     """One row per partition from ``batch.manifest.run_stats["partitions"]``.
 
-    Columns: ``index``, ``rows``, ``worker`` (host:pid), ``read_s``, ``infer_s``,
-    ``attest_s``, ``write_s`` (seconds per stage on the worker), ``seconds`` (their sum)
-    and ``rows_per_s``. Partitions resumed from an earlier run keep that run's numbers.
-    """
+    Columns: ``index``, ``rows``, ``worker`` (host:pid), seconds per stage on the worker
+    (``read_s``: the rows; ``commit_s``: their input hashes and input-root leaves;
+    ``infer_s``; ``attest_s``: output hashes, leaves, the partition tree; ``encode_s``:
+    the records file and its sha256; ``write_s``: into the store), ``seconds`` (their
+    sum) and ``rows_per_s``. Partitions resumed from an earlier run keep that run's
+    numbers."""
     rows = []
     for p in batch.manifest.run_stats.get("partitions", []):
-        stages = {s: float(p.get(s, 0.0)) for s in ("read", "infer", "attest", "write")}
+        stages = {s: float(p.get(s, 0.0)) for s in _STAGES}
         total = sum(stages.values())
         rows.append(
             {
