@@ -66,6 +66,7 @@ __all__ = [
     "read_inputs",
     "read_partition_file",
     "read_records",
+    "records_file",
     "records_input_leaves",
     "records_to_parquet",
     "safe_records_path",
@@ -549,10 +550,18 @@ class AttestedBatch:
 
     # -- receipts -------------------------------------------------------------------------------
     def _locate(self, row_index: int) -> int:
+        """The position of the partition holding ``row_index`` (partitions that do not
+        tile the batch in order name no row: ``ogkit verify`` names why)."""
         if 0 <= row_index < self.row_count:
-            for part in self.partitions:
+            for position, part in enumerate(self.partitions):
+                if part.index != position:
+                    raise ReceiptError(
+                        f"batch {self.batch_id} lists partition {part.index} at position "
+                        f"{position}: its partitions do not tile the batch in order, so no "
+                        "receipt of it proves a row (run `ogkit verify` on it for the findings)"
+                    )
                 if part.offset <= row_index < part.offset + part.rows:
-                    return part.index
+                    return position
         raise ReceiptError(f"row {row_index} is not in batch {self.batch_id}")
 
     def receipts(self, row_indices: list[int] | np.ndarray) -> list[dict[str, Any]]:
@@ -708,13 +717,62 @@ def parquet_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table
     return pq.ParquetFile(pa.BufferReader(data)).read(columns=columns, use_threads=False)
 
 
+def records_file(data: bytes, rows: int | None = None) -> pq.ParquetFile:
+    """The records file ``data`` opened from its footer, nothing decoded; with ``rows`` its
+    footer must count exactly that many rows (a file of a few hundred kB can hold
+    millions of equal, dictionary-encoded rows: the count is checked before any is)."""
+    try:
+        file = pq.ParquetFile(pa.BufferReader(data))
+        count = file.metadata.num_rows
+    except (pa.ArrowException, ValueError, TypeError, OSError) as exc:
+        raise ArtifactError(f"records are unreadable: {exc}") from exc
+    if rows is not None and count != rows:
+        raise ArtifactError(f"records hold {count:,} rows, the manifest {rows:,}")
+    return file
+
+
+def _layout_columns(
+    schema: pa.Schema, tensor_specs: Mapping[str, Mapping[str, tuple[str, tuple[int, ...]]]]
+) -> list[str]:
+    """The records columns to decode, once the file's schema is the layout's (spec §6:
+    the two hashes as 32-byte values, each output a fixed-width value of its tensor's
+    size, no other column): checked before anything is decoded, so what a read decodes
+    is bounded by the row count and the manifest's tensor sizes."""
+    names = list(schema.names)
+    if len(set(names)) != len(names):
+        raise ArtifactError("records repeat a column name")
+    outputs = tensor_specs["outputs"]
+    widths = {"input_hash": None, "output_hash": None} | {f"output.{n}": n for n in outputs}
+    extra = set(names) - set(widths)
+    if extra:
+        raise ArtifactError(f"records have columns the manifest does not name: {sorted(extra)}")
+    for name, output in widths.items():
+        if name not in names:
+            raise ArtifactError(f"records lack the column {name!r}")
+        kind = schema.field(name).type
+        if output is None:
+            if kind != pa.binary(32):
+                raise ArtifactError(f"records column {name!r} must be 32-byte hashes, not {kind}")
+            continue
+        dtype, row_shape = outputs[output]
+        if row_shape == () and (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        ):
+            continue
+        width = math.prod(row_shape) * np.dtype(dtype).itemsize
+        if kind != pa.binary(width):
+            raise ArtifactError(
+                f"records column {name!r} has type {kind}, not {dtype}{list(row_shape)} values"
+            )
+    return list(widths)
+
+
 def records_input_leaves(data: bytes, offset: int, rows: int) -> np.ndarray:
     """The input-root leaves of a partition (rows ``offset .. offset + rows - 1``) from its
     own records' input hashes (a resumed run rebuilds the input root from the partitions
     it finished)."""
-    table = parquet_table(data, ["input_hash"])
-    if table.num_rows != rows:
-        raise ArtifactError(f"records hold {table.num_rows} rows, not the partition's {rows}")
+    file = records_file(data, rows)
+    table = file.read(columns=["input_hash"], use_threads=False)
     expected = np.arange(offset, offset + rows, dtype=np.uint64)
     return input_leaf_hashes(expected, _hash_rows(_column(table, "input_hash"), "input_hash"))
 
@@ -785,19 +843,12 @@ def read_records(
     ``tensor_specs`` gives each tensor's dtype and per-row shape, under ``"inputs"`` and
     ``"outputs"``. Anything that is not exactly the documented layout (spec §6: column
     types, widths, no nulls, no column beyond those named; with ``rows``, that many rows)
-    raises :class:`~ogkit.errors.ArtifactError`. Records hold no inputs (``inputs`` stays
-    empty)."""
+    raises :class:`~ogkit.errors.ArtifactError`, the row count and the schema before any
+    row is decoded. Records hold no inputs (``inputs`` stays empty)."""
+    file = records_file(data, rows)
     try:
-        table = parquet_table(data)
-        expected = {"input_hash", "output_hash"}
-        expected |= {f"output.{n}" for n in tensor_specs["outputs"]}
-        extra = set(table.column_names) - expected
-        if extra:
-            raise ArtifactError(f"records have columns the manifest does not name: {sorted(extra)}")
-        if len(set(table.column_names)) != len(table.column_names):
-            raise ArtifactError("records repeat a column name")
-        if rows is not None and table.num_rows != rows:
-            raise ArtifactError(f"records hold {table.num_rows:,} rows, the manifest {rows:,}")
+        columns = _layout_columns(file.schema_arrow, tensor_specs)
+        table = file.read(columns=columns, use_threads=False)
         return PartitionRecords(
             row_index=np.arange(offset, offset + table.num_rows, dtype=np.uint64),
             input_hashes=_hash_rows(_column(table, "input_hash"), "input_hash"),
