@@ -110,3 +110,17 @@ def test_cli_text_shows_opg_with_its_unit():
     assert opg_text(10**15) == "0.001 OPG" and opg_text(1000) == "0.000000000000001 OPG"
     assert opg_text(10_000 * 10**18) == "10,000 OPG"
     assert _opg(1e-15) == "0.000000000000001 OPG" and _opg(4.0) == "4 OPG"
+
+
+def test_run_stats_frame_counts_every_stage_of_a_partition(batch):
+    """A partition's seconds are all six stages its worker timed (reading, the input
+    hashes, onnxruntime, attesting, encoding the records, writing them), not a subset."""
+    frame = report.run_stats_frame(batch)
+    stages = ["read_s", "commit_s", "infer_s", "attest_s", "encode_s", "write_s"]
+    assert frame.height == len(batch.partitions) and set(stages) <= set(frame.columns)
+    for row, stats in zip(
+        frame.iter_rows(named=True), batch.manifest.run_stats["partitions"], strict=True
+    ):
+        assert all(row[s] == stats[s.removesuffix("_s")] > 0 for s in stages), (row, stats)
+        assert abs(row["seconds"] - sum(row[s] for s in stages)) < 1e-12
+        assert row["rows_per_s"] == row["rows"] / row["seconds"]
