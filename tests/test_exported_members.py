@@ -47,3 +47,17 @@ def test_error_tree_rooted_and_documented():
         assert name in errors.__doc__, f"{name} missing from the tree in ogkit/errors.py"
     assert issubclass(ogkit.SchemaMismatchError, ValueError)
     assert issubclass(ogkit.ModelNotFoundError, LookupError)
+
+
+def test_every_finding_reason_is_documented_for_json_readers():
+    """docs/cli-json.md lists the reasons a verdict's findings can name: all of them,
+    and none that no longer exists."""
+    import re
+    from pathlib import Path
+
+    from ogkit.verify import REASONS
+
+    text = (Path(__file__).parents[1] / "docs" / "cli-json.md").read_text()
+    start = text.index("Finding reasons are the keys of")
+    listed = re.findall(r"`([a-z0-9-]+)`", text[start : text.index("\n\n", start)])
+    assert listed == list(REASONS)
