@@ -723,12 +723,15 @@ def records_file(data: bytes, rows: int | None = None) -> pq.ParquetFile:
     millions of equal, dictionary-encoded rows: the count is checked before any is)."""
     try:
         file = pq.ParquetFile(pa.BufferReader(data))
-        count = file.metadata.num_rows
     except (pa.ArrowException, ValueError, TypeError, OSError) as exc:
         raise ArtifactError(f"records are unreadable: {exc}") from exc
-    if rows is not None and count != rows:
-        raise ArtifactError(f"records hold {count:,} rows, the manifest {rows:,}")
+    _expect_rows(file, rows)
     return file
+
+
+def _expect_rows(file: pq.ParquetFile, rows: int | None) -> None:
+    if rows is not None and file.metadata.num_rows != rows:
+        raise ArtifactError(f"records hold {file.metadata.num_rows:,} rows, the manifest {rows:,}")
 
 
 def _layout_columns(
@@ -772,6 +775,9 @@ def records_input_leaves(data: bytes, offset: int, rows: int) -> np.ndarray:
     own records' input hashes (a resumed run rebuilds the input root from the partitions
     it finished)."""
     file = records_file(data, rows)
+    schema = file.schema_arrow
+    if "input_hash" in schema.names and schema.field("input_hash").type != pa.binary(32):
+        raise ArtifactError("records column 'input_hash' must be 32-byte hashes")  # undecoded
     table = file.read(columns=["input_hash"], use_threads=False)
     expected = np.arange(offset, offset + rows, dtype=np.uint64)
     return input_leaf_hashes(expected, _hash_rows(_column(table, "input_hash"), "input_hash"))
@@ -833,7 +839,7 @@ def _tensor_rows(arr: pa.Array, name: str, dtype: str, row_shape: tuple[int, ...
 
 
 def read_records(
-    data: bytes,
+    data: bytes | pq.ParquetFile,
     tensor_specs: Mapping[str, Mapping[str, tuple[str, tuple[int, ...]]]],
     *,
     offset: int,
@@ -844,8 +850,10 @@ def read_records(
     ``"outputs"``. Anything that is not exactly the documented layout (spec §6: column
     types, widths, no nulls, no column beyond those named; with ``rows``, that many rows)
     raises :class:`~ogkit.errors.ArtifactError`, the row count and the schema before any
-    row is decoded. Records hold no inputs (``inputs`` stays empty)."""
-    file = records_file(data, rows)
+    row is decoded (``data`` may be the file :func:`records_file` opened). Records hold
+    no inputs (``inputs`` stays empty)."""
+    file = data if isinstance(data, pq.ParquetFile) else records_file(data)
+    _expect_rows(file, rows)
     try:
         columns = _layout_columns(file.schema_arrow, tensor_specs)
         table = file.read(columns=columns, use_threads=False)

@@ -608,10 +608,11 @@ def check_partition(
             Finding("artifact-altered", f"{meta.path} changed after attestation", None, index)
         )
     try:
-        n = records_file(data).metadata.num_rows  # the footer's count, nothing decoded
+        file = records_file(data)  # the footer: its row count, nothing decoded
     except ArtifactError as exc:
         out.findings.append(Finding("records-unreadable", str(exc), None, index))
         return out
+    n = file.metadata.num_rows
     if n != meta.rows:
         out.findings.append(
             Finding(
@@ -620,7 +621,7 @@ def check_partition(
         )
         return out
     try:
-        rec = read_records(data, check.tensor_specs, offset=meta.offset, rows=meta.rows)
+        rec = read_records(file, check.tensor_specs, offset=meta.offset, rows=meta.rows)
     except ArtifactError as exc:
         out.findings.append(Finding("records-unreadable", str(exc), None, index))
         return out

@@ -398,7 +398,7 @@ class MerkleTree:
             raise ConfigError(f"leaf must be 32 bytes, got {len(leaf)}")
         if self._sorted_first_word is None:
             # sorted leaf k sits at 2n - 2 - k: reverse the leaf block to get ascending order
-            self._sorted_first_word = _be_words(self._nodes[self._n - 1 :][::-1])[:, 0]
+            self._sorted_first_word = first_words(self._nodes[self._n - 1 :][::-1])
         key = int.from_bytes(leaf[:8], "big")
         lo = int(np.searchsorted(self._sorted_first_word, key, side="left"))
         hi = int(np.searchsorted(self._sorted_first_word, key, side="right"))
