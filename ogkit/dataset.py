@@ -95,6 +95,10 @@ class DataSource:
     paths: tuple[str, ...] = ()
     frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
     arrays: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    # Each file's sha256 (hex) and its (mtime_ns, size) just before it was hashed.
+    file_sha256: tuple[tuple[str, tuple[int, int]], ...] = field(
+        default=(), repr=False, compare=False
+    )
 
     def describe(self) -> str:
         where = ", ".join(self.paths) if self.paths else self.kind
@@ -461,7 +465,13 @@ def _open_files(path: Path) -> DataSource:
         files = [path]
     else:
         raise ConfigError(f"dataset {path} does not exist")
-    fingerprint = _files_fingerprint([(f.name, f.stat().st_size, _sha256_file(f)) for f in files])
+    digests = []
+    for f in files:
+        st = f.stat()
+        digests.append((_sha256_file(f), (st.st_mtime_ns, st.st_size)))
+    fingerprint = _files_fingerprint(
+        [(f.name, size, sha) for f, (sha, (_, size)) in zip(files, digests, strict=True)]
+    )
     source = DataSource(
         files[0].suffix.lstrip("."), 0, {}, fingerprint, paths=tuple(map(str, files))
     )
@@ -471,7 +481,14 @@ def _open_files(path: Path) -> DataSource:
         n_rows = int(lazy.select(pl.len()).collect().item())
     except UNREADABLE as exc:
         raise ConfigError(f"cannot read dataset {path}: {type(exc).__name__}: {exc}") from None
-    return DataSource(source.kind, n_rows, schema, source.dataset_id, paths=source.paths)
+    return DataSource(
+        source.kind,
+        n_rows,
+        schema,
+        source.dataset_id,
+        paths=source.paths,
+        file_sha256=tuple(digests),
+    )
 
 
 # -- input plan ---------------------------------------------------------------------------------
@@ -779,10 +796,18 @@ class DatasetCommitment:
     # requester's own instead of rebuilding the input root. Never serialised, never
     # compared, never set by a constructor: a commitment read from text has none.
     row_hashes: np.ndarray | None = field(default=None, init=False, compare=False, repr=False)
+    # The one data file it was computed from, with the rows (:func:`commit_dataset`):
+    # a verifier whose batch stored a file of these very bytes, read under this plan,
+    # need not read or hash the stored rows (each gives its committed hash). In this
+    # process only, as ``row_hashes``.
+    origin: CommittedFile | None = field(default=None, init=False, compare=False, repr=False)
 
-    def with_row_hashes(self, hashes: np.ndarray) -> DatasetCommitment:
+    def with_row_hashes(
+        self, hashes: np.ndarray, origin: CommittedFile | None = None
+    ) -> DatasetCommitment:
         """This commitment carrying ``hashes``, the ``(row_count, 32)`` input hashes it
-        was just computed from (only the code that computed the root should call this)."""
+        was just computed from, and ``origin``, the file they were read from (only the
+        code that computed the root should call this)."""
         hashes = np.ascontiguousarray(hashes, dtype=np.uint8)
         if hashes.shape != (self.row_count, 32):
             raise ConfigError(
@@ -791,6 +816,7 @@ class DatasetCommitment:
             )
         out = DatasetCommitment(self.input_root, self.row_count)
         object.__setattr__(out, "row_hashes", hashes)
+        object.__setattr__(out, "origin", origin)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -895,7 +921,49 @@ def commit_dataset(
     source = open_source(data)
     plan = plan_inputs(source, model.inputs, bind_features(model, input_map))
     commitment, hashes = commit_inputs(source, plan)
-    return commitment.with_row_hashes(hashes)
+    return commitment.with_row_hashes(hashes, committed_file(source, plan))
+
+
+@dataclass(frozen=True)
+class CommittedFile:
+    """One data file whose rows were read in this process: its format, the sha256 of its
+    bytes, and the input plan that turned its rows into model inputs. A stored dataset
+    whose bytes have the same sha256, read under an equal plan by the same reader, gives
+    the same rows."""
+
+    format: str
+    sha256: str
+    plan: InputPlan
+
+
+def committed_file(source: DataSource, plan: InputPlan) -> CommittedFile | None:
+    """``source`` as a :class:`CommittedFile`: None unless it is one data file of a
+    format ogkit stores as it is, unchanged (mtime, size) since its bytes were hashed."""
+    if len(source.paths) != 1 or source.kind not in STORED_FORMATS or len(source.file_sha256) != 1:
+        return None
+    sha256, stamp = source.file_sha256[0]
+    try:
+        st = os.stat(source.paths[0])
+    except OSError:
+        return None
+    if (st.st_mtime_ns, st.st_size) != stamp:
+        return None
+    return CommittedFile(source.kind, sha256, plan)
+
+
+def same_plan(a: InputPlan, b: InputPlan) -> bool:
+    """Do two input plans build every input from the same columns, in the same way?"""
+    return sorted(a.bindings, key=lambda x: x.input) == sorted(b.bindings, key=lambda x: x.input)
+
+
+def stored_sha256(store: Any, object_id: str, fmt: str) -> str | None:
+    """The sha256 (hex) of the bytes of the stored dataset ``object_id``, read through
+    the same local file the stored rows are read from; None if it cannot be read."""
+    try:
+        source = open_stored_dataset(store, object_id, fmt)
+        return _sha256_file(Path(source.paths[0]))
+    except (OgkitError, OSError):
+        return None
 
 
 # -- the dataset in the store (docs/spec.md §6) ------------------------------------------------

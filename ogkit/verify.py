@@ -77,11 +77,16 @@ from ogkit.crypto.merkle import (
     process_proof,
 )
 from ogkit.dataset import (
+    CommittedFile,
     DatasetCommitment,
     DataSource,
     InputPlan,
+    committed_file,
     open_stored_dataset,
+    plan_from_bindings,
+    same_plan,
     sorted_leaf_run,
+    stored_sha256,
 )
 from ogkit.errors import (
     ArtifactError,
@@ -476,6 +481,9 @@ class _PartitionCheck:
     input_data: InputData | None = None
     bindings: tuple[TensorMeta, ...] = ()
     row_count: int = 0
+    # The stored dataset is the file the requester's data or commitment was read from,
+    # byte for byte, and the manifest's plan is the requester's (checked by the caller)
+    stored_is_requesters: bool = False
 
 
 @dataclass
@@ -572,6 +580,139 @@ def _rows_differ(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], n: in
     return bad
 
 
+def _output_hashes(out: _Outcome, rec: Any, index: int) -> np.ndarray | None:
+    """The stored outputs' hashes, or None with a finding if they cannot be hashed."""
+    try:
+        return tensor_row_hashes(rec.outputs)
+    except (ConfigError, ValueError, TypeError) as exc:
+        out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
+        return None
+
+
+def _committed_hashes(
+    out: _Outcome,
+    stored_hashes: np.ndarray,
+    requester_hashes: np.ndarray | bytes,
+    expected: np.ndarray,
+    index: int,
+) -> np.ndarray | None:
+    """The partition's input hashes when the stored dataset is the requester's committed
+    file: the requester's own. Given as their sha256, the records' input hashes must
+    digest to it (then they are the requester's), else None: the caller checks again
+    with the hashes themselves. Given as hashes, each row whose stored input hash is not
+    the requester's is an ``input-hash-mismatch``."""
+    if isinstance(requester_hashes, bytes):
+        digest = hashlib.sha256(np.ascontiguousarray(stored_hashes)).digest()
+        return stored_hashes if digest == requester_hashes else None
+    if requester_hashes.shape == stored_hashes.shape:
+        bad = _hashes_differ(stored_hashes, requester_hashes)
+    else:  # cannot happen for a tiled batch of the committed row count; never a pass
+        bad = np.ones(len(stored_hashes), dtype=bool)
+        requester_hashes = np.zeros_like(stored_hashes)
+    _named_rows(
+        out.findings,
+        "input-hash-mismatch",
+        "stored input hash is not the requester's committed hash of the row",
+        expected[np.flatnonzero(bad)],
+        index,
+    )
+    return requester_hashes
+
+
+def _sample_committed(
+    out: _Outcome,
+    stored: Mapping[str, np.ndarray],
+    positions: np.ndarray,
+    in_h: np.ndarray,
+    expected: np.ndarray,
+    index: int,
+) -> None:
+    """The stored rows drawn for re-execution must still hash to the requester's
+    committed hashes (the stored file was checked before; whoever holds the store may
+    have changed it since): each that does not is a ``dataset-mismatch``."""
+    try:
+        rows = {k: np.ascontiguousarray(v[positions]) for k, v in stored.items()}
+        drawn = tensor_row_hashes(rows)
+        bad = _hashes_differ(drawn, np.ascontiguousarray(in_h[positions]))
+    except (ConfigError, ValueError, TypeError, IndexError):
+        bad = np.ones(len(positions), dtype=bool)
+    _named_rows(
+        out.findings,
+        "dataset-mismatch",
+        "the stored dataset's row does not hash to the requester's committed row",
+        expected[positions[np.flatnonzero(bad)]],
+        index,
+    )
+
+
+def _hashed_inputs(
+    check: _PartitionCheck,
+    out: _Outcome,
+    rec: Any,
+    inputs: dict[str, np.ndarray] | None,
+    store: ContentStore | None,
+    requester_hashes: np.ndarray | bytes | None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | _Outcome:
+    """The rows the partition is checked against, their input hashes and the stored
+    outputs' hashes: the stored dataset's rows, and the requester's own rows when the
+    verifier has them (then those decide, and the stored rows must equal them, unless the
+    caller found the stored file to be the requester's, byte for byte). Every row whose
+    inputs are not what the records and the requester say is named. An outcome instead
+    when the check stops there (unmatched, or with a finding)."""
+    index, expected = check.meta.index, rec.row_index
+    n = len(expected)
+    requester = check.dataset is not None and check.plan is not None
+    stored = None
+    if not (requester and check.stored_is_requesters):
+        stored, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
+        if stored is None:
+            detail = f"the batch's inputs cannot be read: {why}"
+            out.findings.append(Finding("inputs-unavailable", detail, None, index))
+            return out
+    out.rows = n
+    used = stored
+    source_note = "the stored dataset"
+    if requester:
+        try:
+            used = check.plan.feeds(check.dataset, check.dataset_offset, n)
+            source_note = "the requester's row"
+        except Exception as exc:  # a dataset that cannot give these rows
+            out.findings.append(
+                Finding(
+                    "dataset-mismatch", f"cannot read rows from the dataset: {exc}", None, index
+                )
+            )
+            return out
+    try:
+        in_h = tensor_row_hashes(used)
+    except (ConfigError, ValueError, TypeError) as exc:
+        out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
+        return out
+    out_h = _output_hashes(out, rec, index)
+    if out_h is None:
+        return out
+    bad_in = _hashes_differ(in_h, rec.input_hashes)
+    if requester_hashes is None:
+        out.input_leaves = sorted_leaf_run(input_leaf_hashes(expected, in_h))  # one sorted run
+    elif isinstance(requester_hashes, bytes):
+        if hashlib.sha256(np.ascontiguousarray(in_h)).digest() != requester_hashes:
+            return _Outcome([], unmatched=True)
+    else:
+        _not_committed(out, in_h, requester_hashes, source_note, expected, index)
+    if stored is not None and used is not stored:
+        # The stored rows must be the requester's too: challengers, disputes, audits and
+        # reports re-run from them.
+        bad_in |= _rows_differ(used, stored, n)
+    _named_rows(
+        out.findings,
+        "input-hash-mismatch",
+        f"stored input hash or the stored dataset's row is not {source_note}'s",
+        expected[np.flatnonzero(bad_in)],
+        index,
+    )
+    return used, in_h, out_h
+
+
 def check_partition(
     check: _PartitionCheck,
     data: bytes | None,
@@ -626,54 +767,39 @@ def check_partition(
         out.findings.append(Finding("records-unreadable", str(exc), None, index))
         return out
     expected = rec.row_index  # the partition's range: records hold its rows in order
-
-    # The inputs: the batch's stored dataset, and the requester's own rows when the
-    # verifier has them (then those decide, and the stored rows must equal them).
-    stored, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
-    if stored is None:
-        out.findings.append(
-            Finding("inputs-unavailable", f"the batch's inputs cannot be read: {why}", None, index)
-        )
-        return out
-    out.rows = n
-    used = stored
-    source_note = "the stored dataset"
-    if check.dataset is not None and check.plan is not None:
-        try:
-            used = check.plan.feeds(check.dataset, check.dataset_offset, n)
-            source_note = "the requester's row"
-        except Exception as exc:  # a dataset that cannot give these rows
-            out.findings.append(
-                Finding(
-                    "dataset-mismatch", f"cannot read rows from the dataset: {exc}", None, index
-                )
-            )
-            return out
-    try:
-        in_h = tensor_row_hashes(used)
-        out_h = tensor_row_hashes(rec.outputs)
-    except (ConfigError, ValueError, TypeError) as exc:
-        out.findings.append(Finding("records-unreadable", f"cannot hash rows: {exc}", None, index))
-        return out
-    bad_in = _hashes_differ(in_h, rec.input_hashes)
-    if requester_hashes is None:
-        out.input_leaves = sorted_leaf_run(input_leaf_hashes(expected, in_h))  # one sorted run
-    elif isinstance(requester_hashes, bytes):
-        if hashlib.sha256(np.ascontiguousarray(in_h)).digest() != requester_hashes:
+    # The sample: drawn per row from the secret key, re-run in the node's own geometry.
+    positions = np.flatnonzero(sample_mask(check.sample_key, expected, check.sample_rate))
+    rerun = len(positions) > 0 and payload is not None
+    if check.stored_is_requesters and check.dataset is None and requester_hashes is not None:
+        # The stored dataset is the requester's committed file, byte for byte, read under
+        # its plan (checked by the caller): each stored row hashes to the requester's
+        # hash of it, so the rows are read only for the sample.
+        in_h = _committed_hashes(out, rec.input_hashes, requester_hashes, expected, index)
+        if in_h is None:
             return _Outcome([], unmatched=True)
+        out.rows = n
+        used = None
+        if rerun:
+            used, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
+            if used is None:
+                out.findings.append(
+                    Finding(
+                        "inputs-unavailable",
+                        f"the batch's inputs cannot be read: {why}",
+                        None,
+                        index,
+                    )
+                )
+                return out
+            _sample_committed(out, used, positions, in_h, expected, index)
+        out_h = _output_hashes(out, rec, index)
+        if out_h is None:
+            return out
     else:
-        _not_committed(out, in_h, requester_hashes, source_note, expected, index)
-    if used is not stored:
-        # The stored rows must be the requester's too: challengers, disputes, audits and
-        # reports re-run from them.
-        bad_in |= _rows_differ(used, stored, n)
-    _named_rows(
-        out.findings,
-        "input-hash-mismatch",
-        f"stored input hash or the stored dataset's row is not {source_note}'s",
-        expected[np.flatnonzero(bad_in)],
-        index,
-    )
+        hashed = _hashed_inputs(check, out, rec, inputs, store, requester_hashes)
+        if isinstance(hashed, _Outcome):  # unmatched, or a finding stops the check
+            return hashed
+        used, in_h, out_h = hashed
     _named_rows(
         out.findings,
         "output-hash-mismatch",
@@ -693,10 +819,8 @@ def check_partition(
             )
         )
 
-    # The sample: drawn per row from the secret key, re-run in the node's own geometry.
-    positions = np.flatnonzero(sample_mask(check.sample_key, expected, check.sample_rate))
     out.sampled = [int(meta.offset + p) for p in positions]
-    if len(positions) and payload is not None:
+    if rerun:
         _reexecute(check, payload, used, rec, positions, out)
     return out
 
@@ -963,6 +1087,12 @@ def verify_batch(
         and tiled
     ):
         requester_hashes = commitment.row_hashes
+    if source is not None and plan is not None:
+        origin = committed_file(source, plan)
+    else:
+        origin = commitment.origin if requester_hashes is not None else None
+    if origin is not None and _stored_is(batch, origin):
+        checks = [replace(c, stored_is_requesters=True) for c in checks]
     outcomes, inputs_root = _run_checks(batch, checks, payload, dask, progress, requester_hashes)
 
     rows_checked = 0
@@ -1334,6 +1464,23 @@ def _check_specs(
     return list(inputs)
 
 
+def _stored_is(batch: AttestedBatch, origin: CommittedFile) -> bool:
+    """Is the batch's stored dataset the requester's file ``origin``: the manifest's
+    rows all of it, read under the requester's plan, and its bytes of the same sha256
+    (read here, from the store)? Then each stored row is the requester's row, and
+    partitions need not read or hash the stored rows to know it."""
+    m = batch.manifest
+    d = m.input_data
+    if d is None or d.format != origin.format or d.offset != 0 or d.rows != m.row_count:
+        return False
+    try:
+        if not same_plan(plan_from_bindings(m.inputs), origin.plan):
+            return False
+    except OgkitError:
+        return False
+    return stored_sha256(batch.store, d.object, d.format) == origin.sha256
+
+
 def _open_dataset(
     dataset: Any,
     input_map: Mapping[str, str | list[str]] | None,
@@ -1512,7 +1659,8 @@ def _run_checks(
                     hashes_i, key=key, pure=False,
                 )  # fmt: skip
             data = _read_or_none(batch, i)
-            inputs = _stored_inputs(check, batch.store)[0]
+            skip = check.stored_is_requesters and (payload is None or check.dataset is not None)
+            inputs = None if skip else _stored_inputs(check, batch.store)[0]
             return dask.submit(
                 check_partition,
                 check,
