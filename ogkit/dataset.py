@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,11 +59,30 @@ log = logging.getLogger(__name__)
 def _scan_csv(path: Any) -> pl.LazyFrame:
     # The whole file decides each column's type: an 'n/a' on line 5,000 makes the column
     # text here (and reported as such by plan_inputs), not a parse error on a worker.
-    return pl.scan_csv(path, infer_schema_length=None)
+    return pl.scan_csv(path, infer_schema_length=None, glob=False)
 
 
-_SCANNERS = {".parquet": pl.scan_parquet, ".csv": _scan_csv, ".arrow": pl.scan_ipc}
-_SCANNERS[".ipc"] = _SCANNERS[".feather"] = pl.scan_ipc
+def _scan_parquet(path: Any) -> pl.LazyFrame:
+    return pl.scan_parquet(path, glob=False)
+
+
+def _scan_ipc(path: Any) -> pl.LazyFrame:
+    return pl.scan_ipc(path, glob=False)
+
+
+# Each reads the file it is named, never a glob's matches: 'rows[1].csv' is that file,
+# not 'rows1.csv' (the file hashed is the file read).
+_SCANNERS = {".parquet": _scan_parquet, ".csv": _scan_csv, ".arrow": _scan_ipc}
+_SCANNERS[".ipc"] = _SCANNERS[".feather"] = _scan_ipc
+
+
+def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one version of a file from another without reading it: its mtime,
+    size, inode and ctime (a rewrite that keeps mtime and size, as ``cp -p`` does,
+    still moves the ctime, which no one can set)."""
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
 # The formats a dataset is stored in (docs/spec.md §6): the file kinds ogkit reads.
 STORED_FORMATS = tuple(k.lstrip(".") for k in _SCANNERS)
 
@@ -95,8 +115,8 @@ class DataSource:
     paths: tuple[str, ...] = ()
     frame: pl.DataFrame | None = field(default=None, repr=False, compare=False)
     arrays: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
-    # Each file's sha256 (hex) and its (mtime_ns, size) just before it was hashed.
-    file_sha256: tuple[tuple[str, tuple[int, int]], ...] = field(
+    # Each file's sha256 (hex) and its :func:`file_stamp` just before it was hashed.
+    file_sha256: tuple[tuple[str, tuple[int, ...]], ...] = field(
         default=(), repr=False, compare=False
     )
 
@@ -152,10 +172,10 @@ _CACHED_ROW_GROUP_BYTES = 32 << 20
 _VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "INT64": 8, "INT96": 12, "FLOAT": 4, "DOUBLE": 8}
 
 
-# ``stamp`` (mtime, size) is part of each cache key, so a rewritten file is read afresh.
+# ``stamp`` (:func:`file_stamp`) is part of each cache key: a rewritten file is read afresh.
 @functools.lru_cache(maxsize=64)
 def _row_group_sizes(
-    path: str, stamp: tuple[int, int], columns: tuple[str, ...]
+    path: str, stamp: tuple[int, ...], columns: tuple[str, ...]
 ) -> tuple[tuple[int, int], ...]:
     """(rows, decoded bytes of ``columns``) of each row group of ``path``. The decoded size
     counts every leaf value the footer lists for those columns (a list column's elements
@@ -194,13 +214,13 @@ class _RowGroupCache:
         self._lock = threading.Lock()
 
     def peek(
-        self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
+        self, path: str, stamp: tuple[int, ...], index: int, columns: tuple[str, ...]
     ) -> pa.Table | None:
         with self._lock:
             return self._tables.get((path, stamp, index, columns))
 
     def get(
-        self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
+        self, path: str, stamp: tuple[int, ...], index: int, columns: tuple[str, ...]
     ) -> pa.Table:
         key = (path, stamp, index, columns)
         with self._lock:
@@ -273,7 +293,7 @@ class _RowStreams:
         self._lock = threading.Lock()
 
     def checkout(
-        self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...]
+        self, path: str, stamp: tuple[int, ...], index: int, columns: tuple[str, ...]
     ) -> _RowStream | None:
         """This group's open stream, if any; the caller owns it until :meth:`checkin`.
         Streams of an earlier version of the file are let go."""
@@ -284,7 +304,7 @@ class _RowStreams:
         return stream
 
     def checkin(
-        self, path: str, stamp: tuple[int, int], index: int, columns: tuple[str, ...], stream
+        self, path: str, stamp: tuple[int, ...], index: int, columns: tuple[str, ...], stream
     ) -> None:
         with self._lock:
             self._streams[(path, stamp, index, columns)] = stream
@@ -311,7 +331,7 @@ def _check_group_size(path: str, index: int, size: int) -> None:
 
 def _group_rows(
     path: str,
-    stamp: tuple[int, int],
+    stamp: tuple[int, ...],
     index: int,
     columns: tuple[str, ...],
     size: int,
@@ -355,7 +375,7 @@ def _read_parquet_rows(
     first = 0
     for path in paths:
         st = os.stat(path)
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = file_stamp(st)
         for index, (n, size) in enumerate(_row_group_sizes(path, stamp, columns)):
             lo, hi = first, first + n
             if hi > start and lo < end:
@@ -468,13 +488,13 @@ def _open_files(path: Path) -> DataSource:
     digests = []
     for f in files:
         st = f.stat()
-        digests.append((_sha256_file(f), (st.st_mtime_ns, st.st_size)))
+        digests.append((_sha256_file(f), file_stamp(st)))
     fingerprint = _files_fingerprint(
-        [(f.name, size, sha) for f, (sha, (_, size)) in zip(files, digests, strict=True)]
+        [(f.name, stamp[1], sha) for f, (sha, stamp) in zip(files, digests, strict=True)]
     )
-    source = DataSource(
-        files[0].suffix.lstrip("."), 0, {}, fingerprint, paths=tuple(map(str, files))
-    )
+    # Absolute paths: what a reader opens is the file hashed, whatever its name holds.
+    paths = tuple(os.path.abspath(f) for f in files)
+    source = DataSource(files[0].suffix.lstrip("."), 0, {}, fingerprint, paths=paths)
     try:
         lazy = source.scan()
         schema = {k: str(v) for k, v in lazy.collect_schema().items()}
@@ -933,12 +953,14 @@ class CommittedFile:
 
     format: str
     sha256: str
+    size: int
     plan: InputPlan
 
 
 def committed_file(source: DataSource, plan: InputPlan) -> CommittedFile | None:
     """``source`` as a :class:`CommittedFile`: None unless it is one data file of a
-    format ogkit stores as it is, unchanged (mtime, size) since its bytes were hashed."""
+    format ogkit stores as it is, unchanged (:func:`file_stamp`) since its bytes were
+    hashed."""
     if len(source.paths) != 1 or source.kind not in STORED_FORMATS or len(source.file_sha256) != 1:
         return None
     sha256, stamp = source.file_sha256[0]
@@ -946,9 +968,9 @@ def committed_file(source: DataSource, plan: InputPlan) -> CommittedFile | None:
         st = os.stat(source.paths[0])
     except OSError:
         return None
-    if (st.st_mtime_ns, st.st_size) != stamp:
+    if file_stamp(st) != stamp:
         return None
-    return CommittedFile(source.kind, sha256, plan)
+    return CommittedFile(source.kind, sha256, st.st_size, plan)
 
 
 def same_plan(a: InputPlan, b: InputPlan) -> bool:
@@ -956,14 +978,29 @@ def same_plan(a: InputPlan, b: InputPlan) -> bool:
     return sorted(a.bindings, key=lambda x: x.input) == sorted(b.bindings, key=lambda x: x.input)
 
 
-def stored_sha256(store: Any, object_id: str, fmt: str) -> str | None:
-    """The sha256 (hex) of the bytes of the stored dataset ``object_id``, read through
-    the same local file the stored rows are read from; None if it cannot be read."""
+def stored_sha256(store: Any, object_id: str, fmt: str, size: int) -> str | None:
+    """The sha256 (hex) of the stored dataset ``object_id``'s bytes, read through the
+    local file its rows are read from, if it is a regular file of ``size`` bytes (else
+    None, and nothing read: a node cannot make a verifier hash a file of its choosing
+    size); None too if it cannot be read."""
     try:
         source = open_stored_dataset(store, object_id, fmt)
-        return _sha256_file(Path(source.paths[0]))
+        fd = os.open(source.paths[0], os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except (OgkitError, OSError):
         return None
+    try:
+        st = os.fstat(fd)  # the file opened, whatever the path names by now
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return None
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 # -- the dataset in the store (docs/spec.md §6) ------------------------------------------------
@@ -1061,7 +1098,7 @@ def _stored_before(store: Any, source: DataSource) -> str | None:
 
 
 @functools.lru_cache(maxsize=16)
-def _stored_local(path: str, fmt: str, stamp: tuple[int, int]) -> DataSource:
+def _stored_local(path: str, fmt: str, stamp: tuple[int, ...]) -> DataSource:
     source = DataSource(fmt, 0, {}, "", paths=(path,))
     lazy = source.scan()
     schema = {k: str(v) for k, v in lazy.collect_schema().items()}
@@ -1094,7 +1131,7 @@ def open_stored_dataset(store: Any, object_id: str, fmt: str) -> DataSource:
         st = os.stat(path)
         if not Path(path).is_file():
             raise InputsUnavailableError(f"{where} is not a regular file")
-        return _stored_local(path, fmt, (st.st_mtime_ns, st.st_size))
+        return _stored_local(path, fmt, file_stamp(st))
     except InputsUnavailableError:
         raise
     except UNREADABLE as exc:  # a hostile or broken object: never a traceback

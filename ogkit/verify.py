@@ -1478,7 +1478,7 @@ def _stored_is(batch: AttestedBatch, origin: CommittedFile) -> bool:
             return False
     except OgkitError:
         return False
-    return stored_sha256(batch.store, d.object, d.format) == origin.sha256
+    return stored_sha256(batch.store, d.object, d.format, origin.size) == origin.sha256
 
 
 def _open_dataset(
@@ -1667,7 +1667,9 @@ def _run_checks(
                 dask.scatter(data, hash=False) if data is not None else None,
                 payload_future,
                 None,
-                dask.scatter(inputs, hash=False) if inputs is not None else None,
+                # in a list: a dict given to scatter is scattered value by value, each
+                # under its key, so every partition's rows would share one key
+                dask.scatter([inputs], hash=False)[0] if inputs is not None else None,
                 hashes_i,
                 key=key,
                 pure=False,

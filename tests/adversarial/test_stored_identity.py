@@ -87,9 +87,9 @@ def test_every_condition_turns_the_shortcut_off(batch, full_commitment, tmp_path
     for edit in edits:
         assert not _stored_is(_with(batch, **edit), origin), edit
     # The requester's file under another plan, or of other bytes.
-    other_plan = CommittedFile(origin.format, origin.sha256, type(origin.plan)(()))
+    other_plan = CommittedFile(origin.format, origin.sha256, origin.size, type(origin.plan)(()))
     assert not _stored_is(batch, other_plan)
-    assert not _stored_is(batch, CommittedFile(origin.format, "00" * 32, origin.plan))
+    assert not _stored_is(batch, CommittedFile(origin.format, "00" * 32, origin.size, origin.plan))
     # The stored object gone: not the requester's (the check then says why, per partition).
     path = Path(batch.store.object_path("datasets", batch.manifest.input_data.object))
     saved = path.read_bytes()
