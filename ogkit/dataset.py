@@ -35,6 +35,7 @@ __all__ = [
     "DATASETS",
     "MAX_ROW_GROUP_BYTES",
     "UNREADABLE",
+    "CommittedFile",
     "DataSource",
     "DatasetCommitment",
     "InputBinding",
@@ -43,14 +44,18 @@ __all__ = [
     "bind_features",
     "commit_dataset",
     "commit_inputs",
+    "committed_file",
+    "file_stamp",
     "input_root",
     "open_source",
     "open_stored_dataset",
     "plan_from_bindings",
     "plan_inputs",
+    "same_plan",
     "sorted_leaf_run",
     "split_partitions",
     "store_dataset",
+    "stored_sha256",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,6 +127,12 @@ class DataSource:
 
     def describe(self) -> str:
         where = ", ".join(self.paths) if self.paths else self.kind
+        return f"{where} ({self.n_rows:,} rows)"
+
+    def label(self) -> str:
+        """As :meth:`describe`, naming files without their folders (what a manifest
+        says: no local paths)."""
+        where = ", ".join(os.path.basename(p) for p in self.paths) if self.paths else self.kind
         return f"{where} ({self.n_rows:,} rows)"
 
     def scan(self) -> pl.LazyFrame:
@@ -210,7 +221,7 @@ class _RowGroupCache:
 
     def __init__(self, size: int = 4) -> None:
         self._size = size
-        self._tables: dict[tuple[str, tuple[int, int], int, tuple[str, ...]], pa.Table] = {}
+        self._tables: dict[tuple[str, tuple[int, ...], int, tuple[str, ...]], pa.Table] = {}
         self._lock = threading.Lock()
 
     def peek(
@@ -289,7 +300,7 @@ class _RowStreams:
 
     def __init__(self, size: int = 8) -> None:
         self._size = size
-        self._streams: dict[tuple[str, tuple[int, int], int, tuple[str, ...]], _RowStream] = {}
+        self._streams: dict[tuple[str, tuple[int, ...], int, tuple[str, ...]], _RowStream] = {}
         self._lock = threading.Lock()
 
     def checkout(
@@ -492,8 +503,9 @@ def _open_files(path: Path) -> DataSource:
     fingerprint = _files_fingerprint(
         [(f.name, stamp[1], sha) for f, (sha, stamp) in zip(files, digests, strict=True)]
     )
-    # Absolute paths: what a reader opens is the file hashed, whatever its name holds.
-    paths = tuple(os.path.abspath(f) for f in files)
+    # Each file's real path (symlinks and '..' resolved by the OS, as when it was hashed):
+    # what a reader opens later is the file hashed, whatever its name or the cwd.
+    paths = tuple(os.path.realpath(f) for f in files)
     source = DataSource(files[0].suffix.lstrip("."), 0, {}, fingerprint, paths=paths)
     try:
         lazy = source.scan()
@@ -980,13 +992,15 @@ def same_plan(a: InputPlan, b: InputPlan) -> bool:
 
 def stored_sha256(store: Any, object_id: str, fmt: str, size: int) -> str | None:
     """The sha256 (hex) of the stored dataset ``object_id``'s bytes, read through the
-    local file its rows are read from, if it is a regular file of ``size`` bytes (else
-    None, and nothing read: a node cannot make a verifier hash a file of its choosing
-    size); None too if it cannot be read."""
+    local file its rows are read from, if it is a regular file of ``size`` bytes; else
+    None (an object of another size is neither fetched, parsed nor hashed: a node cannot
+    make a verifier hash a file of its choosing size), and None if it cannot be read."""
     try:
+        if store.fs.size(store.object_path(DATASETS, object_id)) != size:
+            return None  # nothing fetched, parsed or hashed
         source = open_stored_dataset(store, object_id, fmt)
         fd = os.open(source.paths[0], os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except (OgkitError, OSError):
+    except (OgkitError, OSError, ValueError, TypeError):
         return None
     try:
         st = os.fstat(fd)  # the file opened, whatever the path names by now

@@ -648,7 +648,7 @@ def run_verified_inference(
         runtime_id=loaded.runtime_id,
         fingerprint=loaded.fingerprint.to_dict(),
         dataset_id=computed.input_root,
-        dataset={"description": source.describe(), "fingerprint": source.dataset_id},
+        dataset={"description": source.label(), "fingerprint": source.dataset_id},
         input_data=InputData(dataset_object, dataset_format, 0, source.n_rows),
         job=job,
         requester=claim.requester,

@@ -620,28 +620,27 @@ def _committed_hashes(
     return requester_hashes
 
 
-def _sample_committed(
+def _stored_committed(
     out: _Outcome,
     stored: Mapping[str, np.ndarray],
-    positions: np.ndarray,
     in_h: np.ndarray,
     expected: np.ndarray,
     index: int,
 ) -> None:
-    """The stored rows drawn for re-execution must still hash to the requester's
-    committed hashes (the stored file was checked before; whoever holds the store may
-    have changed it since): each that does not is a ``dataset-mismatch``."""
+    """The stored rows read to re-run the sample must still hash to the requester's
+    committed hashes, every one of them (the stored file was checked before, but whoever
+    holds the store may have changed it since, and a drawn row is re-run inside its
+    original mini-batch, beside rows not drawn): each that does not is a
+    ``dataset-mismatch``."""
     try:
-        rows = {k: np.ascontiguousarray(v[positions]) for k, v in stored.items()}
-        drawn = tensor_row_hashes(rows)
-        bad = _hashes_differ(drawn, np.ascontiguousarray(in_h[positions]))
-    except (ConfigError, ValueError, TypeError, IndexError):
-        bad = np.ones(len(positions), dtype=bool)
+        bad = _hashes_differ(tensor_row_hashes(stored), in_h)
+    except (ConfigError, ValueError, TypeError):
+        bad = np.ones(len(expected), dtype=bool)
     _named_rows(
         out.findings,
         "dataset-mismatch",
         "the stored dataset's row does not hash to the requester's committed row",
-        expected[positions[np.flatnonzero(bad)]],
+        expected[np.flatnonzero(bad)],
         index,
     )
 
@@ -774,11 +773,13 @@ def check_partition(
     if check.stored_is_requesters and check.dataset is None and requester_hashes is not None:
         # The stored dataset is the requester's committed file, byte for byte, read under
         # its plan (checked by the caller): each stored row hashes to the requester's
-        # hash of it, so the rows are read only for the sample.
+        # hash of it, so the rows are read only to re-run the sample.
+        out_h = _output_hashes(out, rec, index)
+        if out_h is None:
+            return out
         in_h = _committed_hashes(out, rec.input_hashes, requester_hashes, expected, index)
         if in_h is None:
             return _Outcome([], unmatched=True)
-        out.rows = n
         used = None
         if rerun:
             used, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
@@ -792,10 +793,8 @@ def check_partition(
                     )
                 )
                 return out
-            _sample_committed(out, used, positions, in_h, expected, index)
-        out_h = _output_hashes(out, rec, index)
-        if out_h is None:
-            return out
+            _stored_committed(out, used, in_h, expected, index)
+        out.rows = n
     else:
         hashed = _hashed_inputs(check, out, rec, inputs, store, requester_hashes)
         if isinstance(hashed, _Outcome):  # unmatched, or a finding stops the check
@@ -1094,17 +1093,33 @@ def verify_batch(
         origin = commitment.origin if requester_hashes is not None else None
     identity = None
     if origin is not None:  # its sha256 pass runs beside the digests' (both free the GIL)
-        pool = ThreadPoolExecutor(1, thread_name_prefix="ogkit-verify-dataset")
-        identity = pool.submit(_stored_is, batch, origin)
-        pool.shutdown(wait=False)
+        try:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="ogkit-verify-dataset")
+            identity = pool.submit(_stored_is, batch, origin)
+            pool.shutdown(wait=False)
+        except RuntimeError:  # no thread to be had: the stored rows are read instead
+            identity = None
     digests = None
     if dask is not None and requester_hashes is not None:
         digests = [_digest(requester_hashes, c.meta) for c in checks]
-    if identity is not None and identity.exception() is None and identity.result():
+    shortcut = False
+    if identity is not None:
+        if identity.exception() is not None:
+            log.debug("the stored dataset is read row by row: %r", identity.exception())
+        shortcut = identity.exception() is None and identity.result()
+    if shortcut:
         checks = [replace(c, stored_is_requesters=True) for c in checks]
     outcomes, inputs_root = _run_checks(
         batch, checks, payload, dask, progress, requester_hashes, digests
     )
+    if shortcut and source is not None and committed_file(source, plan) != origin:
+        # The partitions read the requester's file as it was hashed, or not at all.
+        findings.append(
+            Finding(
+                "dataset-mismatch",
+                "the requester's dataset changed while the batch was verified; verify again",
+            )
+        )
 
     rows_checked = 0
     max_err = 0.0

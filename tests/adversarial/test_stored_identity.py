@@ -10,6 +10,7 @@ that shortcut must hold for it to apply, and what it skips must not let a forger
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from ogkit.dataset import (
 )
 from ogkit.load import load_model
 from ogkit.samples import make_tabular, sample_data_path, sample_model_path
-from ogkit.verify import Allowlist, VerifyPolicy, _Outcome, _sample_committed, _stored_is
+from ogkit.verify import Allowlist, VerifyPolicy, _Outcome, _stored_committed, _stored_is
 from ogkit.verify import verify_batch as _verify_batch
 
 
@@ -169,9 +170,10 @@ def test_the_node_recommits_to_its_own_records_under_the_requesters_file(
         assert not verdict.passed and not verdict.inputs_bound
 
 
-def test_sampled_rows_changed_after_the_file_was_checked():
+def test_stored_rows_changed_after_the_file_was_checked():
     """The store's file may change between the verifier's sha256 of it and a worker's read
-    of the rows it re-executes: those rows must still hash to the requester's."""
+    of the rows it re-runs: every row read (a drawn row is re-run beside its mini-batch's
+    other rows) must still hash to the requester's."""
     from ogkit.crypto.encoding import tensor_row_hashes
 
     rows = make_tabular(64, seed=3).select([f"f{i}" for i in range(8)]).to_numpy()
@@ -179,21 +181,21 @@ def test_sampled_rows_changed_after_the_file_was_checked():
     committed = tensor_row_hashes(feeds)
     changed = {"features": feeds["features"].copy()}
     changed["features"][10, 2] += 1
+    changed["features"][63, 0] += 1
     expected = np.arange(1000, 1064, dtype=np.uint64)
     out = _Outcome([])
-    _sample_committed(out, changed, np.array([3, 10, 40]), committed, expected, 2)
+    _stored_committed(out, changed, committed, expected, 2)
     assert [(f.reason, f.row_index, f.partition) for f in out.findings] == [
-        ("dataset-mismatch", 1010, 2)
+        ("dataset-mismatch", 1010, 2),
+        ("dataset-mismatch", 1063, 2),
     ]
     out = _Outcome([])
-    _sample_committed(out, feeds, np.array([3, 10, 40]), committed, expected, 2)
+    _stored_committed(out, feeds, committed, expected, 2)
     assert out.findings == []
-    # Rows that cannot be hashed (a tensor of another row count): every drawn row named.
+    # Rows that cannot be compared (a tensor of another row count): every row named.
     out = _Outcome([])
-    _sample_committed(
-        out, {"features": feeds["features"][:5]}, np.array([3, 10]), committed, expected, 2
-    )
-    assert [f.row_index for f in out.findings] == [1003, 1010]
+    _stored_committed(out, {"features": feeds["features"][:5]}, committed, expected, 2)
+    assert [f.row_index for f in out.findings] == list(range(1000, 1064))
 
 
 def test_verify_by_dataset_with_the_stored_file_of_other_bytes(batch, policy, published):
@@ -210,3 +212,24 @@ def test_verify_by_dataset_with_the_stored_file_of_other_bytes(batch, policy, pu
     verdict = _verify(forged, policy, published, dataset=sample_data_path("tabular"))
     assert [(f.reason, f.row_index) for f in verdict.findings] == [("input-hash-mismatch", 42)]
     assert not verdict.inputs_bound
+
+
+def test_the_file_read_is_the_file_hashed_through_symlinks(tmp_path, monkeypatch):
+    """``link/../rows.csv`` with ``link`` a symlink into another folder: the OS resolves
+    the ``..`` after the link, so that is the file hashed and must be the file read (a
+    path normalised as text would name the cwd's ``rows.csv`` instead)."""
+    (tmp_path / "other" / "dir").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    pl.DataFrame({"x": [1.0]}).write_csv(tmp_path / "other" / "rows.csv")
+    pl.DataFrame({"x": [2.0]}).write_csv(tmp_path / "work" / "rows.csv")
+    (tmp_path / "work" / "link").symlink_to(tmp_path / "other" / "dir")
+    monkeypatch.chdir(tmp_path / "work")
+    source = open_source("link/../rows.csv")
+    hashed = hashlib.sha256((tmp_path / "other" / "rows.csv").read_bytes()).hexdigest()
+    assert source.file_sha256[0][0] == hashed
+    assert source.read(0, 1, ["x"])["x"].to_list() == [1.0]
+    assert source.label() == "rows.csv (1 rows)"
+
+
+def test_a_manifest_names_no_local_folders(batch):
+    assert batch.manifest.dataset["description"] == "tabular.parquet (2,000 rows)"
