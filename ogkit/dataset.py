@@ -1154,19 +1154,53 @@ def open_stored_dataset(store: Any, object_id: str, fmt: str) -> DataSource:
         ) from None
 
 
-def _local_copy(store: Any, object_id: str, fmt: str) -> str:
-    """A local file holding the store's object ``object_id`` (hash-checked on fetch), in
-    this machine's temporary folder; content-addressed, so reused while it exists."""
+@functools.lru_cache(maxsize=1)
+def _fetched_datasets_folder() -> Path:
+    """This user's folder for datasets fetched from a store that is not local, in the
+    temporary folder: used only if it is a real directory of this user's that no one else
+    may write to (anyone can make folders there, and plant files a verifier would read);
+    else a fresh private folder for this process."""
     import tempfile
 
-    folder = Path(tempfile.gettempdir()) / "ogkit-datasets"
-    folder.mkdir(parents=True, exist_ok=True)
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    folder = Path(tempfile.gettempdir()) / f"ogkit-datasets-{uid if uid is not None else 'user'}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(folder)
+        if (
+            stat.S_ISDIR(st.st_mode)
+            and (uid is None or st.st_uid == uid)
+            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        ):
+            return folder
+        log.warning("not reusing %s (not a private folder of this user's)", folder)
+    except OSError as exc:
+        log.warning("not reusing %s: %s", folder, exc)
+    return Path(tempfile.mkdtemp(prefix="ogkit-datasets-"))
+
+
+def _local_copy(store: Any, object_id: str, fmt: str) -> str:
+    """A local file holding the store's object ``object_id`` (hash-checked on fetch), in
+    this user's private folder (:func:`_fetched_datasets_folder`); content-addressed, so
+    reused while it exists."""
+    import tempfile
+
+    folder = _fetched_datasets_folder()
     final = folder / f"{object_id}.{fmt}"
-    if not final.is_file():
+    try:
+        reuse = stat.S_ISREG(os.lstat(final).st_mode)  # never through a link
+    except OSError:
+        reuse = False
+    if not reuse:
         data = store.get(DATASETS, object_id)  # raises if its bytes do not hash to the id
-        tmp = folder / f".{object_id}.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, final)
+        fd, tmp = tempfile.mkstemp(prefix=f".{object_id[:18]}-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return str(final)
 
 

@@ -233,3 +233,40 @@ def test_the_file_read_is_the_file_hashed_through_symlinks(tmp_path, monkeypatch
 
 def test_a_manifest_names_no_local_folders(batch):
     assert batch.manifest.dataset["description"] == "tabular.parquet (2,000 rows)"
+
+
+def test_a_fetched_dataset_is_never_one_someone_else_planted(tmp_path, monkeypatch):
+    """Datasets fetched from a store that is not local are kept in the temporary folder,
+    where anyone can make folders and plant files: a folder others may write to is not
+    reused, nor a planted link, and what is returned holds the store's bytes."""
+    import os
+    import tempfile
+
+    from ogkit.dataset import _fetched_datasets_folder, _local_copy
+    from ogkit.store import ContentStore
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    store = ContentStore("memory://ogkit-planted-test")
+    good = b"PAR1 the store's bytes"
+    object_id = store.put("datasets", good)
+    folder = tmp_path / f"ogkit-datasets-{os.getuid()}"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)  # as another user would leave it
+    (folder / f"{object_id}.parquet").write_bytes(b"PAR1 planted rows")
+    _fetched_datasets_folder.cache_clear()
+    try:
+        path = _local_copy(store, object_id, "parquet")
+        assert Path(path).parent != folder and Path(path).read_bytes() == good
+        # A private folder with a planted link: the link is replaced, not followed.
+        _fetched_datasets_folder.cache_clear()
+        folder.chmod(0o700)
+        target = tmp_path / "elsewhere"
+        target.write_bytes(b"PAR1 planted rows")
+        (folder / f"{object_id}.parquet").unlink()
+        (folder / f"{object_id}.parquet").symlink_to(target)
+        path = _local_copy(store, object_id, "parquet")
+        assert Path(path).parent == folder and not Path(path).is_symlink()
+        assert Path(path).read_bytes() == good and target.read_bytes() == b"PAR1 planted rows"
+        assert _local_copy(store, object_id, "parquet") == path  # reused
+    finally:
+        _fetched_datasets_folder.cache_clear()
