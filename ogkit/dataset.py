@@ -19,7 +19,7 @@ import re
 import stat
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,11 +81,37 @@ _SCANNERS = {".parquet": _scan_parquet, ".csv": _scan_csv, ".arrow": _scan_ipc}
 _SCANNERS[".ipc"] = _SCANNERS[".feather"] = _scan_ipc
 
 
-def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+def file_stamp(st: os.stat_result) -> tuple[int, int, int, int, int]:
     """What tells one version of a file from another without reading it: its mtime,
-    size, inode and ctime (a rewrite that keeps mtime and size, as ``cp -p`` does,
-    still moves the ctime, which no one can set)."""
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+    size, device, inode and ctime (a rewrite that keeps mtime and size, as ``cp -p``
+    does, still moves the ctime, which no one can set)."""
+    return (st.st_mtime_ns, st.st_size, st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
+def _open_regular(path: str) -> int:
+    """A read-only descriptor of ``path`` if it is a regular file (opened without
+    blocking: a FIFO never hangs the caller), else ConfigError."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path} is not a regular file")
+    return fd
+
+
+def _parquet_file(path: str, stamp: tuple[int, ...]) -> pq.ParquetFile:
+    """``path`` opened as a Parquet file, if it is still the version ``stamp`` names (a
+    regular file of that device, inode, size, mtime and ctime), else ConfigError: what
+    is decoded is the file the caller stat'ed and keyed its caches by, whatever the name
+    names by now. Arrow opens the very file checked, through its descriptor's
+    ``/proc/self/fd`` link where there is one."""
+    fd = _open_regular(path)
+    try:
+        if file_stamp(os.fstat(fd)) != stamp:
+            raise ConfigError(f"{path} changed while it was read; run again")
+        proc = f"/proc/self/fd/{fd}"
+        return pq.ParquetFile(proc if os.path.exists(proc) else path)
+    finally:
+        os.close(fd)
 
 
 # The formats a dataset is stored in (docs/spec.md §6): the file kinds ogkit reads.
@@ -124,6 +150,9 @@ class DataSource:
     file_sha256: tuple[tuple[str, tuple[int, ...]], ...] = field(
         default=(), repr=False, compare=False
     )
+    # Reads refuse a file that is no longer the version hashed (Parquet files only: the
+    # other formats are read by name). Set by commit_dataset, for its own reads.
+    pinned: bool = field(default=False, repr=False, compare=False)
 
     def describe(self) -> str:
         where = ", ".join(self.paths) if self.paths else self.kind
@@ -148,7 +177,8 @@ class DataSource:
         if self.frame is not None:
             return self.frame.slice(offset, rows).select(columns)
         if self.kind == "parquet":
-            return _read_parquet_rows(self.paths, offset, rows, tuple(columns))
+            pinned = [stamp for _, stamp in self.file_sha256] if self.pinned else None
+            return _read_parquet_rows(self.paths, offset, rows, tuple(columns), pinned)
         return self.scan().select(columns).slice(offset, rows).collect()
 
     def slice_for_task(self, offset: int, rows: int) -> DataSource:
@@ -192,7 +222,7 @@ def _row_group_sizes(
     counts every leaf value the footer lists for those columns (a list column's elements
     included) at its physical width, variable-width values at 16 bytes: the footer's own
     byte counts are of encoded data, and a run of zeros encodes to almost nothing."""
-    meta = pq.ParquetFile(path).metadata
+    meta = _parquet_file(path, stamp).metadata
     wanted = set(columns)
     out = []
     for i in range(meta.num_row_groups):
@@ -206,10 +236,13 @@ def _row_group_sizes(
     return tuple(out)
 
 
-def _decode_row_group(path: str, index: int, columns: tuple[str, ...]) -> pa.Table:
+def _decode_row_group(
+    path: str, stamp: tuple[int, ...], index: int, columns: tuple[str, ...]
+) -> pa.Table:
     # One thread: a Dask worker runs one task at a time on its core, and Arrow's pool
     # threads would compete with the other workers' tasks for the rest.
-    return pq.ParquetFile(path).read_row_group(index, columns=list(columns), use_threads=False)
+    file = _parquet_file(path, stamp)
+    return file.read_row_group(index, columns=list(columns), use_threads=False)
 
 
 class _RowGroupCache:
@@ -242,7 +275,7 @@ class _RowGroupCache:
             else:
                 self._tables[key] = table  # most recent last
                 return table
-        table = _decode_row_group(path, index, columns)
+        table = _decode_row_group(path, stamp, index, columns)
         with self._lock:
             self._tables[key] = table
             while len(self._tables) > self._size:
@@ -259,8 +292,15 @@ class _RowStream:
     asked for, so a partition costs the pages up to its last row, never the whole group,
     and the next partition of the same group continues where this one stopped."""
 
-    def __init__(self, path: str, index: int, columns: tuple[str, ...], batch_rows: int) -> None:
-        self._batches = pq.ParquetFile(path).iter_batches(
+    def __init__(
+        self,
+        path: str,
+        stamp: tuple[int, ...],
+        index: int,
+        columns: tuple[str, ...],
+        batch_rows: int,
+    ) -> None:
+        self._batches = _parquet_file(path, stamp).iter_batches(
             batch_size=batch_rows, row_groups=[index], columns=list(columns), use_threads=False
         )
         self._buffer: pa.RecordBatch | None = None  # decoded, not yet handed out
@@ -363,7 +403,7 @@ def _group_rows(
             return _ROW_GROUPS.get(path, stamp, index, columns).slice(start, rows)
         stream = None  # too large to keep: stream it again from its first row
     if stream is None:
-        stream = _RowStream(path, index, columns, max(rows, 1))
+        stream = _RowStream(path, stamp, index, columns, max(rows, 1))
     pieces = stream.take(start, rows)
     _STREAMS.checkin(path, stamp, index, columns, stream)
     return pa.Table.from_batches(pieces)
@@ -377,16 +417,23 @@ def clear_read_caches() -> None:
 
 
 def _read_parquet_rows(
-    paths: Sequence[str], offset: int, rows: int, columns: tuple[str, ...]
+    paths: Sequence[str],
+    offset: int,
+    rows: int,
+    columns: tuple[str, ...],
+    pinned: Sequence[tuple[int, ...]] | None = None,
 ) -> pl.DataFrame:
     """Rows ``offset .. offset+rows`` across ``paths``, decoding only the row groups that
-    hold them, each only as far as its last row wanted (see :func:`_group_rows`)."""
+    hold them, each only as far as its last row wanted (see :func:`_group_rows`). With
+    ``pinned`` (each file's :func:`file_stamp`) a file that is no longer that version is
+    a ConfigError, never read."""
     pieces = []
     start, end = offset, offset + rows
     first = 0
-    for path in paths:
-        st = os.stat(path)
-        stamp = file_stamp(st)
+    for i, path in enumerate(paths):
+        stamp = file_stamp(os.stat(path))
+        if pinned is not None and stamp != pinned[i]:
+            raise ConfigError(f"{path} changed while it was read; run again")
         for index, (n, size) in enumerate(_row_group_sizes(path, stamp, columns)):
             lo, hi = first, first + n
             if hi > start and lo < end:
@@ -396,14 +443,6 @@ def _read_parquet_rows(
                 )
             first = hi
     return pl.from_arrow(pa.concat_tables(pieces)) if pieces else pl.DataFrame()
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _files_fingerprint(files: Sequence[tuple[str, int, str]]) -> str:
@@ -498,14 +537,31 @@ def _open_files(path: Path) -> DataSource:
         raise ConfigError(f"dataset {path} does not exist")
     digests = []
     for f in files:
-        st = f.stat()
-        digests.append((_sha256_file(f), file_stamp(st)))
+        # One descriptor: the bytes hashed, and the stamp the readers are held to, are
+        # of one file, however its name is looked up; the real path must name it still.
+        try:
+            fd = _open_regular(str(f))
+        except OSError as exc:
+            raise ConfigError(f"cannot read dataset {f}: {exc}") from None
+        try:
+            stamp = file_stamp(os.fstat(fd))
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    digest.update(chunk)
+            same = file_stamp(os.fstat(fd)) == stamp
+        finally:
+            os.close(fd)
+        real = os.path.realpath(f)
+        if not same or file_stamp(os.stat(real)) != stamp:
+            raise ConfigError(f"dataset {f} changed while it was read; run again")
+        digests.append((real, digest.hexdigest(), stamp))
     fingerprint = _files_fingerprint(
-        [(f.name, stamp[1], sha) for f, (sha, stamp) in zip(files, digests, strict=True)]
+        [(f.name, stamp[1], sha) for f, (_, sha, stamp) in zip(files, digests, strict=True)]
     )
     # Each file's real path (symlinks and '..' resolved by the OS, as when it was hashed):
     # what a reader opens later is the file hashed, whatever its name or the cwd.
-    paths = tuple(os.path.realpath(f) for f in files)
+    paths = tuple(real for real, _, _ in digests)
     source = DataSource(files[0].suffix.lstrip("."), 0, {}, fingerprint, paths=paths)
     try:
         lazy = source.scan()
@@ -519,7 +575,7 @@ def _open_files(path: Path) -> DataSource:
         schema,
         source.dataset_id,
         paths=source.paths,
-        file_sha256=tuple(digests),
+        file_sha256=tuple((sha, stamp) for _, sha, stamp in digests),
     )
 
 
@@ -951,6 +1007,8 @@ def commit_dataset(
     row's input hash (32 bytes a row, in this process only): :func:`ogkit.verify_batch`
     given it compares rows with them instead of rebuilding the input root."""
     source = open_source(data)
+    if source.file_sha256:  # its rows are read only from the versions of files hashed
+        source = replace(source, pinned=True)
     plan = plan_inputs(source, model.inputs, bind_features(model, input_map))
     commitment, hashes = commit_inputs(source, plan)
     return commitment.with_row_hashes(hashes, committed_file(source, plan))
@@ -970,10 +1028,13 @@ class CommittedFile:
 
 
 def committed_file(source: DataSource, plan: InputPlan) -> CommittedFile | None:
-    """``source`` as a :class:`CommittedFile`: None unless it is one data file of a
-    format ogkit stores as it is, unchanged (:func:`file_stamp`) since its bytes were
-    hashed."""
-    if len(source.paths) != 1 or source.kind not in STORED_FORMATS or len(source.file_sha256) != 1:
+    """``source`` as a :class:`CommittedFile`, once its rows were read: None unless it
+    is one Parquet file, read ``pinned`` (every row from the version of the file whose
+    bytes were hashed) and unchanged (:func:`file_stamp`) since. Other formats are read
+    by name (polars), so nothing ties their rows to the bytes hashed."""
+    if len(source.paths) != 1 or source.kind != "parquet" or len(source.file_sha256) != 1:
+        return None
+    if not source.pinned:
         return None
     sha256, stamp = source.file_sha256[0]
     try:
@@ -1113,6 +1174,17 @@ def _stored_before(store: Any, source: DataSource) -> str | None:
 
 @functools.lru_cache(maxsize=16)
 def _stored_local(path: str, fmt: str, stamp: tuple[int, ...]) -> DataSource:
+    """The stored dataset at ``path`` (the version ``stamp`` names), described. Whoever
+    holds the store may swap its files at any time: a Parquet object is described from
+    its own footer through a checked descriptor (:func:`_parquet_file`), and any other
+    is checked to be a regular file just before polars opens it (a FIFO would block an
+    open forever)."""
+    if fmt == "parquet":
+        file = _parquet_file(path, stamp)
+        empty = pl.from_arrow(file.schema_arrow.empty_table())
+        schema = {k: str(v) for k, v in empty.schema.items()}
+        return DataSource(fmt, file.metadata.num_rows, schema, "", paths=(path,))
+    os.close(_open_regular(path))
     source = DataSource(fmt, 0, {}, "", paths=(path,))
     lazy = source.scan()
     schema = {k: str(v) for k, v in lazy.collect_schema().items()}
@@ -1154,12 +1226,12 @@ def open_stored_dataset(store: Any, object_id: str, fmt: str) -> DataSource:
         ) from None
 
 
-@functools.lru_cache(maxsize=1)
 def _fetched_datasets_folder() -> Path:
     """This user's folder for datasets fetched from a store that is not local, in the
-    temporary folder: used only if it is a real directory of this user's that no one else
-    may write to (anyone can make folders there, and plant files a verifier would read);
-    else a fresh private folder for this process."""
+    temporary folder: used only if it is, at each call, a real directory of this user's
+    that no one else may write to (anyone can make folders there, and plant files a
+    verifier would read, if a cleaner removed it); else a fresh private folder, one for
+    this process."""
     import tempfile
 
     uid = os.getuid() if hasattr(os, "getuid") else None
@@ -1176,6 +1248,13 @@ def _fetched_datasets_folder() -> Path:
         log.warning("not reusing %s (not a private folder of this user's)", folder)
     except OSError as exc:
         log.warning("not reusing %s: %s", folder, exc)
+    return _private_folder()
+
+
+@functools.lru_cache(maxsize=1)
+def _private_folder() -> Path:
+    import tempfile
+
     return Path(tempfile.mkdtemp(prefix="ogkit-datasets-"))
 
 

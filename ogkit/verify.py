@@ -82,7 +82,6 @@ from ogkit.dataset import (
     DatasetCommitment,
     DataSource,
     InputPlan,
-    committed_file,
     open_stored_dataset,
     plan_from_bindings,
     same_plan,
@@ -482,8 +481,8 @@ class _PartitionCheck:
     input_data: InputData | None = None
     bindings: tuple[TensorMeta, ...] = ()
     row_count: int = 0
-    # The stored dataset is the file the requester's data or commitment was read from,
-    # byte for byte, and the manifest's plan is the requester's (checked by the caller)
+    # The stored dataset is the file the requester's commitment was read from, byte for
+    # byte, and the manifest's plan is the requester's (checked by the caller)
     stored_is_requesters: bool = False
 
 
@@ -655,20 +654,17 @@ def _hashed_inputs(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray] | _Outcome:
     """The rows the partition is checked against, their input hashes and the stored
     outputs' hashes: the stored dataset's rows, and the requester's own rows when the
-    verifier has them (then those decide, and the stored rows must equal them, unless the
-    caller found the stored file to be the requester's, byte for byte). Every row whose
-    inputs are not what the records and the requester say is named. An outcome instead
-    when the check stops there (unmatched, or with a finding)."""
+    verifier has them (then those decide, and the stored rows must equal them). Every
+    row whose inputs are not what the records and the requester say is named. An outcome
+    instead when the check stops there (unmatched, or with a finding)."""
     index, expected = check.meta.index, rec.row_index
     n = len(expected)
     requester = check.dataset is not None and check.plan is not None
-    stored = None
-    if not (requester and check.stored_is_requesters):
-        stored, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
-        if stored is None:
-            detail = f"the batch's inputs cannot be read: {why}"
-            out.findings.append(Finding("inputs-unavailable", detail, None, index))
-            return out
+    stored, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
+    if stored is None:
+        detail = f"the batch's inputs cannot be read: {why}"
+        out.findings.append(Finding("inputs-unavailable", detail, None, index))
+        return out
     out.rows = n
     used = stored
     source_note = "the stored dataset"
@@ -699,7 +695,7 @@ def _hashed_inputs(
             return _Outcome([], unmatched=True)
     else:
         _not_committed(out, in_h, requester_hashes, source_note, expected, index)
-    if stored is not None and used is not stored:
+    if used is not stored:
         # The stored rows must be the requester's too: challengers, disputes, audits and
         # reports re-run from them.
         bad_in |= _rows_differ(used, stored, n)
@@ -1087,10 +1083,9 @@ def verify_batch(
         and tiled
     ):
         requester_hashes = commitment.row_hashes
-    if source is not None and plan is not None:
-        origin = committed_file(source, plan)
-    else:
-        origin = commitment.origin if requester_hashes is not None else None
+    # By the commitment's row hashes alone: given the requester's rows, they are read by
+    # name while the partitions are checked, and the stored rows are compared with them.
+    origin = commitment.origin if requester_hashes is not None and source is None else None
     identity = None
     if origin is not None:  # its sha256 pass runs beside the digests' (both free the GIL)
         try:
@@ -1112,14 +1107,6 @@ def verify_batch(
     outcomes, inputs_root = _run_checks(
         batch, checks, payload, dask, progress, requester_hashes, digests
     )
-    if shortcut and source is not None and committed_file(source, plan) != origin:
-        # The partitions read the requester's file as it was hashed, or not at all.
-        findings.append(
-            Finding(
-                "dataset-mismatch",
-                "the requester's dataset changed while the batch was verified; verify again",
-            )
-        )
 
     rows_checked = 0
     max_err = 0.0
@@ -1686,7 +1673,7 @@ def _run_checks(
                     hashes_i, key=key, pure=False,
                 )  # fmt: skip
             data = _read_or_none(batch, i)
-            skip = check.stored_is_requesters and (payload is None or check.dataset is not None)
+            skip = check.stored_is_requesters and payload is None
             inputs = None if skip else _stored_inputs(check, batch.store)[0]
             return dask.submit(
                 check_partition,

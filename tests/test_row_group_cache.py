@@ -12,9 +12,8 @@ from ogkit import dataset as ds
 from ogkit.errors import ConfigError
 
 
-def _stamp(path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_mtime_ns, st.st_size
+def _stamp(path) -> tuple[int, ...]:
+    return ds.file_stamp(os.stat(path))
 
 
 def test_a_new_files_group_lets_go_of_the_last_files(tmp_path) -> None:
@@ -135,7 +134,7 @@ def test_the_first_rows_of_a_large_group_hold_a_fraction_of_it(tmp_path) -> None
 def test_a_group_shorter_than_its_footer_says_is_an_error_not_a_short_read(tmp_path) -> None:
     path = tmp_path / "f.parquet"
     pl.DataFrame({"x": [1.0, 2.0, 3.0]}).write_parquet(path)
-    stream = ds._RowStream(str(path), 0, ("x",), 2)
+    stream = ds._RowStream(str(path), ds.file_stamp(path.stat()), 0, ("x",), 2)
     assert [b.num_rows for b in stream.take(0, 3)] == [2, 1]
     with pytest.raises(ConfigError, match="row group 0 ends at row 3, before the 5 its footer"):
         stream.take(3, 2)

@@ -10,6 +10,7 @@ that shortcut must hold for it to apply, and what it skips must not let a forger
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -29,6 +30,7 @@ from ogkit.dataset import (
     open_source,
     plan_inputs,
 )
+from ogkit.errors import ConfigError
 from ogkit.load import load_model
 from ogkit.samples import make_tabular, sample_data_path, sample_model_path
 from ogkit.verify import Allowlist, VerifyPolicy, _Outcome, _stored_committed, _stored_is
@@ -64,7 +66,8 @@ def test_the_requesters_own_file_is_recognised(batch, full_commitment):
     assert _stored_is(batch, origin)
     source = open_source(sample_data_path("tabular"))
     plan = plan_inputs(source, load_model(sample_model_path("tabular")).inputs)
-    assert committed_file(source, plan) == origin
+    assert committed_file(source, plan) is None  # rows read by name: no tie to the bytes
+    assert committed_file(dataclasses.replace(source, pinned=True), plan) == origin
     # A commitment read from text carries neither row hashes nor a file.
     parsed = DatasetCommitment.parse(str(full_commitment))
     assert parsed == full_commitment and parsed.origin is None and parsed.row_hashes is None
@@ -102,10 +105,17 @@ def test_every_condition_turns_the_shortcut_off(batch, full_commitment, tmp_path
     # A requester's file changed after it was hashed gives no file to compare with.
     mine = tmp_path / "mine.parquet"
     frame.write_parquet(mine)
-    source = open_source(mine)
+    source = dataclasses.replace(open_source(mine), pinned=True)
     plan = plan_inputs(source, load_model(sample_model_path("tabular")).inputs)
+    assert committed_file(source, plan) is not None
     frame.head(10).write_parquet(mine)
     assert committed_file(source, plan) is None
+    with pytest.raises(ConfigError, match="changed while it was read"):
+        source.read(0, 5, ["f0"])  # a pinned read refuses the new version
+    # Only Parquet: other formats are read by name, by polars.
+    frame.write_csv(tmp_path / "mine.csv")
+    csv = commit_dataset(tmp_path / "mine.csv", load_model(sample_model_path("tabular")))
+    assert csv.origin is None and csv.row_hashes is not None
 
 
 @pytest.mark.parametrize("on_dask", [False, True])
@@ -199,8 +209,9 @@ def test_stored_rows_changed_after_the_file_was_checked():
 
 
 def test_verify_by_dataset_with_the_stored_file_of_other_bytes(batch, policy, published):
-    """By the requester's rows: a stored copy of other bytes but the same rows still
-    passes (the rows are compared), one row changed does not."""
+    """By the requester's rows (never the shortcut: they are read by name while the
+    partitions are checked): a stored copy of other bytes but the same rows still passes
+    (the rows are compared), one row changed does not."""
     frame = pl.read_parquet(sample_data_path("tabular"))
     same = _with(batch, input_data={"object": _put_other_bytes(batch, frame)})
     verdict = _verify(same, policy, published, dataset=sample_data_path("tabular"))
@@ -242,7 +253,7 @@ def test_a_fetched_dataset_is_never_one_someone_else_planted(tmp_path, monkeypat
     import os
     import tempfile
 
-    from ogkit.dataset import _fetched_datasets_folder, _local_copy
+    from ogkit.dataset import _local_copy, _private_folder
     from ogkit.store import ContentStore
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -253,12 +264,11 @@ def test_a_fetched_dataset_is_never_one_someone_else_planted(tmp_path, monkeypat
     folder.mkdir(mode=0o777)
     folder.chmod(0o777)  # as another user would leave it
     (folder / f"{object_id}.parquet").write_bytes(b"PAR1 planted rows")
-    _fetched_datasets_folder.cache_clear()
+    _private_folder.cache_clear()
     try:
         path = _local_copy(store, object_id, "parquet")
         assert Path(path).parent != folder and Path(path).read_bytes() == good
         # A private folder with a planted link: the link is replaced, not followed.
-        _fetched_datasets_folder.cache_clear()
         folder.chmod(0o700)
         target = tmp_path / "elsewhere"
         target.write_bytes(b"PAR1 planted rows")
@@ -269,4 +279,4 @@ def test_a_fetched_dataset_is_never_one_someone_else_planted(tmp_path, monkeypat
         assert Path(path).read_bytes() == good and target.read_bytes() == b"PAR1 planted rows"
         assert _local_copy(store, object_id, "parquet") == path  # reused
     finally:
-        _fetched_datasets_folder.cache_clear()
+        _private_folder.cache_clear()
