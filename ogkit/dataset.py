@@ -98,6 +98,16 @@ def _open_regular(path: str) -> int:
     return fd
 
 
+def _sha256_fd(fd: int) -> str:
+    """The sha256 (hex) of what the open descriptor ``fd`` reads from its start."""
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb", closefd=False) as fh:
+        fh.seek(0)
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _parquet_file(path: str, stamp: tuple[int, ...]) -> pq.ParquetFile:
     """``path`` opened as a Parquet file, if it is still the version ``stamp`` names (a
     regular file of that device, inode, size, mtime and ctime), else ConfigError: what
@@ -545,17 +555,14 @@ def _open_files(path: Path) -> DataSource:
             raise ConfigError(f"cannot read dataset {f}: {exc}") from None
         try:
             stamp = file_stamp(os.fstat(fd))
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    digest.update(chunk)
+            sha256 = _sha256_fd(fd)
             same = file_stamp(os.fstat(fd)) == stamp
         finally:
             os.close(fd)
         real = os.path.realpath(f)
         if not same or file_stamp(os.stat(real)) != stamp:
             raise ConfigError(f"dataset {f} changed while it was read; run again")
-        digests.append((real, digest.hexdigest(), stamp))
+        digests.append((real, sha256, stamp))
     fingerprint = _files_fingerprint(
         [(f.name, stamp[1], sha) for f, (_, sha, stamp) in zip(files, digests, strict=True)]
     )
@@ -1059,19 +1066,11 @@ def stored_sha256(store: Any, object_id: str, fmt: str, size: int) -> str | None
     try:
         if store.fs.size(store.object_path(DATASETS, object_id)) != size:
             return None  # nothing fetched, parsed or hashed
-        source = open_stored_dataset(store, object_id, fmt)
-        fd = os.open(source.paths[0], os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = _open_regular(open_stored_dataset(store, object_id, fmt).paths[0])
     except (OgkitError, OSError, ValueError, TypeError):
         return None
-    try:
-        st = os.fstat(fd)  # the file opened, whatever the path names by now
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-            return None
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+    try:  # the file opened, whatever the path names by now
+        return _sha256_fd(fd) if os.fstat(fd).st_size == size else None
     except OSError:
         return None
     finally:

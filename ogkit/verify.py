@@ -529,6 +529,21 @@ def _stored_inputs(
     return inputs, ""
 
 
+def _stored_or_finding(
+    check: _PartitionCheck,
+    out: _Outcome,
+    inputs: dict[str, np.ndarray] | None,
+    store: ContentStore | None,
+) -> dict[str, np.ndarray] | None:
+    """The partition's stored rows (``inputs`` when the caller read them), or None with
+    an ``inputs-unavailable`` finding."""
+    stored, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
+    if stored is None:
+        detail = f"the batch's inputs cannot be read: {why}"
+        out.findings.append(Finding("inputs-unavailable", detail, None, check.meta.index))
+    return stored
+
+
 def _not_committed(
     out: _Outcome,
     in_h: np.ndarray,
@@ -660,10 +675,8 @@ def _hashed_inputs(
     index, expected = check.meta.index, rec.row_index
     n = len(expected)
     requester = check.dataset is not None and check.plan is not None
-    stored, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
+    stored = _stored_or_finding(check, out, inputs, store)
     if stored is None:
-        detail = f"the batch's inputs cannot be read: {why}"
-        out.findings.append(Finding("inputs-unavailable", detail, None, index))
         return out
     out.rows = n
     used = stored
@@ -778,16 +791,8 @@ def check_partition(
             return _Outcome([], unmatched=True)
         used = None
         if rerun:
-            used, why = (inputs, "") if inputs is not None else _stored_inputs(check, store)
+            used = _stored_or_finding(check, out, inputs, store)
             if used is None:
-                out.findings.append(
-                    Finding(
-                        "inputs-unavailable",
-                        f"the batch's inputs cannot be read: {why}",
-                        None,
-                        index,
-                    )
-                )
                 return out
             _stored_committed(out, used, in_h, expected, index)
         out.rows = n
@@ -1086,24 +1091,15 @@ def verify_batch(
     # By the commitment's row hashes alone: given the requester's rows, they are read by
     # name while the partitions are checked, and the stored rows are compared with them.
     origin = commitment.origin if requester_hashes is not None and source is None else None
-    identity = None
-    if origin is not None:  # its sha256 pass runs beside the digests' (both free the GIL)
-        try:
-            pool = ThreadPoolExecutor(1, thread_name_prefix="ogkit-verify-dataset")
-            identity = pool.submit(_stored_is, batch, origin)
-            pool.shutdown(wait=False)
-        except RuntimeError:  # no thread to be had: the stored rows are read instead
-            identity = None
     digests = None
-    if dask is not None and requester_hashes is not None:
-        digests = [_digest(requester_hashes, c.meta) for c in checks]
-    shortcut = False
-    if identity is not None:
-        if identity.exception() is not None:
-            log.debug("the stored dataset is read row by row: %r", identity.exception())
-        shortcut = identity.exception() is None and identity.result()
-    if shortcut:
-        checks = [replace(c, stored_is_requesters=True) for c in checks]
+    # The stored file's sha256 runs on a thread beside the digests of the requester's
+    # hashes (both free the GIL).
+    with ThreadPoolExecutor(1, thread_name_prefix="ogkit-verify-dataset") as pool:
+        same = pool.submit(_stored_is, batch, origin) if origin is not None else None
+        if dask is not None and requester_hashes is not None:
+            digests = [_digest(requester_hashes, c.meta) for c in checks]
+        if same is not None and same.result():
+            checks = [replace(c, stored_is_requesters=True) for c in checks]
     outcomes, inputs_root = _run_checks(
         batch, checks, payload, dask, progress, requester_hashes, digests
     )
@@ -1489,9 +1485,10 @@ def _stored_is(batch: AttestedBatch, origin: CommittedFile) -> bool:
     try:
         if not same_plan(plan_from_bindings(m.inputs), origin.plan):
             return False
-    except OgkitError:
+        return stored_sha256(batch.store, d.object, d.format, origin.size) == origin.sha256
+    except Exception as exc:  # never a traceback for what a node stored: read the rows
+        log.debug("the stored dataset is read row by row: %r", exc)
         return False
-    return stored_sha256(batch.store, d.object, d.format, origin.size) == origin.sha256
 
 
 def _open_dataset(

@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from helpers import rewrite_records
-from test_stored_inputs import _put_frame, _with
+from test_stored_inputs import _put_frame, _run_with_row_1234_changed, _with
 
 from ogkit.dataset import (
     CommittedFile,
@@ -150,16 +150,7 @@ def test_the_node_recommits_to_its_own_records_under_the_requesters_file(
     """The stored file is the requester's, but the node ran other rows and wrote their
     hashes, consistent leaves, roots and a re-signed claim: the records' input hashes are
     not the requester's, whatever else agrees."""
-    from ogkit.infer import run_verified_inference
-
-    frame = pl.read_parquet(sample_data_path("tabular"))
-    swapped = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 1234).then(pl.col("f3") + 1).otherwise(pl.col("f3"))
-    )
-    other = run_verified_inference(
-        "tab", swapped, attester=enclave, requester=batch.manifest.requester, hub=published,
-        store=batch.store, partition_rows=500, job="swap", progress=False,
-    )  # fmt: skip
+    other = _run_with_row_1234_changed(batch, enclave, published)
     forged = _with(
         other,
         enclave,

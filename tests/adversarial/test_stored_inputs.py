@@ -160,6 +160,21 @@ def test_dataset_rows_differ_and_the_node_recommits(batch, policy, published, en
     assert alone.reasons() == {"inputs-unbound": 1}
 
 
+def _run_with_row_1234_changed(batch, enclave, published) -> AttestedBatch:
+    """An honest run, into the batch's store under the job ``swap``, of the requester's
+    rows with row 1234 changed (``f3`` + 1): every hash consistent with its own rows."""
+    from ogkit.infer import run_verified_inference
+
+    frame = pl.read_parquet(sample_data_path("tabular"))
+    swapped = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 1234).then(pl.col("f3") + 1).otherwise(pl.col("f3"))
+    )
+    return run_verified_inference(
+        "tab", swapped, attester=enclave, requester=batch.manifest.requester, hub=published,
+        store=batch.store, partition_rows=500, job="swap", progress=False,
+    )  # fmt: skip
+
+
 def test_one_row_swapped_under_the_requesters_root(
     batch, policy, published, enclave, commitment, dask_client
 ):
@@ -167,16 +182,7 @@ def test_one_row_swapped_under_the_requesters_root(
     every hash it writes consistent with every other and names the requester's input
     root as its dataset id, re-signed: only the requester's commitment names the row
     (by its own row hash when it has them, else by the input root rebuilt)."""
-    from ogkit.infer import run_verified_inference
-
-    frame = pl.read_parquet(sample_data_path("tabular"))
-    swapped = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 1234).then(pl.col("f3") + 1).otherwise(pl.col("f3"))
-    )
-    other = run_verified_inference(
-        "tab", swapped, attester=enclave, requester=batch.manifest.requester, hub=published,
-        store=batch.store, partition_rows=500, job="swap", progress=False,
-    )  # fmt: skip
+    other = _run_with_row_1234_changed(batch, enclave, published)
     assert other.manifest.dataset_id != batch.manifest.dataset_id
     # (another job name: resealed under the requester's root, the default job's batch id
     # would be the honest batch's, and its records would overwrite the honest records)
